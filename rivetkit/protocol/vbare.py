@@ -17,6 +17,8 @@ T = TypeVar("T")
 #: A reader decodes the body of one version; it gets the whole input and the body's offset.
 Reader = Callable[[bytes, int], Any]
 Upgrade = Callable[[Any], Any]
+#: A codec twin's ``compile_plan``: (plan, error_code) -> Codec.
+CompilePlan = Callable[[Any, str], Codec]
 
 
 def version_prefix(version: int) -> bytes:

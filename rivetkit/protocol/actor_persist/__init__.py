@@ -1,5 +1,8 @@
 """actor-persist: the bytes RivetKit stores for an actor, versions 1 to 4.
 
+:func:`build` makes the handlers over a given codec twin (used to check both twins in one
+process); the module-level names are built over the selected twin.
+
 Each top-level type is a :class:`~rivetkit.protocol.vbare.Versioned` handler: ``decode``
 reads any supported version and upgrades it; ``encode`` writes v4 with its ``04 00`` prefix.
 
@@ -16,7 +19,7 @@ handler             versions   KV key
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from rivetkit.errors import ProtocolError
 from rivetkit.protocol.actor_persist import v1, v2, v3, v4
@@ -28,9 +31,10 @@ from rivetkit.protocol.actor_persist.v4 import (
     ScheduleEvent,
     Subscription,
 )
-from rivetkit.protocol.bare import codec_for
-from rivetkit.protocol.schema import I64
-from rivetkit.protocol.vbare import Versioned
+from rivetkit.protocol.bare import Codec
+from rivetkit.protocol.bare import compile_plan as default_compile_plan
+from rivetkit.protocol.schema import I64, plan_of
+from rivetkit.protocol.vbare import CompilePlan, Versioned
 
 __all__ = [
     "ACTOR",
@@ -42,21 +46,17 @@ __all__ = [
     "QUEUE_METADATA",
     "Actor",
     "Conn",
+    "Handlers",
     "QueueMessage",
     "QueueMetadata",
     "ScheduleEvent",
     "Subscription",
+    "build",
 ]
 
 CURRENT_VERSION = 4
 ERROR_CODE = "invalid_persisted_data"
 _I64_MAX = (1 << 63) - 1
-
-_actor_v1 = codec_for(v1.PersistedActor, ERROR_CODE)
-_actor_v2 = codec_for(v2.PersistedActor, ERROR_CODE)
-_actor_v3 = codec_for(v3.Actor, ERROR_CODE)
-_actor_legacy_v4 = codec_for(v4.LegacyActor, ERROR_CODE)
-
 
 def _actor_v1_to_v2(old: v1.PersistedActor) -> v2.PersistedActor:
     return v2.PersistedActor(
@@ -99,79 +99,85 @@ def _identity(value: Any) -> Any:
     return value
 
 
-def _read_actor_v4(data: bytes, offset: int) -> Actor:
-    # Canonical v4 first. Strict decoding accepts exactly the bytes that re-encode
-    # identically, which is RivetKit's test for the canonical shape; otherwise fall back to
-    # the legacy shape whose schedule args were plain data.
-    try:
-        actor: Actor = _actor_v3.decode(data, offset)
-        return actor
-    except ProtocolError as canonical_error:
+class Handlers(NamedTuple):
+    """The versioned handlers of actor-persist, built over one codec engine."""
+
+    actor: Versioned[Actor]
+    conn: Versioned[Conn]
+    queue_metadata: Versioned[QueueMetadata]
+    queue_message: Versioned[QueueMessage]
+    last_pushed_alarm: Versioned[int | None]
+
+
+def build(compile_plan: CompilePlan = default_compile_plan) -> Handlers:
+    """Build the handlers over ``compile_plan`` (the selected twin unless one is given)."""
+
+    def codec(tp: Any) -> Codec:
+        return compile_plan(plan_of(tp), ERROR_CODE)
+
+    actor_v3 = codec(v3.Actor)
+    actor_legacy_v4 = codec(v4.LegacyActor)
+
+    def read_actor_v4(data: bytes, offset: int) -> Actor:
+        # Canonical v4 first. Strict decoding accepts exactly the bytes that re-encode
+        # identically, which is RivetKit's test for the canonical shape; otherwise fall back
+        # to the legacy shape whose schedule args were plain data.
         try:
-            legacy: v4.LegacyActor = _actor_legacy_v4.decode(data, offset)
-        except ProtocolError:
-            raise canonical_error from None
-    return Actor(
-        input=legacy.input,
-        has_initialized=legacy.has_initialized,
-        state=legacy.state,
-        scheduled_events=[
-            ScheduleEvent(e.event_id, e.timestamp, e.action, e.args or None)
-            for e in legacy.scheduled_events
-        ],
+            actor: Actor = actor_v3.decode(data, offset)
+            return actor
+        except ProtocolError as canonical_error:
+            try:
+                legacy: v4.LegacyActor = actor_legacy_v4.decode(data, offset)
+            except ProtocolError:
+                raise canonical_error from None
+        return Actor(
+            input=legacy.input,
+            has_initialized=legacy.has_initialized,
+            state=legacy.state,
+            scheduled_events=[
+                ScheduleEvent(e.event_id, e.timestamp, e.action, e.args or None)
+                for e in legacy.scheduled_events
+            ],
+        )
+
+    def single(name: str, tp: Any, version: int = CURRENT_VERSION) -> Versioned[Any]:
+        only = codec(tp)
+        return Versioned(
+            name, only, version, {version: only.decode}, {}, error_code=ERROR_CODE
+        )
+
+    conn = codec(Conn)
+    return Handlers(
+        actor=Versioned(
+            "Actor",
+            actor_v3,
+            CURRENT_VERSION,
+            readers={
+                1: codec(v1.PersistedActor).decode,
+                2: codec(v2.PersistedActor).decode,
+                3: actor_v3.decode,
+                4: read_actor_v4,
+            },
+            upgrades={1: _actor_v1_to_v2, 2: _actor_v2_to_v3, 3: _identity},
+            error_code=ERROR_CODE,
+        ),
+        conn=Versioned(
+            "Conn",
+            conn,
+            CURRENT_VERSION,
+            readers={3: conn.decode, 4: conn.decode},
+            upgrades={3: _identity},
+            error_code=ERROR_CODE,
+        ),
+        queue_metadata=single("QueueMetadata", QueueMetadata),
+        queue_message=single("QueueMessage", QueueMessage),
+        last_pushed_alarm=single("LastPushedAlarm", I64 | None, version=1),
     )
 
 
-ACTOR: Versioned[Actor] = Versioned(
-    "Actor",
-    _actor_v3,
-    CURRENT_VERSION,
-    readers={
-        1: _actor_v1.decode,
-        2: _actor_v2.decode,
-        3: _actor_v3.decode,
-        4: _read_actor_v4,
-    },
-    upgrades={1: _actor_v1_to_v2, 2: _actor_v2_to_v3, 3: _identity},
-    error_code=ERROR_CODE,
-)
-
-_conn = codec_for(Conn, ERROR_CODE)
-CONN: Versioned[Conn] = Versioned(
-    "Conn",
-    _conn,
-    CURRENT_VERSION,
-    readers={3: _conn.decode, 4: _conn.decode},
-    upgrades={3: _identity},
-    error_code=ERROR_CODE,
-)
-
-_queue_metadata = codec_for(QueueMetadata, ERROR_CODE)
-QUEUE_METADATA: Versioned[QueueMetadata] = Versioned(
-    "QueueMetadata",
-    _queue_metadata,
-    CURRENT_VERSION,
-    readers={4: _queue_metadata.decode},
-    upgrades={},
-    error_code=ERROR_CODE,
-)
-
-_queue_message = codec_for(QueueMessage, ERROR_CODE)
-QUEUE_MESSAGE: Versioned[QueueMessage] = Versioned(
-    "QueueMessage",
-    _queue_message,
-    CURRENT_VERSION,
-    readers={4: _queue_message.decode},
-    upgrades={},
-    error_code=ERROR_CODE,
-)
-
-_last_pushed_alarm = codec_for(I64 | None, ERROR_CODE)
-LAST_PUSHED_ALARM: Versioned[int | None] = Versioned(
-    "LastPushedAlarm",
-    _last_pushed_alarm,
-    1,
-    readers={1: _last_pushed_alarm.decode},
-    upgrades={},
-    error_code=ERROR_CODE,
-)
+_default = build()
+ACTOR: Versioned[Actor] = _default.actor
+CONN: Versioned[Conn] = _default.conn
+QUEUE_METADATA: Versioned[QueueMetadata] = _default.queue_metadata
+QUEUE_MESSAGE: Versioned[QueueMessage] = _default.queue_message
+LAST_PUSHED_ALARM: Versioned[int | None] = _default.last_pushed_alarm

@@ -1,0 +1,17 @@
+"""rivetkit for Python: stateful actors compatible with RivetKit, byte for byte.
+
+``SPEEDUPS`` is True when the compiled (Cython) twins of the hot paths are active, False when
+the pure-Python twins are (``RIVETKIT_PURE=1``, or no compiled build available).
+"""
+
+from __future__ import annotations
+
+from rivetkit._twins import speedups_active as _speedups_active
+from rivetkit._version import __version__
+from rivetkit.errors import ProtocolError, RivetError
+from rivetkit.protocol import bare as _bare  # noqa: F401 - selects the codec twin
+
+#: True when the compiled twins of the hot paths are in use.
+SPEEDUPS: bool = _speedups_active()
+
+__all__ = ["SPEEDUPS", "ProtocolError", "RivetError", "__version__"]
