@@ -20,7 +20,7 @@ compiled: dict[str, bool] = {}
 
 
 def load(compiled_name: str, pure_name: str) -> ModuleType:
-    """Import and return the twin to use: ``rivetkit._speedups.<compiled_name>`` or ``pure_name``."""
+    """Return the twin to use: ``rivetkit._speedups.<compiled_name>`` or ``pure_name``."""
     if not PURE_FORCED:
         try:
             module = importlib.import_module(f"rivetkit._speedups.{compiled_name}")

@@ -554,7 +554,14 @@ cdef class Codec:
         self._size_hint = 64
 
     def encode(self, value, bytes prefix=b""):
-        """Encode ``value``, after ``prefix`` (e.g. a vbare version); raise EncodeError on misfit."""
+        """Encode ``value`` after ``prefix`` (e.g. a vbare version); EncodeError on a misfit."""
+        return self._encode_with(value, prefix)
+
+    def decode(self, data, Py_ssize_t offset=0):
+        """Decode the whole of ``data[offset:]``; raise ProtocolError on any bad input."""
+        return self._decode_at(data, offset)
+
+    cdef bytes _encode_with(self, object value, bytes prefix):
         cdef _Out out
         out.capacity = self._size_hint
         out.length = 0
@@ -573,8 +580,7 @@ cdef class Codec:
         finally:
             PyMem_Free(out.buf)
 
-    def decode(self, data, Py_ssize_t offset=0):
-        """Decode the whole of ``data[offset:]``; raise ProtocolError on any bad input."""
+    cdef object _decode_at(self, object data, Py_ssize_t offset):
         cdef _In src
         if not PyBytes_CheckExact(data):
             data = bytes(data)
@@ -596,6 +602,83 @@ cdef class Codec:
                 f"{src.end - src.pos} trailing bytes after the value", code=self.error_code
             )
         return value
+
+
+cdef class Versioned:
+    """vbare: a 2-byte little-endian version, then the BARE body of that version.
+
+    ``readers`` maps each readable version to its :class:`Codec` (or a custom reader);
+    ``fallbacks`` optionally maps a version to a second reader tried when its codec rejects
+    the bytes; ``upgrades[v]`` turns a version ``v`` value into a version ``v + 1`` value.
+    :meth:`decode` reads any supported version and upgrades step by step; :meth:`encode`
+    always writes ``latest_version`` with ``latest``.
+    """
+
+    cdef readonly str name
+    cdef readonly Codec latest
+    cdef readonly int latest_version
+    cdef readonly dict readers
+    cdef readonly dict upgrades
+    cdef readonly dict fallbacks
+    cdef readonly str error_code
+    cdef bytes _prefix
+
+    def __init__(self, name, Codec latest, int latest_version, readers, upgrades, *,
+                 error_code, fallbacks=None):
+        self.name = name
+        self.latest = latest
+        self.latest_version = latest_version
+        self.readers = dict(readers)
+        self.upgrades = dict(upgrades)
+        self.fallbacks = dict(fallbacks or {})
+        self.error_code = error_code
+        self._prefix = latest_version.to_bytes(2, "little")
+        for version in self.readers:
+            for step in range(version, latest_version):
+                if step not in self.upgrades:
+                    raise ValueError(f"{name}: no upgrade from v{step} to v{step + 1}")
+
+    def __class_getitem__(cls, item):
+        return cls
+
+    def encode(self, value):
+        """Write ``value`` at the latest version, with its prefix."""
+        return self.latest._encode_with(value, self._prefix)
+
+    def decode(self, data):
+        """Read any supported version and upgrade it to the latest."""
+        version, value = self.decode_raw(data)
+        while version < self.latest_version:
+            value = self.upgrades[version](value)
+            version += 1
+        return value
+
+    def decode_raw(self, data):
+        """Read the value at the version the bytes carry, without upgrading it."""
+        cdef int version
+        cdef PyObject* found
+        if len(data) < 2:
+            raise ProtocolError(
+                "input is shorter than its 2-byte version prefix", code=self.error_code
+            )
+        version = data[0] | (data[1] << 8)
+        found = PyDict_GetItem(self.readers, version)
+        if found == NULL:
+            supported = ", ".join(str(v) for v in sorted(self.readers))
+            raise ProtocolError(
+                f"{self.name}: unsupported version {version} (supported: {supported})",
+                code=self.error_code,
+            )
+        reader = <object>found
+        if type(reader) is not Codec:
+            return version, reader(data, 2)
+        try:
+            return version, (<Codec>reader)._decode_at(data, 2)
+        except ProtocolError as exc:
+            fallback = self.fallbacks.get(version)
+            if fallback is None:
+                raise
+            return version, fallback(data, 2, exc)
 
 
 def compile_plan(plan, error_code="invalid_data"):

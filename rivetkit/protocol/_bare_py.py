@@ -10,12 +10,13 @@ input raises :class:`~rivetkit.errors.ProtocolError` carrying the codec's error 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar, Union
 
 from rivetkit.errors import EncodeError, ProtocolError
 from rivetkit.protocol import plan as P
 
+T = TypeVar("T")
 Encoder = Callable[[Any, bytearray], None]
 Decoder = Callable[[bytes, int], tuple[Any, int]]
 
@@ -72,14 +73,14 @@ def _read_uint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def _check_int(value: Any, low: int, high: int, what: str) -> int:
-    if type(value) is not int and not isinstance(value, int) or isinstance(value, bool):
+    if (type(value) is not int and not isinstance(value, int)) or isinstance(value, bool):
         raise EncodeError(f"{what} expects an int, got {type(value).__name__}")
     if not low <= value <= high:
         raise EncodeError(f"{what} value {value} is out of range [{low}, {high}]")
     return int(value)
 
 
-def _build(node: P.Node) -> tuple[Encoder, Decoder]:  # noqa: C901 - one branch per kind
+def _build(node: P.Node) -> tuple[Encoder, Decoder]:
     kind, a, b = node
 
     if kind == P.UINT:
@@ -241,7 +242,7 @@ def _build(node: P.Node) -> tuple[Encoder, Decoder]:  # noqa: C901 - one branch 
         def dec(data: bytes, pos: int) -> tuple[Any, int]:
             count, pos = _read_uint(data, pos)
             _check_count(count, item_min, len(data) - pos)
-            items = []
+            items: list[Any] = []
             append = items.append
             for _ in range(count):
                 item, pos = item_dec(data, pos)
@@ -277,7 +278,7 @@ def _build(node: P.Node) -> tuple[Encoder, Decoder]:  # noqa: C901 - one branch 
         return enc, dec
 
     if kind == P.STRUCT:
-        cls: type = a
+        cls: type[tuple[Any, ...]] = a
         fields = [_build(field) for _, field in b]
         encoders = [e for e, _ in fields]
         decoders = [d for _, d in fields]
@@ -376,7 +377,7 @@ class Codec:
         self._enc, self._dec = _build(plan)
 
     def encode(self, value: Any, prefix: bytes = b"") -> bytes:
-        """Encode ``value``, after ``prefix`` (e.g. a vbare version); raise EncodeError on misfit."""
+        """Encode ``value`` after ``prefix`` (e.g. a vbare version); EncodeError on a misfit."""
         out = bytearray(prefix)
         try:
             self._enc(value, out)
@@ -395,7 +396,9 @@ class Codec:
         except (IndexError, struct.error):
             raise ProtocolError("input ends too early", code=self.error_code) from None
         except UnicodeDecodeError as exc:
-            raise ProtocolError(f"invalid UTF-8 in str: {exc.reason}", code=self.error_code) from None
+            raise ProtocolError(
+                f"invalid UTF-8 in str: {exc.reason}", code=self.error_code
+            ) from None
         if pos != len(data):
             raise ProtocolError(
                 f"{len(data) - pos} trailing bytes after the value", code=self.error_code
@@ -406,3 +409,92 @@ class Codec:
 def compile_plan(plan: P.Node, error_code: str = "invalid_data") -> Codec:
     """Return a :class:`Codec` for ``plan``."""
     return Codec(plan, error_code)
+
+
+#: A custom reader of one version's body: ``(data, offset) -> value``.
+Reader = Callable[[bytes, int], Any]
+#: Tried when a version's codec rejects the bytes: ``(data, offset, error) -> value``.
+Fallback = Callable[[bytes, int, ProtocolError], Any]
+Upgrade = Callable[[Any], Any]
+
+
+class Versioned(Generic[T]):
+    """vbare: a 2-byte little-endian version, then the BARE body of that version.
+
+    ``readers`` maps each readable version to its :class:`Codec` (or a custom reader);
+    ``fallbacks`` optionally maps a version to a second reader tried when its codec rejects
+    the bytes; ``upgrades[v]`` turns a version ``v`` value into a version ``v + 1`` value.
+    :meth:`decode` reads any supported version and upgrades step by step; :meth:`encode`
+    always writes ``latest_version`` with ``latest``.
+    """
+
+    __slots__ = (
+        "_prefix",
+        "error_code",
+        "fallbacks",
+        "latest",
+        "latest_version",
+        "name",
+        "readers",
+        "upgrades",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        latest: Codec,
+        latest_version: int,
+        readers: Mapping[int, Union[Codec, Reader]],  # noqa: UP007 - also read by Cython
+        upgrades: Mapping[int, Upgrade],
+        *,
+        error_code: str,
+        fallbacks: Mapping[int, Fallback] | None = None,
+    ) -> None:
+        self.name = name
+        self.latest = latest
+        self.latest_version = latest_version
+        self.readers = dict(readers)
+        self.upgrades = dict(upgrades)
+        self.fallbacks = dict(fallbacks or {})
+        self.error_code = error_code
+        self._prefix = latest_version.to_bytes(2, "little")
+        for version in self.readers:
+            for step in range(version, latest_version):
+                if step not in self.upgrades:
+                    raise ValueError(f"{name}: no upgrade from v{step} to v{step + 1}")
+
+    def encode(self, value: T) -> bytes:
+        """Write ``value`` at the latest version, with its prefix."""
+        return self.latest.encode(value, self._prefix)
+
+    def decode(self, data: bytes) -> T:
+        """Read any supported version and upgrade it to the latest."""
+        version, value = self.decode_raw(data)
+        while version < self.latest_version:
+            value = self.upgrades[version](value)
+            version += 1
+        return value  # type: ignore[no-any-return]
+
+    def decode_raw(self, data: bytes) -> tuple[int, Any]:
+        """Read the value at the version the bytes carry, without upgrading it."""
+        if len(data) < 2:
+            raise ProtocolError(
+                "input is shorter than its 2-byte version prefix", code=self.error_code
+            )
+        version = data[0] | (data[1] << 8)
+        reader = self.readers.get(version)
+        if reader is None:
+            supported = ", ".join(str(v) for v in sorted(self.readers))
+            raise ProtocolError(
+                f"{self.name}: unsupported version {version} (supported: {supported})",
+                code=self.error_code,
+            )
+        if not isinstance(reader, Codec):
+            return version, reader(data, 2)
+        try:
+            return version, reader.decode(data, 2)
+        except ProtocolError as exc:
+            fallback = self.fallbacks.get(version)
+            if fallback is None:
+                raise
+            return version, fallback(data, 2, exc)

@@ -40,7 +40,7 @@ class Wire:
         return f"Wire({self.kind}, {self.width})"
 
 
-def Fixed(width: int) -> Wire:  # noqa: N802 - reads like a type in annotations
+def Fixed(width: int) -> Wire:
     """Marker for ``data[width]``."""
     return Wire(P.FIXED, width)
 
@@ -63,6 +63,24 @@ F32 = Annotated[float, Wire(P.F32)]
 F64 = Annotated[float, Wire(P.F64)]
 
 _plans: dict[Any, P.Node] = {}
+_list_aliases: set[type] = set()
+RecordT = typing.TypeVar("RecordT", bound=type)
+
+
+def list_alias(cls: RecordT) -> RecordT:
+    """Mark a one-field record that stands for a schema alias of a list.
+
+    A union member such as ``type ToRivetEvents list<EventWrapper>`` is declared as a record
+    with one list field; its bytes are the list's. The mark only tells value converters (the
+    vectors' conventions) to show it as the bare list.
+    """
+    _list_aliases.add(cls)
+    return cls
+
+
+def is_list_alias(cls: type) -> bool:
+    """True for a record marked with :func:`list_alias`."""
+    return cls in _list_aliases
 
 
 def is_record(tp: Any) -> bool:
@@ -98,8 +116,8 @@ def _plan(tp: Any) -> P.Node:
         if wire.kind == P.FIXED:
             return (P.FIXED, wire.width, None)
         if wire.kind == P.UNION:
-            members = typing.get_args(base) or (base,)
-            return (P.UNION, tuple((m, plan_of(m)) for m in members), None)
+            options = typing.get_args(base) or (base,)
+            return (P.UNION, tuple((m, plan_of(m)) for m in options), None)
         return (wire.kind, None, None)
     if origin in (typing.Union, types.UnionType):
         members = [a for a in args if a is not type(None)]

@@ -58,6 +58,7 @@ CURRENT_VERSION = 4
 ERROR_CODE = "invalid_persisted_data"
 _I64_MAX = (1 << 63) - 1
 
+
 def _actor_v1_to_v2(old: v1.PersistedActor) -> v2.PersistedActor:
     return v2.PersistedActor(
         input=old.input,
@@ -118,18 +119,14 @@ def build(compile_plan: CompilePlan = default_compile_plan) -> Handlers:
     actor_v3 = codec(v3.Actor)
     actor_legacy_v4 = codec(v4.LegacyActor)
 
-    def read_actor_v4(data: bytes, offset: int) -> Actor:
-        # Canonical v4 first. Strict decoding accepts exactly the bytes that re-encode
-        # identically, which is RivetKit's test for the canonical shape; otherwise fall back
-        # to the legacy shape whose schedule args were plain data.
+    def read_legacy_v4(data: bytes, offset: int, canonical_error: ProtocolError) -> Actor:
+        # Canonical v4 is tried first. Strict decoding accepts exactly the bytes that
+        # re-encode identically, which is RivetKit's test for the canonical shape; what it
+        # rejects may come from a short-lived writer that stored schedule args as plain data.
         try:
-            actor: Actor = actor_v3.decode(data, offset)
-            return actor
-        except ProtocolError as canonical_error:
-            try:
-                legacy: v4.LegacyActor = actor_legacy_v4.decode(data, offset)
-            except ProtocolError:
-                raise canonical_error from None
+            legacy: v4.LegacyActor = actor_legacy_v4.decode(data, offset)
+        except ProtocolError:
+            raise canonical_error from None
         return Actor(
             input=legacy.input,
             has_initialized=legacy.has_initialized,
@@ -142,9 +139,7 @@ def build(compile_plan: CompilePlan = default_compile_plan) -> Handlers:
 
     def single(name: str, tp: Any, version: int = CURRENT_VERSION) -> Versioned[Any]:
         only = codec(tp)
-        return Versioned(
-            name, only, version, {version: only.decode}, {}, error_code=ERROR_CODE
-        )
+        return Versioned(name, only, version, {version: only}, {}, error_code=ERROR_CODE)
 
     conn = codec(Conn)
     return Handlers(
@@ -153,19 +148,20 @@ def build(compile_plan: CompilePlan = default_compile_plan) -> Handlers:
             actor_v3,
             CURRENT_VERSION,
             readers={
-                1: codec(v1.PersistedActor).decode,
-                2: codec(v2.PersistedActor).decode,
-                3: actor_v3.decode,
-                4: read_actor_v4,
+                1: codec(v1.PersistedActor),
+                2: codec(v2.PersistedActor),
+                3: actor_v3,
+                4: actor_v3,
             },
             upgrades={1: _actor_v1_to_v2, 2: _actor_v2_to_v3, 3: _identity},
             error_code=ERROR_CODE,
+            fallbacks={4: read_legacy_v4},
         ),
         conn=Versioned(
             "Conn",
             conn,
             CURRENT_VERSION,
-            readers={3: conn.decode, 4: conn.decode},
+            readers={3: conn, 4: conn},
             upgrades={3: _identity},
             error_code=ERROR_CODE,
         ),
