@@ -39,9 +39,7 @@ class ProtocolError(RivetError):
     ``code`` names what was being decoded, e.g. ``invalid_persisted_data``.
     """
 
-    def __init__(
-        self, message: str, *, code: str = "invalid_data", metadata: Any = None
-    ) -> None:
+    def __init__(self, message: str, *, code: str = "invalid_data", metadata: Any = None) -> None:
         super().__init__("protocol", code, message, metadata=metadata)
 
 

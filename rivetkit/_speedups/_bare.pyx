@@ -12,11 +12,12 @@ from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject, PyTypeObject
-from cpython.ref cimport Py_INCREF
+from cpython.ref cimport Py_INCREF, Py_XDECREF
+from cpython.unicode cimport PyUnicode_DATA, PyUnicode_GET_LENGTH
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_SET_ITEM
 from libc.math cimport isinf
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 
 from rivetkit.errors import EncodeError, ProtocolError
 from rivetkit.protocol import plan as _P
@@ -151,10 +152,15 @@ cdef _Node _build(tuple plan):
 # ---------------------------------------------------------------------------------------------
 # Encoding
 
+cdef enum:
+    STACK_BUFFER = 512
+
+
 cdef struct _Out:
     char* buf
     Py_ssize_t length
     Py_ssize_t capacity
+    int on_heap
 
 
 cdef int _reserve(_Out* out, Py_ssize_t extra) except -1:
@@ -166,9 +172,16 @@ cdef int _reserve(_Out* out, Py_ssize_t extra) except -1:
     capacity = out.capacity * 2
     if capacity < needed:
         capacity = needed + 64
-    grown = <char*>PyMem_Realloc(out.buf, capacity)
-    if grown == NULL:
-        raise MemoryError()
+    if out.on_heap:
+        grown = <char*>PyMem_Realloc(out.buf, capacity)
+        if grown == NULL:
+            raise MemoryError()
+    else:
+        grown = <char*>PyMem_Malloc(capacity)
+        if grown == NULL:
+            raise MemoryError()
+        memcpy(grown, out.buf, out.length)
+        out.on_heap = 1
     out.buf = grown
     out.capacity = capacity
     return 0
@@ -366,6 +379,44 @@ cdef struct _In:
     Py_ssize_t end
 
 
+cdef enum:
+    STR_CACHE_SIZE = 1024  # a power of two
+    STR_CACHE_MAX_LEN = 32
+
+# Short ASCII strings repeat a lot on the wire (action, event and header names): a small
+# direct-mapped cache hands out the same str object instead of decoding it again.
+cdef PyObject* _str_cache[STR_CACHE_SIZE]
+
+
+cdef object _decode_str(const char* data, Py_ssize_t size):
+    cdef uint32_t digest = 2166136261u
+    cdef uint8_t seen = 0
+    cdef uint8_t byte
+    cdef Py_ssize_t i
+    cdef PyObject* cached
+    if size > STR_CACHE_MAX_LEN or size == 0:
+        return PyUnicode_DecodeUTF8(data, size, NULL)
+    for i in range(size):
+        byte = <uint8_t>data[i]
+        seen |= byte
+        digest = (digest ^ byte) * 16777619u
+    if seen & 0x80:
+        return PyUnicode_DecodeUTF8(data, size, NULL)
+    i = digest & (STR_CACHE_SIZE - 1)
+    cached = _str_cache[i]
+    if (
+        cached != NULL
+        and PyUnicode_GET_LENGTH(<object>cached) == size
+        and memcmp(PyUnicode_DATA(<object>cached), data, size) == 0
+    ):
+        return <object>cached
+    result = PyUnicode_DecodeUTF8(data, size, NULL)
+    Py_INCREF(result)
+    Py_XDECREF(cached)
+    _str_cache[i] = <PyObject*>result
+    return result
+
+
 cdef int _short() except -1:
     raise _Bad("input ends too early")
 
@@ -437,7 +488,7 @@ cdef object _decode(_Node node, _In* src):
 
     if kind == K_STR:
         size = _get_length(src, "str")
-        result = PyUnicode_DecodeUTF8(<const char*>src.data + src.pos, size, NULL)
+        result = _decode_str(<const char*>src.data + src.pos, size)
         src.pos += size
         return result
     if kind == K_STRUCT:
@@ -562,12 +613,19 @@ cdef class Codec:
         return self._decode_at(data, offset)
 
     cdef bytes _encode_with(self, object value, bytes prefix):
+        # Small values are written into a stack buffer; _reserve moves to the heap on growth.
+        cdef char stack[STACK_BUFFER]
         cdef _Out out
-        out.capacity = self._size_hint
+        out.buf = stack
+        out.capacity = STACK_BUFFER
         out.length = 0
-        out.buf = <char*>PyMem_Malloc(out.capacity)
-        if out.buf == NULL:
-            raise MemoryError()
+        out.on_heap = 0
+        if self._size_hint > STACK_BUFFER:
+            out.buf = <char*>PyMem_Malloc(self._size_hint)
+            if out.buf == NULL:
+                raise MemoryError()
+            out.capacity = self._size_hint
+            out.on_heap = 1
         try:
             _put_bytes(&out, PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix))
             try:
@@ -578,7 +636,8 @@ cdef class Codec:
                 self._size_hint = out.length + (out.length >> 3)
             return PyBytes_FromStringAndSize(out.buf, out.length)
         finally:
-            PyMem_Free(out.buf)
+            if out.on_heap:
+                PyMem_Free(out.buf)
 
     cdef object _decode_at(self, object data, Py_ssize_t offset):
         cdef _In src
@@ -622,6 +681,7 @@ cdef class Versioned:
     cdef readonly dict fallbacks
     cdef readonly str error_code
     cdef bytes _prefix
+    cdef Codec _latest_reader  # the latest version's codec when it is a plain Codec
 
     def __init__(self, name, Codec latest, int latest_version, readers, upgrades, *,
                  error_code, fallbacks=None):
@@ -633,6 +693,8 @@ cdef class Versioned:
         self.fallbacks = dict(fallbacks or {})
         self.error_code = error_code
         self._prefix = latest_version.to_bytes(2, "little")
+        reader = self.readers.get(latest_version)
+        self._latest_reader = reader if type(reader) is Codec else None
         for version in self.readers:
             for step in range(version, latest_version):
                 if step not in self.upgrades:
@@ -647,7 +709,18 @@ cdef class Versioned:
 
     def decode(self, data):
         """Read any supported version and upgrade it to the latest."""
-        version, value = self.decode_raw(data)
+        cdef int version
+        if PyBytes_CheckExact(data) and PyBytes_GET_SIZE(data) >= 2:
+            version = (<const uint8_t*>PyBytes_AS_STRING(data))[0] | (
+                (<const uint8_t*>PyBytes_AS_STRING(data))[1] << 8
+            )
+            if version == self.latest_version and self._latest_reader is not None:
+                try:
+                    return self._latest_reader._decode_at(data, 2)
+                except ProtocolError:
+                    if version not in self.fallbacks:
+                        raise
+        version, value = self._decode_raw(data)
         while version < self.latest_version:
             value = self.upgrades[version](value)
             version += 1
@@ -655,13 +728,20 @@ cdef class Versioned:
 
     def decode_raw(self, data):
         """Read the value at the version the bytes carry, without upgrading it."""
+        return self._decode_raw(data)
+
+    cdef tuple _decode_raw(self, object data):
         cdef int version
         cdef PyObject* found
-        if len(data) < 2:
+        if not PyBytes_CheckExact(data):
+            data = bytes(data)
+        if PyBytes_GET_SIZE(data) < 2:
             raise ProtocolError(
                 "input is shorter than its 2-byte version prefix", code=self.error_code
             )
-        version = data[0] | (data[1] << 8)
+        version = (<const uint8_t*>PyBytes_AS_STRING(data))[0] | (
+            (<const uint8_t*>PyBytes_AS_STRING(data))[1] << 8
+        )
         found = PyDict_GetItem(self.readers, version)
         if found == NULL:
             supported = ", ".join(str(v) for v in sorted(self.readers))

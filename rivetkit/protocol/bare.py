@@ -6,19 +6,23 @@
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from rivetkit import _twins
 from rivetkit.protocol.schema import plan_of
 
+#: The selected twin of the codec engine (a module with ``Codec``, ``Versioned`` and
+#: ``compile_plan``); schema modules accept another one to check both twins side by side.
+ENGINE: ModuleType = _twins.load("_bare", "rivetkit.protocol._bare_py")
+
 if TYPE_CHECKING:
     from rivetkit.protocol._bare_py import Codec, compile_plan
 else:
-    _impl = _twins.load("_bare", "rivetkit.protocol._bare_py")
-    Codec = _impl.Codec
-    compile_plan = _impl.compile_plan
+    Codec = ENGINE.Codec
+    compile_plan = ENGINE.compile_plan
 
-__all__ = ["Codec", "codec_for", "compile_plan"]
+__all__ = ["ENGINE", "Codec", "codec_for", "compile_plan"]
 
 
 def codec_for(tp: Any, error_code: str = "invalid_data") -> Codec:

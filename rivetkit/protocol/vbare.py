@@ -7,22 +7,16 @@ engine, so it comes from the selected twin like :class:`~rivetkit.protocol.bare.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from rivetkit.protocol.bare import Codec
+from rivetkit.protocol.bare import ENGINE
 
 if TYPE_CHECKING:
     from rivetkit.protocol._bare_py import Fallback, Reader, Upgrade, Versioned
 else:
-    from rivetkit.protocol import bare as _bare
+    Versioned = ENGINE.Versioned
 
-    Versioned = _bare._impl.Versioned
-
-__all__ = ["CompilePlan", "Fallback", "Reader", "Upgrade", "Versioned", "version_prefix"]
-
-#: A codec twin's ``compile_plan``: (plan, error_code) -> Codec.
-CompilePlan = Callable[[Any, str], Codec]
+__all__ = ["Fallback", "Reader", "Upgrade", "Versioned", "version_prefix"]
 
 
 def version_prefix(version: int) -> bytes:

@@ -19,6 +19,7 @@ handler             versions   KV key
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any, NamedTuple
 
 from rivetkit.errors import ProtocolError
@@ -31,10 +32,9 @@ from rivetkit.protocol.actor_persist.v4 import (
     ScheduleEvent,
     Subscription,
 )
-from rivetkit.protocol.bare import Codec
-from rivetkit.protocol.bare import compile_plan as default_compile_plan
+from rivetkit.protocol.bare import ENGINE, Codec
 from rivetkit.protocol.schema import I64, plan_of
-from rivetkit.protocol.vbare import CompilePlan, Versioned
+from rivetkit.protocol.vbare import Versioned
 
 __all__ = [
     "ACTOR",
@@ -110,11 +110,13 @@ class Handlers(NamedTuple):
     last_pushed_alarm: Versioned[int | None]
 
 
-def build(compile_plan: CompilePlan = default_compile_plan) -> Handlers:
-    """Build the handlers over ``compile_plan`` (the selected twin unless one is given)."""
+def build(engine: ModuleType = ENGINE) -> Handlers:
+    """Build the handlers over a codec engine twin (the selected one unless one is given)."""
+    versioned = engine.Versioned
 
     def codec(tp: Any) -> Codec:
-        return compile_plan(plan_of(tp), ERROR_CODE)
+        result: Codec = engine.compile_plan(plan_of(tp), ERROR_CODE)
+        return result
 
     actor_v3 = codec(v3.Actor)
     actor_legacy_v4 = codec(v4.LegacyActor)
@@ -139,11 +141,14 @@ def build(compile_plan: CompilePlan = default_compile_plan) -> Handlers:
 
     def single(name: str, tp: Any, version: int = CURRENT_VERSION) -> Versioned[Any]:
         only = codec(tp)
-        return Versioned(name, only, version, {version: only}, {}, error_code=ERROR_CODE)
+        handler: Versioned[Any] = versioned(
+            name, only, version, {version: only}, {}, error_code=ERROR_CODE
+        )
+        return handler
 
     conn = codec(Conn)
     return Handlers(
-        actor=Versioned(
+        actor=versioned(
             "Actor",
             actor_v3,
             CURRENT_VERSION,
@@ -157,7 +162,7 @@ def build(compile_plan: CompilePlan = default_compile_plan) -> Handlers:
             error_code=ERROR_CODE,
             fallbacks={4: read_legacy_v4},
         ),
-        conn=Versioned(
+        conn=versioned(
             "Conn",
             conn,
             CURRENT_VERSION,
