@@ -1034,7 +1034,15 @@ def _to_client(
     actor = st.none() | st.builds(cp.ActorSpecifier, NAMES, U64, st.none() | NAMES)
     body = (
         st.builds(cp.Init, NAMES, NAMES)
-        | st.builds(cp.Error, NAMES, NAMES, NAMES, metadata or payload, st.none() | U64, actor)
+        | st.builds(
+            cp.Error,
+            NAMES,
+            NAMES,
+            NAMES,
+            payload if metadata is None else metadata,
+            st.none() | U64,
+            actor,
+        )
         | st.builds(cp.ActionResponse, U64, payload)
         | st.builds(cp.Event, NAMES, payload)
     )
