@@ -8,10 +8,25 @@ from __future__ import annotations
 
 from rivetkit._twins import speedups_active as _speedups_active
 from rivetkit._version import __version__
-from rivetkit.errors import ProtocolError, RivetError
+from rivetkit.actor import ActorDefinition, actor
+from rivetkit.errors import ProtocolError, RivetError, UserError
+from rivetkit.options import ActorOptions
 from rivetkit.protocol import bare as _bare  # noqa: F401 - selects the codec twin
+from rivetkit.registry import Registry, setup
+from rivetkit.runtime import dispatch as _dispatch  # noqa: F401 - selects the dispatch twin
 
 #: True when the compiled twins of the hot paths are in use.
 SPEEDUPS: bool = _speedups_active()
 
-__all__ = ["SPEEDUPS", "ProtocolError", "RivetError", "__version__"]
+__all__ = [
+    "SPEEDUPS",
+    "ActorDefinition",
+    "ActorOptions",
+    "ProtocolError",
+    "Registry",
+    "RivetError",
+    "UserError",
+    "__version__",
+    "actor",
+    "setup",
+]

@@ -6,6 +6,7 @@ human-readable ``message`` and optional ``metadata``; this mirrors RivetKit's wi
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 
@@ -45,3 +46,77 @@ class ProtocolError(RivetError):
 
 class EncodeError(ValueError):
     """A value that does not fit its schema was given to an encoder (a programming error)."""
+
+
+class UserError(RivetError):
+    """An error an action raises on purpose; it reaches the client as group ``user``.
+
+    ``code`` defaults to ``user_error``; ``metadata`` is any CBOR-encodable value.
+    """
+
+    def __init__(self, message: str, *, code: str = "user_error", metadata: Any = None) -> None:
+        super().__init__("user", code, message, metadata=metadata)
+
+
+def actor_error(code: str, message: str, metadata: Any = None) -> RivetError:
+    """An error of group ``actor`` (e.g. ``action_not_found``, ``action_timed_out``)."""
+    return RivetError("actor", code, message, metadata=metadata)
+
+
+#: Group and code of internal errors; their message is hidden from clients.
+INTERNAL_GROUP = "core"
+INTERNAL_CODE = "internal_error"
+INTERNAL_MESSAGE = "An internal error occurred"
+
+# (group, code) pairs whose message reaches clients unchanged, with their HTTP status;
+# the ``*`` code stands for the whole group (runtime spec §4).
+_PUBLIC_STATUS: dict[tuple[str, str], int] = {
+    ("auth", "forbidden"): 403,
+    ("actor", "not_found"): 404,
+    ("actor", "action_not_found"): 404,
+    ("actor", "method_not_allowed"): 405,
+    ("actor", "action_timed_out"): 408,
+    ("actor", "aborted"): 400,
+    ("actor", "invalid_request"): 400,
+    ("actor", "validation_error"): 400,
+    ("actor_runtime_socket", "*"): 400,
+    ("message", "*"): 400,
+    ("schedule", "*"): 400,
+    ("queue", "*"): 400,
+    ("kv", "*"): 400,
+    ("user", "*"): 400,
+    ("inspector", "unauthorized"): 401,
+    ("inspector", "invalid_request"): 400,
+}
+
+
+def http_status(group: str, code: str) -> int:
+    """The HTTP status RivetKit answers an error with (500 for anything not public)."""
+    status = _PUBLIC_STATUS.get((group, code)) or _PUBLIC_STATUS.get((group, "*"))
+    return status if status is not None else 500
+
+
+def is_public(group: str, code: str) -> bool:
+    """True when the error's message and metadata may reach a client unchanged."""
+    return (group, code) in _PUBLIC_STATUS or (group, "*") in _PUBLIC_STATUS
+
+
+def expose_errors() -> bool:
+    """``RIVET_EXPOSE_ERRORS=1``: internal error messages reach clients (development)."""
+    return os.environ.get("RIVET_EXPOSE_ERRORS", "") == "1"
+
+
+def to_public(error: BaseException) -> RivetError:
+    """The error as a client may see it.
+
+    A public :class:`RivetError` passes unchanged; any other error becomes
+    ``core.internal_error`` (a non-public RivetError keeps its group and code) with the message
+    hidden and metadata dropped, unless ``RIVET_EXPOSE_ERRORS=1``.
+    """
+    if isinstance(error, RivetError):
+        if is_public(error.group, error.code) or expose_errors():
+            return error
+        return RivetError(error.group, error.code, INTERNAL_MESSAGE)
+    if expose_errors():
+        return RivetError(INTERNAL_GROUP, INTERNAL_CODE, f"{type(error).__name__}: {error}")
+    return RivetError(INTERNAL_GROUP, INTERNAL_CODE, INTERNAL_MESSAGE)

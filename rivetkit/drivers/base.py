@@ -1,0 +1,160 @@
+"""The driver protocol: what the runtime needs from the place actors live.
+
+The runtime (``rivetkit.runtime``) knows nothing of SQLite files or the engine socket; it
+talks to a :class:`Driver`. Two drivers implement it: the embedded driver (one SQLite file,
+in-process placement; the default) and the engine driver (an envoy of the Rivet Engine).
+
+A driver has three jobs:
+
+* **placement**: the actors table (create, look up, list, destroy) and deciding when an actor
+  runs. It starts an actor by calling :meth:`ActorHost.start_actor` and stops it by calling
+  :meth:`ActorHost.stop_actor`; the runtime never starts or stops actors by itself, it only
+  *asks* (:meth:`Driver.request_sleep`, :meth:`Driver.request_destroy`).
+* **KV**: each actor's byte-keyed key/value store (keys compare as unsigned bytes).
+* **alarms**: one wake-up time per actor, kept even while the actor sleeps or the process is
+  down; when it is due the driver wakes the actor and calls :meth:`ActorHost.fire_alarm`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, NamedTuple, Protocol
+
+#: Why an actor is stopped.
+StopReason = Literal["sleep", "destroy", "shutdown"]
+
+
+class ActorRecord(NamedTuple):
+    """One row of the actors table."""
+
+    actor_id: str
+    name: str
+    #: The key as a list of segments (``[]`` for a keyless actor).
+    key: list[str]
+    #: CBOR bytes of the create input, or None.
+    input: bytes | None
+    #: Milliseconds since the epoch.
+    create_ts: int
+    #: Milliseconds since the epoch when destroyed, else None.
+    destroy_ts: int | None
+    #: Starts counted so far (the generation of the running or last instance; 0 = never ran).
+    generation: int
+
+
+class ActorHost(Protocol):
+    """The runtime side that a driver drives (implemented by ``rivetkit.runtime.host``)."""
+
+    async def start_actor(self, record: ActorRecord, generation: int) -> None:
+        """Start an instance of the actor; return once it is ready for requests."""
+        ...
+
+    async def stop_actor(self, actor_id: str, reason: StopReason) -> None:
+        """Run the sleep or destroy shutdown; return once it has finished."""
+        ...
+
+    async def fire_alarm(self, actor_id: str) -> None:
+        """The actor's alarm is due (the driver has started the actor first)."""
+        ...
+
+
+class Driver(Protocol):
+    """Storage, placement and alarms for the actors of one process."""
+
+    # -- life of the driver ----------------------------------------------------------------
+
+    async def start(self, host: ActorHost) -> None:
+        """Open storage, remember the host, arm the stored alarms."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop every running actor (reason ``shutdown``), flush and close storage."""
+        ...
+
+    # -- placement -------------------------------------------------------------------------
+
+    async def get_or_create_actor(
+        self, name: str, key: Sequence[str], input: bytes | None
+    ) -> tuple[ActorRecord, bool]:
+        """The live actor with ``(name, key)``, created when missing; ``(record, created)``."""
+        ...
+
+    async def create_actor(self, name: str, key: Sequence[str], input: bytes | None) -> ActorRecord:
+        """Create an actor; RivetError ``actor/duplicate_key`` if ``(name, key)`` is taken."""
+        ...
+
+    async def get_actor(self, actor_id: str) -> ActorRecord | None:
+        """The actor with this id (destroyed ones included), or None."""
+        ...
+
+    async def find_actor(self, name: str, key: Sequence[str]) -> ActorRecord | None:
+        """The live (not destroyed) actor with ``(name, key)``, or None."""
+        ...
+
+    async def list_actors(self, name: str | None = None) -> list[ActorRecord]:
+        """Live actors, optionally of one name, oldest first."""
+        ...
+
+    async def ensure_started(self, actor_id: str) -> ActorRecord:
+        """Start the actor if it is not running (waking it); return its record.
+
+        Concurrent calls share one start. RivetError ``actor/not_found`` for an unknown or
+        destroyed actor.
+        """
+        ...
+
+    def request_sleep(self, actor_id: str, generation: int) -> None:
+        """Ask for the actor to be stopped with reason ``sleep`` (does not wait)."""
+        ...
+
+    def request_destroy(self, actor_id: str, generation: int) -> None:
+        """Ask for the actor to be destroyed (does not wait); its data is then deleted."""
+        ...
+
+    async def destroy_actor(self, actor_id: str) -> None:
+        """Destroy an actor from outside (manager API) and wait until it is gone."""
+        ...
+
+    # -- KV (per actor; keys are compared as unsigned bytes) -------------------------------
+
+    async def kv_get(self, actor_id: str, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Values of ``keys`` in order (None where missing)."""
+        ...
+
+    async def kv_write(
+        self,
+        actor_id: str,
+        puts: Sequence[tuple[bytes, bytes]] = (),
+        deletes: Sequence[bytes] = (),
+    ) -> None:
+        """Apply deletes, then puts, atomically; return once durable."""
+        ...
+
+    async def kv_list(
+        self,
+        actor_id: str,
+        start: bytes,
+        end: bytes | None,
+        *,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> list[tuple[bytes, bytes]]:
+        """Entries with ``start <= key < end`` (``end=None``: no upper bound), in key order."""
+        ...
+
+    async def kv_delete_range(self, actor_id: str, start: bytes, end: bytes | None) -> None:
+        """Delete entries with ``start <= key < end`` (``end=None``: no upper bound)."""
+        ...
+
+    # -- alarms ----------------------------------------------------------------------------
+
+    async def set_alarm(self, actor_id: str, when_ms: int | None) -> None:
+        """Set (or clear, with None) the actor's one alarm, in epoch milliseconds."""
+        ...
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with ``prefix`` (None: unbounded)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])

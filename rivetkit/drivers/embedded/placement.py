@@ -1,0 +1,278 @@
+"""In-process placement: which actors run, and starting and stopping them through the host.
+
+Each actor loaded in this process has a :class:`_Slot` that is *starting* (a shared future),
+*running* (with its generation) or *stopping* (a future); an actor with no slot is stopped.
+Every transition happens on the event loop, so there are no locks: concurrent
+:meth:`Placement.ensure_started` calls find the same slot and share one start; a call that
+finds the actor stopping waits for the stop, then starts a new generation. The generation is
+incremented and committed before :meth:`ActorHost.start_actor` is called, so two instances of
+one actor never share a generation, even across crashes.
+
+Stop intents carry the generation they were made for; an intent for another generation, or a
+repeated one, is ignored. An intent that arrives while the actor is starting is applied once
+the start has finished. Destroying deletes the actor's KV and alarm and marks it destroyed in
+one transaction, then calls the destroy callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Literal
+
+from rivetkit.drivers.base import ActorHost, ActorRecord, StopReason
+from rivetkit.errors import RivetError
+
+from . import tables
+from .alarms import AlarmTimers
+from .store import SqliteStore
+
+__all__ = ["DestroyCallback", "Placement"]
+
+logger = logging.getLogger("rivetkit.driver")
+
+#: Called with the actor id after an actor's data is deleted (may be a coroutine function).
+DestroyCallback = Callable[[str], "Awaitable[None] | None"]
+
+_State = Literal["starting", "running", "stopping"]
+
+
+class _Slot:
+    __slots__ = (
+        "actor_id",
+        "destroy_after_stop",
+        "generation",
+        "pending_stop",
+        "record",
+        "start_future",
+        "state",
+        "stop_future",
+        "stop_reason",
+    )
+
+    def __init__(self, actor_id: str, start_future: asyncio.Future[ActorRecord]) -> None:
+        self.actor_id = actor_id
+        self.state: _State = "starting"
+        # Unknown (-1) until the new generation is committed.
+        self.generation = -1
+        self.record: ActorRecord | None = None
+        self.start_future = start_future
+        self.stop_future: asyncio.Future[None] | None = None
+        self.stop_reason: StopReason | None = None
+        # A stop requested while starting, applied once started.
+        self.pending_stop: StopReason | None = None
+        # A destroy requested while stopping for another reason.
+        self.destroy_after_stop = False
+
+
+class Placement:
+    """Starts and stops the actors of one embedded driver."""
+
+    def __init__(
+        self,
+        store: SqliteStore,
+        alarms: AlarmTimers,
+        clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._alarms = alarms
+        self._clock = clock
+        self.host: ActorHost | None = None
+        self._slots: dict[str, _Slot] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._destroy_callbacks: list[DestroyCallback] = []
+        self._closing = False
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def running_generation(self, actor_id: str) -> int | None:
+        """The generation of the actor's running instance, or None if it is not running."""
+        slot = self._slots.get(actor_id)
+        return slot.generation if slot is not None and slot.state == "running" else None
+
+    def loaded(self) -> dict[str, str]:
+        """``actor_id -> "starting" | "running" | "stopping"`` for every loaded actor."""
+        return {actor_id: slot.state for actor_id, slot in self._slots.items()}
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` in a task that is kept referenced until it ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def on_destroyed(self, callback: DestroyCallback) -> None:
+        """Call ``callback(actor_id)`` after each actor is destroyed and its data deleted."""
+        self._destroy_callbacks.append(callback)
+
+    # -- starting --------------------------------------------------------------------------
+
+    async def ensure_started(self, actor_id: str) -> ActorRecord:
+        """Start the actor unless it is running; return its record."""
+        while True:
+            slot = self._slots.get(actor_id)
+            if slot is None:
+                slot = self._begin_start(actor_id)
+            if slot.state == "running":
+                assert slot.record is not None
+                return slot.record
+            if slot.state == "starting":
+                # shield: a cancelled caller must not cancel the start shared with others.
+                return await asyncio.shield(slot.start_future)
+            assert slot.stop_future is not None
+            await asyncio.shield(slot.stop_future)
+
+    def _begin_start(self, actor_id: str) -> _Slot:
+        if self._closing:
+            raise RivetError("driver", "stopped", "the driver is shutting down")
+        if self.host is None:
+            raise RivetError("driver", "not_started", "the driver has not been started")
+        slot = _Slot(actor_id, asyncio.get_running_loop().create_future())
+        self._slots[actor_id] = slot
+        self.spawn(self._start(slot, self.host))
+        return slot
+
+    async def _start(self, slot: _Slot, host: ActorHost) -> None:
+        future = slot.start_future
+        try:
+            record = await self._store.write(tables.begin_generation, slot.actor_id)
+            slot.generation = record.generation
+            slot.record = record
+            await host.start_actor(record, record.generation)
+        except BaseException as exc:
+            if self._slots.get(slot.actor_id) is slot:
+                del self._slots[slot.actor_id]
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+                raise
+            if not (isinstance(exc, RivetError) and exc.code == "not_found"):
+                logger.warning(
+                    "starting actor %s (generation %s) failed",
+                    slot.actor_id,
+                    slot.generation,
+                    exc_info=exc,
+                )
+            future.set_exception(exc)
+            future.exception()  # retrieved: it is logged here, whoever still waits
+            return
+        slot.state = "running"
+        future.set_result(record)
+        if slot.pending_stop is not None:
+            self._begin_stop(slot, slot.pending_stop)
+
+    # -- stopping --------------------------------------------------------------------------
+
+    def request_stop(self, actor_id: str, generation: int, reason: StopReason) -> None:
+        """Ask for the instance ``generation`` of the actor to stop; stale asks are ignored."""
+        slot = self._slots.get(actor_id)
+        if slot is None or slot.generation != generation:
+            logger.debug(
+                "ignored %s request for actor %s generation %s (stale)",
+                reason,
+                actor_id,
+                generation,
+            )
+            return
+        if slot.state == "starting":
+            if slot.pending_stop != "destroy":
+                slot.pending_stop = reason
+        elif slot.state == "running":
+            self._begin_stop(slot, reason)
+        elif reason == "destroy" and slot.stop_reason != "destroy":
+            slot.destroy_after_stop = True
+
+    def _begin_stop(self, slot: _Slot, reason: StopReason) -> None:
+        slot.state = "stopping"
+        slot.stop_reason = reason
+        slot.stop_future = asyncio.get_running_loop().create_future()
+        self.spawn(self._stop(slot, reason))
+
+    async def _stop(self, slot: _Slot, reason: StopReason) -> None:
+        actor_id = slot.actor_id
+        assert slot.stop_future is not None
+        try:
+            host = self.host
+            assert host is not None
+            try:
+                await host.stop_actor(actor_id, reason)
+            except Exception:
+                logger.exception("stopping actor %s (%s) failed", actor_id, reason)
+            if reason == "destroy":
+                await self._finish_destroy(actor_id)
+        finally:
+            if self._slots.get(actor_id) is slot:
+                del self._slots[actor_id]
+            if not slot.stop_future.done():
+                slot.stop_future.set_result(None)
+        if slot.destroy_after_stop and reason != "destroy":
+            if self._closing:
+                logger.warning("actor %s asked to be destroyed during shutdown; kept", actor_id)
+            else:
+                self.spawn(self._destroy_quietly(actor_id))
+
+    async def _finish_destroy(self, actor_id: str) -> None:
+        self._alarms.set(actor_id, None)
+        try:
+            await self._store.write(tables.mark_destroyed, actor_id, int(self._clock() * 1000))
+        except Exception:
+            logger.exception("deleting the data of destroyed actor %s failed", actor_id)
+            return
+        for callback in list(self._destroy_callbacks):
+            try:
+                result = callback(actor_id)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("a destroy callback failed for actor %s", actor_id)
+
+    async def _destroy_quietly(self, actor_id: str) -> None:
+        try:
+            await self.destroy(actor_id)
+        except RivetError as exc:
+            if exc.code != "not_found":
+                logger.warning("destroying actor %s failed: %s", actor_id, exc)
+        except Exception:
+            logger.exception("destroying actor %s failed", actor_id)
+
+    async def destroy(self, actor_id: str) -> None:
+        """Destroy the actor (starting it first if it sleeps) and wait until it is gone."""
+        while True:
+            await self.ensure_started(actor_id)
+            slot = self._slots.get(actor_id)
+            if slot is None or slot.state == "starting":
+                continue
+            if slot.state == "running":
+                self._begin_stop(slot, "destroy")
+            assert slot.stop_future is not None
+            await asyncio.shield(slot.stop_future)
+            if slot.stop_reason == "destroy":
+                return
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        """Stop every loaded actor with reason ``shutdown`` and wait; then end the tasks."""
+        self._closing = True
+        await asyncio.gather(*(self._shutdown_one(aid) for aid in list(self._slots)))
+        tasks = [task for task in self._tasks if not task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _shutdown_one(self, actor_id: str) -> None:
+        while True:
+            slot = self._slots.get(actor_id)
+            if slot is None:
+                return
+            if slot.state == "starting":
+                # wait() neither raises the start's error nor cancels the shared start.
+                await asyncio.wait([slot.start_future])
+                continue
+            if slot.state == "running":
+                self._begin_stop(slot, "shutdown")
+            assert slot.stop_future is not None
+            await asyncio.shield(slot.stop_future)

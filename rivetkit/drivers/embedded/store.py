@@ -1,0 +1,282 @@
+"""The SQLite writer thread: the one connection to ``rivetkit.db``, with group commit.
+
+Every operation, reads included, is a plain function ``fn(conn, *args)`` submitted to the
+thread; operations run in submission order, so a read sees every write submitted before it.
+The event loop only appends to a list and awaits a future, never touching the disk.
+
+The thread takes *every* operation pending when it wakes and runs them as one batch: a batch
+holding a write runs in one ``BEGIN IMMEDIATE ... COMMIT`` transaction (group commit), each
+write inside its own ``SAVEPOINT`` so that a failing operation is rolled back alone and the
+others still commit. Futures are resolved only after the commit, all with one
+``call_soon_threadsafe`` per batch, so an acknowledged write is a committed write.
+
+Durability: the database is in WAL mode. With ``synchronous=NORMAL`` (the default) a commit
+is a ``write()`` of the WAL frames into the OS page cache with no fsync; the WAL is fsynced at
+checkpoints. A killed process (SIGKILL, OOM, crash) therefore loses no committed transaction,
+since the kernel still holds the pages; only an OS crash or power loss can lose the last
+commits (never corrupt the file). ``synchronous=FULL`` also fsyncs the WAL at every commit,
+which group commit amortizes over a batch, for machines that must survive power loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
+
+from rivetkit.errors import RivetError
+
+from . import tables
+
+__all__ = ["SqliteStore", "Synchronous"]
+
+logger = logging.getLogger("rivetkit.driver")
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+#: SQLite's ``synchronous`` setting (see the module docstring).
+Synchronous = Literal["NORMAL", "FULL"]
+
+# One submitted operation: (fn, args, kwargs, future, is_write).
+_Item = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]", bool]
+# One answer: (future, succeeded, result or exception).
+_Answer = tuple["asyncio.Future[Any]", bool, Any]
+
+
+def _deliver(answers: list[_Answer]) -> None:
+    for future, ok, value in answers:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+class SqliteStore:
+    """The writer thread owning the only connection to one SQLite file.
+
+    Counters (read them from the event loop; they only grow):
+
+    * :attr:`transactions`: write transactions committed (one per batch holding a write);
+    * :attr:`write_ops`: write operations committed;
+    * :attr:`read_ops`: read operations answered.
+    """
+
+    transactions: int
+    write_ops: int
+    read_ops: int
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, synchronous: Synchronous = "NORMAL"
+    ) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}")
+        self.path = os.fspath(path)
+        self.synchronous: Synchronous = synchronous
+        self.transactions = 0
+        self.write_ops = 0
+        self.read_ops = 0
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: list[_Item] = []
+        self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._closed: asyncio.Future[None] | None = None
+
+    # -- life ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Start the writer thread, open the database and create the schema."""
+        if self._thread is not None:
+            raise RuntimeError("the store is already open")
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        ready: asyncio.Future[None] = loop.create_future()
+        self._closed = loop.create_future()
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name="rivetkit-sqlite-writer", daemon=True
+        )
+        self._thread.start()
+        await ready
+
+    async def close(self) -> None:
+        """Run every operation already submitted, then close the connection and the thread."""
+        if self._thread is None or self._closed is None:
+            return
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        await asyncio.shield(self._closed)
+
+    @property
+    def is_open(self) -> bool:
+        """True between :meth:`open` and :meth:`close`."""
+        return self._thread is not None and not self._closing
+
+    # -- submitting ------------------------------------------------------------------------
+
+    def read(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> asyncio.Future[T]:
+        """Run ``fn(conn, *args, **kwargs)`` on the writer thread; a future of its result."""
+        return self._submit(fn, args, kwargs, False)
+
+    def write(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> asyncio.Future[T]:
+        """Like :meth:`read`, in a transaction; the future resolves once it has committed."""
+        return self._submit(fn, args, kwargs, True)
+
+    def _submit(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], write: bool
+    ) -> asyncio.Future[Any]:
+        loop = self._loop
+        if loop is None:
+            raise RivetError("driver", "closed", "the embedded driver's store is not open")
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._cond:
+            if self._closing:
+                raise RivetError("driver", "closed", "the embedded driver's store is closed")
+            self._pending.append((fn, args, kwargs, future, write))
+            self._cond.notify()
+        return future
+
+    # -- the writer thread -----------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, cached_statements=256)
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise RivetError(
+                    "driver", "storage_error", f"could not put {self.path} in WAL mode ({mode})"
+                )
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA temp_store=MEMORY")
+            tables.init_schema(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _call(self, callback: Callable[..., None], *args: Any) -> None:
+        assert self._loop is not None
+        # RuntimeError: the loop was closed under us (the process exits without stop()).
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    def _run(self, ready: asyncio.Future[None]) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as exc:
+            self._call(_deliver, [(ready, False, exc)])
+            self._fail_pending_and_exit(exc)
+            return
+        self._call(_deliver, [(ready, True, None)])
+        error: BaseException | None = None
+        try:
+            while True:
+                with self._cond:
+                    while not self._pending and not self._closing:
+                        self._cond.wait()
+                    batch = self._pending
+                    self._pending = []
+                if batch:
+                    self._apply(conn, batch)
+                elif self._closing:
+                    break
+        except BaseException as exc:  # a bug here must not leave futures hanging
+            logger.exception("the SQLite writer thread failed")
+            error = exc
+        finally:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                logger.exception("closing %s failed", self.path)
+        self._fail_pending_and_exit(error)
+
+    def _fail_pending_and_exit(self, error: BaseException | None) -> None:
+        with self._cond:
+            self._closing = True
+            batch = self._pending
+            self._pending = []
+        exc = error or RivetError("driver", "closed", "the embedded driver's store is closed")
+        answers: list[_Answer] = [(item[3], False, exc) for item in batch]
+        if self._closed is not None:
+            answers.append((self._closed, True, None))
+        self._call(_deliver, answers)
+
+    def _apply(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
+        answers: list[_Answer] = []
+        if not any(item[4] for item in batch):
+            for fn, args, kwargs, future, _ in batch:
+                try:
+                    answers.append((future, True, fn(conn, *args, **kwargs)))
+                except Exception as exc:
+                    answers.append((future, False, exc))
+            self.read_ops += len(batch)
+            self._call(_deliver, answers)
+            return
+
+        try:
+            answers, writes, reads = self._transaction(conn, batch)
+        except Exception as exc:
+            # Nothing of this batch is committed, so nothing of it may be acknowledged.
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    logger.exception("rolling back a failed transaction failed")
+            self._call(_deliver, [(item[3], False, exc) for item in batch])
+            return
+        self.transactions += 1
+        self.write_ops += writes
+        self.read_ops += reads
+        self._call(_deliver, answers)
+
+    @staticmethod
+    def _transaction(
+        conn: sqlite3.Connection, batch: list[_Item]
+    ) -> tuple[list[_Answer], int, int]:
+        answers: list[_Answer] = []
+        writes = reads = 0
+        conn.execute("BEGIN IMMEDIATE")
+        for fn, args, kwargs, future, is_write in batch:
+            if not is_write:
+                try:
+                    answers.append((future, True, fn(conn, *args, **kwargs)))
+                except Exception as exc:
+                    answers.append((future, False, exc))
+                reads += 1
+                continue
+            conn.execute("SAVEPOINT op")
+            try:
+                value = fn(conn, *args, **kwargs)
+            except Exception as exc:
+                if not conn.in_transaction:
+                    # SQLite aborted the whole transaction (e.g. disk full).
+                    raise
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                answers.append((future, False, exc))
+            else:
+                conn.execute("RELEASE op")
+                answers.append((future, True, value))
+                writes += 1
+        conn.execute("COMMIT")
+        return answers, writes, reads

@@ -1,0 +1,324 @@
+"""The schema of ``rivetkit.db`` and the operations run on it by the writer thread.
+
+Every function here takes the connection first and runs on the writer thread (see
+:mod:`.store`); none of them commits, the store does.
+
+Tables:
+
+* ``kv(actor_id, key, value)``: every actor's KV. Keys are BLOBs, which SQLite compares with
+  ``memcmp``: unsigned byte order, as RivetKit requires.
+* ``actors``: one row per actor ever created. ``key_json`` holds the key segments exactly,
+  ``key_str`` RivetKit's serialized key (:mod:`rivetkit.drivers.keys`); a partial unique index
+  keeps one live actor per ``(name, key_str)``. ``generation`` counts starts, ``alarm_ts`` is
+  the pending alarm (epoch ms) or NULL.
+* ``meta(key, value)``: ``schema_version``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from rivetkit.drivers.base import ActorRecord
+from rivetkit.errors import RivetError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kv (
+    actor_id TEXT NOT NULL,
+    key BLOB NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (actor_id, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS actors (
+    actor_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    key_json TEXT NOT NULL,
+    key_str TEXT NOT NULL,
+    input BLOB,
+    create_ts INTEGER NOT NULL,
+    destroy_ts INTEGER,
+    generation INTEGER NOT NULL DEFAULT 0,
+    alarm_ts INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS actors_live_name_key
+    ON actors (name, key_str) WHERE destroy_ts IS NULL;
+CREATE INDEX IF NOT EXISTS actors_alarm ON actors (alarm_ts) WHERE alarm_ts IS NOT NULL;
+"""
+
+_ACTOR_COLUMNS = "actor_id, name, key_json, input, create_ts, destroy_ts, generation"
+
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_ID_LENGTH = 30
+_ID_SPACE = 36**_ID_LENGTH
+
+
+def new_actor_id() -> str:
+    """A fresh actor id: 30 lowercase base36 characters (about 155 random bits).
+
+    The engine's ids are opaque lowercase base36 strings of this length; clients treat ids
+    as opaque, so random ones of the same shape keep URLs and logs looking alike.
+    """
+    n = secrets.randbelow(_ID_SPACE)
+    digits = []
+    for _ in range(_ID_LENGTH):
+        n, digit = divmod(n, 36)
+        digits.append(_BASE36[digit])
+    return "".join(digits)
+
+
+def init_schema(conn: sqlite3.Connection) -> None:
+    """Create the tables (idempotent) and check the schema version."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+            )
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise RivetError(
+                "driver",
+                "unsupported_schema",
+                f"the database has schema version {row[0]}, newer than this rivetkit "
+                f"supports ({SCHEMA_VERSION}); upgrade rivetkit",
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _check_bytes(what: str, value: Any) -> None:
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(f"KV {what} must be bytes, not {type(value).__name__}")
+
+
+# -- KV --------------------------------------------------------------------------------------
+
+
+def kv_get(conn: sqlite3.Connection, actor_id: str, keys: Sequence[bytes]) -> list[bytes | None]:
+    """Values of ``keys`` in order (None where missing)."""
+    out: list[bytes | None] = []
+    for key in keys:
+        _check_bytes("keys", key)
+        row = conn.execute(
+            "SELECT value FROM kv WHERE actor_id = ? AND key = ?", (actor_id, key)
+        ).fetchone()
+        out.append(None if row is None else row[0])
+    return out
+
+
+def kv_write(
+    conn: sqlite3.Connection,
+    actor_id: str,
+    puts: Sequence[tuple[bytes, bytes]],
+    deletes: Sequence[bytes],
+) -> None:
+    """Delete ``deletes``, then put ``puts``."""
+    for key in deletes:
+        _check_bytes("keys", key)
+    for key, value in puts:
+        _check_bytes("keys", key)
+        _check_bytes("values", value)
+    if deletes:
+        conn.executemany(
+            "DELETE FROM kv WHERE actor_id = ? AND key = ?", [(actor_id, k) for k in deletes]
+        )
+    if puts:
+        conn.executemany(
+            "INSERT OR REPLACE INTO kv (actor_id, key, value) VALUES (?, ?, ?)",
+            [(actor_id, k, v) for k, v in puts],
+        )
+
+
+def kv_list(
+    conn: sqlite3.Connection,
+    actor_id: str,
+    start: bytes,
+    end: bytes | None,
+    reverse: bool,
+    limit: int | None,
+) -> list[tuple[bytes, bytes]]:
+    """Entries with ``start <= key < end`` in key order (descending when ``reverse``)."""
+    _check_bytes("range bounds", start)
+    sql = "SELECT key, value FROM kv WHERE actor_id = ? AND key >= ?"
+    params: list[Any] = [actor_id, start]
+    if end is not None:
+        _check_bytes("range bounds", end)
+        sql += " AND key < ?"
+        params.append(end)
+    sql += " ORDER BY key DESC" if reverse else " ORDER BY key"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(max(0, limit))
+    return conn.execute(sql, params).fetchall()
+
+
+def kv_delete_range(
+    conn: sqlite3.Connection, actor_id: str, start: bytes, end: bytes | None
+) -> None:
+    """Delete entries with ``start <= key < end``."""
+    _check_bytes("range bounds", start)
+    if end is None:
+        conn.execute("DELETE FROM kv WHERE actor_id = ? AND key >= ?", (actor_id, start))
+    else:
+        _check_bytes("range bounds", end)
+        conn.execute(
+            "DELETE FROM kv WHERE actor_id = ? AND key >= ? AND key < ?", (actor_id, start, end)
+        )
+
+
+# -- actors ----------------------------------------------------------------------------------
+
+
+def _record(row: Sequence[Any]) -> ActorRecord:
+    return ActorRecord(row[0], row[1], json.loads(row[2]), row[3], row[4], row[5], row[6])
+
+
+def _find_live(conn: sqlite3.Connection, name: str, key_str: str) -> ActorRecord | None:
+    row = conn.execute(
+        f"SELECT {_ACTOR_COLUMNS} FROM actors "
+        "WHERE name = ? AND key_str = ? AND destroy_ts IS NULL",
+        (name, key_str),
+    ).fetchone()
+    return None if row is None else _record(row)
+
+
+def _insert(
+    conn: sqlite3.Connection,
+    name: str,
+    key: list[str],
+    key_str: str,
+    input: bytes | None,
+    create_ts: int,
+) -> ActorRecord:
+    key_json = json.dumps(key, ensure_ascii=False, separators=(",", ":"))
+    while True:
+        actor_id = new_actor_id()
+        if conn.execute("SELECT 1 FROM actors WHERE actor_id = ?", (actor_id,)).fetchone():
+            continue  # astronomically unlikely
+        conn.execute(
+            "INSERT INTO actors (actor_id, name, key_json, key_str, input, create_ts, "
+            "generation) VALUES (?, ?, ?, ?, ?, ?, 0)",
+            (actor_id, name, key_json, key_str, input, create_ts),
+        )
+        return ActorRecord(actor_id, name, key, input, create_ts, None, 0)
+
+
+def create_actor(
+    conn: sqlite3.Connection,
+    name: str,
+    key: list[str],
+    key_str: str,
+    input: bytes | None,
+    create_ts: int,
+) -> ActorRecord:
+    """Insert a new actor; RivetError ``actor/duplicate_key`` if ``(name, key)`` is live."""
+    if _find_live(conn, name, key_str) is not None:
+        raise RivetError(
+            "actor",
+            "duplicate_key",
+            f"an actor named {name!r} with key {key_str!r} already exists",
+            metadata={"name": name, "key": key_str},
+        )
+    return _insert(conn, name, key, key_str, input, create_ts)
+
+
+def get_or_create_actor(
+    conn: sqlite3.Connection,
+    name: str,
+    key: list[str],
+    key_str: str,
+    input: bytes | None,
+    create_ts: int,
+) -> tuple[ActorRecord, bool]:
+    """The live actor ``(name, key)``, inserted when missing; ``(record, created)``."""
+    found = _find_live(conn, name, key_str)
+    if found is not None:
+        return found, False
+    return _insert(conn, name, key, key_str, input, create_ts), True
+
+
+def get_actor(conn: sqlite3.Connection, actor_id: str) -> ActorRecord | None:
+    """The actor with this id, destroyed or not."""
+    row = conn.execute(
+        f"SELECT {_ACTOR_COLUMNS} FROM actors WHERE actor_id = ?", (actor_id,)
+    ).fetchone()
+    return None if row is None else _record(row)
+
+
+def find_actor(conn: sqlite3.Connection, name: str, key_str: str) -> ActorRecord | None:
+    """The live actor ``(name, key)``."""
+    return _find_live(conn, name, key_str)
+
+
+def list_actors(conn: sqlite3.Connection, name: str | None) -> list[ActorRecord]:
+    """Live actors (of one name, when given), oldest first."""
+    sql = f"SELECT {_ACTOR_COLUMNS} FROM actors WHERE destroy_ts IS NULL"
+    params: tuple[Any, ...] = ()
+    if name is not None:
+        sql += " AND name = ?"
+        params = (name,)
+    sql += " ORDER BY create_ts, rowid"
+    return [_record(row) for row in conn.execute(sql, params)]
+
+
+def begin_generation(conn: sqlite3.Connection, actor_id: str) -> ActorRecord:
+    """Count one more start of a live actor; its record with the new generation.
+
+    RivetError ``actor/not_found`` when the actor is unknown or destroyed.
+    """
+    record = get_actor(conn, actor_id)
+    if record is None or record.destroy_ts is not None:
+        raise RivetError("actor", "not_found", f"actor {actor_id} not found")
+    generation = record.generation + 1
+    conn.execute("UPDATE actors SET generation = ? WHERE actor_id = ?", (generation, actor_id))
+    return record._replace(generation=generation)
+
+
+def mark_destroyed(conn: sqlite3.Connection, actor_id: str, destroy_ts: int) -> None:
+    """Delete the actor's KV, clear its alarm and mark it destroyed."""
+    conn.execute("DELETE FROM kv WHERE actor_id = ?", (actor_id,))
+    conn.execute(
+        "UPDATE actors SET destroy_ts = ?, alarm_ts = NULL "
+        "WHERE actor_id = ? AND destroy_ts IS NULL",
+        (destroy_ts, actor_id),
+    )
+
+
+# -- alarms ----------------------------------------------------------------------------------
+
+
+def set_alarm(conn: sqlite3.Connection, actor_id: str, when_ms: int | None) -> None:
+    """Store (or clear) the alarm of a live actor."""
+    conn.execute(
+        "UPDATE actors SET alarm_ts = ? WHERE actor_id = ? AND destroy_ts IS NULL",
+        (when_ms, actor_id),
+    )
+
+
+def clear_alarm_if(conn: sqlite3.Connection, actor_id: str, when_ms: int) -> None:
+    """Clear the stored alarm if it is still ``when_ms`` (a newer one is kept)."""
+    conn.execute(
+        "UPDATE actors SET alarm_ts = NULL WHERE actor_id = ? AND alarm_ts = ?",
+        (actor_id, when_ms),
+    )
+
+
+def load_alarms(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+    """``(actor_id, alarm_ts)`` of every live actor with an alarm."""
+    return conn.execute(
+        "SELECT actor_id, alarm_ts FROM actors WHERE alarm_ts IS NOT NULL AND destroy_ts IS NULL"
+    ).fetchall()

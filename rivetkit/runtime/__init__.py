@@ -1,0 +1,1 @@
+"""The actor runtime: instances, contexts, state, actions and lifecycle over a driver."""

@@ -1,0 +1,138 @@
+"""The context ``c`` that every action and hook receives."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from rivetkit.runtime.kv import ActorKV
+
+if TYPE_CHECKING:
+    from rivetkit.runtime.connection import Connection
+    from rivetkit.runtime.instance import ActorInstance
+
+T = TypeVar("T")
+
+
+class ActorContext:
+    """What an actor's code can see and do (``c`` in actions and hooks).
+
+    One context exists per running actor; an action called over a connection gets a light
+    copy whose :attr:`conn` is that connection.
+    """
+
+    __slots__ = ("_instance", "conn")
+
+    def __init__(self, instance: ActorInstance, conn: Connection | None = None) -> None:
+        self._instance = instance
+        #: The connection of the current action (None outside a connection's action).
+        self.conn = conn
+
+    def with_conn(self, conn: Connection | None) -> ActorContext:
+        """A context for an action called over ``conn``."""
+        return ActorContext(self._instance, conn)
+
+    # -- identity --------------------------------------------------------------------------
+
+    @property
+    def actor_id(self) -> str:
+        """The actor's id."""
+        return self._instance.actor_id
+
+    @property
+    def name(self) -> str:
+        """The actor's name (its definition's name)."""
+        return self._instance.name
+
+    @property
+    def key(self) -> list[str]:
+        """The actor's key segments."""
+        return self._instance.key
+
+    @property
+    def input(self) -> Any:
+        """The input given when the actor was created (None when none was)."""
+        return self._instance.input
+
+    @property
+    def generation(self) -> int:
+        """How many times this actor has been started, this time included."""
+        return self._instance.generation
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger whose lines carry the actor's name, key and id."""
+        return self._instance.log
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def state(self) -> Any:
+        """The durable state (any CBOR-encodable value); mutate it or assign a new one."""
+        return self._instance.state
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        self._instance.set_state(value)
+
+    @property
+    def vars(self) -> Any:
+        """Ephemeral per-instance values, rebuilt on every start (never persisted)."""
+        return self._instance.vars
+
+    @vars.setter
+    def vars(self, value: Any) -> None:
+        self._instance.vars = value
+
+    async def save_state(self, *, immediate: bool = False) -> None:
+        """Wait until the current state is saved; ``immediate`` skips the save throttle."""
+        await self._instance.save_state(immediate=immediate)
+
+    @property
+    def kv(self) -> ActorKV:
+        """The actor's user key/value store."""
+        return self._instance.kv
+
+    # -- connections and events ------------------------------------------------------------
+
+    @property
+    def conns(self) -> dict[str, Connection]:
+        """The actor's live connections by id (a read-only view by convention)."""
+        return self._instance.conns
+
+    def broadcast(self, event: str, *args: Any) -> None:
+        """Send the event ``event`` with ``args`` to every connection subscribed to it."""
+        self._instance.broadcast(event, args)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def sleep(self) -> None:
+        """Ask for this actor to sleep (it stops after the current work; state is kept)."""
+        self._instance.request_sleep()
+
+    def destroy(self) -> None:
+        """Ask for this actor to be destroyed (all its data is deleted)."""
+        self._instance.request_destroy()
+
+    @property
+    def aborted(self) -> bool:
+        """True once the actor has begun to sleep or be destroyed."""
+        return self._instance.abort_event.is_set()
+
+    @property
+    def abort_signal(self) -> asyncio.Event:
+        """An event set when the actor begins to sleep or be destroyed."""
+        return self._instance.abort_event
+
+    def wait_until(self, awaitable: Awaitable[Any]) -> None:
+        """Run ``awaitable`` in the background; shutdown waits for it (within the grace)."""
+        self._instance.wait_until(awaitable)
+
+    async def keep_awake(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable`` while keeping the actor from going idle."""
+        return await self._instance.keep_awake(awaitable)
+
+    def __repr__(self) -> str:
+        return f"<ActorContext {self.name} {self.key!r} {self.actor_id}>"

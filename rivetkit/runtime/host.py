@@ -1,0 +1,106 @@
+"""The runtime of one process: the live actor instances and how requests reach them.
+
+:class:`Runtime` is the :class:`~rivetkit.drivers.base.ActorHost` a driver drives: the driver
+decides when an actor starts and stops; the runtime builds and tears down the instances. The
+transports (server, engine tunnel, test harness) call :meth:`Runtime.instance` and
+:meth:`Runtime.call_action`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from rivetkit.errors import RivetError
+from rivetkit.runtime.instance import ActorInstance, Phase
+
+if TYPE_CHECKING:
+    from rivetkit.drivers.base import ActorRecord, Driver, StopReason
+    from rivetkit.runtime.connection import Connection
+
+logger = logging.getLogger("rivetkit.runtime")
+
+
+class Runtime:
+    """Runs the actors of a registry on a driver."""
+
+    def __init__(self, registry: Any, driver: Driver) -> None:
+        self.registry = registry
+        self.driver = driver
+        self.instances: dict[str, ActorInstance] = {}
+
+    async def start(self) -> None:
+        """Start the driver (it may start actors whose alarms are due)."""
+        await self.driver.start(self)
+
+    async def stop(self) -> None:
+        """Stop every actor gracefully (state saved) and close the driver."""
+        await self.driver.stop()
+
+    # -- ActorHost -------------------------------------------------------------------------
+
+    def definition(self, name: str) -> Any:
+        """The actor definition registered as ``name``."""
+        actors = self.registry.actors
+        definition = actors.get(name)
+        if definition is None:
+            raise RivetError(
+                "actor",
+                "not_registered",
+                f"no actor named '{name}' is registered",
+                metadata={"name": name},
+            )
+        return definition
+
+    async def start_actor(self, record: ActorRecord, generation: int) -> None:
+        """Build and start an instance (called by the driver)."""
+        definition = self.definition(record.name)
+        instance = ActorInstance(
+            definition, self.driver, record, generation, on_stopped=self._forget
+        )
+        self.instances[record.actor_id] = instance
+        try:
+            await instance.start()
+        except BaseException:
+            self.instances.pop(record.actor_id, None)
+            instance.phase = Phase.TERMINATED
+            raise
+
+    async def stop_actor(self, actor_id: str, reason: StopReason) -> None:
+        """Run an instance's shutdown (called by the driver)."""
+        instance = self.instances.get(actor_id)
+        if instance is not None:
+            await instance.stop(reason)
+
+    async def fire_alarm(self, actor_id: str) -> None:
+        """An alarm is due for a started actor (called by the driver)."""
+        instance = self.instances.get(actor_id)
+        handler = getattr(instance, "fire_alarm", None)
+        if handler is not None:
+            await handler()
+
+    def _forget(self, instance: ActorInstance) -> None:
+        if self.instances.get(instance.actor_id) is instance:
+            del self.instances[instance.actor_id]
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def instance(self, actor_id: str) -> ActorInstance:
+        """The started instance of ``actor_id``, waking the actor when it sleeps."""
+        instance = self.instances.get(actor_id)
+        if instance is not None and instance.phase == Phase.STARTED:
+            return instance
+        await self.driver.ensure_started(actor_id)
+        instance = self.instances.get(actor_id)
+        if instance is None:
+            raise RivetError("actor", "not_found", f"actor {actor_id} is not running")
+        return instance
+
+    async def call_action(
+        self, actor_id: str, name: str, args: list[Any], conn: Connection | None = None
+    ) -> Any:
+        """Run an action on an actor, waking it if needed."""
+        instance = self.instances.get(actor_id)
+        if instance is None or instance.phase != Phase.STARTED:
+            instance = await self.instance(actor_id)
+        return await instance.invoke(name, args, conn)

@@ -1,0 +1,736 @@
+"""One running actor: its state, lifecycle, actions, saves and idle sleep.
+
+The order of things follows RivetKit (runtime spec §3):
+
+* start: load the snapshot at KV ``[1]`` → ``on_migrate`` → (new actor: ``create_state`` →
+  ``on_create``) → ``create_vars`` → ``on_wake`` → persist ``has_initialized`` → ready →
+  ``run`` in the background → arm the idle timer;
+* sleep: abort signal → disconnect non-hibernatable connections → ``on_sleep`` → wait for
+  ``run``, ``wait_until`` tasks, ``keep_awake`` and in-flight actions within the grace
+  period → final save;
+* destroy: abort signal → disconnect every connection → ``on_destroy`` (its own timeout) →
+  wait (not for ``run``) → final save; the driver then deletes the actor's data.
+
+State is saved when it may have changed, throttled by ``state_save_interval`` (the save is
+scheduled, never awaited on an action's path), and always at the end of a shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import inspect
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from rivetkit.errors import RivetError, actor_error
+from rivetkit.protocol import actor_persist
+from rivetkit.protocol.actor_persist import Actor
+from rivetkit.protocol.json_compat import cbor_dumps, cbor_loads
+from rivetkit.runtime import keys
+from rivetkit.runtime.connection import Connection, ConnTransport
+from rivetkit.runtime.context import ActorContext
+from rivetkit.runtime.dispatch import ActionTable
+from rivetkit.runtime.kv import ActorKV
+
+if TYPE_CHECKING:
+    from rivetkit.actor import ActorDefinition
+    from rivetkit.drivers.base import ActorRecord, Driver, StopReason
+
+T = TypeVar("T")
+logger = logging.getLogger("rivetkit.actor")
+
+
+class _ActionTimedOut(Exception):
+    """Internal: the action's own deadline passed (not a TimeoutError the action raised)."""
+
+
+if sys.version_info >= (3, 11):
+
+    async def _with_timeout(awaitable: Awaitable[T], delay: float) -> T:
+        scope = asyncio.timeout(delay)
+        try:
+            async with scope:
+                return await awaitable
+        except TimeoutError:
+            if scope.expired():
+                raise _ActionTimedOut from None
+            raise
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _with_timeout(awaitable: Awaitable[T], delay: float) -> T:
+        try:
+            return await asyncio.wait_for(awaitable, delay)
+        except asyncio.TimeoutError:
+            raise _ActionTimedOut from None
+
+
+class Phase(enum.IntEnum):
+    """Where an instance is in its life (RivetKit's task states)."""
+
+    LOADING = 0
+    STARTED = 1
+    SLEEP_GRACE = 2
+    DESTROY_GRACE = 3
+    FINALIZING = 4
+    TERMINATED = 5
+
+
+class ActorLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefixes each line with the actor's name, key and id."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = self.extra or {}
+        return f"[{extra['actor']} {extra['key']} {extra['actor_id']}] {msg}", kwargs
+
+
+def _hook(definition: ActorDefinition, name: str) -> Callable[..., Any] | None:
+    hook = getattr(definition.hooks, name, None)
+    return None if hook is None else hook.fn
+
+
+class ActorInstance:
+    """A live actor: created by the runtime when the driver starts it."""
+
+    def __init__(
+        self,
+        definition: ActorDefinition,
+        driver: Driver,
+        record: ActorRecord,
+        generation: int,
+        *,
+        on_stopped: Callable[[ActorInstance], None] | None = None,
+    ) -> None:
+        self.definition = definition
+        self.options = definition.options
+        self.driver = driver
+        self.actor_id = record.actor_id
+        self.name = record.name
+        self.key = list(record.key)
+        self.generation = generation
+        self.record = record
+        self.phase = Phase.LOADING
+        self.input: Any = None
+        self.vars: Any = None
+        self.conns: dict[str, Connection] = {}
+        self.kv = ActorKV(driver, record.actor_id)
+        self.context = ActorContext(self)
+        self.table = ActionTable(definition.actions)
+        self.abort_event = asyncio.Event()
+        self.log = ActorLogAdapter(
+            logger,
+            {"actor": record.name, "key": "/".join(record.key) or "-", "actor_id": self.actor_id},
+        )
+        self._loop = asyncio.get_running_loop()
+        self._on_stopped = on_stopped
+        self._serial = asyncio.Lock() if self.options.serial else None
+        self._hooks = {
+            name: _hook(definition, name)
+            for name in (
+                "on_migrate",
+                "on_create",
+                "on_wake",
+                "on_sleep",
+                "on_destroy",
+                "on_state_change",
+                "on_before_action_response",
+                "on_disconnect",
+                "run",
+            )
+        }
+        self._on_state_change = self._hooks["on_state_change"]
+        self._before_response = self._hooks["on_before_action_response"]
+        # State and saves.
+        self._state: Any = None
+        self._snapshot: Actor | None = None  # last persisted snapshot
+        self._dirty = False  # the state may differ from the persisted bytes
+        self._seen_state: bytes | None = None  # for on_state_change detection
+        self._in_state_change = False
+        self._save_handle: asyncio.TimerHandle | None = None
+        self._save_task: asyncio.Task[None] | None = None
+        self._last_save = 0.0
+        self._save_waiters: list[asyncio.Future[None]] = []
+        # Activity that keeps the actor awake.
+        self._inflight = 0
+        self._keep_awake = 0
+        self._background: set[asyncio.Task[Any]] = set()
+        self._run_task: asyncio.Task[Any] | None = None
+        self._idle_handle: asyncio.TimerHandle | None = None
+        self._activity_changed = asyncio.Event()
+        self._stop_requested = False
+
+    # ---------------------------------------------------------------------------------------
+    # State
+
+    @property
+    def state(self) -> Any:
+        return self._state
+
+    def set_state(self, value: Any) -> None:
+        """Replace the state (``c.state = value``)."""
+        if self._in_state_change:
+            raise actor_error(
+                "state_mutation_reentrant", "state cannot be changed inside on_state_change"
+            )
+        self._state = value
+        self.mark_dirty()
+
+    def mark_dirty(self) -> None:
+        """The state may have changed: schedule a throttled save."""
+        self._dirty = True
+        if (
+            self._save_handle is None
+            and self._save_task is None
+            and self.phase <= Phase.DESTROY_GRACE
+        ):
+            delay = self.options.state_save_interval - (self._loop.time() - self._last_save)
+            self._save_handle = self._loop.call_later(max(0.0, delay), self._start_save)
+
+    def _start_save(self) -> None:
+        self._save_handle = None
+        if self._save_task is None:
+            self._save_task = self._loop.create_task(self._save_loop())
+
+    async def _save_loop(self) -> None:
+        try:
+            while self._dirty:
+                await self._write_snapshot()
+        except Exception:
+            self.log.exception("saving the state failed; retrying after the save interval")
+            self._save_task = None
+            self._notify_savers(None)
+            self.mark_dirty()
+            return
+        self._save_task = None
+        self._notify_savers(None)
+
+    def _notify_savers(self, error: BaseException | None) -> None:
+        waiters, self._save_waiters = self._save_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                if error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(error)
+
+    def encode_state(self) -> bytes:
+        """The state as RivetKit stores it: CBOR of the JSON-compatible form."""
+        if self._state is None and not self._has_state():
+            return b""
+        try:
+            return cbor_dumps(self._state)
+        except Exception as exc:
+            raise actor_error(
+                "invalid_state", f"the state cannot be encoded as CBOR: {exc}"
+            ) from exc
+
+    def _has_state(self) -> bool:
+        return self.definition.has_state
+
+    async def _write_snapshot(self, *, has_initialized: bool = True) -> None:
+        self._dirty = False
+        state = self.encode_state()
+        previous = self._snapshot
+        if (
+            previous is not None
+            and previous.state == state
+            and previous.has_initialized == has_initialized
+        ):
+            return
+        snapshot = Actor(
+            input=self.record.input if previous is None else previous.input,
+            has_initialized=has_initialized,
+            state=state,
+            scheduled_events=[] if previous is None else previous.scheduled_events,
+        )
+        await self.driver.kv_write(
+            self.actor_id, puts=[(keys.PERSIST, actor_persist.ACTOR.encode(snapshot))]
+        )
+        self._snapshot = snapshot
+        self._last_save = self._loop.time()
+
+    async def save_state(self, *, immediate: bool = False) -> None:
+        """Wait until the current state is persisted (``immediate``: without the throttle)."""
+        self._dirty = True
+        if immediate:
+            if self._save_handle is not None:
+                self._save_handle.cancel()
+                self._save_handle = None
+            if self._save_task is None:
+                self._save_task = self._loop.create_task(self._save_loop())
+        else:
+            self.mark_dirty()
+        waiter = self._loop.create_future()
+        self._save_waiters.append(waiter)
+        await waiter
+        if self._dirty:  # the save in flight started before the latest change
+            await self.save_state(immediate=True)
+
+    async def flush(self) -> None:
+        """Persist now, whatever the throttle says, and wait for it."""
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+            self._save_handle = None
+        while self._save_task is not None:
+            await asyncio.shield(self._save_task)
+        await self._write_snapshot()
+
+    def _check_state_change(self) -> None:
+        """Run ``on_state_change`` if the state differs from what it last saw."""
+        hook = self._on_state_change
+        if hook is None or self._in_state_change:
+            return
+        try:
+            encoded = self.encode_state()
+        except RivetError:
+            return
+        if encoded == self._seen_state:
+            return
+        self._seen_state = encoded
+        self._in_state_change = True
+        try:
+            result = hook(self.context, self._state)
+            if inspect.isawaitable(result):
+                self.log.warning("on_state_change is synchronous; its awaitable was dropped")
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        except RivetError:
+            raise
+        except Exception:
+            self.log.exception("on_state_change failed")
+        finally:
+            self._in_state_change = False
+        if self.encode_state() != encoded:
+            self._seen_state = None
+            raise actor_error(
+                "state_mutation_reentrant", "state cannot be changed inside on_state_change"
+            )
+
+    # ---------------------------------------------------------------------------------------
+    # Hooks
+
+    async def _call(self, name: str, *args: Any, timeout: float | None = None) -> Any:
+        hook = self._hooks.get(name) or _hook(self.definition, name)
+        if hook is None:
+            return None
+        result = hook(self.context, *args)
+        if inspect.isawaitable(result):
+            if timeout is None:
+                return await result
+            try:
+                return await asyncio.wait_for(result, timeout)
+            except asyncio.TimeoutError:
+                raise actor_error(
+                    "callback_timed_out",
+                    f"{name} did not finish within {timeout:g} s",
+                    metadata={"callback": name, "timeout_ms": int(timeout * 1000)},
+                ) from None
+        return result
+
+    # ---------------------------------------------------------------------------------------
+    # Start
+
+    async def start(self) -> None:
+        """Load the snapshot, run the start hooks, persist ``has_initialized``, start ``run``."""
+        options = self.options
+        (raw,) = await self.driver.kv_get(self.actor_id, [keys.PERSIST])
+        if raw is None:
+            snapshot = Actor(self.record.input, False, b"", [])
+            self._snapshot = None
+        else:
+            snapshot = actor_persist.ACTOR.decode(raw)
+            self._snapshot = snapshot
+        is_new = not snapshot.has_initialized
+        self.input = cbor_loads(snapshot.input) if snapshot.input else None
+        await self._call("on_migrate", is_new, timeout=options.on_migrate_timeout)
+        if is_new:
+            self._state = await self._initial_state()
+            await self._call("on_create", self.input)
+        else:
+            self._state = cbor_loads(snapshot.state) if snapshot.state else None
+        self.vars = await self._initial_vars()
+        await self._call("on_wake")
+        if is_new or self._dirty:
+            await self._write_snapshot()
+        if self._on_state_change is not None:
+            self._seen_state = self.encode_state()
+        self.phase = Phase.STARTED
+        if self._hooks["run"] is not None:
+            self._run_task = self._loop.create_task(self._run())
+        self._reset_idle()
+
+    async def _initial_state(self) -> Any:
+        factory = _hook(self.definition, "create_state")
+        if factory is not None:
+            result = factory(self.context, self.input)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        return self.definition.new_state_value()
+
+    async def _initial_vars(self) -> Any:
+        factory = _hook(self.definition, "create_vars")
+        if factory is not None:
+            result = factory(self.context)
+            if inspect.isawaitable(result):
+                try:
+                    result = await asyncio.wait_for(result, self.options.create_vars_timeout)
+                except asyncio.TimeoutError:
+                    raise actor_error(
+                        "callback_timed_out",
+                        f"create_vars did not finish within {self.options.create_vars_timeout:g} s",
+                        metadata={"callback": "create_vars"},
+                    ) from None
+            return result
+        return self.definition.new_vars_value()
+
+    async def _run(self) -> None:
+        hook = self._hooks["run"]
+        assert hook is not None
+        try:
+            result = hook(self.context)
+            if inspect.isawaitable(result):
+                await result
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if self.phase == Phase.STARTED:
+                self.log.exception("run failed; the actor stops")
+                self.request_sleep()
+            else:
+                self.log.exception("run failed during shutdown")
+        finally:
+            self._activity_changed.set()
+            self._reset_idle()
+
+    # ---------------------------------------------------------------------------------------
+    # Actions
+
+    def _lifecycle_error(self) -> RivetError:
+        if self.phase == Phase.LOADING:
+            return actor_error("not_ready", "the actor is starting")
+        if self.phase in (Phase.DESTROY_GRACE, Phase.FINALIZING):
+            return actor_error("stopping", "the actor is stopping")
+        return actor_error("destroying", "the actor is stopped")
+
+    async def invoke(self, name: str, args: list[Any], conn: Connection | None = None) -> Any:
+        """Run the action ``name`` with ``args`` and return its (transformed) output."""
+        phase = self.phase
+        if phase != Phase.STARTED and phase != Phase.SLEEP_GRACE:
+            raise self._lifecycle_error()
+        self._inflight += 1
+        idle = self._idle_handle
+        if idle is not None:
+            idle.cancel()
+            self._idle_handle = None
+        try:
+            if self._serial is not None:
+                async with self._serial:
+                    output = await self._invoke(name, args, conn)
+            else:
+                output = await self._invoke(name, args, conn)
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._reset_idle()
+                if self.phase != Phase.STARTED:
+                    self._activity_changed.set()
+        return output
+
+    async def _invoke(self, name: str, args: list[Any], conn: Connection | None) -> Any:
+        ctx = self.context if conn is None else self.context.with_conn(conn)
+        table = self.table
+        try:
+            if table.is_async(name):
+                output = await _with_timeout(
+                    table.call(name, ctx, args), self.options.action_timeout
+                )
+            else:
+                output = table.call(name, ctx, args)
+        except _ActionTimedOut:
+            raise actor_error(
+                "action_timed_out",
+                f"Action '{name}' timed out",
+                metadata={"timeout_ms": int(self.options.action_timeout * 1000)},
+            ) from None
+        except RivetError:
+            self._after_action()
+            raise
+        except Exception:
+            self.log.exception("action %s failed", name)
+            self._after_action()
+            raise
+        self._after_action()
+        if self._before_response is not None:
+            output = self._before_response(ctx, name, args, output)
+            if inspect.isawaitable(output):
+                output = await output
+        if self.options.durable_replies and self._dirty:
+            await self.save_state(immediate=True)
+        return output
+
+    def _after_action(self) -> None:
+        self.mark_dirty()
+        if self._on_state_change is not None:
+            self._check_state_change()
+
+    # ---------------------------------------------------------------------------------------
+    # Connections
+
+    async def connect(
+        self,
+        params: Any = None,
+        *,
+        transport: ConnTransport | None = None,
+        hibernatable: bool = False,
+        conn_id: str | None = None,
+    ) -> Connection:
+        """Open a connection: preflight, then ``on_connect``; return it once usable.
+
+        Preflight is ``on_before_connect`` and ``create_conn_state``, bounded together by the
+        sum of their timeouts; the connection is in ``c.conns`` only after it succeeds.
+        """
+        phase = self.phase
+        if phase != Phase.STARTED and phase != Phase.SLEEP_GRACE:
+            raise self._lifecycle_error()
+        options = self.options
+        self._inflight += 1
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
+        try:
+            budget = options.on_before_connect_timeout + options.create_conn_state_timeout
+            try:
+                state = await asyncio.wait_for(self._preflight(params), budget)
+            except asyncio.TimeoutError:
+                raise actor_error(
+                    "callback_timed_out",
+                    f"connection preflight did not finish within {budget:g} s",
+                    metadata={"callback": "on_before_connect"},
+                ) from None
+            conn = Connection(
+                params, conn_id=conn_id, transport=transport, hibernatable=hibernatable
+            )
+            conn.state = state
+            conn.owner = self
+            self.conns[conn.id] = conn
+            try:
+                await self._call_with("on_connect", conn, conn, timeout=options.on_connect_timeout)
+            except BaseException:
+                self.conns.pop(conn.id, None)
+                conn.disconnected = True
+                raise
+            return conn
+        finally:
+            self._inflight -= 1
+            self.activity_changed()
+
+    async def _preflight(self, params: Any) -> Any:
+        await self._call("on_before_connect", params)
+        factory = _hook(self.definition, "create_conn_state")
+        if factory is None:
+            return self.definition.new_conn_state_value()
+        result = factory(self.context, params)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def disconnect(self, conn: Connection, reason: str | None = None) -> None:
+        """Close a connection: it leaves ``c.conns``, then ``on_disconnect`` runs."""
+        await self._disconnect(conn, reason)
+
+    async def _call_with(
+        self, name: str, conn: Connection, *args: Any, timeout: float | None = None
+    ) -> Any:
+        hook = _hook(self.definition, name)
+        if hook is None:
+            return None
+        result = hook(self.context.with_conn(conn), *args)
+        if inspect.isawaitable(result):
+            try:
+                return await asyncio.wait_for(result, timeout)
+            except asyncio.TimeoutError:
+                raise actor_error(
+                    "callback_timed_out",
+                    f"{name} did not finish within {timeout:g} s",
+                    metadata={"callback": name},
+                ) from None
+        return result
+
+    # ---------------------------------------------------------------------------------------
+    # Events
+
+    def broadcast(self, event: str, args: tuple[Any, ...] | list[Any]) -> None:
+        """Send an event to every connection subscribed to it."""
+        payload = list(args)
+        for conn in list(self.conns.values()):
+            if event in conn.subscriptions and conn.transport is not None:
+                conn.transport.send_event(event, payload)
+
+    # ---------------------------------------------------------------------------------------
+    # Background work and idleness
+
+    def wait_until(self, awaitable: Awaitable[Any]) -> None:
+        """Track ``awaitable`` as shutdown work."""
+        task = asyncio.ensure_future(awaitable)
+        self._background.add(task)
+
+        def done(finished: asyncio.Future[Any]) -> None:
+            self._background.discard(task)
+            if not finished.cancelled() and finished.exception() is not None:
+                self.log.error("wait_until task failed", exc_info=finished.exception())
+            self._activity_changed.set()
+
+        task.add_done_callback(done)
+
+    async def keep_awake(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable`` while holding the actor awake."""
+        self._keep_awake += 1
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
+        try:
+            return await awaitable
+        finally:
+            self._keep_awake -= 1
+            self._activity_changed.set()
+            self._reset_idle()
+
+    def can_sleep(self) -> bool:
+        """True when nothing keeps the actor awake (RivetKit's ``can_sleep`` checks)."""
+        return (
+            self.phase == Phase.STARTED
+            and not self.options.no_sleep
+            and self._inflight == 0
+            and self._keep_awake == 0
+            and (self._run_task is None or self._run_task.done())
+            and not self.conns
+        )
+
+    def _reset_idle(self) -> None:
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
+        if self.can_sleep():
+            self._idle_handle = self._loop.call_later(
+                self.options.sleep_timeout, self._idle_expired
+            )
+
+    def _idle_expired(self) -> None:
+        self._idle_handle = None
+        if self.can_sleep():
+            self.log.debug("idle for %g s: going to sleep", self.options.sleep_timeout)
+            self.request_sleep()
+
+    def activity_changed(self) -> None:
+        """Something that keeps the actor awake started or ended (connections, requests)."""
+        self._activity_changed.set()
+        self._reset_idle()
+
+    # ---------------------------------------------------------------------------------------
+    # Stop
+
+    def request_sleep(self) -> None:
+        """Ask the driver to stop this actor with reason ``sleep``."""
+        if self.phase == Phase.LOADING:
+            raise actor_error("starting", "the actor is still starting")
+        if self._stop_requested or self.phase != Phase.STARTED:
+            return
+        self._stop_requested = True
+        self.driver.request_sleep(self.actor_id, self.generation)
+
+    def request_destroy(self) -> None:
+        """Ask the driver to destroy this actor."""
+        if self.phase == Phase.LOADING:
+            raise actor_error("starting", "the actor is still starting")
+        if self.phase in (Phase.DESTROY_GRACE, Phase.FINALIZING, Phase.TERMINATED):
+            raise actor_error("stopping", "the actor is already stopping")
+        self._stop_requested = True
+        self.driver.request_destroy(self.actor_id, self.generation)
+
+    async def stop(self, reason: StopReason) -> None:
+        """Run the sleep (also ``shutdown``) or destroy shutdown, then the final save."""
+        if self.phase >= Phase.FINALIZING:
+            return
+        destroying = reason == "destroy"
+        options = self.options
+        self.phase = Phase.DESTROY_GRACE if destroying else Phase.SLEEP_GRACE
+        deadline = self._loop.time() + options.sleep_grace_period
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
+        self.abort_event.set()
+        for conn in list(self.conns.values()):
+            if destroying or not conn.hibernatable:
+                await self._disconnect(conn, "actor stopping")
+        try:
+            if destroying:
+                await self._call("on_destroy", timeout=options.sleep_grace_period)
+            else:
+                await self._call("on_sleep", timeout=max(0.001, deadline - self._loop.time()))
+        except Exception:
+            self.log.exception("on_%s failed", "destroy" if destroying else "sleep")
+        await self._wait_for_quiet(deadline, wait_for_run=not destroying)
+        if self._run_task is not None and not self._run_task.done():
+            self._run_task.cancel()
+            # Cancelled or failed: both are final here.
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(self._run_task), 1.0)
+        self.phase = Phase.FINALIZING
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+            self._save_handle = None
+        try:
+            if self._save_task is not None:
+                await asyncio.shield(self._save_task)
+            await self._write_snapshot()
+        except Exception:
+            self.log.exception("the final save failed")
+        for task in list(self._background):
+            task.cancel()
+        self.phase = Phase.TERMINATED
+        self._notify_savers(None)
+        if self._on_stopped is not None:
+            self._on_stopped(self)
+
+    async def _wait_for_quiet(self, deadline: float, *, wait_for_run: bool) -> None:
+        while True:
+            busy = (
+                self._inflight
+                or self._keep_awake
+                or self._background
+                or (wait_for_run and self._run_task is not None and not self._run_task.done())
+            )
+            if not busy:
+                return
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                self.log.warning("shutdown grace period ran out; cutting remaining work")
+                return
+            self._activity_changed.clear()
+            waits: list[asyncio.Future[Any]] = [
+                asyncio.ensure_future(self._activity_changed.wait())
+            ]
+            if wait_for_run and self._run_task is not None and not self._run_task.done():
+                waits.append(self._run_task)
+            waits.extend(self._background)
+            await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            waits[0].cancel()
+
+    async def _disconnect(self, conn: Connection, reason: str | None) -> None:
+        if conn.disconnected:
+            return
+        conn.disconnected = True
+        self.conns.pop(conn.id, None)
+        try:
+            await self._call_with("on_disconnect", conn, conn)
+        except Exception:
+            self.log.exception("on_disconnect failed")
+        if conn.transport is not None:
+            conn.transport.close(reason)
+        self.activity_changed()
