@@ -14,6 +14,8 @@ from rivetkit.options import ActorOptions
 from rivetkit.protocol import bare as _bare  # noqa: F401 - selects the codec twin
 from rivetkit.registry import Registry, setup
 from rivetkit.runtime import dispatch as _dispatch  # noqa: F401 - selects the dispatch twin
+from rivetkit.runtime import queuescan as _queuescan  # noqa: F401 - selects the queue scan twin
+from rivetkit.runtime import timers as _timers  # noqa: F401 - selects the timer twin
 
 #: True when the compiled twins of the hot paths are in use.
 SPEEDUPS: bool = _speedups_active()
