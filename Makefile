@@ -8,7 +8,10 @@ LINT_PATHS := $(wildcard rivetkit tests benchmarks ci setup.py)
 # The pure pass must not also demand the compiled twins.
 PURE_ENV := env -u RIVETKIT_REQUIRE_SPEEDUPS RIVETKIT_PURE=1
 
-.PHONY: venv test lint format bench vectors clean
+INTEROP := tests/interop
+INTEROP_STAMP := $(INTEROP)/node_modules/.package-lock.json
+
+.PHONY: venv test lint format bench vectors clean interop-deps demo
 
 venv: $(STAMP)
 	$(PY) setup.py --quiet build_ext --inplace
@@ -23,9 +26,19 @@ $(STAMP): pyproject.toml setup.py
 	RIVETKIT_PURE=1 $(PY) -m pip install --quiet --no-build-isolation -e '.[dev]'
 	touch $@
 
-test: venv
+# The official TypeScript client for tests/test_interop.py (npm rivetkit, pinned by the lock).
+interop-deps: $(INTEROP_STAMP)
+
+$(INTEROP_STAMP): $(INTEROP)/package.json $(INTEROP)/package-lock.json
+	cd $(INTEROP) && npm install --no-audit --no-fund --loglevel=error
+
+test: venv interop-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(PURE_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+# Serve examples/app.py on the embedded default, call the counter and the chat, stop.
+demo: venv
+	$(PY) examples/demo.py
 
 lint: venv
 	$(VENV)/bin/ruff check $(LINT_PATHS)

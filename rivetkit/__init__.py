@@ -9,6 +9,7 @@ from __future__ import annotations
 from rivetkit._twins import speedups_active as _speedups_active
 from rivetkit._version import __version__
 from rivetkit.actor import ActorDefinition, actor
+from rivetkit.dispatch.http import Request, Response
 from rivetkit.errors import ProtocolError, RivetError, UserError
 from rivetkit.options import ActorOptions
 from rivetkit.protocol import bare as _bare  # noqa: F401 - selects the codec twin
@@ -26,6 +27,8 @@ __all__ = [
     "ActorOptions",
     "ProtocolError",
     "Registry",
+    "Request",
+    "Response",
     "RivetError",
     "UserError",
     "__version__",

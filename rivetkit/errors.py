@@ -87,6 +87,17 @@ _PUBLIC_STATUS: dict[tuple[str, str], int] = {
     ("user", "*"): 400,
     ("inspector", "unauthorized"): 401,
     ("inspector", "invalid_request"): 400,
+    # A client's own malformed bytes: rivetkit-core answers them with 400 and the message.
+    ("protocol", "invalid_http_request"): 400,
+    ("protocol", "invalid_actor_connect_request"): 400,
+    ("protocol", "unsupported_encoding"): 400,
+    # RivetKit's raw-handler errors (public, 404).
+    ("handler", "request_not_defined"): 404,
+    ("handler", "websocket_not_defined"): 404,
+    # Emitted by the engine (and our manager API) and seen by clients.
+    ("actor", "duplicate_key"): 400,
+    ("actor", "key_too_large"): 400,
+    ("actor", "input_too_large"): 400,
 }
 
 

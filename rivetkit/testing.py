@@ -39,6 +39,8 @@ def _key(key: KeyArg) -> list[str]:
 class TestActorHandle:
     """A handle on one actor; actions are coroutines by attribute or :meth:`action`."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     def __init__(
         self,
         client: TestClient,
@@ -77,10 +79,11 @@ class TestActorHandle:
         if name.startswith("_"):
             raise AttributeError(name)
 
-        async def call(*args: Any) -> Any:
-            return await self.action(name, *args)
+        def call(*args: Any) -> Awaitable[Any]:
+            return self.action(name, *args)
 
         call.__name__ = name
+        self.__dict__[name] = call  # found directly next time
         return call
 
     def __repr__(self) -> str:
@@ -109,6 +112,8 @@ class _Accessor:
 
 class TestClient:
     """The in-process client that :func:`setup_test` returns."""
+
+    __test__ = False  # not a pytest test class, despite the name
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime

@@ -1,7 +1,15 @@
-"""Shared fixtures: every codec test runs over both twins of the BARE engine."""
+"""Shared fixtures and helpers.
+
+Every hot-path twin is tested through one parametrized fixture (``py``, ``cy``): the BARE
+engine here, action dispatch in ``test_dispatch.py``; both use :func:`twin`.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+import time
+from collections.abc import Callable
 from types import ModuleType
 
 import pytest
@@ -9,28 +17,54 @@ import pytest
 from rivetkit import _twins
 from rivetkit.protocol import _bare_py
 
+TWIN_IDS = ["py", "cy"]
+
+
+def compiled_module(name: str) -> ModuleType | None:
+    """The compiled twin ``rivetkit._speedups.<name>``, or None when it was not built."""
+    try:
+        return importlib.import_module(f"rivetkit._speedups.{name}")
+    except ImportError:
+        return None
+
 
 def compiled_twin() -> ModuleType | None:
     """The compiled BARE engine, or None when it was not built."""
-    try:
-        from rivetkit._speedups import _bare
-    except ImportError:
-        return None
-    return _bare
+    return compiled_module("_bare")
 
 
-@pytest.fixture(params=["py", "cy"])
-def engine(request: pytest.FixtureRequest) -> ModuleType:
-    """The BARE engine twin under test: ``py`` (pure) or ``cy`` (compiled).
+def twin(param: str, compiled_name: str, pure: ModuleType | str) -> ModuleType:
+    """The twin a ``py``/``cy`` parametrized fixture asks for.
 
-    A missing compiled twin fails the test when ``RIVETKIT_REQUIRE_SPEEDUPS=1`` (as in CI);
-    otherwise the ``cy`` case is skipped with the reason shown in the summary.
+    ``py`` is the pure module ``pure`` (a module or its dotted name); ``cy`` is
+    ``rivetkit._speedups.<compiled_name>``. A missing compiled twin fails the test when
+    ``RIVETKIT_REQUIRE_SPEEDUPS=1`` (as in CI); otherwise the ``cy`` case is skipped with the
+    reason shown in the summary.
     """
-    if request.param == "py":
-        return _bare_py
-    module = compiled_twin()
+    if param == "py":
+        return importlib.import_module(pure) if isinstance(pure, str) else pure
+    module = compiled_module(compiled_name)
     if module is None:
         if _twins.SPEEDUPS_REQUIRED:
-            pytest.fail("RIVETKIT_REQUIRE_SPEEDUPS=1 but rivetkit._speedups._bare is not built")
-        pytest.skip("compiled twin rivetkit._speedups._bare is not built")
+            pytest.fail(
+                f"RIVETKIT_REQUIRE_SPEEDUPS=1 but rivetkit._speedups.{compiled_name} is not built"
+            )
+        pytest.skip(f"compiled twin rivetkit._speedups.{compiled_name} is not built")
     return module
+
+
+@pytest.fixture(params=TWIN_IDS)
+def engine(request: pytest.FixtureRequest) -> ModuleType:
+    """The BARE engine twin under test: ``py`` (pure) or ``cy`` (compiled)."""
+    return twin(request.param, "_bare", _bare_py)
+
+
+async def eventually(
+    predicate: Callable[[], object], *, timeout: float = 5.0, interval: float = 0.005
+) -> None:
+    """Wait until ``predicate()`` is true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s: {predicate!r}")
+        await asyncio.sleep(interval)

@@ -274,16 +274,24 @@ def _base64(payload: Any, tag: str, code: str) -> bytes:
 # MARK: JSON and CBOR primitives
 
 
+# One encoder and one decoder for every call: json.dumps/json.loads with non-default options
+# build a new (Python-level) encoder or decoder each time, a visible cost on the hot path.
+# ASCII output (json's default) keeps lone surrogates from user strings encodable.
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def _json_dumps(tree: Any) -> str:
-    # ASCII output (json's default) keeps lone surrogates from user strings encodable.
     try:
-        return json.dumps(tree, separators=(",", ":"), allow_nan=False)
+        return _ENCODER.encode(tree)
     except (TypeError, ValueError, RecursionError) as exc:
         raise EncodeError(f"value is not JSON-serializable: {exc}") from None
 
 
 def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
+
+
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _json_loads(data: Any, code: str) -> Any:
@@ -297,7 +305,7 @@ def _json_loads(data: Any, code: str) -> Any:
     else:
         raise ProtocolError(f"expected JSON text, got {type(data).__name__}", code=code)
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"invalid JSON: {exc}", code=code) from None
 

@@ -9,6 +9,7 @@ transports (server, engine tunnel, test harness) call :meth:`Runtime.instance` a
 from __future__ import annotations
 
 import logging
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from rivetkit.errors import RivetError
@@ -96,11 +97,17 @@ class Runtime:
             raise RivetError("actor", "not_found", f"actor {actor_id} is not running")
         return instance
 
-    async def call_action(
+    def call_action(
         self, actor_id: str, name: str, args: list[Any], conn: Connection | None = None
-    ) -> Any:
-        """Run an action on an actor, waking it if needed."""
+    ) -> Coroutine[Any, Any, Any]:
+        """Run an action on an actor, waking it if needed (a coroutine: await it)."""
         instance = self.instances.get(actor_id)
-        if instance is None or instance.phase != Phase.STARTED:
-            instance = await self.instance(actor_id)
+        if instance is not None and instance.phase == Phase.STARTED:
+            return instance.invoke(name, args, conn)  # hot path: no coroutine of our own
+        return self._wake_and_call(actor_id, name, args, conn)
+
+    async def _wake_and_call(
+        self, actor_id: str, name: str, args: list[Any], conn: Connection | None
+    ) -> Any:
+        instance = await self.instance(actor_id)
         return await instance.invoke(name, args, conn)

@@ -88,6 +88,11 @@ class ActorLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
         return f"[{extra['actor']} {extra['key']} {extra['actor_id']}] {msg}", kwargs
 
 
+def _is_sync(hook: Any) -> bool:
+    """True for an absent hook or a synchronous one."""
+    return hook is None or not hook.is_async
+
+
 def _hook(definition: ActorDefinition, name: str) -> Callable[..., Any] | None:
     hook = getattr(definition.hooks, name, None)
     return None if hook is None else hook.fn
@@ -144,6 +149,8 @@ class ActorInstance:
         }
         self._on_state_change = self._hooks["on_state_change"]
         self._before_response = self._hooks["on_before_action_response"]
+        # Replies go out as the action returns them (no hook, no durability gate).
+        self._plain_replies = self._before_response is None and not self.options.durable_replies
         # State and saves.
         self._state: Any = None
         self._snapshot: Actor | None = None  # last persisted snapshot
@@ -160,8 +167,11 @@ class ActorInstance:
         self._background: set[asyncio.Task[Any]] = set()
         self._run_task: asyncio.Task[Any] | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
+        self._idle_deadline = 0.0  # loop time from which the actor may sleep
+        self._idle_armed = 0.0  # the deadline the pending idle timer was armed for
         self._activity_changed = asyncio.Event()
         self._stop_requested = False
+        self._destroy_requested = False
 
     # ---------------------------------------------------------------------------------------
     # State
@@ -196,17 +206,22 @@ class ActorInstance:
             self._save_task = self._loop.create_task(self._save_loop())
 
     async def _save_loop(self) -> None:
+        """One save. A change made during it gets the next save, throttled like any other
+        (waiters of ``save_state`` whose change came too late ask for an immediate one)."""
         try:
-            while self._dirty:
-                await self._write_snapshot()
-        except Exception:
+            await self._write_snapshot()
+        except Exception as exc:
             self.log.exception("saving the state failed; retrying after the save interval")
             self._save_task = None
-            self._notify_savers(None)
+            self._dirty = True
+            self._last_save = self._loop.time()  # the retry waits one interval
+            self._notify_savers(exc)  # nothing was saved: no waiter may think it was
             self.mark_dirty()
             return
         self._save_task = None
         self._notify_savers(None)
+        if self._dirty:
+            self.mark_dirty()
 
     def _notify_savers(self, error: BaseException | None) -> None:
         waiters, self._save_waiters = self._save_waiters, []
@@ -292,6 +307,7 @@ class ActorInstance:
             return
         self._seen_state = encoded
         self._in_state_change = True
+        error: RivetError | None = None
         try:
             result = hook(self.context, self._state)
             if inspect.isawaitable(result):
@@ -299,17 +315,24 @@ class ActorInstance:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
-        except RivetError:
-            raise
+        except RivetError as exc:
+            error = exc
         except Exception:
             self.log.exception("on_state_change failed")
         finally:
             self._in_state_change = False
-        if self.encode_state() != encoded:
-            self._seen_state = None
+        try:
+            mutated = self.encode_state() != encoded
+        except RivetError:
+            mutated = True
+        if mutated:
+            # Rejected, as RivetKit's state proxy does: the hook's change does not stick.
+            self._state = cbor_loads(encoded) if encoded else None
             raise actor_error(
                 "state_mutation_reentrant", "state cannot be changed inside on_state_change"
             )
+        if error is not None:
+            raise error
 
     # ---------------------------------------------------------------------------------------
     # Hooks
@@ -423,15 +446,17 @@ class ActorInstance:
         phase = self.phase
         if phase != Phase.STARTED and phase != Phase.SLEEP_GRACE:
             raise self._lifecycle_error()
+        # No idle-timer work per action: the timer is lazy and re-checks can_sleep() (false
+        # while an action is in flight) when it fires; see _reset_idle.
         self._inflight += 1
-        idle = self._idle_handle
-        if idle is not None:
-            idle.cancel()
-            self._idle_handle = None
         try:
             if self._serial is not None:
                 async with self._serial:
                     output = await self._invoke(name, args, conn)
+            elif self._plain_replies and not self.table.is_async(name):
+                # Fast path of a sync action: no coroutine beyond this one.
+                ctx = self.context if conn is None else self.context.with_conn(conn)
+                output = self._invoke_sync(name, args, ctx)
             else:
                 output = await self._invoke(name, args, conn)
         finally:
@@ -445,19 +470,40 @@ class ActorInstance:
     async def _invoke(self, name: str, args: list[Any], conn: Connection | None) -> Any:
         ctx = self.context if conn is None else self.context.with_conn(conn)
         table = self.table
-        try:
-            if table.is_async(name):
+        if table.is_async(name):
+            try:
                 output = await _with_timeout(
                     table.call(name, ctx, args), self.options.action_timeout
                 )
-            else:
-                output = table.call(name, ctx, args)
-        except _ActionTimedOut:
-            raise actor_error(
-                "action_timed_out",
-                f"Action '{name}' timed out",
-                metadata={"timeout_ms": int(self.options.action_timeout * 1000)},
-            ) from None
+            except _ActionTimedOut:
+                self.mark_dirty()  # it may have changed the state before it was cut off
+                raise actor_error(
+                    "action_timed_out",
+                    f"Action '{name}' timed out",
+                    metadata={"timeout_ms": int(self.options.action_timeout * 1000)},
+                ) from None
+            except RivetError:
+                self._after_action()
+                raise
+            except Exception:
+                self.log.exception("action %s failed", name)
+                self._after_action()
+                raise
+            self._after_action()
+        else:
+            output = self._invoke_sync(name, args, ctx)
+        if self._before_response is not None:
+            output = self._before_response(ctx, name, args, output)
+            if inspect.isawaitable(output):
+                output = await output
+        if self.options.durable_replies and self._dirty:
+            await self.save_state(immediate=True)
+        return output
+
+    def _invoke_sync(self, name: str, args: list[Any], ctx: ActorContext) -> Any:
+        """Run the sync action ``name`` (no timeout: it cannot be interrupted)."""
+        try:
+            output = self.table.call(name, ctx, args)
         except RivetError:
             self._after_action()
             raise
@@ -466,12 +512,6 @@ class ActorInstance:
             self._after_action()
             raise
         self._after_action()
-        if self._before_response is not None:
-            output = self._before_response(ctx, name, args, output)
-            if inspect.isawaitable(output):
-                output = await output
-        if self.options.durable_replies and self._dirty:
-            await self.save_state(immediate=True)
         return output
 
     def _after_action(self) -> None:
@@ -506,7 +546,15 @@ class ActorInstance:
         try:
             budget = options.on_before_connect_timeout + options.create_conn_state_timeout
             try:
-                state = await asyncio.wait_for(self._preflight(params), budget)
+                hooks = self.definition.hooks
+                if _is_sync(hooks.on_before_connect) and _is_sync(hooks.create_conn_state):
+                    # Synchronous hooks cannot be timed out: skip wait_for and its task
+                    # (most of the cost of an HTTP action's ephemeral connection).
+                    state = self._preflight_sync(params)
+                    if inspect.isawaitable(state):
+                        state = await asyncio.wait_for(state, budget)
+                else:
+                    state = await asyncio.wait_for(self._preflight(params), budget)
             except asyncio.TimeoutError:
                 raise actor_error(
                     "callback_timed_out",
@@ -529,6 +577,28 @@ class ActorInstance:
         finally:
             self._inflight -= 1
             self.activity_changed()
+
+    def _preflight_sync(self, params: Any) -> Any:
+        """``_preflight`` for synchronous hooks; an awaitable if a hook returned one."""
+        check = _hook(self.definition, "on_before_connect")
+        if check is not None:
+            result = check(self.context, params)
+            if inspect.isawaitable(result):
+                return self._preflight_rest(result, params)
+        factory = _hook(self.definition, "create_conn_state")
+        if factory is None:
+            return self.definition.new_conn_state_value()
+        return factory(self.context, params)
+
+    async def _preflight_rest(self, pending: Awaitable[Any], params: Any) -> Any:
+        await pending
+        factory = _hook(self.definition, "create_conn_state")
+        if factory is None:
+            return self.definition.new_conn_state_value()
+        result = factory(self.context, params)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
 
     async def _preflight(self, params: Any) -> Any:
         await self._call("on_before_connect", params)
@@ -613,24 +683,53 @@ class ActorInstance:
         )
 
     def _reset_idle(self) -> None:
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-            self._idle_handle = None
+        """Push the idle deadline to ``sleep_timeout`` from now, if the actor can sleep.
+
+        The timer is lazy (one pending timer at most, never cancelled and re-armed per
+        action): when it fires it re-checks :meth:`can_sleep` and, if the deadline moved
+        since it was armed, re-arms for the new deadline.
+        """
         if self.can_sleep():
-            self._idle_handle = self._loop.call_later(
-                self.options.sleep_timeout, self._idle_expired
-            )
+            deadline = self._loop.time() + self.options.sleep_timeout
+            self._idle_deadline = deadline
+            if self._idle_handle is None:
+                self._idle_armed = deadline
+                self._idle_handle = self._loop.call_at(deadline, self._idle_expired)
 
     def _idle_expired(self) -> None:
         self._idle_handle = None
-        if self.can_sleep():
-            self.log.debug("idle for %g s: going to sleep", self.options.sleep_timeout)
-            self.request_sleep()
+        if not self.can_sleep():
+            return  # whatever keeps it awake re-arms the timer when it ends
+        deadline = self._idle_deadline
+        if deadline > self._idle_armed:
+            self._idle_armed = deadline
+            self._idle_handle = self._loop.call_at(deadline, self._idle_expired)
+            return
+        self.log.debug("idle for %g s: going to sleep", self.options.sleep_timeout)
+        self.request_sleep()
 
     def activity_changed(self) -> None:
         """Something that keeps the actor awake started or ended (connections, requests)."""
         self._activity_changed.set()
         self._reset_idle()
+
+    def begin_request(self) -> None:
+        """A transport request (HTTP, raw WebSocket) started: it keeps the actor awake.
+
+        The idle timer is cancelled now, not when the request ends (seed lesson 8); pair
+        every call with :meth:`end_request`.
+        """
+        self._inflight += 1
+        idle = self._idle_handle
+        if idle is not None:
+            idle.cancel()
+            self._idle_handle = None
+
+    def end_request(self) -> None:
+        """A request of :meth:`begin_request` ended; the idle timer re-arms at zero."""
+        self._inflight -= 1
+        if self._inflight == 0:
+            self.activity_changed()
 
     # ---------------------------------------------------------------------------------------
     # Stop
@@ -648,9 +747,14 @@ class ActorInstance:
         """Ask the driver to destroy this actor."""
         if self.phase == Phase.LOADING:
             raise actor_error("starting", "the actor is still starting")
-        if self.phase in (Phase.DESTROY_GRACE, Phase.FINALIZING, Phase.TERMINATED):
+        if self._destroy_requested or self.phase in (
+            Phase.DESTROY_GRACE,
+            Phase.FINALIZING,
+            Phase.TERMINATED,
+        ):
             raise actor_error("stopping", "the actor is already stopping")
         self._stop_requested = True
+        self._destroy_requested = True
         self.driver.request_destroy(self.actor_id, self.generation)
 
     async def stop(self, reason: StopReason) -> None:

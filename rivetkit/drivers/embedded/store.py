@@ -45,6 +45,9 @@ Synchronous = Literal["NORMAL", "FULL"]
 
 # One submitted operation: (fn, args, kwargs, future, is_write).
 _Item = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]", bool]
+# The starvation watchdog's period and the longest it lets the writer run (seconds).
+_WATCH_INTERVAL = 0.01
+_WATCH_YIELD = 0.001
 # One answer: (future, succeeded, result or exception).
 _Answer = tuple["asyncio.Future[Any]", bool, Any]
 
@@ -89,6 +92,12 @@ class SqliteStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closed: asyncio.Future[None] | None = None
+        # Starvation watchdog (see _watchdog): batches finished, and the loop's last look.
+        self._working = False
+        self._batches = 0
+        self._batch_done = threading.Event()
+        self._watch: asyncio.TimerHandle | None = None
+        self._watched_batches = 0
 
     # -- life ------------------------------------------------------------------------------
 
@@ -113,7 +122,12 @@ class SqliteStore:
         with self._cond:
             self._closing = True
             self._cond.notify()
-        await asyncio.shield(self._closed)
+        try:
+            await asyncio.shield(self._closed)
+        finally:
+            if self._watch is not None:
+                self._watch.cancel()
+                self._watch = None
 
     @property
     def is_open(self) -> bool:
@@ -154,7 +168,31 @@ class SqliteStore:
                 raise RivetError("driver", "closed", "the embedded driver's store is closed")
             self._pending.append((fn, args, kwargs, future, write))
             self._cond.notify()
+        if self._watch is None:
+            self._watched_batches = self._batches
+            self._watch = loop.call_later(_WATCH_INTERVAL, self._watchdog)
         return future
+
+    def _watchdog(self) -> None:
+        """Every 10 ms while operations are outstanding (on the loop): if the writer has
+        finished no batch since the last look, let it run for up to 1 ms.
+
+        A thread waiting for the GIL is woken each time the holder drops it, and then loses
+        the race to the holder taking it back; a busy event loop drops it at every
+        ``select``, so CPython's forced switch (after 5 ms without a drop) never comes, and the
+        writer thread, which needs the GIL after every SQLite call, can starve for seconds.
+        Waiting on an event here hands it the GIL with no one to race.
+        """
+        self._watch = None
+        if not self._pending and not self._working:
+            return
+        if self._batches == self._watched_batches:
+            self._batch_done.clear()
+            self._batch_done.wait(_WATCH_YIELD)
+        self._watched_batches = self._batches
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            self._watch = loop.call_later(_WATCH_INTERVAL, self._watchdog)
 
     # -- the writer thread -----------------------------------------------------------------
 
@@ -196,8 +234,12 @@ class SqliteStore:
                         self._cond.wait()
                     batch = self._pending
                     self._pending = []
+                    self._working = bool(batch)
                 if batch:
                     self._apply(conn, batch)
+                    self._working = False
+                    self._batches += 1
+                    self._batch_done.set()
                 elif self._closing:
                     break
         except BaseException as exc:  # a bug here must not leave futures hanging
@@ -249,34 +291,93 @@ class SqliteStore:
         self.read_ops += reads
         self._call(_deliver, answers)
 
-    @staticmethod
+    @classmethod
     def _transaction(
-        conn: sqlite3.Connection, batch: list[_Item]
+        cls, conn: sqlite3.Connection, batch: list[_Item]
     ) -> tuple[list[_Answer], int, int]:
         answers: list[_Answer] = []
         writes = reads = 0
         conn.execute("BEGIN IMMEDIATE")
-        for fn, args, kwargs, future, is_write in batch:
+        i, n = 0, len(batch)
+        while i < n:
+            fn, args, kwargs, future, is_write = batch[i]
             if not is_write:
                 try:
                     answers.append((future, True, fn(conn, *args, **kwargs)))
                 except Exception as exc:
                     answers.append((future, False, exc))
                 reads += 1
+                i += 1
                 continue
-            conn.execute("SAVEPOINT op")
-            try:
-                value = fn(conn, *args, **kwargs)
-            except Exception as exc:
-                if not conn.in_transaction:
-                    # SQLite aborted the whole transaction (e.g. disk full).
-                    raise
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
-                answers.append((future, False, exc))
-            else:
-                conn.execute("RELEASE op")
-                answers.append((future, True, value))
-                writes += 1
+            if _is_plain_put(batch[i]):
+                # A run of puts-only kv_write operations (state saves of many actors): a few
+                # statements for the whole run rather than three per operation.
+                j = i + 1
+                while j < n and _is_plain_put(batch[j]):
+                    j += 1
+                if j - i > 1:
+                    writes += cls._put_run(conn, batch[i:j], answers)
+                    i = j
+                    continue
+            writes += cls._write_one(conn, batch[i], answers)
+            i += 1
         conn.execute("COMMIT")
         return answers, writes, reads
+
+    @staticmethod
+    def _write_one(conn: sqlite3.Connection, item: _Item, answers: list[_Answer]) -> int:
+        """Run one write operation in its own savepoint; 1 if it succeeded, else 0."""
+        fn, args, kwargs, future, _ = item
+        conn.execute("SAVEPOINT op")
+        try:
+            value = fn(conn, *args, **kwargs)
+        except Exception as exc:
+            if not conn.in_transaction:
+                # SQLite aborted the whole transaction (e.g. disk full).
+                raise
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+            answers.append((future, False, exc))
+            return 0
+        conn.execute("RELEASE op")
+        answers.append((future, True, value))
+        return 1
+
+    @classmethod
+    def _put_run(cls, conn: sqlite3.Connection, run: list[_Item], answers: list[_Answer]) -> int:
+        """Run consecutive puts-only ``kv_write`` operations as multi-row inserts, with the
+        same outcome as one by one (in order; a failing operation fails alone)."""
+        rows: list[tuple[str, bytes, bytes]] = []
+        valid: list[_Item] = []
+        for item in run:
+            actor_id, puts = item[1][0], item[1][1]
+            try:
+                tables.check_puts(puts)
+            except Exception as exc:
+                answers.append((item[3], False, exc))
+                continue
+            rows.extend([(actor_id, key, value) for key, value in puts])
+            valid.append(item)
+        guard = len(rows) > tables.PUT_ROWS_CHUNK  # one statement is atomic by itself
+        if guard:
+            conn.execute("SAVEPOINT puts")
+        try:
+            tables.kv_put_rows(conn, rows)
+        except Exception:
+            if not conn.in_transaction:
+                raise
+            if guard:
+                conn.execute("ROLLBACK TO puts")
+                conn.execute("RELEASE puts")
+            # One by one, so that only the failing operation fails.
+            return sum(cls._write_one(conn, item, answers) for item in valid)
+        if guard:
+            conn.execute("RELEASE puts")
+        answers.extend([(item[3], True, None) for item in valid])
+        return len(valid)
+
+
+def _is_plain_put(item: _Item) -> bool:
+    """A write ``tables.kv_write(actor_id, puts, deletes)`` with no deletes."""
+    fn, args, kwargs, _, is_write = item
+    return fn is tables.kv_write and is_write and not kwargs and len(args) == 3 and not args[2]

@@ -1,0 +1,148 @@
+"""State saves with group commit: 1,000 actors changing state concurrently.
+
+Each actor (``state_save_interval`` small, 10 ms by default) has one caller that changes its
+state and then waits half a save interval (``--pace``), so every actor is dirty at each of its
+save deadlines. The embedded store's counters give the figures: ``write_ops`` (one per save of a
+snapshot at KV ``[1]``) and ``transactions`` (group commits; each holds the saves that were
+pending when the writer thread woke). Also printed: the actions/s the callers got, and the
+average number of saves per transaction. Nothing here asserts a figure.
+
+    python benchmarks/bench_saves.py [--quick] [--actors N] [--seconds S] [--interval S]
+                                     [--pace P] [--synchronous NORMAL|FULL] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+if __name__ == "__main__":  # run from a checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import rivetkit
+from rivetkit import ActorOptions, actor, setup
+from rivetkit.drivers.embedded import EmbeddedDriver
+from rivetkit.runtime.host import Runtime
+from rivetkit.testing import TestClient
+
+
+def build_registry(interval: float) -> Any:
+    saver = actor(
+        "saver",
+        state={"n": 0, "payload": "x" * 64},
+        options=ActorOptions(state_save_interval=interval, sleep_timeout=600.0),
+    )
+
+    @saver.action
+    def inc(c: Any) -> int:
+        c.state["n"] += 1
+        return int(c.state["n"])
+
+    @saver.action
+    def count(c: Any) -> int:
+        return int(c.state["n"])
+
+    return setup(use=[saver])
+
+
+async def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
+    driver = EmbeddedDriver(data_dir, synchronous=args.synchronous)
+    runtime = Runtime(build_registry(args.interval), driver)
+    await runtime.start()
+    try:
+        client = TestClient(runtime)
+        handles = [client.saver.get_or_create([str(i)]) for i in range(args.actors)]
+        # Start every actor (creation and its first snapshot are not measured).
+        for start in range(0, len(handles), 100):
+            await asyncio.gather(*(h.inc() for h in handles[start : start + 100]))
+        await asyncio.sleep(args.interval * 2)
+
+        stop = asyncio.Event()
+        actions = 0
+        pause = args.interval * args.pace
+
+        async def caller(handle: Any) -> None:
+            nonlocal actions
+            while not stop.is_set():
+                await handle.inc()
+                actions += 1
+                await asyncio.sleep(pause)
+
+        store = driver.store
+        tasks = [asyncio.ensure_future(caller(h)) for h in handles]
+        await asyncio.sleep(args.interval * 5)  # reach a steady state
+        writes, transactions, started_actions = store.write_ops, store.transactions, actions
+        started = time.perf_counter()
+        await asyncio.sleep(args.seconds)
+        elapsed = time.perf_counter() - started
+        writes = store.write_ops - writes
+        transactions = store.transactions - transactions
+        actions -= started_actions
+        stop.set()
+        await asyncio.gather(*tasks)
+
+        # Every change reached the disk by the end (graceful stop saves the rest).
+        totals = await asyncio.gather(*(h.count() for h in handles))
+    finally:
+        await runtime.stop()
+    return {
+        "actors": args.actors,
+        "interval_s": args.interval,
+        "seconds": elapsed,
+        "saves_per_s": writes / elapsed,
+        "transactions_per_s": transactions / elapsed,
+        "saves_per_transaction": writes / max(1, transactions),
+        "actions_per_s": actions / elapsed,
+        "max_saves_per_s": args.actors / args.interval,
+        "total_changes": sum(totals),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a shorter run (under a minute)")
+    parser.add_argument("--actors", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, help="measured time (default 5, quick 2)")
+    parser.add_argument("--interval", type=float, default=0.01, help="state_save_interval (s)")
+    parser.add_argument(
+        "--pace",
+        type=float,
+        default=0.5,
+        help="each caller waits this many save intervals between changes (default 0.5)",
+    )
+    parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args()
+    if args.seconds is None:
+        args.seconds = 2.0 if args.quick else 5.0
+
+    with tempfile.TemporaryDirectory(prefix="rivetkit-bench-") as data_dir:
+        result = asyncio.run(run(args, data_dir))
+    print(f"python {platform.python_version()} on {platform.machine()}, "
+          f"speedups {rivetkit.SPEEDUPS}, synchronous={args.synchronous}")  # fmt: skip
+    print(f"{result['actors']} actors, state_save_interval {args.interval * 1000:g} ms, "
+          f"{result['seconds']:.1f} s measured")  # fmt: skip
+    print(f"saves: {result['saves_per_s']:,.0f}/s "
+          f"(at most {result['max_saves_per_s']:,.0f}/s at this interval)")  # fmt: skip
+    per_transaction = result["saves_per_transaction"]
+    print(f"transactions: {result['transactions_per_s']:,.0f}/s, "
+          f"{per_transaction:.1f} saves per transaction (group commit)")  # fmt: skip
+    print(f"actions: {result['actions_per_s']:,.0f}/s")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(result, handle, indent=2)
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

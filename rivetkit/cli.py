@@ -1,0 +1,244 @@
+"""The ``rivetkit`` command.
+
+::
+
+    rivetkit --version
+    rivetkit serve PATH.py[:registry] [--host 127.0.0.1] [--port 6420] [--data DIR]
+                   [--engine URL | --engine-spawn] [--namespace default] [--pool default]
+                   [--token T] [--log-level info]
+
+``serve`` imports ``PATH.py`` (its folder first on ``sys.path``, as ``python PATH.py`` would),
+takes its ``registry`` (or the attribute named after ``:``) and serves it in embedded mode:
+one process, data in ``--data`` (default ``./.rivetkit``), listening on ``--host``/``--port``
+(default 127.0.0.1:6420, the official client's default). SIGTERM and SIGINT stop it
+gracefully: connections close, every actor sleeps and its state is flushed; a second SIGINT
+cuts the wait for open connections short. Engine mode (``--engine``, ``--engine-spawn``) is
+not available yet.
+
+Exit status: 0 after a graceful stop; 1 when the server cannot start (for example, another
+process uses the data directory, or the port is taken); 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 6420
+
+
+class CliError(Exception):
+    """A failure reported as one line on stderr, with an exit status."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _version_line() -> str:
+    import rivetkit
+
+    speedups = "speedups: on (compiled)" if rivetkit.SPEEDUPS else "speedups: off (pure Python)"
+    return f"rivetkit {rivetkit.__version__} ({speedups}; Python {sys.version.split()[0]})"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rivetkit", description="Stateful actors compatible with RivetKit."
+    )
+    parser.add_argument(
+        "--version", action="store_true", help="print the version and whether speedups are on"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="serve the actors of a registry",
+        description="Serve the registry defined in PATH.py (attribute 'registry', or the "
+        "name after ':').",
+    )
+    serve.add_argument("target", metavar="PATH.py[:registry]", help="the app file")
+    serve.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (%(default)s)")
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port to listen on (%(default)s)"
+    )
+    serve.add_argument(
+        "--data", default=".rivetkit", metavar="DIR", help="data directory (%(default)s)"
+    )
+    engine = serve.add_mutually_exclusive_group()
+    engine.add_argument("--engine", metavar="URL", help="run as an envoy of this Rivet Engine")
+    engine.add_argument(
+        "--engine-spawn", action="store_true", help="start a local Rivet Engine and use it"
+    )
+    serve.add_argument("--namespace", default="default", help="engine namespace (%(default)s)")
+    serve.add_argument("--pool", default="default", help="engine pool name (%(default)s)")
+    serve.add_argument("--token", default=None, help="engine token")
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (%(default)s)",
+    )
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s",
+            datefmt="%Y-%m-%d %H:%M:%S",
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # uvicorn's own loggers propagate to ours; its access log stays off.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+def load_registry(target: str) -> tuple[Any, Path]:
+    """The registry named by ``PATH.py[:attribute]`` and the file's path.
+
+    :raises CliError: when the file cannot be loaded or holds no registry
+    """
+    from rivetkit.registry import Registry
+
+    path_text, attribute = target, "registry"
+    head, sep, tail = target.rpartition(":")
+    if sep and tail.isidentifier() and head:
+        path_text, attribute = head, tail
+    path = Path(path_text)
+    if not path.is_file():
+        raise CliError(f"no such file: {path_text}", 2)
+    module_name = path.stem if path.stem.isidentifier() else "rivetkit_app"
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise CliError(f"cannot import {path_text} (is it a .py file?)", 2)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception:
+        logging.getLogger("rivetkit.cli").exception("importing %s failed", path_text)
+        raise CliError(f"importing {path_text} failed (see the traceback above)") from None
+    registry = getattr(module, attribute, None)
+    if registry is None:
+        raise CliError(f"{path_text} has no attribute {attribute!r} (expected a registry)", 2)
+    if not isinstance(registry, Registry):
+        raise CliError(
+            f"{path_text}:{attribute} is a {type(registry).__name__}, not a registry made by "
+            "rivetkit.setup()",
+            2,
+        )
+    return registry, path
+
+
+async def _serve(args: argparse.Namespace, registry: Any, path: Path) -> int:
+    import rivetkit
+    from rivetkit.errors import RivetError
+    from rivetkit.server import create_app
+    from rivetkit.server.runner import Server, bind_socket, uvicorn_config
+
+    log = logging.getLogger("rivetkit.cli")
+    app = create_app(registry, data_dir=args.data)
+    try:
+        await app.startup()
+    except RivetError as exc:
+        raise CliError(exc.message) from None
+    except OSError as exc:
+        raise CliError(f"cannot open the data directory {args.data}: {exc}") from None
+    try:
+        try:
+            sock = bind_socket(args.host, args.port)
+        except OSError as exc:
+            raise CliError(
+                f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+            ) from None
+        server = Server(uvicorn_config(app, graceful_timeout=10), handle_signals=True)
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        log.info(
+            "serving %s (actors: %s) on http://%s:%d; data in %s; speedups %s",
+            path,
+            ", ".join(registry.actors) or "none",
+            host,
+            sock.getsockname()[1],
+            os.path.abspath(args.data),
+            "on" if rivetkit.SPEEDUPS else "off",
+        )
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            sock.close()
+        log.info("stopping: actors go to sleep and their state is saved")
+    finally:
+        started = time.monotonic()
+        await app.shutdown()
+    log.info("stopped in %.2f s", time.monotonic() - started)
+    return 0
+
+
+def _run(coro: Any) -> int:
+    if sys.platform != "win32":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            result: int = uvloop.run(coro)
+            return result
+    status: int = asyncio.run(coro)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``rivetkit`` command; return its exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        print(_version_line())
+        return 0
+    if args.command != "serve":
+        parser.print_help()
+        return 2
+    try:
+        if args.engine is not None or args.engine_spawn:
+            raise CliError(
+                "engine mode is not available yet (--engine, --engine-spawn); run without "
+                "them to serve in embedded mode",
+                2,
+            )
+        if not 0 <= args.port <= 65535:
+            raise CliError(f"invalid --port {args.port}", 2)
+        _configure_logging(args.log_level)
+        registry, path = load_registry(args.target)
+        return _run(_serve(args, registry, path))
+    except CliError as exc:
+        print(f"rivetkit: error: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        return 130
+
+
+def entry_point() -> None:
+    """``console_scripts`` entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    entry_point()

@@ -1,0 +1,813 @@
+"""The actor-level routes, once for every transport (runtime spec §1, client protocol §1c, §2).
+
+:class:`Dispatcher` answers a plain :class:`~rivetkit.dispatch.http.Request` addressed to one
+actor (the part of the URL after ``/gateway/{actor}``) and runs a plain
+:class:`~rivetkit.dispatch.websocket.WebSocket`. The ASGI server and the engine tunnel both
+resolve the actor first, then call :meth:`Dispatcher.handle_http` or
+:meth:`Dispatcher.handle_websocket`; so every route behaves the same on both drivers.
+
+HTTP routes:
+
+============================ ======== ========================================================
+path                         method   answer
+============================ ======== ========================================================
+``/action/{name}``           POST     the action's output (json, cbor or bare, per
+                                      ``x-rivet-encoding``), over an ephemeral connection
+``/queue/{name}``            POST     a queue send (``{"status", "response"?}``)
+``/request``, ``/request/*`` any      the actor's ``on_request`` (path after ``/request``)
+``/metadata``                GET      ``{"runtime": "rivetkit", "version", "type"}``
+``/health``                  GET      ``ok``
+``/``                        GET      a line of text
+anything else                         ``actor/not_found`` (404); a wrong method on the routes
+                                      above is ``actor/method_not_allowed`` (405)
+============================ ======== ========================================================
+
+Every response carries ``x-rivet-actor``, ``x-rivet-actor-generation`` and
+``x-rivet-actor-key``. Errors are RivetError JSON bodies with ``Content-Type:
+application/json`` whatever the request's encoding (the official client reads JSON errors for
+every encoding), with the status of :func:`rivetkit.errors.http_status`. Internal errors keep
+their group and code but hide the message unless ``RIVET_EXPOSE_ERRORS=1``; their traceback
+is logged. Every request counts as activity of the actor while it runs (it cannot fall asleep
+mid-request).
+
+WebSockets: ``/connect`` runs the actor-connect protocol (subprotocol ``rivet`` echoed;
+encoding from ``rivet_encoding.*``, default json; params from ``rivet_conn_params.*``; ``Init``
+first; actions answered by id, concurrently; subscriptions; events). Any other path goes to
+``on_websocket`` (``/websocket/...`` with the prefix stripped).
+
+Queues: ``POST /queue/{name}`` decodes and checks the request fully, then sends through the
+actor's ``queue`` (an object with ``async send(name, body, *, wait, timeout)`` returning None
+or ``{"status", "response"?}``). An actor without one answers ``queue/not_supported`` (400).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import os
+import random
+from collections import deque
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote, unquote
+
+from rivetkit._version import __version__
+from rivetkit.dispatch.http import Headers, Request, Response
+from rivetkit.dispatch.websocket import RawWebSocket, WebSocket
+from rivetkit.drivers.keys import serialize_key
+from rivetkit.errors import EncodeError, ProtocolError, RivetError, http_status, to_public
+from rivetkit.protocol.client_protocol import (
+    ActionRequest,
+    ActionResponse,
+    ActorSpecifier,
+    Error,
+    Event,
+    Init,
+    SubscriptionRequest,
+    ToClient,
+)
+from rivetkit.protocol.json_compat import (
+    ENCODINGS,
+    decode_to_server,
+    encode_to_client,
+    http_action_request_from,
+    http_action_response_to,
+    http_error_to,
+    http_queue_send_request_from,
+    http_queue_send_response_to,
+)
+from rivetkit.runtime.instance import Phase
+
+if TYPE_CHECKING:
+    from rivetkit.runtime.connection import Connection
+    from rivetkit.runtime.host import Runtime
+    from rivetkit.runtime.instance import ActorInstance
+
+__all__ = [
+    "MAX_CONN_PARAMS_SIZE",
+    "Dispatcher",
+    "error_response",
+    "parse_subprotocols",
+]
+
+logger = logging.getLogger("rivetkit.dispatch")
+
+#: Largest connection params (JSON text), as in RivetKit.
+MAX_CONN_PARAMS_SIZE: Final = 4096
+#: Frames queued for one connection before it is dropped as too slow.
+MAX_PENDING_FRAMES: Final = 65536
+
+_JSON: Final = b"application/json"
+_OCTETS: Final = b"application/octet-stream"
+_TEXT: Final = b"text/plain; charset=utf-8"
+_CONTENT_TYPE: Final = {"json": _JSON, "cbor": _OCTETS, "bare": _OCTETS}
+_ROOT_TEXT: Final = b"This is an RivetKit actor.\n\nLearn more at https://rivetkit.org"
+
+
+# Ids of the ephemeral connections of HTTP requests: never shown to a client (only to the
+# action, as c.conn.id), so a PRNG seeded from the OS is enough, and much cheaper than an
+# os.urandom call per request.
+_conn_ids = random.Random(os.urandom(32))
+
+
+def _ephemeral_conn_id() -> str:
+    raw = f"{_conn_ids.getrandbits(128):032x}"
+    return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
+
+
+def _invalid_request(message: str, metadata: Any = None) -> RivetError:
+    return RivetError("actor", "invalid_request", message, metadata=metadata)
+
+
+def _not_found(path: str) -> RivetError:
+    return RivetError(
+        "actor",
+        "not_found",
+        f"no route {path[:200]!r} on this actor",
+        metadata={"resource": "route", "path": path[:200]},
+    )
+
+
+def _method_not_allowed(method: str, path: str) -> RivetError:
+    return RivetError(
+        "actor",
+        "method_not_allowed",
+        f"method {method} is not allowed on {path[:200]}",
+        metadata={"method": method, "path": path[:200]},
+    )
+
+
+def _outgoing_too_long(limit: int) -> RivetError:
+    return RivetError(
+        "message",
+        "outgoing_too_long",
+        f"Outgoing message too long (the limit is {limit} bytes)",
+        metadata={"limit": limit},
+    )
+
+
+def _unsupported_encoding(encoding: str) -> RivetError:
+    return ProtocolError(
+        f"unsupported encoding {encoding[:40]!r}; expected json, cbor or bare",
+        code="unsupported_encoding",
+    )
+
+
+def _decode_segment(segment: str) -> str:
+    """One percent-decoded path segment; strict, as rivetkit-core is."""
+    if "%" not in segment:
+        return segment
+    try:
+        return unquote(segment, errors="strict")
+    except UnicodeDecodeError:
+        raise ProtocolError(
+            "path segment is not valid UTF-8", code="invalid_http_request"
+        ) from None
+
+
+def _single_segment(path: str, prefix_len: int) -> str | None:
+    segment = path[prefix_len:]
+    if not segment or "/" in segment:
+        return None
+    return segment
+
+
+def _log_error(
+    error: BaseException, instance: ActorInstance | None, what: str, *, traced: bool = False
+) -> None:
+    """Log an error on its way to a client: internal RivetErrors as a warning line, other
+    exceptions with their traceback (unless ``traced``: the runtime logged it already)."""
+    log: Any = instance.log if instance is not None else logger
+    if isinstance(error, RivetError):
+        if to_public(error) is not error:
+            log.warning("%s failed: %s", what, error)
+        return
+    if not traced:
+        log.error("%s failed", what, exc_info=error)
+
+
+def _actor_specifier(instance: ActorInstance) -> ActorSpecifier:
+    return ActorSpecifier(instance.actor_id, instance.generation, serialize_key(instance.key))
+
+
+def error_response(
+    error: BaseException,
+    *,
+    instance: ActorInstance | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> Response:
+    """The JSON RivetError response for ``error`` (its public form, with its status)."""
+    public = to_public(error)
+    actor = _actor_specifier(instance) if instance is not None else None
+    try:
+        body = http_error_to(
+            public.group, public.code, public.message, public.metadata, "json", actor=actor
+        )
+    except Exception:  # metadata that cannot be encoded: drop it
+        body = http_error_to(public.group, public.code, public.message, None, "json", actor=actor)
+    raw = [(b"content-type", _JSON)]
+    if headers:
+        raw.extend(headers)
+    return Response._raw(http_status(public.group, public.code), raw, body)
+
+
+def parse_subprotocols(headers: Headers) -> list[str]:
+    """The subprotocols a WebSocket client offered (``Sec-WebSocket-Protocol``), in order."""
+    offered: list[str] = []
+    for value in headers.get_all("sec-websocket-protocol"):
+        for item in value.split(","):
+            item = item.strip()
+            if item:
+                offered.append(item)
+    return offered
+
+
+def _params_from_json(text: str, where: str) -> Any:
+    if len(text) > MAX_CONN_PARAMS_SIZE:
+        raise _invalid_request(
+            f"connection params exceed {MAX_CONN_PARAMS_SIZE} bytes",
+            metadata={"limit": MAX_CONN_PARAMS_SIZE},
+        )
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise _invalid_request(f"connection params in {where} are not valid JSON") from None
+
+
+def _http_conn_params(headers: Headers) -> Any:
+    raw = headers.get("x-rivet-conn-params")
+    if raw is None:
+        return None
+    return _conn_params_bytes(raw.encode("latin-1"))
+
+
+def _conn_params_bytes(data: bytes) -> Any:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    return _params_from_json(text, "x-rivet-conn-params")
+
+
+def _action_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str, bytes | None]:
+    """The encoding (default json) and the raw conn params of a request, in one pass."""
+    encoding: str | None = None
+    params: bytes | None = None
+    for name, value in raw:
+        if name == b"x-rivet-encoding":
+            if encoding is None:
+                encoding = value.decode("latin-1")
+        elif name == b"x-rivet-conn-params" and params is None:
+            params = value
+    return encoding or "json", params
+
+
+def _ws_conn_params(encoded: str | None) -> Any:
+    if encoded is None:
+        return None
+    if len(encoded) > MAX_CONN_PARAMS_SIZE * 9:  # the longest percent-encoding of 4 KiB
+        raise _invalid_request(f"connection params exceed {MAX_CONN_PARAMS_SIZE} bytes")
+    try:
+        text = unquote(encoded, errors="strict")
+    except UnicodeDecodeError:
+        raise _invalid_request("connection params are not valid UTF-8") from None
+    return _params_from_json(text, "the rivet_conn_params subprotocol")
+
+
+def _ws_reason(error: RivetError) -> str:
+    reason = f"{error.group}.{error.code}"
+    return reason if len(reason.encode()) <= 123 else "actor.internal_error"
+
+
+def _error_frame(error: BaseException, action_id: int | None, encoding: str) -> str | bytes:
+    public = to_public(error)
+    message = ToClient(
+        Error(public.group, public.code, public.message, public.metadata, action_id, None)
+    )
+    try:
+        return encode_to_client(message, encoding)
+    except Exception:
+        message = ToClient(Error(public.group, public.code, public.message, None, action_id, None))
+        return encode_to_client(message, encoding)
+
+
+class Dispatcher:
+    """The actor-level routes of one :class:`~rivetkit.runtime.host.Runtime`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        # actor_id -> (generation, the x-rivet-actor* response headers)
+        self._actor_headers: dict[str, tuple[int, list[tuple[bytes, bytes]]]] = {}
+        self._success_headers: dict[str, tuple[int, dict[str, list[tuple[bytes, bytes]]]]] = {}
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _instance(self, actor_id: str) -> ActorInstance:
+        runtime = self.runtime
+        instance = runtime.instances.get(actor_id)
+        if instance is not None and instance.phase == Phase.STARTED:
+            return instance
+        return await runtime.instance(actor_id)
+
+    def success_headers(self, instance: ActorInstance, encoding: str) -> list[tuple[bytes, bytes]]:
+        """The headers of a successful action or queue response (shared: do not mutate)."""
+        cached = self._success_headers.get(instance.actor_id)
+        if cached is not None and cached[0] == instance.generation:
+            return cached[1][encoding]
+        actor_headers = self.headers_of(instance)
+        by_encoding = {
+            name: [(b"content-type", content_type), *actor_headers]
+            for name, content_type in _CONTENT_TYPE.items()
+        }
+        if len(self._success_headers) >= 10_000:
+            self._success_headers.clear()
+        self._success_headers[instance.actor_id] = (instance.generation, by_encoding)
+        return by_encoding[encoding]
+
+    def headers_of(self, instance: ActorInstance) -> list[tuple[bytes, bytes]]:
+        """The ``x-rivet-actor*`` headers of a response from ``instance``."""
+        cached = self._actor_headers.get(instance.actor_id)
+        if cached is not None and cached[0] == instance.generation:
+            return cached[1]
+        key = serialize_key(instance.key)
+        if not (key.isascii() and key.isprintable()):
+            key = quote(key, safe="/\\")
+        headers = [
+            (b"x-rivet-actor", instance.actor_id.encode("latin-1", "replace")),
+            (b"x-rivet-actor-generation", str(instance.generation).encode()),
+            (b"x-rivet-actor-key", key.encode()),
+        ]
+        if len(self._actor_headers) >= 10_000:
+            self._actor_headers.clear()
+        self._actor_headers[instance.actor_id] = (instance.generation, headers)
+        return headers
+
+    def _error(
+        self, error: BaseException, instance: ActorInstance | None, what: str, *, traced: bool
+    ) -> Response:
+        _log_error(error, instance, what, traced=traced)
+        headers = self.headers_of(instance) if instance is not None else None
+        return error_response(error, instance=instance, headers=headers)
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def handle_http(self, actor_id: str, request: Request) -> Response:
+        """Answer ``request`` (path relative to the actor) for the actor ``actor_id``."""
+        path = request.raw_path
+        method = request.method
+        try:
+            if path.startswith("/action/"):
+                segment = _single_segment(path, 8)
+                if segment is None:
+                    raise _not_found(path)
+                if method != "POST":
+                    raise _method_not_allowed(method, path)
+                return await self._action(actor_id, request, _decode_segment(segment))
+            if path == "/request" or path.startswith("/request/"):
+                return await self._raw_request(actor_id, request, path[8:] or "/")
+            if path.startswith("/queue/"):
+                segment = _single_segment(path, 7)
+                if segment is None:
+                    raise _not_found(path)
+                if method != "POST":
+                    raise _method_not_allowed(method, path)
+                return await self._queue(actor_id, request, _decode_segment(segment))
+            if path in ("/metadata", "/health", "/"):
+                if method != "GET":
+                    raise _method_not_allowed(method, path)
+                return await self._framework_get(actor_id, path)
+            raise _not_found(path)
+        except Exception as exc:
+            return self._error(exc, None, f"{method} {path[:200]}", traced=False)
+
+    async def _framework_get(self, actor_id: str, path: str) -> Response:
+        instance = await self._instance(actor_id)
+        if path == "/metadata":
+            deployed = os.environ.get("NODE_ENV") == "production"
+            kind = "deployed" if deployed else "local"
+            body = json.dumps({"runtime": "rivetkit", "version": __version__, "type": kind})
+            content_type, data = _JSON, body.encode()
+        elif path == "/health":
+            content_type, data = _TEXT, b"ok"
+        else:
+            content_type, data = _TEXT, _ROOT_TEXT
+        return Response._raw(
+            200, [(b"content-type", content_type), *self.headers_of(instance)], data
+        )
+
+    async def _action(self, actor_id: str, request: Request, name: str) -> Response:
+        encoding, raw_params = _action_headers(request.headers.raw)
+        if encoding not in ENCODINGS:
+            raise _unsupported_encoding(encoding)
+        instance = await self._instance(actor_id)
+        traced = False
+        instance.begin_request()
+        try:
+            options = instance.options
+            body = await request.read(options.max_incoming_message_size)
+            args = http_action_request_from(body, encoding)
+            params = None if raw_params is None else _conn_params_bytes(raw_params)
+            conn = await instance.connect(params, conn_id=_ephemeral_conn_id())
+            try:
+                traced = True  # the runtime logs the failures of actions
+                output = await instance.invoke(name, args, conn)
+                traced = False
+            finally:
+                await self._disconnect_quietly(instance, conn)
+            try:
+                payload = http_action_response_to(output, encoding)
+            except EncodeError as exc:
+                raise RivetError(
+                    "actor",
+                    "invalid_output",
+                    f"the output of action {name!r} cannot be encoded: {exc}",
+                ) from exc
+            if len(payload) > options.max_outgoing_message_size:
+                raise _outgoing_too_long(options.max_outgoing_message_size)
+        except Exception as exc:
+            return self._error(exc, instance, f"action {name!r}", traced=traced)
+        finally:
+            instance.end_request()
+        return Response._raw(200, self.success_headers(instance, encoding), payload)
+
+    async def _disconnect_quietly(self, instance: ActorInstance, conn: Connection) -> None:
+        try:
+            await instance.disconnect(conn, None)
+        except Exception:
+            instance.log.exception("closing the connection of an HTTP request failed")
+
+    async def _queue(self, actor_id: str, request: Request, name: str) -> Response:
+        encoding, raw_params = _action_headers(request.headers.raw)
+        if encoding not in ENCODINGS:
+            raise _unsupported_encoding(encoding)
+        instance = await self._instance(actor_id)
+        instance.begin_request()
+        try:
+            options = instance.options
+            body = await request.read(options.max_incoming_message_size)
+            send = http_queue_send_request_from(body, encoding)
+            params = None if raw_params is None else _conn_params_bytes(raw_params)
+            queue = getattr(instance, "queue", None)
+            sender = getattr(queue, "send", None)
+            if sender is None:
+                raise RivetError(
+                    "queue",
+                    "not_supported",
+                    "this actor has no queue (queues are not available in this version of "
+                    "rivetkit for Python)",
+                    metadata={"name": name},
+                )
+            conn = await instance.connect(params, conn_id=_ephemeral_conn_id())
+            try:
+                timeout = None if send.timeout is None else send.timeout / 1000
+                result = await sender(name, send.body, wait=bool(send.wait), timeout=timeout)
+            finally:
+                await self._disconnect_quietly(instance, conn)
+            if result is None:
+                status, response = "completed", None
+            else:
+                status, response = result["status"], result.get("response")
+            try:
+                payload = http_queue_send_response_to(status, response, encoding)
+            except EncodeError as exc:
+                raise RivetError(
+                    "queue",
+                    "invalid_completion_payload",
+                    f"the completion response cannot be encoded: {exc}",
+                ) from exc
+            if len(payload) > options.max_outgoing_message_size:
+                raise _outgoing_too_long(options.max_outgoing_message_size)
+        except Exception as exc:
+            return self._error(exc, instance, f"queue send {name!r}", traced=False)
+        finally:
+            instance.end_request()
+        return Response._raw(200, self.success_headers(instance, encoding), payload)
+
+    async def _raw_request(self, actor_id: str, request: Request, path: str) -> Response:
+        instance = await self._instance(actor_id)
+        hook = instance.definition.hooks.on_request
+        if hook is None:
+            raise RivetError(
+                "handler",
+                "request_not_defined",
+                f"actor {instance.name!r} has no on_request handler for raw HTTP requests",
+            )
+        instance.begin_request()
+        try:
+            result = hook.fn(instance.context, request.with_path(path))
+            if inspect.isawaitable(result):
+                timeout = instance.options.action_timeout
+                try:
+                    result = await asyncio.wait_for(result, timeout)
+                except asyncio.TimeoutError:
+                    raise RivetError(
+                        "actor",
+                        "action_timed_out",
+                        f"on_request did not answer within {timeout:g} s",
+                        metadata={"timeout_ms": int(timeout * 1000)},
+                    ) from None
+            if not isinstance(result, Response):
+                raise TypeError(
+                    f"on_request must return a rivetkit.Response, got {type(result).__name__}"
+                )
+        except Exception as exc:
+            return self._error(exc, instance, "on_request", traced=False)
+        finally:
+            instance.end_request()
+        headers = list(result.headers.raw)
+        headers.extend(self.headers_of(instance))
+        return Response._raw(result.status, headers, result.body)
+
+    # -- WebSocket -------------------------------------------------------------------------
+
+    async def handle_websocket(self, actor_id: str, request: Request, websocket: WebSocket) -> None:
+        """Run ``websocket`` (upgrade ``request``, path relative to the actor) to its end."""
+        path = request.raw_path
+        offered = parse_subprotocols(request.headers)
+        await websocket.accept("rivet" if "rivet" in offered else None)
+        if path == "/connect":
+            await self._connect(actor_id, offered, websocket)
+        else:
+            if path == "/websocket" or path.startswith("/websocket/"):
+                path = path[10:] or "/"
+            await self._raw_websocket(actor_id, request.with_path(path), websocket)
+
+    async def reject_websocket(
+        self, request: Request, websocket: WebSocket, error: BaseException
+    ) -> None:
+        """Accept ``websocket`` only to report ``error`` (e.g. an actor that was not found).
+
+        On ``/connect`` the client gets an ``Error`` (``actionId`` null) in its encoding, then
+        a close with reason ``group.code``; elsewhere only the close.
+        """
+        _log_error(error, None, f"WebSocket {request.raw_path[:200]}")
+        offered = parse_subprotocols(request.headers)
+        await websocket.accept("rivet" if "rivet" in offered else None)
+        public = to_public(error)
+        if request.raw_path == "/connect":
+            encoding = _encoding_of(offered)
+            if encoding not in ENCODINGS:
+                await websocket.close(1003, "actor.unsupported_websocket_encoding")
+                return
+            await websocket.send(_error_frame(error, None, encoding))
+        await websocket.close(1011, _ws_reason(public))
+
+    async def _connect(self, actor_id: str, offered: list[str], websocket: WebSocket) -> None:
+        encoding = _encoding_of(offered)
+        if encoding not in ENCODINGS:
+            await websocket.close(1003, "actor.unsupported_websocket_encoding")
+            return
+        instance: ActorInstance | None = None
+        try:
+            params = _ws_conn_params(_params_of(offered))
+            instance = await self._instance(actor_id)
+        except Exception as exc:
+            _log_error(exc, instance, "WebSocket connect")
+            await websocket.send(_error_frame(exc, None, encoding))
+            await websocket.close(1011, _ws_reason(to_public(exc)))
+            return
+        await _ConnSession(instance, websocket, encoding).run(params)
+
+    async def _raw_websocket(self, actor_id: str, request: Request, websocket: WebSocket) -> None:
+        try:
+            instance = await self._instance(actor_id)
+        except Exception as exc:
+            _log_error(exc, None, "raw WebSocket")
+            await websocket.close(1011, _ws_reason(to_public(exc)))
+            return
+        hook = instance.definition.hooks.on_websocket
+        if hook is None:
+            await websocket.close(1011, "handler.websocket_not_defined")
+            return
+        raw = RawWebSocket(websocket, request)
+        instance.begin_request()
+
+        async def close_on_abort() -> None:
+            await instance.abort_event.wait()
+            await raw.close(1001, "actor.stopping")
+
+        watcher = asyncio.ensure_future(close_on_abort())
+        try:
+            result = hook.fn(instance.context, raw)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            _log_error(exc, instance, "on_websocket")
+            await raw.close(1011, _ws_reason(to_public(exc)))
+        else:
+            await raw.close(1000, "")
+        finally:
+            watcher.cancel()
+            instance.end_request()
+
+
+def _encoding_of(offered: list[str]) -> str:
+    for item in offered:
+        if item.startswith("rivet_encoding."):
+            return item[15:]
+    return "json"
+
+
+def _params_of(offered: list[str]) -> str | None:
+    for item in offered:
+        if item.startswith("rivet_conn_params."):
+            return item[18:]
+    return None
+
+
+class _ConnSession:
+    """One ``/connect`` WebSocket: the runtime's :class:`ConnTransport` for its connection.
+
+    Every outgoing frame (Init, responses, errors, events) goes through one queue drained by
+    one writer task, so frames keep their order and the runtime never waits on the socket.
+    """
+
+    __slots__ = (
+        "_closing",
+        "_done",
+        "_instance",
+        "_max_in",
+        "_max_out",
+        "_out",
+        "_tasks",
+        "_wake",
+        "_ws",
+        "conn",
+        "encoding",
+    )
+
+    def __init__(self, instance: ActorInstance, websocket: WebSocket, encoding: str) -> None:
+        self._instance = instance
+        self._ws = websocket
+        self.encoding = encoding
+        self._max_in = instance.options.max_incoming_message_size
+        self._max_out = instance.options.max_outgoing_message_size
+        self._out: deque[str | bytes] = deque()
+        self._wake = asyncio.Event()
+        self._closing: tuple[int, str] | None = None
+        self._done = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.conn: Connection | None = None
+
+    # -- ConnTransport ---------------------------------------------------------------------
+
+    def send_event(self, name: str, args: list[Any]) -> None:
+        """Queue the event (encoded now, so later changes to ``args`` do not leak in)."""
+        if self._closing is not None:
+            return
+        try:
+            frame = encode_to_client(ToClient(Event(name, args)), self.encoding)
+        except Exception as exc:
+            self._instance.log.warning("event %r dropped: it cannot be encoded (%s)", name, exc)
+            return
+        if len(frame) > self._max_out:
+            self._instance.log.warning(
+                "event %r dropped: %d bytes is over max_outgoing_message_size (%d)",
+                name,
+                len(frame),
+                self._max_out,
+            )
+            return
+        self._push(frame)
+
+    def close(self, reason: str | None) -> None:
+        """Close the socket after the frames already queued (the runtime closed the conn)."""
+        self._close_later(1000, (reason or "")[:120])
+
+    # -- the session -----------------------------------------------------------------------
+
+    def _push(self, frame: str | bytes) -> None:
+        if self._closing is not None:
+            return
+        out = self._out
+        out.append(frame)
+        if len(out) > MAX_PENDING_FRAMES:
+            out.clear()
+            self._instance.log.warning("a connection reads too slowly; closing it")
+            self._close_later(1011, "actor.overloaded")
+        self._wake.set()
+
+    def _close_later(self, code: int, reason: str) -> None:
+        if self._closing is None:
+            self._closing = (code, reason)
+            self._wake.set()
+
+    def _fail(self, error: BaseException, action_id: int | None = None) -> None:
+        """A connection-level error: an ``Error`` frame, then a close with ``group.code``."""
+        if self._closing is not None:
+            return
+        self._push(_error_frame(error, action_id, self.encoding))
+        self._close_later(1011, _ws_reason(to_public(error)))
+
+    async def _write_loop(self) -> None:
+        ws = self._ws
+        out = self._out
+        wake = self._wake
+        try:
+            while True:
+                while out:
+                    await ws.send(out.popleft())
+                closing = self._closing
+                if closing is not None:
+                    await ws.close(*closing)
+                    return
+                wake.clear()
+                await wake.wait()
+        except Exception as exc:
+            logger.debug("connection writer stopped: %r", exc)
+        finally:
+            self._done = True
+            out.clear()
+
+    async def run(self, params: Any) -> None:
+        instance = self._instance
+        writer = asyncio.ensure_future(self._write_loop())
+        conn: Connection | None = None
+        try:
+            try:
+                conn = await instance.connect(params, transport=self)
+            except Exception as exc:
+                _log_error(exc, instance, "connect")
+                self._fail(exc)
+                return
+            self.conn = conn
+            self._push(encode_to_client(ToClient(Init(instance.actor_id, conn.id)), self.encoding))
+            ws = self._ws
+            while True:
+                data = await ws.receive()
+                if data is None:
+                    break
+                if self._closing is None:
+                    self._on_message(data, conn)
+        finally:
+            self._close_later(1000, "")
+            if conn is not None:
+                try:
+                    await instance.disconnect(conn, "connection closed")
+                except Exception:
+                    instance.log.exception("closing a connection failed")
+            with contextlib.suppress(Exception):
+                await writer
+
+    def _on_message(self, data: str | bytes, conn: Connection) -> None:
+        size = len(data)
+        if isinstance(data, str) and size * 4 > self._max_in:
+            size = len(data.encode("utf-8", "surrogatepass"))
+        if size > self._max_in:
+            self._fail(
+                RivetError(
+                    "message",
+                    "incoming_too_long",
+                    f"Incoming message too long (the limit is {self._max_in} bytes)",
+                    metadata={"limit": self._max_in},
+                )
+            )
+            return
+        try:
+            message = decode_to_server(data, self.encoding)
+        except ProtocolError as exc:
+            self._fail(exc)
+            return
+        body = message.body
+        if isinstance(body, ActionRequest):
+            args = body.args
+            if not isinstance(args, list):
+                args = [] if args is None else [args]
+            task = asyncio.ensure_future(self._action(conn, body.id, body.name, args))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif isinstance(body, SubscriptionRequest):
+            if body.subscribe:
+                conn.subscribe(body.event_name)
+            else:
+                conn.unsubscribe(body.event_name)
+
+    async def _action(self, conn: Connection, action_id: int, name: str, args: list[Any]) -> None:
+        instance = self._instance
+        frame: str | bytes
+        try:
+            output = await instance.invoke(name, args, conn)
+        except Exception as exc:
+            if isinstance(exc, RivetError) and to_public(exc) is not exc:
+                instance.log.warning("action %r failed: %s", name, exc)
+            frame = _error_frame(exc, action_id, self.encoding)
+        else:
+            try:
+                frame = encode_to_client(ToClient(ActionResponse(action_id, output)), self.encoding)
+            except Exception as exc:
+                error = RivetError(
+                    "actor",
+                    "invalid_output",
+                    f"the output of action {name!r} cannot be encoded: {exc}",
+                )
+                instance.log.warning("%s", error.message)
+                frame = _error_frame(error, action_id, self.encoding)
+            else:
+                if len(frame) > self._max_out:
+                    frame = _error_frame(
+                        _outgoing_too_long(self._max_out), action_id, self.encoding
+                    )
+        if not self._done:
+            self._push(frame)

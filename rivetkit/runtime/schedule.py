@@ -1,0 +1,578 @@
+"""Scheduled actions (``c.schedule``): one-shot events, cron and every.
+
+One-shot events live in the actor snapshot's ``scheduledEvents`` (actor-persist v4), exactly
+as RivetKit stores them, so they move freely between RivetKit and us. Recurring schedules have
+no place in RivetKit's KV layout; they live under our prefix ``[8]``:
+
+* ``[8, 1] + name``: the schedule, a CBOR map (action, args as CBOR, cron expression and
+  timezone or interval, max history, next trigger, last start);
+* ``[8, 2] + name + 0x00 + u64be(seq)``: one history row, a CBOR map (scheduled/fired/finished
+  times, result ``running``/``ok``/``error``/``skipped`` and the error).
+
+Every mutation goes through one path (seed lesson 13): change, persist immediately, then push
+the earliest trigger of all schedules to the driver as the actor's alarm. Due events are
+claimed (removed and persisted) before their action runs, so each runs at most once; a failing
+action is logged and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as _dt
+import logging
+import math
+import uuid
+import zoneinfo
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple, Protocol
+
+from rivetkit.errors import RivetError
+from rivetkit.protocol.actor_persist import ScheduleEvent
+from rivetkit.protocol.json_compat import cbor_dumps, cbor_dumps_raw, cbor_loads, cbor_loads_raw
+
+RECURRING_PREFIX = b"\x08\x01"
+HISTORY_PREFIX = b"\x08\x02"
+MIN_INTERVAL = 5.0
+DEFAULT_MAX_HISTORY = 100
+MAX_HISTORY = 1000
+MAX_NAME_BYTES = 128
+RECURRING_ID_PREFIX = "cron:"
+
+RESULT_RUNNING = "running"
+RESULT_OK = "ok"
+RESULT_ERROR = "error"
+RESULT_SKIPPED = "skipped"
+
+logger = logging.getLogger("rivetkit.schedule")
+
+
+def schedule_error(code: str, message: str, metadata: Any = None) -> RivetError:
+    """An error of group ``schedule``."""
+    return RivetError("schedule", code, message, metadata=metadata)
+
+
+class ScheduledEvent(NamedTuple):
+    """A scheduled action as ``get``/``list`` show it."""
+
+    id: str
+    #: ``at`` (one-shot), ``cron`` or ``every``.
+    kind: str
+    action: str
+    args: list[Any]
+    #: When it fires next, epoch seconds.
+    next_at: float
+    #: The schedule's name (recurring only).
+    name: str | None = None
+    expression: str | None = None
+    timezone: str | None = None
+    interval: float | None = None
+
+
+class HistoryEntry(NamedTuple):
+    """One run of a recurring schedule."""
+
+    schedule: str
+    scheduled_at: float
+    fired_at: float
+    finished_at: float | None
+    result: str
+    error: dict[str, Any] | None
+
+
+class ScheduleOwner(Protocol):
+    """What the scheduler needs from its actor instance."""
+
+    def scheduled_events(self) -> list[ScheduleEvent]:
+        """The one-shot events of the snapshot (sorted by time)."""
+        ...
+
+    async def replace_scheduled_events(self, events: list[ScheduleEvent]) -> None:
+        """Set the snapshot's events and persist the snapshot now."""
+        ...
+
+    async def kv_get(self, keys: list[bytes]) -> list[bytes | None]: ...
+
+    async def kv_write(
+        self, puts: list[tuple[bytes, bytes]] = ..., deletes: list[bytes] = ...
+    ) -> None: ...
+
+    async def kv_list_prefix(self, prefix: bytes) -> list[tuple[bytes, bytes]]: ...
+
+    async def push_alarm(self, when_ms: int | None) -> None:
+        """Make the driver wake the actor at ``when_ms`` (None: no alarm)."""
+        ...
+
+    def dispatch_scheduled(self, action: str, args: list[Any]) -> Awaitable[Any]:
+        """Run an action as a schedule does (same rules as a client's action)."""
+        ...
+
+    @property
+    def max_schedules(self) -> int: ...
+
+
+class _Recurring:
+    __slots__ = (
+        "action",
+        "args",
+        "expression",
+        "interval",
+        "last_started_at",
+        "max_history",
+        "name",
+        "next_at",
+        "running",
+        "seq",
+        "timezone",
+    )
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.name: str = data["name"]
+        self.action: str = data["action"]
+        self.args: bytes = data["args"]
+        self.expression: str | None = data.get("expression")
+        self.timezone: str | None = data.get("timezone")
+        self.interval: float | None = data.get("interval")
+        self.max_history: int = data.get("max_history", DEFAULT_MAX_HISTORY)
+        self.next_at: float = data["next_at"]
+        self.last_started_at: float | None = data.get("last_started_at")
+        self.seq: int = data.get("seq", 0)
+        self.running = False
+
+    def to_bytes(self) -> bytes:
+        return cbor_dumps_raw(
+            {
+                "name": self.name,
+                "action": self.action,
+                "args": self.args,
+                "expression": self.expression,
+                "timezone": self.timezone,
+                "interval": self.interval,
+                "max_history": self.max_history,
+                "next_at": self.next_at,
+                "last_started_at": self.last_started_at,
+                "seq": self.seq,
+            }
+        )
+
+    def key(self) -> bytes:
+        return RECURRING_PREFIX + self.name.encode()
+
+    def info(self) -> ScheduledEvent:
+        return ScheduledEvent(
+            id=RECURRING_ID_PREFIX + self.name,
+            kind="cron" if self.expression is not None else "every",
+            action=self.action,
+            args=list(cbor_loads(self.args)) if self.args else [],
+            next_at=self.next_at,
+            name=self.name,
+            expression=self.expression,
+            timezone=self.timezone,
+            interval=self.interval,
+        )
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or not 1 <= len(name.encode()) <= MAX_NAME_BYTES:
+        raise schedule_error(
+            "invalid_name",
+            f"schedule names are 1 to {MAX_NAME_BYTES} UTF-8 bytes, got {name!r}",
+        )
+    return name
+
+
+def _check_max_history(value: Any) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_HISTORY:
+        raise schedule_error(
+            "invalid_max_history", f"max_history must be an int in 0..{MAX_HISTORY}, got {value!r}"
+        )
+    return value
+
+
+def _zone(name: Any) -> zoneinfo.ZoneInfo:
+    if not isinstance(name, str):
+        raise schedule_error("invalid_timezone", f"unknown timezone {name!r}")
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise schedule_error("invalid_timezone", f"unknown timezone {name!r}") from None
+
+
+def next_cron(expression: str, timezone: str, after: float) -> float:
+    """The first time strictly after ``after`` (epoch seconds) that ``expression`` matches."""
+    # Imported on first use: most actors never use cron.
+    from croniter import croniter  # type: ignore[import-untyped]
+
+    zone = _zone(timezone)
+    if not isinstance(expression, str) or len(expression.split()) != 5:
+        raise schedule_error(
+            "invalid_cron_expression", f"a cron expression has 5 fields, got {expression!r}"
+        )
+    try:
+        base = _dt.datetime.fromtimestamp(after, zone)
+        return float(croniter(expression, base).get_next(float))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise schedule_error(
+            "invalid_cron_expression", f"invalid cron expression {expression!r}: {exc}"
+        ) from None
+
+
+def next_every(trigger: float, interval: float, now: float) -> float:
+    """The next slot after a trigger at ``trigger``; missed slots are skipped, not replayed."""
+    if now < trigger + interval:
+        return trigger + interval
+    elapsed = now - trigger
+    return trigger + interval * (math.floor(elapsed / interval) + 1)
+
+
+class ActorSchedule:
+    """``c.schedule``: run actions later, once or on a cadence."""
+
+    def __init__(self, owner: ScheduleOwner, clock: Callable[[], float]) -> None:
+        self._owner = owner
+        self._clock = clock
+        self._recurring: dict[str, _Recurring] = {}
+        self._pushed_alarm: int | None = None
+
+    async def load(self, last_pushed_alarm: int | None) -> None:
+        """Read the recurring schedules (called when the actor starts)."""
+        self._pushed_alarm = last_pushed_alarm
+        for _, value in await self._owner.kv_list_prefix(RECURRING_PREFIX):
+            try:
+                recurring = _Recurring(cbor_loads_raw(value))
+            except Exception:
+                logger.exception("dropping an unreadable recurring schedule")
+                continue
+            self._recurring[recurring.name] = recurring
+
+    # -- one-shot ----------------------------------------------------------------------------
+
+    def _count(self) -> int:
+        return len(self._owner.scheduled_events()) + len(self._recurring)
+
+    def _check_room(self) -> None:
+        limit = self._owner.max_schedules
+        if self._count() >= limit:
+            raise schedule_error(
+                "max_schedules_exceeded",
+                f"the actor already has {limit} schedules",
+                metadata={"limit": limit},
+            )
+
+    async def after(self, seconds: float, action: str, *args: Any) -> str:
+        """Run ``action(*args)`` in ``seconds`` seconds; returns the event id."""
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
+            raise TypeError(f"seconds must be a number >= 0, got {seconds!r}")
+        return await self.at(self._clock() + seconds, action, *args)
+
+    async def at(self, when: float | _dt.datetime, action: str, *args: Any) -> str:
+        """Run ``action(*args)`` at ``when`` (a datetime or epoch seconds); returns the id."""
+        if isinstance(when, _dt.datetime):
+            if when.tzinfo is None:
+                raise TypeError("schedule.at needs an aware datetime (with a tzinfo)")
+            timestamp = when.timestamp()
+        elif isinstance(when, (int, float)) and not isinstance(when, bool):
+            timestamp = float(when)
+        else:
+            raise TypeError(f"when must be a datetime or epoch seconds, got {when!r}")
+        if not isinstance(action, str) or not action:
+            raise TypeError("action must be the action's name")
+        self._check_room()
+        event = ScheduleEvent(
+            event_id=str(uuid.uuid4()),
+            timestamp=int(timestamp * 1000),
+            action=action,
+            args=cbor_dumps(list(args)),
+        )
+        events = sorted(
+            [*self._owner.scheduled_events(), event], key=lambda e: (e.timestamp, e.event_id)
+        )
+        await self._owner.replace_scheduled_events(events)
+        await self.sync_alarm()
+        return event.event_id
+
+    async def cancel(self, event_id: str) -> bool:
+        """Cancel a one-shot event or (``cron:NAME``) a recurring schedule."""
+        if event_id.startswith(RECURRING_ID_PREFIX):
+            return await self.delete(event_id[len(RECURRING_ID_PREFIX) :])
+        events = self._owner.scheduled_events()
+        kept = [e for e in events if e.event_id != event_id]
+        if len(kept) == len(events):
+            return False
+        await self._owner.replace_scheduled_events(kept)
+        await self.sync_alarm()
+        return True
+
+    def get(self, event_id: str) -> ScheduledEvent | None:
+        """The event or recurring schedule with this id, or None."""
+        if event_id.startswith(RECURRING_ID_PREFIX):
+            recurring = self._recurring.get(event_id[len(RECURRING_ID_PREFIX) :])
+            return None if recurring is None else recurring.info()
+        for event in self._owner.scheduled_events():
+            if event.event_id == event_id:
+                return _one_shot_info(event)
+        return None
+
+    def list(self) -> builtins.list[ScheduledEvent]:
+        """Every schedule, soonest first."""
+        items = [_one_shot_info(e) for e in self._owner.scheduled_events()]
+        items += [r.info() for r in self._recurring.values()]
+        return sorted(items, key=lambda item: item.next_at)
+
+    # -- recurring ---------------------------------------------------------------------------
+
+    async def cron(
+        self,
+        name: str,
+        expression: str,
+        action: str,
+        *args: Any,
+        timezone: str = "UTC",
+        max_history: int = DEFAULT_MAX_HISTORY,
+    ) -> str:
+        """Run ``action(*args)`` whenever the 5-field cron ``expression`` matches."""
+        _check_name(name)
+        _check_max_history(max_history)
+        first = next_cron(expression, timezone, self._clock())
+        existing = self._recurring.get(name)
+        keep = (
+            existing is not None
+            and existing.expression == expression
+            and existing.timezone == timezone
+        )
+        return await self._set_recurring(
+            name,
+            action,
+            args,
+            max_history,
+            next_at=existing.next_at if keep and existing else first,
+            expression=expression,
+            timezone=timezone,
+        )
+
+    async def every(
+        self,
+        name: str,
+        seconds: float,
+        action: str,
+        *args: Any,
+        max_history: int = DEFAULT_MAX_HISTORY,
+    ) -> str:
+        """Run ``action(*args)`` every ``seconds`` (at least 5 s)."""
+        _check_name(name)
+        _check_max_history(max_history)
+        if (
+            not isinstance(seconds, (int, float))
+            or isinstance(seconds, bool)
+            or not math.isfinite(seconds)
+            or seconds < MIN_INTERVAL
+        ):
+            raise schedule_error(
+                "invalid_interval",
+                f"the interval must be at least {MIN_INTERVAL:g} s, got {seconds!r}",
+            )
+        existing = self._recurring.get(name)
+        keep = existing is not None and existing.interval == float(seconds)
+        return await self._set_recurring(
+            name,
+            action,
+            args,
+            max_history,
+            next_at=existing.next_at if keep and existing else self._clock() + seconds,
+            interval=float(seconds),
+        )
+
+    async def _set_recurring(
+        self,
+        name: str,
+        action: str,
+        args: tuple[Any, ...],
+        max_history: int,
+        *,
+        next_at: float,
+        expression: str | None = None,
+        timezone: str | None = None,
+        interval: float | None = None,
+    ) -> str:
+        if not isinstance(action, str) or not action:
+            raise TypeError("action must be the action's name")
+        if name not in self._recurring:
+            self._check_room()
+        previous = self._recurring.get(name)
+        recurring = _Recurring(
+            {
+                "name": name,
+                "action": action,
+                "args": cbor_dumps(list(args)),
+                "expression": expression,
+                "timezone": timezone,
+                "interval": interval,
+                "max_history": max_history,
+                "next_at": next_at,
+                "last_started_at": previous.last_started_at if previous else None,
+                "seq": previous.seq if previous else 0,
+            }
+        )
+        recurring.running = previous.running if previous else False
+        self._recurring[name] = recurring
+        await self._owner.kv_write(puts=[(recurring.key(), recurring.to_bytes())])
+        if max_history == 0:
+            await self._clear_history(name)
+        await self.sync_alarm()
+        return RECURRING_ID_PREFIX + name
+
+    async def delete(self, name: str) -> bool:
+        """Delete a recurring schedule and its history."""
+        recurring = self._recurring.pop(name, None)
+        if recurring is None:
+            return False
+        await self._owner.kv_write(deletes=[recurring.key()])
+        await self._clear_history(name)
+        await self.sync_alarm()
+        return True
+
+    async def _clear_history(self, name: str) -> None:
+        rows = await self._owner.kv_list_prefix(HISTORY_PREFIX + name.encode() + b"\x00")
+        if rows:
+            await self._owner.kv_write(deletes=[key for key, _ in rows])
+
+    async def history(self, name: str, *, limit: int = 20) -> builtins.list[HistoryEntry]:
+        """The latest runs of a recurring schedule, newest first."""
+        rows = await self._owner.kv_list_prefix(HISTORY_PREFIX + name.encode() + b"\x00")
+        entries = []
+        for _, value in reversed(rows[-limit:] if limit else []):
+            data = cbor_loads_raw(value)
+            entries.append(
+                HistoryEntry(
+                    name,
+                    data["scheduled_at"],
+                    data["fired_at"],
+                    data.get("finished_at"),
+                    data["result"],
+                    data.get("error"),
+                )
+            )
+        return entries
+
+    async def _record(self, recurring: _Recurring, seq: int, data: dict[str, Any]) -> None:
+        if recurring.max_history == 0:
+            return
+        key = HISTORY_PREFIX + recurring.name.encode() + b"\x00" + seq.to_bytes(8, "big")
+        await self._owner.kv_write(puts=[(key, cbor_dumps_raw(data))])
+        if seq % 10 == 0:
+            rows = await self._owner.kv_list_prefix(
+                HISTORY_PREFIX + recurring.name.encode() + b"\x00"
+            )
+            extra = len(rows) - recurring.max_history
+            if extra > 0:
+                await self._owner.kv_write(deletes=[k for k, _ in rows[:extra]])
+
+    # -- alarms and due events ---------------------------------------------------------------
+
+    def next_trigger(self) -> float | None:
+        """The earliest time any schedule is due, epoch seconds."""
+        times = [e.timestamp / 1000 for e in self._owner.scheduled_events()[:1]]
+        times += [r.next_at for r in self._recurring.values()]
+        return min(times, default=None)
+
+    async def sync_alarm(self) -> None:
+        """Push the earliest trigger to the driver when it changed."""
+        trigger = self.next_trigger()
+        when_ms = None if trigger is None else math.ceil(trigger * 1000)
+        if when_ms != self._pushed_alarm:
+            await self._owner.push_alarm(when_ms)
+            self._pushed_alarm = when_ms
+
+    async def run_due(self) -> int:
+        """Claim and run every due schedule; returns how many actions were started."""
+        now = self._clock()
+        now_ms = int(now * 1000)
+        events = self._owner.scheduled_events()
+        due = [e for e in events if e.timestamp <= now_ms]
+        started = 0
+        if due:
+            await self._owner.replace_scheduled_events([e for e in events if e.timestamp > now_ms])
+            for event in due:
+                args = cbor_loads(event.args) if event.args else []
+                started += 1
+                await self._run_one_shot(event.action, list(args))
+        for recurring in list(self._recurring.values()):
+            if recurring.next_at <= now:
+                started += 1
+                await self._fire_recurring(recurring, now)
+        await self.sync_alarm()
+        return started
+
+    async def _run_one_shot(self, action: str, args: builtins.list[Any]) -> None:
+        try:
+            await self._owner.dispatch_scheduled(action, args)
+        except Exception:
+            logger.exception("scheduled action %s failed", action)
+
+    async def _fire_recurring(self, recurring: _Recurring, now: float) -> None:
+        scheduled_at = recurring.next_at
+        if recurring.expression is not None:
+            recurring.next_at = next_cron(recurring.expression, recurring.timezone or "UTC", now)
+        else:
+            assert recurring.interval is not None
+            recurring.next_at = next_every(scheduled_at, recurring.interval, now)
+        recurring.seq += 1
+        seq = recurring.seq
+        if recurring.running:
+            await self._owner.kv_write(puts=[(recurring.key(), recurring.to_bytes())])
+            await self._record(
+                recurring,
+                seq,
+                {"scheduled_at": scheduled_at, "fired_at": now, "finished_at": now,
+                 "result": RESULT_SKIPPED, "error": None},
+            )  # fmt: skip
+            return
+        recurring.running = True
+        recurring.last_started_at = now
+        await self._owner.kv_write(puts=[(recurring.key(), recurring.to_bytes())])
+        row: dict[str, Any] = {"scheduled_at": scheduled_at, "fired_at": now, "finished_at": None,
+               "result": RESULT_RUNNING, "error": None}  # fmt: skip
+        await self._record(recurring, seq, row)
+        args = list(cbor_loads(recurring.args)) if recurring.args else []
+        try:
+            await self._owner.dispatch_scheduled(recurring.action, args)
+        except Exception as exc:
+            logger.exception("recurring schedule %s failed", recurring.name)
+            row["result"] = RESULT_ERROR
+            if isinstance(exc, RivetError):
+                row["error"] = {"group": exc.group, "code": exc.code, "message": exc.message}
+            else:
+                row["error"] = {"group": "core", "code": "internal_error", "message": str(exc)}
+        else:
+            row["result"] = RESULT_OK
+        finally:
+            recurring.running = False
+        row["finished_at"] = self._clock()
+        if recurring.name in self._recurring:
+            await self._record(recurring, seq, row)
+
+    async def interrupted_runs(self) -> None:
+        """Mark history rows left ``running`` by a crash as ``error``/``schedule.interrupted``."""
+        for recurring in self._recurring.values():
+            rows = await self._owner.kv_list_prefix(
+                HISTORY_PREFIX + recurring.name.encode() + b"\x00"
+            )
+            for key, value in rows[-5:]:
+                data = cbor_loads_raw(value)
+                if data.get("result") == RESULT_RUNNING:
+                    data["result"] = RESULT_ERROR
+                    data["error"] = {
+                        "group": "schedule",
+                        "code": "interrupted",
+                        "message": "the actor stopped while the run was in progress",
+                    }
+                    await self._owner.kv_write(puts=[(key, cbor_dumps_raw(data))])
+
+
+def _one_shot_info(event: ScheduleEvent) -> ScheduledEvent:
+    return ScheduledEvent(
+        id=event.event_id,
+        kind="at",
+        action=event.action,
+        args=list(cbor_loads(event.args)) if event.args else [],
+        next_at=event.timestamp / 1000,
+    )

@@ -1,0 +1,609 @@
+"""The ASGI application of embedded mode: metadata, the manager API, the gateway, dispatch.
+
+No web framework: one small router in front of :class:`~rivetkit.dispatch.Dispatcher`.
+
+======================================== ===================================================
+route                                    answer
+======================================== ===================================================
+``GET /metadata``                        ``{"runtime", "version", "speedups", "actorNames"}``
+``GET /health``                          ``ok``
+``PUT /actors``                          get or create: ``{"actor": Actor, "created"}``
+``POST /actors``                         create: ``{"actor": Actor}``
+``GET /actors?name=&key=``               ``{"actors": [Actor]}`` (empty when none)
+``GET /actors?actor_ids=a,b``            ``{"actors": [Actor...]}`` (destroyed ones too)
+``GET /actors?name=``                    every live actor of that name
+``DELETE /actors/{id}``                  destroy: ``{}``
+``/gateway/{actor_id}[@token]/...``      the actor route ``...`` of that actor
+``/gateway/{name}/...?rvt-...``          the same, the actor found (or created) by name+key
+======================================== ===================================================
+
+The ``namespace`` query parameter (and ``rvt-namespace``) is accepted and ignored: embedded
+mode has one namespace. The ``Actor`` JSON is the engine's (``actor_id``, ``name``, ``key``
+serialized, ``namespace_id``, ``runner_name_selector``, ``crash_policy``, ``create_ts``,
+``start_ts``, ``connectable_ts``, ``sleep_ts``, ``destroy_ts``, ``error``). Errors are JSON
+RivetErrors; an unknown actor *name* is ``actor/invalid_request`` (400), never
+``actor/not_found``, which the official client retries for seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any, Final
+from urllib.parse import parse_qsl, unquote
+
+import rivetkit
+from rivetkit._version import __version__
+from rivetkit.dispatch.http import Headers, Request, Response, incoming_too_long
+from rivetkit.dispatch.router import Dispatcher, error_response, parse_subprotocols
+from rivetkit.drivers.base import ActorRecord, Driver
+from rivetkit.drivers.keys import deserialize_key, serialize_key
+from rivetkit.errors import RivetError, to_public
+from rivetkit.runtime.host import Runtime
+from rivetkit.server import gateway
+from rivetkit.server.gateway import invalid_request
+
+__all__ = ["RivetApp", "actor_json"]
+
+logger = logging.getLogger("rivetkit.server")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+#: Largest request body the server reads (raw ``on_request`` bodies included); action and
+#: queue bodies are further bounded by the actor's ``max_incoming_message_size``.
+MAX_BODY_SIZE: Final = 16 * 1024 * 1024
+#: Largest manager API body (an input of 4 MiB in base64, plus the rest).
+MAX_MANAGER_BODY: Final = 8 * 1024 * 1024
+
+_JSON: Final = [(b"content-type", b"application/json")]
+_TEXT: Final = [(b"content-type", b"text/plain; charset=utf-8")]
+_ROUTE_CACHE_SIZE: Final = 10_000
+
+
+class _ClientGone(RivetError):
+    def __init__(self) -> None:
+        super().__init__("actor", "invalid_request", "the client closed the request")
+
+
+class _Chunks:
+    """The body of an ASGI HTTP request as an async iterator of chunks, at most ``limit``."""
+
+    __slots__ = ("_done", "_limit", "_receive", "_size")
+
+    def __init__(self, receive: Receive, limit: int) -> None:
+        self._receive = receive
+        self._limit = limit
+        self._size = 0
+        self._done = False
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def read_all(self, limit: int | None) -> bytes:
+        """The whole body (at most ``limit`` bytes, and at most the server's limit)."""
+        cap = self._limit if limit is None else min(limit, self._limit)
+        if self._done:
+            return b""
+        message = await self._receive()
+        if message["type"] != "http.request":
+            self._done = True
+            raise _ClientGone()
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            self._done = True
+            if len(body) > cap:
+                raise incoming_too_long(cap)
+            return body
+        parts = [body]
+        size = len(body)
+        while True:
+            if size > cap:
+                self._done = True
+                raise incoming_too_long(cap)
+            message = await self._receive()
+            if message["type"] != "http.request":
+                self._done = True
+                raise _ClientGone()
+            chunk = message.get("body", b"")
+            parts.append(chunk)
+            size += len(chunk)
+            if not message.get("more_body", False):
+                self._done = True
+                if size > cap:
+                    raise incoming_too_long(cap)
+                return b"".join(parts)
+
+    async def __anext__(self) -> bytes:
+        if self._done:
+            raise StopAsyncIteration
+        message = await self._receive()
+        if message["type"] != "http.request":
+            self._done = True
+            raise _ClientGone()
+        if not message.get("more_body", False):
+            self._done = True
+        chunk: bytes = message.get("body", b"")
+        self._size += len(chunk)
+        if self._size > self._limit:
+            self._done = True
+            raise incoming_too_long(self._limit)
+        return chunk
+
+
+class _AsgiWebSocket:
+    """An ASGI WebSocket as dispatch's plain :class:`~rivetkit.dispatch.WebSocket`."""
+
+    __slots__ = ("_accepted", "_closed", "_receive", "_send")
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+        self._accepted = False
+        self._closed = False
+
+    async def accept(self, subprotocol: str | None = None) -> None:
+        message = await self._receive()
+        if message["type"] != "websocket.connect":
+            self._closed = True
+            return
+        await self._send({"type": "websocket.accept", "subprotocol": subprotocol, "headers": []})
+        self._accepted = True
+
+    async def receive(self) -> str | bytes | None:
+        if self._closed:
+            return None
+        try:
+            message = await self._receive()
+        except Exception:
+            self._closed = True
+            return None
+        kind = message["type"]
+        if kind == "websocket.receive":
+            text = message.get("text")
+            if text is not None:
+                return str(text)
+            data = message.get("bytes")
+            return b"" if data is None else bytes(data)
+        self._closed = True
+        return None
+
+    async def send(self, data: str | bytes) -> None:
+        if self._closed:
+            return
+        if isinstance(data, str):
+            message: Message = {"type": "websocket.send", "text": data}
+        else:
+            message = {"type": "websocket.send", "bytes": data}
+        try:
+            await self._send(message)
+        except Exception:  # the client is gone (ASGI servers raise OSError-like errors)
+            self._closed = True
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+def actor_json(record: ActorRecord) -> dict[str, Any]:
+    """An actor as the manager API (the engine's) shows it."""
+    return {
+        "actor_id": record.actor_id,
+        "name": record.name,
+        "key": serialize_key(record.key),
+        "namespace_id": "default",
+        "runner_name_selector": "default",
+        "crash_policy": "sleep",
+        "create_ts": record.create_ts,
+        "start_ts": None,
+        "connectable_ts": None,
+        "pending_allocation_ts": None,
+        "sleep_ts": None,
+        "destroy_ts": record.destroy_ts,
+        "error": None,
+    }
+
+
+def _json_response(data: Any, status: int = 200) -> Response:
+    return Response._raw(status, list(_JSON), json.dumps(data, separators=(",", ":")).encode())
+
+
+def _relative_raw_path(scope: Scope) -> str:
+    """The raw (percent-encoded) path below the app's mount point."""
+    raw = scope.get("raw_path")
+    path: str = raw.decode("latin-1") if raw else scope.get("path", "/")
+    root: str = scope.get("root_path", "")
+    if root and unquote(path).startswith(root):
+        # Strip as many segments as the mount point has (Starlette's Mount keeps the full
+        # path in raw_path; its root_path names the mount).
+        depth = root.rstrip("/").count("/")
+        parts = path.split("/", depth + 1)
+        path = "/" + parts[depth + 1] if len(parts) > depth + 1 else "/"
+    return path
+
+
+def _split_gateway(path: str) -> tuple[str, str]:
+    """``(segment, rest)`` of ``/gateway/{segment}{rest}`` (rest defaults to ``/``)."""
+    tail = path[9:]
+    cut = tail.find("/")
+    if cut < 0:
+        return tail, "/"
+    return tail[:cut], tail[cut:]
+
+
+def _method_not_allowed(method: str, path: str) -> RivetError:
+    return RivetError(
+        "actor", "method_not_allowed", f"method {method} is not allowed on {path[:200]}"
+    )
+
+
+def _route_not_found(path: str) -> RivetError:
+    return RivetError(
+        "actor",
+        "not_found",
+        f"no route {path[:200]!r}",
+        metadata={"resource": "route", "path": path[:200]},
+    )
+
+
+class RivetApp:
+    """The ASGI app serving a registry (see the module docstring for its routes).
+
+    Use :func:`rivetkit.server.create_app` to make one. The runtime starts at the ASGI
+    lifespan startup (or at the first request when the host sends no lifespan events) and
+    stops at shutdown: actors sleep and their state is flushed. Hosts that do not forward
+    lifespan events to mounted apps (Starlette's ``Mount``) should call :meth:`startup` and
+    :meth:`shutdown`, or use :meth:`lifespan` as their lifespan.
+    """
+
+    def __init__(self, registry: Any, driver: Driver) -> None:
+        self.registry = registry
+        self.driver = driver
+        self.runtime = Runtime(registry, driver)
+        self.dispatcher = Dispatcher(self.runtime)
+        self._started = False
+        self._stopped = False
+        self._start_lock = asyncio.Lock()
+        # (gateway segment, query string) -> (actor id, query left for the actor)
+        self._routes: dict[tuple[str, bytes], tuple[str, str]] = {}
+        self._metadata = json.dumps(
+            {
+                "runtime": "rivetkit",
+                "version": __version__,
+                "speedups": rivetkit.SPEEDUPS,
+                "actorNames": {name: {"metadata": {}} for name in registry.actors},
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    # -- life ------------------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """True once the runtime is started (and not yet stopped)."""
+        return self._started and not self._stopped
+
+    async def startup(self) -> None:
+        """Start the runtime (idempotent); the driver's errors propagate (e.g. a data
+        directory locked by another process)."""
+        async with self._start_lock:
+            if self._started:
+                return
+            await self.runtime.start()
+            on_destroyed = getattr(self.driver, "on_destroyed", None)
+            if on_destroyed is not None:
+                on_destroyed(self._forget_actor)
+            self._started = True
+
+    async def shutdown(self) -> None:
+        """Stop the runtime: every actor sleeps, state is flushed (idempotent)."""
+        async with self._start_lock:
+            if not self._started or self._stopped:
+                return
+            self._stopped = True
+            await self.runtime.stop()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        """An async context manager running the runtime: ``FastAPI(lifespan=app.lifespan)``."""
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    def _forget_actor(self, actor_id: str) -> None:
+        routes = self._routes
+        stale = [key for key, (aid, _) in routes.items() if aid == actor_id]
+        for key in stale:
+            del routes[key]
+
+    # -- ASGI ------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            if not self._started:
+                await self._lazy_start()
+            response = await self._http(scope, receive)
+            await _send_response(send, response)
+        elif kind == "websocket":
+            if not self._started:
+                await self._lazy_start()
+            await self._websocket(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lazy_start(self) -> None:
+        with contextlib.suppress(Exception):  # failures surface on the request itself
+            await self.startup()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    logger.error("startup failed: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self.shutdown()
+                except Exception as exc:
+                    logger.exception("shutdown failed")
+                    await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive) -> Response:
+        path = _relative_raw_path(scope)
+        method: str = scope["method"]
+        try:
+            if path.startswith("/gateway/"):
+                actor_id, rest, query = await self._gateway(path, scope["query_string"])
+                request = Request(
+                    method,
+                    rest,
+                    query_string=query,
+                    headers=Headers.from_raw(scope["headers"]),
+                    body=_Chunks(receive, MAX_BODY_SIZE),
+                )
+                return await self.dispatcher.handle_http(actor_id, request)
+            if path == "/actors" or path.startswith("/actors/"):
+                return await self._manager(method, path, scope, receive)
+            if path == "/metadata":
+                if method != "GET":
+                    raise _method_not_allowed(method, path)
+                return Response._raw(200, list(_JSON), self._metadata)
+            if path == "/health":
+                if method != "GET":
+                    raise _method_not_allowed(method, path)
+                return Response._raw(200, list(_TEXT), b"ok")
+            headers = Headers.from_raw(scope["headers"])
+            target = headers.get("x-rivet-target")
+            direct_id = headers.get("x-rivet-actor")
+            if target == "actor" and direct_id:
+                request = Request(
+                    method,
+                    path,
+                    query_string=scope["query_string"].decode("latin-1"),
+                    headers=headers,
+                    body=_Chunks(receive, MAX_BODY_SIZE),
+                )
+                return await self.dispatcher.handle_http(direct_id, request)
+            if path == "/":
+                if method != "GET":
+                    raise _method_not_allowed(method, path)
+                return Response._raw(
+                    200,
+                    list(_TEXT),
+                    b"This is a RivetKit server (rivetkit for Python).\n\n"
+                    b"Learn more at https://rivetkit.org",
+                )
+            raise _route_not_found(path)
+        except Exception as exc:
+            if not isinstance(exc, RivetError):
+                logger.error("%s %s failed", method, path[:200], exc_info=exc)
+            elif to_public(exc) is not exc:
+                logger.warning("%s %s failed: %s", method, path[:200], exc)
+            return error_response(exc)
+
+    # -- gateway ---------------------------------------------------------------------------
+
+    async def _gateway(self, path: str, query: bytes) -> tuple[str, str, str]:
+        """``(actor_id, path for the actor, query for the actor)`` of a gateway URL."""
+        segment, rest = _split_gateway(path)
+        if not segment:
+            raise invalid_request("the gateway URL names no actor")
+        routes = self._routes
+        cached = routes.get((segment, query))
+        if cached is not None:
+            actor_id = cached[0]
+            instance = self.runtime.instances.get(actor_id)
+            if instance is not None or await self._still_exists(actor_id):
+                return actor_id, rest, cached[1]
+            routes.pop((segment, query), None)
+        query_string = query.decode("latin-1")
+        if "rvt-" in query_string:
+            params, rest_query = gateway.split_query(query_string)
+        else:
+            params, rest_query = {}, query_string
+        if params:
+            target = gateway.parse_query(segment, params)
+            actor_id = await self._resolve(target)
+        else:
+            actor_id, _token = gateway.parse_direct(segment)
+            # Unknown ids are answered by dispatch (actor/not_found) when it wakes the actor.
+        if len(routes) >= _ROUTE_CACHE_SIZE:
+            routes.clear()
+        routes[(segment, query)] = (actor_id, rest_query)
+        return actor_id, rest, rest_query
+
+    async def _still_exists(self, actor_id: str) -> bool:
+        record = await self.driver.get_actor(actor_id)
+        return record is not None and record.destroy_ts is None
+
+    def _check_name(self, name: str) -> None:
+        if name not in self.registry.actors:
+            raise invalid_request(
+                f"no actor named {name[:100]!r} is registered",
+                metadata={"name": name[:100]},
+            )
+
+    async def _resolve(self, target: gateway.QueryTarget) -> str:
+        self._check_name(target.name)
+        if target.method == "get":
+            record = await self.driver.find_actor(target.name, target.key)
+            if record is None:
+                raise RivetError(
+                    "actor",
+                    "not_found",
+                    f"no actor {target.name!r} with key {serialize_key(target.key)!r}",
+                    metadata={"name": target.name, "key": serialize_key(target.key)},
+                )
+            return record.actor_id
+        record, _ = await self.driver.get_or_create_actor(target.name, target.key, target.input)
+        return record.actor_id
+
+    # -- manager API -----------------------------------------------------------------------
+
+    async def _manager(self, method: str, path: str, scope: Scope, receive: Receive) -> Response:
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        if path == "/actors":
+            if method == "GET":
+                return await self._list_actors(query)
+            if method in ("PUT", "POST"):
+                body = await _read_all(receive, MAX_MANAGER_BODY)
+                return await self._create_actor(body, get_or_create=method == "PUT")
+            raise _method_not_allowed(method, path)
+        segment = path[8:]
+        if not segment or "/" in segment:
+            raise _route_not_found(path)
+        if method != "DELETE":
+            raise _method_not_allowed(method, path)
+        actor_id = unquote(segment)
+        record = await self.driver.get_actor(actor_id)
+        if record is None or record.destroy_ts is not None:
+            raise RivetError(
+                "actor",
+                "not_found",
+                f"no actor {actor_id[:100]!r}",
+                metadata={"id": actor_id[:100]},
+            )
+        await self.driver.destroy_actor(actor_id)
+        self._forget_actor(actor_id)
+        return _json_response({})
+
+    async def _list_actors(self, query: dict[str, str]) -> Response:
+        ids = query.get("actor_ids")
+        if ids is not None:
+            records = []
+            for actor_id in dict.fromkeys(part for part in ids.split(",") if part):
+                record = await self.driver.get_actor(actor_id)
+                if record is not None:
+                    records.append(record)
+            return _json_response({"actors": [actor_json(r) for r in records]})
+        name = query.get("name")
+        if name is None:
+            records = await self.driver.list_actors()
+        elif "key" in query:
+            record = await self.driver.find_actor(
+                name, gateway.check_key(deserialize_key(query["key"]))
+            )
+            records = [] if record is None else [record]
+        else:
+            records = await self.driver.list_actors(name)
+        return _json_response({"actors": [actor_json(r) for r in records]})
+
+    async def _create_actor(self, body: bytes, *, get_or_create: bool) -> Response:
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            raise invalid_request("the request body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise invalid_request("the request body must be a JSON object")
+        name = data.get("name")
+        if not isinstance(name, str):
+            raise invalid_request("the request body needs a string 'name'")
+        self._check_name(name)
+        raw_key = data.get("key")
+        if raw_key is None:
+            key: list[str] = []
+        elif isinstance(raw_key, str):
+            key = deserialize_key(raw_key)
+        elif isinstance(raw_key, list) and all(isinstance(part, str) for part in raw_key):
+            key = list(raw_key)
+        else:
+            raise invalid_request("'key' must be a serialized key string")
+        gateway.check_key(key)
+        raw_input = data.get("input")
+        if raw_input is None:
+            input = None
+        elif isinstance(raw_input, str):
+            input = gateway.decode_input(raw_input, urlsafe=False, what="'input'")
+        else:
+            raise invalid_request("'input' must be a base64 string of CBOR")
+        if get_or_create:
+            record, created = await self.driver.get_or_create_actor(name, key, input)
+            return _json_response({"actor": actor_json(record), "created": created})
+        record = await self.driver.create_actor(name, key, input)
+        return _json_response({"actor": actor_json(record)})
+
+    # -- WebSocket -------------------------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        socket = _AsgiWebSocket(receive, send)
+        path = _relative_raw_path(scope)
+        headers = Headers.from_raw(scope["headers"])
+        query = scope["query_string"]
+        request = Request("GET", path, query_string=query.decode("latin-1"), headers=headers)
+        dispatcher = self.dispatcher
+        try:
+            if path.startswith("/gateway/"):
+                # A failure below is reported as for the actor route (/connect or raw).
+                request = request.with_path(_split_gateway(path)[1], "")
+                actor_id, rest, rest_query = await self._gateway(path, query)
+                request = request.with_path(rest, rest_query)
+            else:
+                offered = parse_subprotocols(headers)
+                actor_id = next((p[12:] for p in offered if p.startswith("rivet_actor.")), "")
+                if "rivet_target.actor" not in offered or not actor_id:
+                    raise _route_not_found(path)
+        except Exception as exc:
+            await dispatcher.reject_websocket(request, socket, exc)
+            return
+        await dispatcher.handle_websocket(actor_id, request, socket)
+
+
+async def _read_all(receive: Receive, limit: int) -> bytes:
+    parts = [chunk async for chunk in _Chunks(receive, limit)]
+    return b"".join(parts)
+
+
+_FRAMING: Final = (b"content-length", b"transfer-encoding")
+
+
+async def _send_response(send: Send, response: Response) -> None:
+    body = response.body
+    headers = response.headers.raw
+    for name, _ in headers:
+        if name in _FRAMING:  # the transport frames the body itself
+            headers = [(n, v) for n, v in headers if n not in _FRAMING]
+            break
+    headers = [*headers, (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,115 @@
+"""Running a :class:`~rivetkit.server.app.RivetApp` under uvicorn, in the current event loop.
+
+Used by ``rivetkit serve`` and by :func:`rivetkit.server.serve_in_background`. The runtime is
+started *before* uvicorn listens (so a locked data directory fails fast, with no socket
+open) and stopped *after* uvicorn has closed its connections (so every actor sleeps with its
+state flushed); uvicorn's own lifespan handling is off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+from rivetkit.server.app import RivetApp
+
+__all__ = ["Server", "bind_socket", "uvicorn_config"]
+
+
+def _has(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def _ws_implementation() -> str:
+    from uvicorn.config import WS_PROTOCOLS
+
+    return "websockets-sansio" if "websockets-sansio" in WS_PROTOCOLS else "websockets"
+
+
+def uvicorn_config(app: RivetApp, *, graceful_timeout: int = 10, **options: Any) -> Any:
+    """A uvicorn ``Config`` for ``app``: httptools when installed; no access log, no proxy
+    headers, no ``server`` header, no permessage-deflate; lifespan off; logging left to the
+    caller."""
+    return uvicorn.Config(
+        app,
+        lifespan="off",
+        http="httptools" if _has("httptools") else "h11",
+        loop="none",
+        ws=_ws_implementation(),
+        ws_per_message_deflate=False,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        log_config=None,
+        timeout_graceful_shutdown=graceful_timeout,
+        **options,
+    )
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, with signal handling of our own.
+
+    ``handle_signals=False`` (tests) leaves signals alone; otherwise SIGINT and SIGTERM ask
+    for a graceful stop and a second SIGINT forces it. Unlike uvicorn, the signal is not
+    raised again afterwards, so the process can finish its own shutdown and exit 0.
+    """
+
+    def __init__(self, config: Any, *, handle_signals: bool = True) -> None:
+        super().__init__(config)
+        self._handle_signals = handle_signals
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if not self._handle_signals:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # Windows, non-main thread
+                continue
+            installed.append(sig)
+        try:
+            yield
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+        pass
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening-ready TCP socket bound to ``(host, port)`` (``port=0``: any free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so; without it
+    # every response (headers, then body) waits ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        if sys.platform != "win32":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.set_inheritable(True)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

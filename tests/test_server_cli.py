@@ -1,0 +1,143 @@
+"""The ``rivetkit`` command: --version, serve, the data directory lock, graceful SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "examples" / "app.py"
+INCREMENT = (
+    "/gateway/counter/action/increment?rvt-namespace=default&rvt-method=getOrCreate"
+    "&rvt-runner=default&rvt-key=cli&rvt-crash-policy=sleep"
+)
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rivetkit(*args: str, **kwargs: object) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, "-m", "rivetkit", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        **kwargs,
+    )
+
+
+def wait_healthy(port: int, proc: subprocess.Popen[str], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited early: {proc.communicate()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).text == "ok":
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("server did not become healthy")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
+    port = free_port()
+    data = tmp_path / "data"
+    proc = rivetkit("serve", str(APP), "--port", str(port), "--data", str(data))
+    try:
+        wait_healthy(port, proc)
+        yield proc, port, data
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_version() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "rivetkit", "--version"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("rivetkit ")
+    assert "speedups: on" in result.stdout or "speedups: off" in result.stdout
+    pure = subprocess.run(
+        [sys.executable, "-m", "rivetkit", "--version"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "RIVETKIT_PURE": "1", "RIVETKIT_REQUIRE_SPEEDUPS": ""},
+    )
+    assert "speedups: off" in pure.stdout
+
+
+def test_usage_errors(tmp_path: Path) -> None:
+    engine = rivetkit("serve", str(APP), "--engine", "http://127.0.0.1:6420")
+    _, err = engine.communicate(timeout=30)
+    assert engine.returncode == 2
+    assert "engine mode is not available yet" in err
+    missing = rivetkit("serve", str(tmp_path / "nope.py"))
+    _, err = missing.communicate(timeout=30)
+    assert missing.returncode == 2 and "no such file" in err
+    no_registry = tmp_path / "empty.py"
+    no_registry.write_text("x = 1\n")
+    bad = rivetkit("serve", f"{no_registry}:x")
+    _, err = bad.communicate(timeout=30)
+    assert bad.returncode == 2 and "not a registry" in err
+    assert "Traceback" not in err
+
+
+def test_serve_lock_and_graceful_stop(
+    server: tuple[subprocess.Popen[str], int, Path],
+) -> None:
+    proc, port, data = server
+    base = f"http://127.0.0.1:{port}"
+    assert httpx.post(base + INCREMENT, json={"args": [5]}).json() == {"output": 5}
+    assert httpx.post(base + INCREMENT, json={"args": [2]}).json() == {"output": 7}
+    # a second server on the same data directory refuses, in one readable line
+    second = rivetkit("serve", str(APP), "--port", str(free_port()), "--data", str(data))
+    _, err = second.communicate(timeout=30)
+    assert second.returncode == 1
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1].startswith("rivetkit: error: ")
+    assert "in use by another rivetkit process" in lines[-1]
+    assert "Traceback" not in err
+    # SIGTERM: graceful, state flushed (the save throttle has not run yet)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopped" in err
+    assert "Traceback" not in err
+    # log lines: time, level, logger, message
+    assert any(" INFO    rivetkit.cli: serving " in line for line in err.splitlines())
+    # a new server on the same data sees the saved count
+    port2 = free_port()
+    again = rivetkit("serve", str(APP), "--port", str(port2), "--data", str(data))
+    try:
+        wait_healthy(port2, again)
+        url = f"http://127.0.0.1:{port2}" + INCREMENT.replace("increment", "getCount")
+        assert httpx.post(url, json={"args": []}).json() == {"output": 7}
+        again.send_signal(signal.SIGINT)
+        again.communicate(timeout=30)
+        assert again.returncode == 0
+    finally:
+        if again.poll() is None:
+            again.kill()
+            again.communicate()
