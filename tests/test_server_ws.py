@@ -262,3 +262,9 @@ async def test_raw_websocket(endpoint: str) -> None:
     assert code == 1011 and reason == "core.internal_error"
     ws = await connect(ws_url(endpoint, "counter", "raw", "/websocket/x"))
     assert await closed(ws) == (1011, "handler.websocket_not_defined")
+    ws = await connect(ws_url(endpoint, "misc", "raw", "/inspector/connect"))
+    assert await closed(ws) == (1011, "actor.not_found")
+    # any other path is raw too, as it is (RivetKit: every path but /connect)
+    ws = await connect(ws_url(endpoint, "misc", "raw", "/other"))
+    assert await ws.recv() == "hello /other"
+    await ws.close()

@@ -32,8 +32,9 @@ mid-request).
 
 WebSockets: ``/connect`` runs the actor-connect protocol (subprotocol ``rivet`` echoed;
 encoding from ``rivet_encoding.*``, default json; params from ``rivet_conn_params.*``; ``Init``
-first; actions answered by id, concurrently; subscriptions; events). Any other path goes to
-``on_websocket`` (``/websocket/...`` with the prefix stripped).
+first; actions answered by id, concurrently; subscriptions; events). ``/inspector/*`` is
+reserved (closed with ``actor.not_found`` until the inspector exists). Any other path goes to
+``on_websocket`` (``/websocket/...`` with the prefix stripped, other paths as they are).
 
 Queues: ``POST /queue/{name}`` decodes and checks the request fully, then sends through the
 actor's ``queue`` (an object with ``async send(name, body, *, wait, timeout)`` returning None
@@ -529,6 +530,9 @@ class Dispatcher:
         await websocket.accept("rivet" if "rivet" in offered else None)
         if path == "/connect":
             await self._connect(actor_id, offered, websocket)
+        elif path == "/inspector" or path.startswith("/inspector/"):
+            # Reserved for the inspector (not available yet), never the user's handler.
+            await websocket.close(1011, "actor.not_found")
         else:
             if path == "/websocket" or path.startswith("/websocket/"):
                 path = path[10:] or "/"

@@ -115,7 +115,7 @@ async def serve_in_background(
             try:
                 yield Endpoint(f"http://{shown}:{bound[1]}", app)
             finally:
-                server.should_exit = True
+                server.request_exit()
                 try:
                     await asyncio.wait_for(asyncio.shield(task), 10)
                 except asyncio.TimeoutError:
