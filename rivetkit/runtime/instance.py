@@ -789,16 +789,18 @@ class ActorInstance:
         if self._save_handle is not None:
             self._save_handle.cancel()
             self._save_handle = None
+        final_error: Exception | None = None
         try:
             if self._save_task is not None:
                 await asyncio.shield(self._save_task)
             await self._write_snapshot()
-        except Exception:
+        except Exception as exc:
             self.log.exception("the final save failed")
+            final_error = exc
         for task in list(self._background):
             task.cancel()
         self.phase = Phase.TERMINATED
-        self._notify_savers(None)
+        self._notify_savers(final_error)  # a failed final save acknowledges nothing
         if self._on_stopped is not None:
             self._on_stopped(self)
 

@@ -255,6 +255,7 @@ class SqliteStore:
     def _fail_pending_and_exit(self, error: BaseException | None) -> None:
         with self._cond:
             self._closing = True
+            self._working = False
             batch = self._pending
             self._pending = []
         exc = error or RivetError("driver", "closed", "the embedded driver's store is closed")

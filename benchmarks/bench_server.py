@@ -1,0 +1,184 @@
+"""HTTP and WebSocket action throughput of ``rivetkit serve``, next to raw baselines.
+
+Uses the neutral harness in ``../shared/bench`` and measures, in the same run:
+
+* HTTP: ``http_actions.sh`` (wrk, keep-alive, json ``increment(1)``) against our counter and
+  against the raw ASGI baseline (``baselines/asgi_app.py`` under uvicorn + uvloop + httptools);
+* WebSocket: ``ws_actions.mjs`` (the official client, one connection, 32 actions in flight)
+  against our counter, and ``ws_echo_load.mjs`` against the raw ``websockets`` echo baseline.
+
+Prints a table with the ratios and writes JSON with ``--json``. Needs ``wrk`` (apt) and the npm
+client in ``tests/interop`` (``make interop-deps``). Everything runs on 127.0.0.1. The machine
+is shared and noisy: compare only figures measured side by side, as here.
+
+    python benchmarks/bench_server.py [--quick] [--json FILE] [--encoding json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT.parent / "shared" / "bench"
+INTEROP = ROOT / "tests" / "interop"
+QUERY = "rvt-namespace=default&rvt-method=getOrCreate&rvt-runner=default&rvt-key=bench&rvt-crash-policy=sleep"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited early: {process.args}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError as exc:
+            if getattr(exc, "code", None):  # an HTTP error answer means it is up
+                return
+            time.sleep(0.1)
+    raise SystemExit(f"no answer from {url}")
+
+
+def start(command: list[str], url: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_http(url, process)
+    return process
+
+
+def median_line(output: str) -> dict[str, object]:
+    for line in output.splitlines():
+        if line.startswith("median "):
+            return dict(json.loads(line[len("median ") :]))
+    raise SystemExit(f"no median line in:\n{output}")
+
+
+def run_http(url: str, conns: int, seconds: int, runs: int) -> float:
+    result = subprocess.run(
+        ["bash", str(BENCH / "http_actions.sh"), "-c", str(conns), "-d", str(seconds),
+         "-r", str(runs), url],
+        capture_output=True, text=True, timeout=runs * (seconds + 60), check=True,
+    )  # fmt: skip
+    rps = median_line(result.stdout)["rps"]
+    assert isinstance(rps, dict)
+    return float(rps["median"])
+
+
+def run_node(script: str, args: list[str], seconds: int, runs: int) -> float:
+    node = shutil.which("node")
+    if node is None:
+        raise SystemExit("node is required")
+    env = {**os.environ, "RIVETKIT_DIR": str(INTEROP)}
+    result = subprocess.run(
+        [node, "--experimental-websocket", str(BENCH / script), *args,
+         "--duration", str(seconds), "--runs", str(runs)],
+        capture_output=True, text=True, timeout=runs * (seconds + 60), env=env, check=True,
+    )  # fmt: skip
+    line = median_line(result.stdout)
+    for field in ("rate", "ops", "rps"):
+        value = line.get(field)
+        if isinstance(value, dict) and "median" in value:
+            return float(value["median"])
+        if isinstance(value, (int, float)):
+            return float(value)
+    raise SystemExit(f"cannot read the median from {line}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs (about a minute)")
+    parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--encoding", default="json", choices=["json", "cbor", "bare"])
+    parser.add_argument("--conns", type=int, default=64, help="HTTP connections")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is required: apt-get install -y wrk")
+    if not (INTEROP / "node_modules" / "rivetkit").is_dir():
+        raise SystemExit("run `make interop-deps` first (npm rivetkit for the WebSocket load)")
+    seconds, runs = (3, 1) if args.quick else (8, 3)
+    python = sys.executable
+    processes: list[subprocess.Popen[bytes]] = []
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="rivetkit-bench-") as scratch:
+        try:
+            asgi_port, echo_port, ours_port = free_port(), free_port(), free_port()
+            processes.append(start(
+                [python, "-m", "uvicorn", "asgi_app:app", "--app-dir", str(BENCH / "baselines"),
+                 "--host", "127.0.0.1", "--port", str(asgi_port), "--loop", "uvloop",
+                 "--http", "httptools", "--no-access-log", "--log-level", "warning"],
+                f"http://127.0.0.1:{asgi_port}/health",
+            ))  # fmt: skip
+            echo = subprocess.Popen(
+                [python, str(BENCH / "baselines" / "ws_echo_server.py"), "--port", str(echo_port)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            processes.append(echo)
+            ours_url = f"http://127.0.0.1:{ours_port}"
+            processes.append(start(
+                [python, "-m", "rivetkit", "serve", str(ROOT / "examples" / "app.py"),
+                 "--port", str(ours_port), "--data", os.path.join(scratch, "data")],
+                f"{ours_url}/health",
+            ))  # fmt: skip
+            time.sleep(0.5)
+            results["http_baseline"] = run_http(
+                f"http://127.0.0.1:{asgi_port}/any", args.conns, seconds, runs
+            )
+            results["http_rivetkit"] = run_http(
+                f"{ours_url}/gateway/counter/action/increment?{QUERY}", args.conns, seconds, runs
+            )
+            results["ws_baseline"] = run_node(
+                "ws_echo_load.mjs",
+                ["--url", f"ws://127.0.0.1:{echo_port}/", "--conns", "1", "--window", "32"],
+                seconds,
+                runs,
+            )
+            results["ws_rivetkit"] = run_node(
+                "ws_actions.mjs",
+                ["--endpoint", ours_url, "--encoding", args.encoding, "--conns", "1",
+                 "--window", "32"],
+                seconds,
+                runs,
+            )  # fmt: skip
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+    http_ratio = results["http_rivetkit"] / results["http_baseline"]
+    ws_ratio = results["ws_rivetkit"] / results["ws_baseline"]
+    print(f"HTTP actions/s, keep-alive, {args.conns} connections (wrk, json):")
+    print(f"  raw ASGI baseline   {results['http_baseline']:>10,.0f}")
+    print(f"  rivetkit serve      {results['http_rivetkit']:>10,.0f}   ratio {http_ratio:.2f}")
+    print(f"WebSocket, one connection, 32 in flight (official client, {args.encoding}):")
+    print(f"  raw echo baseline   {results['ws_baseline']:>10,.0f} msgs/s")
+    print(
+        f"  rivetkit serve      {results['ws_rivetkit']:>10,.0f} actions/s   ratio {ws_ratio:.2f}"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps({**results, "http_ratio": http_ratio,
+                                               "ws_ratio": ws_ratio}, indent=2))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
