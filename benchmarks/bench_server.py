@@ -31,7 +31,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT.parent / "shared" / "bench"
 INTEROP = ROOT / "tests" / "interop"
-QUERY = "rvt-namespace=default&rvt-method=getOrCreate&rvt-runner=default&rvt-key=bench&rvt-crash-policy=sleep"
+QUERY = (
+    "rvt-namespace=default&rvt-method=getOrCreate&rvt-runner=default&rvt-key=bench"
+    "&rvt-crash-policy=sleep"
+)
 
 
 def free_port() -> int:
