@@ -5,6 +5,8 @@ Adding an example is one import and one list entry.
 
 from chat import chat
 from counter import counter
+from timer import timer
+from worker import worker
 
 from rivetkit import setup
 
@@ -12,5 +14,7 @@ registry = setup(
     use=[
         counter,
         chat,
+        worker,
+        timer,
     ]
 )

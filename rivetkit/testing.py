@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
@@ -157,17 +158,23 @@ class TestClient:
 
 @contextlib.asynccontextmanager
 async def setup_test(
-    registry: Any, data_dir: str | os.PathLike[str] | None = None
+    registry: Any,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    clock: Callable[[], float] | None = None,
 ) -> AsyncIterator[TestClient]:
     """Run ``registry`` in-process on an embedded store and yield a client.
 
     ``data_dir`` defaults to a fresh temporary directory removed afterwards; pass one to keep
-    the data (for example to test that state survives a restart).
+    the data (for example to test that state survives a restart). ``clock`` (epoch seconds)
+    replaces the wall clock of schedules and alarms: with a fake clock, advance it and call
+    ``client.runtime.driver.poll_alarms()`` to fire what is due.
     """
     with contextlib.ExitStack() as stack:
         if data_dir is None:
             data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="rivetkit-test-"))
-        runtime = Runtime(registry, EmbeddedDriver(data_dir))
+        wall = clock or time.time
+        runtime = Runtime(registry, EmbeddedDriver(data_dir, clock=wall), clock=wall)
         await runtime.start()
         try:
             yield TestClient(runtime)

@@ -107,7 +107,7 @@ async def test_bad_queue_bodies(http: httpx.AsyncClient) -> None:
             response = await http.post(
                 gateway("misc", "/queue/q"), content=body, headers={"x-rivet-encoding": encoding}
             )
-            check(response)
+            check(response, allow_ok=True)  # some garbage is a valid (if odd) queue body
     await still_serving(http)
 
 

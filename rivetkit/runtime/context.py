@@ -12,6 +12,8 @@ from rivetkit.runtime.kv import ActorKV
 if TYPE_CHECKING:
     from rivetkit.runtime.connection import Connection
     from rivetkit.runtime.instance import ActorInstance
+    from rivetkit.runtime.queue import ActorQueue
+    from rivetkit.runtime.schedule import ActorSchedule
 
 T = TypeVar("T")
 
@@ -89,6 +91,16 @@ class ActorContext:
     async def save_state(self, *, immediate: bool = False) -> None:
         """Wait until the current state is saved; ``immediate`` skips the save throttle."""
         await self._instance.save_state(immediate=immediate)
+
+    @property
+    def queue(self) -> ActorQueue:
+        """The actor's durable FIFO queue."""
+        return self._instance.queue
+
+    @property
+    def schedule(self) -> ActorSchedule:
+        """Run actions later: ``after``, ``at``, ``cron``, ``every``."""
+        return self._instance.schedule
 
     @property
     def kv(self) -> ActorKV:

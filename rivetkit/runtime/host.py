@@ -9,6 +9,8 @@ transports (server, engine tunnel, test harness) call :meth:`Runtime.instance` a
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +27,13 @@ logger = logging.getLogger("rivetkit.runtime")
 class Runtime:
     """Runs the actors of a registry on a driver."""
 
-    def __init__(self, registry: Any, driver: Driver) -> None:
+    def __init__(
+        self, registry: Any, driver: Driver, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.registry = registry
         self.driver = driver
+        #: Wall clock in epoch seconds for schedules and timestamps (tests pass a fake one).
+        self.clock = clock
         self.instances: dict[str, ActorInstance] = {}
 
     async def start(self) -> None:
@@ -57,7 +63,12 @@ class Runtime:
         """Build and start an instance (called by the driver)."""
         definition = self.definition(record.name)
         instance = ActorInstance(
-            definition, self.driver, record, generation, on_stopped=self._forget
+            definition,
+            self.driver,
+            record,
+            generation,
+            on_stopped=self._forget,
+            clock=self.clock,
         )
         self.instances[record.actor_id] = instance
         try:

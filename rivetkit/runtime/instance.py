@@ -23,18 +23,22 @@ import enum
 import inspect
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rivetkit.errors import RivetError, actor_error
 from rivetkit.protocol import actor_persist
-from rivetkit.protocol.actor_persist import Actor
+from rivetkit.drivers.base import prefix_end
+from rivetkit.protocol.actor_persist import Actor, ScheduleEvent
 from rivetkit.protocol.json_compat import cbor_dumps, cbor_loads
 from rivetkit.runtime import keys
 from rivetkit.runtime.connection import Connection, ConnTransport
 from rivetkit.runtime.context import ActorContext
 from rivetkit.runtime.dispatch import ActionTable
 from rivetkit.runtime.kv import ActorKV
+from rivetkit.runtime.queue import ActorQueue
+from rivetkit.runtime.schedule import ActorSchedule
 
 if TYPE_CHECKING:
     from rivetkit.actor import ActorDefinition
@@ -109,8 +113,11 @@ class ActorInstance:
         generation: int,
         *,
         on_stopped: Callable[[ActorInstance], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.definition = definition
+        #: Wall clock in epoch seconds (schedules, queue timestamps).
+        self.clock = clock
         self.options = definition.options
         self.driver = driver
         self.actor_id = record.actor_id
@@ -123,6 +130,10 @@ class ActorInstance:
         self.vars: Any = None
         self.conns: dict[str, Connection] = {}
         self.kv = ActorKV(driver, record.actor_id)
+        self.queue = ActorQueue(self, clock=clock)
+        self.schedule = ActorSchedule(self, clock)
+        self._events: list[ScheduleEvent] = []  # the snapshot's one-shot schedule events
+        self._queue_waiting = 0
         self.context = ActorContext(self)
         self.table = ActionTable(definition.actions)
         self.abort_event = asyncio.Event()
@@ -250,17 +261,19 @@ class ActorInstance:
         self._dirty = False
         state = self.encode_state()
         previous = self._snapshot
+        events = self._events
         if (
             previous is not None
             and previous.state == state
             and previous.has_initialized == has_initialized
+            and previous.scheduled_events == events
         ):
             return
         snapshot = Actor(
             input=self.record.input if previous is None else previous.input,
             has_initialized=has_initialized,
             state=state,
-            scheduled_events=[] if previous is None else previous.scheduled_events,
+            scheduled_events=list(events),
         )
         await self.driver.kv_write(
             self.actor_id, puts=[(keys.PERSIST, actor_persist.ACTOR.encode(snapshot))]
@@ -361,13 +374,22 @@ class ActorInstance:
     async def start(self) -> None:
         """Load the snapshot, run the start hooks, persist ``has_initialized``, start ``run``."""
         options = self.options
-        (raw,) = await self.driver.kv_get(self.actor_id, [keys.PERSIST])
+        raw, raw_alarm = await self.driver.kv_get(
+            self.actor_id, [keys.PERSIST, keys.LAST_PUSHED_ALARM]
+        )
         if raw is None:
             snapshot = Actor(self.record.input, False, b"", [])
             self._snapshot = None
         else:
             snapshot = actor_persist.ACTOR.decode(raw)
             self._snapshot = snapshot
+        self._events = list(snapshot.scheduled_events)
+        last_alarm = (
+            actor_persist.LAST_PUSHED_ALARM.decode(raw_alarm) if raw_alarm is not None else None
+        )
+        await self.queue.load()
+        await self.schedule.load(last_alarm)
+        await self.schedule.interrupted_runs()
         is_new = not snapshot.has_initialized
         self.input = cbor_loads(snapshot.input) if snapshot.input else None
         await self._call("on_migrate", is_new, timeout=options.on_migrate_timeout)
@@ -385,6 +407,81 @@ class ActorInstance:
         self.phase = Phase.STARTED
         if self._hooks["run"] is not None:
             self._run_task = self._loop.create_task(self._run())
+        self._reset_idle()
+        await self.schedule.sync_alarm()
+        trigger = self.schedule.next_trigger()
+        if trigger is not None and trigger <= self.clock():
+            # Overdue events run right after the wake, in the background (seed lesson 3).
+            self.wait_until(self.run_due_schedules())
+
+    # ---------------------------------------------------------------------------------------
+    # Schedules and alarms (the owner side of ActorSchedule)
+
+    def scheduled_events(self) -> list[ScheduleEvent]:
+        """The one-shot events of the snapshot, soonest first."""
+        return self._events
+
+    async def replace_scheduled_events(self, events: list[ScheduleEvent]) -> None:
+        """Set the snapshot's events and persist the snapshot now (seed lesson 13)."""
+        self._events = events
+        if self.phase == Phase.LOADING:
+            self._dirty = True  # written at the end of the start
+        elif self.phase <= Phase.FINALIZING:
+            await self.flush()
+
+    async def kv_get(self, keys_: list[bytes]) -> list[bytes | None]:
+        """Raw actor KV read (runtime subsystems)."""
+        return await self.driver.kv_get(self.actor_id, keys_)
+
+    async def kv_write(
+        self, puts: list[tuple[bytes, bytes]] | None = None, deletes: list[bytes] | None = None
+    ) -> None:
+        """Raw atomic actor KV write (runtime subsystems)."""
+        await self.driver.kv_write(self.actor_id, puts=puts or (), deletes=deletes or ())
+
+    async def kv_list_prefix(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        """Raw actor KV entries under ``prefix`` (runtime subsystems)."""
+        return await self.driver.kv_list(self.actor_id, prefix, prefix_end(prefix))
+
+    async def push_alarm(self, when_ms: int | None) -> None:
+        """Arm the driver's alarm for this actor and remember the pushed value at ``[6]``."""
+        await self.driver.set_alarm(self.actor_id, when_ms)
+        await self.driver.kv_write(
+            self.actor_id,
+            puts=[(keys.LAST_PUSHED_ALARM, actor_persist.LAST_PUSHED_ALARM.encode(when_ms))],
+        )
+
+    def dispatch_scheduled(self, action: str, args: list[Any]) -> Awaitable[Any]:
+        """Run a scheduled action like a client's (same serial and timeout rules)."""
+        return self.invoke(action, args)
+
+    @property
+    def max_schedules(self) -> int:
+        """The ``max_schedules`` option."""
+        return int(self.options.max_schedules)
+
+    async def run_due_schedules(self) -> None:
+        """Run every due schedule, holding the actor awake meanwhile."""
+        if self.phase != Phase.STARTED:
+            return
+        self._inflight += 1
+        try:
+            await self.schedule.run_due()
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._reset_idle()
+
+    async def fire_alarm(self) -> None:
+        """The driver's alarm for this actor is due."""
+        await self.run_due_schedules()
+
+    # ---------------------------------------------------------------------------------------
+    # Queue (the owner side of ActorQueue)
+
+    def queue_wait_changed(self, delta: int) -> None:
+        """A queue receive began or ended waiting; such waits do not keep the actor awake."""
+        self._queue_waiting += delta
         self._reset_idle()
 
     async def _initial_state(self) -> Any:
@@ -678,8 +775,8 @@ class ActorInstance:
             and not self.options.no_sleep
             and self._inflight == 0
             and self._keep_awake == 0
-            and (self._run_task is None or self._run_task.done())
-            and not self.conns
+            and (self._run_task is None or self._run_task.done() or self._queue_waiting > 0)
+            and not any(not conn.hibernatable for conn in self.conns.values())
         )
 
     def _reset_idle(self) -> None:
@@ -799,6 +896,7 @@ class ActorInstance:
             final_error = exc
         for task in list(self._background):
             task.cancel()
+        self.queue.release_in_flight()
         self.phase = Phase.TERMINATED
         self._notify_savers(final_error)  # a failed final save acknowledges nothing
         if self._on_stopped is not None:
