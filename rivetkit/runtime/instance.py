@@ -27,9 +27,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from rivetkit.drivers.base import prefix_end
 from rivetkit.errors import RivetError, actor_error
 from rivetkit.protocol import actor_persist
-from rivetkit.drivers.base import prefix_end
 from rivetkit.protocol.actor_persist import Actor, ScheduleEvent
 from rivetkit.protocol.json_compat import cbor_dumps, cbor_loads
 from rivetkit.runtime import keys
