@@ -32,6 +32,43 @@ def new_conn_id() -> str:
     return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
 
 
+class Hibernation:
+    """What a hibernatable connection needs to survive its actor's sleep.
+
+    ``gateway_id`` and ``request_id`` (4 bytes each) name the socket at the process that holds
+    it (our server in embedded mode, the engine's gateway in engine mode); the message indexes
+    count the frames each way so that none is lost or repeated across a wake.
+    """
+
+    __slots__ = (
+        "client_message_index",
+        "gateway_id",
+        "request_headers",
+        "request_id",
+        "request_path",
+        "server_message_index",
+    )
+
+    def __init__(
+        self,
+        gateway_id: bytes,
+        request_id: bytes,
+        *,
+        request_path: str = "/connect",
+        request_headers: dict[str, str] | None = None,
+        server_message_index: int = 0,
+        client_message_index: int = 0,
+    ) -> None:
+        if len(gateway_id) != 4 or len(request_id) != 4:
+            raise ValueError("gateway_id and request_id are 4 bytes each")
+        self.gateway_id = bytes(gateway_id)
+        self.request_id = bytes(request_id)
+        self.request_path = request_path
+        self.request_headers = dict(request_headers or {})
+        self.server_message_index = server_message_index
+        self.client_message_index = client_message_index
+
+
 class Connection:
     """One client connection: params, state, subscriptions and a transport."""
 
@@ -39,6 +76,7 @@ class Connection:
         "__weakref__",
         "disconnected",
         "hibernatable",
+        "hibernation",
         "id",
         "owner",
         "params",
@@ -64,6 +102,8 @@ class Connection:
         self.disconnected = False
         #: The instance the connection belongs to (set once it is open).
         self.owner: ActorInstance | None = None
+        #: Where a hibernatable connection's socket lives (None for the others).
+        self.hibernation: Hibernation | None = None
 
     def send(self, event: str, *args: Any) -> None:
         """Send the event ``event`` with ``args`` to this connection's client."""

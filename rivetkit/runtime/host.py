@@ -34,6 +34,9 @@ class Runtime:
         #: Wall clock in epoch seconds for schedules and timestamps (tests pass a fake one).
         self.clock = clock
         self.instances: dict[str, ActorInstance] = {}
+        #: Set by the transport that holds hibernatable sockets: is this connection's socket
+        #: still open? (None: assume so.)
+        self.conn_alive: Callable[[Connection], bool] | None = None
 
     async def start(self) -> None:
         """Start the driver (it may start actors whose alarms are due)."""
@@ -69,6 +72,7 @@ class Runtime:
             on_stopped=self._forget,
             clock=self.clock,
         )
+        instance.conn_alive = self.conn_alive
         self.instances[record.actor_id] = instance
         try:
             await instance.start()

@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from rivetkit.drivers.base import prefix_end
 from rivetkit.errors import RivetError, actor_error
 from rivetkit.protocol import actor_persist
-from rivetkit.protocol.actor_persist import Actor, ScheduleEvent
+from rivetkit.protocol.actor_persist import Actor, ScheduleEvent, Subscription
+from rivetkit.protocol.actor_persist import Conn as StoredConn
 from rivetkit.protocol.json_compat import cbor_dumps, cbor_loads
 from rivetkit.runtime import keys
-from rivetkit.runtime.connection import Connection, ConnTransport
+from rivetkit.runtime.connection import Connection, ConnTransport, Hibernation
 from rivetkit.runtime.context import ActorContext
 from rivetkit.runtime.dispatch import ActionTable
 from rivetkit.runtime.kv import ActorKV
@@ -133,6 +134,9 @@ class ActorInstance:
         self.queue = ActorQueue(self, clock=clock)
         self.schedule = ActorSchedule(self, clock)
         self._events: list[ScheduleEvent] = []  # the snapshot's one-shot schedule events
+        #: Tells whether a restored hibernatable connection's socket is still open (set by the
+        #: transport that holds the sockets; None: assume it is).
+        self.conn_alive: Callable[[Connection], bool] | None = None
         self._queue_waiting = 0
         self.context = ActorContext(self)
         self.table = ActionTable(definition.actions)
@@ -387,6 +391,7 @@ class ActorInstance:
         last_alarm = (
             actor_persist.LAST_PUSHED_ALARM.decode(raw_alarm) if raw_alarm is not None else None
         )
+        dead_conns = await self._restore_conns()
         await self.queue.load()
         await self.schedule.load(last_alarm)
         await self.schedule.interrupted_runs()
@@ -407,6 +412,8 @@ class ActorInstance:
         self.phase = Phase.STARTED
         if self._hooks["run"] is not None:
             self._run_task = self._loop.create_task(self._run())
+        for conn in dead_conns:
+            self.wait_until(self._disconnect(conn, "connection lost while the actor slept"))
         self._reset_idle()
         await self.schedule.sync_alarm()
         trigger = self.schedule.next_trigger()
@@ -626,11 +633,14 @@ class ActorInstance:
         transport: ConnTransport | None = None,
         hibernatable: bool = False,
         conn_id: str | None = None,
+        hibernation: Hibernation | None = None,
     ) -> Connection:
         """Open a connection: preflight, then ``on_connect``; return it once usable.
 
         Preflight is ``on_before_connect`` and ``create_conn_state``, bounded together by the
-        sum of their timeouts; the connection is in ``c.conns`` only after it succeeds.
+        sum of their timeouts; the connection is in ``c.conns`` only after it succeeds. A
+        connection given ``hibernation`` survives the actor's sleep: its record is stored at
+        KV ``[2] + conn_id`` and restored on the next wake.
         """
         phase = self.phase
         if phase != Phase.STARTED and phase != Phase.SLEEP_GRACE:
@@ -659,13 +669,19 @@ class ActorInstance:
                     metadata={"callback": "on_before_connect"},
                 ) from None
             conn = Connection(
-                params, conn_id=conn_id, transport=transport, hibernatable=hibernatable
+                params,
+                conn_id=conn_id,
+                transport=transport,
+                hibernatable=hibernatable or hibernation is not None,
             )
             conn.state = state
             conn.owner = self
+            conn.hibernation = hibernation
             self.conns[conn.id] = conn
             try:
                 await self._call_with("on_connect", conn, conn, timeout=options.on_connect_timeout)
+                if hibernation is not None:
+                    await self.persist_conns([conn])
             except BaseException:
                 self.conns.pop(conn.id, None)
                 conn.disconnected = True
@@ -728,6 +744,70 @@ class ActorInstance:
                     metadata={"callback": name},
                 ) from None
         return result
+
+    async def persist_conns(self, conns: list[Connection] | None = None) -> None:
+        """Store the records of hibernatable connections (``Conn`` v4 at ``[2] + id``)."""
+        chosen = [
+            c
+            for c in (self.conns.values() if conns is None else conns)
+            if c.hibernation is not None and not c.disconnected
+        ]
+        if not chosen:
+            return
+        puts = []
+        for conn in chosen:
+            info = conn.hibernation
+            assert info is not None
+            record = StoredConn(
+                id=conn.id,
+                parameters=cbor_dumps(conn.params),
+                state=cbor_dumps(conn.state),
+                subscriptions=[Subscription(name) for name in sorted(conn.subscriptions)],
+                gateway_id=info.gateway_id,
+                request_id=info.request_id,
+                server_message_index=info.server_message_index & 0xFFFF,
+                client_message_index=info.client_message_index & 0xFFFF,
+                request_path=info.request_path,
+                request_headers=info.request_headers,
+            )
+            puts.append((keys.conn_key(conn.id), actor_persist.CONN.encode(record)))
+        await self.driver.kv_write(self.actor_id, puts=puts)
+
+    async def _restore_conns(self) -> list[Connection]:
+        """Rebuild the hibernated connections; return the ones whose socket is gone."""
+        entries = await self.driver.kv_list(
+            self.actor_id, keys.CONN_PREFIX, prefix_end(keys.CONN_PREFIX)
+        )
+        dead: list[Connection] = []
+        for key, value in entries:
+            try:
+                record = actor_persist.CONN.decode(value)
+            except RivetError:
+                self.log.exception("dropping an unreadable connection record %r", key)
+                await self.driver.kv_write(self.actor_id, deletes=[key])
+                continue
+            conn = Connection(
+                cbor_loads(record.parameters) if record.parameters else None,
+                conn_id=record.id,
+                hibernatable=True,
+            )
+            conn.state = cbor_loads(record.state) if record.state else None
+            conn.subscriptions = {s.event_name for s in record.subscriptions}
+            conn.owner = self
+            conn.hibernation = Hibernation(
+                record.gateway_id,
+                record.request_id,
+                request_path=record.request_path,
+                request_headers=record.request_headers,
+                server_message_index=record.server_message_index,
+                client_message_index=record.client_message_index,
+            )
+            alive = self.conn_alive
+            if alive is not None and not alive(conn):
+                dead.append(conn)
+            else:
+                self.conns[conn.id] = conn
+        return dead
 
     # ---------------------------------------------------------------------------------------
     # Events
@@ -866,6 +946,11 @@ class ActorInstance:
             self._idle_handle.cancel()
             self._idle_handle = None
         self.abort_event.set()
+        if not destroying:
+            try:
+                await self.persist_conns()  # before the others go (seed lesson 6)
+            except Exception:
+                self.log.exception("saving hibernatable connections failed")
         for conn in list(self.conns.values()):
             if destroying or not conn.hibernatable:
                 await self._disconnect(conn, "actor stopping")
@@ -891,6 +976,8 @@ class ActorInstance:
             if self._save_task is not None:
                 await asyncio.shield(self._save_task)
             await self._write_snapshot()
+            if not destroying:
+                await self.persist_conns()
         except Exception as exc:
             self.log.exception("the final save failed")
             final_error = exc
@@ -935,6 +1022,11 @@ class ActorInstance:
             await self._call_with("on_disconnect", conn, conn)
         except Exception:
             self.log.exception("on_disconnect failed")
+        if conn.hibernation is not None:
+            try:
+                await self.driver.kv_write(self.actor_id, deletes=[keys.conn_key(conn.id)])
+            except Exception:
+                self.log.exception("removing the connection record failed")
         if conn.transport is not None:
             conn.transport.close(reason)
         self.activity_changed()
