@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rivetkit._twins import speedups_active as _speedups_active
 from rivetkit._version import __version__
-from rivetkit.actor import ActorDefinition, actor
+from rivetkit.actor import ActorDefinition, EventOptions, actor
 from rivetkit.dispatch.http import Request, Response
 from rivetkit.errors import ProtocolError, RivetError, UserError
 from rivetkit.options import ActorOptions
@@ -25,6 +25,7 @@ __all__ = [
     "SPEEDUPS",
     "ActorDefinition",
     "ActorOptions",
+    "EventOptions",
     "ProtocolError",
     "Registry",
     "Request",

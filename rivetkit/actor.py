@@ -38,6 +38,7 @@ __all__ = [
     "UNSET",
     "ActionSpec",
     "ActorDefinition",
+    "EventOptions",
     "Hook",
     "Hooks",
     "UserError",
@@ -174,6 +175,35 @@ class Hooks:
         return f"Hooks({', '.join(set_)})"
 
 
+class EventOptions:
+    """Options of one event, given as ``actor(..., events={"name": EventOptions(...)})`` or
+    set with :meth:`ActorDefinition.can_subscribe`.
+
+    ``can_subscribe(c)`` gates a client's subscription to the event (RivetKit's
+    ``events.<name>.canSubscribe``): it runs when a connection asks to subscribe, with
+    ``c.conn`` the asking connection, and returns a bool (or an awaitable of one); False
+    refuses the subscription with ``auth.forbidden``. Events without a gate (or not declared
+    at all) may be subscribed to by anyone. Subscriptions are checked once: a connection
+    restored after the actor slept keeps its subscriptions without asking again. The gate
+    does not filter :meth:`~rivetkit.runtime.connection.Connection.send`, which targets one
+    connection whatever it subscribed to.
+    """
+
+    __slots__ = ("can_subscribe",)
+
+    def __init__(self, *, can_subscribe: Callable[..., Any] | None = None) -> None:
+        if can_subscribe is not None and not callable(can_subscribe):
+            raise TypeError(
+                f"can_subscribe must be callable, got {type(can_subscribe).__name__} "
+                f"{can_subscribe!r}"
+            )
+        #: ``can_subscribe(c) -> bool`` (sync or async), or None.
+        self.can_subscribe = can_subscribe
+
+    def __repr__(self) -> str:
+        return f"EventOptions(can_subscribe={self.can_subscribe!r})"
+
+
 # The constant given instead of each factory hook, for "both given" errors.
 _CONSTANT_OF: Final = {
     "create_state": "state",
@@ -198,6 +228,8 @@ class ActorDefinition:
     - ``hooks``: the :class:`Hooks`, including the factories ``create_state``,
       ``create_vars`` and ``create_conn_state``.
     - ``actions``: ``{wire name: ActionSpec}``.
+    - ``events``: ``{event name: EventOptions}`` of the declared events (their
+      ``can_subscribe`` gates); undeclared events are allowed.
 
     An actor has state when ``state_value`` is set or ``hooks.create_state`` is (see
     :attr:`has_state`); likewise for vars and connection state.
@@ -206,6 +238,7 @@ class ActorDefinition:
     __slots__ = (
         "actions",
         "conn_state_value",
+        "events",
         "hooks",
         "name",
         "options",
@@ -220,6 +253,7 @@ class ActorDefinition:
     conn_state_value: Any
     hooks: Hooks
     actions: dict[str, ActionSpec]
+    events: dict[str, EventOptions]
 
     def __init__(self, name: str, *, options: ActorOptions | None = None) -> None:
         self.name = _check_actor_name(name)
@@ -235,6 +269,7 @@ class ActorDefinition:
         self.conn_state_value = UNSET
         self.hooks = Hooks()
         self.actions = {}
+        self.events = {}
 
     def __repr__(self) -> str:
         return f"<ActorDefinition {self.name!r} actions={sorted(self.actions)}>"
@@ -321,6 +356,57 @@ class ActorDefinition:
         spec = ActionSpec(name, fn, is_async_callable(fn), build_action_validator(fn, label=label))
         self.actions[name] = spec
         return spec
+
+    # -- events ------------------------------------------------------------------------------
+
+    def add_event(self, name: str, options: EventOptions | None = None) -> EventOptions:
+        """Declare the event ``name`` (what ``events=`` does) and return its options.
+
+        :raises TypeError: for a non-str name or options that are not an
+            :class:`EventOptions`
+        :raises ValueError: for an empty name or an event declared twice
+        """
+        if not isinstance(name, str):
+            raise TypeError(
+                f"actor {self.name!r}: an event name must be a str, got {type(name).__name__} "
+                f"{name!r}"
+            )
+        if not name:
+            raise ValueError(f"actor {self.name!r}: an event name must not be empty")
+        if options is None:
+            options = EventOptions()
+        elif not isinstance(options, EventOptions):
+            raise TypeError(
+                f"actor {self.name!r}, event {name!r}: give an EventOptions, got "
+                f"{type(options).__name__} {options!r}"
+            )
+        if name in self.events:
+            raise ValueError(f"actor {self.name!r}: event {name!r} is already declared")
+        gate = options.can_subscribe
+        if gate is not None:
+            _check_arity(gate, 1, f"actor {self.name!r}, can_subscribe of {name!r}", ("c",))
+        self.events[name] = options
+        return options
+
+    def can_subscribe(self, event: str) -> Callable[[F], F]:
+        """Decorator: ``@defn.can_subscribe("name")`` sets the event's subscription gate
+        ``fn(c) -> bool`` (``c.conn`` is the connection asking; see :class:`EventOptions`).
+
+        :raises ValueError: when the event already has a gate
+        """
+
+        def decorator(fn: F) -> F:
+            current = self.events.get(event)
+            if current is not None and current.can_subscribe is not None:
+                raise ValueError(
+                    f"actor {self.name!r}: event {event!r} already has a can_subscribe gate"
+                )
+            if current is not None:
+                del self.events[event]
+            self.add_event(event, EventOptions(can_subscribe=fn))
+            return fn
+
+        return decorator
 
     # -- hooks -------------------------------------------------------------------------------
 
@@ -444,6 +530,7 @@ def actor(
     create_conn_state: Callable[..., Any] | None = None,
     options: ActorOptions | None = None,
     actions: Mapping[str, Callable[..., Any]] | None = None,
+    events: Mapping[str, EventOptions | None] | None = None,
     **hooks: Callable[..., Any],
 ) -> ActorDefinition:
     """Define an actor.
@@ -461,6 +548,8 @@ def actor(
     :param create_conn_state: ``create_conn_state(c, params)`` returns it instead
     :param options: the actor's :class:`~rivetkit.options.ActorOptions`
     :param actions: actions by wire name, as with ``@defn.action(name=...)``
+    :param events: declared events by name, each with its :class:`EventOptions` (None for
+        none), e.g. ``{"moderation": EventOptions(can_subscribe=is_admin)}``
     :param hooks: any hook by name (``on_wake=fn``; see :data:`HOOK_NAMES` and
         :class:`Hooks`); each can also be set later with its decorator
     :raises TypeError: for a value and its factory both given, non-encodable state, an
@@ -508,6 +597,9 @@ def actor(
     if actions is not None:
         for action_name, fn in actions.items():
             definition.add_action(fn, name=action_name)
+    if events is not None:
+        for event_name, event_options in events.items():
+            definition.add_event(event_name, event_options)
     return definition
 
 

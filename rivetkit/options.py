@@ -63,7 +63,9 @@ class ActorOptions:
       carried for compatibility; RivetKit's core does not read them either.
     - ``can_hibernate_websocket`` (False): whether raw ``on_websocket`` sockets survive
       sleep; a bool, or a synchronous callable given the upgrade request that returns a bool.
-      Actor-connect sockets (``/connect``) hibernate regardless.
+      Actor-connect sockets (``/connect``) hibernate regardless. Not implemented yet for raw
+      sockets: accepted and validated, but a raw socket keeps its actor awake while its
+      handler runs and is closed (1001) when the actor stops, whatever this says.
 
     Deprecated in RivetKit, accepted and validated for compatibility (``None`` = not set):
 

@@ -167,8 +167,9 @@ async def setup_test(
 
     ``data_dir`` defaults to a fresh temporary directory removed afterwards; pass one to keep
     the data (for example to test that state survives a restart). ``clock`` (epoch seconds)
-    replaces the wall clock of schedules and alarms: with a fake clock, advance it and call
-    ``client.runtime.driver.poll_alarms()`` to fire what is due.
+    replaces the wall clock of schedules and alarms: with a fake clock, advance it and
+    ``await client.runtime.driver.poll_alarms()`` to fire what is due and wait until it has
+    run. (Idle sleep keeps real event-loop time: use a short ``sleep_timeout``.)
     """
     with contextlib.ExitStack() as stack:
         if data_dir is None:

@@ -68,3 +68,7 @@ async def eventually(
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout} s: {predicate!r}")
         await asyncio.sleep(interval)
+
+
+# The session-scoped real Rivet Engine (tests/engine_fixtures.py), shared by every module.
+from engine_fixtures import rivet_engine  # noqa: E402, F401

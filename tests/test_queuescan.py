@@ -97,3 +97,93 @@ def test_twins_agree(names: list[str], wanted: frozenset[str] | None, limit: int
     ][:limit]
     assert _queuescan_py.scan(entries, wanted, limit, QUEUE_MESSAGE.decode) == expected
     assert compiled.scan(entries, wanted, limit, QUEUE_MESSAGE.decode) == expected
+
+
+# -- differential: the two twins answer the same, bytes for bytes and error for error ---------
+
+
+def _outcome(fn: object, *args: object) -> tuple[str, object]:
+    try:
+        return ("ok", fn(*args))  # type: ignore[operator]
+    except RivetError as exc:
+        return ("error", (type(exc).__name__, exc.group, exc.code))
+    except ValueError as exc:
+        return ("error", (type(exc).__name__, None, None))
+
+
+def _both() -> tuple[ModuleType, ModuleType]:
+    compiled = _compiled()
+    if compiled is None:
+        if _twins.SPEEDUPS_REQUIRED:
+            pytest.fail("RIVETKIT_REQUIRE_SPEEDUPS=1 but rivetkit._speedups._queuescan is missing")
+        pytest.skip("compiled twin not built")
+    return _queuescan_py, compiled
+
+
+@settings(max_examples=300)
+@given(ident=st.integers(min_value=-5, max_value=(1 << 64) + 5))
+def test_twins_agree_on_keys(ident: int) -> None:
+    py, cy = _both()
+    assert _outcome(py.message_key, ident) == _outcome(cy.message_key, ident)
+    if 0 <= ident < 1 << 64:
+        key = py.message_key(ident)
+        assert py.message_id(key) == cy.message_id(key) == ident
+        # Big-endian: byte order is id order, so a prefix scan is FIFO.
+        if ident:
+            assert py.message_key(ident - 1) < key
+
+
+@settings(max_examples=500)
+@given(data=st.binary(max_size=24))
+def test_twins_agree_on_arbitrary_bytes(data: bytes) -> None:
+    py, cy = _both()
+    assert _outcome(py.message_id, data) == _outcome(cy.message_id, data)
+    assert _outcome(py.peek_name, data) == _outcome(cy.peek_name, data)
+    prefixed = b"\x04\x00" + data
+    assert _outcome(py.peek_name, prefixed) == _outcome(cy.peek_name, prefixed)
+
+
+@settings(max_examples=200)
+@given(name=st.text(max_size=200), n=st.integers(min_value=0, max_value=1000))
+def test_twins_agree_on_names(name: str, n: int) -> None:
+    py, cy = _both()
+    value = QUEUE_MESSAGE.encode(message(name, n))
+    assert py.peek_name(value) == cy.peek_name(value) == name
+    # Every truncation fails the same way in both (or still reads the name).
+    for cut in range(0, min(len(value), 2 + 3 + len(name.encode())) + 1):
+        assert _outcome(py.peek_name, value[:cut]) == _outcome(cy.peek_name, value[:cut])
+
+
+def test_twins_agree_on_bad_entries_and_buffers() -> None:
+    py, cy = _both()
+    good = [(py.message_key(i), QUEUE_MESSAGE.encode(message("a", i))) for i in (1, 2)]
+    bad_key = [*good, (b"\x05\x01\x02\x00", QUEUE_MESSAGE.encode(message("a")))]
+    bad_value = [*good, (py.message_key(3), b"\x03\x00\x01a")]
+    for entries in (bad_key, bad_value):
+        assert _outcome(py.scan, entries, None, 10, QUEUE_MESSAGE.decode) == _outcome(
+            cy.scan, entries, None, 10, QUEUE_MESSAGE.decode
+        )
+    # The limit stops the scan before a bad entry, in both.
+    assert py.scan(bad_key, None, 2, bytes) == cy.scan(bad_key, None, 2, bytes)
+    assert py.scan(good, None, -1, bytes) == cy.scan(good, None, -1, bytes) == []
+    # bytearray and memoryview inputs read as bytes.
+    key = bytearray(py.message_key(9))
+    value = bytearray(QUEUE_MESSAGE.encode(message("mv")))
+    for twin_module in (py, cy):
+        assert twin_module.message_id(key) == twin_module.message_id(memoryview(key)) == 9
+        assert twin_module.peek_name(value) == twin_module.peek_name(memoryview(value)) == "mv"
+
+
+@settings(max_examples=100)
+@given(names=st.lists(st.sampled_from(["a", "bb", "é", ""]), max_size=20))
+def test_encode_with_one_twin_decode_with_the_other(names: list[str]) -> None:
+    py, cy = _both()
+    for writer, reader in ((py, cy), (cy, py)):
+        entries = [
+            (writer.message_key(i + 1), QUEUE_MESSAGE.encode(message(n, i)))
+            for i, n in enumerate(names)
+        ]
+        assert [i for i, _ in reader.scan(entries, None, 100, bytes)] == list(
+            range(1, len(names) + 1)
+        )
+        assert [reader.peek_name(v) for _, v in entries] == names

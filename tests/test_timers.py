@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import random
+import weakref
 from types import ModuleType
 from typing import Any
 
@@ -70,6 +72,33 @@ def test_many_rearms_stay_small(timers: ModuleType) -> None:
     assert len(q) == 100
     due = q.pop_due(10_000.0)
     assert len(due) == 100 and set(map(id, due)) == set(map(id, keys))
+
+
+class _Key:
+    """A key that can be watched with a weak reference."""
+
+
+def test_departed_keys_are_not_kept_alive(timers: ModuleType) -> None:
+    q = timers.TimerQueue()
+    keys = [_Key() for _ in range(300)]
+    refs = [weakref.ref(k) for k in keys]
+    for i, key in enumerate(keys):
+        q.arm(key, float(i))
+        q.arm(key, float(i) + 0.5)  # re-armed: a stale entry each
+    live = keys[250:]
+    for key in keys[:250]:
+        q.cancel(key)
+    del keys, key
+    gc.collect()
+    kept = sum(ref() is not None for ref in refs)
+    assert kept <= max(64, 2 * len(live))  # stale entries stay bounded by the live ones
+    assert q.pop_due(1e9) == live
+    del live
+    gc.collect()
+    assert all(ref() is None for ref in refs)  # all gone: nothing left holds them
+    assert len(q) == 0 and q.next_deadline() is None
+    q.arm("again", 1.0)  # still usable after being emptied
+    assert q.pop_due(2.0) == ["again"]
 
 
 class _Model:

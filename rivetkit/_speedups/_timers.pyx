@@ -2,7 +2,9 @@
 """Compiled twin of :mod:`rivetkit.runtime._timers_py` (timer bookkeeping).
 
 Same API and behaviour: a binary min-heap of C structs (deadline, sequence, key slot) with
-lazy deletion; keys live in a Python dict mapping key -> (deadline, sequence).
+lazy deletion; keys live in a Python dict mapping key -> (deadline, sequence). The heap is
+rebuilt (and its array shrunk) when stale entries outnumber live ones, and emptied with the
+last live key, so it never keeps departed keys alive for long.
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
@@ -103,12 +105,14 @@ cdef class TimerQueue:
         self._seq += 1
         self._deadlines[key] = (when, self._seq)
         self._push(when, self._seq, key)
-        if self._size > 64 and self._size > 2 * len(self._deadlines):
-            self._compact()
+        self._maybe_compact()
 
     def cancel(self, key):
         """Forget ``key``'s deadline; True when it had one."""
-        return self._deadlines.pop(key, None) is not None
+        if self._deadlines.pop(key, None) is None:
+            return False
+        self._maybe_compact()
+        return True
 
     def deadline(self, key):
         """``key``'s deadline, or None."""
@@ -137,15 +141,51 @@ cdef class TimerQueue:
             if found is not None and (<tuple>found)[1] == entry.seq:
                 del self._deadlines[key]
                 due.append(key)
+        if due:
+            self._maybe_compact()
         return due
 
-    cdef _compact(self):
+    cdef int _maybe_compact(self) except -1:
+        cdef Py_ssize_t live = len(self._deadlines)
+        if live == 0:
+            # Fresh containers: a dict never shrinks, and keys must not outlive their use.
+            self._clear_heap()
+            self._resize(64)
+            self._deadlines = {}
+        elif self._size > 64 and self._size > 2 * live:
+            self._compact()
+        return 0
+
+    cdef void _clear_heap(self):
         cdef Py_ssize_t i
         for i in range(self._size):
             Py_XDECREF(self._heap[i].key)
         self._size = 0
-        for key, (when, seq) in sorted(self._deadlines.items(), key=lambda kv: kv[1]):
-            self._push(when, seq, key)
+
+    cdef int _resize(self, Py_ssize_t capacity) except -1:
+        # Shrink (only) when the array is over four times what is needed.
+        cdef _Entry* smaller
+        if capacity < 64:
+            capacity = 64
+        if self._capacity <= 4 * capacity or capacity < self._size:
+            return 0
+        smaller = <_Entry*>PyMem_Realloc(self._heap, capacity * sizeof(_Entry))
+        if smaller == NULL:
+            raise MemoryError()
+        self._heap = smaller
+        self._capacity = capacity
+        return 0
+
+    cdef int _compact(self) except -1:
+        cdef dict live = dict(self._deadlines)  # sized for what is left
+        cdef tuple entry
+        self._clear_heap()
+        self._deadlines = live
+        self._resize(2 * len(live))
+        for key, value in live.items():
+            entry = <tuple>value
+            self._push(<double>entry[0], <unsigned long long>entry[1], key)
+        return 0
 
     def __len__(self):
         return len(self._deadlines)

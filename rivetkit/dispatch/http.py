@@ -220,6 +220,21 @@ class Request:
             self._body = _Body(None, body)
         self._query: dict[str, list[str]] | None = None
 
+    @classmethod
+    def _raw(
+        cls, method: str, path: str, query_string: str, headers: Headers, chunks: Any
+    ) -> Request:
+        # Transport-internal fast path: headers already Headers, the body a stream of
+        # chunks (an async iterator, possibly with a ``read_all(limit)`` method).
+        request = cls.__new__(cls)
+        request.method = method.upper()
+        request.raw_path = path or "/"
+        request.query_string = query_string
+        request.headers = headers
+        request._body = _Body(None, chunks)
+        request._query = None
+        return request
+
     def with_path(self, path: str, query_string: str | None = None) -> Request:
         """The same request (sharing its body) under another raw path and query."""
         other = Request.__new__(Request)

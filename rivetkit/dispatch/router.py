@@ -32,7 +32,11 @@ mid-request).
 
 WebSockets: ``/connect`` runs the actor-connect protocol (subprotocol ``rivet`` echoed;
 encoding from ``rivet_encoding.*``, default json; params from ``rivet_conn_params.*``; ``Init``
-first; actions answered by id, concurrently; subscriptions; events). ``/inspector/*`` is
+first; actions answered by id, concurrently; subscriptions through the event's
+``can_subscribe`` gate, a refusal closing the socket with ``auth.forbidden``; events). With
+``hibernatable_connections`` (the embedded server) its connection is hibernatable: the socket
+stays open while the actor sleeps, and the next message (or the client's close) wakes the
+actor, whose restored connection takes the socket back before handling it. ``/inspector/*`` is
 reserved (closed with ``actor.not_found`` until the inspector exists). Any other path goes to
 ``on_websocket`` (``/websocket/...`` with the prefix stripped, other paths as they are).
 
@@ -45,12 +49,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
+import itertools
 import json
 import logging
 import os
 import random
 from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, unquote
 
@@ -61,7 +68,6 @@ from rivetkit.drivers.keys import serialize_key
 from rivetkit.errors import EncodeError, ProtocolError, RivetError, http_status, to_public
 from rivetkit.protocol.client_protocol import (
     ActionRequest,
-    ActionResponse,
     ActorSpecifier,
     Error,
     Event,
@@ -71,7 +77,9 @@ from rivetkit.protocol.client_protocol import (
 )
 from rivetkit.protocol.json_compat import (
     ENCODINGS,
+    action_request_from,
     decode_to_server,
+    encode_action_response,
     encode_to_client,
     http_action_request_from,
     http_action_response_to,
@@ -79,6 +87,7 @@ from rivetkit.protocol.json_compat import (
     http_queue_send_request_from,
     http_queue_send_response_to,
 )
+from rivetkit.runtime.connection import Hibernation, new_hibernation_id
 from rivetkit.runtime.instance import Phase
 
 if TYPE_CHECKING:
@@ -108,14 +117,17 @@ _ROOT_TEXT: Final = b"This is an RivetKit actor.\n\nLearn more at https://rivetk
 
 
 # Ids of the ephemeral connections of HTTP requests: never shown to a client (only to the
-# action, as c.conn.id), so a PRNG seeded from the OS is enough, and much cheaper than an
-# os.urandom call per request.
-_conn_ids = random.Random(os.urandom(32))
+# action, as c.conn.id), so they need to be unique, not secret: a random prefix per process
+# and a serial number, in the UUID-like form of the other connection ids.
+_CONN_ID_HEAD = f"{random.Random(os.urandom(32)).getrandbits(80):020x}"
+_CONN_ID_PREFIX: Final = (
+    f"{_CONN_ID_HEAD[:8]}-{_CONN_ID_HEAD[8:12]}-{_CONN_ID_HEAD[12:16]}-{_CONN_ID_HEAD[16:]}-"
+)
+_conn_serials = itertools.count(int.from_bytes(os.urandom(6), "big"))
 
 
 def _ephemeral_conn_id() -> str:
-    raw = f"{_conn_ids.getrandbits(128):032x}"
-    return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
+    return f"{_CONN_ID_PREFIX}{next(_conn_serials) & 0xFFFFFFFFFFFF:012x}"
 
 
 def _invalid_request(message: str, metadata: Any = None) -> RivetError:
@@ -297,11 +309,39 @@ def _error_frame(error: BaseException, action_id: int | None, encoding: str) -> 
 class Dispatcher:
     """The actor-level routes of one :class:`~rivetkit.runtime.host.Runtime`."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, hibernatable_connections: bool = False) -> None:
         self.runtime = runtime
         # actor_id -> (generation, the x-rivet-actor* response headers)
         self._actor_headers: dict[str, tuple[int, list[tuple[bytes, bytes]]]] = {}
         self._success_headers: dict[str, tuple[int, dict[str, list[tuple[bytes, bytes]]]]] = {}
+        # With hibernatable_connections (the embedded server, which holds the client sockets
+        # itself), /connect sockets survive their actor's sleep: this process is their
+        # "gateway" (a random id), each socket a request id, and a restored connection finds
+        # its socket through them (conn_alive). Without it (the engine tunnel, whose gateway
+        # closes the sockets of a stopping actor), connections keep their actor awake.
+        self.hibernatable_connections = hibernatable_connections
+        self.gateway_id = new_hibernation_id()
+        self._sessions: dict[bytes, _ConnSession] = {}
+        if hibernatable_connections:
+            runtime.conn_alive = self.conn_alive
+
+    def conn_alive(self, conn: Connection) -> bool:
+        """The runtime's liveness check of a restored hibernatable connection: True when its
+        socket is still open here, and then that socket becomes its transport again."""
+        info = conn.hibernation
+        if info is None or info.gateway_id != self.gateway_id:
+            return False
+        session = self._sessions.get(info.request_id)
+        if session is None or session.conn is None or session.conn.id != conn.id:
+            return False
+        session.attach(conn)
+        return True
+
+    def _new_request_id(self) -> bytes:
+        while True:
+            request_id = new_hibernation_id()
+            if request_id not in self._sessions:
+                return request_id
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -402,7 +442,9 @@ class Dispatcher:
         encoding, raw_params = _action_headers(request.headers.raw)
         if encoding not in ENCODINGS:
             raise _unsupported_encoding(encoding)
-        instance = await self._instance(actor_id)
+        instance = self.runtime.instances.get(actor_id)
+        if instance is None or instance.phase != Phase.STARTED:
+            instance = await self._instance(actor_id)
         traced = False
         instance.begin_request()
         try:
@@ -416,7 +458,10 @@ class Dispatcher:
                 output = await instance.invoke(name, args, conn)
                 traced = False
             finally:
-                await self._disconnect_quietly(instance, conn)
+                try:
+                    await instance.disconnect(conn, None)
+                except Exception:
+                    instance.log.exception("closing the connection of an HTTP request failed")
             try:
                 payload = http_action_response_to(output, encoding)
             except EncodeError as exc:
@@ -529,7 +574,7 @@ class Dispatcher:
         offered = parse_subprotocols(request.headers)
         await websocket.accept("rivet" if "rivet" in offered else None)
         if path == "/connect":
-            await self._connect(actor_id, offered, websocket)
+            await self._connect(actor_id, offered, websocket, request)
         elif path == "/inspector" or path.startswith("/inspector/"):
             # Reserved for the inspector (not available yet), never the user's handler.
             await websocket.close(1011, "actor.not_found")
@@ -558,7 +603,9 @@ class Dispatcher:
             await websocket.send(_error_frame(error, None, encoding))
         await websocket.close(1011, _ws_reason(public))
 
-    async def _connect(self, actor_id: str, offered: list[str], websocket: WebSocket) -> None:
+    async def _connect(
+        self, actor_id: str, offered: list[str], websocket: WebSocket, request: Request
+    ) -> None:
         encoding = _encoding_of(offered)
         if encoding not in ENCODINGS:
             await websocket.close(1003, "actor.unsupported_websocket_encoding")
@@ -572,7 +619,19 @@ class Dispatcher:
             await websocket.send(_error_frame(exc, None, encoding))
             await websocket.close(1011, _ws_reason(to_public(exc)))
             return
-        await _ConnSession(instance, websocket, encoding).run(params)
+        session = _ConnSession(instance, websocket, encoding)
+        if self.hibernatable_connections:  # the socket stays open while the actor sleeps
+            headers: dict[str, str] = {}
+            for name, value in request.headers.raw:
+                headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+            hibernation = Hibernation(
+                self.gateway_id,
+                self._new_request_id(),
+                request_path="/connect",
+                request_headers=headers,
+            )
+            session.hibernate_with(self, actor_id, hibernation)
+        await session.run(params)
 
     async def _raw_websocket(self, actor_id: str, request: Request, websocket: WebSocket) -> None:
         try:
@@ -621,21 +680,68 @@ def _params_of(offered: list[str]) -> str | None:
     return None
 
 
+class _Resume:
+    """Awaitable that runs a coroutine on from where its first step stopped (it yielded
+    ``pending``), as if a task had run it from the start (``yield from`` by hand)."""
+
+    __slots__ = ("_coro", "_pending")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], pending: Any) -> None:
+        self._coro = coro
+        self._pending = pending
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro = self._coro
+        pending = self._pending
+        while True:
+            try:
+                value = yield pending
+            except BaseException as exc:  # thrown in by the task (a cancellation)
+                try:
+                    pending = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    pending = coro.send(value)
+                except StopIteration:
+                    return
+
+
+# encoding -> (event name, args, frame) of the last event encoded (see send_event).
+_EVENT_FRAMES: dict[str, tuple[str, list[Any], str | bytes]] = {}
+
+
 class _ConnSession:
     """One ``/connect`` WebSocket: the runtime's :class:`ConnTransport` for its connection.
 
-    Every outgoing frame (Init, responses, errors, events) goes through one queue drained by
-    one writer task, so frames keep their order and the runtime never waits on the socket.
+    Every outgoing frame (Init, responses, errors, events) leaves in order, and the runtime
+    never waits on the socket: a frame goes straight to the socket when it can take it at
+    once (its ``send_nowait``, when it has one) and nothing is queued before it; otherwise
+    into one queue drained by one writer task.
+
+    Actions run concurrently, one task each, in the order they arrived; a synchronous action
+    runs inline instead (no task: it cannot interleave with anything), unless an action that
+    arrived before it has not started yet.
     """
 
     __slots__ = (
+        "_actor_id",
+        "_busy",
         "_closing",
+        "_dispatcher",
         "_done",
+        "_hibernation",
+        "_inline",
         "_instance",
+        "_loop",
         "_max_in",
         "_max_out",
+        "_next_task",
         "_out",
+        "_send_now",
         "_tasks",
+        "_unstarted",
         "_wake",
         "_ws",
         "conn",
@@ -652,20 +758,69 @@ class _ConnSession:
         self._wake = asyncio.Event()
         self._closing: tuple[int, str] | None = None
         self._done = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._busy = False  # the writer task is sending a frame
+        self._send_now: Callable[[str | bytes], bool] | None = getattr(
+            websocket, "send_nowait", None
+        )
+        # The running action tasks (asyncio keeps only weak references), by a counter.
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._next_task = 0
+        self._unstarted = 0  # action tasks created that have not started yet
+        self._loop = asyncio.get_running_loop()
+        # Sync actions may run inline when the runtime would not await around them either.
+        options = instance.options
+        self._inline = (
+            getattr(instance, "table", None) is not None
+            and not options.serial
+            and not options.durable_replies
+            and instance.definition.hooks.on_before_action_response is None
+        )
         self.conn: Connection | None = None
+        # Hibernation (see hibernate_with): None for a socket that does not hibernate.
+        self._dispatcher: Dispatcher | None = None
+        self._actor_id = instance.actor_id
+        self._hibernation: Hibernation | None = None
+
+    def hibernate_with(
+        self, dispatcher: Dispatcher, actor_id: str, hibernation: Hibernation
+    ) -> None:
+        """Make the connection hibernatable: the socket stays open while the actor sleeps;
+        the next message wakes the actor, whose restored connection takes this socket back
+        (through :meth:`Dispatcher.conn_alive`, which calls :meth:`attach`)."""
+        self._dispatcher = dispatcher
+        self._actor_id = actor_id
+        self._hibernation = hibernation
+
+    def attach(self, conn: Connection) -> None:
+        """Become the transport of ``conn``, restored by a new instance after a sleep."""
+        conn.transport = self
+        self.conn = conn
+        self._hibernation = conn.hibernation
+        if conn.owner is not None:
+            self._instance = conn.owner
 
     # -- ConnTransport ---------------------------------------------------------------------
 
     def send_event(self, name: str, args: list[Any]) -> None:
-        """Queue the event (encoded now, so later changes to ``args`` do not leak in)."""
+        """Queue the event (encoded now, so later changes to ``args`` do not leak in).
+
+        A broadcast hands every connection the same ``args`` list: its frame is encoded once
+        per encoding and reused (the last frame per encoding is kept, with a reference to its
+        ``args`` so the identity check cannot be fooled by a recycled object).
+        """
         if self._closing is not None:
             return
-        try:
-            frame = encode_to_client(ToClient(Event(name, args)), self.encoding)
-        except Exception as exc:
-            self._instance.log.warning("event %r dropped: it cannot be encoded (%s)", name, exc)
-            return
+        encoding = self.encoding
+        cached = _EVENT_FRAMES.get(encoding)
+        if cached is not None and cached[1] is args and cached[0] == name:
+            frame = cached[2]
+        else:
+            try:
+                frame = encode_to_client(ToClient(Event(name, args)), encoding)
+            except Exception as exc:
+                self._instance.log.warning("event %r dropped: it cannot be encoded (%s)", name, exc)
+                return
+            _EVENT_FRAMES[encoding] = (name, args, frame)
         if len(frame) > self._max_out:
             self._instance.log.warning(
                 "event %r dropped: %d bytes is over max_outgoing_message_size (%d)",
@@ -685,7 +840,14 @@ class _ConnSession:
     def _push(self, frame: str | bytes) -> None:
         if self._closing is not None:
             return
+        info = self._hibernation
+        if info is not None:
+            info.server_message_index = (info.server_message_index + 1) & 0xFFFF
         out = self._out
+        if not out and not self._busy:
+            send_now = self._send_now
+            if send_now is not None and send_now(frame):
+                return
         out.append(frame)
         if len(out) > MAX_PENDING_FRAMES:
             out.clear()
@@ -712,7 +874,9 @@ class _ConnSession:
         try:
             while True:
                 while out:
+                    self._busy = True
                     await ws.send(out.popleft())
+                    self._busy = False
                 closing = self._closing
                 if closing is not None:
                     await ws.close(*closing)
@@ -728,15 +892,19 @@ class _ConnSession:
     async def run(self, params: Any) -> None:
         instance = self._instance
         writer = asyncio.ensure_future(self._write_loop())
+        hibernation = self._hibernation
+        sessions = None if self._dispatcher is None else self._dispatcher._sessions
         conn: Connection | None = None
         try:
             try:
-                conn = await instance.connect(params, transport=self)
+                conn = await instance.connect(params, transport=self, hibernation=hibernation)
             except Exception as exc:
                 _log_error(exc, instance, "connect")
                 self._fail(exc)
                 return
             self.conn = conn
+            if hibernation is not None and sessions is not None:
+                sessions[hibernation.request_id] = self
             self._push(encode_to_client(ToClient(Init(instance.actor_id, conn.id)), self.encoding))
             ws = self._ws
             while True:
@@ -744,18 +912,89 @@ class _ConnSession:
                 if data is None:
                     break
                 if self._closing is None:
+                    conn = self.conn
+                    assert conn is not None
+                    owner = conn.owner
+                    if owner is not None and owner.phase != Phase.STARTED and not conn.disconnected:
+                        # The actor sleeps (or is going to): wake it; its restored
+                        # connection handles the message (never the stopping instance).
+                        conn = await self._resume(conn)
+                        if conn is None:
+                            continue
                     self._on_message(data, conn)
         finally:
+            if hibernation is not None and sessions is not None:
+                sessions.pop(hibernation.request_id, None)
             self._close_later(1000, "")
-            if conn is not None:
-                try:
-                    await instance.disconnect(conn, "connection closed")
-                except Exception:
-                    instance.log.exception("closing a connection failed")
+            if self.conn is not None:
+                await self._leave(self.conn)
             with contextlib.suppress(Exception):
                 await writer
 
+    async def _resume(self, conn: Connection) -> Connection | None:
+        """The connection to handle the next message with, once the actor is awake again:
+        waits for a sleep in progress, wakes the actor, and returns the restored connection
+        (which the restore attached to this socket). None after a failure (reported to the
+        client, whose socket then closes)."""
+        dispatcher = self._dispatcher
+        if dispatcher is None or conn.hibernation is None:
+            return conn  # not hibernatable: the instance answers (or refuses) as it is
+        for _ in range(5):
+            try:
+                instance = await dispatcher._instance(self._actor_id)
+            except Exception as exc:
+                _log_error(exc, None, "waking the actor of a hibernated connection")
+                self._fail(exc)
+                return None
+            current = self.conn
+            if current is None or current.disconnected or self._closing is not None:
+                return None
+            owner = current.owner
+            if owner is not None and owner.phase == Phase.STARTED:
+                return current
+            if current is conn and instance.phase == Phase.STARTED:
+                self._fail(
+                    RivetError(
+                        "connection",
+                        "restore_not_found",
+                        "the connection was not restored when its actor woke",
+                        metadata={"conn_id": conn.id},
+                    )
+                )
+                return None
+            conn = current
+        self._fail(RivetError("actor", "stopping", "the actor keeps stopping; reconnect"))
+        return None
+
+    async def _leave(self, conn: Connection) -> None:
+        """The client closed its socket: close its connection. A hibernated one is not in
+        any instance: wake the actor; its restore finds the socket gone and closes the
+        connection itself (``on_disconnect``, record deleted)."""
+        if conn.disconnected:
+            return
+        owner = conn.owner
+        active = (Phase.STARTED, Phase.SLEEP_GRACE)
+        if owner is None or owner.phase not in active:
+            if conn.hibernation is None or self._dispatcher is None:
+                return
+            try:
+                await self._dispatcher._instance(self._actor_id)
+            except Exception as exc:
+                logger.debug("actor %s not woken to close a connection: %r", self._actor_id, exc)
+                return
+            conn = self.conn if self.conn is not None else conn  # re-attached meanwhile?
+            owner = conn.owner
+            if conn.disconnected or owner is None or owner.phase not in active:
+                return
+        try:
+            await owner.disconnect(conn, "connection closed")
+        except Exception:
+            owner.log.exception("closing a connection failed")
+
     def _on_message(self, data: str | bytes, conn: Connection) -> None:
+        info = self._hibernation
+        if info is not None:  # message indexes of the hibernation record
+            info.client_message_index = (info.client_message_index + 1) & 0xFFFF
         size = len(data)
         if isinstance(data, str) and size * 4 > self._max_in:
             size = len(data.encode("utf-8", "surrogatepass"))
@@ -769,26 +1008,97 @@ class _ConnSession:
                 )
             )
             return
-        try:
-            message = decode_to_server(data, self.encoding)
-        except ProtocolError as exc:
-            self._fail(exc)
-            return
-        body = message.body
-        if isinstance(body, ActionRequest):
-            args = body.args
-            if not isinstance(args, list):
-                args = [] if args is None else [args]
-            task = asyncio.ensure_future(self._action(conn, body.id, body.name, args))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        elif isinstance(body, SubscriptionRequest):
-            if body.subscribe:
-                conn.subscribe(body.event_name)
-            else:
-                conn.unsubscribe(body.event_name)
+        request = action_request_from(data, self.encoding)  # the common case, quickly
+        if request is None:
+            try:
+                message = decode_to_server(data, self.encoding)
+            except ProtocolError as exc:
+                self._fail(exc)
+                return
+            body = message.body
+            if isinstance(body, SubscriptionRequest):
+                self._subscribe(conn, body.event_name, body.subscribe)
+                return
+            if not isinstance(body, ActionRequest):
+                return
+            request = body.id, body.name, body.args
+        action_id, name, args = request
+        if not isinstance(args, list):
+            args = [] if args is None else [args]
+        if self._inline and not self._unstarted and self._is_sync(name):
+            self._run_inline(self._action(conn, action_id, name, args))
+        else:
+            key = self._next_task = self._next_task + 1
+            self._unstarted += 1
+            self._tasks[key] = self._loop.create_task(
+                self._action(conn, action_id, name, args, key)
+            )
 
-    async def _action(self, conn: Connection, action_id: int, name: str, args: list[Any]) -> None:
+    def _subscribe(self, conn: Connection, event: str, subscribe: bool) -> None:
+        """A ``SubscriptionRequest``, through the event's ``can_subscribe`` gate; a refusal
+        closes the socket with ``group.code`` (``auth.forbidden``), as RivetKit does."""
+        instance = conn.owner if conn.owner is not None else self._instance
+        try:
+            pending = instance.subscribe(conn, event, subscribe)
+        except Exception as exc:
+            self._refuse_subscription(exc, instance, event)
+            return
+        if pending is not None:
+            key = self._next_task = self._next_task + 1
+            self._tasks[key] = self._loop.create_task(
+                self._subscribe_later(key, pending, instance, event)
+            )
+
+    async def _subscribe_later(
+        self, key: int, pending: Awaitable[None], instance: ActorInstance, event: str
+    ) -> None:
+        try:
+            await pending
+        except Exception as exc:
+            self._refuse_subscription(exc, instance, event)
+        finally:
+            self._tasks.pop(key, None)
+
+    def _refuse_subscription(
+        self, error: BaseException, instance: ActorInstance, event: str
+    ) -> None:
+        _log_error(error, instance, f"subscription to {event[:100]!r}")
+        self._close_later(1011, _ws_reason(to_public(error)))
+
+    def _is_sync(self, name: str) -> bool:
+        try:
+            return not self._instance.table.is_async(name)
+        except Exception:  # an unknown action: the task path reports it
+            return False
+
+    def _run_inline(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` now, in a copy of the current context (as a task would); if it
+        suspends after all, a task runs it on from there."""
+        context = contextvars.copy_context()
+        try:
+            pending = context.run(coro.send, None)
+        except StopIteration:
+            return
+        except asyncio.CancelledError:
+            return  # as its task would: cancelled, no answer
+        key = self._next_task = self._next_task + 1
+        # The task runs in (a copy of) the context of the first step.
+        self._tasks[key] = context.run(
+            self._loop.create_task, self._finish(key, _Resume(coro, pending))
+        )
+
+    async def _finish(self, key: int, rest: Awaitable[None]) -> None:
+        try:
+            await rest
+        finally:
+            self._tasks.pop(key, None)
+
+    async def _action(
+        self, conn: Connection, action_id: int, name: str, args: list[Any], key: int = 0
+    ) -> None:
+        """Run the action and queue its response (``key``: of its task in ``_tasks``)."""
+        if key:
+            self._unstarted -= 1
         instance = self._instance
         frame: str | bytes
         try:
@@ -799,7 +1109,7 @@ class _ConnSession:
             frame = _error_frame(exc, action_id, self.encoding)
         else:
             try:
-                frame = encode_to_client(ToClient(ActionResponse(action_id, output)), self.encoding)
+                frame = encode_action_response(action_id, output, self.encoding)
             except Exception as exc:
                 error = RivetError(
                     "actor",
@@ -813,5 +1123,8 @@ class _ConnSession:
                     frame = _error_frame(
                         _outgoing_too_long(self._max_out), action_id, self.encoding
                     )
+        finally:
+            if key:
+                self._tasks.pop(key, None)
         if not self._done:
             self._push(frame)

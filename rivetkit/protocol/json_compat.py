@@ -104,6 +104,9 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_SAFE_INTEGER",
     "Encoding",
+    "action_request_from",
+    "action_response_cbor",
+    "action_response_json",
     "cbor_dumps",
     "cbor_dumps_raw",
     "cbor_loads",
@@ -111,9 +114,11 @@ __all__ = [
     "decode_json_compat",
     "decode_to_client",
     "decode_to_server",
+    "encode_action_response",
     "encode_json_compat",
     "encode_to_client",
     "encode_to_server",
+    "event_json",
     "http_action_request_from",
     "http_action_request_to",
     "http_action_response_from",
@@ -292,6 +297,7 @@ def _reject_constant(name: str) -> NoReturn:
 
 
 _DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+_SCAN: Final[Callable[[str, int], tuple[Any, int]]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def _json_loads(data: Any, code: str) -> Any:
@@ -305,9 +311,68 @@ def _json_loads(data: Any, code: str) -> Any:
     else:
         raise ProtocolError(f"expected JSON text, got {type(data).__name__}", code=code)
     try:
+        # The scanner alone when the text is one value without surrounding whitespace (what
+        # clients send); JSONDecoder.decode (whitespace, errors) for anything else.
+        value, end = _SCAN(text, 0)
+        if end == len(text):
+            return value
+    except (StopIteration, ValueError, RecursionError):
+        pass
+    try:
         return _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"invalid JSON: {exc}", code=code) from None
+
+
+# Fast paths. The common messages (an action's request and response) carry plain values:
+# small ints, strings, ``None``. For those, the functions below skip the generic tree walks;
+# they answer None (or False) for anything else, and the generic path decides, so the bytes
+# and the errors are the same either way.
+
+_encode_basestring_ascii: Final = json.encoder.encode_basestring_ascii
+_PLAIN_SCALARS: Final = frozenset((int, float, bool, type(None)))
+
+
+def _scalar_json(value: Any) -> str | None:
+    """The JSON text of a plain scalar as :func:`_json_dumps` writes it, else None."""
+    kind = type(value)
+    if kind is int:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return int.__repr__(value)
+        return None
+    if kind is str:
+        return _encode_basestring_ascii(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    return None
+
+
+def _plain_args(args: Any) -> bool:
+    """True when JSON-compat decoding leaves the list ``args`` as it is (no tags anywhere)."""
+    if type(args) is not list:
+        return False
+    for item in args:
+        kind = type(item)
+        if kind is str:
+            continue
+        if kind not in _PLAIN_SCALARS:
+            return False
+    return not (len(args) == 2 and type(args[0]) is str and args[0].startswith("$"))
+
+
+def _fast_uint(value: Any) -> int | None:
+    """An ``id`` as a plain int or ``["$BigInt", "digits"]`` within the u64 range, else None."""
+    kind = type(value)
+    if kind is int:
+        return value if 0 <= value <= _U64_MAX else None
+    if kind is list and len(value) == 2 and value[0] == _BIGINT:
+        digits = value[1]
+        if type(digits) is str and 0 < len(digits) <= 20 and digits.isascii() and digits.isdigit():
+            number = int(digits)
+            return number if number <= _U64_MAX else None
+    return None
 
 
 class _U64:
@@ -356,7 +421,8 @@ def cbor_loads_raw(
         raise ProtocolError(
             f"{len(raw) - stream.tell()} trailing bytes after the CBOR value", code=error_code
         )
-    _check_expansion(value, len(raw), error_code)
+    if b"\x1c" in raw or b"\x1d" in raw:  # could hold tag 28 or 29 (shared references)
+        _check_expansion(value, len(raw), error_code)
     return value
 
 
@@ -627,8 +693,48 @@ def _to_server_tree(msg: Any, uint: _TreeOf, args: _TreeOf) -> dict[str, Any]:
     return {"body": {"tag": type(body).__name__, "val": val}}
 
 
+def _fast_action_request(tree: Any, revive_args: bool) -> tuple[int, str, Any] | None:
+    """``(id, name, args)`` of a well-formed ``ActionRequest`` tree with plain args, read
+    without the generic walk; None for anything else."""
+    if type(tree) is not dict:
+        return None
+    body = tree.get("body")
+    if type(body) is not dict or body.get("tag") != "ActionRequest":
+        return None
+    val = body.get("val")
+    if type(val) is not dict or "args" not in val:
+        return None
+    args = val["args"]
+    name = val.get("name")
+    action_id = _fast_uint(val.get("id"))
+    if action_id is None or type(name) is not str:
+        return None
+    if revive_args and args is not None and not _plain_args(args):
+        return None
+    return action_id, name, args
+
+
+def action_request_from(data: Any, encoding: str) -> tuple[int, str, Any] | None:
+    """``(id, name, args)`` of a json ``ActionRequest`` whose args are plain (no JSON-compat
+    tags), read faster than :func:`decode_to_server` and with the same result; None for
+    anything else (other messages and encodings, tagged args, malformed input), which
+    :func:`decode_to_server` then reads (or rejects)."""
+    if encoding != "json" or type(data) is not str:
+        return None
+    try:
+        tree, end = _SCAN(data, 0)
+    except (StopIteration, ValueError, RecursionError):
+        return None
+    if end != len(data):
+        return None
+    return _fast_action_request(tree, True)
+
+
 def _to_server_from_tree(tree: Any, *, revive_args: bool) -> ToServer:
     code = CONNECT_ERROR_CODE
+    fast = _fast_action_request(tree, revive_args)
+    if fast is not None:
+        return ToServer(ActionRequest(*fast))
     tag, val = _tagged(tree, code)
     if tag == "ActionRequest":
         args = _require(val, "args", tag, code)
@@ -649,13 +755,71 @@ def _to_server_from_tree(tree: Any, *, revive_args: bool) -> ToServer:
     raise ProtocolError(f"unknown ToServer tag {tag[:40]!r}", code=code)
 
 
+def _compat_json(value: Any) -> str:
+    """``_json_dumps(encode_json_compat(value))``, without the walk for plain scalars."""
+    text = _scalar_json(value)
+    if text is None:
+        text = _json_dumps(encode_json_compat(value))
+    return text
+
+
+def action_response_json(action_id: int, output: Any) -> str:
+    """The json form of ``ToClient(ActionResponse(action_id, output))`` (what
+    :func:`to_client_json` writes), built without the intermediate records and trees."""
+    action_id = _check_u64(action_id, "ActionResponse.id")
+    return (
+        '{"body":{"tag":"ActionResponse","val":{"id":["$BigInt","'
+        + int.__repr__(action_id)
+        + '"],"output":'
+        + _compat_json(output)
+        + "}}}"
+    )
+
+
+def event_json(name: str, args: Any) -> str:
+    """The json form of ``ToClient(Event(name, args))`` (what :func:`to_client_json` writes)."""
+    name = _check_str(name, "Event.name")
+    return (
+        '{"body":{"tag":"Event","val":{"name":'
+        + _encode_basestring_ascii(name)
+        + ',"args":'
+        + _compat_json(args)
+        + "}}}"
+    )
+
+
 def to_client_json(msg: ToClient) -> str:
     """The json form of a server-to-client message (``id``/``actionId`` as ``$BigInt``)."""
+    if type(msg) is ToClient:
+        body = msg.body
+        if type(body) is ActionResponse:
+            return action_response_json(body.id, body.output)
+        if type(body) is Event:
+            return event_json(body.name, body.args)
     return _json_dumps(_to_client_tree(msg, _json_uint, _json_number))
+
+
+# {"body": {"tag": "ActionResponse", "val": {"id": <1b + 8 bytes>, "output": ...}}} in cbor.
+_CBOR_RESPONSE_HEAD: Final = b"\xa1\x64body\xa2\x63tag\x6eActionResponse\x63val\xa2\x62id\x1b"
+_CBOR_RESPONSE_OUTPUT: Final = b"\x66output"
+
+
+def action_response_cbor(action_id: int, output: Any) -> bytes:
+    """The cbor form of ``ToClient(ActionResponse(action_id, output))`` (what
+    :func:`to_client_cbor` writes), built without the intermediate records and trees."""
+    action_id = _check_u64(action_id, "ActionResponse.id")
+    return (
+        _CBOR_RESPONSE_HEAD
+        + action_id.to_bytes(8, "big")
+        + _CBOR_RESPONSE_OUTPUT
+        + cbor_dumps_raw(encode_json_compat(output))
+    )
 
 
 def to_client_cbor(msg: ToClient) -> bytes:
     """The cbor form of a server-to-client message (``id``/``actionId`` as 8-byte ints)."""
+    if type(msg) is ToClient and type(msg.body) is ActionResponse:
+        return action_response_cbor(msg.body.id, msg.body.output)
     return cbor_dumps_raw(_to_client_tree(msg, _U64, _plain))
 
 
@@ -742,6 +906,15 @@ def encode_to_client(msg: ToClient, encoding: str) -> str | bytes:
     return TO_CLIENT.encode(_to_client_bare(msg))
 
 
+def encode_action_response(action_id: int, output: Any, encoding: str) -> str | bytes:
+    """``encode_to_client(ToClient(ActionResponse(action_id, output)), encoding)``, faster."""
+    if encoding == "json":
+        return action_response_json(action_id, output)
+    if encoding == "cbor":
+        return action_response_cbor(action_id, output)
+    return encode_to_client(ToClient(ActionResponse(action_id, output)), encoding)
+
+
 def decode_to_client(data: str | bytes | bytearray | memoryview, encoding: str) -> ToClient:
     """Read a server-to-client message in any encoding; payload fields hold user values."""
     code = CONNECT_ERROR_CODE
@@ -816,7 +989,9 @@ def http_action_request_from(body: bytes | str, encoding: str) -> list[Any]:
         _unsupported(encoding, code)
     tree, revive = _http_tree(body, encoding, code)
     args = tree.get("args")
-    return _args_list(decode_json_compat(args, error_code=code) if revive else args)
+    if revive and not _plain_args(args):
+        args = decode_json_compat(args, error_code=code)
+    return _args_list(args)
 
 
 def http_action_request_to(args: Sequence[Any], encoding: str) -> bytes:
@@ -833,11 +1008,15 @@ def http_action_request_to(args: Sequence[Any], encoding: str) -> bytes:
 def http_action_response_to(output: Any, encoding: str) -> bytes:
     """The body of a successful action response: ``{"output": ...}`` or ``HttpActionResponse``."""
     if encoding == "json":
-        return _json_dumps({"output": encode_json_compat(output)}).encode()
+        return ('{"output":' + _compat_json(output) + "}").encode()
     if encoding == "cbor":
-        return cbor_dumps_raw({"output": encode_json_compat(output)})
+        return _CBOR_OUTPUT_KEY + cbor_dumps_raw(encode_json_compat(output))
     _check_encoding(encoding)
     return HTTP_ACTION_RESPONSE.encode(HttpActionResponse(output=cbor_dumps(output)))
+
+
+# A one-entry map (a1) with the text key "output" (66 + 6 bytes): the head of the cbor form.
+_CBOR_OUTPUT_KEY: Final = b"\xa1\x66output"
 
 
 def http_action_response_from(body: bytes | str, encoding: str) -> Any:
@@ -919,6 +1098,8 @@ def http_queue_send_request_from(body: bytes | str, encoding: str) -> HttpQueueS
     if encoding not in ENCODINGS:
         _unsupported(encoding, code)
     tree, revive = _http_tree(body, encoding, code)
+    if not revive:  # cbor-x writes the options the client left out as `undefined`
+        tree = {k: None if v is cbor2.undefined else v for k, v in tree.items()}
     what = "HttpQueueSendRequest"
     value = tree.get("body")
     return HttpQueueSendRequest(

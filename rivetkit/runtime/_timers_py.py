@@ -2,9 +2,10 @@
 
 :class:`TimerQueue` holds one deadline per key for all actors of a process (idle timers,
 throttled saves, alarms). Re-arming or cancelling is O(1) amortised: the heap keeps stale
-entries and skips them lazily, and is rebuilt when stale entries outnumber live ones. The
-owner keeps a single event-loop timer armed at :meth:`next_deadline` and calls
-:meth:`pop_due` when it fires.
+entries and skips them lazily, and is rebuilt when stale entries outnumber live ones (after
+an arm, a cancel or a pop), so it never holds more than about twice the live keys: keys that
+left (actors gone to sleep) are not kept alive by it. The owner keeps a single event-loop
+timer armed at :meth:`next_deadline` and calls :meth:`pop_due` when it fires.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ class TimerQueue:
         self._seq += 1
         self._deadlines[key] = (when, self._seq)
         heapq.heappush(self._heap, (when, self._seq, key))
-        if len(self._heap) > 64 and len(self._heap) > 2 * len(self._deadlines):
-            self._compact()
+        self._maybe_compact()
 
     def cancel(self, key: Hashable) -> bool:
         """Forget ``key``'s deadline; True when it had one."""
-        return self._deadlines.pop(key, None) is not None
+        if self._deadlines.pop(key, None) is None:
+            return False
+        self._maybe_compact()
+        return True
 
     def deadline(self, key: Hashable) -> float | None:
         """``key``'s deadline, or None."""
@@ -63,9 +66,22 @@ class TimerQueue:
             if entry is not None and entry[1] == seq:
                 del deadlines[key]
                 due.append(key)
+        if due:
+            self._maybe_compact()
         return due
 
+    def _maybe_compact(self) -> None:
+        heap = self._heap
+        live = len(self._deadlines)
+        if not live:
+            # Fresh containers: a dict never shrinks, and keys must not outlive their use.
+            self._heap = []
+            self._deadlines = {}
+        elif len(heap) > 64 and len(heap) > 2 * live:
+            self._compact()
+
     def _compact(self) -> None:
+        self._deadlines = dict(self._deadlines)  # sized for what is left
         self._heap = [(when, seq, key) for key, (when, seq) in self._deadlines.items()]
         heapq.heapify(self._heap)
 

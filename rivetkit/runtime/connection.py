@@ -3,10 +3,28 @@
 The runtime sees a connection through :class:`Connection`; the transport (a WebSocket in the
 server, a tunnel in engine mode, nothing for an ephemeral HTTP connection) plugs in as a
 :class:`ConnTransport`.
+
+Life of a connection (``ActorInstance.connect``): preflight (``on_before_connect`` then
+``create_conn_state``, bounded together by the sum of their timeouts) → it appears in
+``c.conns`` → ``on_connect`` → usable → ``on_disconnect`` once, when either side closes it
+(``conn.disconnect(reason)`` from the actor). HTTP actions and queue sends get an ephemeral
+connection (no transport) that runs the same hooks and is closed after the request.
+
+A *hibernatable* connection (one given a :class:`Hibernation`: the ``/connect`` WebSockets)
+survives its actor's sleep. Its record (``Conn`` v4: params, state, subscriptions, gateway and
+request ids, message indexes, request path and headers) is stored at KV ``[2] + conn_id``
+when it opens, when it changes (throttled), and when the actor stops; it is deleted when the
+connection closes. The process holding the socket keeps it open while the actor sleeps. On the
+next wake the instance rebuilds the connection from its record *before* ``on_wake`` and asks
+the runtime's ``conn_alive`` callback whether its socket still exists; that callback (set by
+the transport holding the sockets) also re-attaches the socket as the restored connection's
+transport. Connections whose socket is gone are closed (``on_disconnect`` runs, the record is
+deleted) right after the start.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,6 +48,11 @@ def new_conn_id() -> str:
     """A fresh connection id (UUID-like random hex)."""
     raw = secrets.token_hex(16)
     return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
+
+
+def new_hibernation_id() -> bytes:
+    """A random 4-byte gateway or request id."""
+    return os.urandom(4)
 
 
 class Hibernation:
@@ -70,7 +93,14 @@ class Hibernation:
 
 
 class Connection:
-    """One client connection: params, state, subscriptions and a transport."""
+    """One client connection: params, state, subscriptions and a transport.
+
+    Attributes: ``id``; ``params`` (the connection params the client sent, decoded);
+    ``state`` (the value of ``conn_state``/``create_conn_state``: mutate it in actions; it is
+    persisted for hibernatable connections); ``subscriptions`` (event names);
+    ``hibernatable``; ``hibernation`` (the :class:`Hibernation` info, or None);
+    ``disconnected``.
+    """
 
     __slots__ = (
         "__weakref__",
@@ -116,7 +146,11 @@ class Connection:
             await self.owner.disconnect(self, reason)
 
     def subscribe(self, event: str) -> None:
-        """Subscribe to ``event`` (idempotent: clients re-send subscriptions on reconnect)."""
+        """Subscribe to ``event`` (idempotent: clients re-send subscriptions on reconnect).
+
+        This is the raw operation: it skips the event's ``can_subscribe`` gate, which a
+        client's request goes through (``ActorInstance.subscribe``).
+        """
         self.subscriptions.add(event)
 
     def unsubscribe(self, event: str) -> None:

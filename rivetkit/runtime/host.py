@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rivetkit.errors import RivetError
 from rivetkit.runtime.instance import ActorInstance, Phase
+from rivetkit.runtime.timers import SleepTimers
 
 if TYPE_CHECKING:
     from rivetkit.drivers.base import ActorRecord, Driver, StopReason
@@ -34,8 +35,11 @@ class Runtime:
         #: Wall clock in epoch seconds for schedules and timestamps (tests pass a fake one).
         self.clock = clock
         self.instances: dict[str, ActorInstance] = {}
-        #: Set by the transport that holds hibernatable sockets: is this connection's socket
-        #: still open? (None: assume so.)
+        #: The idle timers of every instance: one heap, one loop timer (keys: actor ids).
+        self.sleep_timers = SleepTimers(self._idle_due)
+        #: Set by the transport that holds hibernatable sockets: is this restored
+        #: connection's socket still open? Answering True, it also re-attaches the socket as
+        #: the connection's transport. (None: assume so, with no transport.)
         self.conn_alive: Callable[[Connection], bool] | None = None
 
     async def start(self) -> None:
@@ -44,7 +48,10 @@ class Runtime:
 
     async def stop(self) -> None:
         """Stop every actor gracefully (state saved) and close the driver."""
-        await self.driver.stop()
+        try:
+            await self.driver.stop()
+        finally:
+            self.sleep_timers.close()
 
     # -- ActorHost -------------------------------------------------------------------------
 
@@ -71,6 +78,7 @@ class Runtime:
             generation,
             on_stopped=self._forget,
             clock=self.clock,
+            sleep_timers=self.sleep_timers,
         )
         instance.conn_alive = self.conn_alive
         self.instances[record.actor_id] = instance
@@ -88,15 +96,24 @@ class Runtime:
             await instance.stop(reason)
 
     async def fire_alarm(self, actor_id: str) -> None:
-        """An alarm is due for a started actor (called by the driver)."""
+        """An alarm is due (called by the driver once it started the actor). An instance
+        that began to stop meanwhile does not take it: the next generation does."""
         instance = self.instances.get(actor_id)
-        handler = getattr(instance, "fire_alarm", None)
-        if handler is not None:
-            await handler()
+        for _ in range(3):
+            if instance is not None and instance.phase == Phase.STARTED:
+                await instance.fire_alarm()
+                return
+            instance = await self.instance(actor_id)  # waits for a stop, wakes the actor
+        logger.warning("alarm of actor %s dropped: the actor keeps stopping", actor_id)
 
     def _forget(self, instance: ActorInstance) -> None:
         if self.instances.get(instance.actor_id) is instance:
             del self.instances[instance.actor_id]
+
+    def _idle_due(self, actor_id: object) -> None:
+        instance = self.instances.get(actor_id)  # type: ignore[call-overload]
+        if instance is not None:
+            instance.idle_expired()
 
     # -- requests --------------------------------------------------------------------------
 

@@ -37,9 +37,11 @@ from rivetkit.runtime import keys
 from rivetkit.runtime.connection import Connection, ConnTransport, Hibernation
 from rivetkit.runtime.context import ActorContext
 from rivetkit.runtime.dispatch import ActionTable
+from rivetkit.runtime.flags import LazyEvent
 from rivetkit.runtime.kv import ActorKV
 from rivetkit.runtime.queue import ActorQueue
 from rivetkit.runtime.schedule import ActorSchedule
+from rivetkit.runtime.timers import SleepTimers
 
 if TYPE_CHECKING:
     from rivetkit.actor import ActorDefinition
@@ -103,6 +105,26 @@ def _hook(definition: ActorDefinition, name: str) -> Callable[..., Any] | None:
     return None if hook is None else hook.fn
 
 
+#: One ActionTable per definition, shared by its instances: ``id -> (definition, actions
+#: dict, its size, table)``; rebuilt if the definition's actions changed since.
+_TABLES: dict[int, tuple[Any, dict[str, Any], int, ActionTable]] = {}
+
+
+def _action_table(definition: ActorDefinition) -> ActionTable:
+    actions = definition.actions
+    cached = _TABLES.get(id(definition))
+    if (
+        cached is not None
+        and cached[0] is definition
+        and cached[1] is actions
+        and cached[2] == len(actions)
+    ):
+        return cached[3]
+    table = ActionTable(actions)
+    _TABLES[id(definition)] = (definition, actions, len(actions), table)
+    return table
+
+
 class ActorInstance:
     """A live actor: created by the runtime when the driver starts it."""
 
@@ -115,6 +137,7 @@ class ActorInstance:
         *,
         on_stopped: Callable[[ActorInstance], None] | None = None,
         clock: Callable[[], float] = time.time,
+        sleep_timers: SleepTimers | None = None,
     ) -> None:
         self.definition = definition
         #: Wall clock in epoch seconds (schedules, queue timestamps).
@@ -139,31 +162,15 @@ class ActorInstance:
         self.conn_alive: Callable[[Connection], bool] | None = None
         self._queue_waiting = 0
         self.context = ActorContext(self)
-        self.table = ActionTable(definition.actions)
-        self.abort_event = asyncio.Event()
-        self.log = ActorLogAdapter(
-            logger,
-            {"actor": record.name, "key": "/".join(record.key) or "-", "actor_id": self.actor_id},
-        )
+        self.table = _action_table(definition)
+        self.abort_event: asyncio.Event = LazyEvent()
+        self._log: ActorLogAdapter | None = None  # made on first use (see log)
         self._loop = asyncio.get_running_loop()
         self._on_stopped = on_stopped
         self._serial = asyncio.Lock() if self.options.serial else None
-        self._hooks = {
-            name: _hook(definition, name)
-            for name in (
-                "on_migrate",
-                "on_create",
-                "on_wake",
-                "on_sleep",
-                "on_destroy",
-                "on_state_change",
-                "on_before_action_response",
-                "on_disconnect",
-                "run",
-            )
-        }
-        self._on_state_change = self._hooks["on_state_change"]
-        self._before_response = self._hooks["on_before_action_response"]
+        # Hooks on hot paths; the others are looked up when called (no per-actor table).
+        self._on_state_change = _hook(definition, "on_state_change")
+        self._before_response = _hook(definition, "on_before_action_response")
         # Replies go out as the action returns them (no hook, no durability gate).
         self._plain_replies = self._before_response is None and not self.options.durable_replies
         # State and saves.
@@ -179,14 +186,41 @@ class ActorInstance:
         # Activity that keeps the actor awake.
         self._inflight = 0
         self._keep_awake = 0
-        self._background: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Task[Any]] | None = None  # shutdown work (made on use)
         self._run_task: asyncio.Task[Any] | None = None
-        self._idle_handle: asyncio.TimerHandle | None = None
+        # Hibernatable connections whose record must be saved again (see conn_changed).
+        self._dirty_conns: set[Connection] = set()
+        self._conn_save: asyncio.TimerHandle | None = None
+        self._pending_disconnects = 0  # on_disconnect callbacks still running
+        # Idle timer: one entry (key: the actor id) in the process-wide SleepTimers, armed
+        # lazily; see _reset_idle.
+        self._sleep_timers = (
+            sleep_timers
+            if sleep_timers is not None
+            else SleepTimers(lambda _key: self.idle_expired(), self._loop)
+        )
+        self._idle_pending = False  # an entry is armed in _sleep_timers
         self._idle_deadline = 0.0  # loop time from which the actor may sleep
-        self._idle_armed = 0.0  # the deadline the pending idle timer was armed for
-        self._activity_changed = asyncio.Event()
+        self._activity_changed: asyncio.Event = LazyEvent()
         self._stop_requested = False
         self._destroy_requested = False
+
+    @property
+    def log(self) -> ActorLogAdapter:
+        """A logger whose lines carry the actor's name, key and id (made on first use: most
+        actors never log)."""
+        log = self._log
+        if log is None:
+            record = self.record
+            log = self._log = ActorLogAdapter(
+                logger,
+                {
+                    "actor": record.name,
+                    "key": "/".join(record.key) or "-",
+                    "actor_id": self.actor_id,
+                },
+            )
+        return log
 
     # ---------------------------------------------------------------------------------------
     # State
@@ -277,7 +311,7 @@ class ActorInstance:
             input=self.record.input if previous is None else previous.input,
             has_initialized=has_initialized,
             state=state,
-            scheduled_events=list(events),
+            scheduled_events=events,  # never mutated in place: shared, not copied
         )
         await self.driver.kv_write(
             self.actor_id, puts=[(keys.PERSIST, actor_persist.ACTOR.encode(snapshot))]
@@ -355,7 +389,7 @@ class ActorInstance:
     # Hooks
 
     async def _call(self, name: str, *args: Any, timeout: float | None = None) -> Any:
-        hook = self._hooks.get(name) or _hook(self.definition, name)
+        hook = _hook(self.definition, name)
         if hook is None:
             return None
         result = hook(self.context, *args)
@@ -387,7 +421,7 @@ class ActorInstance:
         else:
             snapshot = actor_persist.ACTOR.decode(raw)
             self._snapshot = snapshot
-        self._events = list(snapshot.scheduled_events)
+        self._events = snapshot.scheduled_events  # replaced on change, never mutated
         last_alarm = (
             actor_persist.LAST_PUSHED_ALARM.decode(raw_alarm) if raw_alarm is not None else None
         )
@@ -410,7 +444,7 @@ class ActorInstance:
         if self._on_state_change is not None:
             self._seen_state = self.encode_state()
         self.phase = Phase.STARTED
-        if self._hooks["run"] is not None:
+        if _hook(self.definition, "run") is not None:
             self._run_task = self._loop.create_task(self._run())
         for conn in dead_conns:
             self.wait_until(self._disconnect(conn, "connection lost while the actor slept"))
@@ -425,7 +459,8 @@ class ActorInstance:
     # Schedules and alarms (the owner side of ActorSchedule)
 
     def scheduled_events(self) -> list[ScheduleEvent]:
-        """The one-shot events of the snapshot, soonest first."""
+        """The one-shot events of the snapshot, soonest first (read-only: the list is shared
+        with the persisted snapshot; change it with :meth:`replace_scheduled_events`)."""
         return self._events
 
     async def replace_scheduled_events(self, events: list[ScheduleEvent]) -> None:
@@ -480,7 +515,8 @@ class ActorInstance:
                 self._reset_idle()
 
     async def fire_alarm(self) -> None:
-        """The driver's alarm for this actor is due."""
+        """The driver's alarm for this actor is due (the driver has dropped it)."""
+        self.schedule.alarm_fired()
         await self.run_due_schedules()
 
     # ---------------------------------------------------------------------------------------
@@ -517,7 +553,7 @@ class ActorInstance:
         return self.definition.new_vars_value()
 
     async def _run(self) -> None:
-        hook = self._hooks["run"]
+        hook = _hook(self.definition, "run")
         assert hook is not None
         try:
             result = hook(self.context)
@@ -533,7 +569,8 @@ class ActorInstance:
                 self.log.exception("run failed during shutdown")
         finally:
             self._activity_changed.set()
-            self._reset_idle()
+            # Once this task is done (can_sleep looks at it), not from inside it.
+            self._loop.call_soon(self._reset_idle)
 
     # ---------------------------------------------------------------------------------------
     # Actions
@@ -565,6 +602,8 @@ class ActorInstance:
                 output = await self._invoke(name, args, conn)
         finally:
             self._inflight -= 1
+            if conn is not None and conn.hibernation is not None:
+                self.conn_changed(conn)  # its state may have changed: persist it (throttled)
             if self._inflight == 0:
                 self._reset_idle()
                 if self.phase != Phase.STARTED:
@@ -638,18 +677,22 @@ class ActorInstance:
         """Open a connection: preflight, then ``on_connect``; return it once usable.
 
         Preflight is ``on_before_connect`` and ``create_conn_state``, bounded together by the
-        sum of their timeouts; the connection is in ``c.conns`` only after it succeeds. A
-        connection given ``hibernation`` survives the actor's sleep: its record is stored at
-        KV ``[2] + conn_id`` and restored on the next wake.
+        sum of their timeouts (``actor.callback_timed_out``); the connection is in
+        ``c.conns`` only after it succeeds, and ``on_connect`` (bounded by
+        ``on_connect_timeout``) sees it there. When both preflight hooks are synchronous they
+        run inline, without a timer: a synchronous hook cannot be interrupted anyway (the
+        same holds for a synchronous ``on_connect``), so the budget bounds only what awaits.
+        A hook's error refuses the connection (the transport reports it to the client).
+
+        A connection given ``hibernation`` survives the actor's sleep: its record is stored
+        at KV ``[2] + conn_id`` (now, when it changes, and when the actor stops) and restored
+        on the next wake (see :mod:`rivetkit.runtime.connection`).
         """
         phase = self.phase
         if phase != Phase.STARTED and phase != Phase.SLEEP_GRACE:
             raise self._lifecycle_error()
         options = self.options
-        self._inflight += 1
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-            self._idle_handle = None
+        self._inflight += 1  # holds the idle timer off (it re-checks can_sleep when due)
         try:
             budget = options.on_before_connect_timeout + options.create_conn_state_timeout
             try:
@@ -819,28 +862,108 @@ class ActorInstance:
             if event in conn.subscriptions and conn.transport is not None:
                 conn.transport.send_event(event, payload)
 
+    def subscribe(
+        self, conn: Connection, event: str, subscribe: bool = True
+    ) -> Awaitable[None] | None:
+        """A client's ``SubscriptionRequest``: (un)subscribe ``conn`` to ``event``.
+
+        Subscribing runs the event's ``can_subscribe`` gate (``EventOptions``) with
+        ``c.conn = conn``, unless ``conn`` is already subscribed (requests are idempotent;
+        clients re-send them after a reconnect). Returns None when done synchronously (no
+        gate, or a synchronous one), otherwise an awaitable the caller must await (an async
+        gate). A refusal raises RivetError ``auth.forbidden`` (from the awaitable, for an
+        async gate); a gate that returns something other than a bool raises
+        ``actor.invalid_subscription_gate`` (internal).
+        """
+        if not subscribe:
+            if event in conn.subscriptions:
+                conn.unsubscribe(event)
+                self.conn_changed(conn)
+            return None
+        if event in conn.subscriptions:
+            return None
+        options = self.definition.events.get(event)
+        gate = None if options is None else options.can_subscribe
+        if gate is None:
+            conn.subscribe(event)
+            self.conn_changed(conn)
+            return None
+        result = gate(self.context.with_conn(conn))
+        if inspect.isawaitable(result):
+            return self._subscribe_later(conn, event, result)
+        self._subscribe_checked(conn, event, result)
+        return None
+
+    async def _subscribe_later(self, conn: Connection, event: str, pending: Awaitable[Any]) -> None:
+        self._subscribe_checked(conn, event, await pending)
+
+    def _subscribe_checked(self, conn: Connection, event: str, allowed: Any) -> None:
+        if not isinstance(allowed, bool):
+            raise actor_error(
+                "invalid_subscription_gate",
+                f"can_subscribe of event {event!r} must return a bool, got "
+                f"{type(allowed).__name__}",
+                metadata={"event": event},
+            )
+        if not allowed:
+            raise RivetError("auth", "forbidden", "Forbidden", metadata={"event": event})
+        if not conn.disconnected:
+            conn.subscribe(event)
+            self.conn_changed(conn)
+
+    def conn_changed(self, conn: Connection) -> None:
+        """``conn``'s state or subscriptions may have changed: a hibernatable connection's
+        record is saved again, throttled by ``state_save_interval`` (and always when the actor
+        stops)."""
+        if conn.hibernation is None or conn.disconnected:
+            return
+        self._dirty_conns.add(conn)
+        if self._conn_save is None and self.phase <= Phase.SLEEP_GRACE:
+            self._conn_save = self._loop.call_later(
+                self.options.state_save_interval, self._save_conns_soon
+            )
+
+    def _save_conns_soon(self) -> None:
+        self._conn_save = None
+        dirty, self._dirty_conns = self._dirty_conns, set()
+        if dirty and self.phase <= Phase.SLEEP_GRACE:
+            self._track(self._save_conns(list(dirty)))
+
+    async def _save_conns(self, conns: list[Connection]) -> None:
+        try:
+            await self.persist_conns(conns)
+        except Exception:
+            self.log.exception("saving hibernatable connections failed")
+
     # ---------------------------------------------------------------------------------------
     # Background work and idleness
 
     def wait_until(self, awaitable: Awaitable[Any]) -> None:
         """Track ``awaitable`` as shutdown work."""
+        self._track(awaitable)
+
+    def _track(self, awaitable: Awaitable[Any]) -> asyncio.Future[Any]:
+        """Run ``awaitable`` as shutdown work: shutdown waits for it within the grace
+        period and cancels what is left; failures are logged."""
         task = asyncio.ensure_future(awaitable)
-        self._background.add(task)
+        background = self._background
+        if background is None:
+            background = self._background = set()
+        background.add(task)
 
         def done(finished: asyncio.Future[Any]) -> None:
-            self._background.discard(task)
+            background.discard(task)
             if not finished.cancelled() and finished.exception() is not None:
                 self.log.error("wait_until task failed", exc_info=finished.exception())
             self._activity_changed.set()
 
         task.add_done_callback(done)
+        return task
 
     async def keep_awake(self, awaitable: Awaitable[T]) -> T:
-        """Await ``awaitable`` while holding the actor awake."""
-        self._keep_awake += 1
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-            self._idle_handle = None
+        """Await ``awaitable`` while holding the actor awake (idle sleep and the end of a
+        shutdown's grace wait both wait for it)."""
+        self._keep_awake += 1  # the idle timer re-checks can_sleep when due
         try:
             return await awaitable
         finally:
@@ -849,38 +972,53 @@ class ActorInstance:
             self._reset_idle()
 
     def can_sleep(self) -> bool:
-        """True when nothing keeps the actor awake (RivetKit's ``can_sleep`` checks)."""
+        """True when nothing keeps the actor awake (RivetKit's ``can_sleep`` checks, in its
+        order): started; not ``no_sleep``; no in-flight request, action or connection
+        preflight; no ``keep_awake``; ``run`` finished or blocked in a queue wait; no
+        ``on_disconnect`` still running; no connection other than hibernatable ones (raw
+        WebSocket handlers count as requests while they run)."""
         return (
             self.phase == Phase.STARTED
             and not self.options.no_sleep
             and self._inflight == 0
             and self._keep_awake == 0
             and (self._run_task is None or self._run_task.done() or self._queue_waiting > 0)
-            and not any(not conn.hibernatable for conn in self.conns.values())
+            and self._pending_disconnects == 0
+            and (not self.conns or not any(not c.hibernatable for c in self.conns.values()))
         )
 
     def _reset_idle(self) -> None:
         """Push the idle deadline to ``sleep_timeout`` from now, if the actor can sleep.
 
-        The timer is lazy (one pending timer at most, never cancelled and re-armed per
-        action): when it fires it re-checks :meth:`can_sleep` and, if the deadline moved
-        since it was armed, re-arms for the new deadline.
+        Cheap enough for every action: the deadline is a float kept here, and the shared
+        :class:`~rivetkit.runtime.timers.SleepTimers` gets an entry only when none is
+        pending. When that entry comes due, :meth:`idle_expired` re-checks
+        :meth:`can_sleep` (so a timer armed before a request started can never put the actor
+        to sleep during it, seed lesson 8) and re-arms for the latest deadline if it moved.
         """
         if self.can_sleep():
             deadline = self._loop.time() + self.options.sleep_timeout
             self._idle_deadline = deadline
-            if self._idle_handle is None:
-                self._idle_armed = deadline
-                self._idle_handle = self._loop.call_at(deadline, self._idle_expired)
+            if not self._idle_pending:
+                self._idle_pending = True
+                self._sleep_timers.arm(self.actor_id, deadline)
 
-    def _idle_expired(self) -> None:
-        self._idle_handle = None
+    def _cancel_idle(self) -> None:
+        if self._idle_pending:
+            self._idle_pending = False
+            self._sleep_timers.cancel(self.actor_id)
+
+    def idle_expired(self) -> None:
+        """The idle entry came due (called by the runtime's SleepTimers)."""
+        if not self._idle_pending:
+            return  # cancelled meanwhile
+        self._idle_pending = False
         if not self.can_sleep():
             return  # whatever keeps it awake re-arms the timer when it ends
         deadline = self._idle_deadline
-        if deadline > self._idle_armed:
-            self._idle_armed = deadline
-            self._idle_handle = self._loop.call_at(deadline, self._idle_expired)
+        if deadline > self._sleep_timers.horizon():
+            self._idle_pending = True
+            self._sleep_timers.arm(self.actor_id, deadline)
             return
         self.log.debug("idle for %g s: going to sleep", self.options.sleep_timeout)
         self.request_sleep()
@@ -893,14 +1031,10 @@ class ActorInstance:
     def begin_request(self) -> None:
         """A transport request (HTTP, raw WebSocket) started: it keeps the actor awake.
 
-        The idle timer is cancelled now, not when the request ends (seed lesson 8); pair
-        every call with :meth:`end_request`.
+        From now on the idle timer cannot put the actor to sleep (it re-checks
+        :meth:`can_sleep` when due, seed lesson 8); pair every call with :meth:`end_request`.
         """
         self._inflight += 1
-        idle = self._idle_handle
-        if idle is not None:
-            idle.cancel()
-            self._idle_handle = None
 
     def end_request(self) -> None:
         """A request of :meth:`begin_request` ended; the idle timer re-arms at zero."""
@@ -935,28 +1069,44 @@ class ActorInstance:
         self.driver.request_destroy(self.actor_id, self.generation)
 
     async def stop(self, reason: StopReason) -> None:
-        """Run the sleep (also ``shutdown``) or destroy shutdown, then the final save."""
+        """Run the sleep (also ``shutdown``) or destroy shutdown, then the final save.
+
+        In the order of runtime spec §3.2/§3.3: enter the grace phase (new requests now
+        wait for the next generation; alarms no longer dispatch here) with its deadline,
+        cancel the idle timer and set the abort signal; on sleep, save the hibernatable
+        connections and keep them, and disconnect the others (on destroy, all of them);
+        run ``on_sleep`` (within the grace deadline) or ``on_destroy`` (its own timeout);
+        wait, until the deadline, for in-flight work, ``keep_awake``, ``wait_until`` tasks,
+        ``on_disconnect`` callbacks and (sleep only) ``run``; abort ``run`` if still going;
+        then the final save.
+        """
         if self.phase >= Phase.FINALIZING:
             return
         destroying = reason == "destroy"
         options = self.options
+        grace = options.effective_sleep_grace_period
         self.phase = Phase.DESTROY_GRACE if destroying else Phase.SLEEP_GRACE
-        deadline = self._loop.time() + options.sleep_grace_period
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-            self._idle_handle = None
+        deadline = self._loop.time() + grace
+        self._cancel_idle()
         self.abort_event.set()
         if not destroying:
             try:
                 await self.persist_conns()  # before the others go (seed lesson 6)
             except Exception:
                 self.log.exception("saving hibernatable connections failed")
-        for conn in list(self.conns.values()):
-            if destroying or not conn.hibernatable:
-                await self._disconnect(conn, "actor stopping")
+        leaving = [
+            self._track(self._disconnect(conn, "actor stopping"))
+            for conn in list(self.conns.values())
+            if destroying or not conn.hibernatable
+        ]
+        if leaving:  # on_disconnect first, as RivetKit orders it, but never past the deadline
+            await asyncio.wait(leaving, timeout=max(0.0, deadline - self._loop.time()))
         try:
             if destroying:
-                await self._call("on_destroy", timeout=options.sleep_grace_period)
+                destroy_timeout = options.on_destroy_timeout
+                await self._call(
+                    "on_destroy", timeout=grace if destroy_timeout is None else destroy_timeout
+                )
             else:
                 await self._call("on_sleep", timeout=max(0.001, deadline - self._loop.time()))
         except Exception:
@@ -981,10 +1131,12 @@ class ActorInstance:
         except Exception as exc:
             self.log.exception("the final save failed")
             final_error = exc
-        for task in list(self._background):
+        for task in list(self._background or ()):
             task.cancel()
         self.queue.release_in_flight()
+        self.schedule.close()
         self.phase = Phase.TERMINATED
+        self._cancel_idle()
         self._notify_savers(final_error)  # a failed final save acknowledges nothing
         if self._on_stopped is not None:
             self._on_stopped(self)
@@ -995,6 +1147,7 @@ class ActorInstance:
                 self._inflight
                 or self._keep_awake
                 or self._background
+                or self._pending_disconnects
                 or (wait_for_run and self._run_task is not None and not self._run_task.done())
             )
             if not busy:
@@ -1009,7 +1162,7 @@ class ActorInstance:
             ]
             if wait_for_run and self._run_task is not None and not self._run_task.done():
                 waits.append(self._run_task)
-            waits.extend(self._background)
+            waits.extend(self._background or ())
             await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
             waits[0].cancel()
 
@@ -1018,15 +1171,19 @@ class ActorInstance:
             return
         conn.disconnected = True
         self.conns.pop(conn.id, None)
+        self._pending_disconnects += 1  # keeps the actor awake until this is done
         try:
-            await self._call_with("on_disconnect", conn, conn)
-        except Exception:
-            self.log.exception("on_disconnect failed")
-        if conn.hibernation is not None:
             try:
-                await self.driver.kv_write(self.actor_id, deletes=[keys.conn_key(conn.id)])
+                await self._call_with("on_disconnect", conn, conn)
             except Exception:
-                self.log.exception("removing the connection record failed")
-        if conn.transport is not None:
-            conn.transport.close(reason)
-        self.activity_changed()
+                self.log.exception("on_disconnect failed")
+            if conn.hibernation is not None:
+                try:
+                    await self.driver.kv_write(self.actor_id, deletes=[keys.conn_key(conn.id)])
+                except Exception:
+                    self.log.exception("removing the connection record failed")
+            if conn.transport is not None:
+                conn.transport.close(reason)
+        finally:
+            self._pending_disconnects -= 1
+            self.activity_changed()

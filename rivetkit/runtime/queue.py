@@ -5,34 +5,88 @@ v4) and each message at ``[5,1,2] + u64be(id)`` (``QueueMessage`` v4), ids from 
 scan is FIFO. An in-memory index of the queued messages is loaded when the actor starts (with
 the queue-scan twin) and kept in step with every write, so receiving never reads the disk.
 
-* ``send`` checks the encoded size (``queue.message_too_large``), then the count
-  (``queue.full``), then persists the message with the metadata in one atomic write and wakes
-  receivers. With ``wait=True`` (``enqueue_and_wait``) the completion waiter is registered
-  *before* the message is persisted.
-* A plain receive deletes the message. A completable receive keeps it until
-  ``message.complete(response)``; a crash before that delivers it again after the restart.
-* Receive waits end with the abort signal (``actor.aborted``) and do not keep the actor awake.
+Sending:
+
+* ``send`` checks the name (``queue.message_invalid``), encodes the body
+  (``queue.invalid_payload``), checks the *encoded* message's size
+  (``queue.message_too_large``, at most ``max_queue_message_size`` and never more than 128 KiB),
+  then the count (``queue.full``), then persists the message together with the metadata in one
+  atomic write; it returns (and receivers see the message) only once that write has committed,
+  so an acknowledged message survives a crash.
+* With ``wait=True`` (and in ``enqueue_and_wait``) the completion waiter is registered *before*
+  the message is persisted (seed lesson 15), so a fast consumer cannot complete a message that
+  nobody waits for yet. ``enqueue_and_wait`` is not idempotent: it is cancelled only by a real
+  cancellation (``timeout``, ``signal``), never retried (seed lesson 16).
+
+No lock is held across a write: the index is updated synchronously, before the write is
+submitted. The writes requested during one turn of the event loop (sends, deletes of received
+or completed messages) are coalesced into one atomic driver write with the metadata as it is
+then (``_write``), and the writes of many actors share the store's group commit; so concurrent
+sends and completions of one actor neither wait for each other nor cost one write each, ids
+stay in FIFO order, and each caller still returns only once its change is committed.
+
+Receiving:
+
+* ``next``/``next_batch``/``try_next``/``try_next_batch``/``wait_for_names``/``iter`` return
+  messages in id order, optionally only those whose name is in ``names`` (an empty collection
+  means every name, as in RivetKit).
+* A plain receive deletes the messages (durably) before returning them. A completable receive
+  (``completable=True``) keeps them until ``message.complete(response)``; a crash (or a sleep)
+  before that delivers them again in the next generation. As in RivetKit, receiving anything
+  while a completable message received earlier is still not completed is refused with
+  ``queue.previous_message_not_completed``: complete (every message of) a batch first.
+* Waits end at ``timeout`` (``[]``/None, or ``queue.timed_out`` for ``wait_for_names``), or
+  with ``actor.aborted`` when the actor's abort signal fires (sleep, destroy) or the optional
+  ``signal`` (an :class:`asyncio.Event`) is set. A wait does not keep the actor awake
+  (seed lesson 10): the owner is told through ``queue_wait_changed``.
+
+Errors (all public, HTTP 400): ``queue.full``, ``queue.message_too_large``,
+``queue.message_invalid``, ``queue.invalid_payload``, ``queue.invalid_completion_payload``,
+``queue.already_completed``, ``queue.complete_not_configured``,
+``queue.previous_message_not_completed``, ``queue.timed_out``,
+``queue.completion_waiter_conflict``, ``queue.completion_waiter_dropped`` (a sender waited for
+a message that the actor stopped, or ``reset``, before completing), and ``actor.aborted``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from rivetkit.errors import RivetError, actor_error
 from rivetkit.protocol.actor_persist import QUEUE_MESSAGE, QUEUE_METADATA, QueueMetadata
 from rivetkit.protocol.actor_persist import QueueMessage as StoredMessage
 from rivetkit.protocol.json_compat import cbor_dumps, cbor_loads
 from rivetkit.runtime import keys
-from rivetkit.runtime.queuescan import message_key, peek_name, scan
+from rivetkit.runtime.queuescan import message_id, message_key, peek_name, scan
 
 if TYPE_CHECKING:
     from rivetkit.drivers.base import Driver
 
-#: RivetKit's hard cap on one message, whatever the options say.
-HARD_MAX_MESSAGE_SIZE = 128 * 1024
+__all__ = [
+    "HARD_MAX_MESSAGE_SIZE",
+    "ActorQueue",
+    "QueueMessage",
+    "QueueOwner",
+    "queue_error",
+]
+
+logger = logging.getLogger("rivetkit.actor")
+
+#: RivetKit's hard cap on one encoded message, whatever the options say.
+HARD_MAX_MESSAGE_SIZE: Final = 128 * 1024
+
+# Where a message of the index is in its life.
+_PENDING: Final = 0  # its write is not committed yet: invisible to receivers
+_READY: Final = 1  # stored, waiting for a receiver
+_IN_FLIGHT: Final = 2  # received with completable=True, not completed yet
+_DELETING: Final = 3  # its delete is being written
+
+_END_OF_MESSAGES: Final = keys.QUEUE_MESSAGE_PREFIX[:-1] + b"\x03"
 
 
 class QueueOwner(Protocol):
@@ -53,10 +107,52 @@ def queue_error(code: str, message: str, metadata: Any = None) -> RivetError:
     return RivetError("queue", code, message, metadata=metadata)
 
 
-class QueueMessage:
-    """A received message; completable ones must be completed with :meth:`complete`."""
+def _timed_out(timeout: float | None) -> RivetError:
+    ms = 0 if timeout is None else int(timeout * 1000)
+    return queue_error(
+        "timed_out", f"Queue wait timed out after {ms} ms.", metadata={"timeout_ms": ms}
+    )
 
-    __slots__ = ("_queue", "body", "completable", "completed", "created_at", "id", "name")
+
+def _aborted() -> RivetError:
+    return actor_error("aborted", "Actor aborted.")
+
+
+def _waiter_dropped(ident: int) -> RivetError:
+    return queue_error(
+        "completion_waiter_dropped",
+        f"queue message {ident} was dropped before it was completed (the actor stopped or "
+        "the queue was reset)",
+        metadata={"message_id": ident},
+    )
+
+
+class _Entry:
+    __slots__ = ("encoded", "name", "state")
+
+    def __init__(self, name: str, encoded: bytes, state: int) -> None:
+        self.name = name
+        self.encoded = encoded
+        self.state = state
+
+
+class QueueMessage:
+    """A received message; completable ones must be completed with :meth:`complete`.
+
+    Attributes: ``id`` (int, from 1), ``name``, ``body`` (the decoded CBOR body),
+    ``created_at`` (milliseconds since the epoch), ``completable`` and ``completed``.
+    """
+
+    __slots__ = (
+        "_completing",
+        "_queue",
+        "body",
+        "completable",
+        "completed",
+        "created_at",
+        "id",
+        "name",
+    )
 
     def __init__(
         self,
@@ -75,34 +171,60 @@ class QueueMessage:
         self.created_at = created_at
         self.completable = completable
         self.completed = False
+        self._completing = False
 
     async def complete(self, response: Any = None) -> None:
-        """Finish a completable message (deleting it); ``response`` goes to a waiting sender."""
+        """Finish a completable message: delete it durably, then hand ``response`` to the
+        sender waiting for it (``enqueue_and_wait``, an HTTP send with ``wait``), if any.
+
+        :raises RivetError: ``queue.complete_not_configured`` for a message received without
+            ``completable=True``; ``queue.already_completed`` on a second call;
+            ``queue.invalid_completion_payload`` when a sender waits and ``response`` is not
+            CBOR-encodable. A failed write leaves the message completable again.
+        """
         if not self.completable:
             raise queue_error(
-                "complete_not_configured", "only completable receives can be completed"
+                "complete_not_configured",
+                f"Queue '{self.name}' does not support completion responses (receive it with "
+                "completable=True).",
+                metadata={"name": self.name},
             )
-        if self.completed:
-            raise queue_error("already_completed", f"message {self.id} was already completed")
-        await self._queue._complete(self, response)
+        if self.completed or self._completing:
+            raise queue_error("already_completed", "Queue message was already completed.")
+        self._completing = True
+        try:
+            await self._queue._complete(self, response)
+        finally:
+            self._completing = False
+        self.completed = True
 
     def __repr__(self) -> str:
         return f"QueueMessage(id={self.id}, name={self.name!r})"
 
 
 class ActorQueue:
-    """Durable per-actor FIFO queue (``c.queue``)."""
+    """Durable per-actor FIFO queue (``c.queue``); see the module docstring."""
 
     def __init__(self, owner: QueueOwner, *, clock: Callable[[], float] = time.time) -> None:
         self._owner = owner
         self._clock = clock
-        # id -> (name, encoded message) of every queued message, in id order.
-        self._messages: dict[int, tuple[str, bytes]] = {}
-        self._in_flight: set[int] = set()
+        # id -> entry of every known message, in id order (ids only grow).
+        self._messages: dict[int, _Entry] = {}
+        # Messages counted against max_queue_size: pending, ready, in flight (not deleting).
+        self._size = 0
+        # Completable messages received and not completed yet.
+        self._outstanding: set[int] = set()
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._next_id = 1
-        self._changed = asyncio.Event()
-        self._lock = asyncio.Lock()
+        # Resolved (and replaced) whenever messages may have become available.
+        self._changed: asyncio.Future[None] | None = None
+        self._abort_watch: asyncio.Task[None] | None = None
+        self._closed = False
+        # The coalesced write of this loop turn (see _write).
+        self._batch_puts: list[tuple[bytes, bytes]] = []
+        self._batch_deletes: list[bytes] = []
+        self._batch_waiters: list[asyncio.Future[None]] = []
+        self._batch_callbacks: list[Callable[[BaseException | None], None]] = []
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -111,97 +233,270 @@ class ActorQueue:
         owner = self._owner
         (raw_meta,) = await owner.driver.kv_get(owner.actor_id, [keys.QUEUE_METADATA])
         entries = await owner.driver.kv_list(
-            owner.actor_id, keys.QUEUE_MESSAGE_PREFIX, keys.QUEUE_MESSAGE_PREFIX[:-1] + b"\x03"
+            owner.actor_id, keys.QUEUE_MESSAGE_PREFIX, _END_OF_MESSAGES
         )
-        found = scan(entries, None, len(entries), _identity)
-        self._messages = {ident: (peek_name(value), value) for ident, value in found}
-        stored_next = QUEUE_METADATA.decode(raw_meta).next_id if raw_meta is not None else 1
-        last = max(self._messages, default=0)
+        try:
+            found = scan(entries, None, len(entries), _identity)
+            messages = {ident: _Entry(peek_name(value), value, _READY) for ident, value in found}
+        except RivetError:
+            messages = self._load_tolerant(entries)
+        self._messages = dict(sorted(messages.items()))
+        self._size = len(self._messages)
+        stored_next = 1
+        if raw_meta is not None:
+            try:
+                stored_next = QUEUE_METADATA.decode(raw_meta).next_id
+            except RivetError:
+                logger.warning("actor %s: unreadable queue metadata; rebuilt", owner.actor_id)
+        last = next(reversed(self._messages), 0)
         self._next_id = max(stored_next, last + 1, 1)
 
-    # -- sending -----------------------------------------------------------------------------
+    def _load_tolerant(self, entries: list[tuple[bytes, bytes]]) -> dict[int, _Entry]:
+        """The messages of ``entries``, skipping (and logging) unreadable ones, as RivetKit."""
+        messages: dict[int, _Entry] = {}
+        for key, value in entries:
+            try:
+                ident = message_id(key)
+                messages[ident] = _Entry(peek_name(value), value, _READY)
+            except RivetError as exc:
+                logger.warning(
+                    "actor %s: skipping an unreadable queue entry %s: %s",
+                    self._owner.actor_id,
+                    bytes(key).hex(),
+                    exc,
+                )
+        return messages
+
+    # -- state -------------------------------------------------------------------------------
 
     @property
     def size(self) -> int:
         """How many messages are queued (in-flight completable ones included)."""
-        return len(self._messages)
+        return self._size
+
+    @property
+    def max_size(self) -> int:
+        """The ``max_queue_size`` option."""
+        return int(self._owner.options.max_queue_size)
+
+    def _metadata(self) -> bytes:
+        return QUEUE_METADATA.encode(QueueMetadata(self._next_id, min(self._size, 0xFFFFFFFF)))
+
+    def _write(
+        self,
+        puts: Iterable[tuple[bytes, bytes]],
+        deletes: Iterable[bytes],
+        on_done: Callable[[BaseException | None], None],
+    ) -> asyncio.Future[None]:
+        """Add ``puts``/``deletes`` to this loop turn's write; a future of its commit.
+
+        The write is submitted at the end of the turn (``call_soon``), in one atomic driver
+        write holding every change requested meanwhile plus the metadata as it is then. A
+        message's put and its delete never share a write (a message is received only once
+        its put committed), so the driver's "deletes, then puts" order is harmless.
+        ``on_done(error)`` (None on success) updates the index when the write ends, whatever
+        happens to the caller; then each caller's own future resolves (cancelling one caller
+        cancels nobody else's wait, and changes nothing in the index).
+        """
+        loop = asyncio.get_running_loop()
+        waiters = self._batch_waiters
+        if not waiters:
+            loop.call_soon(self._flush)
+        done: asyncio.Future[None] = loop.create_future()
+        waiters.append(done)
+        self._batch_callbacks.append(on_done)
+        self._batch_puts.extend(puts)
+        self._batch_deletes.extend(deletes)
+        return done
+
+    def _flush(self) -> None:
+        waiters = self._batch_waiters
+        if not waiters:
+            return
+        puts, deletes, callbacks = self._batch_puts, self._batch_deletes, self._batch_callbacks
+        self._batch_puts, self._batch_deletes, self._batch_waiters = [], [], []
+        self._batch_callbacks = []
+        puts.append((keys.QUEUE_METADATA, self._metadata()))
+        owner = self._owner
+        task = asyncio.ensure_future(owner.driver.kv_write(owner.actor_id, puts, deletes))
+
+        def finished(task: asyncio.Future[None]) -> None:
+            error = asyncio.CancelledError() if task.cancelled() else task.exception()
+            for callback in callbacks:
+                try:
+                    callback(error)
+                except Exception:  # pragma: no cover - the callbacks only update the index
+                    logger.exception("updating the queue index failed")
+            for done in waiters:
+                if done.done():
+                    continue
+                if task.cancelled():
+                    done.cancel()
+                elif error is not None:
+                    done.set_exception(error)
+                    done.exception()  # retrieved: its caller may be gone
+                else:
+                    done.set_result(None)
+
+        task.add_done_callback(finished)
+
+    def _notify(self) -> None:
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            if not changed.done():
+                changed.set_result(None)
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _encode(self, name: str, body: Any) -> bytes:
+        if not isinstance(name, str) or not name:
+            raise queue_error("message_invalid", "a queue message needs a non-empty str name")
+        try:
+            payload = cbor_dumps(body)
+        except Exception as exc:
+            raise queue_error(
+                "invalid_payload",
+                f"the body of a message to queue '{name}' cannot be encoded as CBOR: {exc}",
+                metadata={"name": name},
+            ) from exc
+        stored = StoredMessage(name, payload, int(self._clock() * 1000), None, None, None, None)
+        encoded = QUEUE_MESSAGE.encode(stored)
+        limit = min(int(self._owner.options.max_queue_message_size), HARD_MAX_MESSAGE_SIZE)
+        if len(encoded) > limit:
+            raise queue_error(
+                "message_too_large",
+                f"Queue message too large ({len(encoded)} bytes). Limit is {limit} bytes.",
+                metadata={"size": len(encoded), "limit": limit},
+            )
+        return encoded
 
     async def send(
         self, name: str, body: Any = None, *, wait: bool = False, timeout: float | None = None
     ) -> dict[str, Any] | None:
-        """Append a message. With ``wait``, wait for its completion and return
-        ``{"status": "completed", "response": ...}`` or ``{"status": "timedOut"}``."""
-        if not isinstance(name, str) or not name:
-            raise queue_error("message_invalid", "a queue message needs a non-empty str name")
-        options = self._owner.options
-        try:
-            payload = cbor_dumps(body)
-        except Exception as exc:
-            raise queue_error("invalid_payload", f"the body cannot be encoded: {exc}") from exc
-        stored = StoredMessage(name, payload, int(self._clock() * 1000), None, None, None, None)
-        encoded = QUEUE_MESSAGE.encode(stored)
-        limit = min(options.max_queue_message_size, HARD_MAX_MESSAGE_SIZE)
-        if len(encoded) > limit:
-            raise queue_error(
-                "message_too_large",
-                f"the encoded message is {len(encoded)} bytes; the limit is {limit}",
-                metadata={"size": len(encoded), "limit": limit},
-            )
-        waiter: asyncio.Future[Any] | None = None
-        async with self._lock:
-            if len(self._messages) >= options.max_queue_size:
-                raise queue_error(
-                    "full",
-                    f"the queue holds {len(self._messages)} messages; the limit is "
-                    f"{options.max_queue_size}",
-                    metadata={"size": len(self._messages), "limit": options.max_queue_size},
-                )
-            ident = self._next_id
-            if wait:
-                waiter = asyncio.get_running_loop().create_future()
-                self._waiters[ident] = waiter
-            meta = QUEUE_METADATA.encode(QueueMetadata(ident + 1, len(self._messages) + 1))
-            try:
-                await self._owner.driver.kv_write(
-                    self._owner.actor_id,
-                    puts=[(message_key(ident), encoded), (keys.QUEUE_METADATA, meta)],
-                )
-            except BaseException:
-                self._waiters.pop(ident, None)
-                raise
-            self._next_id = ident + 1
-            self._messages[ident] = (name, encoded)
-        self._notify()
+        """Append a message and return once it is durable.
+
+        Without ``wait``, returns None. With ``wait``, waits (up to ``timeout`` seconds) for a
+        receiver to complete it and returns ``{"status": "completed", "response": ...}`` or
+        ``{"status": "timedOut"}``: the shape of RivetKit's ``POST /queue/{name}``.
+        """
+        encoded = self._encode(name, body)
+        ident, waiter = await self._append(name, encoded, wait)
         if waiter is None:
             return None
         try:
-            response = await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            response = await _wait_future(waiter, timeout)
         except asyncio.TimeoutError:
             return {"status": "timedOut"}
         finally:
-            if self._waiters.get(ident) is waiter and waiter.done():
-                self._waiters.pop(ident, None)
+            if self._waiters.get(ident) is waiter:
+                del self._waiters[ident]
         return {"status": "completed", "response": response}
 
     async def enqueue_and_wait(
-        self, name: str, body: Any = None, *, timeout: float | None = None
-    ) -> dict[str, Any]:
-        """Send and wait for the completion (the waiter exists before the message is stored)."""
-        result = await self.send(name, body, wait=True, timeout=timeout)
-        assert result is not None
-        return result
+        self,
+        name: str,
+        body: Any = None,
+        *,
+        timeout: float | None = None,
+        signal: asyncio.Event | None = None,
+    ) -> Any:
+        """Send a message and wait until a receiver completes it; return its response.
 
-    def _notify(self) -> None:
-        self._changed.set()
+        The waiter exists before the message is persisted. The message stays queued whatever
+        happens to the wait.
+
+        :raises RivetError: the send's errors; ``queue.timed_out`` when ``timeout`` passes;
+            ``actor.aborted`` when ``signal`` is set; ``queue.completion_waiter_dropped``
+            when the actor stops (or the queue is reset) before the message is completed.
+        """
+        if signal is not None and signal.is_set():
+            raise _aborted()
+        encoded = self._encode(name, body)
+        ident, waiter = await self._append(name, encoded, True)
+        assert waiter is not None
+        watcher = None if signal is None else asyncio.ensure_future(signal.wait())
+        try:
+            if watcher is None:
+                return await _wait_future(waiter, timeout)
+            done, _ = await asyncio.wait(
+                (waiter, watcher), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if waiter in done:
+                return waiter.result()
+            if watcher in done:
+                raise _aborted()
+            raise _timed_out(timeout)
+        except asyncio.TimeoutError:
+            raise _timed_out(timeout) from None
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            if self._waiters.get(ident) is waiter:
+                del self._waiters[ident]
+            if not waiter.done():
+                waiter.cancel()
+
+    async def _append(
+        self, name: str, encoded: bytes, wait: bool
+    ) -> tuple[int, asyncio.Future[Any] | None]:
+        if self._closed:
+            raise actor_error("stopping", "the actor is stopping")
+        limit = self.max_size
+        if self._size >= limit:
+            raise queue_error(
+                "full",
+                f"Queue is full. Limit is {limit} messages.",
+                metadata={"limit": limit, "size": self._size},
+            )
+        ident = self._next_id
+        if ident in self._waiters:
+            raise queue_error(
+                "completion_waiter_conflict",
+                f"Queue completion waiter is already registered for message {ident}.",
+                metadata={"message_id": ident},
+            )
+        self._next_id = ident + 1
+        entry = _Entry(name, encoded, _PENDING)
+        self._messages[ident] = entry
+        self._size += 1
+        waiter: asyncio.Future[Any] | None = None
+        if wait:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters[ident] = waiter  # before the message is persisted (lesson 15)
+
+        def written(error: BaseException | None) -> None:
+            if self._messages.get(ident) is not entry:
+                return  # reset meanwhile
+            if error is None:
+                entry.state = _READY
+                self._notify()
+                return
+            del self._messages[ident]
+            self._size -= 1
+            if waiter is not None and self._waiters.get(ident) is waiter:
+                del self._waiters[ident]
+
+        await self._write(((message_key(ident), encoded),), (), written)
+        return ident, waiter
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def _available(self, names: Collection[str] | None, count: int) -> list[int]:
+    def _check_previous(self) -> None:
+        if self._outstanding:
+            raise queue_error(
+                "previous_message_not_completed",
+                "Previous completable queue message is not completed. Call "
+                "`message.complete(...)` before receiving the next message.",
+                metadata={"message_ids": sorted(self._outstanding)},
+            )
+
+    def _pick(self, names: Collection[str] | None, count: int) -> list[int]:
         picked: list[int] = []
-        for ident, (name, _) in self._messages.items():
-            if ident in self._in_flight:
+        for ident, entry in self._messages.items():
+            if entry.state != _READY:
                 continue
-            if names is not None and name not in names:
+            if names is not None and entry.name not in names:
                 continue
             picked.append(ident)
             if len(picked) >= count:
@@ -209,43 +504,66 @@ class ActorQueue:
         return picked
 
     async def _take(self, idents: list[int], completable: bool) -> list[QueueMessage]:
+        messages = self._messages
         received = []
         for ident in idents:
-            name, encoded = self._messages[ident]
-            stored = QUEUE_MESSAGE.decode(encoded)
+            entry = messages[ident]
+            stored = QUEUE_MESSAGE.decode(entry.encoded)
             body = cbor_loads(stored.body) if stored.body else None
-            received.append(QueueMessage(self, ident, name, body, stored.created_at, completable))
+            received.append(
+                QueueMessage(self, ident, entry.name, body, stored.created_at, completable)
+            )
         if completable:
-            self._in_flight.update(idents)
+            for ident in idents:
+                messages[ident].state = _IN_FLIGHT
+            self._outstanding.update(idents)
         else:
-            await self._delete(idents)
+            await self._delete(idents, _READY)
         return received
 
-    async def _delete(self, idents: Iterable[int]) -> None:
-        gone = [i for i in idents if i in self._messages]
-        if not gone:
-            return
-        size = len(self._messages) - len(gone)
-        meta = QueueMetadata(self._next_id, size)
-        await self._owner.driver.kv_write(
-            self._owner.actor_id,
-            puts=[(keys.QUEUE_METADATA, QUEUE_METADATA.encode(meta))],
-            deletes=[message_key(i) for i in gone],
-        )
-        for ident in gone:
-            self._messages.pop(ident, None)
-            self._in_flight.discard(ident)
+    async def _delete(
+        self, idents: list[int], previous: int, then: Callable[[], None] | None = None
+    ) -> None:
+        """Delete messages durably, then run ``then``; on failure they go back to
+        ``previous`` (and the error is raised)."""
+        entries = [self._messages[i] for i in idents]
+        for entry in entries:
+            entry.state = _DELETING
+        self._size -= len(entries)
+
+        def deleted(error: BaseException | None) -> None:
+            messages = self._messages  # the current index (a reset replaces it)
+            if error is None:
+                for ident, entry in zip(idents, entries):
+                    if messages.get(ident) is entry:
+                        del messages[ident]
+                if then is not None:
+                    then()
+                return
+            restored = 0
+            for ident, entry in zip(idents, entries):
+                if messages.get(ident) is entry:
+                    entry.state = previous
+                    restored += 1
+            self._size += restored
+            if restored and previous == _READY:
+                self._notify()
+
+        await self._write((), [message_key(i) for i in idents], deleted)
 
     async def try_next_batch(
-        self, names: Collection[str] | None = None, *, count: int = 1, completable: bool = False
+        self,
+        names: Collection[str] | str | None = None,
+        *,
+        count: int = 1,
+        completable: bool = False,
     ) -> list[QueueMessage]:
-        """Up to ``count`` messages that are queued now (never waits)."""
-        names = _names(names)
-        async with self._lock:
-            return await self._take(self._available(names, count), completable)
+        """Up to ``count`` messages that are queued now (never waits; ``[]`` when none)."""
+        self._check_previous()
+        return await self._take(self._pick(_names(names), max(1, count)), completable)
 
     async def try_next(
-        self, names: Collection[str] | None = None, *, completable: bool = False
+        self, names: Collection[str] | str | None = None, *, completable: bool = False
     ) -> QueueMessage | None:
         """The next queued message, or None (never waits)."""
         batch = await self.try_next_batch(names, count=1, completable=completable)
@@ -253,61 +571,39 @@ class ActorQueue:
 
     async def next_batch(
         self,
-        names: Collection[str] | None = None,
+        names: Collection[str] | str | None = None,
         *,
         count: int = 1,
         timeout: float | None = None,
         completable: bool = False,
         signal: asyncio.Event | None = None,
     ) -> list[QueueMessage]:
-        """Wait for at least one message (up to ``count``); ``[]`` when ``timeout`` passes.
-
-        The actor's abort signal (and ``signal``) end the wait with ``actor.aborted``.
-        """
-        if count < 1:
-            raise queue_error("message_invalid", "count must be at least 1")
-        names = _names(names)
+        """Wait for at least one message (returning up to ``count``); ``[]`` when ``timeout``
+        seconds pass first. The actor's abort signal (and ``signal``) end the wait with
+        ``actor.aborted``."""
+        self._check_previous()
+        wanted = _names(names)
+        count = max(1, count)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        owner = self._owner
         while True:
-            async with self._lock:
-                picked = self._available(names, count)
-                if picked:
-                    return await self._take(picked, completable)
-                self._changed.clear()
-            if owner.abort_event.is_set() or (signal is not None and signal.is_set()):
-                raise actor_error("aborted", "the actor is stopping")
+            picked = self._pick(wanted, count)
+            if picked:
+                return await self._take(picked, completable)
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 return []
             await self._wait(remaining, signal)
 
-    async def _wait(self, timeout: float | None, signal: asyncio.Event | None) -> None:
-        owner = self._owner
-        waits = [
-            asyncio.ensure_future(self._changed.wait()),
-            asyncio.ensure_future(owner.abort_event.wait()),
-        ]
-        if signal is not None:
-            waits.append(asyncio.ensure_future(signal.wait()))
-        owner.queue_wait_changed(+1)
-        try:
-            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            owner.queue_wait_changed(-1)
-            for task in waits:
-                task.cancel()
-
     async def next(
         self,
-        names: Collection[str] | None = None,
+        names: Collection[str] | str | None = None,
         *,
         timeout: float | None = None,
         completable: bool = False,
         signal: asyncio.Event | None = None,
     ) -> QueueMessage | None:
-        """Wait for the next message; None when ``timeout`` passes."""
+        """Wait for the next message; None when ``timeout`` seconds pass first."""
         batch = await self.next_batch(
             names, count=1, timeout=timeout, completable=completable, signal=signal
         )
@@ -315,26 +611,55 @@ class ActorQueue:
 
     async def wait_for_names(
         self,
-        names: Collection[str],
+        names: Collection[str] | str,
         *,
         timeout: float | None = None,
         completable: bool = False,
+        signal: asyncio.Event | None = None,
     ) -> QueueMessage:
-        """The next message with one of ``names``; ``queue.timed_out`` when none comes."""
-        batch = await self.next_batch(names, count=1, timeout=timeout, completable=completable)
+        """The next message with one of ``names`` (the batch-receive path, seed lesson 17);
+        ``queue.timed_out`` when none comes within ``timeout`` seconds."""
+        batch = await self.next_batch(
+            names, count=1, timeout=timeout, completable=completable, signal=signal
+        )
         if not batch:
-            raise queue_error(
-                "timed_out", f"no message named {sorted(_names(names) or ())} arrived in time"
-            )
+            raise _timed_out(timeout)
         return batch[0]
 
+    async def wait_for_names_available(
+        self,
+        names: Collection[str] | str,
+        *,
+        timeout: float | None = None,
+        signal: asyncio.Event | None = None,
+    ) -> None:
+        """Wait until a message with one of ``names`` is queued, without receiving it;
+        ``queue.timed_out`` when none comes within ``timeout`` seconds."""
+        wanted = _names(names)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            for entry in self._messages.values():
+                if entry.state in (_READY, _IN_FLIGHT) and (wanted is None or entry.name in wanted):
+                    return
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                raise _timed_out(timeout)
+            await self._wait(remaining, signal)
+
     async def iter(
-        self, names: Collection[str] | None = None, *, completable: bool = False
+        self,
+        names: Collection[str] | str | None = None,
+        *,
+        completable: bool = False,
+        signal: asyncio.Event | None = None,
     ) -> AsyncIterator[QueueMessage]:
-        """``async for message in c.queue.iter(...)``: messages as they come, until abort."""
+        """``async for message in c.queue.iter(...)``: messages as they come, until the actor
+        (or ``signal``) aborts; then the loop just ends. With ``completable``, complete each
+        message before asking for the next one."""
         while True:
             try:
-                message = await self.next(names, completable=completable)
+                message = await self.next(names, completable=completable, signal=signal)
             except RivetError as exc:
                 if (exc.group, exc.code) == ("actor", "aborted"):
                     return
@@ -342,36 +667,127 @@ class ActorQueue:
             if message is not None:
                 yield message
 
-    async def _complete(self, message: QueueMessage, response: Any) -> None:
-        async with self._lock:
-            if message.id not in self._in_flight:
-                raise queue_error(
-                    "already_completed", f"message {message.id} was already completed"
+    async def _wait(self, timeout: float | None, signal: asyncio.Event | None) -> None:
+        """Wait until messages may be available, ``timeout`` passes, or an abort."""
+        owner = self._owner
+        if owner.abort_event.is_set() or (signal is not None and signal.is_set()):
+            raise _aborted()
+        loop = asyncio.get_running_loop()
+        if self._abort_watch is None:
+            self._abort_watch = loop.create_task(self._watch_abort())
+        changed = self._changed
+        if changed is None:
+            changed = self._changed = loop.create_future()
+        watcher = None if signal is None else asyncio.ensure_future(signal.wait())
+        owner.queue_wait_changed(+1)
+        try:
+            if watcher is None:
+                try:
+                    await _wait_future(changed, timeout)
+                except asyncio.TimeoutError:
+                    return
+            else:
+                await asyncio.wait(
+                    (changed, watcher), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
-            await self._delete([message.id])
-        message.completed = True
-        waiter = self._waiters.pop(message.id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(response)
+        finally:
+            owner.queue_wait_changed(-1)
+            if watcher is not None:
+                watcher.cancel()
+        if owner.abort_event.is_set() or (signal is not None and signal.is_set()):
+            raise _aborted()
+
+    async def _watch_abort(self) -> None:
+        await self._owner.abort_event.wait()
+        self._notify()
+
+    # -- completing --------------------------------------------------------------------------
+
+    async def _complete(self, message: QueueMessage, response: Any) -> None:
+        ident = message.id
+        entry = self._messages.get(ident)
+        if entry is None or entry.state != _IN_FLIGHT or ident not in self._outstanding:
+            raise queue_error("already_completed", "Queue message was already completed.")
+        waiter = self._waiters.get(ident)
+        if waiter is not None and response is not None:
+            try:
+                cbor_dumps(response)  # it goes back to a client
+            except Exception as exc:
+                raise queue_error(
+                    "invalid_completion_payload",
+                    f"the completion response of queue '{message.name}' cannot be encoded as "
+                    f"CBOR: {exc}",
+                    metadata={"name": message.name},
+                ) from exc
+
+        def completed() -> None:  # once durable, even if this caller is gone by then
+            self._outstanding.discard(ident)
+            waiter = self._waiters.pop(ident, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(response)
+
+        await self._delete([ident], _IN_FLIGHT, completed)
+
+    # -- maintenance -------------------------------------------------------------------------
 
     async def reset(self) -> None:
-        """Delete every queued message (waiting senders get no response)."""
-        async with self._lock:
-            await self._owner.driver.kv_delete_range(
-                self._owner.actor_id,
-                keys.QUEUE_MESSAGE_PREFIX,
-                keys.QUEUE_MESSAGE_PREFIX[:-1] + b"\x03",
-            )
-            meta = QueueMetadata(self._next_id, 0)
-            await self._owner.driver.kv_write(
-                self._owner.actor_id, puts=[(keys.QUEUE_METADATA, QUEUE_METADATA.encode(meta))]
-            )
-            self._messages.clear()
-            self._in_flight.clear()
+        """Delete every queued message, in flight or not, in one atomic write. Senders still
+        waiting for one of them get ``queue.completion_waiter_dropped``."""
+        idents = list(self._messages)
+        self._messages = {}
+        self._size = 0
+        self._outstanding.clear()
+        gone = [message_key(i) for i in idents]
+        if self._batch_puts:  # sends of this turn not written yet: never write them
+            dropped = set(gone)
+            self._batch_puts = [(k, v) for k, v in self._batch_puts if k not in dropped]
+        self._drop_waiters(idents)
+        await self._write((), gone, _ignore)
+
+    def _drop_waiters(self, idents: Iterable[int] | None = None) -> None:
+        chosen = (
+            list(self._waiters) if idents is None else [i for i in idents if i in self._waiters]
+        )
+        for ident in chosen:
+            waiter = self._waiters.pop(ident)
+            if not waiter.done():
+                waiter.set_exception(_waiter_dropped(ident))
+                waiter.exception()  # retrieved: no "never retrieved" warning if nobody waits
 
     def release_in_flight(self) -> None:
-        """Forget in-flight receives (the actor stops; they are delivered again next time)."""
-        self._in_flight.clear()
+        """The actor stopped: forget in-flight receives (they are delivered again in the next
+        generation) and fail the senders still waiting here (``completion_waiter_dropped``)."""
+        self._closed = True
+        for ident in self._outstanding:
+            entry = self._messages.get(ident)
+            if entry is not None and entry.state == _IN_FLIGHT:
+                entry.state = _READY
+        self._outstanding.clear()
+        self._drop_waiters()
+        if self._abort_watch is not None:
+            self._abort_watch.cancel()
+            self._abort_watch = None
+        self._notify()
+
+
+if sys.version_info >= (3, 11):
+
+    async def _wait_future(future: asyncio.Future[Any], timeout: float | None) -> Any:
+        """Await ``future`` without cancelling it (it may be shared), up to ``timeout``;
+        ``asyncio.TimeoutError`` then. No task is created."""
+        if timeout is None:
+            return await asyncio.shield(future)
+        async with asyncio.timeout(timeout):
+            return await asyncio.shield(future)
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _wait_future(future: asyncio.Future[Any], timeout: float | None) -> Any:
+        return await asyncio.wait_for(asyncio.shield(future), timeout)
+
+
+def _ignore(error: BaseException | None) -> None:
+    pass
 
 
 def _identity(value: bytes) -> bytes:
@@ -379,8 +795,10 @@ def _identity(value: bytes) -> bytes:
 
 
 def _names(names: Collection[str] | str | None) -> Collection[str] | None:
+    """A name filter; None (and an empty collection, as in RivetKit) means every name."""
     if names is None:
         return None
     if isinstance(names, str):
         return frozenset((names,))
-    return frozenset(names)
+    wanted = frozenset(names)
+    return wanted or None

@@ -17,6 +17,7 @@ action is logged and does not stop the others.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import datetime as _dt
 import logging
@@ -42,6 +43,9 @@ RESULT_RUNNING = "running"
 RESULT_OK = "ok"
 RESULT_ERROR = "error"
 RESULT_SKIPPED = "skipped"
+
+#: ``_pushed_alarm`` when the driver's alarm is not known (after it fired, or a failed push).
+_UNKNOWN = -1
 
 logger = logging.getLogger("rivetkit.schedule")
 
@@ -120,7 +124,6 @@ class _Recurring:
         "max_history",
         "name",
         "next_at",
-        "running",
         "seq",
         "timezone",
     )
@@ -136,7 +139,6 @@ class _Recurring:
         self.next_at: float = data["next_at"]
         self.last_started_at: float | None = data.get("last_started_at")
         self.seq: int = data.get("seq", 0)
-        self.running = False
 
     def to_bytes(self) -> bytes:
         return cbor_dumps_raw(
@@ -169,6 +171,32 @@ class _Recurring:
             timezone=self.timezone,
             interval=self.interval,
         )
+
+
+class _Run:
+    """One fire of a recurring schedule: its history row (``seq``) and whether it ran."""
+
+    __slots__ = ("recurring", "row", "seq", "skipped")
+
+    def __init__(self, recurring: _Recurring, seq: int, row: dict[str, Any], skipped: bool) -> None:
+        self.recurring = recurring
+        self.seq = seq
+        self.row = row
+        self.skipped = skipped
+
+    def history_key(self) -> bytes:
+        return _history_prefix(self.recurring.name) + self.seq.to_bytes(8, "big")
+
+
+def _history_prefix(name: str) -> bytes:
+    return HISTORY_PREFIX + name.encode() + b"\x00"
+
+
+def _trigger_ms(seconds: float) -> int:
+    """A recurring schedule's trigger in whole epoch milliseconds (rounded up; inf: never)."""
+    if math.isinf(seconds):
+        return 2**63 - 1
+    return math.ceil(seconds * 1000 - 1e-6)
 
 
 def _check_name(name: Any) -> str:
@@ -227,11 +255,21 @@ def next_every(trigger: float, interval: float, now: float) -> float:
 class ActorSchedule:
     """``c.schedule``: run actions later, once or on a cadence."""
 
+    __slots__ = ("_clock", "_closed", "_owner", "_pushed_alarm", "_recurring", "_running")
+
     def __init__(self, owner: ScheduleOwner, clock: Callable[[], float]) -> None:
         self._owner = owner
         self._clock = clock
         self._recurring: dict[str, _Recurring] = {}
+        #: Names of the recurring schedules whose action is running now (made on first use).
+        self._running: set[str] | None = None
         self._pushed_alarm: int | None = None
+        self._closed = False
+
+    def close(self) -> None:
+        """The actor stopped: runs still going (cut by the grace deadline) record nothing
+        more, and :meth:`run_due` claims nothing."""
+        self._closed = True
 
     async def load(self, last_pushed_alarm: int | None) -> None:
         """Read the recurring schedules (called when the actor starts)."""
@@ -283,9 +321,8 @@ class ActorSchedule:
             action=action,
             args=cbor_dumps(list(args)),
         )
-        events = sorted(
-            [*self._owner.scheduled_events(), event], key=lambda e: (e.timestamp, e.event_id)
-        )
+        # Stable: events due at the same millisecond keep the order they were made in.
+        events = sorted([*self._owner.scheduled_events(), event], key=lambda e: e.timestamp)
         await self._owner.replace_scheduled_events(events)
         await self.sync_alarm()
         return event.event_id
@@ -412,7 +449,6 @@ class ActorSchedule:
                 "seq": previous.seq if previous else 0,
             }
         )
-        recurring.running = previous.running if previous else False
         self._recurring[name] = recurring
         await self._owner.kv_write(puts=[(recurring.key(), recurring.to_bytes())])
         if max_history == 0:
@@ -431,15 +467,21 @@ class ActorSchedule:
         return True
 
     async def _clear_history(self, name: str) -> None:
-        rows = await self._owner.kv_list_prefix(HISTORY_PREFIX + name.encode() + b"\x00")
+        rows = await self._owner.kv_list_prefix(_history_prefix(name))
         if rows:
             await self._owner.kv_write(deletes=[key for key, _ in rows])
 
     async def history(self, name: str, *, limit: int = 20) -> builtins.list[HistoryEntry]:
-        """The latest runs of a recurring schedule, newest first."""
-        rows = await self._owner.kv_list_prefix(HISTORY_PREFIX + name.encode() + b"\x00")
+        """The latest runs of a recurring schedule (at most its ``max_history``), newest
+        first."""
+        recurring = self._recurring.get(name)
+        if recurring is not None:
+            limit = min(limit, recurring.max_history)
+        if limit <= 0:
+            return []
+        rows = await self._owner.kv_list_prefix(_history_prefix(name))
         entries = []
-        for _, value in reversed(rows[-limit:] if limit else []):
+        for _, value in reversed(rows[-limit:]):
             data = cbor_loads_raw(value)
             entries.append(
                 HistoryEntry(
@@ -453,109 +495,187 @@ class ActorSchedule:
             )
         return entries
 
-    async def _record(self, recurring: _Recurring, seq: int, data: dict[str, Any]) -> None:
-        if recurring.max_history == 0:
+    async def _prune_history(self, recurring: _Recurring) -> None:
+        """Every 10 runs, delete the rows beyond ``max_history`` (oldest first)."""
+        if recurring.seq % 10 or self._closed:
             return
-        key = HISTORY_PREFIX + recurring.name.encode() + b"\x00" + seq.to_bytes(8, "big")
-        await self._owner.kv_write(puts=[(key, cbor_dumps_raw(data))])
-        if seq % 10 == 0:
-            rows = await self._owner.kv_list_prefix(
-                HISTORY_PREFIX + recurring.name.encode() + b"\x00"
-            )
-            extra = len(rows) - recurring.max_history
-            if extra > 0:
-                await self._owner.kv_write(deletes=[k for k, _ in rows[:extra]])
+        rows = await self._owner.kv_list_prefix(_history_prefix(recurring.name))
+        extra = len(rows) - recurring.max_history
+        if extra > 0:
+            await self._owner.kv_write(deletes=[k for k, _ in rows[:extra]])
 
     # -- alarms and due events ---------------------------------------------------------------
 
+    def next_trigger_ms(self) -> int | None:
+        """The earliest time any schedule is due, epoch milliseconds (the alarm to push).
+
+        Due-ness is decided on the same integer milliseconds (:meth:`run_due`), so an alarm
+        that fired at ``when_ms`` always finds the schedule it was pushed for due.
+        """
+        events = self._owner.scheduled_events()
+        times = [events[0].timestamp] if events else []
+        times += [_trigger_ms(r.next_at) for r in self._recurring.values() if r.next_at != math.inf]
+        return min(times, default=None)
+
     def next_trigger(self) -> float | None:
         """The earliest time any schedule is due, epoch seconds."""
-        times = [e.timestamp / 1000 for e in self._owner.scheduled_events()[:1]]
-        times += [r.next_at for r in self._recurring.values()]
-        return min(times, default=None)
+        when_ms = self.next_trigger_ms()
+        return None if when_ms is None else when_ms / 1000
+
+    def alarm_fired(self) -> None:
+        """The driver fired (and dropped) the pushed alarm: the next sync pushes again."""
+        self._pushed_alarm = _UNKNOWN
 
     async def sync_alarm(self) -> None:
         """Push the earliest trigger to the driver when it changed."""
-        trigger = self.next_trigger()
-        when_ms = None if trigger is None else math.ceil(trigger * 1000)
+        when_ms = self.next_trigger_ms()
         if when_ms != self._pushed_alarm:
-            await self._owner.push_alarm(when_ms)
             self._pushed_alarm = when_ms
+            try:
+                await self._owner.push_alarm(when_ms)
+            except BaseException:
+                self._pushed_alarm = _UNKNOWN  # unknown: the next sync pushes again
+                raise
 
     async def run_due(self) -> int:
-        """Claim and run every due schedule; returns how many actions were started."""
+        """Claim every due schedule, push the next alarm, then run the claimed actions.
+
+        Claiming happens before the first ``await`` (so two concurrent calls never claim
+        the same event) and is persisted before anything runs: each one-shot event runs at
+        most once, with no retry. Recurring schedules advance to their next slot (missed
+        ``every`` slots are skipped, not replayed); a fire while the previous run of the
+        same schedule is still going is recorded as ``skipped``. The actions then start in
+        trigger order and run concurrently, like clients' actions; a failing one is logged
+        (and recorded in the history) and does not stop the others. Returns how many
+        schedules were due; returns once their actions have finished.
+        """
+        if self._closed:
+            return 0
         now = self._clock()
         now_ms = int(now * 1000)
-        events = self._owner.scheduled_events()
+        owner = self._owner
+        events = owner.scheduled_events()
         due = [e for e in events if e.timestamp <= now_ms]
-        started = 0
         if due:
-            await self._owner.replace_scheduled_events([e for e in events if e.timestamp > now_ms])
-            for event in due:
-                args = cbor_loads(event.args) if event.args else []
-                started += 1
-                await self._run_one_shot(event.action, list(args))
-        for recurring in list(self._recurring.values()):
-            if recurring.next_at <= now:
-                started += 1
-                await self._fire_recurring(recurring, now)
-        await self.sync_alarm()
-        return started
-
-    async def _run_one_shot(self, action: str, args: builtins.list[Any]) -> None:
+            claim: Awaitable[None] | None = owner.replace_scheduled_events(
+                [e for e in events if e.timestamp > now_ms]
+            )
+        else:
+            claim = None
         try:
-            await self._owner.dispatch_scheduled(action, args)
-        except Exception:
-            logger.exception("scheduled action %s failed", action)
+            fires = [
+                self._advance(r, now)
+                for r in sorted(self._recurring.values(), key=lambda r: r.next_at)
+                if _trigger_ms(r.next_at) <= now_ms
+            ]
+        except BaseException:
+            if claim is not None:
+                await claim
+            raise
+        if claim is not None:
+            await claim  # sets the owner's list before its first await: claimed
+        if fires:
+            puts: list[tuple[bytes, bytes]] = []
+            for run in fires:
+                puts.append((run.recurring.key(), run.recurring.to_bytes()))
+                if run.recurring.max_history:
+                    puts.append((run.history_key(), cbor_dumps_raw(run.row)))
+            await owner.kv_write(puts=puts)
+        await self.sync_alarm()  # before the actions run: an overlapping fire can happen
+        if not due and not fires:
+            return 0
+        runs: list[Awaitable[Any]] = [
+            self._run_one_shot(event.action, cbor_loads(event.args) if event.args else [])
+            for event in due
+        ]
+        runs += [self._run_recurring(run) for run in fires if not run.skipped]
+        if runs:
+            await asyncio.gather(*(asyncio.ensure_future(run) for run in runs))
+        for run in fires:
+            if run.skipped:
+                await self._prune_history(run.recurring)
+        return len(due) + len(fires)
 
-    async def _fire_recurring(self, recurring: _Recurring, now: float) -> None:
+    def _advance(self, recurring: _Recurring, now: float) -> _Run:
+        """Move ``recurring`` to its next slot and note this fire (synchronous: a claim)."""
         scheduled_at = recurring.next_at
         if recurring.expression is not None:
-            recurring.next_at = next_cron(recurring.expression, recurring.timezone or "UTC", now)
+            try:
+                recurring.next_at = next_cron(
+                    recurring.expression, recurring.timezone or "UTC", now
+                )
+            except RivetError:
+                logger.exception("cron schedule %s cannot advance; paused", recurring.name)
+                recurring.next_at = math.inf
         else:
             assert recurring.interval is not None
             recurring.next_at = next_every(scheduled_at, recurring.interval, now)
         recurring.seq += 1
-        seq = recurring.seq
-        if recurring.running:
-            await self._owner.kv_write(puts=[(recurring.key(), recurring.to_bytes())])
-            await self._record(
-                recurring,
-                seq,
-                {"scheduled_at": scheduled_at, "fired_at": now, "finished_at": now,
-                 "result": RESULT_SKIPPED, "error": None},
-            )  # fmt: skip
-            return
-        recurring.running = True
-        recurring.last_started_at = now
-        await self._owner.kv_write(puts=[(recurring.key(), recurring.to_bytes())])
-        row: dict[str, Any] = {"scheduled_at": scheduled_at, "fired_at": now, "finished_at": None,
-               "result": RESULT_RUNNING, "error": None}  # fmt: skip
-        await self._record(recurring, seq, row)
+        running = self._running
+        if running is None:
+            running = self._running = set()
+        skipped = recurring.name in running
+        if not skipped:
+            running.add(recurring.name)
+            recurring.last_started_at = now
+        row: dict[str, Any] = {
+            "scheduled_at": scheduled_at,
+            "fired_at": now,
+            "finished_at": now if skipped else None,
+            "result": RESULT_SKIPPED if skipped else RESULT_RUNNING,
+            "error": None,
+        }
+        return _Run(recurring, recurring.seq, row, skipped)
+
+    async def _run_one_shot(self, action: str, args: builtins.list[Any]) -> None:
+        try:
+            await self._owner.dispatch_scheduled(action, list(args))
+        except Exception:
+            logger.exception("scheduled action %s failed", action)
+
+    async def _run_recurring(self, run: _Run) -> None:
+        recurring = run.recurring
+        name = recurring.name
+        row = run.row
         args = list(cbor_loads(recurring.args)) if recurring.args else []
         try:
             await self._owner.dispatch_scheduled(recurring.action, args)
         except Exception as exc:
-            logger.exception("recurring schedule %s failed", recurring.name)
             row["result"] = RESULT_ERROR
             if isinstance(exc, RivetError):
                 row["error"] = {"group": exc.group, "code": exc.code, "message": exc.message}
             else:
                 row["error"] = {"group": "core", "code": "internal_error", "message": str(exc)}
+            if isinstance(exc, RivetError) and exc.code == "action_not_found":
+                # As RivetKit documents: a recurring job whose action is gone is deleted.
+                logger.warning(
+                    "recurring schedule %s: action %s does not exist; deleted",
+                    name,
+                    recurring.action,
+                )
+                self._end_run(name)
+                if self._recurring.get(name) is recurring and not self._closed:
+                    await self.delete(name)
+                return
+            logger.exception("recurring schedule %s failed", name)
         else:
             row["result"] = RESULT_OK
         finally:
-            recurring.running = False
+            self._end_run(name)
         row["finished_at"] = self._clock()
-        if recurring.name in self._recurring:
-            await self._record(recurring, seq, row)
+        current = self._recurring.get(name)
+        if current is not None and current.max_history and not self._closed:
+            await self._owner.kv_write(puts=[(run.history_key(), cbor_dumps_raw(row))])
+            await self._prune_history(current)
+
+    def _end_run(self, name: str) -> None:
+        if self._running is not None:
+            self._running.discard(name)
 
     async def interrupted_runs(self) -> None:
         """Mark history rows left ``running`` by a crash as ``error``/``schedule.interrupted``."""
         for recurring in self._recurring.values():
-            rows = await self._owner.kv_list_prefix(
-                HISTORY_PREFIX + recurring.name.encode() + b"\x00"
-            )
+            rows = await self._owner.kv_list_prefix(_history_prefix(recurring.name))
             for key, value in rows[-5:]:
                 data = cbor_loads_raw(value)
                 if data.get("result") == RESULT_RUNNING:

@@ -39,12 +39,14 @@ import rivetkit
 from rivetkit._version import __version__
 from rivetkit.dispatch.http import Headers, Request, Response, incoming_too_long
 from rivetkit.dispatch.router import Dispatcher, error_response, parse_subprotocols
+from rivetkit.dispatch.websocket import WebSocket
 from rivetkit.drivers.base import ActorRecord, Driver
 from rivetkit.drivers.keys import deserialize_key, serialize_key
 from rivetkit.errors import RivetError, to_public
 from rivetkit.runtime.host import Runtime
 from rivetkit.server import gateway
 from rivetkit.server.gateway import invalid_request
+from rivetkit.server.protocols import DIRECT_WEBSOCKET, HTTP_CYCLE, respond
 
 __all__ = ["RivetApp", "actor_json"]
 
@@ -268,7 +270,8 @@ class RivetApp:
         self.registry = registry
         self.driver = driver
         self.runtime = Runtime(registry, driver)
-        self.dispatcher = Dispatcher(self.runtime)
+        # This server holds the clients' /connect sockets: they hibernate with their actor.
+        self.dispatcher = Dispatcher(self.runtime, hibernatable_connections=True)
         self._started = False
         self._stopped = False
         self._start_lock = asyncio.Lock()
@@ -334,7 +337,7 @@ class RivetApp:
             if not self._started:
                 await self._lazy_start()
             response = await self._http(scope, receive)
-            await _send_response(send, response)
+            await _send_response(scope, send, response)
         elif kind == "websocket":
             if not self._started:
                 await self._lazy_start()
@@ -374,13 +377,17 @@ class RivetApp:
         method: str = scope["method"]
         try:
             if path.startswith("/gateway/"):
-                actor_id, rest, query = await self._gateway(path, scope["query_string"])
-                request = Request(
+                raw_query = scope["query_string"]
+                route = self._cached_route(path, raw_query)
+                if route is None:
+                    route = await self._gateway(path, raw_query)
+                actor_id, rest, query = route
+                request = Request._raw(
                     method,
                     rest,
-                    query_string=query,
-                    headers=Headers.from_raw(scope["headers"]),
-                    body=_Chunks(receive, MAX_BODY_SIZE),
+                    query,
+                    Headers.from_raw(scope["headers"]),
+                    _Chunks(receive, MAX_BODY_SIZE),
                 )
                 return await self.dispatcher.handle_http(actor_id, request)
             if path == "/actors" or path.startswith("/actors/"):
@@ -423,6 +430,15 @@ class RivetApp:
             return error_response(exc)
 
     # -- gateway ---------------------------------------------------------------------------
+
+    def _cached_route(self, path: str, query: bytes) -> tuple[str, str, str] | None:
+        """What :meth:`_gateway` answers for a cached route whose actor is running (the
+        common case, without a coroutine); None otherwise."""
+        segment, rest = _split_gateway(path)
+        cached = self._routes.get((segment, query))
+        if cached is not None and cached[0] in self.runtime.instances:
+            return cached[0], rest, cached[1]
+        return None
 
     async def _gateway(self, path: str, query: bytes) -> tuple[str, str, str]:
         """``(actor_id, path for the actor, query for the actor)`` of a gateway URL."""
@@ -566,7 +582,12 @@ class RivetApp:
     # -- WebSocket -------------------------------------------------------------------------
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        socket = _AsgiWebSocket(receive, send)
+        socket: WebSocket
+        direct = scope.get("extensions", {}).get(DIRECT_WEBSOCKET)
+        if direct is not None and direct.owns(receive, send):
+            socket = direct  # our uvicorn protocol's own socket: no ASGI dict per frame
+        else:
+            socket = _AsgiWebSocket(receive, send)
         path = _relative_raw_path(scope)
         headers = Headers.from_raw(scope["headers"])
         query = scope["query_string"]
@@ -597,13 +618,23 @@ async def _read_all(receive: Receive, limit: int) -> bytes:
 _FRAMING: Final = (b"content-length", b"transfer-encoding")
 
 
-async def _send_response(send: Send, response: Response) -> None:
+async def _send_response(scope: Scope, send: Send, response: Response) -> None:
     body = response.body
     headers = response.headers.raw
     for name, _ in headers:
         if name in _FRAMING:  # the transport frames the body itself
             headers = [(n, v) for n, v in headers if n not in _FRAMING]
             break
+    extensions = scope.get("extensions")
+    if extensions is not None:
+        cycle = extensions.get(HTTP_CYCLE)
+        # Our uvicorn protocol's cycle, when nothing sits between it and us: one write.
+        if (
+            cycle is not None
+            and getattr(send, "__self__", None) is cycle
+            and respond(cycle, response.status, headers, body)
+        ):
+            return
     headers = [*headers, (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -19,42 +19,30 @@ from typing import Any
 import uvicorn
 
 from rivetkit.server.app import RivetApp
+from rivetkit.server.protocols import http_protocol, ws_protocol
 
 __all__ = ["Server", "bind_socket", "uvicorn_config"]
 
 
-def _has(module: str) -> bool:
-    try:
-        __import__(module)
-    except ImportError:
-        return False
-    return True
-
-
-def _ws_implementation() -> str:
-    from uvicorn.config import WS_PROTOCOLS
-
-    return "websockets-sansio" if "websockets-sansio" in WS_PROTOCOLS else "websockets"
-
-
 def uvicorn_config(app: RivetApp, *, graceful_timeout: int = 10, **options: Any) -> Any:
-    """A uvicorn ``Config`` for ``app``: httptools when installed; no access log, no proxy
-    headers, no ``server`` header, no permessage-deflate; lifespan off; logging left to the
-    caller."""
-    return uvicorn.Config(
-        app,
-        lifespan="off",
-        http="httptools" if _has("httptools") else "h11",
-        loop="none",
-        ws=_ws_implementation(),
-        ws_per_message_deflate=False,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-        log_config=None,
-        timeout_graceful_shutdown=graceful_timeout,
-        **options,
-    )
+    """A uvicorn ``Config`` for ``app``: our protocol classes (see
+    :mod:`rivetkit.server.protocols`; uvicorn's own when they do not fit the installed
+    versions); no access log, no proxy headers, no ``server`` header, no permessage-deflate;
+    lifespan off; logging left to the caller. ``options`` override any of these."""
+    settings: dict[str, Any] = {
+        "lifespan": "off",
+        "http": http_protocol(),
+        "loop": "none",
+        "ws": ws_protocol(),
+        "ws_per_message_deflate": False,
+        "access_log": False,
+        "proxy_headers": False,
+        "server_header": False,
+        "log_config": None,
+        "timeout_graceful_shutdown": graceful_timeout,
+    }
+    settings.update(options)
+    return uvicorn.Config(app, **settings)
 
 
 class Server(uvicorn.Server):

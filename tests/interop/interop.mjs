@@ -2,7 +2,7 @@
 //
 //   node interop.mjs http://127.0.0.1:PORT [bare|json|cbor ...]
 //
-// Expects the example apps (examples/app.py): `counter` and `chat`. Every step has a timeout,
+// Expects the example apps (examples/app.py): `counter`, `chat` and `worker`. Every step has a timeout,
 // because protocol mistakes show up as hangs in this client, not as errors. Prints one line per
 // step and ends with "N passed, M failed"; exits 1 on any failure.
 import assert from "node:assert/strict";
@@ -136,6 +136,81 @@ for (const encoding of encodings) {
 		} finally {
 			await conn.dispose();
 		}
+	});
+
+	await step(`${encoding}: chat events reach only subscribers`, async () => {
+		const room = client.chat.getOrCreate([`events-${run}-${encoding}`]);
+		const listener = room.connect({ user: "lia" });
+		const quiet = room.connect({ user: "quinn" });
+		const poster = room.connect({ user: "pat" });
+		try {
+			const heard = [];
+			listener.on("message", (user, text) => heard.push([user, text]));
+			const quietHeard = [];
+			// quinn listens to another event only: it must not get "message".
+			quiet.on("other", (...args) => quietHeard.push(args));
+			await listener.history(); // subscribed and open
+			await quiet.history();
+			assert.equal(await poster.post("one"), 1);
+			assert.equal(await poster.post("two"), 2);
+			await withTimeout(
+				(async () => {
+					while (heard.length < 2) await new Promise((r) => setTimeout(r, 10));
+				})(),
+				5000,
+				"two events",
+			);
+			assert.deepEqual(heard, [
+				["pat", "one"],
+				["pat", "two"],
+			]);
+			assert.deepEqual(quietHeard, []);
+		} finally {
+			await listener.dispose();
+			await quiet.dispose();
+			await poster.dispose();
+		}
+	});
+
+	await step(`${encoding}: refused connection rejects its actions`, async () => {
+		const room = client.chat.getOrCreate([`refused-${run}-${encoding}`]);
+		const conn = room.connect({});
+		try {
+			await expectError(conn.history(), "user", "missing_user");
+		} finally {
+			await conn.dispose();
+		}
+	});
+
+	await step(`${encoding}: queue sends to the worker`, async () => {
+		const worker = client.worker.getOrCreate([`worker-${run}-${encoding}`]);
+		const before = await worker.processed();
+		assert.equal(await worker.send("jobs", { x: 1 }), undefined);
+		const result = await worker.send("jobs", { x: 21 }, { wait: true, timeout: 10000 });
+		assert.deepEqual(result, { status: "completed", response: { doubled: 42 } });
+		// FIFO: the first job was processed before the second completed.
+		assert.equal(await worker.processed(), before + 2);
+		const both = await Promise.all([
+			worker.send("jobs", { x: 2 }, { wait: true, timeout: 10000 }),
+			worker.send("jobs", { x: 3 }, { wait: true, timeout: 10000 }),
+		]);
+		assert.deepEqual(
+			both.map((r) => r.response.doubled),
+			[4, 6],
+		);
+		// Nobody consumes "other": the wait times out, the message stays queued.
+		const timedOut = await worker.send("other", { x: 0 }, { wait: true, timeout: 50 });
+		assert.equal(timedOut.status, "timedOut");
+	});
+
+	await step(`${encoding}: queue send through a connection's params`, async () => {
+		// A queue send opens an ephemeral connection: chat refuses it without a user.
+		const room = client.chat.getOrCreate([`queue-${run}-${encoding}`]);
+		await expectError(room.send("anything", { a: 1 }), "user", "missing_user");
+		const withUser = client.chat.getOrCreate([`queue-${run}-${encoding}`], {
+			params: { user: "qa" },
+		});
+		assert.equal(await withUser.send("anything", { a: 1 }), undefined);
 	});
 
 	await client.dispose();

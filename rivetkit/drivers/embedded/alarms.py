@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import Callable, Iterable
+from typing import Any
 
 __all__ = ["MAX_DELAY", "AlarmTimers"]
 
@@ -23,7 +24,7 @@ MAX_DELAY = 60.0
 class AlarmTimers:
     """Alarm times by actor, firing ``on_due(actor_id, when_ms)`` when each is reached."""
 
-    def __init__(self, clock: Callable[[], float], on_due: Callable[[str, int], None]) -> None:
+    def __init__(self, clock: Callable[[], float], on_due: Callable[[str, int], Any]) -> None:
         self._clock = clock
         self._on_due = on_due
         self._heap: list[tuple[int, str, int]] = []
@@ -77,9 +78,9 @@ class AlarmTimers:
         if self._armed_when is None or when_ms < self._armed_when:
             self._arm()
 
-    def poll(self) -> None:
+    def poll(self) -> list[Any]:
         """Fire every alarm due by the clock now, then re-arm (tests call this after moving
-        a fake clock)."""
+        a fake clock). Returns what ``on_due`` returned for each, in firing order."""
         now_ms = self._clock() * 1000.0
         heap = self._heap
         live = self._live
@@ -91,8 +92,7 @@ class AlarmTimers:
                 del live[actor_id]
                 due.append((actor_id, when_ms))
         self._arm()
-        for actor_id, when_ms in due:
-            self._on_due(actor_id, when_ms)
+        return [self._on_due(actor_id, when_ms) for actor_id, when_ms in due]
 
     # -- internals -------------------------------------------------------------------------
 

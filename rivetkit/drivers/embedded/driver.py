@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rivetkit.drivers.base import ActorHost, ActorRecord
 from rivetkit.drivers.keys import serialize_key
@@ -236,15 +236,34 @@ class EmbeddedDriver:
         self.alarms.set(actor_id, when_ms)
         await written
 
-    def poll_alarms(self) -> None:
+    def poll_alarms(self) -> asyncio.Future[None]:
         """Fire the alarms due by the clock now and re-arm the timer (after a clock jump, or
-        after moving a fake clock in tests)."""
-        self.alarms.poll()
+        after moving a fake clock in tests).
 
-    def _alarm_due(self, actor_id: str, when_ms: int) -> None:
+        The alarms are handled in the background; the returned future (await it or not)
+        resolves once every alarm fired by this call has been handled: its actor woken and
+        the due schedules run."""
+        tasks = [task for task in self.alarms.poll() if task is not None]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        remaining = len(tasks)
+        if not remaining:
+            done.set_result(None)
+            return done
+
+        def finished(_task: asyncio.Future[Any]) -> None:
+            nonlocal remaining
+            remaining -= 1
+            if remaining == 0 and not done.done():
+                done.set_result(None)
+
+        for task in tasks:
+            task.add_done_callback(finished)
+        return done
+
+    def _alarm_due(self, actor_id: str, when_ms: int) -> asyncio.Task[Any] | None:
         if self._stopped:
-            return
-        self.placement.spawn(self._fire_alarm(actor_id, when_ms))
+            return None
+        return self.placement.spawn(self._fire_alarm(actor_id, when_ms))
 
     async def _fire_alarm(self, actor_id: str, when_ms: int) -> None:
         # The stored alarm is cleared only after fire_alarm returns: a crash before then

@@ -58,7 +58,8 @@ class _Slot:
         # Unknown (-1) until the new generation is committed.
         self.generation = -1
         self.record: ActorRecord | None = None
-        self.start_future = start_future
+        # The shared start; dropped once the actor runs (one future less per awake actor).
+        self.start_future: asyncio.Future[ActorRecord] | None = start_future
         self.stop_future: asyncio.Future[None] | None = None
         self.stop_reason: StopReason | None = None
         # A stop requested while starting, applied once started.
@@ -122,6 +123,7 @@ class Placement:
                 return slot.record
             if slot.state == "starting":
                 # shield: a cancelled caller must not cancel the start shared with others.
+                assert slot.start_future is not None
                 return await asyncio.shield(slot.start_future)
             assert slot.stop_future is not None
             await asyncio.shield(slot.stop_future)
@@ -138,6 +140,7 @@ class Placement:
 
     async def _start(self, slot: _Slot, host: ActorHost) -> None:
         future = slot.start_future
+        assert future is not None
         try:
             record = await self._store.write(tables.begin_generation, slot.actor_id)
             slot.generation = record.generation
@@ -160,6 +163,7 @@ class Placement:
             future.exception()  # retrieved: it is logged here, whoever still waits
             return
         slot.state = "running"
+        slot.start_future = None  # the waiters hold it; the slot no longer needs it
         future.set_result(record)
         if slot.pending_stop is not None:
             self._begin_stop(slot, slot.pending_stop)
@@ -270,6 +274,7 @@ class Placement:
                 return
             if slot.state == "starting":
                 # wait() neither raises the start's error nor cancels the shared start.
+                assert slot.start_future is not None
                 await asyncio.wait([slot.start_future])
                 continue
             if slot.state == "running":
