@@ -28,6 +28,7 @@ from typing import Any, Final, NamedTuple, TypeVar, overload
 
 import cbor2
 
+from rivetkit.db import Database
 from rivetkit.errors import UserError
 from rivetkit.options import ActorOptions
 from rivetkit.validation import ArgsValidator, build_action_validator, is_async_callable
@@ -238,6 +239,7 @@ class ActorDefinition:
     __slots__ = (
         "actions",
         "conn_state_value",
+        "db",
         "events",
         "hooks",
         "name",
@@ -254,6 +256,8 @@ class ActorDefinition:
     hooks: Hooks
     actions: dict[str, ActionSpec]
     events: dict[str, EventOptions]
+    #: The actor's SQL database declaration (``c.db``), or None.
+    db: Database | None
 
     def __init__(self, name: str, *, options: ActorOptions | None = None) -> None:
         self.name = _check_actor_name(name)
@@ -270,6 +274,7 @@ class ActorDefinition:
         self.hooks = Hooks()
         self.actions = {}
         self.events = {}
+        self.db = None
 
     def __repr__(self) -> str:
         return f"<ActorDefinition {self.name!r} actions={sorted(self.actions)}>"
@@ -531,6 +536,7 @@ def actor(
     options: ActorOptions | None = None,
     actions: Mapping[str, Callable[..., Any]] | None = None,
     events: Mapping[str, EventOptions | None] | None = None,
+    db: Database | None = None,
     **hooks: Callable[..., Any],
 ) -> ActorDefinition:
     """Define an actor.
@@ -550,6 +556,8 @@ def actor(
     :param actions: actions by wire name, as with ``@defn.action(name=...)``
     :param events: declared events by name, each with its :class:`EventOptions` (None for
         none), e.g. ``{"moderation": EventOptions(can_subscribe=is_admin)}``
+    :param db: the actor's SQL database (:class:`rivetkit.db.Database` with its migrations),
+        reached as ``c.db``
     :param hooks: any hook by name (``on_wake=fn``; see :data:`HOOK_NAMES` and
         :class:`Hooks`); each can also be set later with its decorator
     :raises TypeError: for a value and its factory both given, non-encodable state, an
@@ -557,6 +565,10 @@ def actor(
     :raises ValueError: for a name that does not match :data:`ACTOR_NAME_PATTERN`
     """
     definition = ActorDefinition(name, options=options)
+    if db is not None:
+        if not isinstance(db, Database):
+            raise TypeError(f"actor {name!r}: db must be a rivetkit.db.Database, got {db!r}")
+        definition.db = db
     for constant, given, factory, factory_name in (
         ("state", state, create_state, "create_state"),
         ("vars", vars, create_vars, "create_vars"),

@@ -134,6 +134,10 @@ class ActorDatabase:
             "rivetkit_db_transaction", default=False
         )
 
+    async def open(self) -> None:
+        """Open the database and apply pending migrations (done when the actor wakes)."""
+        await self._open()
+
     async def _open(self) -> SqlBackend:
         backend = self._backend
         if backend is not None:

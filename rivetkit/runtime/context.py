@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from rivetkit.runtime.kv import ActorKV
 
 if TYPE_CHECKING:
+    from rivetkit.db import ActorDatabase
     from rivetkit.runtime.connection import Connection
     from rivetkit.runtime.instance import ActorInstance
     from rivetkit.runtime.queue import ActorQueue
@@ -91,6 +92,11 @@ class ActorContext:
     async def save_state(self, *, immediate: bool = False) -> None:
         """Wait until the current state is saved; ``immediate`` skips the save throttle."""
         await self._instance.save_state(immediate=immediate)
+
+    @property
+    def db(self) -> ActorDatabase:
+        """The actor's SQL database (declared with ``actor(..., db=Database(...))``)."""
+        return self._instance.db
 
     @property
     def queue(self) -> ActorQueue:

@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from rivetkit.db import ActorDatabase
 from rivetkit.drivers.base import prefix_end
 from rivetkit.errors import RivetError, actor_error
 from rivetkit.protocol import actor_persist
@@ -155,6 +156,7 @@ class ActorInstance:
         self.conns: dict[str, Connection] = {}
         self.kv = ActorKV(driver, record.actor_id)
         self.queue = ActorQueue(self, clock=clock)
+        self._db: ActorDatabase | None = None
         self.schedule = ActorSchedule(self, clock)
         self._events: list[ScheduleEvent] = []  # the snapshot's one-shot schedule events
         #: Tells whether a restored hibernatable connection's socket is still open (set by the
@@ -426,6 +428,9 @@ class ActorInstance:
             actor_persist.LAST_PUSHED_ALARM.decode(raw_alarm) if raw_alarm is not None else None
         )
         dead_conns = await self._restore_conns()
+        if self.definition.db is not None:
+            # Migrations are applied on wake, before any hook can use the database.
+            await self.db.open()
         await self.queue.load()
         await self.schedule.load(last_alarm)
         await self.schedule.interrupted_runs()
@@ -518,6 +523,27 @@ class ActorInstance:
         """The driver's alarm for this actor is due (the driver has dropped it)."""
         self.schedule.alarm_fired()
         await self.run_due_schedules()
+
+    # ---------------------------------------------------------------------------------------
+    # SQL database
+
+    @property
+    def db(self) -> ActorDatabase:
+        """The actor's SQL database (``c.db``); ``actor/not_configured`` without one."""
+        if self._db is None:
+            declaration = self.definition.db
+            opener = getattr(self.driver, "sql_backend", None)
+            if declaration is None or opener is None:
+                raise actor_error(
+                    "not_configured",
+                    "this actor has no database: declare one with actor(..., db=Database(...))"
+                    if declaration is None
+                    else "this driver has no SQL databases",
+                    metadata={"component": "db"},
+                )
+            actor_id = self.actor_id
+            self._db = ActorDatabase(lambda: opener(actor_id), declaration.migrations)
+        return self._db
 
     # ---------------------------------------------------------------------------------------
     # Queue (the owner side of ActorQueue)
@@ -1135,6 +1161,11 @@ class ActorInstance:
             task.cancel()
         self.queue.release_in_flight()
         self.schedule.close()
+        if self._db is not None:
+            try:
+                await self._db.close()
+            except Exception:
+                self.log.exception("closing the SQL database failed")
         self.phase = Phase.TERMINATED
         self._cancel_idle()
         self._notify_savers(final_error)  # a failed final save acknowledges nothing

@@ -18,6 +18,7 @@ from . import tables
 from .alarms import AlarmTimers
 from .lock import DataDirLock
 from .placement import DestroyCallback, Placement
+from .sql import SqliteBackend, SqlitePool
 from .store import SqliteStore, Synchronous
 
 if TYPE_CHECKING:
@@ -75,6 +76,18 @@ class EmbeddedDriver:
         self._lock = DataDirLock(self.data_dir)
         self._started = False
         self._stopped = False
+        #: Per-actor SQL databases (``c.db``): one SQLite file each under ``actors/``.
+        self.sql = SqlitePool(self.data_dir)
+        self.placement.on_destroyed(self._delete_database)
+
+    def sql_backend(self, actor_id: str) -> SqliteBackend:
+        """The actor's SQL database (opened lazily; see :mod:`.sql`)."""
+        return self.sql.open(actor_id)
+
+    async def _delete_database(self, actor_id: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(
+            self.sql.executor(), self.sql.delete, actor_id
+        )
 
     @property
     def db_path(self) -> Path:
@@ -121,6 +134,7 @@ class EmbeddedDriver:
             try:
                 await self.store.close()
             finally:
+                self.sql.shutdown()
                 self._lock.release()
 
     # -- placement -------------------------------------------------------------------------
