@@ -1,0 +1,22 @@
+"""The engine driver: the process is an *envoy* of the Rivet Engine (DESIGN.md §7).
+
+``EngineDriver(endpoint, namespace=..., pool=..., token=...)`` connects to the engine's
+``/envoys/connect`` WebSocket (envoy protocol v8), joins a pool, and runs the actors the
+engine places on it; clients reach them through the engine's gateway with the same URLs as
+in embedded mode. The runtime sees the same :class:`~rivetkit.drivers.base.Driver` protocol.
+Modules:
+
+* :mod:`.driver`: :class:`EngineDriver`, the Driver (placement, KV, alarms, intents);
+* :mod:`.envoy`: :class:`EnvoyClient`, the socket, its session state and reconnects;
+* :mod:`.tunnel`: HTTP and WebSocket tunnel traffic handed to :mod:`rivetkit.dispatch`;
+* :mod:`.api`: the engine's HTTP API (actors, pools, namespaces);
+* :mod:`.spawn`: :class:`LocalEngine`, a local engine from the npm package, for development;
+* :mod:`.serve`: engine mode of ``rivetkit serve`` (the envoy plus ``/health`` and
+  ``/metrics`` on our own port).
+"""
+
+from .driver import EngineDriver
+from .envoy import EngineError, EnvoyClient
+from .spawn import LocalEngine, find_engine_binary
+
+__all__ = ["EngineDriver", "EngineError", "EnvoyClient", "LocalEngine", "find_engine_binary"]

@@ -1,0 +1,696 @@
+"""The envoy WebSocket: one session with the Rivet Engine, kept up across reconnects.
+
+:class:`EnvoyClient` owns the socket to ``/envoys/connect?protocol_version=8&...`` (subprotocol
+``rivet``, plus ``rivet_token.<t>`` with a token) and everything that must survive a
+reconnect (``spec/engine.md`` B, "Session flow"):
+
+* the ``ToRivetMetadata`` sent first on every connection (actor names, our metadata);
+* a ``ToRivetPong`` for every ``ToEnvoyPing``; a watchdog drops a socket that went silent;
+* commands deduplicated per ``(actor, generation)`` by index (the engine replays unacked ones
+  after a reconnect) and acknowledged with ``ToRivetAckCommands`` once handled;
+* event indexes per ``(actor, generation)``, from 0, never reset by a reconnect; every event
+  stays in a history until ``ToEnvoyAckEvents`` covers it and is sent again after a reconnect;
+* KV requests with envoy-chosen ids, answered by ``ToEnvoyKvResponse``, with a timeout; the
+  ones in flight when a socket drops are sent again, in order, on the next one (KV operations
+  are idempotent and the engine runs one actor's requests in order);
+* tunnel messages produced while disconnected are kept (bounded) and sent after the reconnect;
+* reconnects with exponential backoff and jitter (reset after a minute of stable connection),
+  but not after a close with reason ``ws.eviction`` (another socket took our key);
+* after ``envoyLostThreshold`` without a connection the engine considers us lost: the
+  handler's :meth:`EnvoyHandler.on_lost` runs so that local actors stop.
+
+On the first connection, a refusal (bad token, unknown pool or namespace, an invalid
+parameter) is an :class:`EngineError` raised by :meth:`EnvoyClient.start` with a readable
+message instead of a retry loop. Frames that do not decode are logged and the socket is
+dropped (then reconnected); they never crash the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final, Protocol
+from urllib.parse import urlencode
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.typing import Subprotocol
+
+from rivetkit.errors import ProtocolError, RivetError
+from rivetkit.protocol.envoy_protocol import (
+    PROTOCOL_VERSION,
+    TO_ENVOY,
+    TO_RIVET,
+    ActorCheckpoint,
+    CommandWrapper,
+    Event,
+    EventWrapper,
+    KvErrorResponse,
+    KvRequestData,
+    KvResponseData,
+    ProtocolMetadata,
+    ToEnvoyAckEvents,
+    ToEnvoyCommands,
+    ToEnvoyInit,
+    ToEnvoyKvResponse,
+    ToEnvoyPing,
+    ToEnvoyTunnelMessage,
+    ToRivet,
+    ToRivetAckCommands,
+    ToRivetEvents,
+    ToRivetKvRequest,
+    ToRivetMetadata,
+    ToRivetPong,
+    ToRivetStopping,
+    ToRivetTunnelMessage,
+)
+
+__all__ = ["EngineError", "EnvoyClient", "EnvoyHandler"]
+
+logger = logging.getLogger("rivetkit.engine")
+
+#: Seconds without any frame from the engine (it pings every ~3 s) before the socket is
+#: considered dead and replaced.
+SILENCE_TIMEOUT: Final = 20.0
+#: Reconnect backoff: first delay, factor, cap (seconds); reset after a stable minute.
+BACKOFF_INITIAL: Final = 0.25
+BACKOFF_MAX: Final = 10.0
+BACKOFF_RESET_AFTER: Final = 60.0
+#: Tunnel messages kept while disconnected (older ones are dropped beyond this).
+MAX_BUFFERED_TUNNEL: Final = 10_000
+#: The engine's default lost threshold (ms) until ``ToEnvoyInit`` says otherwise.
+DEFAULT_LOST_THRESHOLD_MS: Final = 15_000
+#: Retired event logs (stopped generations) are kept this long for re-sends, in seconds.
+RETIRED_LOG_TTL: Final = 600.0
+#: Largest frame accepted from the engine (its own WS limit is 32 MiB).
+MAX_FRAME: Final = 64 * 1024 * 1024
+
+
+class EngineError(RivetError):
+    """The engine refused us or cannot be reached (group ``engine``)."""
+
+    def __init__(self, code: str, message: str, *, metadata: Any = None) -> None:
+        super().__init__("engine", code, message, metadata=metadata)
+
+
+class EnvoyHandler(Protocol):
+    """What the envoy session reports to its owner (the engine driver)."""
+
+    def on_commands(self, commands: list[CommandWrapper]) -> None:
+        """New (not replayed) commands, in order."""
+        ...
+
+    def on_tunnel_message(self, message: ToEnvoyTunnelMessage) -> None:
+        """A tunnel message (HTTP or WebSocket traffic for an actor)."""
+        ...
+
+    def on_connection(self, connected: bool) -> None:
+        """The session is ready (``ToEnvoyInit`` received) or the socket dropped."""
+        ...
+
+    def on_lost(self) -> None:
+        """Disconnected for longer than the lost threshold: the engine gave our actors up."""
+        ...
+
+    def on_evicted(self, reason: str) -> None:
+        """Closed for good (evicted by another socket with our key); no reconnect follows."""
+        ...
+
+
+class _EventLog:
+    """Events of one ``(actor, generation)``: the next index and the unacked history."""
+
+    __slots__ = ("history", "next_index", "retired_at")
+
+    def __init__(self) -> None:
+        self.next_index = 0
+        self.history: deque[EventWrapper] = deque()
+        self.retired_at: float | None = None
+
+
+class _KvRequest:
+    __slots__ = ("actor_id", "data", "future", "request_id", "sent", "timer")
+
+    def __init__(
+        self,
+        request_id: int,
+        actor_id: str,
+        data: KvRequestData,
+        future: asyncio.Future[KvResponseData],
+    ) -> None:
+        self.request_id = request_id
+        self.actor_id = actor_id
+        self.data = data
+        self.future = future
+        self.sent = False
+        self.timer: asyncio.TimerHandle | None = None
+
+
+# Close reasons of a refused connection (``group.code#ray_id``) and what they mean.
+_REFUSALS: Final = {
+    "guard.missing_header": "the engine requires a token (use --token / RIVET_TOKEN)",
+    "api.forbidden": "the engine refused the token",
+    "api.unauthorized": "the engine refused the token",
+    "ws.no_runner_config": "the pool is not registered on the engine (no runner config)",
+    "namespace.not_found": "the namespace does not exist on the engine",
+    "ws.invalid_request": "the engine rejected the connection parameters",
+}
+
+
+def _close_reason(exc: ConnectionClosed) -> tuple[int | None, str]:
+    frame = exc.rcvd
+    if frame is None:
+        return None, ""
+    return frame.code, frame.reason
+
+
+class EnvoyClient:
+    """The envoy side of one engine session (see the module docstring).
+
+    :param endpoint: the engine's URL, ``http://host:6420`` (``https`` maps to ``wss``)
+    :param namespace: the namespace name
+    :param pool: the pool (runner config) name; it must exist before we connect
+    :param envoy_key: our identity (3..128 characters); reconnects resume it
+    :param version: our deploy version (u32), for drain-on-upgrade
+    :param token: the engine's admin token, or None
+    :param metadata: the ``ToRivetMetadata`` sent first on every connection
+    :param handler: receives commands, tunnel messages and connection changes
+    :param kv_timeout: seconds before a KV request fails
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        namespace: str,
+        pool: str,
+        envoy_key: str,
+        version: int,
+        token: str | None,
+        metadata: ToRivetMetadata,
+        handler: EnvoyHandler,
+        kv_timeout: float = 30.0,
+    ) -> None:
+        if not 3 <= len(envoy_key) <= 128:
+            raise ValueError("envoy_key must be 3 to 128 characters")
+        if not 0 <= version <= 0xFFFFFFFF:
+            raise ValueError("version must fit in a u32")
+        base = endpoint.rstrip("/")
+        if base.startswith("https://"):
+            base = "wss://" + base[8:]
+        elif base.startswith("http://"):
+            base = "ws://" + base[7:]
+        query = urlencode(
+            {
+                "protocol_version": str(PROTOCOL_VERSION),
+                "namespace": namespace,
+                "envoy_key": envoy_key,
+                "version": str(version),
+                "pool_name": pool,
+            }
+        )
+        #: The WebSocket URL.
+        self.url = f"{base}/envoys/connect?{query}"
+        self.envoy_key = envoy_key
+        self.kv_timeout = kv_timeout
+        self._subprotocols = [Subprotocol("rivet")]
+        if token:
+            self._subprotocols.append(Subprotocol(f"rivet_token.{token}"))
+        self._metadata = TO_RIVET.encode(metadata)
+        self._handler = handler
+        self._encode: Callable[[Any], bytes] = TO_RIVET.encode
+        #: ``ToEnvoyInit`` metadata of the current (or last) session.
+        self.protocol_metadata = ProtocolMetadata(DEFAULT_LOST_THRESHOLD_MS, 1_800_000, 20 << 20)
+        self._ws: ClientConnection | None = None
+        #: True between ``ToEnvoyInit`` and the end of that socket.
+        self.ready = False
+        self._out: deque[bytes] = deque()
+        self._wake = asyncio.Event()
+        self._buffered: deque[bytes] = deque()
+        self._logs: dict[tuple[str, int], _EventLog] = {}
+        self._last_commands: dict[tuple[str, int], int] = {}
+        self._kv: dict[int, _KvRequest] = {}
+        self._next_kv_id = 0
+        self._main: asyncio.Task[None] | None = None
+        self._first: asyncio.Future[None] | None = None
+        self._closing = False
+        self._evicted = False
+        self._lost_timer: asyncio.TimerHandle | None = None
+        self._last_rx = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: Counters for /metrics.
+        self.stats: dict[str, int] = {
+            "connects": 0,
+            "disconnects": 0,
+            "frames_in": 0,
+            "frames_out": 0,
+            "bad_frames": 0,
+            "kv_requests": 0,
+            "kv_errors": 0,
+            "kv_timeouts": 0,
+        }
+
+    # -- life ------------------------------------------------------------------------------
+
+    async def start(self, timeout: float = 30.0) -> None:
+        """Connect and wait for the first ``ToEnvoyInit``.
+
+        :raises EngineError: the engine refused the connection or cannot be reached
+        """
+        if self._main is not None:
+            raise RuntimeError("the envoy was already started")
+        self._loop = asyncio.get_running_loop()
+        self._first = self._loop.create_future()
+        self._main = self._loop.create_task(self._run(), name="rivetkit-envoy")
+        try:
+            await asyncio.wait_for(asyncio.shield(self._first), timeout)
+        except asyncio.TimeoutError:
+            await self.close()
+            raise EngineError(
+                "connect_timeout",
+                f"the engine did not complete the envoy handshake within {timeout:g} s "
+                f"({self.url.split('?')[0]})",
+            ) from None
+        except BaseException:
+            await self.close()
+            raise
+
+    @property
+    def closed(self) -> bool:
+        """True once closed or evicted (no more reconnects)."""
+        return self._closing or self._evicted
+
+    def send_stopping(self) -> bool:
+        """Tell the engine we are draining (``ToRivetStopping``); False when not connected."""
+        if not self.ready:
+            return False
+        self._push(self._encode(ToRivetStopping()))
+        return True
+
+    async def flush(self, timeout: float = 2.0) -> None:
+        """Wait until the queued frames have been handed to the socket (or ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while self._out and self.ready and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def close(self) -> None:
+        """Close the socket (code 1000, ``envoy.shutdown``) and stop reconnecting; pending KV
+        requests fail. Idempotent."""
+        self._closing = True
+        if self._lost_timer is not None:
+            self._lost_timer.cancel()
+            self._lost_timer = None
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(1000, "envoy.shutdown"), 3)
+        task = self._main
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        self._fail_kv(EngineError("closed", "the envoy is closed"))
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def _push(self, frame: bytes) -> None:
+        self._out.append(frame)
+        self._wake.set()
+
+    def send(self, message: ToRivet) -> None:
+        """Send a message now if the session is ready; dropped otherwise."""
+        if self.ready:
+            self._push(self._encode(message))
+
+    def send_tunnel(self, message: ToRivetTunnelMessage) -> None:
+        """Send a tunnel message; kept (bounded) while disconnected and sent after the
+        reconnect."""
+        frame = self._encode(message)
+        if self.ready:
+            self._push(frame)
+        elif not self.closed:
+            buffered = self._buffered
+            buffered.append(frame)
+            if len(buffered) > MAX_BUFFERED_TUNNEL:
+                buffered.popleft()
+
+    # -- events ----------------------------------------------------------------------------
+
+    def send_event(self, actor_id: str, generation: int, inner: Event) -> EventWrapper:
+        """Report an event of ``(actor_id, generation)`` with its next index; it is kept
+        until acknowledged and re-sent after a reconnect."""
+        key = (actor_id, generation)
+        log = self._logs.get(key)
+        if log is None:
+            log = self._logs[key] = _EventLog()
+        wrapper = EventWrapper(ActorCheckpoint(actor_id, generation, log.next_index), inner)
+        log.next_index += 1
+        log.history.append(wrapper)
+        if self.ready:
+            self._push(self._encode(ToRivetEvents([wrapper])))
+        return wrapper
+
+    def retire(self, actor_id: str, generation: int) -> None:
+        """The generation stopped: its log is dropped once acknowledged (or after a while)."""
+        log = self._logs.get((actor_id, generation))
+        if log is not None:
+            log.retired_at = time.monotonic()
+        self._prune()
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        stale = [
+            key
+            for key, log in self._logs.items()
+            if log.retired_at is not None
+            and (not log.history or now - log.retired_at > RETIRED_LOG_TTL)
+        ]
+        for key in stale:
+            del self._logs[key]
+            self._last_commands.pop(key, None)
+
+    def pending_events(self) -> int:
+        """Events sent but not yet acknowledged by the engine."""
+        return sum(len(log.history) for log in self._logs.values())
+
+    # -- KV --------------------------------------------------------------------------------
+
+    async def kv(self, actor_id: str, data: KvRequestData) -> KvResponseData:
+        """One KV request for ``actor_id``; its response data.
+
+        :raises RivetError: ``kv/engine_error`` for an error answer, ``kv/timeout`` after
+            ``kv_timeout`` seconds, ``engine/closed`` once the envoy is closed
+        """
+        if self.closed:
+            raise EngineError("closed", "the envoy is closed")
+        loop = self._loop or asyncio.get_running_loop()
+        request_id = self._next_kv_id
+        self._next_kv_id = (request_id + 1) & 0xFFFFFFFF
+        future: asyncio.Future[KvResponseData] = loop.create_future()
+        request = _KvRequest(request_id, actor_id, data, future)
+        self._kv[request_id] = request
+        request.timer = loop.call_later(self.kv_timeout, self._kv_expired, request_id)
+        self.stats["kv_requests"] += 1
+        if self.ready:
+            self._send_kv(request)
+        try:
+            response = await future
+        finally:
+            if self._kv.get(request_id) is request:
+                del self._kv[request_id]
+            if request.timer is not None:
+                request.timer.cancel()
+        if isinstance(response, KvErrorResponse):
+            self.stats["kv_errors"] += 1
+            raise RivetError(
+                "kv", "engine_error", f"the engine refused a KV request: {response.message}"
+            )
+        return response
+
+    def _send_kv(self, request: _KvRequest) -> None:
+        request.sent = True
+        self._push(
+            self._encode(ToRivetKvRequest(request.actor_id, request.request_id, request.data))
+        )
+
+    def _kv_expired(self, request_id: int) -> None:
+        request = self._kv.pop(request_id, None)
+        if request is not None and not request.future.done():
+            self.stats["kv_timeouts"] += 1
+            request.future.set_exception(
+                RivetError(
+                    "kv",
+                    "timeout",
+                    f"the engine did not answer a KV request within {self.kv_timeout:g} s",
+                )
+            )
+
+    def _fail_kv(self, error: BaseException) -> None:
+        requests = list(self._kv.values())
+        self._kv.clear()
+        for request in requests:
+            if request.timer is not None:
+                request.timer.cancel()
+            if not request.future.done():
+                request.future.set_exception(error)
+
+    # -- the connection loop ---------------------------------------------------------------
+
+    async def _run(self) -> None:
+        attempt = 0
+        first = self._first
+        assert first is not None
+        while not self.closed:
+            try:
+                ws = await connect(
+                    self.url,
+                    subprotocols=self._subprotocols,
+                    compression=None,
+                    max_size=MAX_FRAME,
+                    ping_interval=None,
+                    open_timeout=10,
+                    close_timeout=2,
+                    user_agent_header=None,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = _connect_error(exc, self.url)
+                if not first.done():
+                    first.set_exception(error)
+                    return
+                logger.warning("envoy: connecting to the engine failed: %s", error.message)
+            else:
+                started = time.monotonic()
+                refusal = await self._session(ws)
+                if refusal is not None and not first.done():
+                    first.set_exception(refusal)
+                    return
+                if refusal is not None:
+                    logger.error("envoy: %s", refusal.message)
+                if self.closed:
+                    return
+                if time.monotonic() - started > BACKOFF_RESET_AFTER:
+                    attempt = 0
+            delay = min(BACKOFF_MAX, BACKOFF_INITIAL * (2**attempt))
+            delay *= 0.5 + random.random()
+            attempt = min(attempt + 1, 10)
+            logger.info("envoy: reconnecting in %.2f s", delay)
+            await asyncio.sleep(delay)
+
+    async def _session(self, ws: ClientConnection) -> EngineError | None:
+        """Run one socket to its end; an :class:`EngineError` when the engine refused us."""
+        self._ws = ws
+        self.stats["connects"] += 1
+        self._out.clear()
+        self._wake.clear()
+        self._last_rx = time.monotonic()
+        writer = asyncio.ensure_future(self._write_loop(ws))
+        watchdog = asyncio.ensure_future(self._watchdog(ws))
+        handle = self._handle
+        decode = TO_ENVOY.decode
+        stats = self.stats
+        try:
+            await ws.send(self._metadata)
+            async for frame in ws:
+                self._last_rx = time.monotonic()
+                stats["frames_in"] += 1
+                if not isinstance(frame, bytes):
+                    raise ProtocolError(
+                        "the engine sent a text frame", code="invalid_envoy_message"
+                    )
+                handle(decode(frame))
+            code, reason = ws.close_code, ws.close_reason or ""
+        except ConnectionClosed as exc:
+            code, reason = _close_reason(exc)
+        except ProtocolError as exc:
+            stats["bad_frames"] += 1
+            logger.error("envoy: dropping the connection after a malformed frame: %s", exc)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(1002, "envoy.invalid_frame"), 2)
+            code, reason = 1002, "envoy.invalid_frame"
+        except asyncio.CancelledError:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(ws.close(1000, "envoy.shutdown"), 2)
+            raise
+        except Exception:
+            logger.exception("envoy: the session failed")
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(1011, "envoy.internal_error"), 2)
+            code, reason = 1011, "envoy.internal_error"
+        finally:
+            writer.cancel()
+            watchdog.cancel()
+            was_ready = self.ready
+            self.ready = False
+            self._ws = None
+            stats["disconnects"] += 1
+            for request in self._kv.values():
+                request.sent = False
+            if was_ready:
+                self._handler.on_connection(False)
+        group_code = reason.split("#", 1)[0]
+        if group_code == "ws.eviction":
+            self._evicted = True
+            logger.error("envoy: evicted (another connection took envoy key %s)", self.envoy_key)
+            self._fail_kv(EngineError("evicted", "the envoy was evicted"))
+            self._handler.on_evicted(reason)
+            return None
+        if not self._closing:
+            logger.warning(
+                "envoy: connection closed (code %s%s)", code, f", reason {reason}" if reason else ""
+            )
+            self._arm_lost_timer()
+        if group_code in _REFUSALS or (code == 1011 and group_code and not was_ready):
+            explanation = _REFUSALS.get(group_code, "the engine closed the connection")
+            return EngineError(
+                "refused",
+                f"{explanation} ({reason}; {self.url.split('?')[0]})",
+                metadata={"reason": reason},
+            )
+        return None
+
+    def _arm_lost_timer(self) -> None:
+        if self._lost_timer is not None or self._loop is None or self._closing:
+            return
+        threshold = max(1.0, self.protocol_metadata.envoy_lost_threshold / 1000)
+        self._lost_timer = self._loop.call_later(threshold, self._lost)
+
+    def _lost(self) -> None:
+        self._lost_timer = None
+        if not self.ready and not self._closing:
+            logger.warning("envoy: disconnected past the lost threshold; local actors stop")
+            self._handler.on_lost()
+
+    async def _write_loop(self, ws: ClientConnection) -> None:
+        out = self._out
+        wake = self._wake
+        stats = self.stats
+        try:
+            while True:
+                while out:
+                    frame = out.popleft()
+                    stats["frames_out"] += 1
+                    await ws.send(frame)
+                wake.clear()
+                await wake.wait()
+        except ConnectionClosed:
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("envoy: writing to the engine failed")
+            with contextlib.suppress(Exception):
+                await ws.close(1011, "envoy.write_failed")
+
+    async def _watchdog(self, ws: ClientConnection) -> None:
+        while True:
+            await asyncio.sleep(SILENCE_TIMEOUT / 4)
+            if time.monotonic() - self._last_rx > SILENCE_TIMEOUT:
+                logger.warning(
+                    "envoy: no frame from the engine for %g s; reconnecting", SILENCE_TIMEOUT
+                )
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ws.close(1001, "envoy.silent"), 2)
+                ws.transport.abort()
+                return
+
+    # -- incoming --------------------------------------------------------------------------
+
+    def _handle(self, message: Any) -> None:
+        kind = type(message)
+        if kind is ToEnvoyTunnelMessage:
+            self._handler.on_tunnel_message(message)
+        elif kind is ToEnvoyPing:
+            self._push(self._encode(ToRivetPong(message.ts)))
+        elif kind is ToEnvoyKvResponse:
+            request = self._kv.pop(message.request_id, None)
+            if request is not None and not request.future.done():
+                request.future.set_result(message.data)
+        elif kind is ToEnvoyCommands:
+            self._on_commands(message.commands)
+        elif kind is ToEnvoyAckEvents:
+            self._on_ack_events(message)
+        elif kind is ToEnvoyInit:
+            self._on_init(message)
+        else:
+            logger.debug("envoy: ignored %s", kind.__name__)
+
+    def _on_init(self, message: ToEnvoyInit) -> None:
+        self.protocol_metadata = message.metadata
+        if self._lost_timer is not None:
+            self._lost_timer.cancel()
+            self._lost_timer = None
+        self.ready = True
+        # Unacknowledged events, in order per (actor, generation).
+        self._prune()
+        events = [event for log in self._logs.values() for event in log.history]
+        if events:
+            logger.info("envoy: re-sending %d unacknowledged events", len(events))
+            for start in range(0, len(events), 256):
+                self._push(self._encode(ToRivetEvents(events[start : start + 256])))
+        # KV requests not sent (or lost with the previous socket), in id order.
+        for request in sorted(self._kv.values(), key=lambda r: r.request_id):
+            if not request.sent:
+                self._send_kv(request)
+        while self._buffered:
+            self._push(self._buffered.popleft())
+        self._handler.on_connection(True)
+        first = self._first
+        if first is not None and not first.done():
+            first.set_result(None)
+
+    def _on_commands(self, commands: list[CommandWrapper]) -> None:
+        fresh: list[CommandWrapper] = []
+        acks: dict[tuple[str, int], ActorCheckpoint] = {}
+        last_commands = self._last_commands
+        for command in commands:
+            checkpoint = command.checkpoint
+            key = (checkpoint.actor_id, checkpoint.generation)
+            last = last_commands.get(key)
+            acks[key] = checkpoint
+            if last is not None and checkpoint.index <= last:
+                logger.debug("envoy: skipped replayed command %s", checkpoint)
+                continue
+            last_commands[key] = checkpoint.index
+            if key not in self._logs:
+                self._logs[key] = _EventLog()
+            fresh.append(command)
+        if fresh:
+            self._handler.on_commands(fresh)
+        if acks:
+            self.send(ToRivetAckCommands(list(acks.values())))
+
+    def _on_ack_events(self, message: ToEnvoyAckEvents) -> None:
+        for checkpoint in message.last_event_checkpoints:
+            log = self._logs.get((checkpoint.actor_id, checkpoint.generation))
+            if log is None:
+                continue
+            history = log.history
+            while history and history[0].checkpoint.index <= checkpoint.index:
+                history.popleft()
+        self._prune()
+
+
+def _connect_error(exc: BaseException, url: str) -> EngineError:
+    where = url.split("?")[0]
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        body = exc.response.body.decode("utf-8", "replace")[:300] if exc.response.body else ""
+        return EngineError(
+            "refused",
+            f"the engine refused the envoy connection with HTTP {status} ({where}): {body}",
+            metadata={"status": status},
+        )
+    if isinstance(exc, InvalidHandshake):
+        return EngineError("refused", f"the envoy handshake failed ({where}): {exc}")
+    if isinstance(exc, (OSError, asyncio.TimeoutError)):
+        return EngineError(
+            "unreachable", f"cannot connect to the engine at {where}: {exc or type(exc).__name__}"
+        )
+    return EngineError("unreachable", f"connecting to the engine at {where} failed: {exc!r}")

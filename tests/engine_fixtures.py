@@ -1,0 +1,93 @@
+"""The real Rivet Engine for tests: a session-scoped engine on free loopback ports.
+
+The binary comes from npm ``@rivetkit/engine-cli@2.3.19``, which ``make interop-deps`` (part of
+``make test``) installs under ``tests/interop/node_modules`` because ``rivetkit@2.3.19``
+depends on it; ``RIVET_ENGINE_BINARY`` overrides it. Without the binary the engine tests are
+skipped, except under CI (``CI`` set), where they fail.
+
+Every listener of the engine (guard, api-peer, metrics) is bound to 127.0.0.1 on a free
+port; its data lives in a temporary directory; it runs with the environment of
+``spec/engine.md`` "Running the engine fast" (see :class:`rivetkit.drivers.engine.LocalEngine`).
+
+* ``rivet_engine``: the running :class:`~rivetkit.drivers.engine.LocalEngine` (its
+  ``endpoint`` is what clients use);
+* :func:`envoy`: an async context manager running a registry as an envoy of that engine
+  (a :class:`~rivetkit.runtime.host.Runtime` over an
+  :class:`~rivetkit.drivers.engine.EngineDriver`), yielding ``(runtime, driver)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rivetkit.drivers.engine import EngineDriver, LocalEngine, find_engine_binary
+from rivetkit.runtime.host import Runtime
+
+ROOT = Path(__file__).resolve().parents[1]
+INTEROP = ROOT / "tests" / "interop"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def engine_binary() -> Path:
+    """The engine binary; skips the test without it (fails under CI)."""
+    binary = find_engine_binary(INTEROP)
+    if binary is None:
+        message = (
+            "the Rivet Engine binary is missing: run `make interop-deps` (npm install in "
+            "tests/interop) or set RIVET_ENGINE_BINARY"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def rivet_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEngine]:
+    """A real engine for the whole session, on free loopback ports, with a temp data dir."""
+    engine = LocalEngine(
+        engine_binary(),
+        tmp_path_factory.mktemp("rivet-engine"),
+        port=free_port(),
+        api_peer_port=free_port(),
+        metrics_port=free_port(),
+    )
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+def new_pool() -> str:
+    """A pool name no other test uses (actors of one pool go only to its envoys)."""
+    return f"pytest-{uuid.uuid4().hex[:10]}"
+
+
+@contextlib.asynccontextmanager
+async def envoy(
+    registry: Any, engine: LocalEngine, *, pool: str, **options: Any
+) -> AsyncIterator[tuple[Runtime, EngineDriver]]:
+    """Run ``registry`` as an envoy of ``engine`` in pool ``pool`` (registered if missing);
+    on exit the envoy drains gracefully."""
+    driver = EngineDriver(engine.endpoint, pool=pool, **options)
+    runtime = Runtime(registry, driver)
+    await runtime.start()
+    try:
+        yield runtime, driver
+    finally:
+        await runtime.stop()
