@@ -7,11 +7,14 @@ Uses the neutral harness in ``../shared/bench`` and measures, in the same run:
 * WebSocket: ``ws_actions.mjs`` (the official client, one connection, 32 actions in flight)
   against our counter, and ``ws_echo_load.mjs`` against the raw ``websockets`` echo baseline.
 
-Prints a table with the ratios and writes JSON with ``--json``. Needs ``wrk`` (apt) and the npm
-client in ``tests/interop`` (``make interop-deps``). Everything runs on 127.0.0.1. The machine
-is shared and noisy: compare only figures measured side by side, as here.
+The four measurements run in interleaved rounds (``--rounds``, default 3): each ratio is
+the median of per-round ratios, figures measured seconds apart. Prints a table with the
+medians and ratios and writes JSON (every round's figures too) with ``--json``. Needs
+``wrk`` (apt) and the npm client in ``tests/interop`` (``make interop-deps``). Everything
+runs on 127.0.0.1. The machine is shared and noisy: compare only figures measured side by
+side, as here.
 
-    python benchmarks/bench_server.py [--quick] [--json FILE] [--encoding json]
+    python benchmarks/bench_server.py [--quick] [--rounds N] [--json FILE] [--encoding json]
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +39,10 @@ QUERY = (
     "rvt-namespace=default&rvt-method=getOrCreate&rvt-runner=default&rvt-key=bench"
     "&rvt-crash-policy=sleep"
 )
+
+
+CONFIGS = ("http_baseline", "http_rivetkit", "ws_baseline", "ws_rivetkit")
+WS_LOAD = ("--conns", "1", "--window", "32")
 
 
 def free_port() -> int:
@@ -110,15 +118,17 @@ def main() -> int:
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--encoding", default="json", choices=["json", "cbor", "bare"])
     parser.add_argument("--conns", type=int, default=64, help="HTTP connections")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; 1 with --quick)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required: apt-get install -y wrk")
     if not (INTEROP / "node_modules" / "rivetkit").is_dir():
         raise SystemExit("run `make interop-deps` first (npm rivetkit for the WebSocket load)")
-    seconds, runs = (3, 1) if args.quick else (8, 3)
+    seconds = 3 if args.quick else 8
+    rounds = args.rounds or (1 if args.quick else 3)
     python = sys.executable
     processes: list[subprocess.Popen[bytes]] = []
-    results: dict[str, float] = {}
+    samples: dict[str, list[float]] = {name: [] for name in CONFIGS}
     with tempfile.TemporaryDirectory(prefix="rivetkit-bench-") as scratch:
         try:
             asgi_port, echo_port, ours_port = free_port(), free_port(), free_port()
@@ -140,25 +150,31 @@ def main() -> int:
                 f"{ours_url}/health",
             ))  # fmt: skip
             time.sleep(0.5)
-            results["http_baseline"] = run_http(
-                f"http://127.0.0.1:{asgi_port}/any", args.conns, seconds, runs
-            )
-            results["http_rivetkit"] = run_http(
-                f"{ours_url}/gateway/counter/action/increment?{QUERY}", args.conns, seconds, runs
-            )
-            results["ws_baseline"] = run_node(
-                "ws_echo_load.mjs",
-                ["--url", f"ws://127.0.0.1:{echo_port}/", "--conns", "1", "--window", "32"],
-                seconds,
-                runs,
-            )
-            results["ws_rivetkit"] = run_node(
-                "ws_actions.mjs",
-                ["--endpoint", ours_url, "--encoding", args.encoding, "--conns", "1",
-                 "--window", "32"],
-                seconds,
-                runs,
-            )  # fmt: skip
+            measure = {
+                "http_baseline": lambda: run_http(
+                    f"http://127.0.0.1:{asgi_port}/any", args.conns, seconds, 1
+                ),
+                "http_rivetkit": lambda: run_http(
+                    f"{ours_url}/gateway/counter/action/increment?{QUERY}", args.conns, seconds, 1
+                ),
+                "ws_baseline": lambda: run_node(
+                    "ws_echo_load.mjs",
+                    ["--url", f"ws://127.0.0.1:{echo_port}/", *WS_LOAD],
+                    seconds,
+                    1,
+                ),
+                "ws_rivetkit": lambda: run_node(
+                    "ws_actions.mjs",
+                    ["--endpoint", ours_url, "--encoding", args.encoding, *WS_LOAD],
+                    seconds,
+                    1,
+                ),
+            }
+            # Baseline and server side by side, round after round: the machine's load drifts
+            # over minutes, so each ratio compares figures measured seconds apart.
+            for _ in range(rounds):
+                for name in CONFIGS:
+                    samples[name].append(measure[name]())
         finally:
             for process in processes:
                 process.terminate()
@@ -167,19 +183,36 @@ def main() -> int:
                     process.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     process.kill()
-    http_ratio = results["http_rivetkit"] / results["http_baseline"]
-    ws_ratio = results["ws_rivetkit"] / results["ws_baseline"]
+    results = {name: statistics.median(values) for name, values in samples.items()}
+    http_ratios = [a / b for a, b in zip(samples["http_rivetkit"], samples["http_baseline"])]
+    ws_ratios = [a / b for a, b in zip(samples["ws_rivetkit"], samples["ws_baseline"])]
+    http_ratio = statistics.median(http_ratios)
+    ws_ratio = statistics.median(ws_ratios)
+
+    def spread(name: str) -> str:
+        values = samples[name]
+        return f"({min(values):,.0f}-{max(values):,.0f})" if len(values) > 1 else ""
+
+    def ratios(values: list[float]) -> str:
+        return "" if len(values) < 2 else "  rounds " + " ".join(f"{v:.2f}" for v in values)
+
+    print(f"{rounds} interleaved round(s) of {seconds} s; medians (min-max)")
     print(f"HTTP actions/s, keep-alive, {args.conns} connections (wrk, json):")
-    print(f"  raw ASGI baseline   {results['http_baseline']:>10,.0f}")
-    print(f"  rivetkit serve      {results['http_rivetkit']:>10,.0f}   ratio {http_ratio:.2f}")
-    print(f"WebSocket, one connection, 32 in flight (official client, {args.encoding}):")
-    print(f"  raw echo baseline   {results['ws_baseline']:>10,.0f} msgs/s")
+    print(f"  raw ASGI baseline   {results['http_baseline']:>10,.0f} {spread('http_baseline')}")
     print(
-        f"  rivetkit serve      {results['ws_rivetkit']:>10,.0f} actions/s   ratio {ws_ratio:.2f}"
+        f"  rivetkit serve      {results['http_rivetkit']:>10,.0f} {spread('http_rivetkit')}"
+        f"   ratio {http_ratio:.2f}{ratios(http_ratios)}"
+    )
+    print(f"WebSocket, one connection, 32 in flight (official client, {args.encoding}):")
+    print(f"  raw echo baseline   {results['ws_baseline']:>10,.0f} msgs/s {spread('ws_baseline')}")
+    print(
+        f"  rivetkit serve      {results['ws_rivetkit']:>10,.0f} actions/s "
+        f"{spread('ws_rivetkit')}   ratio {ws_ratio:.2f}{ratios(ws_ratios)}"
     )
     if args.json:
-        Path(args.json).write_text(json.dumps({**results, "http_ratio": http_ratio,
-                                               "ws_ratio": ws_ratio}, indent=2))  # fmt: skip
+        report = {**results, "http_ratio": http_ratio, "ws_ratio": ws_ratio}
+        report.update(rounds=samples, seconds=seconds, encoding=args.encoding)
+        Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
 
 

@@ -12,8 +12,14 @@ takes its ``registry`` (or the attribute named after ``:``) and serves it in emb
 one process, data in ``--data`` (default ``./.rivetkit``), listening on ``--host``/``--port``
 (default 127.0.0.1:6420, the official client's default). SIGTERM and SIGINT stop it
 gracefully: connections close, every actor sleeps and its state is flushed; a second SIGINT
-cuts the wait for open connections short. Engine mode (``--engine``, ``--engine-spawn``) is
-not available yet.
+cuts the wait for open connections short.
+
+Engine mode: ``--engine URL`` joins the pool ``--pool`` of namespace ``--namespace`` of a
+Rivet Engine as an envoy (registering the pool if missing); ``--engine-spawn`` first starts a
+local engine from the npm package ``@rivetkit/engine-cli`` on 127.0.0.1:6420 (data under
+``--data``/engine) and stops it on exit. Clients then use the engine's URL; our own listener
+serves only ``/health`` and ``/metrics`` (default port 6440 in engine mode). See
+:mod:`rivetkit.drivers.engine.serve`.
 
 Exit status: 0 after a graceful stop; 1 when the server cannot start (for example, another
 process uses the data directory, or the port is taken); 2 for usage errors.
@@ -70,7 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("target", metavar="PATH.py[:registry]", help="the app file")
     serve.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (%(default)s)")
     serve.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="port to listen on (%(default)s)"
+        "--port",
+        type=int,
+        default=None,
+        help=f"port to listen on ({DEFAULT_PORT}; 6440 in engine mode, where it serves only "
+        "/health and /metrics; 0: any free port)",
     )
     serve.add_argument(
         "--data", default=".rivetkit", metavar="DIR", help="data directory (%(default)s)"
@@ -193,6 +203,26 @@ async def _serve(args: argparse.Namespace, registry: Any, path: Path) -> int:
     return 0
 
 
+async def _serve_engine(args: argparse.Namespace, registry: Any, path: Path) -> int:
+    from rivetkit.drivers.engine.serve import EngineModeError, serve_engine_mode
+
+    try:
+        return await serve_engine_mode(
+            registry,
+            target=str(path),
+            engine_url=args.engine,
+            spawn=args.engine_spawn,
+            namespace=args.namespace,
+            pool=args.pool,
+            token=args.token or os.environ.get("RIVET_TOKEN") or None,
+            host=args.host,
+            port=args.port,
+            data_dir=args.data,
+        )
+    except EngineModeError as exc:
+        raise CliError(str(exc)) from None
+
+
 def _run(coro: Any) -> int:
     if sys.platform != "win32":
         try:
@@ -217,16 +247,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        if args.engine is not None or args.engine_spawn:
-            raise CliError(
-                "engine mode is not available yet (--engine, --engine-spawn); run without "
-                "them to serve in embedded mode",
-                2,
-            )
-        if not 0 <= args.port <= 65535:
+        if args.port is not None and not 0 <= args.port <= 65535:
             raise CliError(f"invalid --port {args.port}", 2)
         _configure_logging(args.log_level)
         registry, path = load_registry(args.target)
+        if args.engine is not None or args.engine_spawn:
+            return _run(_serve_engine(args, registry, path))
+        if args.port is None:
+            args.port = DEFAULT_PORT
         return _run(_serve(args, registry, path))
     except CliError as exc:
         print(f"rivetkit: error: {exc}", file=sys.stderr)

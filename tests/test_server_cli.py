@@ -89,10 +89,12 @@ def test_version() -> None:
 
 
 def test_usage_errors(tmp_path: Path) -> None:
-    engine = rivetkit("serve", str(APP), "--engine", "http://127.0.0.1:6420")
+    # An engine that does not answer: one clear line, status 1 (tests/test_engine_cli.py
+    # covers engine mode against the real engine).
+    engine = rivetkit("serve", str(APP), "--engine", f"http://127.0.0.1:{free_port()}")
     _, err = engine.communicate(timeout=30)
-    assert engine.returncode == 2
-    assert "engine mode is not available yet" in err
+    assert engine.returncode == 1, err
+    assert "rivetkit: error: the engine at" in err and "did not answer" in err
     missing = rivetkit("serve", str(tmp_path / "nope.py"))
     _, err = missing.communicate(timeout=30)
     assert missing.returncode == 2 and "no such file" in err

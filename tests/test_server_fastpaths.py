@@ -622,3 +622,26 @@ async def test_fast_paths_are_taken(servers: Servers, monkeypatch: pytest.Monkey
     assert calls["frames"] == 1
     assert (await exchange(servers.ours, HTTP_CASES["keep-alive"])).startswith(b"HTTP/1.1 200")
     assert calls["respond"] == 1
+
+
+async def test_uvicorn_protocols_when_ours_do_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another uvicorn (fields missing): uvicorn's own protocols serve instead."""
+    from rivetkit.server import protocols
+
+    def clear() -> None:
+        for builder in (protocols._http_tools, protocols._build_http_protocol):
+            builder.cache_clear()
+        protocols._build_ws_protocol.cache_clear()
+
+    monkeypatch.setattr(protocols, "_assigns", lambda cls, fields: False)
+    clear()
+    try:
+        assert http_protocol() == "httptools"
+        assert ws_protocol() == "websockets-sansio"
+        with tempfile.TemporaryDirectory(prefix="rivetkit-") as data:
+            config = uvicorn_config(create_app(test_registry, data_dir=data))
+        assert (config.http, config.ws) == ("httptools", "websockets-sansio")
+    finally:
+        monkeypatch.undo()
+        clear()
+    assert not isinstance(http_protocol(), str)

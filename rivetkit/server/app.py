@@ -46,7 +46,7 @@ from rivetkit.errors import RivetError, to_public
 from rivetkit.runtime.host import Runtime
 from rivetkit.server import gateway
 from rivetkit.server.gateway import invalid_request
-from rivetkit.server.protocols import DIRECT_WEBSOCKET, HTTP_CYCLE, respond
+from rivetkit.server.protocols import DIRECT_WEBSOCKET, HTTP_CYCLE, respond, take_body
 
 __all__ = ["RivetApp", "actor_json"]
 
@@ -76,13 +76,14 @@ class _ClientGone(RivetError):
 class _Chunks:
     """The body of an ASGI HTTP request as an async iterator of chunks, at most ``limit``."""
 
-    __slots__ = ("_done", "_limit", "_receive", "_size")
+    __slots__ = ("_cycle", "_done", "_limit", "_receive", "_size")
 
-    def __init__(self, receive: Receive, limit: int) -> None:
+    def __init__(self, receive: Receive, limit: int, cycle: Any = None) -> None:
         self._receive = receive
         self._limit = limit
         self._size = 0
         self._done = False
+        self._cycle = cycle  # our uvicorn protocol's cycle (see take_body), or None
 
     def __aiter__(self) -> _Chunks:
         return self
@@ -92,6 +93,13 @@ class _Chunks:
         cap = self._limit if limit is None else min(limit, self._limit)
         if self._done:
             return b""
+        if self._cycle is not None:
+            whole = take_body(self._cycle)  # all there already: no receive() round
+            if whole is not None:
+                self._done = True
+                if len(whole) > cap:
+                    raise incoming_too_long(cap)
+                return whole
         message = await self._receive()
         if message["type"] != "http.request":
             self._done = True
@@ -216,6 +224,18 @@ def actor_json(record: ActorRecord) -> dict[str, Any]:
 
 def _json_response(data: Any, status: int = 200) -> Response:
     return Response._raw(status, list(_JSON), json.dumps(data, separators=(",", ":")).encode())
+
+
+def _own_cycle(scope: Scope, call: Callable[..., Any]) -> Any:
+    """Our uvicorn protocol's cycle of this request, when ``call`` (the ``receive`` or
+    ``send`` the app got) is the cycle's own: nothing sits between it and us."""
+    extensions = scope.get("extensions")
+    if extensions is None:
+        return None
+    cycle = extensions.get(HTTP_CYCLE)
+    if cycle is None or getattr(call, "__self__", None) is not cycle:
+        return None
+    return cycle
 
 
 def _relative_raw_path(scope: Scope) -> str:
@@ -387,7 +407,7 @@ class RivetApp:
                     rest,
                     query,
                     Headers.from_raw(scope["headers"]),
-                    _Chunks(receive, MAX_BODY_SIZE),
+                    _Chunks(receive, MAX_BODY_SIZE, _own_cycle(scope, receive)),
                 )
                 return await self.dispatcher.handle_http(actor_id, request)
             if path == "/actors" or path.startswith("/actors/"):
@@ -625,16 +645,9 @@ async def _send_response(scope: Scope, send: Send, response: Response) -> None:
         if name in _FRAMING:  # the transport frames the body itself
             headers = [(n, v) for n, v in headers if n not in _FRAMING]
             break
-    extensions = scope.get("extensions")
-    if extensions is not None:
-        cycle = extensions.get(HTTP_CYCLE)
-        # Our uvicorn protocol's cycle, when nothing sits between it and us: one write.
-        if (
-            cycle is not None
-            and getattr(send, "__self__", None) is cycle
-            and respond(cycle, response.status, headers, body)
-        ):
-            return
+    cycle = _own_cycle(scope, send)
+    if cycle is not None and respond(cycle, response.status, headers, body):
+        return  # in one write
     headers = [*headers, (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -39,6 +39,7 @@ __all__ = [
     "DirectWebSocket",
     "http_protocol",
     "respond",
+    "take_body",
     "ws_protocol",
 ]
 
@@ -69,10 +70,58 @@ def _http_tools() -> tuple[Any, Any, Any] | None:
             HEADER_VALUE_RE,
             STATUS_LINE,
             HttpToolsProtocol,
+            RequestResponseCycle,
         )
     except ImportError:  # no httptools, or another uvicorn
         return None
+    if not _assigns(RequestResponseCycle, _CYCLE_FIELDS):
+        return None
     return HttpToolsProtocol, STATUS_LINE, (HEADER_RE, HEADER_VALUE_RE)
+
+
+# What respond() and take_body() read and write on uvicorn's cycle: without them (another
+# uvicorn), uvicorn's own protocol serves instead.
+_CYCLE_FIELDS: Final = frozenset(
+    (
+        "access_log",
+        "body",
+        "chunked_encoding",
+        "default_headers",
+        "disconnected",
+        "expected_content_length",
+        "flow",
+        "keep_alive",
+        "message_event",
+        "more_body",
+        "on_response",
+        "response_complete",
+        "response_started",
+        "scope",
+        "transport",
+        "waiting_for_100_continue",
+    )
+)
+# What the WebSocket protocol reads and writes on uvicorn's.
+_WS_FIELDS: Final = frozenset(
+    (
+        "close_sent",
+        "conn",
+        "disconnected",
+        "handshake_complete",
+        "initial_response",
+        "loop",
+        "queue",
+        "read_paused",
+        "transport",
+        "writable",
+    )
+)
+
+
+def _assigns(cls: type[Any], fields: frozenset[str]) -> bool:
+    """True when ``cls.__init__`` sets every attribute in ``fields``."""
+    code = getattr(getattr(cls, "__init__", None), "__code__", None)
+    return code is not None and fields <= set(code.co_names)
 
 
 def _head_lines(headers: list[tuple[bytes, bytes]]) -> bytes | None:
@@ -137,6 +186,25 @@ def respond(cycle: Any, status: int, headers: list[tuple[bytes, bytes]], body: b
 
 
 _STATUS_LINES: dict[int, bytes] = {}
+
+
+def take_body(cycle: Any) -> bytes | None:
+    """The whole request body when uvicorn's ``cycle`` holds all of it already, taken as
+    ``receive()`` would take it as one ``http.request`` message (no coroutines); None
+    otherwise (more to come, a ``100 Continue`` to send, a finished or broken exchange)."""
+    if (
+        cycle.more_body
+        or cycle.waiting_for_100_continue
+        or cycle.disconnected
+        or cycle.response_complete
+        or not cycle.message_event.is_set()
+    ):
+        return None
+    cycle.flow.resume_reading()
+    cycle.message_event.clear()
+    body = bytes(cycle.body)
+    cycle.body = b""
+    return body
 
 
 @functools.cache
@@ -450,6 +518,8 @@ def _build_ws_protocol() -> type[Any] | None:
         from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
         from websockets.protocol import State
     except ImportError:  # an older uvicorn or websockets
+        return None
+    if not _assigns(WebSocketsSansIOProtocol, _WS_FIELDS):
         return None
     try:
         from websockets.speedups import apply_mask

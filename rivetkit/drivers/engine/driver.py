@@ -240,7 +240,7 @@ class EngineDriver:
                 {name: ActorName("{}") for name in names},
                 json.dumps({"runtime": "rivetkit-python", "version": __version__}),
             )
-            self.tunnel = Tunnel(self._dispatcher(host))
+            self.tunnel = Tunnel(self._dispatcher(host), self._is_local)
             self.envoy = EnvoyClient(
                 self.endpoint,
                 namespace=self.namespace,
@@ -569,6 +569,10 @@ class EngineDriver:
             actor.done.set_result(None)
 
     # -- queries ---------------------------------------------------------------------------
+
+    def _is_local(self, actor_id: str) -> bool:
+        actor = self._actors.get(actor_id)
+        return actor is not None and actor.state != "stopped"
 
     def running_generation(self, actor_id: str) -> int | None:
         """The generation of the actor's instance running here, or None."""

@@ -473,6 +473,10 @@ class EnvoyClient:
                     return
                 if refusal is not None:
                     logger.error("envoy: %s", refusal.message)
+                if self._evicted and not first.done():
+                    first.set_exception(
+                        EngineError("evicted", "another envoy connection took our envoy key")
+                    )
                 if self.closed:
                     return
                 if time.monotonic() - started > BACKOFF_RESET_AFTER:
@@ -488,6 +492,7 @@ class EnvoyClient:
         self._ws = ws
         self.stats["connects"] += 1
         self._out.clear()
+        self._out.append(self._metadata)  # the first frame of every connection
         self._wake.clear()
         self._last_rx = time.monotonic()
         writer = asyncio.ensure_future(self._write_loop(ws))
@@ -496,7 +501,6 @@ class EnvoyClient:
         decode = TO_ENVOY.decode
         stats = self.stats
         try:
-            await ws.send(self._metadata)
             async for frame in ws:
                 self._last_rx = time.monotonic()
                 stats["frames_in"] += 1

@@ -84,6 +84,8 @@ def find_engine_binary(start: str | os.PathLike[str] | None = None) -> Path | No
 def port_free(host: str, port: int) -> bool:
     """Whether ``host:port`` can be bound now."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        if sys.platform != "win32":  # as servers do: TIME_WAIT leftovers do not count
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

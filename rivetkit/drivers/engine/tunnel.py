@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from rivetkit.dispatch.http import Headers, Request, Response, incoming_too_long
@@ -244,8 +244,13 @@ class TunnelWebSocket:
 class Tunnel:
     """Runs the tunnel traffic of one envoy through a dispatcher (None: refuse it)."""
 
-    def __init__(self, dispatcher: Dispatcher | None) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher | None, is_local: Callable[[str], bool] | None = None
+    ) -> None:
         self.dispatcher = dispatcher
+        #: Whether an actor is placed on this envoy (requests for others are refused, as the
+        #: Rust envoy does, so that the gateway routes them again).
+        self.is_local = is_local
         self._envoy: EnvoyClient | None = None
         self._requests: dict[bytes, asyncio.Task[None]] = {}
         self._streams: dict[bytes, _BodyStream] = {}
@@ -319,6 +324,20 @@ class Tunnel:
 
     def _start_http(self, key: bytes, message_id: MessageId, start: ToEnvoyRequestStart) -> None:
         self.total_requests += 1
+        is_local = self.is_local
+        if is_local is not None and not is_local(start.actor_id):
+            logger.warning("tunnel: request for actor %s, which is not here", start.actor_id)
+            text = b"Actor not found"
+            self.send(
+                MessageId(message_id.gateway_id, message_id.request_id, 0),
+                ToRivetResponseStart(
+                    503,
+                    {"x-rivet-error": "envoy.actor_not_found", "content-length": str(len(text))},
+                    text,
+                    False,
+                ),
+            )
+            return
         path, query = _split(start.path)
         body: Any
         if start.stream:
@@ -406,6 +425,11 @@ class Tunnel:
     ) -> None:
         self.total_websockets += 1
         socket = TunnelWebSocket(self, message_id, open_.actor_id)
+        is_local = self.is_local
+        if is_local is not None and not is_local(open_.actor_id):
+            logger.warning("tunnel: WebSocket for actor %s, which is not here", open_.actor_id)
+            socket._send(ToRivetWebSocketClose(1011, "Actor not found", False))
+            return
         previous = self._sockets.get(key)
         if previous is not None:
             previous.on_close()
