@@ -70,3 +70,16 @@ def deserialize_key(key_str: str | None) -> list[str]:
     elif current or parts:
         parts.append("".join(current))
     return parts
+
+
+def check_name_key(name: str, key: Sequence[str]) -> list[str]:
+    """Check an actor name and key given to a driver; return the key as a list of segments."""
+    if not isinstance(name, str):
+        raise TypeError(f"actor name must be str, not {type(name).__name__}")
+    if isinstance(key, str):
+        raise TypeError("an actor key is a sequence of strings, not a string")
+    segments = list(key)
+    for segment in segments:
+        if not isinstance(segment, str):
+            raise TypeError(f"actor key segments must be str, not {type(segment).__name__}")
+    return segments

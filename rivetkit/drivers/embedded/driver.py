@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rivetkit.drivers.base import ActorHost, ActorRecord
-from rivetkit.drivers.keys import serialize_key
+from rivetkit.drivers.keys import check_name_key, serialize_key
 from rivetkit.errors import RivetError
 
 from . import tables
@@ -32,18 +32,6 @@ logger = logging.getLogger("rivetkit.driver")
 DEFAULT_DATA_DIR = ".rivetkit"
 #: The SQLite file inside the data directory.
 DB_FILE_NAME = "rivetkit.db"
-
-
-def _check_name_key(name: str, key: Sequence[str]) -> list[str]:
-    if not isinstance(name, str):
-        raise TypeError(f"actor name must be str, not {type(name).__name__}")
-    if isinstance(key, str):
-        raise TypeError("an actor key is a sequence of strings, not a string")
-    segments = list(key)
-    for segment in segments:
-        if not isinstance(segment, str):
-            raise TypeError(f"actor key segments must be str, not {type(segment).__name__}")
-    return segments
 
 
 class EmbeddedDriver:
@@ -143,7 +131,7 @@ class EmbeddedDriver:
         self, name: str, key: Sequence[str], input: bytes | None
     ) -> tuple[ActorRecord, bool]:
         """The live actor with ``(name, key)``, created when missing; ``(record, created)``."""
-        segments = _check_name_key(name, key)
+        segments = check_name_key(name, key)
         return await self.store.write(
             tables.get_or_create_actor,
             name,
@@ -155,7 +143,7 @@ class EmbeddedDriver:
 
     async def create_actor(self, name: str, key: Sequence[str], input: bytes | None) -> ActorRecord:
         """Create an actor; RivetError ``actor/duplicate_key`` if ``(name, key)`` is taken."""
-        segments = _check_name_key(name, key)
+        segments = check_name_key(name, key)
         return await self.store.write(
             tables.create_actor, name, segments, serialize_key(segments), input, self._now_ms()
         )
@@ -166,7 +154,7 @@ class EmbeddedDriver:
 
     async def find_actor(self, name: str, key: Sequence[str]) -> ActorRecord | None:
         """The live (not destroyed) actor with ``(name, key)``, or None."""
-        segments = _check_name_key(name, key)
+        segments = check_name_key(name, key)
         return await self.store.read(tables.find_actor, name, serialize_key(segments))
 
     async def list_actors(self, name: str | None = None) -> list[ActorRecord]:

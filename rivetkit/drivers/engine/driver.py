@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from rivetkit._version import __version__
 from rivetkit.drivers.base import ActorHost, ActorRecord, StopReason
-from rivetkit.drivers.keys import deserialize_key
+from rivetkit.drivers.keys import check_name_key, deserialize_key
 from rivetkit.errors import RivetError
 from rivetkit.protocol import actor_persist
 from rivetkit.protocol.envoy_protocol import (
@@ -143,18 +143,6 @@ class _Actor:
         #: KV cut off (the engine gave the actor up: another envoy may run it now).
         self.fenced = False
         self.alarm: asyncio.TimerHandle | None = None
-
-
-def _check_name_key(name: str, key: Sequence[str]) -> list[str]:
-    if not isinstance(name, str):
-        raise TypeError(f"actor name must be str, not {type(name).__name__}")
-    if isinstance(key, str):
-        raise TypeError("an actor key is a sequence of strings, not a string")
-    segments = list(key)
-    for segment in segments:
-        if not isinstance(segment, str):
-            raise TypeError(f"actor key segments must be str, not {type(segment).__name__}")
-    return segments
 
 
 class EngineDriver:
@@ -589,12 +577,12 @@ class EngineDriver:
         self, name: str, key: Sequence[str], input: bytes | None
     ) -> tuple[ActorRecord, bool]:
         """The live actor with ``(name, key)``, created when missing (``PUT /actors``)."""
-        segments = _check_name_key(name, key)
+        segments = check_name_key(name, key)
         return await self.api.get_or_create_actor(name, segments, input, self.pool)
 
     async def create_actor(self, name: str, key: Sequence[str], input: bytes | None) -> ActorRecord:
         """Create an actor (``POST /actors``); ``actor/duplicate_key`` if taken."""
-        segments = _check_name_key(name, key)
+        segments = check_name_key(name, key)
         return await self.api.create_actor(name, segments, input, self.pool)
 
     async def get_actor(self, actor_id: str) -> ActorRecord | None:
@@ -612,7 +600,7 @@ class EngineDriver:
 
     async def find_actor(self, name: str, key: Sequence[str]) -> ActorRecord | None:
         """The live actor with ``(name, key)``, or None."""
-        segments = _check_name_key(name, key)
+        segments = check_name_key(name, key)
         for record in await self.api.list_actors(name, segments):
             if record.destroy_ts is None:
                 return record
