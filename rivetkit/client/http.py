@@ -37,6 +37,8 @@ log = logging.getLogger("rivetkit.client")
 
 #: The User-Agent of every HTTP request.
 USER_AGENT = f"RivetKit-Python/{__version__}"
+#: httpcore's message when the server closed the connection before any byte of the response.
+_NO_RESPONSE = "without sending a response"
 
 #: An ``asyncio.sleep``-like coroutine function (injectable for tests).
 Sleep = Callable[[float], Awaitable[None]]
@@ -256,10 +258,19 @@ class HttpSession:
             all_headers.update(headers)
         if self.token is not None:
             all_headers["x-rivet-token"] = self.token
-        try:
-            return await self._http.request(method, url, content=content, headers=all_headers)
-        except httpx.HTTPError as exc:
-            raise ActorError.client("http_request_error", f"{method} {url}: {exc!r}") from exc
+        for attempt in (1, 2):
+            try:
+                return await self._http.request(method, url, content=content, headers=all_headers)
+            except httpx.RemoteProtocolError as exc:
+                # A kept-alive connection closed by the server just as we reused it: no byte
+                # of an answer came back, so the server never took the request. Sent once
+                # more on a new connection (a server that died would refuse that one).
+                if attempt == 1 and _NO_RESPONSE in str(exc):
+                    continue
+                raise ActorError.client("http_request_error", f"{method} {url}: {exc!r}") from exc
+            except httpx.HTTPError as exc:
+                raise ActorError.client("http_request_error", f"{method} {url}: {exc!r}") from exc
+        raise AssertionError("unreachable")
 
     def error_of(self, response: httpx.Response, encoding: str) -> ActorError:
         """The ActorError of a non-2xx gateway response (spec §3)."""

@@ -87,6 +87,8 @@ MAX_BUFFERED_TUNNEL: Final = 10_000
 DEFAULT_LOST_THRESHOLD_MS: Final = 15_000
 #: Retired event logs (stopped generations) are kept this long for re-sends, in seconds.
 RETIRED_LOG_TTL: Final = 600.0
+#: Generations whose last command index is remembered (for replay dedup) beyond live ones.
+MAX_COMMAND_KEYS: Final = 10_000
 #: Largest frame accepted from the engine (its own WS limit is 32 MiB).
 MAX_FRAME: Final = 64 * 1024 * 1024
 
@@ -372,7 +374,6 @@ class EnvoyClient:
         ]
         for key in stale:
             del self._logs[key]
-            self._last_commands.pop(key, None)
 
     def pending_events(self) -> int:
         """Events sent but not yet acknowledged by the engine."""
@@ -662,9 +663,18 @@ class EnvoyClient:
                 logger.debug("envoy: skipped replayed command %s", checkpoint)
                 continue
             last_commands[key] = checkpoint.index
-            if key not in self._logs:
-                self._logs[key] = _EventLog()
             fresh.append(command)
+        if len(last_commands) > MAX_COMMAND_KEYS:
+            # Oldest first. Kept after a generation ends, so that a late replay of its
+            # start command cannot start it again.
+            excess = len(last_commands) - MAX_COMMAND_KEYS
+            for stale in list(last_commands):
+                if excess <= 0:
+                    break
+                log = self._logs.get(stale)
+                if log is None or log.retired_at is not None:  # never a live generation
+                    del last_commands[stale]
+                    excess -= 1
         if fresh:
             self._handler.on_commands(fresh)
         if acks:

@@ -10,6 +10,13 @@ on ``PATH``.
 
 * every listener on loopback (guard, api-peer and metrics; the defaults bind ``[::]``);
 * telemetry off; embedded storage (RocksDB) under the given data directory;
+* the workflow worker's CPU load shedding neutralised (``runtime.worker_cpu_max``, see
+  :data:`WORKER_CPU_MAX`) and its poll interval shortened: the engine measures the CPU of
+  the whole host, and on a development machine that is mostly our own processes (the
+  envoy, the clients, the tests). Above 70 % it leaves most pending workflows (actor
+  creation and wake-up among them) for a later poll, which stalled actor creation for
+  5 to 30 s on a busy 2-core machine (``pegboard_actor_create timed out``,
+  ``route_resolve_query_timeout``);
 * ``RUST_BACKTRACE`` removed from its environment (a captured backtrace per gateway request
   costs ~20 ms), ``RUST_LOG=warn`` unless set, ``TOKIO_WORKER_THREADS`` = half the CPUs;
 * readiness checked on ``GET /health`` (its start-up lines are hidden at ``warn``), its
@@ -43,6 +50,12 @@ process_logger = logging.getLogger("rivetkit.engine.process")
 
 #: The engine version this package is tested with (npm ``@rivetkit/engine-cli``).
 ENGINE_VERSION: Final = "2.3.19"
+#: ``runtime.worker_cpu_max`` (millicores) of a spawned engine: far above any real machine,
+#: so that the host's CPU usage stays under the load-shedding curve's knee (70 %).
+WORKER_CPU_MAX: Final = 1_000_000
+#: ``runtime.worker_poll_interval_ms`` of a spawned engine: how late a workflow whose wake-up
+#: notification was missed can start at worst.
+WORKER_POLL_INTERVAL_MS: Final = 1_000
 
 
 def platform_package() -> str | None:
@@ -153,6 +166,10 @@ class LocalEngine:
             "metrics": {"host": self.host, "port": self.metrics_port},
             "file_system": {"path": str((self.data_dir / "db").resolve())},
             "telemetry": {"enabled": False},
+            "runtime": {
+                "worker_cpu_max": WORKER_CPU_MAX,
+                "worker_poll_interval_ms": WORKER_POLL_INTERVAL_MS,
+            },
         }
         if self.token:
             config["auth"] = {"admin_token": self.token}
