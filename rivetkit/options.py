@@ -62,10 +62,12 @@ class ActorOptions:
     - ``connection_liveness_timeout`` (2.5 s), ``connection_liveness_interval`` (5.0 s):
       carried for compatibility; RivetKit's core does not read them either.
     - ``can_hibernate_websocket`` (False): whether raw ``on_websocket`` sockets survive
-      sleep; a bool, or a synchronous callable given the upgrade request that returns a bool.
-      Actor-connect sockets (``/connect``) hibernate regardless. Not implemented yet for raw
-      sockets: accepted and validated, but a raw socket keeps its actor awake while its
-      handler runs and is closed (1001) when the actor stops, whatever this says.
+      sleep; a bool, or a synchronous callable given the upgrade request (path as
+      ``on_websocket`` sees it) that returns a bool. Actor-connect sockets (``/connect``)
+      hibernate regardless. A raw socket that may not hibernate keeps its actor awake while
+      its handler runs and is closed (1001) when the actor stops; one that may gets a
+      connection (``c.conn``, its state kept across the sleep) and its handler is called
+      again after the wake (see :mod:`rivetkit.dispatch.hibernation`).
 
     Deprecated in RivetKit, accepted and validated for compatibility (``None`` = not set):
 

@@ -245,7 +245,7 @@ async def test_raw_protocol_across_sleep(endpoint: str) -> None:
         woken = runtime.instances[init.actor_id]
         assert list(woken.conns) == [init.connection_id]
         client_index = woken.conns[init.connection_id].hibernation
-        assert client_index is not None and client_index.client_message_index == 3
+        assert client_index is not None and client_index.server_message_index == 3
 
 
 async def test_records_of_dead_sockets_are_dropped(endpoint: str) -> None:
@@ -301,3 +301,162 @@ async def test_chat_example_across_a_forced_sleep(endpoint: str) -> None:
 async def handle_id(handle: Any) -> str:
     actor_id: str = await handle.resolve()
     return actor_id
+
+
+# -- raw on_websocket sockets ---------------------------------------------------------------
+
+RAW_LOG: list[Any] = []
+
+rawroom = actor(
+    "hraw",
+    state={"seen": 0},
+    options=ActorOptions(
+        sleep_timeout=0.2,
+        state_save_interval=0.05,
+        # Every raw path hibernates but /awake (a predicate given the upgrade request).
+        can_hibernate_websocket=lambda request: request.path != "/awake",
+    ),
+)
+
+
+@rawroom.create_conn_state
+def raw_conn_state(c: Any, params: Any) -> dict[str, Any]:
+    return {"n": 0, "who": (params or {}).get("who", "?")}
+
+
+@rawroom.on_disconnect
+def raw_left(c: Any, conn: Connection) -> None:
+    RAW_LOG.append(("disconnect", conn.state["who"], conn.state["n"]))
+
+
+@rawroom.on_websocket
+async def raw_handler(c: Any, ws: Any) -> None:
+    # A socket that does not hibernate has no connection (c.conn is None).
+    conn_state = c.conn.state if c.conn is not None else {"n": 0, "who": "-"}
+    RAW_LOG.append(("start", conn_state["who"], ws.resumed, c.generation))
+    async for message in ws:
+        if message == "bye":
+            return  # done with the socket: it closes (1000)
+        if message == "boom":
+            raise RuntimeError("boom")  # the socket closes with 1011
+        conn_state["n"] += 1
+        c.state["seen"] += 1
+        await ws.send(f"{conn_state['n']}:{message}:{c.generation}")
+    RAW_LOG.append(("end", conn_state["who"], ws.hibernating))
+
+
+raw_registry = setup(use=[rawroom])
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def raw_endpoint() -> AsyncIterator[str]:
+    async with serve_in_background(raw_registry) as url:
+        yield url
+
+
+def raw_url(endpoint: str, key: str, path: str = "/room") -> str:
+    query = f"rvt-namespace=default&rvt-method=getOrCreate&rvt-runner=default&rvt-key={key}"
+    return endpoint.replace("http://", "ws://") + f"/gateway/hraw/websocket{path}?{query}"
+
+
+def raw_protocols(who: str) -> list[Any]:
+    return ["rivet", "rivet_conn_params." + quote(json.dumps({"who": who}), safe="")]
+
+
+async def test_raw_socket_hibernates_and_resumes(raw_endpoint: str) -> None:
+    runtime = runtime_of(raw_endpoint)
+    RAW_LOG.clear()
+    async with connect(raw_url(raw_endpoint, "r1"), subprotocols=raw_protocols("ann")) as ws:
+
+        async def ask(text: str) -> str:
+            await ws.send(text)
+            reply = await asyncio.wait_for(ws.recv(), 10)
+            assert isinstance(reply, str)
+            return reply
+
+        assert await ask("a") == "1:a:1"
+        assert await ask("b") == "2:b:1"
+        (actor_id,) = [i for i, inst in runtime.instances.items() if inst.name == "hraw"]
+        instance = runtime.instances[actor_id]
+        # The handler waits in receive(): it does not keep the actor awake.
+        await asleep(runtime, instance)
+        assert ("end", "ann", True) in RAW_LOG  # receive() ended: hibernating
+        records = await stored_conns(runtime, actor_id)
+        (record,) = records.values()
+        assert cbor_loads(record.state) == {"n": 2, "who": "ann"}
+        assert record.request_path == "/websocket/room"  # the rvt-* query is the gateway's
+        assert record.server_message_index == 2
+        # The next message wakes it; the handler runs again with the connection's state.
+        assert await ask("c") == "3:c:2"
+        assert ("start", "ann", True, 2) in RAW_LOG
+        # Several at once: in order, none lost or repeated.
+        for text in ("d", "e", "f"):
+            await ws.send(text)
+        replies = [await asyncio.wait_for(ws.recv(), 10) for _ in range(3)]
+        assert replies == ["4:d:2", "5:e:2", "6:f:2"]
+        woken = runtime.instances[actor_id]
+        assert woken.state["seen"] == 6
+        await asleep(runtime, woken)
+        assert await ask("g") == "7:g:3"
+    # Closed by the client: on_disconnect once, the record is gone.
+    await wait_for(lambda: ("disconnect", "ann", 7) in RAW_LOG)
+    assert await stored_conns(runtime, actor_id) == {}
+    assert RAW_LOG.count(("disconnect", "ann", 7)) == 1
+
+
+async def test_raw_client_leaving_while_asleep(raw_endpoint: str) -> None:
+    runtime = runtime_of(raw_endpoint)
+    RAW_LOG.clear()
+    async with connect(raw_url(raw_endpoint, "r2"), subprotocols=raw_protocols("bob")) as ws:
+        await ws.send("x")
+        assert await asyncio.wait_for(ws.recv(), 10) == "1:x:1"
+        (actor_id,) = [
+            i for i, inst in runtime.instances.items() if inst.name == "hraw" and inst.key == ["r2"]
+        ]
+        await asleep(runtime, runtime.instances[actor_id])
+    # The actor wakes only to close the connection (on_disconnect with the saved state).
+    await wait_for(lambda: ("disconnect", "bob", 1) in RAW_LOG)
+    assert await stored_conns(runtime, actor_id) == {}
+    assert not any(entry[:2] == ("start", "bob") and entry[2] for entry in RAW_LOG)
+
+
+async def test_raw_socket_that_may_not_hibernate_keeps_the_actor_awake(raw_endpoint: str) -> None:
+    runtime = runtime_of(raw_endpoint)
+    url = raw_url(raw_endpoint, "r3", "/awake")
+    async with connect(url, subprotocols=raw_protocols("cy")) as ws:
+        await ws.send("x")
+        assert await asyncio.wait_for(ws.recv(), 10) == "1:x:1"
+        (instance,) = [
+            inst
+            for inst in runtime.instances.values()
+            if inst.name == "hraw" and inst.key == ["r3"]
+        ]
+        await asyncio.sleep(0.6)  # three sleep timeouts
+        assert instance.phase == Phase.STARTED
+        assert await stored_conns(runtime, instance.actor_id) == {}
+
+
+@pytest.mark.parametrize(("last", "code"), [("bye", 1000), ("boom", 1011)])
+async def test_raw_handler_ending_closes_the_socket(
+    raw_endpoint: str, last: str, code: int
+) -> None:
+    """After a wake too: the handler's return (or failure) closes the socket and the
+    connection (on_disconnect once, record deleted)."""
+    runtime = runtime_of(raw_endpoint)
+    RAW_LOG.clear()
+    key = f"r-{last}"
+    async with connect(raw_url(raw_endpoint, key), subprotocols=raw_protocols(last)) as ws:
+        await ws.send("x")
+        assert await asyncio.wait_for(ws.recv(), 10) == "1:x:1"
+        (instance,) = [
+            inst for inst in runtime.instances.values() if inst.name == "hraw" and inst.key == [key]
+        ]
+        await asleep(runtime, instance)
+        await ws.send("y")
+        assert await asyncio.wait_for(ws.recv(), 10) == "2:y:2"
+        await ws.send(last)
+        await asyncio.wait_for(ws.wait_closed(), 10)
+        assert ws.close_code == code
+    await wait_for(lambda: ("disconnect", last, 2) in RAW_LOG)
+    assert RAW_LOG.count(("disconnect", last, 2)) == 1
+    assert await stored_conns(runtime, instance.actor_id) == {}

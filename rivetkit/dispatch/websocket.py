@@ -15,6 +15,21 @@ The hook's lifetime is the socket's: when it returns, the socket is closed (code
 is still open; when it raises, the socket is closed with code 1011 and the error is logged.
 While the hook runs the actor stays awake; when the actor begins to stop, the socket is closed
 (code 1001) so that the hook ends.
+
+Unless the socket hibernates (the actor's ``can_hibernate_websocket`` allows it; see
+:mod:`rivetkit.dispatch.hibernation`): then the hook keeps the actor awake only while it is
+not waiting in :meth:`RawWebSocket.receive`, and when the actor begins to sleep,
+``receive()`` returns None with :attr:`RawWebSocket.hibernating` True while the socket stays
+open; after the wake the hook is called again (:attr:`RawWebSocket.resumed` True), with
+``c.conn`` the same connection (its ``state`` kept)::
+
+    @chat.on_websocket
+    async def on_websocket(c, ws):
+        if not ws.resumed:
+            c.conn.state["seen"] = 0
+        async for message in ws:
+            c.conn.state["seen"] += 1
+            await ws.send(f"{c.conn.state['seen']}: {message}")
 """
 
 from __future__ import annotations
@@ -55,13 +70,21 @@ class RawWebSocket:
     :meth:`receive` until it returns None.
     """
 
-    __slots__ = ("_closed", "_socket", "request")
+    __slots__ = ("_closed", "_socket", "request", "resumed")
 
     def __init__(self, socket: WebSocket, request: Request) -> None:
         self._socket = socket
         self._closed = False
         #: The upgrade request (path relative to ``/websocket``).
         self.request = request
+        #: True when the hook runs again for a hibernated socket, after its actor woke.
+        self.resumed = False
+
+    @property
+    def hibernating(self) -> bool:
+        """True once :meth:`receive` ended because the actor goes to sleep while the socket
+        hibernates (it stays open; the hook is called again after the wake)."""
+        return bool(getattr(self._socket, "hibernating", False))
 
     @property
     def closed(self) -> bool:
@@ -104,5 +127,5 @@ class RawWebSocket:
             yield message
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        state = "hibernating" if self.hibernating else "closed" if self._closed else "open"
         return f"<RawWebSocket {self.request.raw_path} {state}>"

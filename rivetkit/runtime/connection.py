@@ -19,13 +19,21 @@ next wake the instance rebuilds the connection from its record *before* ``on_wak
 the runtime's ``conn_alive`` callback whether its socket still exists; that callback (set by
 the transport holding the sockets) also re-attaches the socket as the restored connection's
 transport. Connections whose socket is gone are closed (``on_disconnect`` runs, the record is
-deleted) right after the start.
+deleted) right after the start. Once the actor is started again, a restored connection's
+transport that has a ``resumed()`` method is called (soon after, from the event loop): a raw
+``on_websocket`` socket starts its handler again there.
+
+Raw ``on_websocket`` sockets hibernate only when the actor's ``can_hibernate_websocket``
+option allows it (a bool, or a predicate given the upgrade request); such a socket gets a
+connection of its own (preflight and hooks included, as in RivetKit), whose ``c.conn.state``
+survives the sleep (see :mod:`rivetkit.dispatch.hibernation`).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -60,10 +68,18 @@ class Hibernation:
 
     ``gateway_id`` and ``request_id`` (4 bytes each) name the socket at the process that holds
     it (our server in embedded mode, the engine's gateway in engine mode); the message indexes
-    count the frames each way so that none is lost or repeated across a wake.
+    count the frames each way so that none is lost or repeated across a wake, as RivetKit
+    names them: ``server_message_index`` is the index of the last message the actor received
+    from the client (the gateway numbers them 1, 2, ...; the open is 0), and
+    ``client_message_index`` counts the messages sent to the client.
+
+    ``ack`` (set by the transport, not stored) is called with the ``server_message_index`` a
+    stored record holds, once it is stored: the engine tunnel then acknowledges the messages
+    up to it to the gateway, which delivers the unacknowledged ones again after a wake.
     """
 
     __slots__ = (
+        "ack",
         "client_message_index",
         "gateway_id",
         "request_headers",
@@ -90,6 +106,7 @@ class Hibernation:
         self.request_headers = dict(request_headers or {})
         self.server_message_index = server_message_index
         self.client_message_index = client_message_index
+        self.ack: Callable[[int], None] | None = None
 
 
 class Connection:

@@ -14,12 +14,42 @@ same on both drivers:
   answered 500 instead. ``RequestAbort`` cancels the handler. A handler failure outside
   dispatch answers 500 with ``x-rivet-error: envoy.fetch_failed`` (as the Rust envoy does).
 * ``WebSocketOpen`` becomes a :class:`TunnelWebSocket` (dispatch's plain WebSocket):
-  accepting it sends ``WebSocketOpen{canHibernate: false}``; ``WebSocketMessage``\\ s feed
+  accepting it sends ``WebSocketOpen{canHibernate}``; ``WebSocketMessage``\\ s feed
   :meth:`TunnelWebSocket.receive`; sends and the close go back as ``WebSocketMessage`` and
   ``WebSocketClose`` with our own message indexes (0 for the open, then +1 per message).
 
-Hibernatable WebSockets are not offered (``canHibernate: false``): when an actor sleeps, its
-sockets close and clients reconnect, as with the embedded driver.
+Hibernatable WebSockets (``spec/engine.md``, tunnel semantics): ``/connect`` sockets, and raw
+ones the actor's ``can_hibernate_websocket`` allows, open with ``canHibernate: true``. The
+engine's gateway then keeps the client's socket while the actor sleeps and keeps every
+message it forwarded until we acknowledge it:
+
+* the gateway numbers its messages (the open is 0, then 1, 2, ...); a hibernatable socket
+  drops a message whose index it has already seen (a re-delivery) and closes the socket
+  (1008 ``ws.message_index_skip``) on a gap;
+* the connection's record (``Conn`` v4 at ``[2] + conn_id``: gateway id, request id, the
+  index of the last message handled) is stored by the runtime (throttled, and when the actor
+  stops); once stored, ``WebSocketMessageAck{index}`` tells the gateway it may forget the
+  messages up to it;
+* a message that reaches a generation that is stopping is not handled nor acknowledged: the
+  gateway delivers it again to the next one;
+* when the actor stops, its hibernatable sockets are dropped here without a close (the
+  gateway keeps the client's socket and wakes the actor on its next message);
+* when the engine starts the actor again (here or on another envoy), ``CommandStartActor``
+  lists the sockets still open (``hibernatingRequests``): the runtime restores each stored
+  connection whose socket is listed (:meth:`Tunnel.conn_alive`) with a new
+  :class:`TunnelWebSocket` and session, and closes the others (``on_disconnect``); after
+  ``Running`` each restored socket sends ``WebSocketOpen{canHibernate: true}`` again, and a
+  listed socket without a record is closed (1000 ``ws.meta_not_found_during_restore``);
+* the gateway may also open a kept socket again after the wake (a ``WebSocketOpen`` with the
+  same ids, its numbering starting over): the restored socket answers
+  ``WebSocketOpen{canHibernate: true}`` and goes on serving the same connection
+  (:meth:`TunnelWebSocket.reopen`), as the Rust envoy does.
+
+Bodies: the engine 2.3.19 gateway buffers a request body and sends it in one
+``RequestStart`` (observed with 5 MiB), and sets ``responseStream`` false on the requests
+(a streamed answer then reaches the client empty), so a response always goes back in one
+``ResponseStart``, up to the engine's ``maxResponsePayloadSize`` (20 MiB). A request that
+does arrive streamed (``stream: true``) is read chunk by chunk, as above.
 """
 
 from __future__ import annotations
@@ -27,13 +57,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
+from rivetkit.dispatch.hibernation import can_hibernate_raw, restore_session
 from rivetkit.dispatch.http import Headers, Request, Response, incoming_too_long
 from rivetkit.dispatch.router import error_response
 from rivetkit.errors import RivetError
 from rivetkit.protocol.envoy_protocol import (
+    HibernatingRequest,
     MessageId,
     ToEnvoyRequestAbort,
     ToEnvoyRequestChunk,
@@ -48,11 +80,14 @@ from rivetkit.protocol.envoy_protocol import (
     ToRivetTunnelMessageKind,
     ToRivetWebSocketClose,
     ToRivetWebSocketMessage,
+    ToRivetWebSocketMessageAck,
     ToRivetWebSocketOpen,
 )
+from rivetkit.runtime.connection import Hibernation
 
 if TYPE_CHECKING:
     from rivetkit.dispatch.router import Dispatcher
+    from rivetkit.runtime.connection import Connection
 
     from .envoy import EnvoyClient
 
@@ -148,11 +183,15 @@ class TunnelWebSocket:
         "_closed",
         "_incoming",
         "_index",
+        "_info",
+        "_last_in",
         "_message_id",
         "_remote_closed",
         "_tunnel",
         "_waiter",
         "actor_id",
+        "can_hibernate",
+        "detached",
     )
 
     def __init__(self, tunnel: Tunnel, message_id: MessageId, actor_id: str) -> None:
@@ -165,6 +204,55 @@ class TunnelWebSocket:
         self._index = 0
         self._incoming: deque[str | bytes | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        #: Offered as hibernatable to the gateway (``WebSocketOpen{canHibernate}``).
+        self.can_hibernate = False
+        #: Index of the last message taken from the gateway (the open is 0).
+        self._last_in = 0
+        #: Dropped without a close: its actor stopped and the gateway keeps the socket.
+        self.detached = False
+        #: The hibernation record of its connection (hibernatable sockets).
+        self._info: Hibernation | None = None
+
+    @property
+    def redelivers(self) -> bool:
+        """Whether the gateway delivers an unacknowledged message again (to the next
+        generation of the actor): true of hibernatable sockets."""
+        return self.can_hibernate
+
+    def hibernation(self, path: str, headers: dict[str, str]) -> Hibernation | None:
+        """The hibernation record of this socket (dispatch asks), or None when it does not
+        hibernate; the record's ``ack`` acknowledges stored messages to the gateway."""
+        if not self.can_hibernate:
+            return None
+        mid = self._message_id
+        info = Hibernation(
+            mid.gateway_id, mid.request_id, request_path=path, request_headers=headers
+        )
+        info.server_message_index = self._last_in
+        info.ack = self.ack
+        self._info = info
+        return info
+
+    def reopen(self, index: int) -> None:
+        """The gateway opens this hibernated socket again (after the actor's wake, with a
+        new numbering starting at ``index``): answer ``WebSocketOpen{canHibernate: true}``
+        and keep serving the same connection."""
+        self._last_in = index & 0xFFFF
+        info = self._info
+        if info is not None:
+            info.server_message_index = self._last_in
+        self._send(ToRivetWebSocketOpen(True))
+
+    def ack(self, index: int) -> None:
+        """``WebSocketMessageAck{index}``: the messages up to ``index`` are stored."""
+        self._send(ToRivetWebSocketMessageAck(index & 0xFFFF))
+
+    def detach(self) -> None:
+        """Forget the socket without closing it (its actor stopped; the gateway keeps it)."""
+        if not self.detached:
+            self.detached = True
+            self._closed = True
+            self._push(None)
 
     @property
     def closed(self) -> bool:
@@ -184,7 +272,7 @@ class TunnelWebSocket:
         if self._accepted or self._closed:
             return
         self._accepted = True
-        self._send(ToRivetWebSocketOpen(False))
+        self._send(ToRivetWebSocketOpen(self.can_hibernate))
 
     async def receive(self) -> str | bytes | None:
         """The next message, or None once the socket is closed."""
@@ -212,7 +300,7 @@ class TunnelWebSocket:
             self._send(ToRivetWebSocketMessage(bytes(data), True))
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the socket (idempotent)."""
+        """Close the socket (idempotent; a no-op once detached)."""
         if self._closed:
             return
         self._closed = True
@@ -228,9 +316,21 @@ class TunnelWebSocket:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def on_message(self, data: bytes, binary: bool) -> None:
+    def on_message(self, data: bytes, binary: bool, index: int = 0) -> None:
         if self._closed:
             return
+        if self.can_hibernate:  # the gateway's indexes: no repeat, no gap
+            last = self._last_in
+            if (last - index) & 0xFFFF < 0x8000:
+                logger.debug("tunnel: dropped re-delivered message %d (last %d)", index, last)
+                return
+            if index != (last + 1) & 0xFFFF:
+                logger.warning("tunnel: message %d after %d: closing the socket", index, last)
+                self._closed = True
+                self._send(ToRivetWebSocketClose(1008, "ws.message_index_skip", False))
+                self._push(None)
+                return
+            self._last_in = index
         if binary:
             self._push(data)
         else:
@@ -256,6 +356,11 @@ class Tunnel:
         self._streams: dict[bytes, _BodyStream] = {}
         self._sockets: dict[bytes, TunnelWebSocket] = {}
         self._socket_tasks: set[asyncio.Task[None]] = set()
+        # actor id -> (generation, gateway id + request id of the sockets the engine kept
+        # while it slept and that no stored connection claimed yet)
+        self._hibernating: dict[str, tuple[int, set[bytes]]] = {}
+        # actor id -> the sockets restored by its start (they re-open once it runs)
+        self._restored: dict[str, list[TunnelWebSocket]] = {}
         self.total_requests = 0
         self.total_websockets = 0
 
@@ -297,7 +402,7 @@ class Tunnel:
         elif kind_type is ToEnvoyWebSocketMessage:
             socket = self._sockets.get(key)
             if socket is not None:
-                socket.on_message(kind.data, kind.binary)
+                socket.on_message(kind.data, kind.binary, message_id.message_index)
         elif kind_type is ToEnvoyRequestChunk:
             stream = self._streams.get(key)
             if stream is not None:
@@ -432,10 +537,16 @@ class Tunnel:
             return
         previous = self._sockets.get(key)
         if previous is not None:
+            if previous.can_hibernate and not previous.closed:
+                # A hibernated socket the gateway opens again after the wake.
+                logger.debug("tunnel: WebSocket of actor %s opened again", open_.actor_id)
+                previous.reopen(message_id.message_index)
+                return
             previous.on_close()
         self._sockets[key] = socket
         path, query = _split(open_.path)
         request = Request("GET", path, query_string=query, headers=_headers(open_.headers))
+        socket.can_hibernate = self._can_hibernate(open_.actor_id, request)
         task = asyncio.get_running_loop().create_task(
             self._serve_websocket(key, socket, open_.actor_id, request)
         )
@@ -461,3 +572,114 @@ class Tunnel:
                 await socket.close(1000, "")
             if self._sockets.get(key) is socket:
                 del self._sockets[key]
+
+    # -- hibernation -----------------------------------------------------------------------
+
+    def _can_hibernate(self, actor_id: str, request: Request) -> bool:
+        """Whether a socket opened with ``request`` (path relative to the actor) may
+        hibernate: ``/connect`` always, a raw one as its actor's option says."""
+        dispatcher = self.dispatcher
+        if dispatcher is None:
+            return False
+        path = request.raw_path
+        if path == "/connect":
+            return True
+        if path == "/inspector" or path.startswith("/inspector/"):
+            return False
+        instance = dispatcher.runtime.instances.get(actor_id)
+        if instance is None or instance.definition.hooks.on_websocket is None:
+            return False
+        if path == "/websocket" or path.startswith("/websocket/"):
+            path = path[10:] or "/"
+        return can_hibernate_raw(instance.options, request.with_path(path))
+
+    def start_actor(
+        self, actor_id: str, generation: int, requests: list[HibernatingRequest]
+    ) -> None:
+        """The engine starts ``actor_id`` with the sockets it kept while the actor slept."""
+        self._hibernating[actor_id] = (
+            generation,
+            {bytes(r.gateway_id) + bytes(r.request_id) for r in requests},
+        )
+        self._restored[actor_id] = []
+
+    def conn_alive(self, conn: Connection) -> bool:
+        """The runtime's check of a restored connection (during its actor's start): True
+        when the engine kept its socket; the connection then gets a new socket and session
+        (which resume once the actor runs)."""
+        info = conn.hibernation
+        owner = conn.owner
+        dispatcher = self.dispatcher
+        if info is None or owner is None or dispatcher is None:
+            return False
+        kept = self._hibernating.get(owner.actor_id)
+        key = info.gateway_id + info.request_id
+        if kept is None or kept[0] != owner.generation or key not in kept[1]:
+            return False
+        kept[1].discard(key)
+        socket = TunnelWebSocket(
+            self, MessageId(info.gateway_id, info.request_id, 0), owner.actor_id
+        )
+        socket.can_hibernate = True
+        socket._accepted = True
+        socket._last_in = info.server_message_index & 0xFFFF
+        socket._index = (info.client_message_index + 1) & 0xFFFF
+        info.ack = socket.ack
+        socket._info = info
+        previous = self._sockets.get(key)
+        if previous is not None:
+            previous.detach()
+        self._sockets[key] = socket
+        try:
+            serving = restore_session(dispatcher, conn, socket)
+        except Exception:
+            logger.exception("tunnel: restoring a hibernated connection failed")
+            del self._sockets[key]
+            return False
+        task = asyncio.get_running_loop().create_task(self._serve_restored(key, socket, serving))
+        self._socket_tasks.add(task)
+        task.add_done_callback(self._socket_tasks.discard)
+        self._restored.setdefault(owner.actor_id, []).append(socket)
+        return True
+
+    async def _serve_restored(
+        self, key: bytes, socket: TunnelWebSocket, serving: Coroutine[Any, Any, None]
+    ) -> None:
+        try:
+            await serving
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            logger.exception("tunnel: a restored WebSocket failed")
+            await socket.close(1011, "actor.internal_error")
+        finally:
+            if not socket.closed:
+                await socket.close(1000, "")
+            if self._sockets.get(key) is socket:
+                del self._sockets[key]
+
+    def actor_started(self, actor_id: str) -> None:
+        """The actor runs (``Running`` was sent): its restored sockets open again; the kept
+        sockets no stored connection claimed are closed."""
+        for socket in self._restored.pop(actor_id, []):
+            if not socket.closed:
+                socket._send(ToRivetWebSocketOpen(True))
+        kept = self._hibernating.pop(actor_id, None)
+        for key in () if kept is None else kept[1]:
+            logger.debug("tunnel: closing a kept socket of actor %s with no record", actor_id)
+            self.send(
+                MessageId(key[:4], key[4:], 0),
+                ToRivetWebSocketClose(1000, "ws.meta_not_found_during_restore", False),
+            )
+
+    def actor_stopped(self, actor_id: str, generation: int) -> None:
+        """A generation of the actor stopped: drop its hibernatable sockets without a close
+        (the gateway keeps them while the actor sleeps)."""
+        for key, socket in list(self._sockets.items()):
+            if socket.actor_id == actor_id and socket.can_hibernate:
+                del self._sockets[key]
+                socket.detach()
+        kept = self._hibernating.get(actor_id)
+        if kept is not None and kept[0] == generation:
+            del self._hibernating[actor_id]
+            self._restored.pop(actor_id, None)
