@@ -24,6 +24,8 @@ WORKFLOW_PREFIX = b"\x06\x01"
 TRACES_PREFIX = b"\x07\x01"
 #: Ours: recurring schedules and their history (no place for them in RivetKit's layout).
 RECURRING_PREFIX = b"\x08"
+#: RivetKit's SQLite VFS pages (engine driver's ``c.db``, :mod:`rivetkit.drivers.engine.sqlkv`).
+SQLITE_PREFIX = b"\x09"
 
 
 def conn_key(conn_id: str) -> bytes:

@@ -22,6 +22,8 @@ underneath, everything goes to the engine:
 * **alarms**: ``EventActorSetAlarm``: the engine wakes a sleeping actor at that time (the
   runtime then runs the due schedules as it starts). While the actor runs here, a local timer
   calls :meth:`ActorHost.fire_alarm`, since the engine only wakes sleeping actors.
+* **SQL databases** (``c.db``): SQLite pages kept in the actor's KV, through the VFS of
+  :mod:`.sqlkv`, so a database follows its actor to whichever envoy runs it.
 * **traffic**: HTTP and WebSocket tunnel messages go through :class:`~.tunnel.Tunnel` to the
   same :class:`~rivetkit.dispatch.Dispatcher` the ASGI server uses.
 
@@ -81,6 +83,8 @@ from .tunnel import Tunnel
 if TYPE_CHECKING:
     from rivetkit.dispatch.router import Dispatcher
     from rivetkit.drivers.base import Driver
+
+    from .sqlkv import SqlKvBackend, SqlKvPool
 
 __all__ = ["EngineDriver"]
 
@@ -203,6 +207,8 @@ class EngineDriver:
         #: Set when the envoy is gone for good (evicted); the owner should exit.
         self.failed: asyncio.Event | None = None
         self.failure: str | None = None
+        #: Threads of the actors' SQL databases (``c.db``, pages in the KV; see ``.sqlkv``).
+        self._sql: SqlKvPool | None = None
 
     # -- life of the driver ----------------------------------------------------------------
 
@@ -229,6 +235,10 @@ class EngineDriver:
                 json.dumps({"runtime": "rivetkit-python", "version": __version__}),
             )
             self.tunnel = Tunnel(self._dispatcher(host), self._is_local)
+            if self.tunnel.dispatcher is not None:
+                # Hibernated connections are restored through the tunnel (the engine's
+                # gateway kept their sockets; see tunnel.py).
+                self.tunnel.dispatcher.runtime.conn_alive = self.tunnel.conn_alive
             self.envoy = EnvoyClient(
                 self.endpoint,
                 namespace=self.namespace,
@@ -341,6 +351,8 @@ class EngineDriver:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self._sql is not None:
+                self._sql.shutdown()
             await self.api.aclose()
 
     async def _wait_stopped(self, timeout: float) -> None:
@@ -434,12 +446,8 @@ class EngineDriver:
         previous = self._actors.get(actor_id)
         actor = _Actor(record, loop)
         self._actors[actor_id] = actor
-        if command.hibernating_requests:
-            logger.debug(
-                "actor %s: %d hibernating requests ignored (canHibernate is false here)",
-                actor_id,
-                len(command.hibernating_requests),
-            )
+        if self.tunnel is not None:  # sockets kept by the gateway while the actor slept
+            self.tunnel.start_actor(actor_id, generation, command.hibernating_requests)
         self._spawn(self._start(actor, previous))
 
     async def _start(self, actor: _Actor, previous: _Actor | None) -> None:
@@ -475,6 +483,8 @@ class EngineDriver:
             return
         actor.state = "running"
         self._event(actor, EventActorStateUpdate(ActorStateRunning()))
+        if self.tunnel is not None:
+            self.tunnel.actor_started(actor.actor_id)
         for inner in actor.pending_events:
             self._event(actor, inner)
         actor.pending_events.clear()
@@ -548,6 +558,8 @@ class EngineDriver:
             actor.alarm.cancel()
             actor.alarm = None
         self._event(actor, EventActorStateUpdate(ActorStateStopped(code, message)))
+        if self.tunnel is not None:  # hibernatable sockets stay with the gateway
+            self.tunnel.actor_stopped(actor.actor_id, actor.generation)
         envoy = self.envoy
         if envoy is not None:
             envoy.retire(actor.actor_id, actor.generation)
@@ -701,6 +713,16 @@ class EngineDriver:
                 return
             await asyncio.sleep(0.05)
         raise RivetError("driver", "timeout", f"actor {actor_id} was not destroyed within 60 s")
+
+    # -- SQL databases ---------------------------------------------------------------------
+
+    def sql_backend(self, actor_id: str) -> SqlKvBackend:
+        """The actor's SQL database, its pages kept in the actor's KV (see :mod:`.sqlkv`)."""
+        from .sqlkv import DriverKv, SqlKvPool
+
+        if self._sql is None:
+            self._sql = SqlKvPool(kv_timeout=self.kv_timeout + 5.0)
+        return self._sql.open(DriverKv(self, actor_id))
 
     # -- KV --------------------------------------------------------------------------------
 
