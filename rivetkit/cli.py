@@ -6,6 +6,7 @@
     rivetkit serve PATH.py[:registry] [--host 127.0.0.1] [--port 6420] [--data DIR]
                    [--engine URL | --engine-spawn] [--namespace default] [--pool default]
                    [--token T] [--log-level info]
+    rivetkit inspect token ACTOR_ID [--data DIR]
 
 ``serve`` imports ``PATH.py`` (its folder first on ``sys.path``, as ``python PATH.py`` would),
 takes its ``registry`` (or the attribute named after ``:``) and serves it in embedded mode:
@@ -99,7 +100,41 @@ def _parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="log level (%(default)s)",
     )
+    inspect = commands.add_parser(
+        "inspect", help="inspector tools", description="Tools for the actor inspector."
+    )
+    inspect_commands = inspect.add_subparsers(dest="inspect_command", metavar="WHAT")
+    token = inspect_commands.add_parser(
+        "token",
+        help="print an actor's inspector token",
+        description="Print the inspector token of ACTOR_ID (last line), reading the embedded "
+        "data directory (creating the token if the actor has none yet). Works while a server "
+        "runs on the directory.",
+    )
+    token.add_argument("actor_id", metavar="ACTOR_ID", help="the actor's id")
+    token.add_argument(
+        "--data",
+        "--data-dir",
+        dest="data",
+        default=".rivetkit",
+        metavar="DIR",
+        help="data directory (%(default)s)",
+    )
     return parser
+
+
+def _inspect_token(args: argparse.Namespace) -> int:
+    from rivetkit.inspector.token import token_from_data_dir
+
+    try:
+        token = token_from_data_dir(args.data, args.actor_id)
+    except LookupError as exc:
+        raise CliError(str(exc.args[0] if exc.args else exc)) from None
+    except Exception as exc:  # a corrupt or foreign file, a lock held too long
+        raise CliError(f"cannot read the inspector token: {exc}") from None
+    print(f"inspector token of actor {args.actor_id}:", file=sys.stderr)
+    print(token)
+    return 0
 
 
 def _configure_logging(level: str) -> None:
@@ -191,6 +226,11 @@ async def _serve(args: argparse.Namespace, registry: Any, path: Path) -> int:
             os.path.abspath(args.data),
             "on" if rivetkit.SPEEDUPS else "off",
         )
+        log.info(
+            "inspector: /gateway/ACTOR_ID/inspector/* needs the actor's token; print it with "
+            "`rivetkit inspect token ACTOR_ID --data %s`",
+            args.data,
+        )
         try:
             await server.serve(sockets=[sock])
         finally:
@@ -243,6 +283,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.version:
         print(_version_line())
         return 0
+    if args.command == "inspect":
+        if args.inspect_command != "token":
+            print("usage: rivetkit inspect token ACTOR_ID [--data DIR]", file=sys.stderr)
+            return 2
+        try:
+            return _inspect_token(args)
+        except CliError as exc:
+            print(f"rivetkit: error: {exc}", file=sys.stderr)
+            return exc.status
     if args.command != "serve":
         parser.print_help()
         return 2

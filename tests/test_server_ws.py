@@ -263,7 +263,7 @@ async def test_raw_websocket(endpoint: str) -> None:
     ws = await connect(ws_url(endpoint, "counter", "raw", "/websocket/x"))
     assert await closed(ws) == (1011, "handler.websocket_not_defined")
     ws = await connect(ws_url(endpoint, "misc", "raw", "/inspector/connect"))
-    assert await closed(ws) == (1011, "actor.not_found")
+    assert await closed(ws) == (1008, "inspector.unauthorized")  # the inspector, not raw
     # any other path is raw too, as it is (RivetKit: every path but /connect)
     ws = await connect(ws_url(endpoint, "misc", "raw", "/other"))
     assert await ws.recv() == "hello /other"

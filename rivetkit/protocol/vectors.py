@@ -24,7 +24,14 @@ from types import ModuleType
 from typing import Any
 
 from rivetkit import _twins
-from rivetkit.protocol import _bare_py, actor_persist, client_protocol, envoy_protocol, json_compat
+from rivetkit.protocol import (
+    _bare_py,
+    actor_persist,
+    client_protocol,
+    envoy_protocol,
+    inspector_protocol,
+    json_compat,
+)
 from rivetkit.protocol import plan as P
 from rivetkit.protocol.schema import is_list_alias, plan_of, wire_name
 
@@ -160,6 +167,7 @@ class Checker:
         self.twin = twin
         self.persist = actor_persist.build(engine)
         self.client = client_protocol.build(engine)
+        self.inspector = inspector_protocol.build(engine)
         self.envoy = {
             name: engine.compile_plan(plan_of(tp), envoy_protocol.ERROR_CODE)
             for name, tp in (
@@ -178,9 +186,19 @@ class Checker:
         else:
             raise CaseFailure(f"unsupported schema/encoding {schema}/{encoding}")
 
-    def _bare_codec(self, schema: str, type_name: str) -> tuple[Any, P.Node]:
+    def _bare_codec(
+        self, schema: str, type_name: str, version: int | None = None
+    ) -> tuple[Any, P.Node]:
         if schema == "envoy-protocol":
             codec = self.envoy[type_name]
+            return codec, codec.plan
+        if schema == "inspector-protocol":
+            # A frame of ``version`` (default: the latest), as sent with ?protocol_version.
+            tables = {"ToServer": self.inspector.to_server, "ToClient": self.inspector.to_client}
+            table = tables.get(type_name, {})
+            codec = table.get(inspector_protocol.CURRENT_VERSION if version is None else version)
+            if codec is None:
+                raise CaseFailure(f"no {schema} codec for type {type_name} v{version}")
             return codec, codec.plan
         handlers = self.persist if schema == "actor-persist" else self.client
         handler = getattr(handlers, _snake(type_name), None)
@@ -189,7 +207,7 @@ class Checker:
         return handler, handler.latest.plan
 
     def _check_bare(self, case: dict[str, Any], schema: str, type_name: str) -> None:
-        codec, node = self._bare_codec(schema, type_name)
+        codec, node = self._bare_codec(schema, type_name, case.get("version"))
         raw = bytes.fromhex(case["hex"])
         decoded = codec.decode(raw)
         got = to_vector(decoded, node)
