@@ -11,6 +11,7 @@ from rivetkit._version import __version__
 from rivetkit.actor import ActorDefinition, EventOptions, actor
 from rivetkit.dispatch.http import Request, Response
 from rivetkit.errors import ProtocolError, RivetError, UserError
+from rivetkit.metrics import counters as _metrics  # noqa: F401 - selects the action-stats twin
 from rivetkit.options import ActorOptions
 from rivetkit.protocol import bare as _bare  # noqa: F401 - selects the codec twin
 from rivetkit.registry import Registry, setup

@@ -74,7 +74,9 @@ async def test_actor_framework_routes(http: httpx.AsyncClient) -> None:
     for header in ("x-rivet-actor", "x-rivet-actor-generation", "x-rivet-actor-key"):
         assert header in response.headers
     assert response.headers["x-rivet-actor-key"] == "fw"
-    assert_rivet_error(await http.get(gateway("counter", "/metrics")), 404, "actor", "not_found")
+    response = await http.get(gateway("counter", "/metrics"))  # tests/test_metrics.py
+    assert response.status_code == 200 and "rivetkit_info" in response.text
+    assert_rivet_error(await http.get(gateway("counter", "/nope")), 404, "actor", "not_found")
     assert_rivet_error(
         await http.get(gateway("counter", "/action/increment")), 405, "actor", "method_not_allowed"
     )

@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from rivetkit.errors import RivetError
+from rivetkit.metrics.counters import MetricsOptions, RuntimeMetrics
 from rivetkit.runtime.instance import ActorInstance, Phase
 from rivetkit.runtime.timers import SleepTimers
 
@@ -24,11 +25,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger("rivetkit.runtime")
 
 
+#: How many times :meth:`Runtime.instance` wakes an actor that keeps stopping under it.
+_WAKE_ATTEMPTS = 5
+
+
 class Runtime:
     """Runs the actors of a registry on a driver."""
 
     def __init__(
-        self, registry: Any, driver: Driver, *, clock: Callable[[], float] = time.time
+        self,
+        registry: Any,
+        driver: Driver,
+        *,
+        clock: Callable[[], float] = time.time,
+        metrics: MetricsOptions | bool | None = None,
     ) -> None:
         self.registry = registry
         self.driver = driver
@@ -41,6 +51,15 @@ class Runtime:
         #: connection's socket still open? Answering True, it also re-attaches the socket as
         #: the connection's transport. (None: assume so, with no transport.)
         self.conn_alive: Callable[[Connection], bool] | None = None
+        #: Prometheus counters (None: off). ``metrics``: options, True/False, or None for
+        #: :meth:`MetricsOptions.from_env` (``RIVETKIT_METRICS=0`` turns them off).
+        if metrics is None or metrics is True:
+            metrics = MetricsOptions.from_env() if metrics is None else MetricsOptions()
+        self.metrics: RuntimeMetrics | None = (
+            RuntimeMetrics(lambda: self.instances, driver, metrics)
+            if metrics is not False and metrics.enabled
+            else None
+        )
 
     async def start(self) -> None:
         """Start the driver (it may start actors whose alarms are due)."""
@@ -81,6 +100,8 @@ class Runtime:
             sleep_timers=self.sleep_timers,
         )
         instance.conn_alive = self.conn_alive
+        if self.metrics is not None:
+            instance.metrics = self.metrics.for_actor(record.name, definition.actions)
         self.instances[record.actor_id] = instance
         try:
             await instance.start()
@@ -118,12 +139,20 @@ class Runtime:
     # -- requests --------------------------------------------------------------------------
 
     async def instance(self, actor_id: str) -> ActorInstance:
-        """The started instance of ``actor_id``, waking the actor when it sleeps."""
+        """The started instance of ``actor_id``, waking the actor when it sleeps.
+
+        The instance a wake started may stop again before this caller resumes (another
+        request put it to sleep at once); then the caller waits for that stop and wakes the
+        actor again, a few times at most, instead of failing with ``actor/not_found``.
+        """
         instance = self.instances.get(actor_id)
         if instance is not None and instance.phase == Phase.STARTED:
             return instance
-        await self.driver.ensure_started(actor_id)
-        instance = self.instances.get(actor_id)
+        for _ in range(_WAKE_ATTEMPTS):
+            await self.driver.ensure_started(actor_id)
+            instance = self.instances.get(actor_id)
+            if instance is not None and instance.phase == Phase.STARTED:
+                return instance
         if instance is None:
             raise RivetError("actor", "not_found", f"actor {actor_id} is not running")
         return instance

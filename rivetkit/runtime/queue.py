@@ -470,6 +470,9 @@ class ActorQueue:
                 return  # reset meanwhile
             if error is None:
                 entry.state = _READY
+                metrics = getattr(self._owner, "metrics", None)
+                if metrics is not None:
+                    metrics.queue_sent += 1
                 self._notify()
                 return
             del self._messages[ident]
@@ -519,6 +522,9 @@ class ActorQueue:
             self._outstanding.update(idents)
         else:
             await self._delete(idents, _READY)
+        metrics = getattr(self._owner, "metrics", None)
+        if metrics is not None:
+            metrics.queue_received += len(received)
         return received
 
     async def _delete(
@@ -721,6 +727,9 @@ class ActorQueue:
                 ) from exc
 
         def completed() -> None:  # once durable, even if this caller is gone by then
+            metrics = getattr(self._owner, "metrics", None)
+            if metrics is not None:
+                metrics.queue_completed += 1
             self._outstanding.discard(ident)
             waiter = self._waiters.pop(ident, None)
             if waiter is not None and not waiter.done():

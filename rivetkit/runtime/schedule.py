@@ -593,6 +593,7 @@ class ActorSchedule:
             await asyncio.gather(*(asyncio.ensure_future(run) for run in runs))
         for run in fires:
             if run.skipped:
+                self._count_run("recurring", "skipped")
                 await self._prune_history(run.recurring)
         return len(due) + len(fires)
 
@@ -631,7 +632,15 @@ class ActorSchedule:
         try:
             await self._owner.dispatch_scheduled(action, list(args))
         except Exception:
+            self._count_run("once", "error")
             logger.exception("scheduled action %s failed", action)
+        else:
+            self._count_run("once", "ok")
+
+    def _count_run(self, kind: str, outcome: str) -> None:
+        metrics = getattr(self._owner, "metrics", None)
+        if metrics is not None:
+            metrics.schedule_run(kind, outcome)
 
     async def _run_recurring(self, run: _Run) -> None:
         recurring = run.recurring
@@ -641,6 +650,7 @@ class ActorSchedule:
         try:
             await self._owner.dispatch_scheduled(recurring.action, args)
         except Exception as exc:
+            self._count_run("recurring", "error")
             row["result"] = RESULT_ERROR
             if isinstance(exc, RivetError):
                 row["error"] = {"group": exc.group, "code": exc.code, "message": exc.message}
@@ -659,6 +669,7 @@ class ActorSchedule:
                 return
             logger.exception("recurring schedule %s failed", name)
         else:
+            self._count_run("recurring", "ok")
             row["result"] = RESULT_OK
         finally:
             self._end_run(name)

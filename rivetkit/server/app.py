@@ -7,6 +7,8 @@ route                                    answer
 ======================================== ===================================================
 ``GET /metadata``                        ``{"runtime", "version", "speedups", "actorNames"}``
 ``GET /health``                          ``ok``
+``GET /metrics``                         Prometheus text (:mod:`rivetkit.metrics`); 403 when
+                                         off, 401 without ``RIVETKIT_METRICS_TOKEN``'s bearer
 ``PUT /actors``                          get or create: ``{"actor": Actor, "created"}``
 ``POST /actors``                         create: ``{"actor": Actor}``
 ``GET /actors?name=&key=``               ``{"actors": [Actor]}`` (empty when none)
@@ -432,6 +434,10 @@ class RivetApp:
                     body=_Chunks(receive, MAX_BODY_SIZE),
                 )
                 return await self.dispatcher.handle_http(direct_id, request)
+            if path == "/metrics":
+                if method != "GET":
+                    raise _method_not_allowed(method, path)
+                return self._metrics(headers)
             if path == "/":
                 if method != "GET":
                     raise _method_not_allowed(method, path)
@@ -448,6 +454,17 @@ class RivetApp:
             elif to_public(exc) is not exc:
                 logger.warning("%s %s failed: %s", method, path[:200], exc)
             return error_response(exc)
+
+    def _metrics(self, headers: Headers) -> Response:
+        """``GET /metrics``: the runtime's Prometheus text (see :mod:`rivetkit.metrics`)."""
+        from rivetkit.metrics.exposition import CONTENT_TYPE, check_scrape, render
+
+        metrics = self.runtime.metrics
+        refusal = check_scrape(metrics, headers.get("authorization"))
+        if refusal is not None or metrics is None:
+            status, text = refusal or (403, b"")
+            return Response._raw(status, list(_TEXT), text)
+        return Response._raw(200, [(b"content-type", CONTENT_TYPE.encode())], render(metrics))
 
     # -- gateway ---------------------------------------------------------------------------
 

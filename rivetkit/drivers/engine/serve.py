@@ -18,7 +18,8 @@ the address is printed at start) answers only:
 * ``GET /health``: 200 ``ok`` while the envoy session is up, 503 otherwise (a JSON status
   with ``?verbose``);
 * ``GET /metrics``: Prometheus text (envoy connection, actors by state, frames, KV requests,
-  tunnel traffic).
+  tunnel traffic), then the runtime's families (:mod:`rivetkit.metrics`: ``rivetkit_info``,
+  ``rivetkit_actor_*``, process-wide ones).
 
 SIGTERM and SIGINT drain: the envoy says ``Stopping``, the engine moves the actors away (each
 is stopped here with its state saved), then the socket closes and a spawned engine stops.
@@ -60,8 +61,10 @@ class EngineModeError(Exception):
 class StatusApp:
     """The ASGI app of our listener in engine mode: ``/health`` and ``/metrics``."""
 
-    def __init__(self, driver: EngineDriver) -> None:
+    def __init__(self, driver: EngineDriver, runtime: Any = None) -> None:
         self.driver = driver
+        #: The runtime whose metrics ``/metrics`` adds (None: the envoy's only).
+        self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -91,6 +94,11 @@ class StatusApp:
             await _respond(send, 200 if healthy else 503, content_type, body)
         elif path == "/metrics":
             body = metrics_text(status).encode()
+            metrics = getattr(self.runtime, "metrics", None)
+            if metrics is not None:
+                from rivetkit.metrics.exposition import render
+
+                body += render(metrics)
             await _respond(send, 200, b"text/plain; version=0.0.4; charset=utf-8", body)
         else:
             body = json.dumps(
@@ -206,7 +214,7 @@ async def serve_engine_mode(
                     f"cannot listen on {host}:{listen_port}: {exc.strerror or exc} "
                     "(engine mode listens for /health and /metrics; pick another --port)"
                 ) from None
-            server = Server(_uvicorn_config(StatusApp(driver)), handle_signals=True)
+            server = Server(_uvicorn_config(StatusApp(driver, runtime)), handle_signals=True)
             shown = f"[{host}]" if ":" in host else host
             logger.info(
                 "serving %s (actors: %s) as envoy %s of pool %r, namespace %r, on the engine "
