@@ -43,12 +43,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(data_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A ``rivetkit serve`` child on a free port; killed (SIGKILL) on exit if still alive."""
+def server(data_dir: Path, app: Path = APP) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A ``rivetkit serve`` child of ``app`` on a free port; killed (SIGKILL) on exit if still
+    alive. (Also used by ``tests/test_faults_kill.py``.)"""
     port = _free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "rivetkit", "serve", str(APP), "--host", "127.0.0.1",
+        [sys.executable, "-m", "rivetkit", "serve", str(app), "--host", "127.0.0.1",
          "--port", str(port), "--data", str(data_dir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -10,7 +10,7 @@ from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.ref cimport Py_INCREF
 
-from rivetkit.runtime._dispatch_py import action_not_found
+from rivetkit.runtime._dispatch_py import action_not_found, bad_arguments
 
 
 cdef class _Entry:
@@ -59,7 +59,13 @@ cdef class ActionTable:
             item = args[i]
             Py_INCREF(item)
             PyTuple_SET_ITEM(call_args, i + 1, item)
-        return entry.fn(*call_args)
+        try:
+            return entry.fn(*call_args)
+        except TypeError as exc:
+            error = bad_arguments(name, entry.fn, args, exc)
+            if error is None:
+                raise
+            raise error from None
 
     def names(self):
         """The wire names, in definition order."""

@@ -2,7 +2,9 @@
 
 :class:`ActionTable` looks an action up by its wire name, validates the arguments and calls
 it: a sync action's result comes back directly, an async action's coroutine is returned for
-the caller to await (under its timeout). Unknown names raise ``actor/action_not_found``.
+the caller to await (under its timeout). Unknown names raise ``actor/action_not_found``; a
+number of arguments the action's signature does not take raises ``actor/validation_error``
+(a client's bad input, not an internal error), whether or not the action has a validator.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rivetkit.errors import RivetError
+from rivetkit.validation import validation_error
 
 
 def action_not_found(name: str) -> RivetError:
@@ -18,6 +21,27 @@ def action_not_found(name: str) -> RivetError:
     return RivetError(
         "actor", "action_not_found", f"Action '{name}' not found", metadata={"name": name}
     )
+
+
+def bad_arguments(name: str, fn: Any, args: list[Any], error: TypeError) -> RivetError | None:
+    """``actor/validation_error`` when calling the action ``fn`` raised ``error`` because the
+    wire arguments do not fit its signature; None when the TypeError came from inside it.
+
+    A call whose arguments do not bind raises before the function's frame runs, so the
+    traceback holds no frame of ``fn``'s code. (A wrapper's own call of what it wraps is
+    inside the wrapper: it stays an internal error.)
+    """
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            return None
+        tb = tb.tb_next
+    count = len(args)
+    msg = f"Action '{name}' does not take {count} argument{'' if count == 1 else 's'}"
+    return validation_error(msg, [{"type": "arguments", "loc": [], "msg": msg}])
 
 
 class ActionTable:
@@ -46,7 +70,13 @@ class ActionTable:
         fn, _, validate = entry
         if validate is not None:
             args = validate(args)
-        return fn(ctx, *args)
+        try:
+            return fn(ctx, *args)
+        except TypeError as exc:
+            error = bad_arguments(name, fn, args, exc)
+            if error is None:
+                raise
+            raise error from None
 
     def names(self) -> list[str]:
         """The wire names, in definition order."""
