@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from strategies import strategy_for
+from vectors_dir import vectors_dir
 
 from rivetkit.errors import ProtocolError
 from rivetkit.protocol import actor_persist
 from rivetkit.protocol.actor_persist import Actor, Conn, QueueMessage, QueueMetadata, ScheduleEvent
 from rivetkit.protocol.vectors import from_vector, to_vector
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "actor-persist.json"
+VECTORS = vectors_dir() / "actor-persist.json"
 CASES = json.loads(VECTORS.read_text())["cases"] if VECTORS.exists() else []
 HANDLER_NAMES = {
     "Actor": "actor",

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import types
 import typing
-from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any
 
@@ -15,6 +13,7 @@ import cbor2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from vectors_dir import vectors_dir
 
 from rivetkit.errors import EncodeError, ProtocolError
 from rivetkit.protocol import client_protocol as cp
@@ -23,10 +22,7 @@ from rivetkit.protocol.bare import codec_for
 from rivetkit.protocol.client_protocol import v1, v2, v3, v4
 from rivetkit.protocol.schema import DATA, is_record, record_fields, wire_name
 
-_VECTOR_DIR = os.environ.get("RIVETKIT_VECTORS")
-VECTORS = (
-    Path(_VECTOR_DIR) if _VECTOR_DIR else Path(__file__).resolve().parents[2] / "shared" / "vectors"
-) / "client-protocol.json"
+VECTORS = vectors_dir() / "client-protocol.json"
 CASES: list[dict[str, Any]] = json.loads(VECTORS.read_text())["cases"] if VECTORS.exists() else []
 needs_vectors = pytest.mark.skipif(not CASES, reason=f"{VECTORS} not present")
 
@@ -149,7 +145,7 @@ def latest_type(name: str) -> Any:
 
 
 def test_vectors_present() -> None:
-    assert len(CASES) >= 40, f"expected RivetKit's vectors at {VECTORS} (or $RIVETKIT_VECTORS)"
+    assert len(CASES) >= 40, f"expected RivetKit's vectors at {VECTORS} (or $RIVETKIT_VECTORS_DIR)"
 
 
 @needs_vectors

@@ -1,6 +1,6 @@
 """envoy-protocol v8: golden vectors, generic round trips and malformed input.
 
-The vectors (``/work/shared/vectors/envoy-protocol-v8.json``, or ``$RIVETKIT_VECTORS``) were
+The vectors (``../shared/vectors/envoy-protocol-v8.json``, or ``$RIVETKIT_VECTORS_DIR``) were
 written by the TypeScript codec ``@rivetkit/engine-envoy-protocol@2.3.19``. Their ``value`` uses
 the TypeScript shape, so records are converted to and from that JSON convention here:
 camelCase keys, ``{"$hex": ...}`` bytes, ``{"tag", "val"}`` unions, ``null`` for void members,
@@ -10,15 +10,14 @@ the bare list for list-alias members and PascalCase enum names.
 from __future__ import annotations
 
 import json
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import strategy_for
+from vectors_dir import vectors_dir
 
 from rivetkit.errors import ProtocolError
 from rivetkit.protocol import plan as P
@@ -41,9 +40,7 @@ from rivetkit.protocol.envoy_protocol import (
 )
 from rivetkit.protocol.schema import plan_of, wire_name
 
-_VECTORS = (
-    Path(os.environ.get("RIVETKIT_VECTORS", "/work/shared/vectors")) / "envoy-protocol-v8.json"
-)
+_VECTORS = vectors_dir() / "envoy-protocol-v8.json"
 
 if not _VECTORS.exists():  # pragma: no cover - depends on the checkout
     pytest.skip(f"golden vectors not found at {_VECTORS}", allow_module_level=True)
