@@ -4,14 +4,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp
 PYTEST_ARGS ?=
 VECTORS ?= ../shared/vectors/*.json
-LINT_PATHS := $(wildcard rivetkit tests benchmarks ci setup.py)
+LINT_PATHS := $(wildcard rivetkit tests benchmarks ci fuzz setup.py)
 # The pure pass must not also demand the compiled twins.
 PURE_ENV := env -u RIVETKIT_REQUIRE_SPEEDUPS RIVETKIT_PURE=1
 
 INTEROP := tests/interop
 INTEROP_STAMP := $(INTEROP)/node_modules/.package-lock.json
 
-.PHONY: venv test lint format bench vectors clean interop-deps demo
+.PHONY: venv test lint format bench bench-micro bench-readme vectors clean interop-deps demo fuzz dist test-installed
 
 venv: $(STAMP)
 	$(PY) setup.py --quiet build_ext --inplace
@@ -36,6 +36,18 @@ test: venv interop-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(PURE_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
+# dist/: the sdist, the compiled wheel built from it, and the pure py3-none-any wheel.
+dist: venv
+	rm -rf dist
+	RIVETKIT_REQUIRE_SPEEDUPS=1 $(PY) -m build --outdir dist .
+	$(PURE_ENV) $(PY) -m build --wheel --outdir dist .
+
+# Build the wheel, install it in a fresh venv in a temp folder and run the suite there,
+# outside the checkout (ci/test_installed.py). TEST_INSTALLED_ARGS=--pure: the pure wheel.
+TEST_INSTALLED_ARGS ?=
+test-installed: venv interop-deps
+	$(PY) ci/test_installed.py $(TEST_INSTALLED_ARGS) $(PYTEST_ARGS)
+
 # Serve examples/app.py on the embedded default, call the counter and the chat, stop.
 demo: venv
 	$(PY) examples/demo.py
@@ -49,8 +61,52 @@ format: venv
 	$(VENV)/bin/ruff format $(LINT_PATHS)
 	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
 
-bench: venv
-	$(PY) benchmarks/bench_bare.py
+# Coverage-guided fuzzing (fuzz/harness.py, atheris) of the decoders, FUZZ_SECONDS per target;
+# crash inputs land in build/fuzz/. The hypothesis fuzz tests (tests/test_fuzz_*.py) run in
+# `make test`; RIVETKIT_FUZZ_EXAMPLES=N makes them longer.
+FUZZ_SECONDS ?= 20
+fuzz: venv
+	$(PY) -m pip install --quiet atheris
+	mkdir -p build/fuzz
+	for target in bare compat parsers; do \
+		$(PY) fuzz/harness.py $$target -max_total_time=$(FUZZ_SECONDS) \
+			-artifact_prefix=build/fuzz/$$target- -print_final_stats=1 || exit 1; \
+	done
+
+# `make bench`: the micro-benchmarks of both twins (benchmarks/test_micro.py), then the peer
+# comparisons (benchmarks/bench_peers.py: RivetKit TS 2.3.19 against our embedded server and
+# on the same engine, Ray, Pykka), each ratio measured in the run; results and the Markdown
+# table in benchmarks/results/. BENCH_ARGS=--quick: a short smoke run. `make bench-readme`
+# pastes the last table into README.md. Installs the `bench` extra (ray), wrk (apt) and the
+# RivetKit TS peer (npm, benchmarks/.peers/); `make test` needs none of them.
+BENCH_HARNESS ?= ../shared/bench
+BENCH_PEER := benchmarks/.peers/rivetkit-ts
+BENCH_PEER_STAMP := $(BENCH_PEER)/node_modules/.package-lock.json
+BENCH_STAMP := $(VENV)/.bench-stamp
+BENCH_ARGS ?=
+BENCH_MICRO := $(PY) -m pytest -q -p no:cacheprovider benchmarks/test_micro.py \
+	--benchmark-json benchmarks/results/micro.json --benchmark-columns=median,iqr,rounds
+
+bench: venv $(BENCH_STAMP) interop-deps $(BENCH_PEER_STAMP)
+	command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
+	mkdir -p benchmarks/results
+	$(BENCH_MICRO)
+	$(PY) benchmarks/bench_peers.py $(BENCH_ARGS)
+	$(PY) benchmarks/render_table.py --out benchmarks/results/table.md
+
+bench-micro: venv $(BENCH_STAMP)
+	mkdir -p benchmarks/results
+	$(BENCH_MICRO)
+
+bench-readme: venv
+	$(PY) benchmarks/render_table.py --readme README.md
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	RIVETKIT_PURE=1 $(PY) -m pip install --quiet --no-build-isolation -e '.[bench]'
+	touch $@
+
+$(BENCH_PEER_STAMP):
+	bash $(BENCH_HARNESS)/peers/rivetkit-ts/setup.sh install $(abspath $(BENCH_PEER))
 
 vectors: venv
 	$(PY) -m rivetkit.protocol.vectors check $(VECTORS)

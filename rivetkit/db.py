@@ -12,7 +12,9 @@ actor wakes (a migration is a SQL script or a function taking a ``sqlite3.Connec
         return (await c.db.execute("INSERT INTO notes (text) VALUES (?)", text)).last_row_id
 
 Statements never block the event loop: the driver runs them on its own threads (embedded: a
-SQLite file per actor under the data directory; engine: pages kept in the actor's KV). One
+SQLite file per actor under the data directory; engine: pages kept in the actor's KV, see
+:mod:`rivetkit.drivers.engine.sqlkv`, where migration functions get a ``sqlite3``-like
+connection over ``apsw`` with the same ``execute``/``fetchall``/``rowcount`` API). One
 actor's statements run one at a time, in the order they were issued; inside
 ``async with c.db.transaction():`` the statements of that task run in one transaction and other
 tasks of the actor wait for it to end.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, NamedTuple, Protocol
@@ -110,15 +113,25 @@ def apply_migrations(connection: sqlite3.Connection, migrations: Sequence[Migrat
 def _statements(script: str) -> list[str]:
     """Split a SQL script into complete statements (``executescript`` would commit)."""
     statements, current = [], ""
-    for line in script.splitlines(keepends=True):
-        current += line
+    pieces = script.split(";")
+    # Cut after each ";" that ends a complete statement (not one inside a string, a comment
+    # or a trigger body), so two statements on one line are two statements.
+    for piece in pieces[:-1]:
+        current += piece + ";"
         if sqlite3.complete_statement(current):
-            if current.strip():
+            if not _only_comments(current[:-1]):
                 statements.append(current)
             current = ""
-    if current.strip():
+    current += pieces[-1]
+    if not _only_comments(current):
         statements.append(current)
     return statements
+
+
+def _only_comments(sql: str) -> bool:
+    """Whether ``sql`` holds nothing but whitespace and comments."""
+    stripped = re.sub(r"--[^\n]*|/\*.*?\*/", "", sql, flags=re.S)
+    return not stripped.strip()
 
 
 class ActorDatabase:

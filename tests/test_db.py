@@ -134,3 +134,21 @@ def test_database_declaration_checks() -> None:
         Database(migrations=[42])  # type: ignore[list-item]
     with pytest.raises(TypeError):
         actor("x", db="CREATE TABLE t (x)")  # type: ignore[arg-type]
+
+
+def test_migration_script_split_into_statements() -> None:
+    """Statements are cut at each ending ";", even several on one line, but not inside
+    strings, comments or trigger bodies; a trailing comment is no statement."""
+    from rivetkit.db import _statements
+
+    assert _statements("CREATE TABLE a(x); CREATE TABLE b(y);") == [
+        "CREATE TABLE a(x);",
+        " CREATE TABLE b(y);",
+    ]
+    assert _statements("INSERT INTO a VALUES ('x;y'); SELECT 1") == [
+        "INSERT INTO a VALUES ('x;y');",
+        " SELECT 1",
+    ]
+    trigger = "CREATE TRIGGER t AFTER INSERT ON a BEGIN UPDATE a SET x=1; DELETE FROM a; END;"
+    assert _statements(trigger + "\n-- done; really\n") == [trigger]
+    assert _statements("-- a; b\nSELECT 1;") == ["-- a; b\nSELECT 1;"]

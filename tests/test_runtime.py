@@ -415,8 +415,8 @@ async def test_kv_keys_live_under_prefix_4() -> None:
         raw = await client.runtime.driver.kv_list(actor_id, b"", None)
     user = [(k, v) for k, v in raw if k.startswith(keys.USER_KV_PREFIX)]
     assert user == [(b"\x04\x00user", b"v1"), (b"\x04\xffz", b"v2")]
-    # Everything else is the runtime's own (the snapshot at [1]).
-    assert {k for k, _ in raw} - {k for k, _ in user} == {keys.PERSIST}
+    # Everything else is the runtime's own (the snapshot at [1], the inspector token at [3]).
+    assert {k for k, _ in raw} - {k for k, _ in user} == {keys.PERSIST, keys.INSPECTOR_TOKEN}
 
 
 async def test_kv_limits_exactly() -> None:
@@ -631,3 +631,19 @@ async def test_counter_example_survives_restart(tmp_path: Path) -> None:
         assert await client.counter.get_or_create("c").increment(7) == 7
     async with setup_test(module.registry, data_dir=tmp_path) as client:
         assert await client.counter.get_or_create("c").getCount() == 7
+
+
+async def test_inspector_token_made_at_first_start_and_kept() -> None:
+    """Like RivetKit's CoreInit: the first start stores a 43-character base64url token at
+    [3] (for the dashboard); it is written only when missing."""
+    async with setup_test(setup(use=[make_kv()])) as client:
+        handle = client.store.get_or_create()
+        await handle.put(b"k", b"v")  # starts it
+        actor_id = await handle.resolve()
+        (token,) = await client.runtime.driver.kv_get(actor_id, [keys.INSPECTOR_TOKEN])
+        assert token is not None and len(token) == 43
+        assert set(token.decode()) <= set(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        )
+        await handle.put(b"k", b"w")
+        assert await client.runtime.driver.kv_get(actor_id, [keys.INSPECTOR_TOKEN]) == [token]

@@ -17,6 +17,8 @@ path                         method   answer
 ``/request``, ``/request/*`` any      the actor's ``on_request`` (path after ``/request``)
 ``/metadata``                GET      ``{"runtime": "rivetkit", "version", "type"}``
 ``/health``                  GET      ``ok``
+``/metrics``                 GET      Prometheus text of this actor's name (no auth)
+``/inspector/*``             any      the inspector (:mod:`rivetkit.inspector.http`)
 ``/``                        GET      a line of text
 anything else                         ``actor/not_found`` (404); a wrong method on the routes
                                       above is ``actor/method_not_allowed`` (405)
@@ -36,8 +38,13 @@ first; actions answered by id, concurrently; subscriptions through the event's
 ``can_subscribe`` gate, a refusal closing the socket with ``auth.forbidden``; events). With
 ``hibernatable_connections`` (the embedded server) its connection is hibernatable: the socket
 stays open while the actor sleeps, and the next message (or the client's close) wakes the
-actor, whose restored connection takes the socket back before handling it. ``/inspector/*`` is
-reserved (closed with ``actor.not_found`` until the inspector exists). Any other path goes to
+actor, whose restored connection takes the socket back before handling it; through the
+engine tunnel, whose sockets carry their own hibernation (``websocket.hibernation``), the
+engine's gateway holds the socket instead (see :mod:`rivetkit.drivers.engine.tunnel`).
+Raw sockets hibernate when the actor's ``can_hibernate_websocket`` allows it
+(:mod:`rivetkit.dispatch.hibernation`). ``/inspector/*``
+is the inspector (:mod:`rivetkit.inspector`: HTTP routes and ``/inspector/connect``, behind
+the actor's token), answered before any user handler. Any other path goes to
 ``on_websocket`` (``/websocket/...`` with the prefix stripped, other paths as they are).
 
 Queues: ``POST /queue/{name}`` decodes and checks the request fully, then sends through the
@@ -62,6 +69,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, unquote
 
 from rivetkit._version import __version__
+from rivetkit.dispatch.hibernation import RawSession, can_hibernate_raw
 from rivetkit.dispatch.http import Headers, Request, Response
 from rivetkit.dispatch.websocket import RawWebSocket, WebSocket
 from rivetkit.drivers.keys import serialize_key
@@ -124,6 +132,15 @@ _CONN_ID_PREFIX: Final = (
     f"{_CONN_ID_HEAD[:8]}-{_CONN_ID_HEAD[8:12]}-{_CONN_ID_HEAD[12:16]}-{_CONN_ID_HEAD[16:]}-"
 )
 _conn_serials = itertools.count(int.from_bytes(os.urandom(6), "big"))
+
+
+def _metrics_text(runtime: Runtime, actor_name: str) -> tuple[bytes, bytes]:
+    """``(content type, body)`` of an actor's ``GET /metrics``: its name's families."""
+    if runtime.metrics is None:
+        return _TEXT, b"metrics not enabled\n"
+    from rivetkit.metrics.exposition import CONTENT_TYPE, render
+
+    return CONTENT_TYPE.encode(), render(runtime.metrics, actor_name)
 
 
 def _ephemeral_conn_id() -> str:
@@ -237,8 +254,16 @@ def parse_subprotocols(headers: Headers) -> list[str]:
     return offered
 
 
-def _params_from_json(text: str, where: str) -> Any:
-    if len(text) > MAX_CONN_PARAMS_SIZE:
+def _params_from_json(text: str, where: str, size: int | None = None) -> Any:
+    """Decode the JSON ``text`` of connection params; the 4 KiB limit is on its bytes
+    (``size``, or its UTF-8 length: a character may take up to 4 bytes)."""
+    if size is None and len(text) * 4 > MAX_CONN_PARAMS_SIZE:
+        size = (
+            len(text)
+            if len(text) > MAX_CONN_PARAMS_SIZE
+            else len(text.encode("utf-8", "surrogatepass"))
+        )
+    if size is not None and size > MAX_CONN_PARAMS_SIZE:
         raise _invalid_request(
             f"connection params exceed {MAX_CONN_PARAMS_SIZE} bytes",
             metadata={"limit": MAX_CONN_PARAMS_SIZE},
@@ -261,7 +286,7 @@ def _conn_params_bytes(data: bytes) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = data.decode("latin-1")
-    return _params_from_json(text, "x-rivet-conn-params")
+    return _params_from_json(text, "x-rivet-conn-params", len(data))
 
 
 def _action_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str, bytes | None]:
@@ -321,7 +346,8 @@ class Dispatcher:
         # closes the sockets of a stopping actor), connections keep their actor awake.
         self.hibernatable_connections = hibernatable_connections
         self.gateway_id = new_hibernation_id()
-        self._sessions: dict[bytes, _ConnSession] = {}
+        # request id -> the session holding the socket (_ConnSession, or RawSession)
+        self._sessions: dict[bytes, Any] = {}
         if hibernatable_connections:
             runtime.conn_alive = self.conn_alive
 
@@ -415,10 +441,14 @@ class Dispatcher:
                 if method != "POST":
                     raise _method_not_allowed(method, path)
                 return await self._queue(actor_id, request, _decode_segment(segment))
-            if path in ("/metadata", "/health", "/"):
+            if path in ("/metadata", "/health", "/metrics", "/"):
                 if method != "GET":
                     raise _method_not_allowed(method, path)
                 return await self._framework_get(actor_id, path)
+            if path == "/inspector" or path.startswith("/inspector/"):
+                from rivetkit.inspector.http import handle_http as inspector_http
+
+                return await inspector_http(self, actor_id, request)
             raise _not_found(path)
         except Exception as exc:
             return self._error(exc, None, f"{method} {path[:200]}", traced=False)
@@ -432,6 +462,8 @@ class Dispatcher:
             content_type, data = _JSON, body.encode()
         elif path == "/health":
             content_type, data = _TEXT, b"ok"
+        elif path == "/metrics":
+            content_type, data = _metrics_text(self.runtime, instance.name)
         else:
             content_type, data = _TEXT, _ROOT_TEXT
         return Response._raw(
@@ -571,17 +603,20 @@ class Dispatcher:
     async def handle_websocket(self, actor_id: str, request: Request, websocket: WebSocket) -> None:
         """Run ``websocket`` (upgrade ``request``, path relative to the actor) to its end."""
         path = request.raw_path
+        if path == "/inspector" or path.startswith("/inspector/"):
+            # The inspector (never the user's handler); it picks its own subprotocol.
+            from rivetkit.inspector.ws import handle_websocket as inspector_websocket
+
+            await inspector_websocket(self, actor_id, request, websocket)
+            return
         offered = parse_subprotocols(request.headers)
         await websocket.accept("rivet" if "rivet" in offered else None)
         if path == "/connect":
             await self._connect(actor_id, offered, websocket, request)
-        elif path == "/inspector" or path.startswith("/inspector/"):
-            # Reserved for the inspector (not available yet), never the user's handler.
-            await websocket.close(1011, "actor.not_found")
         else:
             if path == "/websocket" or path.startswith("/websocket/"):
                 path = path[10:] or "/"
-            await self._raw_websocket(actor_id, request.with_path(path), websocket)
+            await self._raw_websocket(actor_id, request.with_path(path), websocket, request)
 
     async def reject_websocket(
         self, request: Request, websocket: WebSocket, error: BaseException
@@ -620,20 +655,34 @@ class Dispatcher:
             await websocket.close(1011, _ws_reason(to_public(exc)))
             return
         session = _ConnSession(instance, websocket, encoding)
-        if self.hibernatable_connections:  # the socket stays open while the actor sleeps
-            headers: dict[str, str] = {}
-            for name, value in request.headers.raw:
-                headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-            hibernation = Hibernation(
-                self.gateway_id,
-                self._new_request_id(),
-                request_path="/connect",
-                request_headers=headers,
-            )
+        hibernation = self.hibernation_for(websocket, "/connect", request)
+        if hibernation is not None:  # the socket stays open while the actor sleeps
             session.hibernate_with(self, actor_id, hibernation)
         await session.run(params)
 
-    async def _raw_websocket(self, actor_id: str, request: Request, websocket: WebSocket) -> None:
+    def hibernation_for(
+        self, websocket: WebSocket, path: str, request: Request
+    ) -> Hibernation | None:
+        """The :class:`Hibernation` of a socket that may hibernate (``path``: the actor path
+        stored in its record), or None. A transport whose gateway names its sockets (the
+        engine tunnel) makes it (``websocket.hibernation``); this process is the gateway
+        otherwise (with ``hibernatable_connections``)."""
+        headers: dict[str, str] = {}
+        for name, value in request.headers.raw:
+            headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        own = getattr(websocket, "hibernation", None)
+        if own is not None:
+            made: Hibernation | None = own(path, headers)
+            return made
+        if not self.hibernatable_connections:
+            return None
+        return Hibernation(
+            self.gateway_id, self._new_request_id(), request_path=path, request_headers=headers
+        )
+
+    async def _raw_websocket(
+        self, actor_id: str, request: Request, websocket: WebSocket, upgrade: Request
+    ) -> None:
         try:
             instance = await self._instance(actor_id)
         except Exception as exc:
@@ -644,6 +693,20 @@ class Dispatcher:
         if hook is None:
             await websocket.close(1011, "handler.websocket_not_defined")
             return
+        if can_hibernate_raw(instance.options, request):
+            query = upgrade.query_string
+            actor_path = f"{upgrade.raw_path}?{query}" if query else upgrade.raw_path
+            hibernation = self.hibernation_for(websocket, actor_path, upgrade)
+            if hibernation is not None:  # the socket survives the actor's sleep
+                try:
+                    params = _ws_conn_params(_params_of(parse_subprotocols(request.headers)))
+                except Exception as exc:
+                    _log_error(exc, instance, "raw WebSocket")
+                    await websocket.close(1011, _ws_reason(to_public(exc)))
+                    return
+                session = RawSession(self, actor_id, websocket, request)
+                await session.run(instance, params, hibernation)
+                return
         raw = RawWebSocket(websocket, request)
         instance.begin_request()
 
@@ -842,7 +905,7 @@ class _ConnSession:
             return
         info = self._hibernation
         if info is not None:
-            info.server_message_index = (info.server_message_index + 1) & 0xFFFF
+            info.client_message_index = (info.client_message_index + 1) & 0xFFFF
         out = self._out
         if not out and not self._busy:
             send_now = self._send_now
@@ -889,24 +952,33 @@ class _ConnSession:
             self._done = True
             out.clear()
 
-    async def run(self, params: Any) -> None:
+    async def run(self, params: Any, restored: Connection | None = None) -> None:
+        """Serve the socket to its end: connect (preflight, hooks, ``Init``), then the
+        client's messages. ``restored``: the connection restored by a wake, already
+        attached (no connect, no second ``Init``; engine mode, after a sleep)."""
         instance = self._instance
         writer = asyncio.ensure_future(self._write_loop())
         hibernation = self._hibernation
         sessions = None if self._dispatcher is None else self._dispatcher._sessions
-        conn: Connection | None = None
+        conn: Connection | None = restored
+        ws = self._ws
+        # The engine's gateway delivers unacknowledged messages again to the next generation.
+        redelivers = bool(getattr(ws, "redelivers", False))
         try:
-            try:
-                conn = await instance.connect(params, transport=self, hibernation=hibernation)
-            except Exception as exc:
-                _log_error(exc, instance, "connect")
-                self._fail(exc)
-                return
-            self.conn = conn
-            if hibernation is not None and sessions is not None:
+            if conn is None:
+                try:
+                    conn = await instance.connect(params, transport=self, hibernation=hibernation)
+                except Exception as exc:
+                    _log_error(exc, instance, "connect")
+                    self._fail(exc)
+                    return
+                self.conn = conn
+                init = ToClient(Init(instance.actor_id, conn.id))
+                if hibernation is not None and sessions is not None:
+                    sessions[hibernation.request_id] = self
+                self._push(encode_to_client(init, self.encoding))
+            elif hibernation is not None and sessions is not None:
                 sessions[hibernation.request_id] = self
-            self._push(encode_to_client(ToClient(Init(instance.actor_id, conn.id)), self.encoding))
-            ws = self._ws
             while True:
                 data = await ws.receive()
                 if data is None:
@@ -916,6 +988,8 @@ class _ConnSession:
                     assert conn is not None
                     owner = conn.owner
                     if owner is not None and owner.phase != Phase.STARTED and not conn.disconnected:
+                        if redelivers and conn.hibernation is not None:
+                            continue  # not handled, not acknowledged: the next one gets it
                         # The actor sleeps (or is going to): wake it; its restored
                         # connection handles the message (never the stopping instance).
                         conn = await self._resume(conn)
@@ -923,10 +997,14 @@ class _ConnSession:
                             continue
                     self._on_message(data, conn)
         finally:
-            if hibernation is not None and sessions is not None:
-                sessions.pop(hibernation.request_id, None)
+            if (
+                hibernation is not None
+                and sessions is not None
+                and sessions.get(hibernation.request_id) is self
+            ):
+                del sessions[hibernation.request_id]
             self._close_later(1000, "")
-            if self.conn is not None:
+            if self.conn is not None and not getattr(ws, "detached", False):
                 await self._leave(self.conn)
             with contextlib.suppress(Exception):
                 await writer
@@ -993,8 +1071,10 @@ class _ConnSession:
 
     def _on_message(self, data: str | bytes, conn: Connection) -> None:
         info = self._hibernation
-        if info is not None:  # message indexes of the hibernation record
-            info.client_message_index = (info.client_message_index + 1) & 0xFFFF
+        if info is not None:  # message indexes of the hibernation record (stored, then acked)
+            info.server_message_index = (info.server_message_index + 1) & 0xFFFF
+            if conn.owner is not None:
+                conn.owner.conn_changed(conn)
         size = len(data)
         if isinstance(data, str) and size * 4 > self._max_in:
             size = len(data.encode("utf-8", "surrogatepass"))

@@ -22,6 +22,7 @@ import contextlib
 import enum
 import inspect
 import logging
+import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -47,9 +48,13 @@ from rivetkit.runtime.timers import SleepTimers
 if TYPE_CHECKING:
     from rivetkit.actor import ActorDefinition
     from rivetkit.drivers.base import ActorRecord, Driver, StopReason
+    from rivetkit.metrics.counters import ActorMetrics
 
 T = TypeVar("T")
 logger = logging.getLogger("rivetkit.actor")
+
+#: Seconds at most between a change of a hibernatable connection and the save of its record.
+MAX_CONN_SAVE_DELAY = 5.0
 
 
 class _ActionTimedOut(Exception):
@@ -162,6 +167,12 @@ class ActorInstance:
         #: Tells whether a restored hibernatable connection's socket is still open (set by the
         #: transport that holds the sockets; None: assume it is).
         self.conn_alive: Callable[[Connection], bool] | None = None
+        #: Inspector observer (set by :mod:`rivetkit.inspector` while an inspector socket is
+        #: attached): called with ``"state"``, ``"connections"`` or ``"schedules"`` when they
+        #: may have changed. None (a single attribute check) when nobody inspects.
+        self.inspector_observer: Callable[[str], None] | None = None
+        #: Prometheus counters of this actor's name (set by the runtime; None: off).
+        self.metrics: ActorMetrics | None = None
         self._queue_waiting = 0
         self.context = ActorContext(self)
         self.table = _action_table(definition)
@@ -243,6 +254,8 @@ class ActorInstance:
     def mark_dirty(self) -> None:
         """The state may have changed: schedule a throttled save."""
         self._dirty = True
+        if self.inspector_observer is not None:
+            self.inspector_observer("state")
         if (
             self._save_handle is None
             and self._save_task is None
@@ -297,7 +310,9 @@ class ActorInstance:
     def _has_state(self) -> bool:
         return self.definition.has_state
 
-    async def _write_snapshot(self, *, has_initialized: bool = True) -> None:
+    async def _write_snapshot(
+        self, *, has_initialized: bool = True, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         self._dirty = False
         state = self.encode_state()
         previous = self._snapshot
@@ -308,6 +323,8 @@ class ActorInstance:
             and previous.has_initialized == has_initialized
             and previous.scheduled_events == events
         ):
+            if extra:
+                await self.driver.kv_write(self.actor_id, puts=extra)
             return
         snapshot = Actor(
             input=self.record.input if previous is None else previous.input,
@@ -315,10 +332,15 @@ class ActorInstance:
             state=state,
             scheduled_events=events,  # never mutated in place: shared, not copied
         )
-        await self.driver.kv_write(
-            self.actor_id, puts=[(keys.PERSIST, actor_persist.ACTOR.encode(snapshot))]
-        )
+        encoded = actor_persist.ACTOR.encode(snapshot)
+        puts = [(keys.PERSIST, encoded)]
+        if extra:
+            puts.extend(extra)
+        await self.driver.kv_write(self.actor_id, puts=puts)
         self._snapshot = snapshot
+        if self.metrics is not None:
+            self.metrics.state_saves += 1
+            self.metrics.state_bytes += len(encoded)
         self._last_save = self._loop.time()
 
     async def save_state(self, *, immediate: bool = False) -> None:
@@ -414,8 +436,13 @@ class ActorInstance:
     async def start(self) -> None:
         """Load the snapshot, run the start hooks, persist ``has_initialized``, start ``run``."""
         options = self.options
-        raw, raw_alarm = await self.driver.kv_get(
-            self.actor_id, [keys.PERSIST, keys.LAST_PUSHED_ALARM]
+        raw, raw_alarm, token = await self.driver.kv_get(
+            self.actor_id, [keys.PERSIST, keys.LAST_PUSHED_ALARM, keys.INSPECTOR_TOKEN]
+        )
+        # The inspector token is made at the first start, as RivetKit's CoreInit does, so the
+        # dashboard finds it at [3] before any inspector request (written with the snapshot).
+        token_put = (
+            [(keys.INSPECTOR_TOKEN, secrets.token_urlsafe(32).encode())] if token is None else None
         )
         if raw is None:
             snapshot = Actor(self.record.input, False, b"", [])
@@ -444,13 +471,19 @@ class ActorInstance:
             self._state = cbor_loads(snapshot.state) if snapshot.state else None
         self.vars = await self._initial_vars()
         await self._call("on_wake")
-        if is_new or self._dirty:
-            await self._write_snapshot()
+        if is_new or self._dirty or token_put:
+            await self._write_snapshot(extra=token_put)
         if self._on_state_change is not None:
             self._seen_state = self.encode_state()
         self.phase = Phase.STARTED
+        if self.metrics is not None:
+            self.metrics.wakes += 1
         if _hook(self.definition, "run") is not None:
             self._run_task = self._loop.create_task(self._run())
+        for conn in list(self.conns.values()):  # restored: their transports may resume now
+            resumed = getattr(conn.transport, "resumed", None)
+            if resumed is not None and conn.hibernation is not None:
+                self._loop.call_soon(resumed)
         for conn in dead_conns:
             self.wait_until(self._disconnect(conn, "connection lost while the actor slept"))
         self._reset_idle()
@@ -471,6 +504,8 @@ class ActorInstance:
     async def replace_scheduled_events(self, events: list[ScheduleEvent]) -> None:
         """Set the snapshot's events and persist the snapshot now (seed lesson 13)."""
         self._events = events
+        if self.inspector_observer is not None:
+            self.inspector_observer("schedules")
         if self.phase == Phase.LOADING:
             self._dirty = True  # written at the end of the start
         elif self.phase <= Phase.FINALIZING:
@@ -485,6 +520,8 @@ class ActorInstance:
     ) -> None:
         """Raw atomic actor KV write (runtime subsystems)."""
         await self.driver.kv_write(self.actor_id, puts=puts or (), deletes=deletes or ())
+        if self.inspector_observer is not None:  # recurring schedules are written here
+            self.inspector_observer("schedules")
 
     async def kv_list_prefix(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
         """Raw actor KV entries under ``prefix`` (runtime subsystems)."""
@@ -616,6 +653,8 @@ class ActorInstance:
         # No idle-timer work per action: the timer is lazy and re-checks can_sleep() (false
         # while an action is in flight) when it fires; see _reset_idle.
         self._inflight += 1
+        metrics = self.metrics
+        started = metrics.start() if metrics is not None else 0.0
         try:
             if self._serial is not None:
                 async with self._serial:
@@ -626,6 +665,10 @@ class ActorInstance:
                 output = self._invoke_sync(name, args, ctx)
             else:
                 output = await self._invoke(name, args, conn)
+        except BaseException as exc:
+            if metrics is not None:
+                metrics.action_failed(name, exc, started)
+            raise
         finally:
             self._inflight -= 1
             if conn is not None and conn.hibernation is not None:
@@ -634,6 +677,8 @@ class ActorInstance:
                 self._reset_idle()
                 if self.phase != Phase.STARTED:
                     self._activity_changed.set()
+        if metrics is not None:
+            metrics.action_ok(name, started)
         return output
 
     async def _invoke(self, name: str, args: list[Any], conn: Connection | None) -> Any:
@@ -755,6 +800,10 @@ class ActorInstance:
                 self.conns.pop(conn.id, None)
                 conn.disconnected = True
                 raise
+            if self.metrics is not None:
+                self.metrics.conns_opened += 1
+            if self.inspector_observer is not None:
+                self.inspector_observer("connections")
             return conn
         finally:
             self._inflight -= 1
@@ -824,9 +873,11 @@ class ActorInstance:
         if not chosen:
             return
         puts = []
+        indexes: list[int] = []
         for conn in chosen:
             info = conn.hibernation
             assert info is not None
+            indexes.append(info.server_message_index & 0xFFFF)
             record = StoredConn(
                 id=conn.id,
                 parameters=cbor_dumps(conn.params),
@@ -834,13 +885,17 @@ class ActorInstance:
                 subscriptions=[Subscription(name) for name in sorted(conn.subscriptions)],
                 gateway_id=info.gateway_id,
                 request_id=info.request_id,
-                server_message_index=info.server_message_index & 0xFFFF,
+                server_message_index=indexes[-1],
                 client_message_index=info.client_message_index & 0xFFFF,
                 request_path=info.request_path,
                 request_headers=info.request_headers,
             )
             puts.append((keys.conn_key(conn.id), actor_persist.CONN.encode(record)))
         await self.driver.kv_write(self.actor_id, puts=puts)
+        for conn, index in zip(chosen, indexes):  # stored: acknowledge up to the stored index
+            info = conn.hibernation
+            if info is not None and info.ack is not None:
+                info.ack(index)
 
     async def _restore_conns(self) -> list[Connection]:
         """Rebuild the hibernated connections; return the ones whose socket is gone."""
@@ -938,15 +993,17 @@ class ActorInstance:
             self.conn_changed(conn)
 
     def conn_changed(self, conn: Connection) -> None:
-        """``conn``'s state or subscriptions may have changed: a hibernatable connection's
-        record is saved again, throttled by ``state_save_interval`` (and always when the actor
-        stops)."""
+        """``conn``'s state, subscriptions or message index may have changed: a hibernatable
+        connection's record is saved again, throttled by ``state_save_interval`` but at most
+        :data:`MAX_CONN_SAVE_DELAY` later (the engine's gateway wants its messages
+        acknowledged, which happens once stored, within 30 s), and always when the actor
+        stops."""
         if conn.hibernation is None or conn.disconnected:
             return
         self._dirty_conns.add(conn)
         if self._conn_save is None and self.phase <= Phase.SLEEP_GRACE:
             self._conn_save = self._loop.call_later(
-                self.options.state_save_interval, self._save_conns_soon
+                min(self.options.state_save_interval, MAX_CONN_SAVE_DELAY), self._save_conns_soon
             )
 
     def _save_conns_soon(self) -> None:
@@ -959,7 +1016,9 @@ class ActorInstance:
         try:
             await self.persist_conns(conns)
         except Exception:
-            self.log.exception("saving hibernatable connections failed")
+            self.log.exception("saving hibernatable connections failed; retrying")
+            for conn in conns:  # saved (and acknowledged) with the next try
+                self.conn_changed(conn)
 
     # ---------------------------------------------------------------------------------------
     # Background work and idleness
@@ -1167,6 +1226,8 @@ class ActorInstance:
             except Exception:
                 self.log.exception("closing the SQL database failed")
         self.phase = Phase.TERMINATED
+        if self.metrics is not None:
+            self.metrics.stopped(reason)
         self._cancel_idle()
         self._notify_savers(final_error)  # a failed final save acknowledges nothing
         if self._on_stopped is not None:
@@ -1202,6 +1263,10 @@ class ActorInstance:
             return
         conn.disconnected = True
         self.conns.pop(conn.id, None)
+        if self.metrics is not None:
+            self.metrics.conns_closed += 1
+        if self.inspector_observer is not None:
+            self.inspector_observer("connections")
         self._pending_disconnects += 1  # keeps the actor awake until this is done
         try:
             try:
