@@ -5,6 +5,7 @@ Adding an example is one import and one list entry.
 
 from chat import chat
 from counter import counter
+from notes import notes
 from timer import timer
 from worker import worker
 
@@ -16,5 +17,6 @@ registry = setup(
         chat,
         worker,
         timer,
+        notes,
     ]
 )

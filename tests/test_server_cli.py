@@ -143,3 +143,22 @@ def test_serve_lock_and_graceful_stop(
         if again.poll() is None:
             again.kill()
             again.communicate()
+
+
+def test_app_serves_every_example(server: tuple[subprocess.Popen[str], int, Path]) -> None:
+    """``examples/app.py`` holds every example of DESIGN.md §4, notes (``c.db``) included."""
+    _, port, _ = server
+    base = f"http://127.0.0.1:{port}"
+    query = "?rvt-namespace=default&rvt-method=getOrCreate&rvt-runner=default&rvt-key=app"
+
+    def call(actor: str, action: str, *args: object) -> object:
+        reply = httpx.post(f"{base}/gateway/{actor}/action/{action}{query}", json={"args": args})
+        assert reply.status_code == 200, reply.text
+        return reply.json()["output"]
+
+    first = call("notes", "add", "milk")
+    second = call("notes", "add", "bread")
+    assert call("notes", "list") == [{"id": first, "text": "milk"}, {"id": second, "text": "bread"}]
+    assert call("counter", "increment", 1) == 1
+    assert call("worker", "processed") == 0
+    assert call("timer", "fired") == []
