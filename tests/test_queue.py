@@ -544,3 +544,35 @@ async def test_cancelled_callers_leave_a_consistent_index(qs: ModuleType, tmp_pa
             await waiting
     async with setup_test(registry, data_dir=tmp_path) as client:
         assert (await queue_of(client)).size == 0
+
+
+async def test_sender_cancelled_during_the_write_leaves_no_waiter() -> None:
+    """A waiting sender cancelled while its message is being written (its HTTP client left)
+    unregisters its completion waiter; the message is still written and delivered."""
+    async with setup_test(setup(use=[make_box()])) as client:
+        queue = await queue_of(client)
+        instance = await instance_of(client)
+        gate = asyncio.Event()
+        real_write = instance.driver.kv_write
+
+        async def slow_write(*args: Any, **kwargs: Any) -> None:
+            await gate.wait()
+            await real_write(*args, **kwargs)
+
+        instance.driver.kv_write = slow_write  # type: ignore[method-assign]
+        sender = asyncio.ensure_future(queue.send("job", {"n": 1}, wait=True, timeout=3600))
+        await eventually(lambda: queue._waiters)
+        sender.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sender
+        assert not queue._waiters
+        gate.set()
+        instance.driver.kv_write = real_write  # type: ignore[method-assign]
+        box = client.box.get_or_create()
+        got: list[Any] = []
+        for _ in range(500):  # the message becomes receivable once its write commits
+            got = await box.take()
+            if got:
+                break
+            await asyncio.sleep(0.01)
+        assert got == [[1, "job", {"n": 1}]]

@@ -25,7 +25,7 @@ message hidden unless ``RIVET_EXPOSE_ERRORS=1``).
 from __future__ import annotations
 
 import json as _json
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, Union
 from urllib.parse import parse_qsl, unquote
 
@@ -199,7 +199,20 @@ class Request:
     :param body: the whole body, or an async iterator of its chunks (read once, on demand)
     """
 
-    __slots__ = ("_body", "_query", "headers", "method", "query_string", "raw_path")
+    __slots__ = (
+        "_body",
+        "_disconnected",
+        "_query",
+        "headers",
+        "method",
+        "query_string",
+        "raw_path",
+    )
+
+    #: Set by a transport that can tell when the client leaves: a factory of an awaitable
+    #: that finishes once the client has gone (to be called only after the body was read).
+    #: None (in-process and engine requests): a departure is not observed.
+    _disconnected: Callable[[], Awaitable[None]] | None
 
     def __init__(
         self,
@@ -219,13 +232,21 @@ class Request:
         else:
             self._body = _Body(None, body)
         self._query: dict[str, list[str]] | None = None
+        self._disconnected = None
 
     @classmethod
     def _raw(
-        cls, method: str, path: str, query_string: str, headers: Headers, chunks: Any
+        cls,
+        method: str,
+        path: str,
+        query_string: str,
+        headers: Headers,
+        chunks: Any,
+        disconnected: Callable[[], Awaitable[None]] | None = None,
     ) -> Request:
         # Transport-internal fast path: headers already Headers, the body a stream of
-        # chunks (an async iterator, possibly with a ``read_all(limit)`` method).
+        # chunks (an async iterator, possibly with a ``read_all(limit)`` method), and
+        # optionally the client's departure (see ``_disconnected``).
         request = cls.__new__(cls)
         request.method = method.upper()
         request.raw_path = path or "/"
@@ -233,6 +254,7 @@ class Request:
         request.headers = headers
         request._body = _Body(None, chunks)
         request._query = None
+        request._disconnected = disconnected
         return request
 
     def with_path(self, path: str, query_string: str | None = None) -> Request:
@@ -244,6 +266,7 @@ class Request:
         other.headers = self.headers
         other._body = self._body
         other._query = None
+        other._disconnected = self._disconnected
         return other
 
     @property

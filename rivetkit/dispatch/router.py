@@ -540,7 +540,40 @@ class Dispatcher:
             conn = await instance.connect(params, conn_id=_ephemeral_conn_id())
             try:
                 timeout = None if send.timeout is None else send.timeout / 1000
-                result = await sender(name, send.body, wait=bool(send.wait), timeout=timeout)
+                sending = sender(name, send.body, wait=bool(send.wait), timeout=timeout)
+                gone = request._disconnected if send.wait else None
+                if gone is None:
+                    result = await sending
+                else:
+                    # A wait for completion may be long: it ends when the client leaves
+                    # (the message stays queued, as when RivetKit drops a waiter).
+                    task = asyncio.ensure_future(sending)
+                    watcher = asyncio.ensure_future(gone())
+                    try:
+                        done, _ = await asyncio.wait(
+                            (task, watcher), return_when=asyncio.FIRST_COMPLETED
+                        )
+                    finally:
+                        watcher.cancel()
+                        task.cancel()
+                        await asyncio.wait((task, watcher))
+                        for ended in (task, watcher):
+                            if not ended.cancelled():
+                                ended.exception()  # retrieved; the task's is raised below
+                    if task not in done:
+                        instance.log.debug(
+                            "queue send %r: the client left before the message was completed",
+                            name,
+                        )
+                        return error_response(
+                            RivetError(
+                                "actor",
+                                "aborted",
+                                "the client closed the request before the message was completed",
+                            ),
+                            instance=instance,
+                        )
+                    result = task.result()
             finally:
                 await self._disconnect_quietly(instance, conn)
             if result is None:

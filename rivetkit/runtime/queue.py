@@ -480,7 +480,13 @@ class ActorQueue:
             if waiter is not None and self._waiters.get(ident) is waiter:
                 del self._waiters[ident]
 
-        await self._write(((message_key(ident), encoded),), (), written)
+        try:
+            await self._write(((message_key(ident), encoded),), (), written)
+        except asyncio.CancelledError:
+            # The sender is gone (e.g. its HTTP client left); the write goes on without it.
+            if waiter is not None and self._waiters.get(ident) is waiter:
+                del self._waiters[ident]
+            raise
         return ident, waiter
 
     # -- receiving ---------------------------------------------------------------------------

@@ -90,6 +90,23 @@ class _Chunks:
     def __aiter__(self) -> _Chunks:
         return self
 
+    def __call__(self) -> Awaitable[None]:
+        """Wait until the client has gone: the request's ``Request._disconnected`` factory
+        (the chunks themselves, so that requests that never wait cost nothing).
+
+        For after the body was read: ASGI's ``receive()`` then answers ``http.disconnect``
+        once the client leaves (body chunks still coming meanwhile are dropped).
+        """
+        return self._gone()
+
+    async def _gone(self) -> None:
+        receive = self._receive
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                self._done = True
+                return
+
     async def read_all(self, limit: int | None) -> bytes:
         """The whole body (at most ``limit`` bytes, and at most the server's limit)."""
         cap = self._limit if limit is None else min(limit, self._limit)
@@ -404,12 +421,9 @@ class RivetApp:
                 if route is None:
                     route = await self._gateway(path, raw_query)
                 actor_id, rest, query = route
+                chunks = _Chunks(receive, MAX_BODY_SIZE, _own_cycle(scope, receive))
                 request = Request._raw(
-                    method,
-                    rest,
-                    query,
-                    Headers.from_raw(scope["headers"]),
-                    _Chunks(receive, MAX_BODY_SIZE, _own_cycle(scope, receive)),
+                    method, rest, query, Headers.from_raw(scope["headers"]), chunks, chunks
                 )
                 return await self.dispatcher.handle_http(actor_id, request)
             if path == "/actors" or path.startswith("/actors/"):
@@ -426,12 +440,9 @@ class RivetApp:
             target = headers.get("x-rivet-target")
             direct_id = headers.get("x-rivet-actor")
             if target == "actor" and direct_id:
-                request = Request(
-                    method,
-                    path,
-                    query_string=scope["query_string"].decode("latin-1"),
-                    headers=headers,
-                    body=_Chunks(receive, MAX_BODY_SIZE),
+                chunks = _Chunks(receive, MAX_BODY_SIZE)
+                request = Request._raw(
+                    method, path, scope["query_string"].decode("latin-1"), headers, chunks, chunks
                 )
                 return await self.dispatcher.handle_http(direct_id, request)
             if path == "/metrics":
