@@ -29,7 +29,7 @@ import asyncio
 import inspect
 import logging
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from rivetkit.dispatch.http import Request
@@ -149,6 +149,35 @@ class _HandlerSocket:
             return  # the socket outlives this run of the handler
         self.end()
         await self._session.close_socket(code, reason)
+
+
+async def close_left_conn(
+    conn: Connection,
+    actor_id: str,
+    wake: Callable[[str], Awaitable[object]] | None,
+    current: Callable[[], Connection | None],
+) -> None:
+    """Close ``conn`` (``on_disconnect``) after its client left. A hibernated connection is
+    in no instance: ``wake`` (None: never) starts the actor, whose restore re-attaches the
+    connection (``current()`` then gives it) or finds the socket gone and closes it itself."""
+    owner = conn.owner
+    active = (Phase.STARTED, Phase.SLEEP_GRACE)
+    if owner is None or owner.phase not in active:
+        if wake is None:
+            return
+        try:
+            await wake(actor_id)
+        except Exception as exc:
+            logger.debug("actor %s not woken to close a connection: %r", actor_id, exc)
+            return
+        conn = current() or conn  # re-attached meanwhile?
+        owner = conn.owner
+        if conn.disconnected or owner is None or owner.phase not in active:
+            return
+    try:
+        await owner.disconnect(conn, "connection closed")
+    except Exception:
+        owner.log.exception("closing a connection failed")
 
 
 class RawSession:
@@ -323,24 +352,9 @@ class RawSession:
             await asyncio.wait([handler])  # the handler closes the connection when it ends
             if conn.disconnected:
                 return
-        owner = conn.owner
-        active = (Phase.STARTED, Phase.SLEEP_GRACE)
-        if owner is None or owner.phase not in active:
-            if getattr(self._socket, "redelivers", False):
-                return  # engine mode: the gateway tells the next generation
-            try:
-                await self._dispatcher._instance(self._actor_id)
-            except Exception as exc:
-                logger.debug("actor %s not woken to close a connection: %r", self._actor_id, exc)
-                return
-            conn = self.conn if self.conn is not None else conn
-            owner = conn.owner
-            if conn.disconnected or owner is None or owner.phase not in active:
-                return
-        try:
-            await owner.disconnect(conn, "connection closed")
-        except Exception:
-            owner.log.exception("closing a connection failed")
+        # Engine mode: the gateway tells the next generation, so no wake for it here.
+        wake = None if getattr(self._socket, "redelivers", False) else self._dispatcher._instance
+        await close_left_conn(conn, self._actor_id, wake, lambda: self.conn)
 
     # -- the handler -----------------------------------------------------------------------
 

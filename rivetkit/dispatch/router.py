@@ -69,7 +69,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, unquote
 
 from rivetkit._version import __version__
-from rivetkit.dispatch.hibernation import RawSession, can_hibernate_raw
+from rivetkit.dispatch.hibernation import RawSession, can_hibernate_raw, close_left_conn
 from rivetkit.dispatch.http import Headers, Request, Response
 from rivetkit.dispatch.websocket import RawWebSocket, WebSocket
 from rivetkit.drivers.keys import serialize_key
@@ -1083,24 +1083,9 @@ class _ConnSession:
         connection itself (``on_disconnect``, record deleted)."""
         if conn.disconnected:
             return
-        owner = conn.owner
-        active = (Phase.STARTED, Phase.SLEEP_GRACE)
-        if owner is None or owner.phase not in active:
-            if conn.hibernation is None or self._dispatcher is None:
-                return
-            try:
-                await self._dispatcher._instance(self._actor_id)
-            except Exception as exc:
-                logger.debug("actor %s not woken to close a connection: %r", self._actor_id, exc)
-                return
-            conn = self.conn if self.conn is not None else conn  # re-attached meanwhile?
-            owner = conn.owner
-            if conn.disconnected or owner is None or owner.phase not in active:
-                return
-        try:
-            await owner.disconnect(conn, "connection closed")
-        except Exception:
-            owner.log.exception("closing a connection failed")
+        dispatcher = self._dispatcher
+        wake = None if conn.hibernation is None or dispatcher is None else dispatcher._instance
+        await close_left_conn(conn, self._actor_id, wake, lambda: self.conn)
 
     def _on_message(self, data: str | bytes, conn: Connection) -> None:
         info = self._hibernation

@@ -546,7 +546,21 @@ class _ActorStore:
             self.main.flush()
 
 
-class _KvVfsFile:
+class _VfsFileBase:
+    """What both file kinds answer alike: no reserved lock seen from elsewhere (one process
+    uses an actor's database at a time), no file controls, chunk-sized sectors."""
+
+    def xCheckReservedLock(self) -> bool:
+        return False
+
+    def xFileControl(self, op: int, ptr: int) -> bool:
+        return False
+
+    def xSectorSize(self) -> int:
+        return CHUNK_SIZE
+
+
+class _KvVfsFile(_VfsFileBase):
     """The file object SQLite gets from :meth:`_KvVfs.xOpen` for a KV-backed file."""
 
     def __init__(self, file: _KvFile) -> None:
@@ -586,20 +600,11 @@ class _KvVfsFile:
             except apsw.Error as exc:  # kept buffered: the next sync writes it
                 logger.warning("writing a SQLite database to the KV failed: %s", exc)
 
-    def xCheckReservedLock(self) -> bool:
-        return False
-
-    def xFileControl(self, op: int, ptr: int) -> bool:
-        return False
-
-    def xSectorSize(self) -> int:
-        return CHUNK_SIZE
-
     def xDeviceCharacteristics(self) -> int:
         return int(apsw.SQLITE_IOCAP_POWERSAFE_OVERWRITE)
 
 
-class _MemoryFile:
+class _MemoryFile(_VfsFileBase):
     """A temporary file SQLite asks for (temp tables, sort spills): memory only."""
 
     def __init__(self) -> None:
@@ -630,15 +635,6 @@ class _MemoryFile:
 
     def xUnlock(self, level: int) -> None:
         pass
-
-    def xCheckReservedLock(self) -> bool:
-        return False
-
-    def xFileControl(self, op: int, ptr: int) -> bool:
-        return False
-
-    def xSectorSize(self) -> int:
-        return CHUNK_SIZE
 
     def xDeviceCharacteristics(self) -> int:
         return 0

@@ -556,22 +556,13 @@ class Tunnel:
     async def _serve_websocket(
         self, key: bytes, socket: TunnelWebSocket, actor_id: str, request: Request
     ) -> None:
-        try:
-            dispatcher = self.dispatcher
-            if dispatcher is None:
-                await socket.close(1011, "envoy.no_dispatcher")
-                return
-            await dispatcher.handle_websocket(actor_id, request, socket)
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            logger.exception("tunnel: WebSocket %s failed", request.raw_path)
-            await socket.close(1011, "actor.internal_error")
-        finally:
-            if not socket.closed:
-                await socket.close(1000, "")
-            if self._sockets.get(key) is socket:
-                del self._sockets[key]
+        dispatcher = self.dispatcher
+        serving = (
+            socket.close(1011, "envoy.no_dispatcher")
+            if dispatcher is None
+            else dispatcher.handle_websocket(actor_id, request, socket)
+        )
+        await self._serve(key, socket, serving, request.raw_path)
 
     # -- hibernation -----------------------------------------------------------------------
 
@@ -636,21 +627,24 @@ class Tunnel:
             logger.exception("tunnel: restoring a hibernated connection failed")
             del self._sockets[key]
             return False
-        task = asyncio.get_running_loop().create_task(self._serve_restored(key, socket, serving))
+        task = asyncio.get_running_loop().create_task(
+            self._serve(key, socket, serving, "(restored)")
+        )
         self._socket_tasks.add(task)
         task.add_done_callback(self._socket_tasks.discard)
         self._restored.setdefault(owner.actor_id, []).append(socket)
         return True
 
-    async def _serve_restored(
-        self, key: bytes, socket: TunnelWebSocket, serving: Coroutine[Any, Any, None]
+    async def _serve(
+        self, key: bytes, socket: TunnelWebSocket, serving: Coroutine[Any, Any, None], what: str
     ) -> None:
+        """Run ``serving`` (the socket's handler); then the socket is closed and forgotten."""
         try:
             await serving
         except asyncio.CancelledError:
             pass
         except Exception:
-            logger.exception("tunnel: a restored WebSocket failed")
+            logger.exception("tunnel: WebSocket %s failed", what)
             await socket.close(1011, "actor.internal_error")
         finally:
             if not socket.closed:
