@@ -56,16 +56,33 @@ def engine_binary() -> Path:
     return binary
 
 
-@pytest.fixture(scope="session")
-def rivet_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEngine]:
-    """A real engine for the whole session, on free loopback ports, with a temp data dir."""
-    engine = LocalEngine(
+#: Engine config that declares a dead envoy lost after 3 s (not 15 s): for tests that kill one.
+QUICK_LOSS: dict[str, Any] = {
+    "pegboard": {
+        "envoy_lost_threshold": 3000,
+        "envoy_eligible_threshold": 3000,
+        "envoy_update_ping_interval": 1000,
+        "envoy_ping_timeout": 6000,
+    }
+}
+
+
+def new_engine(data_dir: Path, **options: Any) -> LocalEngine:
+    """An engine (not started) on free loopback ports, its data in ``data_dir``."""
+    return LocalEngine(
         engine_binary(),
-        tmp_path_factory.mktemp("rivet-engine"),
+        data_dir,
         port=free_port(),
         api_peer_port=free_port(),
         metrics_port=free_port(),
+        **options,
     )
+
+
+@pytest.fixture(scope="session")
+def rivet_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEngine]:
+    """A real engine for the whole session, on free loopback ports, with a temp data dir."""
+    engine = new_engine(tmp_path_factory.mktemp("rivet-engine"))
     engine.start()
     try:
         yield engine

@@ -459,16 +459,9 @@ async def test_graceful_shutdown_saves_and_moves_actors(rivet_engine: LocalEngin
 
 
 async def test_engine_with_a_token(tmp_path: Any) -> None:
-    from engine_fixtures import engine_binary, free_port
+    from engine_fixtures import new_engine
 
-    engine = LocalEngine(
-        engine_binary(),
-        tmp_path / "engine",
-        port=free_port(),
-        api_peer_port=free_port(),
-        metrics_port=free_port(),
-        token="s3cret",
-    )
+    engine = new_engine(tmp_path / "engine", token="s3cret")
     await asyncio.to_thread(engine.start)
     try:
         for token in (None, "wrong"):

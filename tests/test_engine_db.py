@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from engine_fixtures import ROOT, engine_binary, envoy, free_port, new_pool
+from engine_fixtures import QUICK_LOSS, ROOT, envoy, new_engine, new_pool
 from server_actors import load_example
 from test_engine_cli import Serve
 
@@ -144,21 +144,7 @@ async def _envoys(api: EngineApi, pool: str) -> int:
 def quick_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEngine]:
     """An engine that declares a dead envoy lost after 3 s (not 15 s), as in
     test_engine_scale."""
-    engine = LocalEngine(
-        engine_binary(),
-        tmp_path_factory.mktemp("quick-engine"),
-        port=free_port(),
-        api_peer_port=free_port(),
-        metrics_port=free_port(),
-        extra_config={
-            "pegboard": {
-                "envoy_lost_threshold": 3000,
-                "envoy_eligible_threshold": 3000,
-                "envoy_update_ping_interval": 1000,
-                "envoy_ping_timeout": 6000,
-            }
-        },
-    )
+    engine = new_engine(tmp_path_factory.mktemp("quick-engine"), extra_config=QUICK_LOSS)
     engine.start()
     try:
         yield engine

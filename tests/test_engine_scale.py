@@ -15,11 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-from engine_fixtures import ROOT, engine_binary, free_port
+from engine_fixtures import QUICK_LOSS, ROOT, new_engine
 from test_engine_cli import Serve
 
 from rivetkit.client import Client, RetryOptions
-from rivetkit.drivers.engine import LocalEngine
 from rivetkit.drivers.engine.api import EngineApi
 
 APP = ROOT / "tests" / "apps" / "engine_app.py"
@@ -37,21 +36,7 @@ async def _envoys(api: EngineApi, pool: str) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.asyncio
 async def test_two_processes_one_killed(tmp_path: Path) -> None:
-    engine = LocalEngine(
-        engine_binary(),
-        tmp_path / "engine",
-        port=free_port(),
-        api_peer_port=free_port(),
-        metrics_port=free_port(),
-        extra_config={
-            "pegboard": {
-                "envoy_lost_threshold": 3000,
-                "envoy_eligible_threshold": 3000,
-                "envoy_update_ping_interval": 1000,
-                "envoy_ping_timeout": 6000,
-            }
-        },
-    )
+    engine = new_engine(tmp_path / "engine", extra_config=QUICK_LOSS)
     await asyncio.to_thread(engine.start)
     pool = "scale"
     api = EngineApi(engine.endpoint)
