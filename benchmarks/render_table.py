@@ -67,8 +67,15 @@ def header(report: dict[str, Any]) -> list[str]:
         "A ratio is ours / peer (above 1: ours is faster), the median of the per-round ratios "
         "(the figures of a round are measured seconds apart). HTTP: wrk, "
         f"{settings['http_conns']} keep-alive connections, json. WebSocket: the official "
-        f"RivetKit client (`ws_actions.mjs {settings['ws_load']}`).",
+        f"RivetKit client, {ws_loads(settings)}.",
     ]
+
+
+def ws_loads(settings: dict[str, Any]) -> str:
+    """The ``ws_actions.mjs`` arguments of each WebSocket load (older results: one load)."""
+    if "ws_loads" not in settings:
+        return f"`ws_actions.mjs {settings['ws_load']}`"
+    return "; ".join(f"{kind}: `{args}`" for kind, args in settings["ws_loads"].items())
 
 
 def cpu_note(ours: dict[str, Any], peer: dict[str, Any]) -> str:
