@@ -415,6 +415,21 @@ def print_row(row: dict[str, Any]) -> None:
 # -- embedded and engine vs RivetKit TS --------------------------------------------------------
 
 
+def round_order(configs: list[str], round_: int) -> list[str]:
+    """The order of ``configs`` in round ``round_`` (from 0): rotated each round, so no config
+    always runs first or last; and our engine envoy and the peer, whose figures make the
+    engine ratios, take turns going first (ours in even rounds). The engine slows down over a
+    long run, so the later of two neighbouring measurements is the worse slot; an even number
+    of rounds gives both the same share of it."""
+    n = len(configs)
+    order = configs[round_ % n :] + configs[: round_ % n] if n else []
+    if "ours_engine" in order and "ts" in order:
+        i, j = order.index("ours_engine"), order.index("ts")
+        if (i < j) != (round_ % 2 == 0):
+            order[i], order[j] = order[j], order[i]
+    return order
+
+
 def engine_binary() -> Path | None:
     from rivetkit.drivers.engine import find_engine_binary
 
@@ -583,15 +598,10 @@ def servers_section(
             awake.append(action_url(endpoint, via, f"http-{config}"))
             awake += [action_url(endpoint, via, key) for key in ws_keys.get(config, [])]
         samples: dict[tuple[str, str], list[dict[str, float]]] = {}
-        configs = list(targets)
         with KeepAwake(awake):
             for round_ in range(rounds):
-                # Rotate the order each round, so no config always runs first or last.
-                order = configs[round_ % len(configs) :] + configs[: round_ % len(configs)]
                 for kind in kinds:
-                    for config in order:
-                        if not runs(config, kind):
-                            continue
+                    for config in round_order([c for c in targets if runs(c, kind)], round_):
                         url, endpoint, pool = targets[config]
                         cpu_before = (cpu_seconds(pids[config]), cpu_seconds(engine_pid))
                         if kind == "http":
@@ -917,7 +927,7 @@ def scratch_dir(keep: bool) -> Iterator[Path]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 round of 3 s (a smoke run)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 4)")
     parser.add_argument("--seconds", type=float, help="seconds per measurement (default 8)")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     parser.add_argument("--json", default=str(RESULTS), help="where to write the results")
@@ -925,7 +935,7 @@ def main() -> int:
     parser.add_argument("--ray-child", metavar="OUT", help=argparse.SUPPRESS)
     parser.add_argument("--scratch", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = args.rounds or (1 if args.quick else 4)
     seconds = args.seconds or (3.0 if args.quick else 8.0)
 
     if args.ray_child:

@@ -63,9 +63,10 @@ def header(report: dict[str, Any]) -> list[str]:
         f"{load_text}. Versions: {listed}; our hot paths: the {versions['rivetkit_twins']} "
         "twins.",
         "",
-        f"{settings['rounds']} interleaved rounds of {settings['seconds']:g} s per measurement. "
-        "A ratio is ours / peer (above 1: ours is faster), the median of the per-round ratios "
-        "(the figures of a round are measured seconds apart). HTTP: wrk, "
+        f"{settings['rounds']} interleaved rounds of {settings['seconds']:g} s per measurement "
+        "(the order rotates each round; our engine envoy and RivetKit TS take turns going "
+        "first). A ratio is ours / peer (above 1: ours is faster), the median of the "
+        "per-round ratios (the figures of a round are measured seconds apart). HTTP: wrk, "
         f"{settings['http_conns']} keep-alive connections, json. WebSocket: the official "
         f"RivetKit client, {ws_loads(settings)}.",
     ]
