@@ -263,13 +263,9 @@ def encode_to_client(body: Any, version: int | None, *, handlers: Handlers = _de
     return handlers.to_client[version].encode(message, prefix)
 
 
-def decode_to_server(data: bytes, version: int | None, *, handlers: Handlers = _default) -> Any:
-    """The v6 request body of one inspector-to-server frame of ``version`` (None: legacy
-    mode, the version read from the frame's 2-byte prefix).
-
-    :raises ProtocolError: bytes that do not decode, an unknown version, or a v1 events
-        request (no longer served)
-    """
+def _frame_version(data: bytes, version: int | None) -> tuple[int, int]:
+    """The (checked) version of a frame and the offset of its body: ``version`` and 0, or in
+    legacy mode (None) the version read from the frame's 2-byte little-endian prefix and 2."""
     offset = 0
     if version is None:
         if len(data) < 2:
@@ -277,6 +273,17 @@ def decode_to_server(data: bytes, version: int | None, *, handlers: Handlers = _
         version = data[0] | (data[1] << 8)
         offset = 2
     _check_version(version)
+    return version, offset
+
+
+def decode_to_server(data: bytes, version: int | None, *, handlers: Handlers = _default) -> Any:
+    """The v6 request body of one inspector-to-server frame of ``version`` (None: legacy
+    mode, the version read from the frame's 2-byte prefix).
+
+    :raises ProtocolError: bytes that do not decode, an unknown version, or a v1 events
+        request (no longer served)
+    """
+    version, offset = _frame_version(data, version)
     body = handlers.to_server[version].decode(bytes(data), offset).body
     if type(body) not in _SERVER_MEMBERS[CURRENT_VERSION]:
         raise ProtocolError(
@@ -303,11 +310,5 @@ def encode_to_server(body: Any, version: int | None, *, handlers: Handlers = _de
 def decode_to_client(data: bytes, version: int | None, *, handlers: Handlers = _default) -> Any:
     """The body of one server-to-inspector frame (the client side), as version ``version``
     defines it (None: legacy mode, the version read from the prefix)."""
-    offset = 0
-    if version is None:
-        if len(data) < 2:
-            raise ProtocolError("inspector frame shorter than its version prefix", code=ERROR_CODE)
-        version = data[0] | (data[1] << 8)
-        offset = 2
-    _check_version(version)
+    version, offset = _frame_version(data, version)
     return handlers.to_client[version].decode(bytes(data), offset).body
