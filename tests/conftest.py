@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
+from collections import Counter
 from collections.abc import Callable
 from types import ModuleType
 
@@ -68,6 +69,16 @@ async def eventually(
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout} s: {predicate!r}")
         await asyncio.sleep(interval)
+
+
+def tasks_by_name() -> Counter[str]:
+    """Live asyncio tasks, by coroutine name (the current task left out)."""
+    current = asyncio.current_task()
+    return Counter(
+        getattr(task.get_coro(), "__qualname__", repr(task.get_coro()))
+        for task in asyncio.all_tasks()
+        if task is not current
+    )
 
 
 # The session-scoped real Rivet Engine (tests/engine_fixtures.py), shared by every module.

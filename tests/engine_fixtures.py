@@ -13,7 +13,9 @@ port; its data lives in a temporary directory; it runs with the environment of
   ``endpoint`` is what clients use);
 * :func:`envoy`: an async context manager running a registry as an envoy of that engine
   (a :class:`~rivetkit.runtime.host.Runtime` over an
-  :class:`~rivetkit.drivers.engine.EngineDriver`), yielding ``(runtime, driver)``.
+  :class:`~rivetkit.drivers.engine.EngineDriver`), yielding ``(runtime, driver)``;
+* :func:`engine_env`: the same in a new pool, yielding an :class:`EngineEnv` (engine,
+  runtime, driver, pool, and clients of that pool).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from rivetkit.client import Client, RetryOptions
 from rivetkit.drivers.engine import EngineDriver, LocalEngine, find_engine_binary
 from rivetkit.runtime.host import Runtime
 
@@ -108,3 +111,32 @@ async def envoy(
         yield runtime, driver
     finally:
         await runtime.stop()
+
+
+FAST_RETRY = RetryOptions(get_attempts=2, get_or_create_attempts=5, interval=0.05)
+
+
+class EngineEnv:
+    """A registry served as an envoy of the test engine, in a pool of its own."""
+
+    def __init__(self, engine: LocalEngine, runtime: Runtime, driver: EngineDriver, pool: str):
+        self.engine = engine
+        self.runtime = runtime
+        self.driver = driver
+        self.pool = pool
+
+    def client(self, encoding: str = "json") -> Client:
+        """A client of this pool, through the engine's gateway."""
+        return Client(self.engine.endpoint, pool=self.pool, encoding=encoding, retry=FAST_RETRY)
+
+    def ws_url(self, actor_id: str, path: str) -> str:
+        """The gateway's WebSocket URL of ``path`` on actor ``actor_id``."""
+        return self.engine.endpoint.replace("http://", "ws://") + f"/gateway/{actor_id}{path}"
+
+
+@contextlib.asynccontextmanager
+async def engine_env(registry: Any, engine: LocalEngine) -> AsyncIterator[EngineEnv]:
+    """:func:`envoy` in a new pool, as an :class:`EngineEnv`."""
+    pool = new_pool()
+    async with envoy(registry, engine, pool=pool) as (runtime, driver):
+        yield EngineEnv(engine, runtime, driver, pool)

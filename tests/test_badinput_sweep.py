@@ -28,7 +28,7 @@ import cbor2
 import httpx
 import pytest
 import pytest_asyncio
-from conftest import eventually
+from conftest import eventually, tasks_by_name
 from server_actors import gateway, query, registry
 from test_server_badinput import garbage_bodies, still_serving
 from websockets.asyncio.client import ClientConnection, connect
@@ -62,16 +62,6 @@ class ErrorLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
-
-
-def tasks_by_name() -> Counter[str]:
-    """Live asyncio tasks, by coroutine name (the current task left out)."""
-    current = asyncio.current_task()
-    return Counter(
-        getattr(task.get_coro(), "__qualname__", repr(task.get_coro()))
-        for task in asyncio.all_tasks()
-        if task is not current
-    )
 
 
 #: The server's tasks once it started, before any test of this module.

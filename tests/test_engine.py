@@ -18,12 +18,13 @@ import httpx
 import pytest
 import pytest_asyncio
 import websockets
-from engine_fixtures import envoy, new_pool
+from engine_fixtures import EngineEnv as Env
+from engine_fixtures import engine_env, envoy, new_pool
 from server_actors import load_example
 from server_actors import registry as server_registry
 
 from rivetkit import actor, setup
-from rivetkit.client import ActorError, Client, RetryOptions
+from rivetkit.client import ActorError, Client
 from rivetkit.drivers.engine import EngineDriver, EngineError, LocalEngine
 from rivetkit.drivers.engine import driver as engine_driver
 from rivetkit.runtime.host import Runtime
@@ -84,25 +85,11 @@ async def kv_round_trip(c: Any) -> dict[str, Any]:
 
 registry = setup(use=[*server_registry.actors.values(), timer, probe])
 
-FAST_RETRY = RetryOptions(get_attempts=2, get_or_create_attempts=5, interval=0.05)
-
-
-class Env:
-    def __init__(self, engine: LocalEngine, runtime: Runtime, driver: EngineDriver, pool: str):
-        self.engine = engine
-        self.runtime = runtime
-        self.driver = driver
-        self.pool = pool
-
-    def client(self, encoding: str = "json") -> Client:
-        return Client(self.engine.endpoint, pool=self.pool, encoding=encoding, retry=FAST_RETRY)
-
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def env(rivet_engine: LocalEngine) -> AsyncIterator[Env]:
-    pool = new_pool()
-    async with envoy(registry, rivet_engine, pool=pool) as (runtime, driver):
-        yield Env(rivet_engine, runtime, driver, pool)
+    async with engine_env(registry, rivet_engine) as env:
+        yield env
 
 
 async def until(predicate: Any, timeout: float = 30.0, interval: float = 0.02) -> None:

@@ -19,11 +19,11 @@ from urllib.parse import quote
 import pytest
 import pytest_asyncio
 import websockets
-from engine_fixtures import envoy, new_pool
+from engine_fixtures import EngineEnv as Env
+from engine_fixtures import engine_env, envoy, new_pool
 
 from rivetkit import ActorOptions, UserError, actor, setup
-from rivetkit.client import Client, RetryOptions
-from rivetkit.drivers.engine import EngineDriver, LocalEngine
+from rivetkit.drivers.engine import LocalEngine
 from rivetkit.drivers.engine.tunnel import Tunnel, TunnelWebSocket
 from rivetkit.errors import RivetError
 from rivetkit.protocol import actor_persist
@@ -43,7 +43,6 @@ from rivetkit.protocol.envoy_protocol import (
 from rivetkit.protocol.json_compat import cbor_loads, decode_to_client, encode_to_server
 from rivetkit.runtime import keys
 from rivetkit.runtime.connection import Connection
-from rivetkit.runtime.host import Runtime
 from rivetkit.runtime.instance import Phase
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -125,28 +124,12 @@ async def echo_socket(c: Any, ws: Any) -> None:
 
 
 registry = setup(use=[room, echo])
-FAST_RETRY = RetryOptions(get_attempts=2, get_or_create_attempts=5, interval=0.05)
-
-
-class Env:
-    def __init__(self, engine: LocalEngine, runtime: Runtime, driver: EngineDriver, pool: str):
-        self.engine = engine
-        self.runtime = runtime
-        self.driver = driver
-        self.pool = pool
-
-    def client(self, encoding: str = "json") -> Client:
-        return Client(self.engine.endpoint, pool=self.pool, encoding=encoding, retry=FAST_RETRY)
-
-    def ws_url(self, actor_id: str, path: str) -> str:
-        return self.engine.endpoint.replace("http://", "ws://") + f"/gateway/{actor_id}{path}"
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def env(rivet_engine: LocalEngine) -> AsyncIterator[Env]:
-    pool = new_pool()
-    async with envoy(registry, rivet_engine, pool=pool) as (runtime, driver):
-        yield Env(rivet_engine, runtime, driver, pool)
+    async with engine_env(registry, rivet_engine) as env:
+        yield env
 
 
 async def until(predicate: Any, timeout: float = 60.0, interval: float = 0.02) -> None:

@@ -28,7 +28,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from conftest import eventually
+from conftest import eventually, tasks_by_name
 
 from rivetkit import ActorOptions, actor, setup
 from rivetkit.testing import TestActorHandle, TestClient, setup_test
@@ -88,16 +88,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def tasks_by_name() -> Counter[str]:
-    """Live asyncio tasks, by coroutine name (the current task left out)."""
-    current = asyncio.current_task()
-    return Counter(
-        getattr(task.get_coro(), "__qualname__", repr(task.get_coro()))
-        for task in asyncio.all_tasks()
-        if task is not current
-    )
 
 
 async def all_asleep(client: TestClient, handles: list[TestActorHandle]) -> None:
