@@ -22,16 +22,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import platform
 import subprocess
 import sys
 import time
 import timeit
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from twin_child import run_twin
+
 CONCURRENCY = 64
 
 
@@ -104,19 +103,7 @@ async def measure(calls: int, repeat: int) -> dict[str, float]:
 
 
 def run_child(pure: bool, calls: int, repeat: int) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RIVETKIT_")}
-    env["RIVETKIT_PURE" if pure else "RIVETKIT_REQUIRE_SPEEDUPS"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", "--calls", str(calls), "--repeat", str(repeat)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return run_twin(__file__, pure, ["--calls", str(calls), "--repeat", str(repeat)], timeout=600)
 
 
 def main() -> int:

@@ -28,17 +28,16 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from twin_child import run_twin
+
 CONCURRENCY = 64
 CONFIGS = ("off", "counters", "full")
 
@@ -193,19 +192,8 @@ async def asgi_action(app: Any, actor_id: str) -> int:
 
 
 def run_child(twin: str, calls: int, rounds: int) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RIVETKIT_")}
-    env["RIVETKIT_PURE" if twin == "pure" else "RIVETKIT_REQUIRE_SPEEDUPS"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", "--calls", str(calls), "--rounds", str(rounds)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=1200,
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    args = ["--calls", str(calls), "--rounds", str(rounds)]
+    return run_twin(__file__, twin == "pure", args, timeout=1200)
 
 
 def main() -> int:

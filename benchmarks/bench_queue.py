@@ -31,16 +31,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from twin_child import run_twin
 
 
 def build_registry(capacity: int) -> Any:
@@ -121,17 +119,12 @@ async def measure(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
 
 def run_child(pure: bool, args: argparse.Namespace) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RIVETKIT_")}
-    env["RIVETKIT_PURE" if pure else "RIVETKIT_REQUIRE_SPEEDUPS"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    command = [
-        sys.executable, __file__, "--child", "--messages", str(args.messages),
-        "--producers", str(args.producers), "--batch", str(args.batch),
-        "--repeat", str(args.repeat), "--synchronous", args.synchronous,
+    child_args = [
+        "--messages", str(args.messages), "--producers", str(args.producers),
+        "--batch", str(args.batch), "--repeat", str(args.repeat),
+        "--synchronous", args.synchronous,
     ]  # fmt: skip
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True, timeout=900)
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return run_twin(__file__, pure, child_args, timeout=900)
 
 
 def main() -> int:
