@@ -692,6 +692,27 @@ def rate_sync(batch: Callable[[int], Any], in_flight: int, seconds: float) -> fl
     return done / (time.perf_counter() - started)
 
 
+async def alternate(
+    ours: Callable[[], Awaitable[Any]],
+    theirs: Callable[[int], Any],
+    peer: str,
+    rounds: int,
+    seconds: float,
+) -> dict[str, list[dict[str, float]]]:
+    """``rounds`` rounds of, for each number of calls in flight, ours then the peer's:
+    samples under ``ours_<n>`` and ``<peer>_<n>``."""
+    samples: dict[str, list[dict[str, float]]] = {}
+    for round_ in range(rounds):
+        for n in IN_FLIGHT:
+            ours_rate = await rate_async(ours, n, seconds)
+            theirs_rate = rate_sync(theirs, n, seconds)
+            samples.setdefault(f"ours_{n}", []).append({"rate": ours_rate})
+            samples.setdefault(f"{peer}_{n}", []).append({"rate": theirs_rate})
+            log(f"round {round_ + 1}/{rounds} in flight {n}: ours {ours_rate:,.0f}/s, "
+                f"{peer} {theirs_rate:,.0f}/s")  # fmt: skip
+    return samples
+
+
 def run_loop(coro: Awaitable[Any]) -> Any:
     """Run ``coro`` on uvloop when installed (as ``rivetkit serve`` does), else asyncio."""
     try:
@@ -747,24 +768,17 @@ def ray_child(rounds: int, seconds: float, scratch: Path) -> dict[str, Any]:
             else:
                 ray.get([counter.increment.remote(1) for _ in range(n)])
 
-        samples: dict[str, list[dict[str, float]]] = {}
-
-        async def measure() -> None:
+        async def measure() -> dict[str, list[dict[str, float]]]:
             async with Client(url) as client:
                 conn = client.counter.get_or_create(["ray-bench"]).connect()
                 async with conn:
                     for _ in range(200):
                         await conn.increment(1)
-                    for round_ in range(rounds):
-                        for n in IN_FLIGHT:
-                            ours = await rate_async(lambda: conn.increment(1), n, seconds)
-                            theirs = rate_sync(ray_batch, n, seconds)
-                            samples.setdefault(f"ours_{n}", []).append({"rate": ours})
-                            samples.setdefault(f"ray_{n}", []).append({"rate": theirs})
-                            log(f"round {round_ + 1}/{rounds} in flight {n}: ours "
-                                f"{ours:,.0f}/s, ray {theirs:,.0f}/s")  # fmt: skip
+                    return await alternate(
+                        lambda: conn.increment(1), ray_batch, "ray", rounds, seconds
+                    )
 
-        run_loop(measure())
+        samples = run_loop(measure())
         return {"samples": samples, "ray": ray.__version__}
     finally:
         with contextlib.suppress(Exception):
@@ -857,27 +871,20 @@ def pykka_section(rounds: int, seconds: float, versions: dict[str, str]) -> list
         else:
             pykka.get_all([ref.ask(1, block=False) for _ in range(n)])
 
-    samples: dict[str, list[dict[str, float]]] = {}
-
-    async def measure() -> None:
+    async def measure() -> dict[str, list[dict[str, float]]]:
         async with setup_test(registry) as client:
             handle = client.counter.get_or_create(["pykka-bench"])
             for _ in range(1000):
                 await handle.increment(1)
-            for round_ in range(rounds):
-                for n in IN_FLIGHT:
-                    ours = await rate_async(lambda: handle.increment(1), n, seconds)
-                    theirs = rate_sync(pykka_batch, n, seconds)
-                    samples.setdefault(f"ours_{n}", []).append({"rate": ours})
-                    samples.setdefault(f"pykka_{n}", []).append({"rate": theirs})
-                    log(f"round {round_ + 1}/{rounds} in flight {n}: ours {ours:,.0f}/s, "
-                        f"pykka {theirs:,.0f}/s")  # fmt: skip
+            return await alternate(
+                lambda: handle.increment(1), pykka_batch, "pykka", rounds, seconds
+            )
 
     ref = Counter.start()
     try:
         for _ in range(1000):
             ref.ask(1)
-        run_loop(measure())
+        samples = run_loop(measure())
     finally:
         ref.stop()
     return [
