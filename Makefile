@@ -3,7 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp
 PYTEST_ARGS ?=
-VECTORS ?= ../shared/vectors/*.json
+# The in-repo vectors, and the workspace's shared copy when it sits beside the checkout.
+VECTORS ?= tests/vectors/*.json $(wildcard ../shared/vectors/*.json)
 LINT_PATHS := $(wildcard rivetkit tests benchmarks ci fuzz setup.py)
 # The pure pass must not also demand the compiled twins.
 PURE_ENV := env -u RIVETKIT_REQUIRE_SPEEDUPS RIVETKIT_PURE=1

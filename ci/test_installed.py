@@ -10,8 +10,7 @@ Steps, all in a fresh temporary folder (never in the checkout):
 2. create a venv and install the wheel with its ``test`` extra;
 3. copy ``tests/`` and ``examples/`` (and ``pyproject.toml`` for pytest's settings) next to
    it, link ``tests/interop/node_modules`` (the TypeScript client and the engine binary) from
-   the checkout when it is there, and point ``RIVETKIT_VECTORS_DIR`` at the checkout's
-   golden vectors unless it is set;
+   the checkout when it is there (the golden vectors travel with ``tests/vectors/``);
 4. check that ``import rivetkit`` resolves to the venv's site-packages, then run the suite:
    compiled and then pure (``RIVETKIT_PURE=1``) for the compiled wheel, pure once for
    ``--pure``, each to the end. ``RIVETKIT_TEST_INSTALLED`` tells
@@ -131,7 +130,6 @@ def main(argv: list[str]) -> int:
         work = tmp / "work"
         prepare_tests(work)
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RIVETKIT_PURE")}
-        env.setdefault("RIVETKIT_VECTORS_DIR", str(ROOT.parent / "shared" / "vectors"))
         env["RIVETKIT_TEST_INSTALLED"] = "pure" if args.pure else "compiled"
         # The pure pass forces the pure twins, so it must not also demand the compiled ones.
         pure_env = {k: v for k, v in env.items() if k != "RIVETKIT_REQUIRE_SPEEDUPS"}

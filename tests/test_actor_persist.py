@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from types import ModuleType
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from strategies import strategy_for
-from vectors_dir import vectors_dir
+from vectors_dir import load_cases, vectors_dir
 
 from rivetkit.errors import ProtocolError
 from rivetkit.protocol import actor_persist
@@ -17,7 +16,7 @@ from rivetkit.protocol.actor_persist import Actor, Conn, QueueMessage, QueueMeta
 from rivetkit.protocol.vectors import from_vector, to_vector
 
 VECTORS = vectors_dir() / "actor-persist.json"
-CASES = json.loads(VECTORS.read_text())["cases"] if VECTORS.exists() else []
+CASES = load_cases(VECTORS.name)
 HANDLER_NAMES = {
     "Actor": "actor",
     "Conn": "conn",

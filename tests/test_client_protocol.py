@@ -13,7 +13,7 @@ import cbor2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from vectors_dir import vectors_dir
+from vectors_dir import load_cases, vectors_dir
 
 from rivetkit.errors import EncodeError, ProtocolError
 from rivetkit.protocol import client_protocol as cp
@@ -23,8 +23,7 @@ from rivetkit.protocol.client_protocol import v1, v2, v3, v4
 from rivetkit.protocol.schema import DATA, is_record, record_fields, wire_name
 
 VECTORS = vectors_dir() / "client-protocol.json"
-CASES: list[dict[str, Any]] = json.loads(VECTORS.read_text())["cases"] if VECTORS.exists() else []
-needs_vectors = pytest.mark.skipif(not CASES, reason=f"{VECTORS} not present")
+CASES: list[dict[str, Any]] = load_cases(VECTORS.name)
 
 CONNECT = "invalid_actor_connect_request"
 HTTP_REQUEST = "invalid_http_request"
@@ -145,10 +144,9 @@ def latest_type(name: str) -> Any:
 
 
 def test_vectors_present() -> None:
-    assert len(CASES) >= 40, f"expected RivetKit's vectors at {VECTORS} (or $RIVETKIT_VECTORS_DIR)"
+    assert len(CASES) >= 40, f"expected RivetKit's vectors at {VECTORS}"
 
 
-@needs_vectors
 @pytest.mark.parametrize("case", cases("bare", upgrade=False))
 def test_bare_vector_decodes_and_encodes(case: dict[str, Any]) -> None:
     handler = HANDLERS[case["type"]]
@@ -159,7 +157,6 @@ def test_bare_vector_decodes_and_encodes(case: dict[str, Any]) -> None:
     assert handler.encode(from_vector(case["value"], tp)) == data
 
 
-@needs_vectors
 @pytest.mark.parametrize("case", cases("bare", upgrade=True))
 def test_bare_vector_upgrades(case: dict[str, Any]) -> None:
     handler = HANDLERS[case["type"]]
@@ -231,7 +228,6 @@ def test_bare_malformed_raises_protocol_error(handler: Any, code: str, data: byt
     assert info.value.group == "protocol"
 
 
-@needs_vectors
 def test_build_over_each_twin(engine: ModuleType) -> None:
     handlers = cp.build(engine)
     assert set(handlers.http_queue_send_request.readers) == {3, 4}
@@ -318,7 +314,6 @@ def _record_type(case: dict[str, Any]) -> Any:
     return cp.ToServer if case["type"] == "ToServer" else cp.ToClient
 
 
-@needs_vectors
 @pytest.mark.parametrize("case", cases("json"))
 def test_json_vector_decodes(case: dict[str, Any]) -> None:
     reader = jc.to_server_from_json if case["type"] == "ToServer" else jc.to_client_from_json
@@ -327,7 +322,6 @@ def test_json_vector_decodes(case: dict[str, Any]) -> None:
     assert reader(case["text"].encode()) == decoded
 
 
-@needs_vectors
 @pytest.mark.parametrize("case", cases("cbor"))
 def test_cbor_vector_decodes(case: dict[str, Any]) -> None:
     reader = jc.to_server_from_cbor if case["type"] == "ToServer" else jc.to_client_from_cbor
@@ -335,7 +329,6 @@ def test_cbor_vector_decodes(case: dict[str, Any]) -> None:
     assert to_vector(decoded, _record_type(case), payload_as_value=True) == case["value"]
 
 
-@needs_vectors
 @pytest.mark.parametrize("case", cases("json"))
 def test_json_vector_encodes(case: dict[str, Any]) -> None:
     msg = from_vector(case["value"], _record_type(case), payload_as_value=True)
@@ -350,7 +343,6 @@ def test_json_vector_encodes(case: dict[str, Any]) -> None:
     assert ours == case["text"]
 
 
-@needs_vectors
 @pytest.mark.parametrize("case", cases("cbor"))
 def test_cbor_vector_encodes(case: dict[str, Any]) -> None:
     msg = from_vector(case["value"], _record_type(case), payload_as_value=True)
@@ -840,7 +832,6 @@ def test_http_action_request_malformed(body: Any, encoding: str) -> None:
     assert info.value.code == HTTP_REQUEST
 
 
-@needs_vectors
 def test_http_bodies_against_bare_vectors() -> None:
     by_name = {c["name"]: bytes.fromhex(c["hex"]) for c in CASES if "hex" in c}
     assert jc.http_action_response_to(5, "bare") == by_name["http_action_response.output_5"]
@@ -1189,7 +1180,6 @@ def test_decoders_only_raise_protocol_errors_on_bytes(data: bytes) -> None:
                 assert exc.code == code
 
 
-@needs_vectors
 @settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_mutated_vectors_only_raise_protocol_errors(data: st.DataObject) -> None:

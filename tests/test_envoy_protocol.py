@@ -1,6 +1,6 @@
 """envoy-protocol v8: golden vectors, generic round trips and malformed input.
 
-The vectors (``../shared/vectors/envoy-protocol-v8.json``, or ``$RIVETKIT_VECTORS_DIR``) were
+The vectors (``tests/vectors/envoy-protocol-v8.json``; see ``tests/vectors_dir.py``) were
 written by the TypeScript codec ``@rivetkit/engine-envoy-protocol@2.3.19``. Their ``value`` uses
 the TypeScript shape, so records are converted to and from that JSON convention here:
 camelCase keys, ``{"$hex": ...}`` bytes, ``{"tag", "val"}`` unions, ``null`` for void members,
@@ -9,7 +9,6 @@ the bare list for list-alias members and PascalCase enum names.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import strategy_for
-from vectors_dir import vectors_dir
+from vectors_dir import load_cases, vectors_dir
 
 from rivetkit.errors import ProtocolError
 from rivetkit.protocol import plan as P
@@ -41,11 +40,7 @@ from rivetkit.protocol.envoy_protocol import (
 from rivetkit.protocol.schema import plan_of, wire_name
 
 _VECTORS = vectors_dir() / "envoy-protocol-v8.json"
-
-if not _VECTORS.exists():  # pragma: no cover - depends on the checkout
-    pytest.skip(f"golden vectors not found at {_VECTORS}", allow_module_level=True)
-
-CASES: list[dict[str, Any]] = json.loads(_VECTORS.read_text())["cases"]
+CASES: list[dict[str, Any]] = load_cases(_VECTORS.name)
 CODECS = {"ToRivet": TO_RIVET, "ToEnvoy": TO_ENVOY}
 TOP_TYPES = {"ToRivet": ToRivet, "ToEnvoy": ToEnvoy}
 #: Union members declared as an alias of a list; the vectors show them as that list.
