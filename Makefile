@@ -12,7 +12,8 @@ PURE_ENV := env -u RIVETKIT_REQUIRE_SPEEDUPS RIVETKIT_PURE=1
 INTEROP := tests/interop
 INTEROP_STAMP := $(INTEROP)/node_modules/.package-lock.json
 
-.PHONY: venv test lint format bench bench-micro bench-readme vectors clean interop-deps demo fuzz dist test-installed
+.PHONY: venv test lint format bench bench-micro bench-readme vectors clean interop-deps demo fuzz dist test-installed \
+	test-standalone
 
 venv: $(STAMP)
 	$(PY) setup.py --quiet build_ext --inplace
@@ -48,6 +49,13 @@ dist: venv
 TEST_INSTALLED_ARGS ?=
 test-installed: venv interop-deps
 	$(PY) ci/test_installed.py $(TEST_INSTALLED_ARGS) $(PYTEST_ARGS)
+
+# Clone the checkout's HEAD into a temp folder with no ../shared beside it, build its own venv
+# and npm packages there and run the suite once, compiled (ci/test_standalone.py): the
+# repository stands alone. STANDALONE_ARGS=--pure: the pure pass instead.
+STANDALONE_ARGS ?=
+test-standalone:
+	python3 ci/test_standalone.py $(STANDALONE_ARGS) $(PYTEST_ARGS)
 
 # Serve examples/app.py on the embedded default, call the counter and the chat, stop.
 demo: venv

@@ -2,7 +2,7 @@
 
 Usage: ``python -m rivetkit.protocol.vectors check FILE...``
 
-Each file is in the ``rivetkit-vectors/1`` format (see ``shared/vectors/README.md``). Every
+Each file is in the ``rivetkit-vectors/1`` format (see ``tests/vectors/README.md``). Every
 case is decoded and re-encoded with each available codec twin (the compiled one unless
 ``RIVETKIT_PURE=1``, and the pure one); one line is printed per failing case, then
 ``N passed, M failed``. The exit status is 1 when any case failed.
