@@ -28,10 +28,12 @@ anything else                                404 ``actor.not_found``
 =================================== ======== ==================================================
 
 Errors are ``{group, code, message, metadata}`` with the inspector's status mapping:
-``*.unauthorized`` 401, ``actor.action_timed_out`` 408, ``*.action_not_found`` 404,
-``*.invalid_request``, ``*.state_not_enabled`` and ``database.not_enabled`` 400, else 500. An
-action's own failure is 404 (``action_not_found``) or 500. Internal errors hide their
-message (``RIVET_EXPOSE_ERRORS=1`` shows it), as everywhere.
+``*.unauthorized`` 401, ``inspector.forbidden_statement`` 403 (a statement the SQL sandbox
+refuses, :mod:`rivetkit.inspector.sandbox`), ``actor.action_timed_out`` 408,
+``*.action_not_found`` 404, ``*.invalid_request``, ``*.state_not_enabled`` and
+``database.not_enabled`` 400, else 500. An action's own failure is 404 (``action_not_found``)
+or 500. Internal errors hide their message (``RIVET_EXPOSE_ERRORS=1`` shows it), as
+everywhere.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ def inspector_status(group: str, code: str) -> int:
     """The HTTP status of an inspector error (runtime spec §5)."""
     if code == "unauthorized":
         return 401
+    if (group, code) == ("inspector", "forbidden_statement"):
+        return 403
     if (group, code) == ("actor", "action_timed_out"):
         return 408
     if code == "action_not_found" or (group, code) == ("actor", "not_found"):
@@ -115,7 +119,10 @@ def error_json(error: BaseException, status: int | None = None) -> Response:
     group, code, message = error_parts(error)
     if not isinstance(error, RivetError):
         logger.error("inspector request failed", exc_info=error)
-    body = {"group": group, "code": code, "message": message, "metadata": None}
+    metadata = None
+    if isinstance(error, RivetError) and (group, code) == ("inspector", "forbidden_statement"):
+        metadata = error.metadata
+    body = {"group": group, "code": code, "message": message, "metadata": metadata}
     return _json(body, inspector_status(group, code) if status is None else status)
 
 

@@ -12,6 +12,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any, Final
 
 from rivetkit.errors import RivetError
+from rivetkit.inspector.sandbox import run_sandboxed
 from rivetkit.protocol.actor_persist import QUEUE_MESSAGE
 from rivetkit.runtime import keys
 from rivetkit.runtime.queuescan import message_id
@@ -292,17 +293,14 @@ def _not_enabled() -> RivetError:
 
 async def _sql(instance: ActorInstance, sql: str, params: Any = ()) -> list[dict[str, Any]]:
     """Run one statement on the actor's database (in its order with the actor's own
-    statements); its rows as dicts (none for a statement that returns no rows)."""
+    statements) inside the inspector's SQL sandbox (:mod:`rivetkit.inspector.sandbox`); its
+    rows as dicts (none for a statement that returns no rows)."""
     if not database_enabled(instance):
         raise _not_enabled()
     db = instance.db
 
     def run(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-        cursor = conn.execute(sql, params)
-        if cursor.description is None:
-            return []
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return run_sandboxed(conn, sql, params)
 
     rows: list[dict[str, Any]] = await db._call(run)
     return rows
