@@ -12,7 +12,8 @@ A request proves it knows the token with ``Authorization: Bearer <token>`` (the 
 case-insensitive and whitespace separates it from the token) or, on the inspector WebSocket,
 the subprotocol ``rivet_inspector_token.<token>``. The comparison is constant-time
 (:func:`hmac.compare_digest`). ``_RIVET_TEST_INSPECTOR_TOKEN``, when set and not empty,
-replaces every actor's token (tests only; nothing is stored then).
+replaces every actor's token (tests only; nothing is stored then): it logs a WARNING at its
+first use (:func:`warn_test_token`) and must never be set in production.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import logging
 import os
 import secrets
 import sqlite3
@@ -44,7 +46,10 @@ __all__ = [
     "token_from_data_dir",
     "token_matches",
     "unauthorized",
+    "warn_test_token",
 ]
+
+logger = logging.getLogger("rivetkit.inspector")
 
 #: Random bytes in a token.
 TOKEN_BYTES: Final = 32
@@ -56,6 +61,8 @@ SUBPROTOCOL_PREFIX: Final = "rivet_inspector_token."
 # actor id -> its token (tokens never change once stored; ids are never reused).
 _cache: dict[str, str] = {}
 _CACHE_LIMIT: Final = 10_000
+# Whether the test-only token override was warned about (once per process).
+_warned = False
 # actor id -> the creation in progress (two first requests must agree on one token).
 _creating: dict[str, asyncio.Future[str]] = {}
 
@@ -102,7 +109,30 @@ def token_matches(candidate: str | None, expected: str) -> bool:
 
 
 def _override() -> str | None:
-    return os.environ.get(TOKEN_ENV) or None
+    value = os.environ.get(TOKEN_ENV) or None
+    if value is not None:
+        warn_test_token()
+    return value
+
+
+def warn_test_token() -> bool:
+    """Log a WARNING (once per process) when :data:`TOKEN_ENV` is set; True when it is.
+
+    The override gives every actor the same, known inspector token: it is for tests only
+    and must never be set in production. The inspector calls this on first use; a server
+    may call it at start.
+    """
+    if not os.environ.get(TOKEN_ENV):
+        return False
+    global _warned
+    if not _warned:
+        _warned = True
+        logger.warning(
+            "%s is set: every actor's inspector token is replaced by its value. This switch "
+            "is for tests only; never set it in production.",
+            TOKEN_ENV,
+        )
+    return True
 
 
 async def actor_token(instance: ActorInstance) -> str:
