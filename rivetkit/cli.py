@@ -6,6 +6,7 @@
     rivetkit serve PATH.py[:registry] [--host 127.0.0.1] [--port 6420] [--data DIR]
                    [--engine URL | --engine-spawn] [--namespace default] [--pool default]
                    [--token T] [--log-level info]
+                   [--cors-origin ORIGIN]... [--allowed-host NAME]...
     rivetkit inspect token ACTOR_ID [--data DIR]
 
 ``serve`` imports ``PATH.py`` (its folder first on ``sys.path``, as ``python PATH.py`` would),
@@ -94,6 +95,22 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--namespace", default="default", help="engine namespace (%(default)s)")
     serve.add_argument("--pool", default="default", help="engine pool name (%(default)s)")
     serve.add_argument("--token", default=None, help="engine token")
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        dest="cors_origins",
+        metavar="ORIGIN",
+        help="web origin allowed to call the server, e.g. https://app.example.com or "
+        "http://localhost:* (repeatable; '*' allows any; default: loopback origins only)",
+    )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        dest="allowed_hosts",
+        metavar="NAME",
+        help="Host name accepted besides loopback ones, e.g. app.example.com or "
+        "*.example.com (repeatable; checked on any listener once given)",
+    )
     serve.add_argument(
         "--log-level",
         default="info",
@@ -201,7 +218,13 @@ async def _serve(args: argparse.Namespace, registry: Any, path: Path) -> int:
     from rivetkit.server.runner import Server, bind_socket, uvicorn_config
 
     log = logging.getLogger("rivetkit.cli")
-    app = create_app(registry, data_dir=args.data)
+    app = create_app(
+        registry,
+        data_dir=args.data,
+        cors_origins=args.cors_origins,
+        allowed_hosts=args.allowed_hosts,
+        listen_host=args.host,
+    )
     try:
         await app.startup()
     except RivetError as exc:

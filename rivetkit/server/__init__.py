@@ -29,11 +29,12 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from rivetkit.drivers.base import Driver
 from rivetkit.server.app import RivetApp
+from rivetkit.server.cors import OriginPolicy
 
 __all__ = ["Endpoint", "RivetApp", "create_app", "serve_in_background"]
 
@@ -54,12 +55,28 @@ def create_app(
     *,
     driver: Driver | None = None,
     data_dir: str | os.PathLike[str] = ".rivetkit",
+    cors_origins: Sequence[str] | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    listen_host: str | None = None,
 ) -> RivetApp:
     """The ASGI app serving ``registry``.
+
+    Browser pages may call it only from allowed origins, and on a loopback listener only
+    through loopback ``Host`` names (see :mod:`rivetkit.server.cors`).
 
     :param registry: the registry made by :func:`rivetkit.setup`
     :param driver: the driver to run on; default an embedded driver on ``data_dir``
     :param data_dir: the embedded driver's data directory (ignored when ``driver`` is given)
+    :param cors_origins: web origins allowed to call the server, e.g.
+        ``["https://app.example.com", "http://localhost:*"]``; ``["*"]`` allows any. Default
+        (None): loopback origins only (``http(s)://localhost``, ``127.0.0.1``, ``[::1]``,
+        any port). Requests without ``Origin`` (non-browser clients) are always allowed
+    :param allowed_hosts: ``Host`` names allowed besides loopback ones (``"*.example.com"``
+        for subdomains, ``"*"`` for any); when given, the Host check applies on any listener
+    :param listen_host: the address the server listens on, when known (``rivetkit serve``
+        and :func:`serve_in_background` pass it): a loopback one refuses non-loopback
+        ``Host`` names (DNS rebinding). None (an app run by another ASGI server): no Host
+        check unless ``allowed_hosts`` are given; pass the address you listen on
     """
     from rivetkit.registry import Registry
 
@@ -71,7 +88,10 @@ def create_app(
         from rivetkit.drivers.embedded import EmbeddedDriver
 
         driver = EmbeddedDriver(data_dir)
-    return RivetApp(registry, driver)
+    policy = OriginPolicy(
+        cors_origins=cors_origins, allowed_hosts=allowed_hosts, listen_host=listen_host
+    )
+    return RivetApp(registry, driver, origin_policy=policy)
 
 
 @contextlib.asynccontextmanager
@@ -82,6 +102,8 @@ async def serve_in_background(
     port: int = 0,
     data_dir: str | os.PathLike[str] | None = None,
     driver: Driver | None = None,
+    cors_origins: Sequence[str] | None = None,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> AsyncIterator[str]:
     """Serve ``registry`` with uvicorn in the current event loop; yield its endpoint.
 
@@ -89,7 +111,8 @@ async def serve_in_background(
     ``data_dir`` defaults to a temporary directory removed afterwards. On exit the server
     stops (open WebSockets are closed) and the runtime stops: actors sleep, state is
     flushed. Signals are left alone. The endpoint is a ``str`` whose ``app`` attribute is the
-    :class:`RivetApp` (``endpoint.app.runtime`` reaches the live actors).
+    :class:`RivetApp` (``endpoint.app.runtime`` reaches the live actors). ``cors_origins``
+    and ``allowed_hosts`` are :func:`create_app`'s.
     """
     import asyncio
 
@@ -98,7 +121,14 @@ async def serve_in_background(
     with contextlib.ExitStack() as stack:
         if data_dir is None and driver is None:
             data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="rivetkit-"))
-        app = create_app(registry, driver=driver, data_dir=data_dir or ".rivetkit")
+        app = create_app(
+            registry,
+            driver=driver,
+            data_dir=data_dir or ".rivetkit",
+            cors_origins=cors_origins,
+            allowed_hosts=allowed_hosts,
+            listen_host=host,
+        )
         sock = bind_socket(host, port)
         stack.callback(sock.close)
         await app.startup()

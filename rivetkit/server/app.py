@@ -47,6 +47,7 @@ from rivetkit.drivers.keys import deserialize_key, serialize_key
 from rivetkit.errors import RivetError, to_public
 from rivetkit.runtime.host import Runtime
 from rivetkit.server import gateway
+from rivetkit.server.cors import OriginPolicy, preflight, refuse_websocket, with_cors
 from rivetkit.server.gateway import invalid_request
 from rivetkit.server.protocols import DIRECT_WEBSOCKET, HTTP_CYCLE, respond, take_body
 
@@ -305,9 +306,13 @@ class RivetApp:
     :meth:`shutdown`, or use :meth:`lifespan` as their lifespan.
     """
 
-    def __init__(self, registry: Any, driver: Driver) -> None:
+    def __init__(
+        self, registry: Any, driver: Driver, *, origin_policy: OriginPolicy | None = None
+    ) -> None:
         self.registry = registry
         self.driver = driver
+        #: Which web origins and Host names may reach this app (:mod:`rivetkit.server.cors`).
+        self.origin_policy = origin_policy or OriginPolicy()
         self.runtime = Runtime(registry, driver)
         # This server holds the clients' /connect sockets: they hibernate with their actor.
         self.dispatcher = Dispatcher(self.runtime, hibernatable_connections=True)
@@ -373,16 +378,34 @@ class RivetApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            if not self._started:
-                await self._lazy_start()
-            response = await self._http(scope, receive)
+            # Origin and Host first: a refused web page runs nothing (see server/cors.py).
+            origin, refusal = self.origin_policy.check(scope["headers"])
+            if refusal is not None:
+                response = refusal.response()
+            elif origin is not None and scope["method"] == "OPTIONS":
+                response = preflight(origin, scope["headers"]) or await self._http_in(
+                    scope, receive
+                )
+            else:
+                response = await self._http_in(scope, receive)
+            if origin is not None:
+                response.headers = Headers.from_raw(with_cors(response.headers.raw, origin))
             await _send_response(scope, send, response)
         elif kind == "websocket":
+            _, refusal = self.origin_policy.check(scope["headers"])
+            if refusal is not None:
+                await refuse_websocket(scope, receive, send, refusal)
+                return
             if not self._started:
                 await self._lazy_start()
             await self._websocket(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    async def _http_in(self, scope: Scope, receive: Receive) -> Response:
+        if not self._started:
+            await self._lazy_start()
+        return await self._http(scope, receive)
 
     async def _lazy_start(self) -> None:
         with contextlib.suppress(Exception):  # failures surface on the request itself
