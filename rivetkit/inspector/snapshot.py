@@ -11,6 +11,7 @@ import math
 import sqlite3
 from typing import TYPE_CHECKING, Any, Final
 
+from rivetkit.db import _statements as split_statements
 from rivetkit.errors import RivetError
 from rivetkit.inspector.sandbox import run_sandboxed
 from rivetkit.protocol.actor_persist import QUEUE_MESSAGE
@@ -355,9 +356,14 @@ async def database_rows(
 async def database_execute(
     instance: ActorInstance, sql: Any, args: Any, properties: Any
 ) -> list[dict[str, Any]]:
-    """Run one SQL statement with positional ``args`` or named ``properties``."""
+    """Run one SQL statement (a script of several is refused) with positional ``args`` or
+    named ``properties``."""
     if not isinstance(sql, str) or not sql.strip():
         raise invalid_request("sql", "must be a non-empty string")
+    # One statement, on both drivers: apsw (engine) would run a script's statements up to a
+    # refused one, where sqlite3 (embedded) refuses any script.
+    if len(split_statements(sql)) > 1:
+        raise invalid_request("sql", "must hold one statement")
     if args is None:
         args = []
     if not isinstance(args, list):
