@@ -389,19 +389,19 @@ async def test_oversize_and_truncated(http: httpx.AsyncClient, errors_logged: Er
 RAW_REQUESTS = [
     b"GET / HTTP/1.1\r\n\r\n",
     b"GARBAGE\r\n\r\n",
-    b"POST /actors HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{}",
-    b"POST /actors HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
-    b"POST /actors HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-    b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
-    b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-    b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 2000 + b"\r\n",
-    b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n",
+    b"POST /actors HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{}",
+    b"POST /actors HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n",
+    b"POST /actors HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"GET /health HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n",
+    b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    b"GET /health HTTP/1.1\r\nHost: localhost\r\n" + b"X-A: b\r\n" * 2000 + b"\r\n",
+    b"GET /health HTTP/9.9\r\nHost: localhost\r\n\r\n",
     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
-    b"GET /gateway/misc/connect?rvt-method=getOrCreate HTTP/1.1\r\nHost: x\r\n"
+    b"GET /gateway/misc/connect?rvt-method=getOrCreate HTTP/1.1\r\nHost: localhost\r\n"
     b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    b"GET /gateway/misc/connect?rvt-method=getOrCreate HTTP/1.1\r\nHost: x\r\nUpgrade: websocket"
+    b"GET /gateway/misc/connect?rvt-method=getOrCreate HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket"
     b"\r\nConnection: Upgrade\r\nSec-WebSocket-Key: !!\r\nSec-WebSocket-Version: 7\r\n\r\n",
-    b"POST /gateway/misc/action/echo?rvt-method=getOrCreate HTTP/1.1\r\nHost: x\r\n"
+    b"POST /gateway/misc/action/echo?rvt-method=getOrCreate HTTP/1.1\r\nHost: localhost\r\n"
     b'Content-Length: 50\r\nx-rivet-encoding: json\r\n\r\n{"args":',
 ]
 
