@@ -79,6 +79,9 @@ _PUBLIC_STATUS: dict[tuple[str, str], int] = {
     ("actor", "aborted"): 400,
     ("actor", "invalid_request"): 400,
     ("actor", "validation_error"): 400,
+    # Ours: a write refused because the state could not be saved (runtime/state_guard.py).
+    ("actor", "invalid_state"): 500,
+    ("actor", "state_save_failed"): 503,
     ("actor_runtime_socket", "*"): 400,
     ("message", "*"): 400,
     ("schedule", "*"): 400,

@@ -329,7 +329,7 @@ async def test_failed_save_is_not_acknowledged(monkeypatch: pytest.MonkeyPatch) 
         # The waiter of the failed save gets the error, not a false acknowledgement.
         with pytest.raises(RivetError) as info:
             await handle.inc_and_save(True)
-        assert info.value.code == "internal_error"
+        assert info.value.code == "state_save_failed"
         assert "disk on fire" in info.value.message
         # The change is retried after the save interval and reaches the disk.
         await asyncio.sleep(0.15)

@@ -43,6 +43,7 @@ from rivetkit.runtime.flags import LazyEvent
 from rivetkit.runtime.kv import ActorKV
 from rivetkit.runtime.queue import ActorQueue
 from rivetkit.runtime.schedule import ActorSchedule
+from rivetkit.runtime.state_guard import StateGuard, save_failed
 from rivetkit.runtime.timers import SleepTimers
 
 if TYPE_CHECKING:
@@ -55,6 +56,10 @@ logger = logging.getLogger("rivetkit.actor")
 
 #: Seconds at most between a change of a hibernatable connection and the save of its record.
 MAX_CONN_SAVE_DELAY = 5.0
+
+#: Seconds at most between two tries of a failing save (the delay doubles from the save
+#: interval, at least 50 ms, up to this).
+MAX_SAVE_RETRY_DELAY = 5.0
 
 
 class _ActionTimedOut(Exception):
@@ -196,6 +201,8 @@ class ActorInstance:
         self._save_task: asyncio.Task[None] | None = None
         self._last_save = 0.0
         self._save_waiters: list[asyncio.Future[None]] = []
+        # Unsaveable state and failing saves are refused where written (state_guard.py).
+        self._guard = StateGuard()
         # Activity that keeps the actor awake.
         self._inflight = 0
         self._keep_awake = 0
@@ -275,17 +282,32 @@ class ActorInstance:
         try:
             await self._write_snapshot()
         except Exception as exc:
-            self.log.exception("saving the state failed; retrying after the save interval")
             self._save_task = None
             self._dirty = True
-            self._last_save = self._loop.time()  # the retry waits one interval
             self._notify_savers(exc)  # nothing was saved: no waiter may think it was
-            self.mark_dirty()
+            self._retry_save(exc)
             return
         self._save_task = None
         self._notify_savers(None)
         if self._dirty:
             self.mark_dirty()
+
+    def _retry_save(self, error: BaseException) -> None:
+        """A save failed: log it and try again later, backing off while it keeps failing
+        (meanwhile the guard refuses writes with ``actor/state_save_failed``)."""
+        failures = max(1, self._guard.save_failures)
+        if failures == 1:
+            self.log.error(
+                "saving the state failed; writes are refused until a retry succeeds",
+                exc_info=error,
+            )
+        else:
+            self.log.warning("saving the state failed again (%d tries): %r", failures, error)
+        self._last_save = self._loop.time()
+        if self._save_handle is None and self.phase <= Phase.DESTROY_GRACE:
+            base = max(0.05, self.options.state_save_interval)
+            delay = min(MAX_SAVE_RETRY_DELAY, base * 2 ** min(failures - 1, 16))
+            self._save_handle = self._loop.call_later(delay, self._start_save)
 
     def _notify_savers(self, error: BaseException | None) -> None:
         waiters, self._save_waiters = self._save_waiters, []
@@ -314,7 +336,31 @@ class ActorInstance:
         self, *, has_initialized: bool = True, extra: list[tuple[bytes, bytes]] | None = None
     ) -> None:
         self._dirty = False
-        state = self.encode_state()
+        try:
+            state = self.encode_state()
+        except RivetError:
+            if not self._guard.enabled or self.phase == Phase.LOADING:
+                self._dirty = True
+                raise
+            # Changed outside any action (``run``, a timer): nobody can be told, so the
+            # state goes back to its checkpoint, which holds every acknowledged write.
+            problem = self._guard.recover(self)
+            self.log.error(
+                "the state became unsaveable (%s); restored its last saveable form", problem
+            )
+            state = self.encode_state()
+        try:
+            await self._put_snapshot(state, has_initialized, extra)
+        except Exception as exc:
+            self._dirty = True
+            self._guard.save_failed(exc)
+            raise
+        if self._guard.save_worked():
+            self.log.warning("saving the state works again; writes are accepted")
+
+    async def _put_snapshot(
+        self, state: bytes, has_initialized: bool, extra: list[tuple[bytes, bytes]] | None
+    ) -> None:
         previous = self._snapshot
         events = self._events
         if (
@@ -344,7 +390,13 @@ class ActorInstance:
         self._last_save = self._loop.time()
 
     async def save_state(self, *, immediate: bool = False) -> None:
-        """Wait until the current state is persisted (``immediate``: without the throttle)."""
+        """Wait until the current state is persisted (``immediate``: without the throttle).
+
+        Raises ``actor/invalid_state`` when the state cannot be saved and
+        ``actor/state_save_failed`` when the save fails (see :mod:`.state_guard`).
+        """
+        if self._guard.enabled and self.phase != Phase.LOADING:
+            self._guard.check(self, what="save_state")
         self._dirty = True
         if immediate:
             if self._save_handle is not None:
@@ -356,7 +408,12 @@ class ActorInstance:
             self.mark_dirty()
         waiter = self._loop.create_future()
         self._save_waiters.append(waiter)
-        await waiter
+        try:
+            await waiter
+        except RivetError:
+            raise
+        except Exception as exc:
+            raise save_failed(exc) from exc
         if self._dirty:  # the save in flight started before the latest change
             await self.save_state(immediate=True)
 
@@ -471,6 +528,8 @@ class ActorInstance:
             self._state = cbor_loads(snapshot.state) if snapshot.state else None
         self.vars = await self._initial_vars()
         await self._call("on_wake")
+        if self._guard.enabled:
+            self._guard.checkpoint(self._state)
         if is_new or self._dirty or token_put:
             await self._write_snapshot(extra=token_put)
         if self._on_state_change is not None:
@@ -685,25 +744,26 @@ class ActorInstance:
         ctx = self.context if conn is None else self.context.with_conn(conn)
         table = self.table
         if table.is_async(name):
+            since = self._guard.restores
             try:
                 output = await _with_timeout(
                     table.call(name, ctx, args), self.options.action_timeout
                 )
             except _ActionTimedOut:
-                self.mark_dirty()  # it may have changed the state before it was cut off
+                self._after_action(raising=False)  # it may have changed the state
                 raise actor_error(
                     "action_timed_out",
                     f"Action '{name}' timed out",
                     metadata={"timeout_ms": int(self.options.action_timeout * 1000)},
                 ) from None
             except RivetError:
-                self._after_action()
+                self._after_action(raising=False)
                 raise
             except Exception:
                 self.log.exception("action %s failed", name)
-                self._after_action()
+                self._after_action(raising=False)
                 raise
-            self._after_action()
+            self._after_action(since)
         else:
             output = self._invoke_sync(name, args, ctx)
         if self._before_response is not None:
@@ -719,17 +779,30 @@ class ActorInstance:
         try:
             output = self.table.call(name, ctx, args)
         except RivetError:
-            self._after_action()
+            self._after_action(raising=False)
             raise
         except Exception:
             self.log.exception("action %s failed", name)
-            self._after_action()
+            self._after_action(raising=False)
             raise
         self._after_action()
         return output
 
-    def _after_action(self) -> None:
+    def _after_action(
+        self, since: int | None = None, *, raising: bool = True, what: str = "the action"
+    ) -> None:
+        """After an action (or hook) that may have written: schedule the save, refuse state
+        that cannot be kept (``raising``: raise that; else log it), run ``on_state_change``."""
         self.mark_dirty()
+        guard = self._guard
+        if guard.enabled:
+            if raising:
+                guard.check(self, since=since, what=what)
+            else:
+                try:
+                    guard.check(self, what=what)
+                except RivetError as exc:
+                    self.log.error("%s", exc.message)
         if self._on_state_change is not None:
             self._check_state_change()
 
@@ -794,6 +867,9 @@ class ActorInstance:
             self.conns[conn.id] = conn
             try:
                 await self._call_with("on_connect", conn, conn, timeout=options.on_connect_timeout)
+                hooks = self.definition.hooks
+                if hooks.on_connect or hooks.on_before_connect or hooks.create_conn_state:
+                    self._after_action(what="connecting")
                 if hibernation is not None:
                     await self.persist_conns([conn])
             except BaseException:
@@ -1206,16 +1282,7 @@ class ActorInstance:
         if self._save_handle is not None:
             self._save_handle.cancel()
             self._save_handle = None
-        final_error: Exception | None = None
-        try:
-            if self._save_task is not None:
-                await asyncio.shield(self._save_task)
-            await self._write_snapshot()
-            if not destroying:
-                await self.persist_conns()
-        except Exception as exc:
-            self.log.exception("the final save failed")
-            final_error = exc
+        final_error = await self._final_save(deadline, destroying=destroying)
         for task in list(self._background or ()):
             task.cancel()
         self.queue.release_in_flight()
@@ -1232,6 +1299,26 @@ class ActorInstance:
         self._notify_savers(final_error)  # a failed final save acknowledges nothing
         if self._on_stopped is not None:
             self._on_stopped(self)
+
+    async def _final_save(self, deadline: float, *, destroying: bool) -> Exception | None:
+        """Save the state (and the hibernatable connections) one last time, retrying a
+        failing save until the grace ``deadline``; return the last error, if it never worked."""
+        delay = 0.05
+        while True:
+            try:
+                if self._save_task is not None:
+                    await asyncio.shield(self._save_task)
+                await self._write_snapshot()
+                if not destroying:
+                    await self.persist_conns()
+                return None
+            except Exception as exc:
+                if self._loop.time() + delay >= deadline:
+                    self.log.exception("the final save failed")
+                    return exc
+                self.log.warning("the final save failed (%r); retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     async def _wait_for_quiet(self, deadline: float, *, wait_for_run: bool) -> None:
         while True:
@@ -1273,6 +1360,11 @@ class ActorInstance:
                 await self._call_with("on_disconnect", conn, conn)
             except Exception:
                 self.log.exception("on_disconnect failed")
+            if self.definition.hooks.on_disconnect is not None:
+                try:
+                    self._after_action(raising=False, what="on_disconnect")
+                except RivetError as exc:
+                    self.log.error("after on_disconnect: %s", exc.message)
             if conn.hibernation is not None:
                 try:
                     await self.driver.kv_write(self.actor_id, deletes=[keys.conn_key(conn.id)])
