@@ -162,6 +162,7 @@ async def setup_test(
     data_dir: str | os.PathLike[str] | None = None,
     *,
     clock: Callable[[], float] | None = None,
+    driver: EmbeddedDriver | None = None,
 ) -> AsyncIterator[TestClient]:
     """Run ``registry`` in-process on an embedded store and yield a client.
 
@@ -170,12 +171,21 @@ async def setup_test(
     replaces the wall clock of schedules and alarms: with a fake clock, advance it and
     ``await client.runtime.driver.poll_alarms()`` to fire what is due and wait until it has
     run. (Idle sleep keeps real event-loop time: use a short ``sleep_timeout``.)
+
+    ``driver`` replaces the embedded driver made on ``data_dir`` (for example a subclass that
+    injects storage faults); ``clock`` then applies only to the runtime.
+
+    Actions follow the runtime's rules for state: one that leaves the state unsaveable fails
+    with ``actor/invalid_state`` and is undone, and writes are refused with
+    ``actor/state_save_failed`` while saves fail (see :mod:`rivetkit.runtime.state_guard`).
     """
     with contextlib.ExitStack() as stack:
         if data_dir is None:
             data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="rivetkit-test-"))
         wall = clock or time.time
-        runtime = Runtime(registry, EmbeddedDriver(data_dir, clock=wall), clock=wall)
+        if driver is None:
+            driver = EmbeddedDriver(data_dir, clock=wall)
+        runtime = Runtime(registry, driver, clock=wall)
         await runtime.start()
         try:
             yield TestClient(runtime)
