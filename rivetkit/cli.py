@@ -62,6 +62,8 @@ def _version_line() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from rivetkit.server.limits import add_cli_options as add_limit_options
+
     parser = argparse.ArgumentParser(
         prog="rivetkit", description="Stateful actors compatible with RivetKit."
     )
@@ -95,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--namespace", default="default", help="engine namespace (%(default)s)")
     serve.add_argument("--pool", default="default", help="engine pool name (%(default)s)")
     serve.add_argument("--token", default=None, help="engine token")
+    add_limit_options(serve)
     serve.add_argument(
         "--cors-origin",
         action="append",
@@ -216,6 +219,7 @@ async def _serve(args: argparse.Namespace, registry: Any, path: Path) -> int:
     from rivetkit.errors import RivetError
     from rivetkit.server import create_app
     from rivetkit.server.runner import Server, bind_socket, uvicorn_config
+    from rivetkit.server.limits import from_cli as limits_from_cli
 
     log = logging.getLogger("rivetkit.cli")
     app = create_app(
@@ -238,7 +242,10 @@ async def _serve(args: argparse.Namespace, registry: Any, path: Path) -> int:
             raise CliError(
                 f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
             ) from None
-        server = Server(uvicorn_config(app, graceful_timeout=10), handle_signals=True)
+        limits = limits_from_cli(args)
+        server = Server(
+            uvicorn_config(app, graceful_timeout=10, limits=limits), handle_signals=True
+        )
         host = f"[{args.host}]" if ":" in args.host else args.host
         log.info(
             "serving %s (actors: %s) on http://%s:%d; data in %s; speedups %s",

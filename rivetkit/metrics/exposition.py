@@ -61,6 +61,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from rivetkit._version import __version__
+from rivetkit.metrics.server import server_families
 
 if TYPE_CHECKING:
     from rivetkit.metrics.counters import ActorMetrics, RuntimeMetrics
@@ -112,6 +113,8 @@ class RuntimeCollector(Collector):
         yield from self._queues(handles, live, names)
         yield from self._saves(handles)
         yield from self._schedules(handles)
+        if self.only is None:
+            yield from server_families()
 
     # -- families -----------------------------------------------------------------------------
 

@@ -33,6 +33,9 @@ import struct
 from collections import deque
 from typing import Any, Final
 
+from rivetkit.server.http_guard import HeadGuard
+from rivetkit.server.ws_budget import SendBudget
+
 __all__ = [
     "DIRECT_WEBSOCKET",
     "HTTP_CYCLE",
@@ -46,6 +49,8 @@ __all__ = [
 #: The ASGI scope extension holding the :class:`DirectWebSocket` of a connection.
 DIRECT_WEBSOCKET: Final = "rivetkit.websocket"
 
+#: Bytes of data frames held for the end of a loop iteration before they are written at once.
+_FLUSH_AT: Final = 64 * 1024
 _PACK_16: Final = struct.Struct("!H").pack
 _PACK_64: Final = struct.Struct("!Q").pack
 
@@ -218,9 +223,10 @@ def _build_http_protocol() -> type[Any] | None:
         return None
     _STATUS_LINES.update(status_lines)
 
-    class Protocol(base):  # type: ignore[misc,valid-type]
+    class Protocol(HeadGuard, base):  # type: ignore[misc,valid-type]
         """uvicorn's httptools protocol, offering :func:`respond` to the app (through the
-        scope extension :data:`HTTP_CYCLE`) and arming its keep-alive timer lazily."""
+        scope extension :data:`HTTP_CYCLE`) and arming its keep-alive timer lazily; with the
+        head limits and connection cap of :class:`~rivetkit.server.http_guard.HeadGuard`."""
 
         _idle_since: float | None = None
         timeout_keep_alive_task: asyncio.TimerHandle | None
@@ -345,18 +351,21 @@ class _Transport:
     the bytes keep their order.
     """
 
-    __slots__ = ("_loop", "_pending", "_scheduled", "transport")
+    __slots__ = ("_loop", "_pending", "_scheduled", "pending_size", "transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.transport = transport
         self._loop = loop
         self._pending: list[bytes] = []
         self._scheduled = False
+        #: Payload bytes queued for the end of this iteration (see ``ws_budget``).
+        self.pending_size = 0
 
     def queue(self, head: bytes, payload: bytes) -> None:
         pending = self._pending
         pending.append(head)
         pending.append(payload)
+        self.pending_size += len(payload)
         if not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self.flush)
@@ -367,11 +376,13 @@ class _Transport:
         if pending:
             data = b"".join(pending)
             pending.clear()
+            self.pending_size = 0
             if not self.transport.is_closing():
                 self.transport.write(data)
 
     def discard(self) -> None:
         self._pending.clear()
+        self.pending_size = 0
 
     def write(self, data: bytes) -> None:
         pending = self._pending
@@ -475,8 +486,9 @@ class DirectWebSocket:
         if self._closed:
             return True  # dropped, as send() would
         protocol = self._protocol
-        if not protocol.writable.is_set():
-            return False
+        if protocol.overflowed:
+            return True  # dropped: closing a client that reads too slowly
+        # Not waiting for the transport to drain: send_frame_now bounds what may queue up.
         if type(data) is str:
             try:
                 payload = data.encode()
@@ -489,8 +501,8 @@ class DirectWebSocket:
         if self._closed:
             return
         protocol = self._protocol
-        if not protocol.writable.is_set():
-            await protocol.writable.wait()
+        if not protocol.writable.is_set() and not await protocol.wait_writable(len(data)):
+            return  # dropped: closing a client that reads too slowly
         if type(data) is str:
             if protocol.send_frame_now(0x1, data.encode()):
                 return
@@ -530,13 +542,14 @@ def _build_ws_protocol() -> type[Any] | None:
     unpack_16 = struct.Struct("!H").unpack_from
     unpack_64 = struct.Struct("!Q").unpack_from
 
-    class Protocol(WebSocketsSansIOProtocol):
+    class Protocol(SendBudget, WebSocketsSansIOProtocol):
         """uvicorn's websockets sans-I/O protocol with coalesced writes, a fast path for
-        complete data frames, and a :class:`DirectWebSocket` for the server's app."""
+        complete data frames, a :class:`DirectWebSocket` for the server's app, and a bounded
+        outgoing buffer (:class:`~rivetkit.server.ws_budget.SendBudget`)."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.queue = _Inbox(self.loop)  # type: ignore[assignment]
+            self.queue = _Inbox(self.loop)
             #: The app reads through a DirectWebSocket: the fast path queues bare str/bytes.
             self.direct = False
             self._fast = False  # data frames are parsed here (open, nothing pending in conn)
@@ -554,7 +567,7 @@ def _build_ws_protocol() -> type[Any] | None:
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
-            self.transport = _Transport(transport, self.loop)  # type: ignore[assignment]
+            self.transport = _Transport(transport, self.loop)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._fast = False
@@ -573,7 +586,8 @@ def _build_ws_protocol() -> type[Any] | None:
 
         def send_frame_now(self, opcode: int, payload: bytes) -> bool:
             """Queue a data frame for the end of this loop iteration, if the connection is
-            plainly open; False when the ASGI path must decide (closing, closed, paused)."""
+            plainly open; False when the ASGI path must decide (closing, closed). True also when
+            the frame is dropped because the client is disconnected for reading too slowly."""
             if (
                 self.close_sent
                 or self.disconnected
@@ -582,8 +596,14 @@ def _build_ws_protocol() -> type[Any] | None:
                 or self.conn.state is not OPEN
             ):
                 return False
+            if not self.admit(len(payload)):
+                return True  # dropped: the client reads too slowly and is disconnected
             transport: Any = self.transport
             transport.queue(_frame_head(opcode, len(payload)), payload)
+            if transport.pending_size >= _FLUSH_AT:
+                # Big frames gain nothing from waiting: out now, so that the transport
+                # pauses (and awaited sends wait) as soon as the client falls behind.
+                transport.flush()
             return True
 
         async def send(self, message: Any) -> None:

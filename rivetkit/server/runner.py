@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import socket
 import sys
@@ -19,19 +20,41 @@ from typing import Any
 import uvicorn
 
 from rivetkit.server.app import RivetApp
+from rivetkit.server.http_guard import LIMITS_ATTRIBUTE
+from rivetkit.server.limits import ServerLimits, raise_open_file_limit
 from rivetkit.server.protocols import http_protocol, ws_protocol
 
 __all__ = ["Server", "bind_socket", "uvicorn_config"]
 
+logger = logging.getLogger("rivetkit.server")
 
-def uvicorn_config(app: RivetApp, *, graceful_timeout: int = 10, **options: Any) -> Any:
+
+def uvicorn_config(
+    app: RivetApp,
+    *,
+    graceful_timeout: int = 10,
+    limits: ServerLimits | None = None,
+    **options: Any,
+) -> Any:
     """A uvicorn ``Config`` for ``app``: our protocol classes (see
     :mod:`rivetkit.server.protocols`; uvicorn's own when they do not fit the installed
     versions); no access log, no proxy headers, no ``server`` header, no permessage-deflate;
-    lifespan off; logging left to the caller. ``options`` override any of these."""
+    lifespan off; logging left to the caller. ``options`` override any of these.
+
+    ``limits`` (default :class:`ServerLimits()`) bound slow and greedy clients; first the
+    process's soft open-file limit is raised to its hard limit (logged, with the connection
+    cap derived from it when ``limits.max_connections`` is None)."""
+    files = raise_open_file_limit()
+    limits = (limits or ServerLimits()).resolved()
+    logger.info(
+        "open-file limit %s; at most %d connections (--max-connections)",
+        "unknown" if files is None else files,
+        limits.max_connections,
+    )
+    http = http_protocol()
     settings: dict[str, Any] = {
         "lifespan": "off",
-        "http": http_protocol(),
+        "http": http,
         "loop": "none",
         "ws": ws_protocol(),
         "ws_per_message_deflate": False,
@@ -40,9 +63,15 @@ def uvicorn_config(app: RivetApp, *, graceful_timeout: int = 10, **options: Any)
         "server_header": False,
         "log_config": None,
         "timeout_graceful_shutdown": graceful_timeout,
+        "timeout_keep_alive": limits.keep_alive_timeout,
     }
     settings.update(options)
-    return uvicorn.Config(app, **settings)
+    if isinstance(settings["http"], str):  # uvicorn's own protocol: the limits it has
+        settings.setdefault("limit_concurrency", limits.max_connections)
+        settings.setdefault("h11_max_incomplete_event_size", limits.max_header_bytes)
+    config = uvicorn.Config(app, **settings)
+    setattr(config, LIMITS_ATTRIBUTE, limits)
+    return config
 
 
 class Server(uvicorn.Server):

@@ -1,0 +1,261 @@
+"""The HTTP limits of :mod:`rivetkit.server.limits`, as a mixin of our httptools protocol
+(:func:`rivetkit.server.protocols.http_protocol`).
+
+:class:`HeadGuard` watches each request head: it must be complete within ``header_timeout``
+(else ``408`` and close), have at most ``max_headers`` fields and ``max_header_bytes`` bytes
+(else ``431`` and close); and a connection opened while ``max_connections`` are open is
+answered ``503`` once its head arrives (or closed when it does not arrive soon). Refusals are
+short RivetError bodies (``request.timeout``, ``request.header_fields_too_large``,
+``server.too_many_connections``) with ``connection: close``, counted in
+:data:`~rivetkit.metrics.server.SERVER_COUNTERS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import time
+from typing import Any, Final
+
+from rivetkit.metrics.server import SERVER_COUNTERS
+from rivetkit.server.limits import ServerLimits
+
+__all__ = ["LIMITS_ATTRIBUTE", "HeadGuard", "limits_of"]
+
+logger = logging.getLogger("rivetkit.server")
+
+#: The attribute of uvicorn's ``Config`` holding the server's :class:`ServerLimits`.
+LIMITS_ATTRIBUTE: Final = "rivetkit_limits"
+
+#: Seconds a refused connection may take to send its head before it is just closed.
+_REFUSED_HEAD_TIMEOUT: Final = 2.0
+
+#: Seconds a refused connection is read (and discarded) before it is closed.
+_LINGER: Final = 2.0
+
+_REASONS: Final = {
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
+
+
+@functools.cache
+def _default_limits() -> ServerLimits:
+    return ServerLimits().resolved()
+
+
+def limits_of(config: Any) -> ServerLimits:
+    """The :class:`ServerLimits` a uvicorn ``config`` carries (the defaults when none)."""
+    limits = getattr(config, LIMITS_ATTRIBUTE, None)
+    if isinstance(limits, ServerLimits):
+        return limits.resolved()
+    return _default_limits()
+
+
+def refusal(status: int, group: str, code: str, message: str, metadata: dict[str, Any]) -> bytes:
+    """A whole ``status`` response with a RivetError body and ``connection: close``."""
+    body = json.dumps(
+        {"group": group, "code": code, "message": message, "metadata": metadata},
+        separators=(",", ":"),
+    ).encode()
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), body)
+    )
+
+
+class _Warnings:
+    """Refusal warnings, at most one per kind a second (a flood must not flood the log)."""
+
+    last: dict[str, float] = {}  # noqa: RUF012 - one process-wide table on purpose
+
+    @classmethod
+    def warn(cls, kind: str, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - cls.last.get(kind, -10.0) >= 1.0:
+            cls.last[kind] = now
+            logger.warning(message, *args)
+
+
+class HeadGuard:
+    """Mixin (before uvicorn's ``HttpToolsProtocol`` in the bases) enforcing the head limits
+    and the connection cap. It reads the base's ``config``, ``loop``, ``transport``,
+    ``connections`` and parser callbacks, and calls through to them."""
+
+    _head_due: float | None = None  # when the head being read must be complete
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_bytes = 0  # bytes received while the head is incomplete
+    _head_fields = 0  # header fields of the head
+    _head_size = 0  # bytes of its request target and header fields
+    _refused = False  # over the connection cap: answer 503 once the head arrives
+    _rejected = False  # a refusal was written, the connection is closing
+
+    # Attributes of uvicorn's protocol.
+    config: Any
+    loop: asyncio.AbstractEventLoop
+    transport: Any
+    connections: set[Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._limits = limits_of(self.config)
+
+    # -- the connection ----------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        cap = self._limits.max_connections
+        if cap is not None and len(self.connections) > cap:
+            self._refused = True
+            SERVER_COUNTERS.connections_refused += 1
+            _Warnings.warn(
+                "cap",
+                "refusing connections: %d are open (max_connections %d; --max-connections)",
+                len(self.connections) - 1,
+                cap,
+            )
+        self._begin_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        timer = self._head_timer
+        if timer is not None:
+            timer.cancel()
+            self._head_timer = None
+        self._head_due = None
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def data_received(self, data: bytes) -> None:
+        if self._rejected:
+            return
+        in_head = self._head_due is not None
+        super().data_received(data)  # type: ignore[misc]
+        if in_head and self._head_due is not None and not self._rejected:
+            self._head_bytes += len(data)
+            if self._head_bytes > self._limits.max_header_bytes:
+                self._too_large()
+
+    # -- parser callbacks --------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()  # type: ignore[misc]
+        if self._head_due is None:
+            self._begin_head()
+
+    def on_url(self, url: bytes) -> None:
+        if self._rejected:
+            return
+        self._head_size += len(url)
+        super().on_url(url)  # type: ignore[misc]
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._rejected:
+            return
+        self._head_fields += 1
+        self._head_size += len(name) + len(value) + 4
+        limits = self._limits
+        if self._head_fields > limits.max_headers or self._head_size > limits.max_header_bytes:
+            self._too_large()
+            return
+        super().on_header(name, value)  # type: ignore[misc]
+
+    def on_headers_complete(self) -> None:
+        if self._rejected:
+            return
+        self._head_due = None
+        if self._refused:
+            cap = self._limits.max_connections
+            self._reject(
+                503,
+                "server",
+                "too_many_connections",
+                f"the server has its maximum of {cap} connections open; retry later",
+                {"max_connections": cap},
+            )
+            return
+        super().on_headers_complete()  # type: ignore[misc]
+
+    def on_body(self, body: bytes) -> None:
+        if not self._rejected:
+            super().on_body(body)  # type: ignore[misc]
+
+    def on_message_complete(self) -> None:
+        if not self._rejected:
+            super().on_message_complete()  # type: ignore[misc]
+
+    def handle_websocket_upgrade(self) -> None:
+        if not self._rejected:
+            super().handle_websocket_upgrade()  # type: ignore[misc]
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._rejected:  # (the parser stops on our refusals with an error)
+            super().send_400_response(msg)  # type: ignore[misc]
+
+    # -- the head's clock --------------------------------------------------------------
+
+    def _begin_head(self) -> None:
+        timeout = self._limits.header_timeout
+        if self._refused:
+            timeout = min(timeout, _REFUSED_HEAD_TIMEOUT)
+        self._head_due = self.loop.time() + timeout
+        self._head_bytes = self._head_fields = self._head_size = 0
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_at(self._head_due, self._head_check)
+
+    def _head_check(self) -> None:
+        self._head_timer = None
+        due = self._head_due
+        if due is None or self._rejected:
+            return  # the head arrived: the next one arms the timer again
+        if due > self.loop.time():
+            self._head_timer = self.loop.call_at(due, self._head_check)
+            return
+        if self._refused:
+            self._rejected = True
+            self.transport.close()
+            return
+        SERVER_COUNTERS.header_timeouts += 1
+        timeout = self._limits.header_timeout
+        self._reject(
+            408,
+            "request",
+            "timeout",
+            f"the request head was not received within {timeout:g} s",
+            {"header_timeout": timeout},
+        )
+
+    # -- refusals ----------------------------------------------------------------------
+
+    def _too_large(self) -> None:
+        SERVER_COUNTERS.headers_too_large += 1
+        limits = self._limits
+        _Warnings.warn("head", "refusing a request head over the limits (431)")
+        self._reject(
+            431,
+            "request",
+            "header_fields_too_large",
+            f"the request head is over the limits ({limits.max_headers} header fields, "
+            f"{limits.max_header_bytes} bytes)",
+            {"max_headers": limits.max_headers, "max_header_bytes": limits.max_header_bytes},
+        )
+
+    def _reject(
+        self, status: int, group: str, code: str, message: str, metadata: dict[str, Any]
+    ) -> None:
+        self._rejected = True
+        self._head_due = None
+        transport = self.transport
+        if transport.is_closing():
+            return
+        transport.write(refusal(status, group, code, message, metadata))
+        # A lingering close: closing with unread bytes (the rest of a huge head) would reset
+        # the connection, and the client might never read the answer. Send FIN, discard
+        # what still comes (data_received), close when the client does or a moment later.
+        try:
+            transport.write_eof()
+        except (NotImplementedError, AttributeError, OSError, RuntimeError):
+            transport.close()
+            return
+        self.loop.call_later(_LINGER, transport.close)
