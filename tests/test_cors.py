@@ -160,6 +160,19 @@ def test_policy_listeners() -> None:
     assert OriginPolicy(listen_host="127.0.0.1", allowed_hosts=["*"]).host_allowed("x.example")
 
 
+def test_policy_verdicts_are_stable_past_the_cache() -> None:
+    policy = OriginPolicy(listen_host="127.0.0.1")
+    for round_ in range(2):  # the second round answers from the cache (where it holds them)
+        for i in range(300):
+            _, refusal = policy.check([(b"host", b"h%d.example" % i)])
+            assert refusal is not None and refusal.code == "forbidden_host", (round_, i)
+            origin = b"http://o%d.example" % i
+            _, refusal = policy.check([(b"host", b"localhost:1"), (b"origin", origin)])
+            assert refusal is not None and refusal.code == "forbidden_origin", (round_, i)
+        echoed, refusal = policy.check([(b"host", b"localhost:1"), (b"origin", b"http://[::1]:9")])
+        assert (echoed, refusal) == (b"http://[::1]:9", None)
+
+
 def test_policy_options() -> None:
     restricted = OriginPolicy(cors_origins=["https://app.example.com"])
     assert restricted.origin_allowed("https://app.example.com", "api.example.com")

@@ -65,6 +65,7 @@ LOOPBACK_ORIGINS: Final = (
 _METHODS: Final = b"GET, POST, PUT, DELETE, OPTIONS, PATCH"
 _MAX_AGE: Final = b"86400"
 _DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
+_HOSTS_SEEN_MAX: Final = 256
 
 
 def split_host(value: str) -> tuple[str, str | None]:
@@ -280,7 +281,15 @@ class OriginPolicy:
         the Host check on. None (unknown): no Host check unless ``allowed_hosts`` are given
     """
 
-    __slots__ = ("_any_origin", "_host_check", "allowed_hosts", "cors_origins", "listen_host")
+    __slots__ = (
+        "_any_origin",
+        "_host_check",
+        "_hosts_seen",
+        "_origins_seen",
+        "allowed_hosts",
+        "cors_origins",
+        "listen_host",
+    )
 
     def __init__(
         self,
@@ -298,6 +307,9 @@ class OriginPolicy:
         self.allowed_hosts: tuple[str, ...] = tuple(_strings(allowed_hosts or ()))
         self.listen_host = listen_host
         self._any_origin = "*" in self.cors_origins
+        # Values already judged (a server sees a handful), so most requests parse none.
+        self._hosts_seen: dict[bytes, bool] = {}
+        self._origins_seen: dict[tuple[bytes, bytes | None], bool] = {}
         self._host_check: bool
         if "*" in self.allowed_hosts:
             self._host_check = False
@@ -352,14 +364,24 @@ class OriginPolicy:
                 origin = value
             elif name == b"host":
                 host = value
-        host_text = None if host is None else host.decode("latin-1")
-        if not self.host_allowed(host_text):
-            return None, _forbidden_host(host_text or "")
+        if host is not None and self._host_check:
+            known = self._hosts_seen.get(host)
+            if known is None:
+                known = self._host_vetted(host.decode("latin-1"))
+                if len(self._hosts_seen) < _HOSTS_SEEN_MAX:
+                    self._hosts_seen[host] = known
+            if not known:
+                return None, _forbidden_host(host.decode("latin-1"))
         if origin is None:
             return None, None
-        origin_text = origin.decode("latin-1")
-        if not self.origin_allowed(origin_text, host_text):
-            return None, _forbidden_origin(origin_text)
+        allowed = self._origins_seen.get((origin, host))
+        if allowed is None:
+            host_text = None if host is None else host.decode("latin-1")
+            allowed = self.origin_allowed(origin.decode("latin-1"), host_text)
+            if len(self._origins_seen) < _HOSTS_SEEN_MAX:
+                self._origins_seen[(origin, host)] = allowed
+        if not allowed:
+            return None, _forbidden_origin(origin.decode("latin-1"))
         return origin, None
 
 
