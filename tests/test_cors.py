@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -160,8 +161,9 @@ def test_policy_listeners() -> None:
     assert OriginPolicy(listen_host="127.0.0.1", allowed_hosts=["*"]).host_allowed("x.example")
 
 
-def test_policy_verdicts_are_stable_past_the_cache() -> None:
+def test_policy_verdicts_are_stable_past_the_cache(caplog: pytest.LogCaptureFixture) -> None:
     policy = OriginPolicy(listen_host="127.0.0.1")
+    caplog.set_level(logging.WARNING, "rivetkit.server")
     for round_ in range(2):  # the second round answers from the cache (where it holds them)
         for i in range(300):
             _, refusal = policy.check([(b"host", b"h%d.example" % i)])
@@ -171,6 +173,11 @@ def test_policy_verdicts_are_stable_past_the_cache() -> None:
             assert refusal is not None and refusal.code == "forbidden_origin", (round_, i)
         echoed, refusal = policy.check([(b"host", b"localhost:1"), (b"origin", b"http://[::1]:9")])
         assert (echoed, refusal) == (b"http://[::1]:9", None)
+    # Each refused value is logged once, while the cache holds it.
+    refused = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused")]
+    assert sum("'h0.example'" in m for m in refused) == 1
+    assert sum("'http://o0.example'" in m for m in refused) == 1
+    assert 2 * 250 < len(refused) <= 2 * 256  # bounded by the cache, not by the traffic
 
 
 def test_policy_options() -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Final
 
@@ -49,6 +50,8 @@ __all__ = [
     "split_host",
     "with_cors",
 ]
+
+logger = logging.getLogger("rivetkit.server")
 
 #: The origins allowed when none are configured: pages served from this machine.
 LOOPBACK_ORIGINS: Final = (
@@ -370,6 +373,11 @@ class OriginPolicy:
                 known = self._host_vetted(host.decode("latin-1"))
                 if len(self._hosts_seen) < _HOSTS_SEEN_MAX:
                     self._hosts_seen[host] = known
+                    if not known:  # logged once per value
+                        logger.warning(
+                            "refused Host %r (not a loopback name; allow it with --allowed-host)",
+                            host.decode("latin-1")[:200],
+                        )
             if not known:
                 return None, _forbidden_host(host.decode("latin-1"))
         if origin is None:
@@ -380,6 +388,11 @@ class OriginPolicy:
             allowed = self.origin_allowed(origin.decode("latin-1"), host_text)
             if len(self._origins_seen) < _HOSTS_SEEN_MAX:
                 self._origins_seen[(origin, host)] = allowed
+                if not allowed:  # logged once per value
+                    logger.warning(
+                        "refused a request from the web origin %r (allow it with --cors-origin)",
+                        origin.decode("latin-1")[:200],
+                    )
         if not allowed:
             return None, _forbidden_origin(origin.decode("latin-1"))
         return origin, None
