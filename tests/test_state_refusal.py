@@ -259,6 +259,61 @@ async def test_run_loop_gets_the_error_from_save_state_and_saves_recover(
         assert await stored_state(client, actor_id) == {"n": 0}
 
 
+def _nested(levels: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+EDGE_VALUES: dict[str, Any] = {
+    "deep_ok": _nested(200),
+    "deep_bad": _nested(300),
+    "big_int_ok": 10**600,
+    "big_int_bad": 10**5000,
+    "text": ["é中文🙂" * 50 for _ in range(20)],  # non-ASCII text: the exact check decides
+    "mapping": __import__("types").MappingProxyType({"a": 1}),  # only the save's encoding takes
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "refused"),
+    [
+        ("deep_ok", False),
+        ("deep_bad", True),
+        ("big_int_ok", False),
+        ("big_int_bad", True),
+        ("text", False),
+        ("mapping", False),
+    ],
+)
+async def test_the_check_refuses_exactly_what_the_save_refuses(kind: str, refused: bool) -> None:
+    edge = actor("edge", state={"n": 0})
+
+    @edge.action
+    def put(c: Any, name: str) -> None:
+        c.state["n"] += 1
+        c.state["v"] = EDGE_VALUES[name]
+
+    @edge.action
+    def n(c: Any) -> int:
+        return int(c.state["n"])
+
+    async with setup_test(setup(use=[edge])) as client:
+        handle = client.edge.get_or_create()
+        if refused:
+            with pytest.raises(RivetError) as info:
+                await handle.put(kind)
+            assert info.value.code == "invalid_state"
+            assert info.value.metadata["path"].startswith("state['v']")
+            assert await handle.n() == 0
+        else:
+            await handle.put(kind)
+            assert await handle.n() == 1
+            instance = await client.runtime.instance(await handle.resolve())
+            await instance.flush()  # the save takes it
+
+
 # -- a real server ---------------------------------------------------------------------------
 
 

@@ -424,7 +424,13 @@ class ActorInstance:
             self._save_handle = None
         while self._save_task is not None:
             await asyncio.shield(self._save_task)
-        await self._write_snapshot()
+        try:
+            await self._write_snapshot()
+        except RivetError:
+            raise
+        except Exception as exc:
+            self._retry_save(exc)
+            raise save_failed(exc) from exc
 
     def _check_state_change(self) -> None:
         """Run ``on_state_change`` if the state differs from what it last saw."""

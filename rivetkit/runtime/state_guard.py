@@ -22,9 +22,10 @@ acknowledgement could name a write that was undone); it does not restore again. 
 action. Code that keeps a reference into the state across an ``await`` should read ``c.state``
 afresh: a restore replaces nested values (the top-level dict or list keeps its identity).
 
-Cost: the check is one C-level CBOR encoding of the state per action (``cbor2.dumps``), plus the
-exact JSON-compat encoding of the save when the state is 257 bytes or more and changed (only
-such states can nest deeper than the save allows or hold integers too long for it); see
+Cost: the check is one C-level CBOR encoding of the state per action (``cbor2.dumps``). The
+save's own JSON-compat encoding (slower: Python) runs only when those bytes could hide what it
+refuses, nesting of :data:`MAX_DEPTH` levels or an integer too long for ``str()``: 256 or more
+bytes that may be array or map headers (non-ASCII text counts), or a long bignum; see
 ``benchmarks/bench_state_check.py``.
 """
 
@@ -38,9 +39,19 @@ from rivetkit.errors import EncodeError, RivetError, actor_error
 from rivetkit.protocol.json_compat import MAX_DEPTH, cbor_dumps, cbor_loads
 
 #: Below this many raw CBOR bytes the save's own encoding cannot fail where ``cbor2`` did not:
-#: nesting deeper than :data:`MAX_DEPTH` takes a byte per level, an integer too long for
-#: ``str()`` (4,300 digits) takes far more.
-EXACT_CHECK_FROM: Final = MAX_DEPTH + 1
+#: nesting :data:`MAX_DEPTH` levels takes a byte per level, an integer too long for ``str()``
+#: (4,300 digits) takes far more.
+EXACT_CHECK_FROM: Final = MAX_DEPTH
+
+# Every CBOR array or map header is one of these bytes (other bytes may be too: an overcount
+# only sends the check to the exact encoding).
+_CONTAINER_HEADS: Final = bytes(range(0x80, 0xC0))
+# A bignum (tag 2 or 3) long enough to fail the save's ``str()`` (640 digits at the lowest
+# ``sys.set_int_max_str_digits``: 266 bytes) has a 2, 4 or 8-byte length header right after
+# its tag; never valid UTF-8, so text does not look like one.
+_BIG_INT_HEADS: Final = tuple(
+    bytes([tag, head]) for tag in (0xC2, 0xC3) for head in (0x59, 0x5A, 0x5B)
+)
 
 #: ``False`` turns the check off for new instances (an internal switch for benchmarks).
 ENABLED = True
@@ -52,7 +63,15 @@ _dumps: Final = cbor2.dumps
 class StateGuard:
     """One actor's checkpoint of its last saveable state, and its save-failure flag."""
 
-    __slots__ = ("_good", "_good_exact", "enabled", "restores", "save_error", "save_failures")
+    __slots__ = (
+        "_good",
+        "_good_exact",
+        "_victim_error",
+        "enabled",
+        "restores",
+        "save_error",
+        "save_failures",
+    )
 
     def __init__(self) -> None:
         #: The check runs (False only in benchmarks).
@@ -61,6 +80,7 @@ class StateGuard:
         self._good_exact = False  # _good is the save's JSON-compat encoding, not raw CBOR
         #: How many times the state was restored (actions in flight across one are refused).
         self.restores = 0
+        self._victim_error: RivetError | None = None  # what actions in flight then answer
         #: The error of the last failed save, None when saves work.
         self.save_error: BaseException | None = None
         #: Consecutive failed saves (for the retry backoff).
@@ -87,7 +107,7 @@ class StateGuard:
             raw = None
         if (
             raw is not None
-            and len(raw) < EXACT_CHECK_FROM
+            and (len(raw) < EXACT_CHECK_FROM or _surely_saveable(raw))
             and self.save_error is None
             and not self._good_exact
         ):
@@ -95,6 +115,9 @@ class StateGuard:
         else:
             self._check_slowly(holder, raw, what)
         if since is not None and since != self.restores:
+            error = self._victim_error
+            if error is not None and error.code == "state_save_failed":
+                raise error
             raise actor_error(
                 "invalid_state",
                 f"{what} was refused: while it ran, the state was restored because another "
@@ -104,17 +127,15 @@ class StateGuard:
 
     def _check_slowly(self, holder: Any, raw: bytes | None, what: str) -> None:
         good, good_exact = self._good, self._good_exact
-        if raw is None or good_exact or (len(raw) >= EXACT_CHECK_FROM and raw != good):
+        if raw is None or good_exact or (raw != good and not _surely_saveable(raw)):
             problem = self._encode(holder._state, raw=raw)
             if problem is not None:
-                self._restore(holder)
-                raise invalid_state(problem, what=what)
+                raise self._restore(holder, invalid_state(problem, what=what))
         else:
             self._good = raw
         if self.save_error is not None and (self._good, self._good_exact) != (good, good_exact):
             self._good, self._good_exact = good, good_exact
-            self._restore(holder)
-            raise save_failed(self.save_error)
+            raise self._restore(holder, save_failed(self.save_error))
 
     def _encode(self, state: Any, *, raw: bytes | None = None) -> str | None:
         """Make ``state`` the checkpoint if it can be saved; else return what is wrong."""
@@ -133,9 +154,11 @@ class StateGuard:
             self._good, self._good_exact = exact, True
         return None
 
-    def _restore(self, holder: Any) -> None:
-        """Put the checkpoint back as the state of ``holder``."""
+    def _restore(self, holder: Any, error: RivetError) -> RivetError:
+        """Put the checkpoint back as the state of ``holder``; return ``error``, which actions
+        in flight meanwhile answer too."""
         self.restores += 1
+        self._victim_error = error
         good = cbor_loads(self._good) if self._good_exact else cbor2.loads(self._good)
         current = holder._state
         # Keep the top-level container's identity: code holding ``s = c.state`` sees it.
@@ -146,12 +169,13 @@ class StateGuard:
             current[:] = good
         else:
             holder._state = good
+        return error
 
     def recover(self, holder: Any) -> str:
         """The state of ``holder`` failed to encode at save time (changed outside any action,
         e.g. by ``run``): restore the checkpoint and return what was wrong."""
         problem = describe(holder._state, None)
-        self._restore(holder)
+        self._restore(holder, invalid_state(problem, what="a change outside any action"))
         return problem
 
     # -- saves -------------------------------------------------------------------------------
@@ -167,6 +191,18 @@ class StateGuard:
         self.save_error = None
         self.save_failures = 0
         return failing
+
+
+def _surely_saveable(raw: bytes) -> bool:
+    """True when the save's JSON-compat encoding cannot fail on a value ``cbor2`` encoded as
+    ``raw``: fewer than :data:`MAX_DEPTH` containers (so no deeper nesting) and no integer
+    too long for ``str()``. False means "maybe": the exact encoding decides."""
+    size = len(raw)
+    if size < EXACT_CHECK_FROM:
+        return True
+    if size - len(raw.translate(None, _CONTAINER_HEADS)) >= MAX_DEPTH:
+        return False
+    return not any(head in raw for head in _BIG_INT_HEADS)
 
 
 def invalid_state(problem: str, *, what: str = "the action") -> RivetError:
@@ -200,8 +236,11 @@ def describe(state: Any, error: BaseException | None) -> str:
 def _find(value: Any, path: str, active: set[int], depth: int) -> str | None:
     t = type(value)
     if t in _SCALARS:
-        if t is int and value.bit_length() > 14_000:  # str() refuses beyond 4,300 digits
-            return f"{path} is an integer too large to save"
+        if t is int and value.bit_length() > 2_000:
+            try:
+                str(value)
+            except ValueError:  # beyond sys.get_int_max_str_digits()
+                return f"{path} is an integer too large to save"
         return None
     if isinstance(value, (dict, list, tuple, set, frozenset)):
         if id(value) in active:
