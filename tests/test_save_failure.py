@@ -176,3 +176,17 @@ async def _accepts(ledger: Any) -> bool:
         assert exc.code == "state_save_failed"
         return False
     return True
+
+
+async def test_final_save_that_never_works_is_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    driver = FaultyDriver(tmp_path)
+    async with setup_test(ledger_registry(sleep_grace_period=0.3), driver=driver) as client:
+        ledger = client.ledger.get_or_create(["c"])
+        assert await ledger.add(1) == 1
+        driver.failing = True
+        runtime = client.runtime
+    assert driver.failures >= 2  # retried within the grace period
+    assert runtime.failed_final_saves == 1
+    assert "the final save failed" in caplog.text

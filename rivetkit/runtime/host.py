@@ -45,6 +45,9 @@ class Runtime:
         #: Wall clock in epoch seconds for schedules and timestamps (tests pass a fake one).
         self.clock = clock
         self.instances: dict[str, ActorInstance] = {}
+        #: Actors whose final save failed (after its retries) since the start: their changes
+        #: since the last good save are lost. A CLI may exit non-zero when it is not 0.
+        self.failed_final_saves = 0
         #: The idle timers of every instance: one heap, one loop timer (keys: actor ids).
         self.sleep_timers = SleepTimers(self._idle_due)
         #: Set by the transport that holds hibernatable sockets: is this restored
@@ -128,6 +131,8 @@ class Runtime:
         logger.warning("alarm of actor %s dropped: the actor keeps stopping", actor_id)
 
     def _forget(self, instance: ActorInstance) -> None:
+        if instance.final_save_error is not None:
+            self.failed_final_saves += 1
         if self.instances.get(instance.actor_id) is instance:
             del self.instances[instance.actor_id]
 

@@ -203,6 +203,8 @@ class ActorInstance:
         self._save_waiters: list[asyncio.Future[None]] = []
         # Unsaveable state and failing saves are refused where written (state_guard.py).
         self._guard = StateGuard()
+        #: Why the final save failed, after its retries (None: it worked, or not yet run).
+        self.final_save_error: Exception | None = None
         # Activity that keeps the actor awake.
         self._inflight = 0
         self._keep_awake = 0
@@ -803,7 +805,7 @@ class ActorInstance:
         guard = self._guard
         if guard.enabled:
             if raising:
-                guard.check(self, since=since, what=what)
+                guard.check(self, since, what)
             else:
                 try:
                     guard.check(self, what=what)
@@ -1288,7 +1290,9 @@ class ActorInstance:
         if self._save_handle is not None:
             self._save_handle.cancel()
             self._save_handle = None
-        final_error = await self._final_save(deadline, destroying=destroying)
+        final_error = self.final_save_error = await self._final_save(
+            deadline, destroying=destroying
+        )
         for task in list(self._background or ()):
             task.cancel()
         self.queue.release_in_flight()
