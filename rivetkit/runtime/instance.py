@@ -845,6 +845,7 @@ class ActorInstance:
             raise self._lifecycle_error()
         options = self.options
         self._inflight += 1  # holds the idle timer off (it re-checks can_sleep when due)
+        since = self._guard.restores
         try:
             budget = options.on_before_connect_timeout + options.create_conn_state_timeout
             try:
@@ -877,7 +878,7 @@ class ActorInstance:
                 await self._call_with("on_connect", conn, conn, timeout=options.on_connect_timeout)
                 hooks = self.definition.hooks
                 if hooks.on_connect or hooks.on_before_connect or hooks.create_conn_state:
-                    self._after_action(what="connecting")
+                    self._after_action(since, what="connecting")
                 if hibernation is not None:
                     await self.persist_conns([conn])
             except BaseException:
