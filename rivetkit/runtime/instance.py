@@ -1324,7 +1324,8 @@ class ActorInstance:
                     await self.persist_conns()
                 return None
             except Exception as exc:
-                if self._loop.time() + delay >= deadline:
+                # A RivetError is the state itself (unsaveable): trying again changes nothing.
+                if isinstance(exc, RivetError) or self._loop.time() + delay >= deadline:
                     self.log.exception("the final save failed")
                     return exc
                 self.log.warning("the final save failed (%r); retrying", exc)
