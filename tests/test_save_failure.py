@@ -66,6 +66,12 @@ def ledger_registry(**options: Any) -> Any:
     def get(c: Any) -> int:
         return int(c.state["n"])
 
+    @ledger.action
+    async def slow_add(c: Any, amount: int, delay: float) -> int:
+        c.state["n"] += amount
+        await asyncio.sleep(delay)
+        return int(c.state["n"])
+
     return setup(use=[ledger])
 
 
@@ -190,3 +196,26 @@ async def test_final_save_that_never_works_is_counted(
     assert driver.failures >= 2  # retried within the grace period
     assert runtime.failed_final_saves == 1
     assert "the final save failed" in caplog.text
+
+
+async def test_action_whose_write_a_refusal_undid_is_refused_too(tmp_path: Path) -> None:
+    """A refused write restores the checkpoint, undoing what a concurrent action wrote: that
+    action must not be acknowledged either."""
+    driver = FaultyDriver(tmp_path)
+    async with setup_test(ledger_registry(), driver=driver) as client:
+        ledger = client.ledger.get_or_create(["d"])
+        assert await ledger.add(1) == 1
+        driver.failing = True
+        instance = await client.runtime.instance(await ledger.resolve())
+        instance.mark_dirty()
+        await until(lambda: _true(driver.failures >= 1))
+        slow = asyncio.ensure_future(ledger.slow_add(5, 0.2))
+        await asyncio.sleep(0.05)  # slow_add has written and waits
+        with pytest.raises(RivetError) as info:
+            await ledger.add(1)
+        assert info.value.code == "state_save_failed"
+        with pytest.raises(RivetError) as info:
+            await slow
+        assert info.value.code == "state_save_failed"
+        assert await ledger.get() == 1
+        driver.failing = False

@@ -219,6 +219,34 @@ async def test_on_connect_that_breaks_the_state_refuses_the_connection() -> None
         assert len(instance.conns) == 1
 
 
+async def test_scheduled_action_that_breaks_the_state_is_undone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    timed = make_box("timed")
+
+    @timed.action
+    async def later(c: Any, action: str) -> None:
+        await c.schedule.after(0, action)
+
+    now = [1_000_000.0]
+    async with setup_test(setup(use=[timed]), clock=lambda: now[0]) as client:
+        handle = client.timed.get_or_create()
+        assert await handle.add(1) == 1
+        await handle.later("put_custom")
+        now[0] += 1
+        await client.runtime.driver.poll_alarms()
+        for _ in range(100):
+            if "state['v']" in caplog.text:
+                break
+            await asyncio.sleep(0.01)
+        assert "state['v']" in caplog.text
+        assert await handle.getState() == {"count": 1, "items": [1, 2, 3]}
+        assert await stored_state(client, await handle.resolve()) == {
+            "count": 1,
+            "items": [1, 2, 3],
+        }
+
+
 async def test_run_loop_gets_the_error_from_save_state_and_saves_recover(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
