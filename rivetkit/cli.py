@@ -218,8 +218,8 @@ async def _serve(args: argparse.Namespace, registry: Any, path: Path) -> int:
     import rivetkit
     from rivetkit.errors import RivetError
     from rivetkit.server import create_app
-    from rivetkit.server.runner import Server, bind_socket, uvicorn_config
     from rivetkit.server.limits import from_cli as limits_from_cli
+    from rivetkit.server.runner import Server, bind_socket, uvicorn_config
 
     log = logging.getLogger("rivetkit.cli")
     app = create_app(
@@ -270,6 +270,14 @@ async def _serve(args: argparse.Namespace, registry: Any, path: Path) -> int:
         started = time.monotonic()
         await app.shutdown()
     log.info("stopped in %.2f s", time.monotonic() - started)
+    lost = app.runtime.failed_final_saves
+    if lost:
+        log.error(
+            "%d actor(s) could not save their state before stopping: their unsaved changes "
+            "are lost (see the errors above)",
+            lost,
+        )
+        return 1
     return 0
 
 
@@ -329,6 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.port is not None and not 0 <= args.port <= 65535:
             raise CliError(f"invalid --port {args.port}", 2)
         _configure_logging(args.log_level)
+        from rivetkit.inspector.token import warn_test_token
+
+        warn_test_token()
         registry, path = load_registry(args.target)
         if args.engine is not None or args.engine_spawn:
             return _run(_serve_engine(args, registry, path))

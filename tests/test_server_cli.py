@@ -162,3 +162,28 @@ def test_app_serves_every_example(server: tuple[subprocess.Popen[str], int, Path
     assert call("counter", "increment", 1) == 1
     assert call("worker", "processed") == 0
     assert call("timer", "fired") == []
+
+
+def test_test_token_override_warns_at_start(tmp_path: Path) -> None:
+    """``_RIVET_TEST_INSPECTOR_TOKEN`` is for tests only: ``rivetkit serve`` says so at start,
+    before any inspector request."""
+    port = free_port()
+    env = dict(os.environ, _RIVET_TEST_INSPECTOR_TOKEN="test-token")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rivetkit", "serve", str(APP), "--port", str(port)]
+        + ["--data", str(tmp_path / "data")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        wait_healthy(port, proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    warning = [line for line in err.splitlines() if "_RIVET_TEST_INSPECTOR_TOKEN" in line]
+    assert warning and "never set it in production" in warning[0]
+    assert "WARNING" in warning[0]

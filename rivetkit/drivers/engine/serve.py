@@ -245,6 +245,13 @@ async def serve_engine_mode(
         if driver.failure is not None:
             logger.error("the envoy failed: %s", driver.failure)
             return 1
+        if runtime.failed_final_saves:
+            logger.error(
+                "%d actor(s) could not save their state before stopping: their unsaved "
+                "changes are lost (see the errors above)",
+                runtime.failed_final_saves,
+            )
+            return 1
         return 0
     finally:
         if engine is not None:
