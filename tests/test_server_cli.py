@@ -170,8 +170,17 @@ def test_test_token_override_warns_at_start(tmp_path: Path) -> None:
     port = free_port()
     env = dict(os.environ, _RIVET_TEST_INSPECTOR_TOKEN="test-token")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rivetkit", "serve", str(APP), "--port", str(port)]
-        + ["--data", str(tmp_path / "data")],
+        [
+            sys.executable,
+            "-m",
+            "rivetkit",
+            "serve",
+            str(APP),
+            "--port",
+            str(port),
+            "--data",
+            str(tmp_path / "data"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
