@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from server_actors import query
-from test_server_cli import free_port, wait_healthy
+from test_server_cli import free_port, rivetkit, wait_healthy
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -34,9 +32,8 @@ from rivetkit.protocol.client_protocol import (
     ToServer,
 )
 from rivetkit.protocol.json_compat import decode_to_client, encode_to_server
-from rivetkit.server import create_app
+from rivetkit.server import serve_in_background
 from rivetkit.server.limits import ServerLimits
-from rivetkit.server.runner import Server, bind_socket, uvicorn_config
 from rivetkit.server.ws_budget import CLOSE_CODE, CLOSE_REASON
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,28 +105,19 @@ def slow_disconnects(text: str) -> float:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rivetkit",
-            "serve",
-            str(APP),
-            "--port",
-            str(port),
-            "--data",
-            str(tmp_path / "data"),
-            "--ws-max-buffer",
-            "16MiB",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        # glibc raises its mmap threshold after big frees, then keeps freed memory in its
-        # heap: a fixed threshold shows what the server still references, not what the
-        # allocator retains (without it "after" stays near the peak, +35 MiB here).
-        env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"},
+    # glibc raises its mmap threshold after big frees, then keeps freed memory in its heap: a
+    # fixed threshold shows what the server still references, not what the allocator retains
+    # (without it "after" stays near the peak, +35 MiB here).
+    proc = rivetkit(
+        "serve",
+        str(APP),
+        "--port",
+        str(port),
+        "--data",
+        str(tmp_path / "data"),
+        "--ws-max-buffer",
+        "16MiB",
+        env={"MALLOC_MMAP_THRESHOLD_": "131072"},
     )
     try:
         wait_healthy(port, proc)
@@ -201,24 +189,8 @@ async def test_slow_readers_are_disconnected_and_memory_returns(
 
 @contextlib.asynccontextmanager
 async def serve(limits: ServerLimits) -> AsyncIterator[tuple[str, Any]]:
-    with tempfile.TemporaryDirectory(prefix="rivetkit-") as data:
-        app = create_app(registry, data_dir=data)
-        await app.startup()
-        sock = bind_socket("127.0.0.1", 0)
-        server = Server(
-            uvicorn_config(app, graceful_timeout=2, limits=limits), handle_signals=False
-        )
-        task = asyncio.ensure_future(server.serve(sockets=[sock]))
-        try:
-            while not server.started:
-                assert not task.done()
-                await asyncio.sleep(0.005)
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}", server
-        finally:
-            server.request_exit()
-            await asyncio.wait_for(task, 10)
-            sock.close()
-            await app.shutdown()
+    async with serve_in_background(registry, limits=limits) as endpoint:
+        yield endpoint, endpoint.server
 
 
 def ws_connections(server: Any) -> list[Any]:

@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -395,32 +392,22 @@ async def test_non_loopback_listener_skips_the_host_check() -> None:
 
 
 def test_cli_options(tmp_path: Path) -> None:
-    from test_server_cli import ROOT, free_port, wait_healthy
+    from test_server_cli import ROOT, free_port, rivetkit, wait_healthy
 
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rivetkit",
-            "serve",
-            str(ROOT / "examples" / "counter.py"),
-            "--port",
-            str(port),
-            "--data",
-            str(tmp_path / "data"),
-            "--cors-origin",
-            "https://app.example.com",
-            "--cors-origin",
-            "http://localhost:*",
-            "--allowed-host",
-            "api.example.com",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=dict(os.environ),
+    proc = rivetkit(
+        "serve",
+        str(ROOT / "examples" / "counter.py"),
+        "--port",
+        str(port),
+        "--data",
+        str(tmp_path / "data"),
+        "--cors-origin",
+        "https://app.example.com",
+        "--cors-origin",
+        "http://localhost:*",
+        "--allowed-host",
+        "api.example.com",
     )
     try:
         wait_healthy(port, proc)

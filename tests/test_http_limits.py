@@ -11,23 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import resource
 import subprocess
 import sys
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from server_actors import registry
-from test_server_cli import free_port, wait_healthy
+from test_server_cli import free_port, rivetkit, wait_healthy
 
 from rivetkit.metrics.server import SERVER_COUNTERS
-from rivetkit.server import create_app
+from rivetkit.server import serve_in_background
 from rivetkit.server.limits import ServerLimits, connection_cap, parse_size
-from rivetkit.server.runner import Server, bind_socket, uvicorn_config
 
 ROOT = Path(__file__).resolve().parent.parent
 HEALTH = b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
@@ -35,24 +32,9 @@ HEALTH = b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
 
 @contextlib.asynccontextmanager
 async def serve(limits: ServerLimits) -> AsyncIterator[tuple[str, int]]:
-    with tempfile.TemporaryDirectory(prefix="rivetkit-") as data:
-        app = create_app(registry, data_dir=data)
-        await app.startup()
-        sock = bind_socket("127.0.0.1", 0)
-        server = Server(
-            uvicorn_config(app, graceful_timeout=2, limits=limits), handle_signals=False
-        )
-        task = asyncio.ensure_future(server.serve(sockets=[sock]))
-        try:
-            while not server.started:
-                assert not task.done()
-                await asyncio.sleep(0.005)
-            yield "127.0.0.1", sock.getsockname()[1]
-        finally:
-            server.request_exit()
-            await asyncio.wait_for(task, 10)
-            sock.close()
-            await app.shutdown()
+    async with serve_in_background(registry, limits=limits) as endpoint:
+        host, port = endpoint.removeprefix("http://").rsplit(":", 1)
+        yield host, int(port)
 
 
 async def response(reader: asyncio.StreamReader) -> tuple[int, bytes, bytes]:
@@ -236,34 +218,24 @@ def _low_soft_limit() -> None:  # in the child, before exec
 def test_cli_options_and_the_open_file_limit(tmp_path: Path) -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rivetkit",
-            "serve",
-            str(ROOT / "examples" / "app.py"),
-            "--port",
-            str(port),
-            "--data",
-            str(tmp_path / "data"),
-            "--max-headers",
-            "5",
-            "--header-timeout",
-            "0.5",
-            "--max-connections",
-            "50",
-            "--keep-alive-timeout",
-            "2",
-            "--ws-max-buffer",
-            "1MiB",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=dict(os.environ),
-        preexec_fn=_low_soft_limit,  # a soft limit below the hard one, to be raised
+    proc = rivetkit(
+        "serve",
+        str(ROOT / "examples" / "app.py"),
+        "--port",
+        str(port),
+        "--data",
+        str(tmp_path / "data"),
+        "--max-headers",
+        "5",
+        "--header-timeout",
+        "0.5",
+        "--max-connections",
+        "50",
+        "--keep-alive-timeout",
+        "2",
+        "--ws-max-buffer",
+        "1MiB",
+        preexec_fn=_low_soft_limit,
     )
     try:
         wait_healthy(port, proc)

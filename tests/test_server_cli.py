@@ -30,8 +30,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def rivetkit(*args: str, **kwargs: object) -> subprocess.Popen[str]:
-    env = dict(os.environ)
+def rivetkit(
+    *args: str, env: dict[str, str] | None = None, **kwargs: object
+) -> subprocess.Popen[str]:
+    """``python -m rivetkit ARGS`` from the checkout, output piped; ``env`` adds variables."""
+    env = {**os.environ, **(env or {})}
     return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
         [sys.executable, "-m", "rivetkit", *args],
         stdout=subprocess.PIPE,
@@ -168,24 +171,14 @@ def test_test_token_override_warns_at_start(tmp_path: Path) -> None:
     """``_RIVET_TEST_INSPECTOR_TOKEN`` is for tests only: ``rivetkit serve`` says so at start,
     before any inspector request."""
     port = free_port()
-    env = dict(os.environ, _RIVET_TEST_INSPECTOR_TOKEN="test-token")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rivetkit",
-            "serve",
-            str(APP),
-            "--port",
-            str(port),
-            "--data",
-            str(tmp_path / "data"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
+    proc = rivetkit(
+        "serve",
+        str(APP),
+        "--port",
+        str(port),
+        "--data",
+        str(tmp_path / "data"),
+        env={"_RIVET_TEST_INSPECTOR_TOKEN": "test-token"},
     )
     try:
         wait_healthy(port, proc)

@@ -35,18 +35,22 @@ from typing import Any
 from rivetkit.drivers.base import Driver
 from rivetkit.server.app import RivetApp
 from rivetkit.server.cors import OriginPolicy
+from rivetkit.server.limits import ServerLimits
 
-__all__ = ["Endpoint", "RivetApp", "create_app", "serve_in_background"]
+__all__ = ["Endpoint", "RivetApp", "ServerLimits", "create_app", "serve_in_background"]
 
 
 class Endpoint(str):
-    """The base URL of a running server (a ``str``), with the served :attr:`app`."""
+    """The base URL of a running server (a ``str``), with the served :attr:`app` and the
+    uvicorn :attr:`server` serving it (``None`` when not known)."""
 
     app: RivetApp
+    server: Any
 
-    def __new__(cls, url: str, app: RivetApp) -> Endpoint:
+    def __new__(cls, url: str, app: RivetApp, server: Any = None) -> Endpoint:
         endpoint = super().__new__(cls, url)
         endpoint.app = app
+        endpoint.server = server
         return endpoint
 
 
@@ -104,6 +108,7 @@ async def serve_in_background(
     driver: Driver | None = None,
     cors_origins: Sequence[str] | None = None,
     allowed_hosts: Sequence[str] | None = None,
+    limits: ServerLimits | None = None,
 ) -> AsyncIterator[str]:
     """Serve ``registry`` with uvicorn in the current event loop; yield its endpoint.
 
@@ -112,7 +117,9 @@ async def serve_in_background(
     stops (open WebSockets are closed) and the runtime stops: actors sleep, state is
     flushed. Signals are left alone. The endpoint is a ``str`` whose ``app`` attribute is the
     :class:`RivetApp` (``endpoint.app.runtime`` reaches the live actors). ``cors_origins``
-    and ``allowed_hosts`` are :func:`create_app`'s.
+    and ``allowed_hosts`` are :func:`create_app`'s; ``limits`` the server's
+    (:class:`~rivetkit.server.limits.ServerLimits`: buffers, timeouts, header and connection
+    caps; the defaults when None).
     """
     import asyncio
 
@@ -133,7 +140,9 @@ async def serve_in_background(
         stack.callback(sock.close)
         await app.startup()
         try:
-            server = Server(uvicorn_config(app, graceful_timeout=2), handle_signals=False)
+            server = Server(
+                uvicorn_config(app, graceful_timeout=2, limits=limits), handle_signals=False
+            )
             task = asyncio.ensure_future(server.serve(sockets=[sock]))
             while not server.started:
                 if task.done():
@@ -143,7 +152,7 @@ async def serve_in_background(
             bound = sock.getsockname()
             shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
             try:
-                yield Endpoint(f"http://{shown}:{bound[1]}", app)
+                yield Endpoint(f"http://{shown}:{bound[1]}", app, server)
             finally:
                 server.request_exit()
                 try:
