@@ -286,3 +286,30 @@ def test_fast_path_cost_is_one_check() -> None:
     budget.writable.set()
     budget.transport = Transport()
     assert all(budget.admit(100) for _ in range(1000))
+
+
+@pytest.mark.asyncio
+async def test_sockets_that_do_not_bound_themselves_are_bounded_by_the_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under uvicorn's own WebSocket protocol (as under the engine tunnel) the socket has no
+    budget of its own: the connection's queue is bounded in bytes instead, and a client that
+    never reads is closed with 1008 ``ws.send_buffer_full`` and counted."""
+    from rivetkit.dispatch import router
+    from rivetkit.server import runner
+
+    monkeypatch.setattr(runner, "ws_protocol", lambda: "websockets-sansio")
+    monkeypatch.setattr(router, "MAX_PENDING_BYTES", 2 * MIB)
+    async with (
+        serve(ServerLimits()) as (base, _server),
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        before = slow_disconnects((await http.get(f"{base}/metrics")).text)
+        ws = await subscribed_reader(base)
+        for _ in range(40):  # 2 MB a call: the client's and the kernel's buffers fill first
+            await http.post(action_url(base, "blast"), json={"args": [4, EVENT_SIZE]})
+            if slow_disconnects((await http.get(f"{base}/metrics")).text) > before:
+                break
+        # The frames already on their way, then the close.
+        assert await close_of(ws) == (CLOSE_CODE, CLOSE_REASON)
+        assert slow_disconnects((await http.get(f"{base}/metrics")).text) == before + 1

@@ -74,6 +74,7 @@ from rivetkit.dispatch.http import Headers, Request, Response
 from rivetkit.dispatch.websocket import RawWebSocket, WebSocket
 from rivetkit.drivers.keys import serialize_key
 from rivetkit.errors import EncodeError, ProtocolError, RivetError, http_status, to_public
+from rivetkit.metrics.server import SERVER_COUNTERS
 from rivetkit.protocol.client_protocol import (
     ActionRequest,
     ActorSpecifier,
@@ -116,6 +117,10 @@ logger = logging.getLogger("rivetkit.dispatch")
 MAX_CONN_PARAMS_SIZE: Final = 4096
 #: Frames queued for one connection before it is dropped as too slow.
 MAX_PENDING_FRAMES: Final = 65536
+#: Bytes queued for one connection (frames its socket could not take at once) before it is
+#: dropped as too slow: the embedded server's own sockets bound their buffer themselves
+#: (``--ws-max-buffer``), this bounds the others (uvicorn's protocol, the engine tunnel).
+MAX_PENDING_BYTES: Final = 16 * 1024 * 1024
 
 _JSON: Final = b"application/json"
 _OCTETS: Final = b"application/octet-stream"
@@ -835,6 +840,7 @@ class _ConnSession:
         "_max_out",
         "_next_task",
         "_out",
+        "_out_bytes",
         "_send_now",
         "_tasks",
         "_unstarted",
@@ -851,6 +857,7 @@ class _ConnSession:
         self._max_in = instance.options.max_incoming_message_size
         self._max_out = instance.options.max_outgoing_message_size
         self._out: deque[str | bytes] = deque()
+        self._out_bytes = 0
         self._wake = asyncio.Event()
         self._closing: tuple[int, str] | None = None
         self._done = False
@@ -945,10 +952,13 @@ class _ConnSession:
             if send_now is not None and send_now(frame):
                 return
         out.append(frame)
-        if len(out) > MAX_PENDING_FRAMES:
+        self._out_bytes += len(frame)
+        if len(out) > MAX_PENDING_FRAMES or self._out_bytes > MAX_PENDING_BYTES:
             out.clear()
+            self._out_bytes = 0
+            SERVER_COUNTERS.slow_clients_disconnected += 1
             self._instance.log.warning("a connection reads too slowly; closing it")
-            self._close_later(1011, "actor.overloaded")
+            self._close_later(1008, "ws.send_buffer_full")
         self._wake.set()
 
     def _close_later(self, code: int, reason: str) -> None:
@@ -971,7 +981,9 @@ class _ConnSession:
             while True:
                 while out:
                     self._busy = True
-                    await ws.send(out.popleft())
+                    frame = out.popleft()
+                    self._out_bytes -= len(frame)
+                    await ws.send(frame)
                     self._busy = False
                 closing = self._closing
                 if closing is not None:
@@ -984,6 +996,7 @@ class _ConnSession:
         finally:
             self._done = True
             out.clear()
+            self._out_bytes = 0
 
     async def run(self, params: Any, restored: Connection | None = None) -> None:
         """Serve the socket to its end: connect (preflight, hooks, ``Init``), then the
