@@ -54,6 +54,15 @@ def twin(param: str, compiled_name: str, pure: ModuleType | str) -> ModuleType:
     return module
 
 
+def both_twins(compiled_name: str, pure: ModuleType | str) -> tuple[ModuleType, ModuleType]:
+    """The pure and the compiled twin, for differential tests.
+
+    Without the compiled twin the test is skipped, or fails under
+    ``RIVETKIT_REQUIRE_SPEEDUPS=1`` (never a silent pass of a comparison that did not run).
+    """
+    return twin("py", compiled_name, pure), twin("cy", compiled_name, pure)
+
+
 @pytest.fixture(params=TWIN_IDS)
 def engine(request: pytest.FixtureRequest) -> ModuleType:
     """The BARE engine twin under test: ``py`` (pure) or ``cy`` (compiled)."""

@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 
 import pytest
+from conftest import TWIN_IDS, both_twins, twin
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rivetkit import _twins
 from rivetkit.errors import ProtocolError, RivetError
 from rivetkit.protocol.actor_persist import QUEUE_MESSAGE, QueueMessage
 from rivetkit.runtime import _queuescan_py
 
 
-def _compiled() -> ModuleType | None:
-    try:
-        return importlib.import_module("rivetkit._speedups._queuescan")
-    except ImportError:
-        return None
-
-
-@pytest.fixture(params=["py", "cy"])
+@pytest.fixture(params=TWIN_IDS)
 def qs(request: pytest.FixtureRequest) -> ModuleType:
-    if request.param == "py":
-        return _queuescan_py
-    module = _compiled()
-    if module is None:
-        if _twins.SPEEDUPS_REQUIRED:
-            pytest.fail("RIVETKIT_REQUIRE_SPEEDUPS=1 but rivetkit._speedups._queuescan is missing")
-        pytest.skip("compiled twin rivetkit._speedups._queuescan is not built")
-    return module
+    """The queue-scan twin under test: ``py`` (pure) or ``cy`` (compiled)."""
+    return twin(request.param, "_queuescan", _queuescan_py)
 
 
 def message(name: str, n: int = 0) -> QueueMessage:
@@ -83,19 +69,14 @@ def test_bad_values(qs: ModuleType, value: str) -> None:
     limit=st.integers(min_value=0, max_value=40),
 )
 def test_twins_agree(names: list[str], wanted: frozenset[str] | None, limit: int) -> None:
-    compiled = _compiled()
-    if compiled is None:
-        if _twins.SPEEDUPS_REQUIRED:
-            pytest.fail("RIVETKIT_REQUIRE_SPEEDUPS=1 but rivetkit._speedups._queuescan is missing")
-        pytest.skip("compiled twin not built")
+    pure, compiled = _both()
     entries = [
-        (_queuescan_py.message_key(i + 1), QUEUE_MESSAGE.encode(message(n, i)))
-        for i, n in enumerate(names)
+        (pure.message_key(i + 1), QUEUE_MESSAGE.encode(message(n, i))) for i, n in enumerate(names)
     ]
     expected = [
         (i + 1, message(n, i)) for i, n in enumerate(names) if wanted is None or n in wanted
     ][:limit]
-    assert _queuescan_py.scan(entries, wanted, limit, QUEUE_MESSAGE.decode) == expected
+    assert pure.scan(entries, wanted, limit, QUEUE_MESSAGE.decode) == expected
     assert compiled.scan(entries, wanted, limit, QUEUE_MESSAGE.decode) == expected
 
 
@@ -112,12 +93,7 @@ def _outcome(fn: object, *args: object) -> tuple[str, object]:
 
 
 def _both() -> tuple[ModuleType, ModuleType]:
-    compiled = _compiled()
-    if compiled is None:
-        if _twins.SPEEDUPS_REQUIRED:
-            pytest.fail("RIVETKIT_REQUIRE_SPEEDUPS=1 but rivetkit._speedups._queuescan is missing")
-        pytest.skip("compiled twin not built")
-    return _queuescan_py, compiled
+    return both_twins("_queuescan", _queuescan_py)
 
 
 @settings(max_examples=300)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import gc
-import importlib
 import random
 import weakref
 from types import ModuleType
 from typing import Any
 
 import pytest
+from conftest import TWIN_IDS, both_twins, compiled_module, twin
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,23 +17,10 @@ from rivetkit import _twins
 from rivetkit.runtime import _timers_py
 
 
-def _compiled() -> ModuleType | None:
-    try:
-        return importlib.import_module("rivetkit._speedups._timers")
-    except ImportError:
-        return None
-
-
-@pytest.fixture(params=["py", "cy"])
+@pytest.fixture(params=TWIN_IDS)
 def timers(request: pytest.FixtureRequest) -> ModuleType:
-    if request.param == "py":
-        return _timers_py
-    module = _compiled()
-    if module is None:
-        if _twins.SPEEDUPS_REQUIRED:
-            pytest.fail("RIVETKIT_REQUIRE_SPEEDUPS=1 but rivetkit._speedups._timers is not built")
-        pytest.skip("compiled twin rivetkit._speedups._timers is not built")
-    return module
+    """The timer-queue twin under test: ``py`` (pure) or ``cy`` (compiled)."""
+    return twin(request.param, "_timers", _timers_py)
 
 
 def test_basic(timers: ModuleType) -> None:
@@ -130,12 +117,12 @@ OPS = st.lists(
 @settings(max_examples=200)
 @given(ops=OPS)
 def test_matches_model_and_twins_agree(ops: list[tuple[str, int, float]]) -> None:
+    # The pure twin always runs against the model; the compiled one too when built (a
+    # missing build fails under RIVETKIT_REQUIRE_SPEEDUPS=1).
     queues = [_timers_py.TimerQueue()]
-    compiled = _compiled()
-    if compiled is not None:
-        queues.append(compiled.TimerQueue())
-    elif _twins.SPEEDUPS_REQUIRED:
-        pytest.fail("RIVETKIT_REQUIRE_SPEEDUPS=1 but rivetkit._speedups._timers is not built")
+    compiled = compiled_module("_timers")
+    if compiled is not None or _twins.SPEEDUPS_REQUIRED:
+        queues.append(twin("cy", "_timers", _timers_py).TimerQueue())
     model = _Model()
     for op, key, value in ops:
         if op == "arm":
@@ -155,11 +142,9 @@ def test_matches_model_and_twins_agree(ops: list[tuple[str, int, float]]) -> Non
 
 
 def test_random_load_against_each_other() -> None:
-    compiled = _compiled()
-    if compiled is None:
-        pytest.skip("compiled twin not built")
+    pure, compiled = both_twins("_timers", _timers_py)
     rng = random.Random(7)
-    a, b = _timers_py.TimerQueue(), compiled.TimerQueue()
+    a, b = pure.TimerQueue(), compiled.TimerQueue()
     now = 0.0
     for _ in range(20_000):
         key = rng.randrange(500)
