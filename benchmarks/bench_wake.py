@@ -151,7 +151,7 @@ async def measure(count: int, sample: int) -> dict[str, Any]:
         for actor_id in chosen:
             await call(actor_id, "ping", [])
         await asyncio.sleep(0.05)  # throttled saves done: the actors are idle
-        while any(i._save_task or i._save_handle for i in runtime.instances.values()):
+        while any(i.persistence.busy for i in runtime.instances.values()):
             await asyncio.sleep(0.01)
         gc.collect()
         awake_bytes = tracemalloc.get_traced_memory()[0] - base_bytes
@@ -201,7 +201,7 @@ def state_size(instance: Any) -> int:
     """Bytes of the actor's state as the instance holds it: the decoded value, and the last
     persisted snapshot (encoded state, input, schedule list) kept to skip unchanged saves."""
     seen: set[int] = set()
-    return deep_size(instance.state, seen) + deep_size(instance._snapshot, seen)
+    return deep_size(instance.state, seen) + deep_size(instance.persistence.snapshot, seen)
 
 
 def top(snapshot: Any, baseline: Any, limit: int = 8) -> list[str]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import inspect
 import logging
 import secrets
@@ -41,9 +40,11 @@ from rivetkit.runtime.context import ActorContext
 from rivetkit.runtime.dispatch import ActionTable
 from rivetkit.runtime.flags import LazyEvent
 from rivetkit.runtime.kv import ActorKV
+from rivetkit.runtime.persistence import StatePersistence
+from rivetkit.runtime.phase import Phase as Phase
 from rivetkit.runtime.queue import ActorQueue
 from rivetkit.runtime.schedule import ActorSchedule
-from rivetkit.runtime.state_guard import StateGuard, save_failed
+from rivetkit.runtime.state_guard import StateGuard
 from rivetkit.runtime.timers import SleepTimers
 
 if TYPE_CHECKING:
@@ -56,10 +57,6 @@ logger = logging.getLogger("rivetkit.actor")
 
 #: Seconds at most between a change of a hibernatable connection and the save of its record.
 MAX_CONN_SAVE_DELAY = 5.0
-
-#: Seconds at most between two tries of a failing save (the delay doubles from the save
-#: interval, at least 50 ms, up to this).
-MAX_SAVE_RETRY_DELAY = 5.0
 
 
 class _ActionTimedOut(Exception):
@@ -85,17 +82,6 @@ else:  # pragma: no cover - Python 3.10
             return await asyncio.wait_for(awaitable, delay)
         except asyncio.TimeoutError:
             raise _ActionTimedOut from None
-
-
-class Phase(enum.IntEnum):
-    """Where an instance is in its life (RivetKit's task states)."""
-
-    LOADING = 0
-    STARTED = 1
-    SLEEP_GRACE = 2
-    DESTROY_GRACE = 3
-    FINALIZING = 4
-    TERMINATED = 5
 
 
 class ActorLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -168,7 +154,6 @@ class ActorInstance:
         self.queue = ActorQueue(self, clock=clock)
         self._db: ActorDatabase | None = None
         self.schedule = ActorSchedule(self, clock)
-        self._events: list[ScheduleEvent] = []  # the snapshot's one-shot schedule events
         #: Tells whether a restored hibernatable connection's socket is still open (set by the
         #: transport that holds the sockets; None: assume it is).
         self.conn_alive: Callable[[Connection], bool] | None = None
@@ -193,14 +178,7 @@ class ActorInstance:
         self._plain_replies = self._before_response is None and not self.options.durable_replies
         # State and saves.
         self._state: Any = None
-        self._snapshot: Actor | None = None  # last persisted snapshot
-        self._dirty = False  # the state may differ from the persisted bytes
-        self._seen_state: bytes | None = None  # for on_state_change detection
-        self._in_state_change = False
-        self._save_handle: asyncio.TimerHandle | None = None
-        self._save_task: asyncio.Task[None] | None = None
-        self._last_save = 0.0
-        self._save_waiters: list[asyncio.Future[None]] = []
+        self.persistence = StatePersistence(self)
         # Unsaveable state and failing saves are refused where written (state_guard.py).
         self._guard = StateGuard()
         #: Why the final save failed, after its retries (None: it worked, or not yet run).
@@ -253,143 +231,20 @@ class ActorInstance:
 
     def set_state(self, value: Any) -> None:
         """Replace the state (``c.state = value``)."""
-        if self._in_state_change:
+        if self.persistence.in_state_change:
             raise actor_error(
                 "state_mutation_reentrant", "state cannot be changed inside on_state_change"
             )
         self._state = value
-        self.mark_dirty()
+        self.persistence.mark_dirty()
 
     def mark_dirty(self) -> None:
         """The state may have changed: schedule a throttled save."""
-        self._dirty = True
-        if self.inspector_observer is not None:
-            self.inspector_observer("state")
-        if (
-            self._save_handle is None
-            and self._save_task is None
-            and self.phase <= Phase.DESTROY_GRACE
-        ):
-            delay = self.options.state_save_interval - (self._loop.time() - self._last_save)
-            self._save_handle = self._loop.call_later(max(0.0, delay), self._start_save)
-
-    def _start_save(self) -> None:
-        self._save_handle = None
-        if self._save_task is None:
-            self._save_task = self._loop.create_task(self._save_loop())
-
-    async def _save_loop(self) -> None:
-        """One save. A change made during it gets the next save, throttled like any other
-        (waiters of ``save_state`` whose change came too late ask for an immediate one)."""
-        try:
-            await self._write_snapshot()
-        except Exception as exc:
-            self._save_task = None
-            self._dirty = True
-            self._notify_savers(exc)  # nothing was saved: no waiter may think it was
-            self._retry_save(exc)
-            return
-        self._save_task = None
-        self._notify_savers(None)
-        if self._dirty:
-            self.mark_dirty()
-
-    def _retry_save(self, error: BaseException) -> None:
-        """A save failed: log it and try again later, backing off while it keeps failing
-        (meanwhile the guard refuses writes with ``actor/state_save_failed``)."""
-        failures = max(1, self._guard.save_failures)
-        if failures == 1:
-            self.log.error(
-                "saving the state failed; writes are refused until a retry succeeds",
-                exc_info=error,
-            )
-        else:
-            self.log.warning("saving the state failed again (%d tries): %r", failures, error)
-        self._last_save = self._loop.time()
-        if self._save_handle is None and self.phase <= Phase.DESTROY_GRACE:
-            base = max(0.05, self.options.state_save_interval)
-            delay = min(MAX_SAVE_RETRY_DELAY, base * 2 ** min(failures - 1, 16))
-            self._save_handle = self._loop.call_later(delay, self._start_save)
-
-    def _notify_savers(self, error: BaseException | None) -> None:
-        waiters, self._save_waiters = self._save_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                if error is None:
-                    waiter.set_result(None)
-                else:
-                    waiter.set_exception(error)
+        self.persistence.mark_dirty()
 
     def encode_state(self) -> bytes:
         """The state as RivetKit stores it: CBOR of the JSON-compatible form."""
-        if self._state is None and not self._has_state():
-            return b""
-        try:
-            return cbor_dumps(self._state)
-        except Exception as exc:
-            raise actor_error(
-                "invalid_state", f"the state cannot be encoded as CBOR: {exc}"
-            ) from exc
-
-    def _has_state(self) -> bool:
-        return self.definition.has_state
-
-    async def _write_snapshot(
-        self, *, has_initialized: bool = True, extra: list[tuple[bytes, bytes]] | None = None
-    ) -> None:
-        self._dirty = False
-        try:
-            state = self.encode_state()
-        except RivetError:
-            if not self._guard.enabled or self.phase == Phase.LOADING:
-                self._dirty = True
-                raise
-            # Changed outside any action (``run``, a timer): nobody can be told, so the
-            # state goes back to its checkpoint, which holds every acknowledged write.
-            problem = self._guard.recover(self)
-            self.log.error(
-                "the state became unsaveable (%s); restored its last saveable form", problem
-            )
-            state = self.encode_state()
-        try:
-            await self._put_snapshot(state, has_initialized, extra)
-        except Exception as exc:
-            self._dirty = True
-            self._guard.save_failed(exc)
-            raise
-        if self._guard.save_worked():
-            self.log.warning("saving the state works again; writes are accepted")
-
-    async def _put_snapshot(
-        self, state: bytes, has_initialized: bool, extra: list[tuple[bytes, bytes]] | None
-    ) -> None:
-        previous = self._snapshot
-        events = self._events
-        if (
-            previous is not None
-            and previous.state == state
-            and previous.has_initialized == has_initialized
-            and previous.scheduled_events == events
-        ):
-            if extra:
-                await self.driver.kv_write(self.actor_id, puts=extra)
-            return
-        snapshot = Actor(
-            input=self.record.input if previous is None else previous.input,
-            has_initialized=has_initialized,
-            state=state,
-            scheduled_events=events,  # never mutated in place: shared, not copied
-        )
-        encoded = actor_persist.ACTOR.encode(snapshot)
-        puts = [(keys.PERSIST, encoded)]
-        if extra:
-            puts.extend(extra)
-        await self.driver.kv_write(self.actor_id, puts=puts)
-        self._snapshot = snapshot
-        if self.metrics is not None:
-            self.metrics.state_saves += 1
-            self.metrics.state_bytes += len(encoded)
-        self._last_save = self._loop.time()
+        return self.persistence.encode_state()
 
     async def save_state(self, *, immediate: bool = False) -> None:
         """Wait until the current state is persisted (``immediate``: without the throttle).
@@ -397,82 +252,11 @@ class ActorInstance:
         Raises ``actor/invalid_state`` when the state cannot be saved and
         ``actor/state_save_failed`` when the save fails (see :mod:`.state_guard`).
         """
-        if self._guard.enabled and self.phase != Phase.LOADING:
-            self._guard.check(self, what="save_state")
-        self._dirty = True
-        if immediate:
-            if self._save_handle is not None:
-                self._save_handle.cancel()
-                self._save_handle = None
-            if self._save_task is None:
-                self._save_task = self._loop.create_task(self._save_loop())
-        else:
-            self.mark_dirty()
-        waiter = self._loop.create_future()
-        self._save_waiters.append(waiter)
-        try:
-            await waiter
-        except RivetError:
-            raise
-        except Exception as exc:
-            raise save_failed(exc) from exc
-        if self._dirty:  # the save in flight started before the latest change
-            await self.save_state(immediate=True)
+        await self.persistence.save_state(immediate=immediate)
 
     async def flush(self) -> None:
         """Persist now, whatever the throttle says, and wait for it."""
-        if self._save_handle is not None:
-            self._save_handle.cancel()
-            self._save_handle = None
-        while self._save_task is not None:
-            await asyncio.shield(self._save_task)
-        try:
-            await self._write_snapshot()
-        except RivetError:
-            raise
-        except Exception as exc:
-            self._retry_save(exc)
-            raise save_failed(exc) from exc
-
-    def _check_state_change(self) -> None:
-        """Run ``on_state_change`` if the state differs from what it last saw."""
-        hook = self._on_state_change
-        if hook is None or self._in_state_change:
-            return
-        try:
-            encoded = self.encode_state()
-        except RivetError:
-            return
-        if encoded == self._seen_state:
-            return
-        self._seen_state = encoded
-        self._in_state_change = True
-        error: RivetError | None = None
-        try:
-            result = hook(self.context, self._state)
-            if inspect.isawaitable(result):
-                self.log.warning("on_state_change is synchronous; its awaitable was dropped")
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
-        except RivetError as exc:
-            error = exc
-        except Exception:
-            self.log.exception("on_state_change failed")
-        finally:
-            self._in_state_change = False
-        try:
-            mutated = self.encode_state() != encoded
-        except RivetError:
-            mutated = True
-        if mutated:
-            # Rejected, as RivetKit's state proxy does: the hook's change does not stick.
-            self._state = cbor_loads(encoded) if encoded else None
-            raise actor_error(
-                "state_mutation_reentrant", "state cannot be changed inside on_state_change"
-            )
-        if error is not None:
-            raise error
+        await self.persistence.flush()
 
     # ---------------------------------------------------------------------------------------
     # Hooks
@@ -509,13 +293,14 @@ class ActorInstance:
         token_put = (
             [(keys.INSPECTOR_TOKEN, secrets.token_urlsafe(32).encode())] if token is None else None
         )
+        saves = self.persistence
         if raw is None:
             snapshot = Actor(self.record.input, False, b"", [])
-            self._snapshot = None
+            saves.snapshot = None
         else:
             snapshot = actor_persist.ACTOR.decode(raw)
-            self._snapshot = snapshot
-        self._events = snapshot.scheduled_events  # replaced on change, never mutated
+            saves.snapshot = snapshot
+        saves.events = snapshot.scheduled_events  # replaced on change, never mutated
         last_alarm = (
             actor_persist.LAST_PUSHED_ALARM.decode(raw_alarm) if raw_alarm is not None else None
         )
@@ -538,10 +323,10 @@ class ActorInstance:
         await self._call("on_wake")
         if self._guard.enabled:
             self._guard.checkpoint(self._state)
-        if is_new or self._dirty or token_put:
-            await self._write_snapshot(extra=token_put)
+        if is_new or saves.dirty or token_put:
+            await saves.write_snapshot(extra=token_put)
         if self._on_state_change is not None:
-            self._seen_state = self.encode_state()
+            saves.remember_state()
         self.phase = Phase.STARTED
         if self.metrics is not None:
             self.metrics.wakes += 1
@@ -566,17 +351,17 @@ class ActorInstance:
     def scheduled_events(self) -> list[ScheduleEvent]:
         """The one-shot events of the snapshot, soonest first (read-only: the list is shared
         with the persisted snapshot; change it with :meth:`replace_scheduled_events`)."""
-        return self._events
+        return self.persistence.events
 
     async def replace_scheduled_events(self, events: list[ScheduleEvent]) -> None:
         """Set the snapshot's events and persist the snapshot now (seed lesson 13)."""
-        self._events = events
+        self.persistence.events = events
         if self.inspector_observer is not None:
             self.inspector_observer("schedules")
         if self.phase == Phase.LOADING:
-            self._dirty = True  # written at the end of the start
+            self.persistence.dirty = True  # written at the end of the start
         elif self.phase <= Phase.FINALIZING:
-            await self.flush()
+            await self.persistence.flush()
 
     async def kv_get(self, keys_: list[bytes]) -> list[bytes | None]:
         """Raw actor KV read (runtime subsystems)."""
@@ -778,8 +563,8 @@ class ActorInstance:
             output = self._before_response(ctx, name, args, output)
             if inspect.isawaitable(output):
                 output = await output
-        if self.options.durable_replies and self._dirty:
-            await self.save_state(immediate=True)
+        if self.options.durable_replies and self.persistence.dirty:
+            await self.persistence.save_state(immediate=True)
         return output
 
     def _invoke_sync(self, name: str, args: list[Any], ctx: ActorContext) -> Any:
@@ -801,7 +586,7 @@ class ActorInstance:
     ) -> None:
         """After an action (or hook) that may have written: schedule the save, refuse state
         that cannot be kept (``raising``: raise that; else log it), run ``on_state_change``."""
-        self.mark_dirty()
+        self.persistence.mark_dirty()
         guard = self._guard
         if guard.enabled:
             if raising:
@@ -812,7 +597,7 @@ class ActorInstance:
                 except RivetError as exc:
                     self.log.error("%s", exc.message)
         if self._on_state_change is not None:
-            self._check_state_change()
+            self.persistence.check_state_change(self._on_state_change)
 
     # ---------------------------------------------------------------------------------------
     # Connections
@@ -1288,10 +1073,8 @@ class ActorInstance:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(self._run_task), 1.0)
         self.phase = Phase.FINALIZING
-        if self._save_handle is not None:
-            self._save_handle.cancel()
-            self._save_handle = None
-        final_error = self.final_save_error = await self._final_save(
+        self.persistence.cancel_scheduled()
+        final_error = self.final_save_error = await self.persistence.final_save(
             deadline, destroying=destroying
         )
         for task in list(self._background or ()):
@@ -1307,30 +1090,9 @@ class ActorInstance:
         if self.metrics is not None:
             self.metrics.stopped(reason)
         self._cancel_idle()
-        self._notify_savers(final_error)  # a failed final save acknowledges nothing
+        self.persistence.notify_savers(final_error)  # a failed final save acknowledges nothing
         if self._on_stopped is not None:
             self._on_stopped(self)
-
-    async def _final_save(self, deadline: float, *, destroying: bool) -> Exception | None:
-        """Save the state (and the hibernatable connections) one last time, retrying a
-        failing save until the grace ``deadline``; return the last error, if it never worked."""
-        delay = 0.05
-        while True:
-            try:
-                if self._save_task is not None:
-                    await asyncio.shield(self._save_task)
-                await self._write_snapshot()
-                if not destroying:
-                    await self.persist_conns()
-                return None
-            except Exception as exc:
-                # A RivetError is the state itself (unsaveable): trying again changes nothing.
-                if isinstance(exc, RivetError) or self._loop.time() + delay >= deadline:
-                    self.log.exception("the final save failed")
-                    return exc
-                self.log.warning("the final save failed (%r); retrying", exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
 
     async def _wait_for_quiet(self, deadline: float, *, wait_for_run: bool) -> None:
         while True:

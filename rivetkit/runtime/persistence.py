@@ -1,0 +1,302 @@
+"""The saves of one actor's state: dirty tracking, the throttled save loop, snapshots.
+
+:class:`StatePersistence` owns the persisted snapshot (KV ``[1]``) of an
+:class:`~rivetkit.runtime.instance.ActorInstance`: a change marks the state dirty and schedules
+a save throttled by ``state_save_interval`` (never awaited on an action's path); a failing save
+is retried with a doubling delay (meanwhile the :class:`~rivetkit.runtime.state_guard.StateGuard`
+refuses writes); :meth:`StatePersistence.final_save` is the last save of a shutdown. It also
+runs ``on_state_change`` when the state differs from what the hook last saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import TYPE_CHECKING, Any
+
+from rivetkit.errors import RivetError, actor_error
+from rivetkit.protocol import actor_persist
+from rivetkit.protocol.actor_persist import Actor, ScheduleEvent
+from rivetkit.protocol.json_compat import cbor_dumps, cbor_loads
+from rivetkit.runtime import keys
+from rivetkit.runtime.phase import Phase
+from rivetkit.runtime.state_guard import save_failed
+
+if TYPE_CHECKING:
+    from rivetkit.runtime.instance import ActorInstance
+
+__all__ = ["MAX_SAVE_RETRY_DELAY", "StatePersistence"]
+
+#: Seconds at most between two tries of a failing save (the delay doubles from the save
+#: interval, at least 50 ms, up to this).
+MAX_SAVE_RETRY_DELAY = 5.0
+
+
+class StatePersistence:
+    """Saves the state of one actor (its snapshot at KV ``[1]``) when it may have changed."""
+
+    def __init__(self, owner: ActorInstance) -> None:
+        self._owner = owner
+        self._loop = owner._loop
+        #: The last persisted snapshot (None: nothing persisted yet).
+        self.snapshot: Actor | None = None
+        #: The snapshot's one-shot schedule events (replaced on change, never mutated).
+        self.events: list[ScheduleEvent] = []
+        #: The state may differ from the persisted bytes.
+        self.dirty = False
+        #: ``on_state_change`` is running (a state write now is refused).
+        self.in_state_change = False
+        self._seen_state: bytes | None = None  # for on_state_change detection
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._last_save = 0.0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    @property
+    def busy(self) -> bool:
+        """A save is scheduled or running."""
+        return self._handle is not None or self._task is not None
+
+    def mark_dirty(self) -> None:
+        """The state may have changed: schedule a throttled save."""
+        owner = self._owner
+        self.dirty = True
+        if owner.inspector_observer is not None:
+            owner.inspector_observer("state")
+        if self._handle is None and self._task is None and owner.phase <= Phase.DESTROY_GRACE:
+            delay = owner.options.state_save_interval - (self._loop.time() - self._last_save)
+            self._handle = self._loop.call_later(max(0.0, delay), self._start_save)
+
+    def cancel_scheduled(self) -> None:
+        """Drop the scheduled save, if any (a running one goes on)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _start_save(self) -> None:
+        self._handle = None
+        if self._task is None:
+            self._task = self._loop.create_task(self._save_loop())
+
+    async def _save_loop(self) -> None:
+        """One save. A change made during it gets the next save, throttled like any other
+        (waiters of ``save_state`` whose change came too late ask for an immediate one)."""
+        try:
+            await self.write_snapshot()
+        except Exception as exc:
+            self._task = None
+            self.dirty = True
+            self.notify_savers(exc)  # nothing was saved: no waiter may think it was
+            self._retry_save(exc)
+            return
+        self._task = None
+        self.notify_savers(None)
+        if self.dirty:
+            self.mark_dirty()
+
+    def _retry_save(self, error: BaseException) -> None:
+        """A save failed: log it and try again later, backing off while it keeps failing
+        (meanwhile the guard refuses writes with ``actor/state_save_failed``)."""
+        owner = self._owner
+        failures = max(1, owner._guard.save_failures)
+        if failures == 1:
+            owner.log.error(
+                "saving the state failed; writes are refused until a retry succeeds",
+                exc_info=error,
+            )
+        else:
+            owner.log.warning("saving the state failed again (%d tries): %r", failures, error)
+        self._last_save = self._loop.time()
+        if self._handle is None and owner.phase <= Phase.DESTROY_GRACE:
+            base = max(0.05, owner.options.state_save_interval)
+            delay = min(MAX_SAVE_RETRY_DELAY, base * 2 ** min(failures - 1, 16))
+            self._handle = self._loop.call_later(delay, self._start_save)
+
+    def notify_savers(self, error: BaseException | None) -> None:
+        """Settle the waiters of :meth:`save_state`: saved (``error`` None) or not."""
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                if error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(error)
+
+    def encode_state(self) -> bytes:
+        """The state as RivetKit stores it: CBOR of the JSON-compatible form."""
+        owner = self._owner
+        if owner._state is None and not owner.definition.has_state:
+            return b""
+        try:
+            return cbor_dumps(owner._state)
+        except Exception as exc:
+            raise actor_error(
+                "invalid_state", f"the state cannot be encoded as CBOR: {exc}"
+            ) from exc
+
+    async def write_snapshot(
+        self, *, has_initialized: bool = True, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        """Encode and store the snapshot now (with the ``extra`` KV entries, atomically)."""
+        owner = self._owner
+        guard = owner._guard
+        self.dirty = False
+        try:
+            state = self.encode_state()
+        except RivetError:
+            if not guard.enabled or owner.phase == Phase.LOADING:
+                self.dirty = True
+                raise
+            # Changed outside any action (``run``, a timer): nobody can be told, so the
+            # state goes back to its checkpoint, which holds every acknowledged write.
+            problem = guard.recover(owner)
+            owner.log.error(
+                "the state became unsaveable (%s); restored its last saveable form", problem
+            )
+            state = self.encode_state()
+        try:
+            await self._put_snapshot(state, has_initialized, extra)
+        except Exception as exc:
+            self.dirty = True
+            guard.save_failed(exc)
+            raise
+        if guard.save_worked():
+            owner.log.warning("saving the state works again; writes are accepted")
+
+    async def _put_snapshot(
+        self, state: bytes, has_initialized: bool, extra: list[tuple[bytes, bytes]] | None
+    ) -> None:
+        owner = self._owner
+        previous = self.snapshot
+        events = self.events
+        if (
+            previous is not None
+            and previous.state == state
+            and previous.has_initialized == has_initialized
+            and previous.scheduled_events == events
+        ):
+            if extra:
+                await owner.driver.kv_write(owner.actor_id, puts=extra)
+            return
+        snapshot = Actor(
+            input=owner.record.input if previous is None else previous.input,
+            has_initialized=has_initialized,
+            state=state,
+            scheduled_events=events,  # never mutated in place: shared, not copied
+        )
+        encoded = actor_persist.ACTOR.encode(snapshot)
+        puts = [(keys.PERSIST, encoded)]
+        if extra:
+            puts.extend(extra)
+        await owner.driver.kv_write(owner.actor_id, puts=puts)
+        self.snapshot = snapshot
+        if owner.metrics is not None:
+            owner.metrics.state_saves += 1
+            owner.metrics.state_bytes += len(encoded)
+        self._last_save = self._loop.time()
+
+    async def save_state(self, *, immediate: bool = False) -> None:
+        """Wait until the current state is persisted (``immediate``: without the throttle).
+
+        Raises ``actor/invalid_state`` when the state cannot be saved and
+        ``actor/state_save_failed`` when the save fails (see :mod:`.state_guard`).
+        """
+        owner = self._owner
+        if owner._guard.enabled and owner.phase != Phase.LOADING:
+            owner._guard.check(owner, what="save_state")
+        self.dirty = True
+        if immediate:
+            self.cancel_scheduled()
+            if self._task is None:
+                self._task = self._loop.create_task(self._save_loop())
+        else:
+            self.mark_dirty()
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except RivetError:
+            raise
+        except Exception as exc:
+            raise save_failed(exc) from exc
+        if self.dirty:  # the save in flight started before the latest change
+            await self.save_state(immediate=True)
+
+    async def flush(self) -> None:
+        """Persist now, whatever the throttle says, and wait for it."""
+        self.cancel_scheduled()
+        while self._task is not None:
+            await asyncio.shield(self._task)
+        try:
+            await self.write_snapshot()
+        except RivetError:
+            raise
+        except Exception as exc:
+            self._retry_save(exc)
+            raise save_failed(exc) from exc
+
+    async def final_save(self, deadline: float, *, destroying: bool) -> Exception | None:
+        """Save the state (and the hibernatable connections) one last time, retrying a
+        failing save until the grace ``deadline``; return the last error, if it never worked."""
+        owner = self._owner
+        delay = 0.05
+        while True:
+            try:
+                if self._task is not None:
+                    await asyncio.shield(self._task)
+                await self.write_snapshot()
+                if not destroying:
+                    await owner.persist_conns()
+                return None
+            except Exception as exc:
+                # A RivetError is the state itself (unsaveable): trying again changes nothing.
+                if isinstance(exc, RivetError) or self._loop.time() + delay >= deadline:
+                    owner.log.exception("the final save failed")
+                    return exc
+                owner.log.warning("the final save failed (%r); retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def remember_state(self) -> None:
+        """Take the current state as the one ``on_state_change`` last saw (at start)."""
+        self._seen_state = self.encode_state()
+
+    def check_state_change(self, hook: Any) -> None:
+        """Run ``on_state_change`` (``hook``) if the state differs from what it last saw."""
+        if self.in_state_change:
+            return
+        owner = self._owner
+        try:
+            encoded = self.encode_state()
+        except RivetError:
+            return
+        if encoded == self._seen_state:
+            return
+        self._seen_state = encoded
+        self.in_state_change = True
+        error: RivetError | None = None
+        try:
+            result = hook(owner.context, owner._state)
+            if inspect.isawaitable(result):
+                owner.log.warning("on_state_change is synchronous; its awaitable was dropped")
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        except RivetError as exc:
+            error = exc
+        except Exception:
+            owner.log.exception("on_state_change failed")
+        finally:
+            self.in_state_change = False
+        try:
+            mutated = self.encode_state() != encoded
+        except RivetError:
+            mutated = True
+        if mutated:
+            # Rejected, as RivetKit's state proxy does: the hook's change does not stick.
+            owner._state = cbor_loads(encoded) if encoded else None
+            raise actor_error(
+                "state_mutation_reentrant", "state cannot be changed inside on_state_change"
+            )
+        if error is not None:
+            raise error
