@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 import time
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from client_fakes import FakeConnectServer, RecordingTransport, counter_server
 
-from rivetkit.client import ActorError, SyncClient
+from rivetkit.client import ActorError, ActorHandle, SyncActorHandle, SyncClient
 
 
 class ThreadedServer:
@@ -168,3 +169,35 @@ def test_bad_settings_fail_before_starting_a_thread() -> None:
     with pytest.raises(ValueError):
         SyncClient("ftp://x")
     assert threading.active_count() == before
+
+
+def test_settings_and_state_read_through() -> None:
+    transport = RecordingTransport(counter_server())
+    client = SyncClient("http://127.0.0.1:1", namespace="ns", encoding="json", transport=transport)
+    assert client.namespace == "ns" and client.config.encoding == "json"
+    handle = client.counter.get_or_create(["k"], params={"user": "u"})
+    assert handle.params == {"user": "u"} and handle.query is handle.handle.query
+    assert handle.query.name == "counter"
+    assert client.get("counter", "k").params is None
+    assert not client.closed
+    client.close()
+    assert client.closed
+
+
+def test_connection_closed_and_start(server: ThreadedServer) -> None:
+    endpoint = server.server.endpoint
+    with SyncClient(endpoint, disable_metadata_lookup=True) as client:
+        conn = client.counter.get_or_create(["k"]).connect()
+        conn.start()  # already started by connect(): a no-op
+        assert not conn.closed and conn.conn_id == conn.connection_id is not None
+        conn.close()
+        assert conn.closed and conn.status == "idle"
+
+
+def test_members_carry_the_async_signatures() -> None:
+    for name in ("send", "fetch", "connect", "action"):
+        sync_sig = inspect.signature(getattr(SyncActorHandle, name))
+        async_sig = inspect.signature(getattr(ActorHandle, name))
+        assert list(sync_sig.parameters) == list(async_sig.parameters)
+    assert SyncActorHandle.send.__doc__ == ActorHandle.send.__doc__
+    assert SyncActorHandle.connect.__doc__ != ActorHandle.connect.__doc__

@@ -13,9 +13,10 @@
 ``rivetkit@2.3.19`` byte for byte (URLs, ``rvt-*`` parameters, json/cbor/bare encodings,
 the ``/connect`` protocol, reconnects, error parsing), so it talks to ``rivetkit serve`` and
 to the Rivet Engine's gateway alike. Modules: ``client`` (Client), ``handle`` (ActorHandle),
-``connection`` (ActorConnection), ``sync`` (SyncClient), ``errors`` (ActorError and error
-parsing), ``urls`` (URL building), ``query`` (targets, keys, inputs), ``http`` (the HTTP
-session and metadata lookup), ``config`` (settings), ``backoff`` (retry timing).
+``connection`` (ActorConnection), ``sync`` (SyncClient, made from the async members by
+``bridge``), ``errors`` (ActorError and error parsing), ``urls`` (URL building), ``query``
+(targets, keys, inputs), ``http`` (the HTTP session and metadata lookup), ``config``
+(settings), ``backoff`` (retry timing).
 """
 
 from __future__ import annotations

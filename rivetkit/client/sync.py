@@ -9,7 +9,9 @@
 
 How it works: the client runs an asyncio event loop in a private daemon thread and an async
 :class:`~rivetkit.client.Client` on it; every blocking call submits a coroutine to that loop
-and waits for its result (up to the client's ``timeout``, None by default: no limit).
+and waits for its result (up to the client's ``timeout``, None by default: no limit). Each
+blocking member is made from the async member it mirrors (:mod:`rivetkit.client.bridge`),
+with the same name, parameters and docstring.
 
 Thread safety: a SyncClient, its handles and connections may be used from any number of
 threads at once; calls are serialized onto the loop thread, where the async client does the
@@ -22,123 +24,68 @@ Interrupting a blocking call (Ctrl-C) cancels the operation on the loop.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import threading
-from collections.abc import Callable, Coroutine, Iterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import httpx
 
-from rivetkit.client.client import Client
+from rivetkit.client.bridge import (
+    Facade,
+    LoopThread,
+    attribute,
+    blocking,
+    direct,
+    on_loop,
+    threadsafe_remover,
+)
+from rivetkit.client.client import ActorAccessor, Client
 from rivetkit.client.config import RetryOptions
-from rivetkit.client.connection import ActorConnection, ActorEvent, ConnStatus, EventStream
-from rivetkit.client.errors import ActorError
-from rivetkit.client.handle import ActorHandle, QueueSendResult
-from rivetkit.client.query import DEFAULT_MAX_INPUT_SIZE, KeyArg
+from rivetkit.client.connection import ActorConnection, ActorEvent, EventStream
+from rivetkit.client.handle import ActorHandle
+from rivetkit.client.query import DEFAULT_MAX_INPUT_SIZE
 
 __all__ = [
+    "SyncActorAccessor",
     "SyncActorConnection",
     "SyncActorHandle",
     "SyncClient",
     "SyncEventStream",
 ]
 
-T = TypeVar("T")
 
-_UNSET: Any = object()
+def _action_of(facade: Facade, name: str) -> Callable[..., Any]:
+    """``facade.<name>``: a blocking call of action ``name``."""
+    if name.startswith("_"):
+        raise AttributeError(name)
 
+    def call(*args: Any) -> Any:
+        return facade.action(name, *args)  # type: ignore[attr-defined]
 
-class _LoopThread:
-    """An event loop running forever in a daemon thread."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self.thread = threading.Thread(target=self._main, name="rivetkit-client", daemon=True)
-        self.thread.start()
-        self._ready.wait()
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.call_soon(self._ready.set)
-        try:
-            self.loop.run_forever()
-        finally:
-            self.loop.close()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
-        """Run ``coro`` on the loop and wait for its result."""
-        if threading.current_thread() is self.thread:
-            coro.close()
-            raise RuntimeError(
-                "the blocking rivetkit client API cannot be used from its own callbacks"
-            )
-        if self.loop.is_closed() or not self.thread.is_alive():
-            coro.close()
-            raise ActorError.client("client_closed", "the client is closed")
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise ActorError.client(
-                "timeout", f"the call did not finish within {timeout} s"
-            ) from None
-        except BaseException:
-            future.cancel()
-            raise
-
-    def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run the plain function ``fn(*args)`` on the loop thread and return its result."""
-
-        async def invoke() -> T:
-            return fn(*args)
-
-        return self.run(invoke(), None)
-
-    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Schedule ``fn(*args)`` on the loop thread without waiting."""
-        if threading.current_thread() is self.thread:
-            fn(*args)
-        elif not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(fn, *args)
-
-    def stop(self) -> None:
-        """Stop the loop and wait for the thread."""
-        if self.loop.is_closed():
-            return
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        if threading.current_thread() is not self.thread:
-            self.thread.join()
+    call.__name__ = call.__qualname__ = name
+    return call
 
 
-class SyncEventStream:
+class SyncEventStream(Facade):
     """A blocking iterator of :class:`~rivetkit.client.connection.ActorEvent`."""
 
-    def __init__(self, runner: _LoopThread, stream: EventStream) -> None:
-        self._runner = runner
-        self._stream = stream
+    _target: EventStream
 
     def __iter__(self) -> Iterator[ActorEvent]:
         return self
 
     def __next__(self) -> ActorEvent:
-        try:
-            return self._runner.run(self._stream.__anext__(), None)
-        except StopAsyncIteration:
-            raise StopIteration from None
+        return self.next(None)
 
     def next(self, timeout: float | None = None) -> ActorEvent:
         """The next event, waiting at most ``timeout`` seconds (``client.timeout``)."""
         try:
-            return self._runner.run(self._stream.__anext__(), timeout)
+            return self._bridge.run(self._target.__anext__(), timeout)
         except StopAsyncIteration:
             raise StopIteration from None
 
     def close(self) -> None:
         """Unsubscribe and end the stream."""
-        self._runner.run(self._stream.aclose(), None)
+        self._bridge.run(self._target.aclose(), None)
 
     def __enter__(self) -> SyncEventStream:
         return self
@@ -147,114 +94,45 @@ class SyncEventStream:
         self.close()
 
 
-class SyncActorConnection:
-    """The blocking face of an :class:`~rivetkit.client.ActorConnection`."""
+class SyncActorConnection(Facade):
+    """The blocking face of an :class:`~rivetkit.client.ActorConnection`.
 
-    def __init__(self, client: SyncClient, conn: ActorConnection) -> None:
-        self._client = client
-        self._conn = conn
+    Listeners (``on``, ``once``, ``on_error``, ...) are registered on the loop thread and run
+    there; the removers they return may be called from any thread.
+    """
+
+    _target: ActorConnection
 
     @property
     def connection(self) -> ActorConnection:
         """The underlying async connection (use it only on the client's loop)."""
-        return self._conn
+        return self._target
 
-    @property
-    def status(self) -> ConnStatus:
-        """``idle``, ``connecting``, ``connected`` or ``disconnected``."""
-        return self._conn.status
-
-    @property
-    def is_connected(self) -> bool:
-        """True while connected."""
-        return self._conn.is_connected
-
-    @property
-    def actor_id(self) -> str | None:
-        """The actor id from the last ``Init``."""
-        return self._conn.actor_id
-
-    @property
-    def connection_id(self) -> str | None:
-        """The connection id from the last ``Init``."""
-        return self._conn.connection_id
-
+    status = attribute(ActorConnection.status)
+    is_connected = attribute(ActorConnection.is_connected)
+    closed = attribute(ActorConnection.closed)
+    actor_id = attribute(ActorConnection.actor_id)
+    connection_id = attribute(ActorConnection.connection_id)
     conn_id = connection_id
+    error = attribute(ActorConnection.error)
 
-    @property
-    def error(self) -> ActorError | None:
-        """The error the connection gave up on, if it did."""
-        return self._conn.error
-
-    def action(self, name: str, *args: Any) -> Any:
-        """Call action ``name`` over the connection and wait for its result."""
-        return self._client._run(self._conn.action(name, *args))
+    action = blocking(ActorConnection.action)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        if name.startswith("_"):
-            raise AttributeError(name)
+        return _action_of(self, name)
 
-        def call(*args: Any) -> Any:
-            return self.action(name, *args)
-
-        call.__name__ = call.__qualname__ = name
-        return call
-
-    def wait_open(self, timeout: float | None = None) -> None:
-        """Block until connected (see :meth:`ActorConnection.wait_open`)."""
-        self._client._run(self._conn.wait_open(timeout))
-
-    def _register(
-        self, method: Callable[..., Callable[[], None]], *args: Any
-    ) -> Callable[[], None]:
-        runner = self._client._runner
-        remove = runner.call(method, *args)
-
-        def unsubscribe() -> None:
-            runner.call_soon(remove)
-
-        return unsubscribe
-
-    def on(self, event: str, callback: Callable[..., Any]) -> Callable[[], None]:
-        """Call ``callback(*args)`` (in the loop thread) on each event; returns the remover."""
-        return self._register(self._conn.on, event, callback)
-
-    def once(self, event: str, callback: Callable[..., Any]) -> Callable[[], None]:
-        """Like :meth:`on`, for the next event only."""
-        return self._register(self._conn.once, event, callback)
-
-    def on_error(self, callback: Callable[[ActorError], Any]) -> Callable[[], None]:
-        """Call ``callback(error)`` (in the loop thread) on connection-level errors."""
-        return self._register(self._conn.on_error, callback)
-
-    def on_open(self, callback: Callable[[], Any]) -> Callable[[], None]:
-        """Call ``callback()`` (in the loop thread) each time the connection opens."""
-        return self._register(self._conn.on_open, callback)
-
-    def on_close(self, callback: Callable[[], Any]) -> Callable[[], None]:
-        """Call ``callback()`` (in the loop thread) each time the connection is lost."""
-        return self._register(self._conn.on_close, callback)
-
-    def on_status_change(self, callback: Callable[[ConnStatus], Any]) -> Callable[[], None]:
-        """Call ``callback(status)`` (in the loop thread) on each status change."""
-        return self._register(self._conn.on_status_change, callback)
-
-    def events(self, *names: str) -> SyncEventStream:
-        """A blocking iterator over the events ``names`` (all received events without names)."""
-        stream = self._client._runner.call(self._conn.events, *names)
-        return SyncEventStream(self._client._runner, stream)
-
-    def iter_events(self, name: str | None = None) -> SyncEventStream:
-        """``events(name)``, or ``events()`` when ``name`` is None."""
-        return self.events() if name is None else self.events(name)
-
-    def next_event(self, name: str, timeout: float | None = None) -> list[Any]:
-        """Wait for the next event ``name`` and return its args."""
-        return self._client._runner.run(self._conn.next_event(name, timeout), None)
-
-    def close(self) -> None:
-        """Close the connection (``1000 "Disposed"``)."""
-        self._client._runner.run(self._conn.close(), None)
+    start = on_loop(ActorConnection.start)
+    wait_open = blocking(ActorConnection.wait_open)
+    on = on_loop(ActorConnection.on, threadsafe_remover)
+    once = on_loop(ActorConnection.once, threadsafe_remover)
+    on_error = on_loop(ActorConnection.on_error, threadsafe_remover)
+    on_open = on_loop(ActorConnection.on_open, threadsafe_remover)
+    on_close = on_loop(ActorConnection.on_close, threadsafe_remover)
+    on_status_change = on_loop(ActorConnection.on_status_change, threadsafe_remover)
+    events = on_loop(ActorConnection.events, SyncEventStream)
+    iter_events = on_loop(ActorConnection.iter_events, SyncEventStream)
+    next_event = blocking(ActorConnection.next_event, bounded=False)
+    close = blocking(ActorConnection.close, bounded=False)
 
     def __enter__(self) -> SyncActorConnection:
         return self
@@ -263,137 +141,63 @@ class SyncActorConnection:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Sync{self._conn!r}>"
+        return f"<Sync{self._target!r}>"
 
 
-class SyncActorHandle:
+class SyncActorHandle(Facade):
     """The blocking face of an :class:`~rivetkit.client.ActorHandle`."""
 
-    def __init__(self, client: SyncClient, handle: ActorHandle) -> None:
-        self._client = client
-        self._handle = handle
+    _target: ActorHandle
 
     @property
     def handle(self) -> ActorHandle:
         """The underlying async handle (use it only on the client's loop)."""
-        return self._handle
+        return self._target
 
-    @property
-    def name(self) -> str:
-        """The actor's name."""
-        return self._handle.name
+    query = attribute(ActorHandle.query)
+    name = attribute(ActorHandle.name)
+    key = attribute(ActorHandle.key)
+    actor_id = attribute(ActorHandle.actor_id)
+    params = attribute(ActorHandle.params)
 
-    @property
-    def key(self) -> list[str] | None:
-        """The actor's key (None for a handle made from an actor id)."""
-        return self._handle.key
-
-    @property
-    def actor_id(self) -> str | None:
-        """The actor id of a get_for_id/create handle, else None."""
-        return self._handle.actor_id
-
-    def action(self, name: str, *args: Any) -> Any:
-        """Call action ``name`` over HTTP and wait for its result."""
-        return self._client._run(self._handle.action(name, *args))
+    action = blocking(ActorHandle.action)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        if name.startswith("_"):
-            raise AttributeError(name)
+        return _action_of(self, name)
 
-        def call(*args: Any) -> Any:
-            return self.action(name, *args)
-
-        call.__name__ = call.__qualname__ = name
-        return call
-
-    def resolve(self) -> str:
-        """The actor's id (see :meth:`ActorHandle.resolve`)."""
-        return self._client._run(self._handle.resolve())
-
-    def connect(
-        self, params: Any = _UNSET, *, open_timeout: float | None = 30.0
-    ) -> SyncActorConnection:
-        """Open a connection and wait until it is connected.
+    resolve = blocking(ActorHandle.resolve)
+    connect = blocking(
+        ActorHandle.connect,
+        SyncActorConnection,
+        doc="""Open a connection and wait until it is connected.
 
         Waits up to ``open_timeout`` seconds (``client.connection_open_failed``) and at most
         the client's ``timeout`` (``client.timeout``); on either, the connection is closed.
-        """
-        handle = self._handle
-
-        async def open_conn() -> ActorConnection:
-            if params is _UNSET:
-                conn = handle.connect(open_timeout=open_timeout)
-            else:
-                conn = handle.connect(params, open_timeout=open_timeout)
-            return await conn
-
-        return SyncActorConnection(self._client, self._client._run(open_conn()))
-
-    def send(
-        self, queue: str, body: Any = None, *, wait: bool = False, timeout: float | None = None
-    ) -> QueueSendResult | None:
-        """Send to the actor's queue (see :meth:`ActorHandle.send`)."""
-        return self._client._run(self._handle.send(queue, body, wait=wait, timeout=timeout))
-
-    def fetch(
-        self,
-        path: str,
-        *,
-        method: str = "GET",
-        content: bytes | str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        """A raw HTTP request to the actor (see :meth:`ActorHandle.fetch`)."""
-        return self._client._run(
-            self._handle.fetch(path, method=method, content=content, headers=headers)
-        )
+        ``params`` defaults to the handle's params.
+        """,
+    )
+    send = blocking(ActorHandle.send)
+    fetch = blocking(ActorHandle.fetch)
 
     def __repr__(self) -> str:
-        return f"<Sync{self._handle!r}>"
+        return f"<Sync{self._target!r}>"
 
 
-class SyncActorAccessor:
+class SyncActorAccessor(Facade):
     """``sync_client.<name>``: the handle factories for one actor name."""
 
-    def __init__(self, client: SyncClient, name: str) -> None:
-        self._client = client
-        self._name = name
+    _target: ActorAccessor
 
-    def get(self, key: KeyArg = None, *, params: Any = None) -> SyncActorHandle:
-        """See :meth:`SyncClient.get`."""
-        return self._client.get(self._name, key, params=params)
+    get = direct(ActorAccessor.get, SyncActorHandle)
+    get_or_create = direct(ActorAccessor.get_or_create, SyncActorHandle)
+    create = blocking(ActorAccessor.create, SyncActorHandle)
+    get_for_id = direct(ActorAccessor.get_for_id, SyncActorHandle)
 
-    def get_or_create(
-        self,
-        key: KeyArg = None,
-        *,
-        input: Any = None,
-        params: Any = None,
-        region: str | None = None,
-    ) -> SyncActorHandle:
-        """See :meth:`SyncClient.get_or_create`."""
-        return self._client.get_or_create(
-            self._name, key, input=input, params=params, region=region
-        )
-
-    def create(
-        self,
-        key: KeyArg = None,
-        *,
-        input: Any = None,
-        params: Any = None,
-        region: str | None = None,
-    ) -> SyncActorHandle:
-        """See :meth:`SyncClient.create`."""
-        return self._client.create(self._name, key, input=input, params=params, region=region)
-
-    def get_for_id(self, actor_id: str, *, params: Any = None) -> SyncActorHandle:
-        """See :meth:`SyncClient.get_for_id`."""
-        return self._client.get_for_id(self._name, actor_id, params=params)
+    def __repr__(self) -> str:
+        return f"<Sync{self._target!r}>"
 
 
-class SyncClient:
+class SyncClient(Facade):
     """A blocking client: :class:`~rivetkit.client.Client`'s options, plus ``timeout``.
 
     :param timeout: the longest any blocking call waits, in seconds (``client.timeout``
@@ -402,6 +206,8 @@ class SyncClient:
 
     Use it as ``with SyncClient(...) as client`` or call :meth:`close`.
     """
+
+    _target: Client
 
     def __init__(
         self,
@@ -433,83 +239,42 @@ class SyncClient:
             retry=retry,
             transport=transport,
         )
-        self._timeout = timeout
-        self._client = client
-        self._runner = _LoopThread()
-        self._closed = False
+        super().__init__(None, client)
+        self._call_timeout = timeout
+        self._loop = LoopThread()
+        self._closing = False
 
     @property
     def client(self) -> Client:
         """The underlying async client (use it only on the client's loop)."""
-        return self._client
+        return self._target
 
-    @property
-    def endpoint(self) -> str:
-        """The endpoint in use."""
-        return self._client.endpoint
+    config = attribute(Client.config)
+    endpoint = attribute(Client.endpoint)
+    namespace = attribute(Client.namespace)
+    encoding = attribute(Client.encoding)
+    closed = attribute(Client.closed)
 
-    @property
-    def encoding(self) -> str:
-        """``bare``, ``cbor`` or ``json``."""
-        return self._client.encoding
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self._runner.run(coro, self._timeout)
-
-    def metadata(self) -> dict[str, Any]:
-        """The server's ``GET /metadata`` answer."""
-        return self._run(self._client.metadata())
-
-    def get(self, name: str, key: KeyArg = None, *, params: Any = None) -> SyncActorHandle:
-        """A handle on the existing actor ``(name, key)`` (see :meth:`Client.get`)."""
-        return SyncActorHandle(self, self._client.get(name, key, params=params))
-
-    def get_or_create(
-        self,
-        name: str,
-        key: KeyArg = None,
-        *,
-        input: Any = None,
-        params: Any = None,
-        region: str | None = None,
-    ) -> SyncActorHandle:
-        """A handle on ``(name, key)``, created on first use (see :meth:`Client.get_or_create`)."""
-        handle = self._client.get_or_create(name, key, input=input, params=params, region=region)
-        return SyncActorHandle(self, handle)
-
-    def create(
-        self,
-        name: str,
-        key: KeyArg = None,
-        *,
-        input: Any = None,
-        params: Any = None,
-        region: str | None = None,
-    ) -> SyncActorHandle:
-        """Create a new actor and return a handle on it (see :meth:`Client.create`)."""
-        handle = self._run(
-            self._client.create(name, key, input=input, params=params, region=region)
-        )
-        return SyncActorHandle(self, handle)
-
-    def get_for_id(self, name: str, actor_id: str, *, params: Any = None) -> SyncActorHandle:
-        """A handle on the actor with id ``actor_id``."""
-        return SyncActorHandle(self, self._client.get_for_id(name, actor_id, params=params))
+    metadata = blocking(Client.metadata)
+    get = direct(Client.get, SyncActorHandle)
+    get_or_create = direct(Client.get_or_create, SyncActorHandle)
+    create = blocking(Client.create, SyncActorHandle)
+    get_for_id = direct(Client.get_for_id, SyncActorHandle)
 
     def __getattr__(self, name: str) -> SyncActorAccessor:
         if name.startswith("_"):
             raise AttributeError(name)
-        return SyncActorAccessor(self, name)
+        return SyncActorAccessor(self, ActorAccessor(self._target, name))
 
     def close(self) -> None:
         """Close connections and HTTP connections, then stop the loop thread. Idempotent."""
-        if self._closed:
+        if self._closing:
             return
-        self._closed = True
+        self._closing = True
         try:
-            self._runner.run(self._client.close(), 30.0)
+            self._loop.run(self._target.close(), 30.0)
         finally:
-            self._runner.stop()
+            self._loop.stop()
 
     def __enter__(self) -> SyncClient:
         return self
