@@ -31,7 +31,7 @@ import atheris  # noqa: E402
 
 with atheris.instrument_imports():
     from rivetkit.client.config import parse_endpoint
-    from rivetkit.dispatch import router
+    from rivetkit.dispatch import connect, router
     from rivetkit.drivers.keys import deserialize_key, serialize_key
     from rivetkit.errors import ProtocolError, RivetError
     from rivetkit.protocol import _bare_py
@@ -117,8 +117,8 @@ def parsers_harness() -> Callable[[bytes], None]:
         attempt(lambda: gateway.parse_direct(text), RivetError)
         attempt(lambda: gateway.decode_input(text, urlsafe=True, what="input"), RivetError)
         attempt(lambda: router._decode_segment(text), RivetError)
-        attempt(lambda: router._ws_conn_params(text), RivetError)
-        attempt(lambda: router._conn_params_bytes(data), RivetError)
+        attempt(lambda: connect.ws_conn_params(text), RivetError)
+        attempt(lambda: connect.conn_params_bytes(data), RivetError)
         attempt(lambda: parse_endpoint("http://" + text), ValueError)
 
     return one

@@ -295,11 +295,11 @@ async def test_sockets_that_do_not_bound_themselves_are_bounded_by_the_session(
     """Under uvicorn's own WebSocket protocol (as under the engine tunnel) the socket has no
     budget of its own: the connection's queue is bounded in bytes instead, and a client that
     never reads is closed with 1008 ``ws.send_buffer_full`` and counted."""
-    from rivetkit.dispatch import router
+    from rivetkit.dispatch import connect
     from rivetkit.server import runner
 
     monkeypatch.setattr(runner, "ws_protocol", lambda: "websockets-sansio")
-    monkeypatch.setattr(router, "MAX_PENDING_BYTES", 2 * MIB)
+    monkeypatch.setattr(connect, "MAX_PENDING_BYTES", 2 * MIB)
     async with (
         serve(ServerLimits()) as (base, _server),
         httpx.AsyncClient(timeout=10) as http,

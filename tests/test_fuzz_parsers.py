@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from rivetkit.client.config import parse_endpoint
 from rivetkit.client.errors import ActorError, connection_closed_error, parse_http_error
-from rivetkit.dispatch import router
+from rivetkit.dispatch import connect, router
 from rivetkit.dispatch.http import Headers
 from rivetkit.drivers.keys import check_name_key, deserialize_key, serialize_key
 from rivetkit.errors import RivetError
@@ -142,12 +142,12 @@ def test_connection_params(protocols: list[str], params: str | None, header: byt
     # The server's headers are latin-1 text of the raw bytes.
     value = ",".join(protocols).encode("utf-8", "surrogatepass").decode("latin-1")
     headers = Headers([("sec-websocket-protocol", value)])
-    offered = router.parse_subprotocols(headers)
+    offered = connect.parse_subprotocols(headers)
     assert all(isinstance(item, str) and item for item in offered)
-    router._encoding_of(offered)
-    rejects_with(RivetError, lambda: router._ws_conn_params(router._params_of(offered)))
-    rejects_with(RivetError, lambda: router._ws_conn_params(params))
-    rejects_with(RivetError, lambda: router._conn_params_bytes(header))
+    connect.encoding_of(offered)
+    rejects_with(RivetError, lambda: connect.ws_conn_params(connect.params_of(offered)))
+    rejects_with(RivetError, lambda: connect.ws_conn_params(params))
+    rejects_with(RivetError, lambda: connect.conn_params_bytes(header))
     encoding, _raw = router._action_headers([(b"x-rivet-encoding", header)])
     assert isinstance(encoding, str)
 

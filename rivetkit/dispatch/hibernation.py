@@ -29,10 +29,17 @@ import asyncio
 import inspect
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from rivetkit.dispatch.http import Request
+from rivetkit.dispatch.connect import (
+    ConnSession,
+    close_left_conn,
+    encoding_of,
+    parse_subprotocols,
+    ws_reason,
+)
+from rivetkit.dispatch.http import Headers, Request
 from rivetkit.dispatch.websocket import RawWebSocket, WebSocket
 from rivetkit.errors import RivetError, to_public
 from rivetkit.runtime.instance import Phase
@@ -71,8 +78,6 @@ def can_hibernate_raw(options: Any, request: Request) -> bool:
 def raw_request_of(info: Hibernation) -> Request:
     """The upgrade request of a restored raw socket, as ``on_websocket`` sees it (path
     relative to ``/websocket``), from its connection record."""
-    from rivetkit.dispatch.http import Headers
-
     path, _, query = info.request_path.partition("?")
     if path == "/websocket" or path.startswith("/websocket/"):
         path = path[10:] or "/"
@@ -81,12 +86,6 @@ def raw_request_of(info: Hibernation) -> Request:
         for name, value in info.request_headers.items()
     ]
     return Request("GET", path, query_string=query, headers=Headers.from_raw(raw))
-
-
-def _ws_reason(error: BaseException) -> str:
-    public = to_public(error)
-    reason = f"{public.group}.{public.code}"
-    return reason if len(reason.encode()) <= 123 else "actor.internal_error"
 
 
 class _HandlerSocket:
@@ -149,35 +148,6 @@ class _HandlerSocket:
             return  # the socket outlives this run of the handler
         self.end()
         await self._session.close_socket(code, reason)
-
-
-async def close_left_conn(
-    conn: Connection,
-    actor_id: str,
-    wake: Callable[[str], Awaitable[object]] | None,
-    current: Callable[[], Connection | None],
-) -> None:
-    """Close ``conn`` (``on_disconnect``) after its client left. A hibernated connection is
-    in no instance: ``wake`` (None: never) starts the actor, whose restore re-attaches the
-    connection (``current()`` then gives it) or finds the socket gone and closes it itself."""
-    owner = conn.owner
-    active = (Phase.STARTED, Phase.SLEEP_GRACE)
-    if owner is None or owner.phase not in active:
-        if wake is None:
-            return
-        try:
-            await wake(actor_id)
-        except Exception as exc:
-            logger.debug("actor %s not woken to close a connection: %r", actor_id, exc)
-            return
-        conn = current() or conn  # re-attached meanwhile?
-        owner = conn.owner
-        if conn.disconnected or owner is None or owner.phase not in active:
-            return
-    try:
-        await owner.disconnect(conn, "connection closed")
-    except Exception:
-        owner.log.exception("closing a connection failed")
 
 
 class RawSession:
@@ -257,7 +227,7 @@ class RawSession:
         except Exception as exc:
             if not isinstance(exc, RivetError):
                 instance.log.error("raw WebSocket connect failed", exc_info=exc)
-            await self.close_socket(1011, _ws_reason(exc))
+            await self.close_socket(1011, ws_reason(exc))
             return
         self.conn = conn
         self._start_handler(resumed=False)
@@ -326,7 +296,7 @@ class RawSession:
                 instance = await dispatcher._instance(self._actor_id)
             except Exception as exc:
                 logger.warning("waking the actor of a hibernated raw WebSocket failed: %s", exc)
-                await self.close_socket(1011, _ws_reason(exc))
+                await self.close_socket(1011, ws_reason(exc))
                 return None
             current = self.conn
             if current is None or current.disconnected:
@@ -396,7 +366,7 @@ class RawSession:
                 owner.log.error("on_websocket failed", exc_info=exc)
             if not view.hibernating:
                 view.end()
-                await self.close_socket(1011, _ws_reason(exc))
+                await self.close_socket(1011, ws_reason(exc))
                 await self._disconnect(owner, conn)
         else:
             if not view.hibernating:  # the handler is done with the socket: close it
@@ -428,9 +398,6 @@ def restore_session(
     """Attach a restored hibernatable connection to ``socket`` (a new socket for the one
     the gateway kept: engine mode) and return the coroutine that serves it from now on
     (an actor-connect session, without a second ``Init``, or a raw one)."""
-    from rivetkit.dispatch.http import Headers
-    from rivetkit.dispatch.router import _ConnSession, _encoding_of, parse_subprotocols
-
     info = conn.hibernation
     owner = conn.owner
     if info is None or owner is None:
@@ -440,8 +407,8 @@ def restore_session(
             (name.encode("latin-1", "replace"), value.encode("latin-1", "replace"))
             for name, value in info.request_headers.items()
         ]
-        encoding = _encoding_of(parse_subprotocols(Headers.from_raw(raw)))
-        session = _ConnSession(owner, socket, encoding)
+        encoding = encoding_of(parse_subprotocols(Headers.from_raw(raw)))
+        session = ConnSession(owner, socket, encoding)
         session.hibernate_with(dispatcher, owner.actor_id, info)
         session.attach(conn)
         return session.run(None, restored=conn)

@@ -32,20 +32,17 @@ their group and code but hide the message unless ``RIVET_EXPOSE_ERRORS=1``; thei
 is logged. Every request counts as activity of the actor while it runs (it cannot fall asleep
 mid-request).
 
-WebSockets: ``/connect`` runs the actor-connect protocol (subprotocol ``rivet`` echoed;
-encoding from ``rivet_encoding.*``, default json; params from ``rivet_conn_params.*``; ``Init``
-first; actions answered by id, concurrently; subscriptions through the event's
-``can_subscribe`` gate, a refusal closing the socket with ``auth.forbidden``; events). With
-``hibernatable_connections`` (the embedded server) its connection is hibernatable: the socket
-stays open while the actor sleeps, and the next message (or the client's close) wakes the
-actor, whose restored connection takes the socket back before handling it; through the
-engine tunnel, whose sockets carry their own hibernation (``websocket.hibernation``), the
-engine's gateway holds the socket instead (see :mod:`rivetkit.drivers.engine.tunnel`).
-Raw sockets hibernate when the actor's ``can_hibernate_websocket`` allows it
-(:mod:`rivetkit.dispatch.hibernation`). ``/inspector/*``
-is the inspector (:mod:`rivetkit.inspector`: HTTP routes and ``/inspector/connect``, behind
-the actor's token), answered before any user handler. Any other path goes to
-``on_websocket`` (``/websocket/...`` with the prefix stripped, other paths as they are).
+WebSockets: ``/connect`` runs the actor-connect protocol (subprotocol ``rivet`` echoed; the
+session is :class:`~rivetkit.dispatch.connect.ConnSession`). With ``hibernatable_connections``
+(the embedded server) its connection is hibernatable: the socket stays open while the actor
+sleeps, and the next message (or the client's close) wakes the actor; through the engine
+tunnel, whose sockets carry their own hibernation (``websocket.hibernation``), the engine's
+gateway holds the socket instead (see :mod:`rivetkit.drivers.engine.tunnel`). Raw sockets
+hibernate when the actor's ``can_hibernate_websocket`` allows it
+(:mod:`rivetkit.dispatch.hibernation`). ``/inspector/*`` is the inspector
+(:mod:`rivetkit.inspector`: HTTP routes and ``/inspector/connect``, behind the actor's token),
+answered before any user handler. Any other path goes to ``on_websocket`` (``/websocket/...``
+with the prefix stripped, other paths as they are).
 
 Queues: ``POST /queue/{name}`` decodes and checks the request fully, then sends through the
 actor's ``queue`` (an object with ``async send(name, body, *, wait, timeout)`` returning None
@@ -55,41 +52,36 @@ or ``{"status", "response"?}``). An actor without one answers ``queue/not_suppor
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import inspect
 import itertools
 import json
-import logging
 import os
 import random
-from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, unquote
 
 from rivetkit._version import __version__
-from rivetkit.dispatch.hibernation import RawSession, can_hibernate_raw, close_left_conn
-from rivetkit.dispatch.http import Headers, Request, Response
+from rivetkit.dispatch.connect import (
+    MAX_CONN_PARAMS_SIZE,
+    ConnSession,
+    conn_params_bytes,
+    encoding_of,
+    error_frame,
+    log_error,
+    outgoing_too_long,
+    params_of,
+    parse_subprotocols,
+    ws_conn_params,
+    ws_reason,
+)
+from rivetkit.dispatch.hibernation import RawSession, can_hibernate_raw
+from rivetkit.dispatch.http import Request, Response
 from rivetkit.dispatch.websocket import RawWebSocket, WebSocket
 from rivetkit.drivers.keys import serialize_key
 from rivetkit.errors import EncodeError, ProtocolError, RivetError, http_status, to_public
-from rivetkit.metrics.server import SERVER_COUNTERS
-from rivetkit.protocol.client_protocol import (
-    ActionRequest,
-    ActorSpecifier,
-    Error,
-    Event,
-    Init,
-    SubscriptionRequest,
-    ToClient,
-)
+from rivetkit.protocol.client_protocol import ActorSpecifier
 from rivetkit.protocol.json_compat import (
     ENCODINGS,
-    action_request_from,
-    decode_to_server,
-    encode_action_response,
-    encode_to_client,
     http_action_request_from,
     http_action_response_to,
     http_error_to,
@@ -110,17 +102,6 @@ __all__ = [
     "error_response",
     "parse_subprotocols",
 ]
-
-logger = logging.getLogger("rivetkit.dispatch")
-
-#: Largest connection params (JSON text), as in RivetKit.
-MAX_CONN_PARAMS_SIZE: Final = 4096
-#: Frames queued for one connection before it is dropped as too slow.
-MAX_PENDING_FRAMES: Final = 65536
-#: Bytes queued for one connection (frames its socket could not take at once) before it is
-#: dropped as too slow: the embedded server's own sockets bound their buffer themselves
-#: (``--ws-max-buffer``), this bounds the others (uvicorn's protocol, the engine tunnel).
-MAX_PENDING_BYTES: Final = 16 * 1024 * 1024
 
 _JSON: Final = b"application/json"
 _OCTETS: Final = b"application/octet-stream"
@@ -152,10 +133,6 @@ def _ephemeral_conn_id() -> str:
     return f"{_CONN_ID_PREFIX}{next(_conn_serials) & 0xFFFFFFFFFFFF:012x}"
 
 
-def _invalid_request(message: str, metadata: Any = None) -> RivetError:
-    return RivetError("actor", "invalid_request", message, metadata=metadata)
-
-
 def _not_found(path: str) -> RivetError:
     return RivetError(
         "actor",
@@ -171,15 +148,6 @@ def _method_not_allowed(method: str, path: str) -> RivetError:
         "method_not_allowed",
         f"method {method} is not allowed on {path[:200]}",
         metadata={"method": method, "path": path[:200]},
-    )
-
-
-def _outgoing_too_long(limit: int) -> RivetError:
-    return RivetError(
-        "message",
-        "outgoing_too_long",
-        f"Outgoing message too long (the limit is {limit} bytes)",
-        metadata={"limit": limit},
     )
 
 
@@ -209,20 +177,6 @@ def _single_segment(path: str, prefix_len: int) -> str | None:
     return segment
 
 
-def _log_error(
-    error: BaseException, instance: ActorInstance | None, what: str, *, traced: bool = False
-) -> None:
-    """Log an error on its way to a client: internal RivetErrors as a warning line, other
-    exceptions with their traceback (unless ``traced``: the runtime logged it already)."""
-    log: Any = instance.log if instance is not None else logger
-    if isinstance(error, RivetError):
-        if to_public(error) is not error:
-            log.warning("%s failed: %s", what, error)
-        return
-    if not traced:
-        log.error("%s failed", what, exc_info=error)
-
-
 def _actor_specifier(instance: ActorInstance) -> ActorSpecifier:
     return ActorSpecifier(instance.actor_id, instance.generation, serialize_key(instance.key))
 
@@ -248,52 +202,6 @@ def error_response(
     return Response._raw(http_status(public.group, public.code), raw, body)
 
 
-def parse_subprotocols(headers: Headers) -> list[str]:
-    """The subprotocols a WebSocket client offered (``Sec-WebSocket-Protocol``), in order."""
-    offered: list[str] = []
-    for value in headers.get_all("sec-websocket-protocol"):
-        for item in value.split(","):
-            item = item.strip()
-            if item:
-                offered.append(item)
-    return offered
-
-
-def _params_from_json(text: str, where: str, size: int | None = None) -> Any:
-    """Decode the JSON ``text`` of connection params; the 4 KiB limit is on its bytes
-    (``size``, or its UTF-8 length: a character may take up to 4 bytes)."""
-    if size is None and len(text) * 4 > MAX_CONN_PARAMS_SIZE:
-        size = (
-            len(text)
-            if len(text) > MAX_CONN_PARAMS_SIZE
-            else len(text.encode("utf-8", "surrogatepass"))
-        )
-    if size is not None and size > MAX_CONN_PARAMS_SIZE:
-        raise _invalid_request(
-            f"connection params exceed {MAX_CONN_PARAMS_SIZE} bytes",
-            metadata={"limit": MAX_CONN_PARAMS_SIZE},
-        )
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        raise _invalid_request(f"connection params in {where} are not valid JSON") from None
-
-
-def _http_conn_params(headers: Headers) -> Any:
-    raw = headers.get("x-rivet-conn-params")
-    if raw is None:
-        return None
-    return _conn_params_bytes(raw.encode("latin-1"))
-
-
-def _conn_params_bytes(data: bytes) -> Any:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")
-    return _params_from_json(text, "x-rivet-conn-params", len(data))
-
-
 def _action_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str, bytes | None]:
     """The encoding (default json) and the raw conn params of a request, in one pass."""
     encoding: str | None = None
@@ -305,35 +213,6 @@ def _action_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str, bytes | None]:
         elif name == b"x-rivet-conn-params" and params is None:
             params = value
     return encoding or "json", params
-
-
-def _ws_conn_params(encoded: str | None) -> Any:
-    if encoded is None:
-        return None
-    if len(encoded) > MAX_CONN_PARAMS_SIZE * 9:  # the longest percent-encoding of 4 KiB
-        raise _invalid_request(f"connection params exceed {MAX_CONN_PARAMS_SIZE} bytes")
-    try:
-        text = unquote(encoded, errors="strict")
-    except UnicodeDecodeError:
-        raise _invalid_request("connection params are not valid UTF-8") from None
-    return _params_from_json(text, "the rivet_conn_params subprotocol")
-
-
-def _ws_reason(error: RivetError) -> str:
-    reason = f"{error.group}.{error.code}"
-    return reason if len(reason.encode()) <= 123 else "actor.internal_error"
-
-
-def _error_frame(error: BaseException, action_id: int | None, encoding: str) -> str | bytes:
-    public = to_public(error)
-    message = ToClient(
-        Error(public.group, public.code, public.message, public.metadata, action_id, None)
-    )
-    try:
-        return encode_to_client(message, encoding)
-    except Exception:
-        message = ToClient(Error(public.group, public.code, public.message, None, action_id, None))
-        return encode_to_client(message, encoding)
 
 
 class Dispatcher:
@@ -351,7 +230,7 @@ class Dispatcher:
         # closes the sockets of a stopping actor), connections keep their actor awake.
         self.hibernatable_connections = hibernatable_connections
         self.gateway_id = new_hibernation_id()
-        # request id -> the session holding the socket (_ConnSession, or RawSession)
+        # request id -> the session holding the socket (ConnSession, or RawSession)
         self._sessions: dict[bytes, Any] = {}
         if hibernatable_connections:
             runtime.conn_alive = self.conn_alive
@@ -419,7 +298,7 @@ class Dispatcher:
     def _error(
         self, error: BaseException, instance: ActorInstance | None, what: str, *, traced: bool
     ) -> Response:
-        _log_error(error, instance, what, traced=traced)
+        log_error(error, instance, what, traced=traced)
         headers = self.headers_of(instance) if instance is not None else None
         return error_response(error, instance=instance, headers=headers)
 
@@ -488,7 +367,7 @@ class Dispatcher:
             options = instance.options
             body = await request.read(options.max_incoming_message_size)
             args = http_action_request_from(body, encoding)
-            params = None if raw_params is None else _conn_params_bytes(raw_params)
+            params = None if raw_params is None else conn_params_bytes(raw_params)
             conn = await instance.connect(params, conn_id=_ephemeral_conn_id())
             try:
                 traced = True  # the runtime logs the failures of actions
@@ -508,7 +387,7 @@ class Dispatcher:
                     f"the output of action {name!r} cannot be encoded: {exc}",
                 ) from exc
             if len(payload) > options.max_outgoing_message_size:
-                raise _outgoing_too_long(options.max_outgoing_message_size)
+                raise outgoing_too_long(options.max_outgoing_message_size)
         except Exception as exc:
             return self._error(exc, instance, f"action {name!r}", traced=traced)
         finally:
@@ -531,7 +410,7 @@ class Dispatcher:
             options = instance.options
             body = await request.read(options.max_incoming_message_size)
             send = http_queue_send_request_from(body, encoding)
-            params = None if raw_params is None else _conn_params_bytes(raw_params)
+            params = None if raw_params is None else conn_params_bytes(raw_params)
             queue = getattr(instance, "queue", None)
             sender = getattr(queue, "send", None)
             if sender is None:
@@ -594,7 +473,7 @@ class Dispatcher:
                     f"the completion response cannot be encoded: {exc}",
                 ) from exc
             if len(payload) > options.max_outgoing_message_size:
-                raise _outgoing_too_long(options.max_outgoing_message_size)
+                raise outgoing_too_long(options.max_outgoing_message_size)
         except Exception as exc:
             return self._error(exc, instance, f"queue send {name!r}", traced=False)
         finally:
@@ -664,35 +543,34 @@ class Dispatcher:
         On ``/connect`` the client gets an ``Error`` (``actionId`` null) in its encoding, then
         a close with reason ``group.code``; elsewhere only the close.
         """
-        _log_error(error, None, f"WebSocket {request.raw_path[:200]}")
+        log_error(error, None, f"WebSocket {request.raw_path[:200]}")
         offered = parse_subprotocols(request.headers)
         await websocket.accept("rivet" if "rivet" in offered else None)
-        public = to_public(error)
         if request.raw_path == "/connect":
-            encoding = _encoding_of(offered)
+            encoding = encoding_of(offered)
             if encoding not in ENCODINGS:
                 await websocket.close(1003, "actor.unsupported_websocket_encoding")
                 return
-            await websocket.send(_error_frame(error, None, encoding))
-        await websocket.close(1011, _ws_reason(public))
+            await websocket.send(error_frame(error, None, encoding))
+        await websocket.close(1011, ws_reason(error))
 
     async def _connect(
         self, actor_id: str, offered: list[str], websocket: WebSocket, request: Request
     ) -> None:
-        encoding = _encoding_of(offered)
+        encoding = encoding_of(offered)
         if encoding not in ENCODINGS:
             await websocket.close(1003, "actor.unsupported_websocket_encoding")
             return
         instance: ActorInstance | None = None
         try:
-            params = _ws_conn_params(_params_of(offered))
+            params = ws_conn_params(params_of(offered))
             instance = await self._instance(actor_id)
         except Exception as exc:
-            _log_error(exc, instance, "WebSocket connect")
-            await websocket.send(_error_frame(exc, None, encoding))
-            await websocket.close(1011, _ws_reason(to_public(exc)))
+            log_error(exc, instance, "WebSocket connect")
+            await websocket.send(error_frame(exc, None, encoding))
+            await websocket.close(1011, ws_reason(exc))
             return
-        session = _ConnSession(instance, websocket, encoding)
+        session = ConnSession(instance, websocket, encoding)
         hibernation = self.hibernation_for(websocket, "/connect", request)
         if hibernation is not None:  # the socket stays open while the actor sleeps
             session.hibernate_with(self, actor_id, hibernation)
@@ -724,8 +602,8 @@ class Dispatcher:
         try:
             instance = await self._instance(actor_id)
         except Exception as exc:
-            _log_error(exc, None, "raw WebSocket")
-            await websocket.close(1011, _ws_reason(to_public(exc)))
+            log_error(exc, None, "raw WebSocket")
+            await websocket.close(1011, ws_reason(exc))
             return
         hook = instance.definition.hooks.on_websocket
         if hook is None:
@@ -737,10 +615,10 @@ class Dispatcher:
             hibernation = self.hibernation_for(websocket, actor_path, upgrade)
             if hibernation is not None:  # the socket survives the actor's sleep
                 try:
-                    params = _ws_conn_params(_params_of(parse_subprotocols(request.headers)))
+                    params = ws_conn_params(params_of(parse_subprotocols(request.headers)))
                 except Exception as exc:
-                    _log_error(exc, instance, "raw WebSocket")
-                    await websocket.close(1011, _ws_reason(to_public(exc)))
+                    log_error(exc, instance, "raw WebSocket")
+                    await websocket.close(1011, ws_reason(exc))
                     return
                 session = RawSession(self, actor_id, websocket, request)
                 await session.run(instance, params, hibernation)
@@ -758,484 +636,10 @@ class Dispatcher:
             if inspect.isawaitable(result):
                 await result
         except Exception as exc:
-            _log_error(exc, instance, "on_websocket")
-            await raw.close(1011, _ws_reason(to_public(exc)))
+            log_error(exc, instance, "on_websocket")
+            await raw.close(1011, ws_reason(exc))
         else:
             await raw.close(1000, "")
         finally:
             watcher.cancel()
             instance.end_request()
-
-
-def _encoding_of(offered: list[str]) -> str:
-    for item in offered:
-        if item.startswith("rivet_encoding."):
-            return item[15:]
-    return "json"
-
-
-def _params_of(offered: list[str]) -> str | None:
-    for item in offered:
-        if item.startswith("rivet_conn_params."):
-            return item[18:]
-    return None
-
-
-class _Resume:
-    """Awaitable that runs a coroutine on from where its first step stopped (it yielded
-    ``pending``), as if a task had run it from the start (``yield from`` by hand)."""
-
-    __slots__ = ("_coro", "_pending")
-
-    def __init__(self, coro: Coroutine[Any, Any, None], pending: Any) -> None:
-        self._coro = coro
-        self._pending = pending
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        coro = self._coro
-        pending = self._pending
-        while True:
-            try:
-                value = yield pending
-            except BaseException as exc:  # thrown in by the task (a cancellation)
-                try:
-                    pending = coro.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    pending = coro.send(value)
-                except StopIteration:
-                    return
-
-
-# encoding -> (event name, args, frame) of the last event encoded (see send_event).
-_EVENT_FRAMES: dict[str, tuple[str, list[Any], str | bytes]] = {}
-
-
-class _ConnSession:
-    """One ``/connect`` WebSocket: the runtime's :class:`ConnTransport` for its connection.
-
-    Every outgoing frame (Init, responses, errors, events) leaves in order, and the runtime
-    never waits on the socket: a frame goes straight to the socket when it can take it at
-    once (its ``send_nowait``, when it has one) and nothing is queued before it; otherwise
-    into one queue drained by one writer task.
-
-    Actions run concurrently, one task each, in the order they arrived; a synchronous action
-    runs inline instead (no task: it cannot interleave with anything), unless an action that
-    arrived before it has not started yet.
-    """
-
-    __slots__ = (
-        "_actor_id",
-        "_busy",
-        "_closing",
-        "_dispatcher",
-        "_done",
-        "_hibernation",
-        "_inline",
-        "_instance",
-        "_loop",
-        "_max_in",
-        "_max_out",
-        "_next_task",
-        "_out",
-        "_out_bytes",
-        "_send_now",
-        "_tasks",
-        "_unstarted",
-        "_wake",
-        "_ws",
-        "conn",
-        "encoding",
-    )
-
-    def __init__(self, instance: ActorInstance, websocket: WebSocket, encoding: str) -> None:
-        self._instance = instance
-        self._ws = websocket
-        self.encoding = encoding
-        self._max_in = instance.options.max_incoming_message_size
-        self._max_out = instance.options.max_outgoing_message_size
-        self._out: deque[str | bytes] = deque()
-        self._out_bytes = 0
-        self._wake = asyncio.Event()
-        self._closing: tuple[int, str] | None = None
-        self._done = False
-        self._busy = False  # the writer task is sending a frame
-        self._send_now: Callable[[str | bytes], bool] | None = getattr(
-            websocket, "send_nowait", None
-        )
-        # The running action tasks (asyncio keeps only weak references), by a counter.
-        self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._next_task = 0
-        self._unstarted = 0  # action tasks created that have not started yet
-        self._loop = asyncio.get_running_loop()
-        # Sync actions may run inline when the runtime would not await around them either.
-        options = instance.options
-        self._inline = (
-            getattr(instance, "table", None) is not None
-            and not options.serial
-            and not options.durable_replies
-            and instance.definition.hooks.on_before_action_response is None
-        )
-        self.conn: Connection | None = None
-        # Hibernation (see hibernate_with): None for a socket that does not hibernate.
-        self._dispatcher: Dispatcher | None = None
-        self._actor_id = instance.actor_id
-        self._hibernation: Hibernation | None = None
-
-    def hibernate_with(
-        self, dispatcher: Dispatcher, actor_id: str, hibernation: Hibernation
-    ) -> None:
-        """Make the connection hibernatable: the socket stays open while the actor sleeps;
-        the next message wakes the actor, whose restored connection takes this socket back
-        (through :meth:`Dispatcher.conn_alive`, which calls :meth:`attach`)."""
-        self._dispatcher = dispatcher
-        self._actor_id = actor_id
-        self._hibernation = hibernation
-
-    def attach(self, conn: Connection) -> None:
-        """Become the transport of ``conn``, restored by a new instance after a sleep."""
-        conn.transport = self
-        self.conn = conn
-        self._hibernation = conn.hibernation
-        if conn.owner is not None:
-            self._instance = conn.owner
-
-    # -- ConnTransport ---------------------------------------------------------------------
-
-    def send_event(self, name: str, args: list[Any]) -> None:
-        """Queue the event (encoded now, so later changes to ``args`` do not leak in).
-
-        A broadcast hands every connection the same ``args`` list: its frame is encoded once
-        per encoding and reused (the last frame per encoding is kept, with a reference to its
-        ``args`` so the identity check cannot be fooled by a recycled object).
-        """
-        if self._closing is not None:
-            return
-        encoding = self.encoding
-        cached = _EVENT_FRAMES.get(encoding)
-        if cached is not None and cached[1] is args and cached[0] == name:
-            frame = cached[2]
-        else:
-            try:
-                frame = encode_to_client(ToClient(Event(name, args)), encoding)
-            except Exception as exc:
-                self._instance.log.warning("event %r dropped: it cannot be encoded (%s)", name, exc)
-                return
-            _EVENT_FRAMES[encoding] = (name, args, frame)
-        if len(frame) > self._max_out:
-            self._instance.log.warning(
-                "event %r dropped: %d bytes is over max_outgoing_message_size (%d)",
-                name,
-                len(frame),
-                self._max_out,
-            )
-            return
-        self._push(frame)
-
-    def close(self, reason: str | None) -> None:
-        """Close the socket after the frames already queued (the runtime closed the conn)."""
-        self._close_later(1000, (reason or "")[:120])
-
-    # -- the session -----------------------------------------------------------------------
-
-    def _push(self, frame: str | bytes) -> None:
-        if self._closing is not None:
-            return
-        info = self._hibernation
-        if info is not None:
-            info.client_message_index = (info.client_message_index + 1) & 0xFFFF
-        out = self._out
-        if not out and not self._busy:
-            send_now = self._send_now
-            if send_now is not None and send_now(frame):
-                return
-        out.append(frame)
-        self._out_bytes += len(frame)
-        if len(out) > MAX_PENDING_FRAMES or self._out_bytes > MAX_PENDING_BYTES:
-            out.clear()
-            self._out_bytes = 0
-            SERVER_COUNTERS.slow_clients_disconnected += 1
-            self._instance.log.warning("a connection reads too slowly; closing it")
-            self._close_later(1008, "ws.send_buffer_full")
-        self._wake.set()
-
-    def _close_later(self, code: int, reason: str) -> None:
-        if self._closing is None:
-            self._closing = (code, reason)
-            self._wake.set()
-
-    def _fail(self, error: BaseException, action_id: int | None = None) -> None:
-        """A connection-level error: an ``Error`` frame, then a close with ``group.code``."""
-        if self._closing is not None:
-            return
-        self._push(_error_frame(error, action_id, self.encoding))
-        self._close_later(1011, _ws_reason(to_public(error)))
-
-    async def _write_loop(self) -> None:
-        ws = self._ws
-        out = self._out
-        wake = self._wake
-        try:
-            while True:
-                while out:
-                    self._busy = True
-                    frame = out.popleft()
-                    self._out_bytes -= len(frame)
-                    await ws.send(frame)
-                    self._busy = False
-                closing = self._closing
-                if closing is not None:
-                    await ws.close(*closing)
-                    return
-                wake.clear()
-                await wake.wait()
-        except Exception as exc:
-            logger.debug("connection writer stopped: %r", exc)
-        finally:
-            self._done = True
-            out.clear()
-            self._out_bytes = 0
-
-    async def run(self, params: Any, restored: Connection | None = None) -> None:
-        """Serve the socket to its end: connect (preflight, hooks, ``Init``), then the
-        client's messages. ``restored``: the connection restored by a wake, already
-        attached (no connect, no second ``Init``; engine mode, after a sleep)."""
-        instance = self._instance
-        writer = asyncio.ensure_future(self._write_loop())
-        hibernation = self._hibernation
-        sessions = None if self._dispatcher is None else self._dispatcher._sessions
-        conn: Connection | None = restored
-        ws = self._ws
-        # The engine's gateway delivers unacknowledged messages again to the next generation.
-        redelivers = bool(getattr(ws, "redelivers", False))
-        try:
-            if conn is None:
-                try:
-                    conn = await instance.connect(params, transport=self, hibernation=hibernation)
-                except Exception as exc:
-                    _log_error(exc, instance, "connect")
-                    self._fail(exc)
-                    return
-                self.conn = conn
-                init = ToClient(Init(instance.actor_id, conn.id))
-                if hibernation is not None and sessions is not None:
-                    sessions[hibernation.request_id] = self
-                self._push(encode_to_client(init, self.encoding))
-            elif hibernation is not None and sessions is not None:
-                sessions[hibernation.request_id] = self
-            while True:
-                data = await ws.receive()
-                if data is None:
-                    break
-                if self._closing is None:
-                    conn = self.conn
-                    assert conn is not None
-                    owner = conn.owner
-                    if owner is not None and owner.phase != Phase.STARTED and not conn.disconnected:
-                        if redelivers and conn.hibernation is not None:
-                            continue  # not handled, not acknowledged: the next one gets it
-                        # The actor sleeps (or is going to): wake it; its restored
-                        # connection handles the message (never the stopping instance).
-                        conn = await self._resume(conn)
-                        if conn is None:
-                            continue
-                    self._on_message(data, conn)
-        finally:
-            if (
-                hibernation is not None
-                and sessions is not None
-                and sessions.get(hibernation.request_id) is self
-            ):
-                del sessions[hibernation.request_id]
-            self._close_later(1000, "")
-            if self.conn is not None and not getattr(ws, "detached", False):
-                await self._leave(self.conn)
-            with contextlib.suppress(Exception):
-                await writer
-
-    async def _resume(self, conn: Connection) -> Connection | None:
-        """The connection to handle the next message with, once the actor is awake again:
-        waits for a sleep in progress, wakes the actor, and returns the restored connection
-        (which the restore attached to this socket). None after a failure (reported to the
-        client, whose socket then closes)."""
-        dispatcher = self._dispatcher
-        if dispatcher is None or conn.hibernation is None:
-            return conn  # not hibernatable: the instance answers (or refuses) as it is
-        for _ in range(5):
-            try:
-                instance = await dispatcher._instance(self._actor_id)
-            except Exception as exc:
-                _log_error(exc, None, "waking the actor of a hibernated connection")
-                self._fail(exc)
-                return None
-            current = self.conn
-            if current is None or current.disconnected or self._closing is not None:
-                return None
-            owner = current.owner
-            if owner is not None and owner.phase == Phase.STARTED:
-                return current
-            if current is conn and instance.phase == Phase.STARTED:
-                self._fail(
-                    RivetError(
-                        "connection",
-                        "restore_not_found",
-                        "the connection was not restored when its actor woke",
-                        metadata={"conn_id": conn.id},
-                    )
-                )
-                return None
-            conn = current
-        self._fail(RivetError("actor", "stopping", "the actor keeps stopping; reconnect"))
-        return None
-
-    async def _leave(self, conn: Connection) -> None:
-        """The client closed its socket: close its connection. A hibernated one is not in
-        any instance: wake the actor; its restore finds the socket gone and closes the
-        connection itself (``on_disconnect``, record deleted)."""
-        if conn.disconnected:
-            return
-        dispatcher = self._dispatcher
-        wake = None if conn.hibernation is None or dispatcher is None else dispatcher._instance
-        await close_left_conn(conn, self._actor_id, wake, lambda: self.conn)
-
-    def _on_message(self, data: str | bytes, conn: Connection) -> None:
-        info = self._hibernation
-        if info is not None:  # message indexes of the hibernation record (stored, then acked)
-            info.server_message_index = (info.server_message_index + 1) & 0xFFFF
-            if conn.owner is not None:
-                conn.owner.conn_changed(conn)
-        size = len(data)
-        if isinstance(data, str) and size * 4 > self._max_in:
-            size = len(data.encode("utf-8", "surrogatepass"))
-        if size > self._max_in:
-            self._fail(
-                RivetError(
-                    "message",
-                    "incoming_too_long",
-                    f"Incoming message too long (the limit is {self._max_in} bytes)",
-                    metadata={"limit": self._max_in},
-                )
-            )
-            return
-        request = action_request_from(data, self.encoding)  # the common case, quickly
-        if request is None:
-            try:
-                message = decode_to_server(data, self.encoding)
-            except ProtocolError as exc:
-                self._fail(exc)
-                return
-            body = message.body
-            if isinstance(body, SubscriptionRequest):
-                self._subscribe(conn, body.event_name, body.subscribe)
-                return
-            if not isinstance(body, ActionRequest):
-                return
-            request = body.id, body.name, body.args
-        action_id, name, args = request
-        if not isinstance(args, list):
-            args = [] if args is None else [args]
-        if self._inline and not self._unstarted and self._is_sync(name):
-            self._run_inline(self._action(conn, action_id, name, args))
-        else:
-            key = self._next_task = self._next_task + 1
-            self._unstarted += 1
-            self._tasks[key] = self._loop.create_task(
-                self._action(conn, action_id, name, args, key)
-            )
-
-    def _subscribe(self, conn: Connection, event: str, subscribe: bool) -> None:
-        """A ``SubscriptionRequest``, through the event's ``can_subscribe`` gate; a refusal
-        closes the socket with ``group.code`` (``auth.forbidden``), as RivetKit does."""
-        instance = conn.owner if conn.owner is not None else self._instance
-        try:
-            pending = instance.subscribe(conn, event, subscribe)
-        except Exception as exc:
-            self._refuse_subscription(exc, instance, event)
-            return
-        if pending is not None:
-            key = self._next_task = self._next_task + 1
-            self._tasks[key] = self._loop.create_task(
-                self._subscribe_later(key, pending, instance, event)
-            )
-
-    async def _subscribe_later(
-        self, key: int, pending: Awaitable[None], instance: ActorInstance, event: str
-    ) -> None:
-        try:
-            await pending
-        except Exception as exc:
-            self._refuse_subscription(exc, instance, event)
-        finally:
-            self._tasks.pop(key, None)
-
-    def _refuse_subscription(
-        self, error: BaseException, instance: ActorInstance, event: str
-    ) -> None:
-        _log_error(error, instance, f"subscription to {event[:100]!r}")
-        self._close_later(1011, _ws_reason(to_public(error)))
-
-    def _is_sync(self, name: str) -> bool:
-        try:
-            return not self._instance.table.is_async(name)
-        except Exception:  # an unknown action: the task path reports it
-            return False
-
-    def _run_inline(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run ``coro`` now, in a copy of the current context (as a task would); if it
-        suspends after all, a task runs it on from there."""
-        context = contextvars.copy_context()
-        try:
-            pending = context.run(coro.send, None)
-        except StopIteration:
-            return
-        except asyncio.CancelledError:
-            return  # as its task would: cancelled, no answer
-        key = self._next_task = self._next_task + 1
-        # The task runs in (a copy of) the context of the first step.
-        self._tasks[key] = context.run(
-            self._loop.create_task, self._finish(key, _Resume(coro, pending))
-        )
-
-    async def _finish(self, key: int, rest: Awaitable[None]) -> None:
-        try:
-            await rest
-        finally:
-            self._tasks.pop(key, None)
-
-    async def _action(
-        self, conn: Connection, action_id: int, name: str, args: list[Any], key: int = 0
-    ) -> None:
-        """Run the action and queue its response (``key``: of its task in ``_tasks``)."""
-        if key:
-            self._unstarted -= 1
-        instance = self._instance
-        frame: str | bytes
-        try:
-            output = await instance.invoke(name, args, conn)
-        except Exception as exc:
-            if isinstance(exc, RivetError) and to_public(exc) is not exc:
-                instance.log.warning("action %r failed: %s", name, exc)
-            frame = _error_frame(exc, action_id, self.encoding)
-        else:
-            try:
-                frame = encode_action_response(action_id, output, self.encoding)
-            except Exception as exc:
-                error = RivetError(
-                    "actor",
-                    "invalid_output",
-                    f"the output of action {name!r} cannot be encoded: {exc}",
-                )
-                instance.log.warning("%s", error.message)
-                frame = _error_frame(error, action_id, self.encoding)
-            else:
-                if len(frame) > self._max_out:
-                    frame = _error_frame(
-                        _outgoing_too_long(self._max_out), action_id, self.encoding
-                    )
-        finally:
-            if key:
-                self._tasks.pop(key, None)
-        if not self._done:
-            self._push(frame)
