@@ -4,7 +4,7 @@
   keep-alive timer; WebSocket data frames parsed and written in batches) against uvicorn's
   own, byte for byte, over raw sockets on 127.0.0.1, including split, fragmented, control and
   invalid frames;
-* the json_compat fast paths (ActionRequest/ActionResponse/Event, HTTP action bodies)
+* the message and HTTP body fast paths (ActionRequest/ActionResponse/Event, HTTP action bodies)
   against the generic tree walks;
 * the /connect session: synchronous actions run inline without overtaking an action that
   arrived before them.
@@ -30,8 +30,14 @@ from server_actors import query, registry
 from websockets.speedups import apply_mask
 
 from rivetkit import ActorOptions, actor, setup
-from rivetkit.protocol import json_compat as jc
-from rivetkit.protocol.client_protocol import ActionResponse, Event, ToClient
+from rivetkit.protocol import http_bodies, messages, trees, values
+from rivetkit.protocol.client_protocol import (
+    ActionRequest,
+    ActionResponse,
+    Event,
+    ToClient,
+    ToServer,
+)
 from rivetkit.server import create_app
 from rivetkit.server.protocols import http_protocol, ws_protocol
 from rivetkit.server.runner import Server, bind_socket, uvicorn_config
@@ -478,7 +484,7 @@ async def test_sync_actions_never_overtake_earlier_ones(servers: Servers) -> Non
     ws.close()
 
 
-# -- json_compat fast paths ------------------------------------------------------------------
+# -- message and HTTP body fast paths --------------------------------------------------------
 
 VALUES: list[Any] = [
     0, 1, -1, 2**53 - 1, 2**53, -(2**53), 2**64, 1.5, float("nan"), True, False, None,
@@ -495,37 +501,37 @@ def outcome(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def generic_json(message: ToClient) -> str:
-    return jc._json_dumps(jc._to_client_tree(message, jc._json_uint, jc._json_number))
+    return trees.json_dumps(messages._to_client_tree(message, trees.json_uint, trees.json_number))
 
 
 def generic_cbor(message: ToClient) -> bytes:
-    return jc.cbor_dumps_raw(jc._to_client_tree(message, jc._U64, jc._plain))
+    return values.cbor_dumps_raw(messages._to_client_tree(message, values.U64, trees.plain))
 
 
 @pytest.mark.parametrize("value", VALUES, ids=repr)
 async def test_encode_fast_paths(value: Any) -> None:
     for action_id in (0, 5, 2**64 - 1, 2**64, -1, True):
         message = ToClient(ActionResponse(action_id, value))
-        assert outcome(jc.to_client_json, message) == outcome(generic_json, message)
-        assert outcome(jc.to_client_cbor, message) == outcome(generic_cbor, message)
+        assert outcome(messages.to_client_json, message) == outcome(generic_json, message)
+        assert outcome(messages.to_client_cbor, message) == outcome(generic_cbor, message)
         for encoding in ("json", "cbor", "bare"):
-            assert outcome(jc.encode_action_response, action_id, value, encoding) == outcome(
-                jc.encode_to_client, message, encoding
+            assert outcome(messages.encode_action_response, action_id, value, encoding) == outcome(
+                messages.encode_to_client, message, encoding
             )
     for args in ([value], value):
         event = ToClient(Event("ev", args))
-        assert outcome(jc.to_client_json, event) == outcome(generic_json, event)
+        assert outcome(messages.to_client_json, event) == outcome(generic_json, event)
     generic_http = {
-        "json": lambda: jc._json_dumps({"output": jc.encode_json_compat(value)}).encode(),
-        "cbor": lambda: jc.cbor_dumps_raw({"output": jc.encode_json_compat(value)}),
+        "json": lambda: trees.json_dumps({"output": values.encode_json_compat(value)}).encode(),
+        "cbor": lambda: values.cbor_dumps_raw({"output": values.encode_json_compat(value)}),
     }
     for encoding, generic in generic_http.items():
-        assert outcome(jc.http_action_response_to, value, encoding) == outcome(generic)
+        assert outcome(http_bodies.http_action_response_to, value, encoding) == outcome(generic)
 
 
 async def test_encode_fast_paths_catch_errors() -> None:
-    assert outcome(jc.action_response_json, 1, float("inf"))[0] == "error"
-    assert outcome(jc.action_response_json, 1, [1] * 0 + [object()])[0] == "error"
+    assert outcome(messages.action_response_json, 1, float("inf"))[0] == "error"
+    assert outcome(messages.action_response_json, 1, [1] * 0 + [object()])[0] == "error"
 
 
 IDS: list[Any] = [
@@ -560,38 +566,42 @@ def _trees() -> list[Any]:
 async def test_decode_fast_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     trees = _trees()
     fast = [
-        (outcome(jc._to_server_from_tree, t, revive_args=r), r, t)
+        (outcome(messages._to_server_from_tree, t, revive_args=r), r, t)
         for t in trees
         for r in (True, False)
     ]
     texts = [json.dumps(t) for t in trees] + [" {} ", "{} x", "NaN", "[", "", '{"a": 1}']
     fast_text = [
-        (outcome(jc.decode_to_server, text, "json"), jc.action_request_from(text, "json"))
+        (
+            outcome(messages.decode_to_server, text, "json"),
+            messages.action_request_from(text, "json"),
+        )
         for text in texts
     ]
     fast_http = [
-        outcome(jc.http_action_request_from, json.dumps({"args": a}).encode(), "json")
+        outcome(http_bodies.http_action_request_from, json.dumps({"args": a}).encode(), "json")
         for a in [*ARGS, [{"$": 1}]]
     ]
-    monkeypatch.setattr(jc, "_fast_action_request", lambda tree, revive: None)
-    monkeypatch.setattr(jc, "_plain_args", lambda args: False)
+    monkeypatch.setattr(messages, "_fast_action_request", lambda tree, revive: None)
+    monkeypatch.setattr(messages, "plain_args", lambda args: False)
+    monkeypatch.setattr(http_bodies, "plain_args", lambda args: False)
     for result, revive, tree in fast:
-        assert result == outcome(jc._to_server_from_tree, tree, revive_args=revive), tree
+        assert result == outcome(messages._to_server_from_tree, tree, revive_args=revive), tree
     for (result, quick), text in zip(fast_text, texts):
-        assert result == outcome(jc.decode_to_server, text, "json"), text
+        assert result == outcome(messages.decode_to_server, text, "json"), text
         if quick is not None:  # the session's shortcut gives the same message
-            assert result == ("ok", jc.ToServer(jc.ActionRequest(*quick)))
+            assert result == ("ok", ToServer(ActionRequest(*quick)))
     for result, a in zip(fast_http, [*ARGS, [{"$": 1}]]):
         assert result == outcome(
-            jc.http_action_request_from, json.dumps({"args": a}).encode(), "json"
+            http_bodies.http_action_request_from, json.dumps({"args": a}).encode(), "json"
         )
 
 
 async def test_cbor_shared_references_still_refused() -> None:
     # Tag 28/29 (shared references) bytes make the decoder walk the value, as always.
     cyclic = bytes.fromhex("d81c81d81d00")  # a list holding itself
-    assert outcome(jc.cbor_loads_raw, cyclic)[0] == "error"
-    assert jc.cbor_loads_raw(cbor2.dumps({"id": 28, "x": [29]})) == {"id": 28, "x": [29]}
+    assert outcome(values.cbor_loads_raw, cyclic)[0] == "error"
+    assert values.cbor_loads_raw(cbor2.dumps({"id": 28, "x": [29]})) == {"id": 28, "x": [29]}
 
 
 async def test_fast_paths_are_taken(servers: Servers, monkeypatch: pytest.MonkeyPatch) -> None:
