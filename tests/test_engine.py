@@ -26,7 +26,7 @@ from server_actors import registry as server_registry
 from rivetkit import actor, setup
 from rivetkit.client import ActorError, Client
 from rivetkit.drivers.engine import EngineDriver, EngineError, LocalEngine
-from rivetkit.drivers.engine import driver as engine_driver
+from rivetkit.drivers.engine import kv as engine_kv
 from rivetkit.runtime.host import Runtime
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -317,7 +317,7 @@ async def test_kv_driver_round_trips(env: Env, monkeypatch: pytest.MonkeyPatch) 
     values = await driver.kv_get(actor_id, keys)
     assert values[:300] == [value for _, value in puts] and values[300] is None
     # Paged listing (small pages force several requests).
-    monkeypatch.setattr(engine_driver, "LIST_PAGE", 64)
+    monkeypatch.setattr(engine_kv, "LIST_PAGE", 64)
     listed = await driver.kv_list(actor_id, prefix, prefix + b"\xff")
     assert listed == puts
     assert await driver.kv_list(actor_id, prefix, prefix + b"\xff", reverse=True) == puts[::-1]

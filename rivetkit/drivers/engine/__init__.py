@@ -6,7 +6,12 @@ engine places on it; clients reach them through the engine's gateway with the sa
 in embedded mode. The runtime sees the same :class:`~rivetkit.drivers.base.Driver` protocol.
 Modules:
 
-* :mod:`.driver`: :class:`EngineDriver`, the Driver (placement, KV, alarms, intents);
+* :mod:`.driver`: :class:`EngineDriver`, the Driver: the envoy session and its collaborators;
+* :mod:`.placement`: the actors placed here, started and stopped as the engine commands;
+* :mod:`.manager`: the manager-side calls (create, get, list, destroy actors);
+* :mod:`.kv`: each actor's KV as envoy requests within the engine's limits;
+* :mod:`.alarms`: alarms for the engine (sleeping actors) and local timers (running ones);
+* :mod:`.sqlkv`: the actors' SQL databases (``c.db``), SQLite pages in the actor's KV;
 * :mod:`.envoy`: :class:`EnvoyClient`, the socket, its session state and reconnects;
 * :mod:`.tunnel`: HTTP and WebSocket tunnel traffic handed to :mod:`rivetkit.dispatch`;
 * :mod:`.api`: the engine's HTTP API (actors, pools, namespaces);
