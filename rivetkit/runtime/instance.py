@@ -38,12 +38,13 @@ from rivetkit.runtime import keys
 from rivetkit.runtime.connection import Connection, ConnTransport, Hibernation
 from rivetkit.runtime.context import ActorContext
 from rivetkit.runtime.dispatch import ActionTable
-from rivetkit.runtime.flags import LazyEvent
 from rivetkit.runtime.kv import ActorKV
+from rivetkit.runtime.lazy_event import LazyEvent
 from rivetkit.runtime.persistence import StatePersistence
 from rivetkit.runtime.phase import Phase as Phase
 from rivetkit.runtime.queue import ActorQueue
 from rivetkit.runtime.schedule import ActorSchedule
+from rivetkit.runtime.sleep_policy import SleepPolicy
 from rivetkit.runtime.state_guard import StateGuard
 from rivetkit.runtime.timers import SleepTimers
 
@@ -163,7 +164,6 @@ class ActorInstance:
         self.inspector_observer: Callable[[str], None] | None = None
         #: Prometheus counters of this actor's name (set by the runtime; None: off).
         self.metrics: ActorMetrics | None = None
-        self._queue_waiting = 0
         self.context = ActorContext(self)
         self.table = _action_table(definition)
         self.abort_event: asyncio.Event = LazyEvent()
@@ -183,25 +183,12 @@ class ActorInstance:
         self._guard = StateGuard()
         #: Why the final save failed, after its retries (None: it worked, or not yet run).
         self.final_save_error: Exception | None = None
-        # Activity that keeps the actor awake.
-        self._inflight = 0
-        self._keep_awake = 0
-        self._background: set[asyncio.Task[Any]] | None = None  # shutdown work (made on use)
+        # Activity that keeps the actor awake, the idle timer and shutdown work.
+        self.sleep_policy = SleepPolicy(self, sleep_timers)
         self._run_task: asyncio.Task[Any] | None = None
         # Hibernatable connections whose record must be saved again (see conn_changed).
         self._dirty_conns: set[Connection] = set()
         self._conn_save: asyncio.TimerHandle | None = None
-        self._pending_disconnects = 0  # on_disconnect callbacks still running
-        # Idle timer: one entry (key: the actor id) in the process-wide SleepTimers, armed
-        # lazily; see _reset_idle.
-        self._sleep_timers = (
-            sleep_timers
-            if sleep_timers is not None
-            else SleepTimers(lambda _key: self.idle_expired(), self._loop)
-        )
-        self._idle_pending = False  # an entry is armed in _sleep_timers
-        self._idle_deadline = 0.0  # loop time from which the actor may sleep
-        self._activity_changed: asyncio.Event = LazyEvent()
         self._stop_requested = False
         self._destroy_requested = False
 
@@ -338,7 +325,7 @@ class ActorInstance:
                 self._loop.call_soon(resumed)
         for conn in dead_conns:
             self.wait_until(self._disconnect(conn, "connection lost while the actor slept"))
-        self._reset_idle()
+        self.sleep_policy.reset_idle()
         await self.schedule.sync_alarm()
         trigger = self.schedule.next_trigger()
         if trigger is not None and trigger <= self.clock():
@@ -400,13 +387,13 @@ class ActorInstance:
         """Run every due schedule, holding the actor awake meanwhile."""
         if self.phase != Phase.STARTED:
             return
-        self._inflight += 1
+        self.sleep_policy.inflight += 1
         try:
             await self.schedule.run_due()
         finally:
-            self._inflight -= 1
-            if self._inflight == 0:
-                self._reset_idle()
+            self.sleep_policy.inflight -= 1
+            if self.sleep_policy.inflight == 0:
+                self.sleep_policy.reset_idle()
 
     async def fire_alarm(self) -> None:
         """The driver's alarm for this actor is due (the driver has dropped it)."""
@@ -439,8 +426,8 @@ class ActorInstance:
 
     def queue_wait_changed(self, delta: int) -> None:
         """A queue receive began or ended waiting; such waits do not keep the actor awake."""
-        self._queue_waiting += delta
-        self._reset_idle()
+        self.sleep_policy.queue_waiting += delta
+        self.sleep_policy.reset_idle()
 
     async def _initial_state(self) -> Any:
         factory = _hook(self.definition, "create_state")
@@ -483,9 +470,9 @@ class ActorInstance:
             else:
                 self.log.exception("run failed during shutdown")
         finally:
-            self._activity_changed.set()
+            self.sleep_policy.changed.set()
             # Once this task is done (can_sleep looks at it), not from inside it.
-            self._loop.call_soon(self._reset_idle)
+            self._loop.call_soon(self.sleep_policy.reset_idle)
 
     # ---------------------------------------------------------------------------------------
     # Actions
@@ -503,8 +490,9 @@ class ActorInstance:
         if phase != Phase.STARTED and phase != Phase.SLEEP_GRACE:
             raise self._lifecycle_error()
         # No idle-timer work per action: the timer is lazy and re-checks can_sleep() (false
-        # while an action is in flight) when it fires; see _reset_idle.
-        self._inflight += 1
+        # while an action is in flight) when it fires; see SleepPolicy.reset_idle.
+        awake = self.sleep_policy
+        awake.inflight += 1
         metrics = self.metrics
         started = metrics.start() if metrics is not None else 0.0
         try:
@@ -522,13 +510,13 @@ class ActorInstance:
                 metrics.action_failed(name, exc, started)
             raise
         finally:
-            self._inflight -= 1
+            awake.inflight -= 1
             if conn is not None and conn.hibernation is not None:
                 self.conn_changed(conn)  # its state may have changed: persist it (throttled)
-            if self._inflight == 0:
-                self._reset_idle()
+            if awake.inflight == 0:
+                awake.reset_idle()
                 if self.phase != Phase.STARTED:
-                    self._activity_changed.set()
+                    awake.changed.set()
         if metrics is not None:
             metrics.action_ok(name, started)
         return output
@@ -629,7 +617,8 @@ class ActorInstance:
         if phase != Phase.STARTED and phase != Phase.SLEEP_GRACE:
             raise self._lifecycle_error()
         options = self.options
-        self._inflight += 1  # holds the idle timer off (it re-checks can_sleep when due)
+        # Holds the idle timer off (it re-checks can_sleep when due).
+        self.sleep_policy.inflight += 1
         since = self._guard.restores
         try:
             budget = options.on_before_connect_timeout + options.create_conn_state_timeout
@@ -676,8 +665,7 @@ class ActorInstance:
                 self.inspector_observer("connections")
             return conn
         finally:
-            self._inflight -= 1
-            self.activity_changed()
+            self.sleep_policy.end_request()
 
     def _preflight_sync(self, params: Any) -> Any:
         """``_preflight`` for synchronous hooks; an awaitable if a hook returned one."""
@@ -880,7 +868,7 @@ class ActorInstance:
         self._conn_save = None
         dirty, self._dirty_conns = self._dirty_conns, set()
         if dirty and self.phase <= Phase.SLEEP_GRACE:
-            self._track(self._save_conns(list(dirty)))
+            self.sleep_policy.track(self._save_conns(list(dirty)))
 
     async def _save_conns(self, conns: list[Connection]) -> None:
         try:
@@ -895,93 +883,24 @@ class ActorInstance:
 
     def wait_until(self, awaitable: Awaitable[Any]) -> None:
         """Track ``awaitable`` as shutdown work."""
-        self._track(awaitable)
-
-    def _track(self, awaitable: Awaitable[Any]) -> asyncio.Future[Any]:
-        """Run ``awaitable`` as shutdown work: shutdown waits for it within the grace
-        period and cancels what is left; failures are logged."""
-        task = asyncio.ensure_future(awaitable)
-        background = self._background
-        if background is None:
-            background = self._background = set()
-        background.add(task)
-
-        def done(finished: asyncio.Future[Any]) -> None:
-            background.discard(task)
-            if not finished.cancelled() and finished.exception() is not None:
-                self.log.error("wait_until task failed", exc_info=finished.exception())
-            self._activity_changed.set()
-
-        task.add_done_callback(done)
-        return task
+        self.sleep_policy.track(awaitable)
 
     async def keep_awake(self, awaitable: Awaitable[T]) -> T:
         """Await ``awaitable`` while holding the actor awake (idle sleep and the end of a
         shutdown's grace wait both wait for it)."""
-        self._keep_awake += 1  # the idle timer re-checks can_sleep when due
-        try:
-            return await awaitable
-        finally:
-            self._keep_awake -= 1
-            self._activity_changed.set()
-            self._reset_idle()
+        return await self.sleep_policy.keep_awake(awaitable)
 
     def can_sleep(self) -> bool:
-        """True when nothing keeps the actor awake (RivetKit's ``can_sleep`` checks, in its
-        order): started; not ``no_sleep``; no in-flight request, action or connection
-        preflight; no ``keep_awake``; ``run`` finished or blocked in a queue wait; no
-        ``on_disconnect`` still running; no connection other than hibernatable ones (raw
-        WebSocket handlers count as requests while they run)."""
-        return (
-            self.phase == Phase.STARTED
-            and not self.options.no_sleep
-            and self._inflight == 0
-            and self._keep_awake == 0
-            and (self._run_task is None or self._run_task.done() or self._queue_waiting > 0)
-            and self._pending_disconnects == 0
-            and (not self.conns or not any(not c.hibernatable for c in self.conns.values()))
-        )
-
-    def _reset_idle(self) -> None:
-        """Push the idle deadline to ``sleep_timeout`` from now, if the actor can sleep.
-
-        Cheap enough for every action: the deadline is a float kept here, and the shared
-        :class:`~rivetkit.runtime.timers.SleepTimers` gets an entry only when none is
-        pending. When that entry comes due, :meth:`idle_expired` re-checks
-        :meth:`can_sleep` (so a timer armed before a request started can never put the actor
-        to sleep during it, seed lesson 8) and re-arms for the latest deadline if it moved.
-        """
-        if self.can_sleep():
-            deadline = self._loop.time() + self.options.sleep_timeout
-            self._idle_deadline = deadline
-            if not self._idle_pending:
-                self._idle_pending = True
-                self._sleep_timers.arm(self.actor_id, deadline)
-
-    def _cancel_idle(self) -> None:
-        if self._idle_pending:
-            self._idle_pending = False
-            self._sleep_timers.cancel(self.actor_id)
+        """True when nothing keeps the actor awake (see :meth:`SleepPolicy.can_sleep`)."""
+        return self.sleep_policy.can_sleep()
 
     def idle_expired(self) -> None:
         """The idle entry came due (called by the runtime's SleepTimers)."""
-        if not self._idle_pending:
-            return  # cancelled meanwhile
-        self._idle_pending = False
-        if not self.can_sleep():
-            return  # whatever keeps it awake re-arms the timer when it ends
-        deadline = self._idle_deadline
-        if deadline > self._sleep_timers.horizon():
-            self._idle_pending = True
-            self._sleep_timers.arm(self.actor_id, deadline)
-            return
-        self.log.debug("idle for %g s: going to sleep", self.options.sleep_timeout)
-        self.request_sleep()
+        self.sleep_policy.idle_expired()
 
     def activity_changed(self) -> None:
         """Something that keeps the actor awake started or ended (connections, requests)."""
-        self._activity_changed.set()
-        self._reset_idle()
+        self.sleep_policy.activity_changed()
 
     def begin_request(self) -> None:
         """A transport request (HTTP, raw WebSocket) started: it keeps the actor awake.
@@ -989,13 +908,16 @@ class ActorInstance:
         From now on the idle timer cannot put the actor to sleep (it re-checks
         :meth:`can_sleep` when due, seed lesson 8); pair every call with :meth:`end_request`.
         """
-        self._inflight += 1
+        self.sleep_policy.inflight += 1
 
     def end_request(self) -> None:
         """A request of :meth:`begin_request` ended; the idle timer re-arms at zero."""
-        self._inflight -= 1
-        if self._inflight == 0:
-            self.activity_changed()
+        self.sleep_policy.end_request()
+
+    @property
+    def _inflight(self) -> int:
+        """In-flight actions and requests (read by tests)."""
+        return self.sleep_policy.inflight
 
     # ---------------------------------------------------------------------------------------
     # Stop
@@ -1042,7 +964,7 @@ class ActorInstance:
         grace = options.effective_sleep_grace_period
         self.phase = Phase.DESTROY_GRACE if destroying else Phase.SLEEP_GRACE
         deadline = self._loop.time() + grace
-        self._cancel_idle()
+        self.sleep_policy.cancel_idle()
         self.abort_event.set()
         if not destroying:
             try:
@@ -1050,7 +972,7 @@ class ActorInstance:
             except Exception:
                 self.log.exception("saving hibernatable connections failed")
         leaving = [
-            self._track(self._disconnect(conn, "actor stopping"))
+            self.sleep_policy.track(self._disconnect(conn, "actor stopping"))
             for conn in list(self.conns.values())
             if destroying or not conn.hibernatable
         ]
@@ -1066,7 +988,7 @@ class ActorInstance:
                 await self._call("on_sleep", timeout=max(0.001, deadline - self._loop.time()))
         except Exception:
             self.log.exception("on_%s failed", "destroy" if destroying else "sleep")
-        await self._wait_for_quiet(deadline, wait_for_run=not destroying)
+        await self.sleep_policy.wait_for_quiet(deadline, wait_for_run=not destroying)
         if self._run_task is not None and not self._run_task.done():
             self._run_task.cancel()
             # Cancelled or failed: both are final here.
@@ -1077,8 +999,7 @@ class ActorInstance:
         final_error = self.final_save_error = await self.persistence.final_save(
             deadline, destroying=destroying
         )
-        for task in list(self._background or ()):
-            task.cancel()
+        self.sleep_policy.cancel_background()
         self.queue.release_in_flight()
         self.schedule.close()
         if self._db is not None:
@@ -1089,35 +1010,10 @@ class ActorInstance:
         self.phase = Phase.TERMINATED
         if self.metrics is not None:
             self.metrics.stopped(reason)
-        self._cancel_idle()
+        self.sleep_policy.cancel_idle()
         self.persistence.notify_savers(final_error)  # a failed final save acknowledges nothing
         if self._on_stopped is not None:
             self._on_stopped(self)
-
-    async def _wait_for_quiet(self, deadline: float, *, wait_for_run: bool) -> None:
-        while True:
-            busy = (
-                self._inflight
-                or self._keep_awake
-                or self._background
-                or self._pending_disconnects
-                or (wait_for_run and self._run_task is not None and not self._run_task.done())
-            )
-            if not busy:
-                return
-            remaining = deadline - self._loop.time()
-            if remaining <= 0:
-                self.log.warning("shutdown grace period ran out; cutting remaining work")
-                return
-            self._activity_changed.clear()
-            waits: list[asyncio.Future[Any]] = [
-                asyncio.ensure_future(self._activity_changed.wait())
-            ]
-            if wait_for_run and self._run_task is not None and not self._run_task.done():
-                waits.append(self._run_task)
-            waits.extend(self._background or ())
-            await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-            waits[0].cancel()
 
     async def _disconnect(self, conn: Connection, reason: str | None) -> None:
         if conn.disconnected:
@@ -1128,7 +1024,7 @@ class ActorInstance:
             self.metrics.conns_closed += 1
         if self.inspector_observer is not None:
             self.inspector_observer("connections")
-        self._pending_disconnects += 1  # keeps the actor awake until this is done
+        self.sleep_policy.pending_disconnects += 1  # keeps the actor awake until this is done
         try:
             try:
                 await self._call_with("on_disconnect", conn, conn)
@@ -1147,5 +1043,5 @@ class ActorInstance:
             if conn.transport is not None:
                 conn.transport.close(reason)
         finally:
-            self._pending_disconnects -= 1
-            self.activity_changed()
+            self.sleep_policy.pending_disconnects -= 1
+            self.sleep_policy.activity_changed()
