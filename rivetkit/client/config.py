@@ -16,7 +16,7 @@ from typing import Final, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from rivetkit.client.query import DEFAULT_MAX_INPUT_SIZE
-from rivetkit.protocol.json_compat import ENCODINGS, Encoding
+from rivetkit.protocol.trees import ENCODINGS, Encoding
 
 __all__ = [
     "DEFAULT_ENDPOINT",

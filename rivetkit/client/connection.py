@@ -71,7 +71,7 @@ from rivetkit.protocol.client_protocol import (
     SubscriptionRequest,
     ToServer,
 )
-from rivetkit.protocol.json_compat import decode_to_client, encode_to_server
+from rivetkit.protocol.messages import decode_to_client, encode_to_server
 
 if TYPE_CHECKING:
     from typing_extensions import Self

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from rivetkit.errors import ProtocolError, RivetError
 from rivetkit.protocol.client_protocol import ActorSpecifier
-from rivetkit.protocol.json_compat import http_error_from
+from rivetkit.protocol.http_bodies import http_error_from
 
 __all__ = [
     "CLIENT_CODES",

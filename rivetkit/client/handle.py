@@ -38,7 +38,7 @@ from rivetkit.client.urls import CRASH_POLICY, conn_params_header, encode_uri_co
 from rivetkit.drivers.keys import serialize_key
 from rivetkit.errors import ProtocolError
 from rivetkit.protocol.client_protocol import HttpQueueSendRequest
-from rivetkit.protocol.json_compat import (
+from rivetkit.protocol.http_bodies import (
     http_action_request_to,
     http_action_response_from,
     http_queue_send_request_to,

@@ -6,7 +6,7 @@ the empty key ``[]``, as in the TypeScript client.
 
 An input travels as CBOR: ``rvt-input`` is base64url (no padding) of the CBOR, the manager
 API's ``input`` is standard base64 of it. The CBOR is written as the TypeScript client's
-cbor-x does, without the JSON-compat layer (:func:`rivetkit.protocol.json_compat.cbor_dumps_raw`).
+cbor-x does, without the JSON-compat layer (:func:`rivetkit.protocol.values.cbor_dumps_raw`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from rivetkit.protocol.json_compat import cbor_dumps_raw
+from rivetkit.protocol.values import cbor_dumps_raw
 
 __all__ = [
     "DEFAULT_MAX_INPUT_SIZE",

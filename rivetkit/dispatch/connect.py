@@ -41,7 +41,7 @@ from rivetkit.protocol.client_protocol import (
     SubscriptionRequest,
     ToClient,
 )
-from rivetkit.protocol.json_compat import (
+from rivetkit.protocol.messages import (
     action_request_from,
     decode_to_server,
     encode_action_response,

@@ -80,14 +80,14 @@ from rivetkit.dispatch.websocket import RawWebSocket, WebSocket
 from rivetkit.drivers.keys import serialize_key
 from rivetkit.errors import EncodeError, ProtocolError, RivetError, http_status, to_public
 from rivetkit.protocol.client_protocol import ActorSpecifier
-from rivetkit.protocol.json_compat import (
-    ENCODINGS,
+from rivetkit.protocol.http_bodies import (
     http_action_request_from,
     http_action_response_to,
     http_error_to,
     http_queue_send_request_from,
     http_queue_send_response_to,
 )
+from rivetkit.protocol.trees import ENCODINGS
 from rivetkit.runtime.connection import Hibernation, new_hibernation_id
 from rivetkit.runtime.instance import Phase
 

@@ -43,7 +43,7 @@ from rivetkit.inspector.token import (
     token_matches,
 )
 from rivetkit.protocol import inspector_protocol as ip
-from rivetkit.protocol.json_compat import cbor_dumps, cbor_dumps_raw, cbor_loads
+from rivetkit.protocol.values import cbor_dumps, cbor_dumps_raw, cbor_loads
 from rivetkit.runtime.instance import Phase
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ from rivetkit.protocol import (
     client_protocol,
     envoy_protocol,
     inspector_protocol,
-    json_compat,
+    messages,
 )
 from rivetkit.protocol import plan as P
 from rivetkit.protocol.schema import is_list_alias, plan_of, wire_name
@@ -229,9 +229,7 @@ class Checker:
         )
         if type_name == "ToServer":
             decode: Callable[[Any], Any] = (
-                json_compat.to_server_from_json
-                if encoding == "json"
-                else json_compat.to_server_from_cbor
+                messages.to_server_from_json if encoding == "json" else messages.to_server_from_cbor
             )
             got = to_vector(decode(wire), node)
             if not _same(got, case["value"]):
@@ -240,9 +238,7 @@ class Checker:
         if type_name != "ToClient":
             raise CaseFailure(f"unsupported {encoding} type {type_name}")
         from_client: Callable[[Any], Any] = (
-            json_compat.to_client_from_json
-            if encoding == "json"
-            else json_compat.to_client_from_cbor
+            messages.to_client_from_json if encoding == "json" else messages.to_client_from_cbor
         )
         # The bytes RivetKit made decode to the value ...
         got = to_vector(from_client(wire), node)
@@ -251,9 +247,9 @@ class Checker:
         # ... and what we make from the value decodes back to it along the same path.
         message = from_vector(case["value"], node, raw_payloads=True)
         ours = (
-            json_compat.to_client_json(message)
+            messages.to_client_json(message)
             if encoding == "json"
-            else json_compat.to_client_cbor(message)
+            else messages.to_client_cbor(message)
         )
         back = to_vector(from_client(ours), node)
         if not _same(back, case["value"]):

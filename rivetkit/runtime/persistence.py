@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rivetkit.errors import RivetError, actor_error
 from rivetkit.protocol import actor_persist
 from rivetkit.protocol.actor_persist import Actor, ScheduleEvent
-from rivetkit.protocol.json_compat import cbor_dumps, cbor_loads
+from rivetkit.protocol.values import cbor_dumps, cbor_loads
 from rivetkit.runtime import keys
 from rivetkit.runtime.phase import Phase
 from rivetkit.runtime.state_guard import save_failed

@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from rivetkit.errors import RivetError, actor_error
 from rivetkit.protocol.actor_persist import QUEUE_MESSAGE, QUEUE_METADATA, QueueMetadata
 from rivetkit.protocol.actor_persist import QueueMessage as StoredMessage
-from rivetkit.protocol.json_compat import cbor_dumps, cbor_loads
+from rivetkit.protocol.values import cbor_dumps, cbor_loads
 from rivetkit.runtime import keys
 from rivetkit.runtime.queuescan import message_id, message_key, peek_name, scan
 

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple, Protocol
 
 from rivetkit.errors import RivetError
 from rivetkit.protocol.actor_persist import ScheduleEvent
-from rivetkit.protocol.json_compat import cbor_dumps, cbor_dumps_raw, cbor_loads, cbor_loads_raw
+from rivetkit.protocol.values import cbor_dumps, cbor_dumps_raw, cbor_loads, cbor_loads_raw
 
 RECURRING_PREFIX = b"\x08\x01"
 HISTORY_PREFIX = b"\x08\x02"

@@ -36,7 +36,7 @@ from typing import Any, Final
 import cbor2
 
 from rivetkit.errors import EncodeError, RivetError, actor_error
-from rivetkit.protocol.json_compat import MAX_DEPTH, cbor_dumps, cbor_loads
+from rivetkit.protocol.values import MAX_DEPTH, cbor_dumps, cbor_loads
 
 #: Below this many raw CBOR bytes the save's own encoding cannot fail where ``cbor2`` did not:
 #: nesting :data:`MAX_DEPTH` levels takes a byte per level, an integer too long for ``str()``

@@ -19,7 +19,7 @@ from typing import Final, NamedTuple
 from urllib.parse import unquote, unquote_plus
 
 from rivetkit.errors import RivetError
-from rivetkit.protocol.json_compat import cbor_loads_raw
+from rivetkit.protocol.values import cbor_loads_raw
 
 __all__ = [
     "MAX_INPUT_SIZE",

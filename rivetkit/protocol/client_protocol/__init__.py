@@ -29,8 +29,9 @@ whichever side reads them. HTTP bodies are split by direction: a body the server
 ``HttpResponseError``) is ``invalid_http_response``, so a decode failure says which side sent
 the bad bytes.
 
-``Cbor`` fields hold raw CBOR bytes here; :mod:`rivetkit.protocol.json_compat` turns them into
-user values (and provides the json and cbor forms of the same messages).
+``Cbor`` fields hold raw CBOR bytes here; :mod:`rivetkit.protocol.values` turns them into user
+values, and :mod:`rivetkit.protocol.messages` and :mod:`rivetkit.protocol.http_bodies` provide
+the json and cbor forms of the same messages.
 """
 
 from __future__ import annotations

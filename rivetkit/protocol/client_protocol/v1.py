@@ -11,7 +11,7 @@ from typing import Annotated, Any, NamedTuple
 from rivetkit.protocol.schema import DATA, Uint
 
 #: A CBOR payload. In BARE form it holds the raw CBOR bytes; in the json and cbor forms
-#: (:mod:`rivetkit.protocol.json_compat`) it holds the user's value itself.
+#: (:mod:`rivetkit.protocol.messages`) it holds the user's value itself.
 Cbor = Annotated[Any, DATA]
 
 

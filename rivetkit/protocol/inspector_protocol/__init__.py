@@ -25,7 +25,7 @@ Pure data in, bytes out: no I/O. :func:`build` makes the codecs over a given cod
 Decoding errors are ProtocolErrors with code ``invalid_inspector_message``.
 
 ``data`` fields hold CBOR: the state and action arguments/outputs as the actor stores them
-(:func:`rivetkit.protocol.json_compat.cbor_dumps`), connection details, database schema and
+(:func:`rivetkit.protocol.values.cbor_dumps`), connection details, database schema and
 rows as plain CBOR maps and arrays.
 """
 
