@@ -80,6 +80,44 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+class LoopClock:
+    """The running event loop's clock, moved forward on demand: an injectable clock for
+    everything kept in loop time (idle sleep, grace periods, action and hook timeouts).
+
+    It still runs with real time too (real loop time plus the offset moved so far), so
+    ``asyncio.sleep`` and :func:`eventually` keep working. Use it as a context manager inside
+    the test (it patches the running loop and restores it on exit). The clock must not go
+    back while deadlines are armed: enter it before the runtime starts, leave it after::
+
+        with LoopClock() as clock:
+            async with setup_test(registry) as client:
+                ...
+                await clock.advance(30)  # a 30 s deadline is now due, and has been handled
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._real = self.loop.time
+        self.offset = 0.0
+
+    def time(self) -> float:
+        """The loop time: real plus the offset."""
+        return self._real() + self.offset
+
+    async def advance(self, seconds: float) -> None:
+        """Move the clock ``seconds`` forward, then let what came due run."""
+        self.offset += seconds
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    def __enter__(self) -> LoopClock:
+        self.loop.time = self.time  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.loop.time
+
+
 def tasks_by_name() -> Counter[str]:
     """Live asyncio tasks, by coroutine name (the current task left out)."""
     current = asyncio.current_task()

@@ -10,7 +10,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from conftest import eventually
+from conftest import LoopClock, eventually
 
 from rivetkit import ActorOptions, RivetError, actor, setup
 from rivetkit.runtime import keys
@@ -235,19 +235,17 @@ async def test_no_sleep_never_sleeps() -> None:
 
 
 async def test_activity_pushes_the_deadline_and_c_sleep_is_immediate() -> None:
-    options = OPTIONS.replace(sleep_timeout=0.2)
-    async with setup_test(setup(use=[build(options=options)])) as client:
-        handle, actor_id, _ = await started(client)
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 0.5
-        while loop.time() < end:  # a call every 50 ms: never idle for 200 ms
-            assert await handle.gen() == 1
-            await asyncio.sleep(0.05)
-        asked = loop.time()
-        await handle.go_to_sleep()
-        await wait_asleep(client, actor_id)
-        assert loop.time() - asked < 0.15  # c.sleep() does not wait for the idle timeout
-        assert await handle.gen() == 2
+    options = OPTIONS.replace(sleep_timeout=10.0)
+    with LoopClock() as clock:
+        async with setup_test(setup(use=[build(options=options)])) as client:
+            handle, actor_id, _ = await started(client)
+            for _ in range(8):  # a call every 4 s (of loop time), 32 s in all: never idle 10 s
+                await clock.advance(4.0)
+                assert await handle.gen() == 1
+            # The clock stands still from here: c.sleep() does not wait for the idle timeout.
+            await handle.go_to_sleep()
+            await wait_asleep(client, actor_id)
+            assert await handle.gen() == 2
 
 
 async def test_one_process_timer_for_all_idle_actors() -> None:
@@ -372,14 +370,15 @@ async def test_a_request_during_sleep_shutdown_is_served_by_the_next_generation(
 
 
 async def test_a_slow_on_sleep_is_cut_at_the_grace_deadline_and_state_is_saved() -> None:
-    a = actor("slowsleep", state={}, options=OPTIONS.replace(sleep_grace_period=0.15))
+    a = actor("slowsleep", state={}, options=OPTIONS.replace(sleep_grace_period=30.0))
     reached: list[str] = []
 
     @a.on_sleep
     async def on_sleep(c: ActorContext) -> None:
         c.state["before"] = True
         reached.append("before")
-        await asyncio.sleep(30)
+        if c.generation == 1:  # (generation 2 stops with the test, without a wait)
+            await asyncio.sleep(3600)
         c.state["after"] = True
         reached.append("after")
 
@@ -387,17 +386,19 @@ async def test_a_slow_on_sleep_is_cut_at_the_grace_deadline_and_state_is_saved()
     def snapshot(c: ActorContext) -> tuple[int, Any]:
         return c.generation, dict(c.state)
 
-    async with setup_test(setup(use=[a])) as client:
-        handle = client.slowsleep.get_or_create()
-        actor_id = await handle.resolve()
-        assert await handle.snapshot() == (1, {})
-        loop = asyncio.get_running_loop()
-        began = loop.time()
-        await eventually(lambda: reached == ["before"])
-        await wait_asleep(client, actor_id)
-        assert loop.time() - began < 1.5
-        assert await handle.snapshot() == (2, {"before": True})
-        assert reached == ["before"]
+    with LoopClock() as clock:
+        async with setup_test(setup(use=[a])) as client:
+            handle = client.slowsleep.get_or_create()
+            actor_id = await handle.resolve()
+            assert await handle.snapshot() == (1, {})
+            await eventually(lambda: reached == ["before"])
+            placement = client.runtime.driver.placement  # type: ignore[attr-defined]
+            await clock.advance(20.0)  # within the 30 s grace period: on_sleep still runs
+            assert actor_id in placement.loaded() and reached == ["before"]
+            await clock.advance(15.0)  # past it: cut (on_sleep would sleep an hour)
+            await wait_asleep(client, actor_id)
+            assert await handle.snapshot() == (2, {"before": True})
+            assert reached == ["before"]
 
 
 async def test_run_ignoring_the_abort_is_cut_at_the_grace_deadline() -> None:
