@@ -24,20 +24,21 @@ import logging
 import secrets
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rivetkit.db import ActorDatabase
 from rivetkit.drivers.base import prefix_end
 from rivetkit.errors import RivetError, actor_error
 from rivetkit.protocol import actor_persist
-from rivetkit.protocol.actor_persist import Actor, ScheduleEvent, Subscription
-from rivetkit.protocol.actor_persist import Conn as StoredConn
-from rivetkit.protocol.json_compat import cbor_dumps, cbor_loads
+from rivetkit.protocol.actor_persist import Actor, ScheduleEvent
+from rivetkit.protocol.values import cbor_loads
 from rivetkit.runtime import keys
 from rivetkit.runtime.connection import Connection, ConnTransport, Hibernation
+from rivetkit.runtime.conns import ActorConns
 from rivetkit.runtime.context import ActorContext
 from rivetkit.runtime.dispatch import ActionTable
+from rivetkit.runtime.hooks import hook_fn as _hook
 from rivetkit.runtime.kv import ActorKV
 from rivetkit.runtime.lazy_event import LazyEvent
 from rivetkit.runtime.persistence import StatePersistence
@@ -91,16 +92,6 @@ class ActorLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         extra = self.extra or {}
         return f"[{extra['actor']} {extra['key']} {extra['actor_id']}] {msg}", kwargs
-
-
-def _is_sync(hook: Any) -> bool:
-    """True for an absent hook or a synchronous one."""
-    return hook is None or not hook.is_async
-
-
-def _hook(definition: ActorDefinition, name: str) -> Callable[..., Any] | None:
-    hook = getattr(definition.hooks, name, None)
-    return None if hook is None else hook.fn
 
 
 #: One ActionTable per definition, shared by its instances: ``id -> (definition, actions
@@ -179,6 +170,7 @@ class ActorInstance:
         # State and saves.
         self._state: Any = None
         self.persistence = StatePersistence(self)
+        self.connections = ActorConns(self)
         # Unsaveable state and failing saves are refused where written (state_guard.py).
         self._guard = StateGuard()
         #: Why the final save failed, after its retries (None: it worked, or not yet run).
@@ -186,9 +178,6 @@ class ActorInstance:
         # Activity that keeps the actor awake, the idle timer and shutdown work.
         self.sleep_policy = SleepPolicy(self, sleep_timers)
         self._run_task: asyncio.Task[Any] | None = None
-        # Hibernatable connections whose record must be saved again (see conn_changed).
-        self._dirty_conns: set[Connection] = set()
-        self._conn_save: asyncio.TimerHandle | None = None
         self._stop_requested = False
         self._destroy_requested = False
 
@@ -291,7 +280,7 @@ class ActorInstance:
         last_alarm = (
             actor_persist.LAST_PUSHED_ALARM.decode(raw_alarm) if raw_alarm is not None else None
         )
-        dead_conns = await self._restore_conns()
+        dead_conns = await self.connections.restore()
         if self.definition.db is not None:
             # Migrations are applied on wake, before any hook can use the database.
             await self.db.open()
@@ -324,7 +313,8 @@ class ActorInstance:
             if resumed is not None and conn.hibernation is not None:
                 self._loop.call_soon(resumed)
         for conn in dead_conns:
-            self.wait_until(self._disconnect(conn, "connection lost while the actor slept"))
+            lost = self.connections.disconnect(conn, "connection lost while the actor slept")
+            self.wait_until(lost)
         self.sleep_policy.reset_idle()
         await self.schedule.sync_alarm()
         trigger = self.schedule.next_trigger()
@@ -512,7 +502,8 @@ class ActorInstance:
         finally:
             awake.inflight -= 1
             if conn is not None and conn.hibernation is not None:
-                self.conn_changed(conn)  # its state may have changed: persist it (throttled)
+                # Its state may have changed: persist it (throttled).
+                self.connections.conn_changed(conn)
             if awake.inflight == 0:
                 awake.reset_idle()
                 if self.phase != Phase.STARTED:
@@ -588,9 +579,9 @@ class ActorInstance:
             self.persistence.check_state_change(self._on_state_change)
 
     # ---------------------------------------------------------------------------------------
-    # Connections
+    # Connections and events (ActorConns)
 
-    async def connect(
+    def connect(
         self,
         params: Any = None,
         *,
@@ -598,285 +589,36 @@ class ActorInstance:
         hibernatable: bool = False,
         conn_id: str | None = None,
         hibernation: Hibernation | None = None,
-    ) -> Connection:
-        """Open a connection: preflight, then ``on_connect``; return it once usable.
-
-        Preflight is ``on_before_connect`` and ``create_conn_state``, bounded together by the
-        sum of their timeouts (``actor.callback_timed_out``); the connection is in
-        ``c.conns`` only after it succeeds, and ``on_connect`` (bounded by
-        ``on_connect_timeout``) sees it there. When both preflight hooks are synchronous they
-        run inline, without a timer: a synchronous hook cannot be interrupted anyway (the
-        same holds for a synchronous ``on_connect``), so the budget bounds only what awaits.
-        A hook's error refuses the connection (the transport reports it to the client).
-
-        A connection given ``hibernation`` survives the actor's sleep: its record is stored
-        at KV ``[2] + conn_id`` (now, when it changes, and when the actor stops) and restored
-        on the next wake (see :mod:`rivetkit.runtime.connection`).
-        """
-        phase = self.phase
-        if phase != Phase.STARTED and phase != Phase.SLEEP_GRACE:
-            raise self._lifecycle_error()
-        options = self.options
-        # Holds the idle timer off (it re-checks can_sleep when due).
-        self.sleep_policy.inflight += 1
-        since = self._guard.restores
-        try:
-            budget = options.on_before_connect_timeout + options.create_conn_state_timeout
-            try:
-                hooks = self.definition.hooks
-                if _is_sync(hooks.on_before_connect) and _is_sync(hooks.create_conn_state):
-                    # Synchronous hooks cannot be timed out: skip wait_for and its task
-                    # (most of the cost of an HTTP action's ephemeral connection).
-                    state = self._preflight_sync(params)
-                    if inspect.isawaitable(state):
-                        state = await asyncio.wait_for(state, budget)
-                else:
-                    state = await asyncio.wait_for(self._preflight(params), budget)
-            except asyncio.TimeoutError:
-                raise actor_error(
-                    "callback_timed_out",
-                    f"connection preflight did not finish within {budget:g} s",
-                    metadata={"callback": "on_before_connect"},
-                ) from None
-            conn = Connection(
-                params,
-                conn_id=conn_id,
-                transport=transport,
-                hibernatable=hibernatable or hibernation is not None,
-            )
-            conn.state = state
-            conn.owner = self
-            conn.hibernation = hibernation
-            self.conns[conn.id] = conn
-            try:
-                await self._call_with("on_connect", conn, conn, timeout=options.on_connect_timeout)
-                hooks = self.definition.hooks
-                if hooks.on_connect or hooks.on_before_connect or hooks.create_conn_state:
-                    self._after_action(since, what="connecting")
-                if hibernation is not None:
-                    await self.persist_conns([conn])
-            except BaseException:
-                self.conns.pop(conn.id, None)
-                conn.disconnected = True
-                raise
-            if self.metrics is not None:
-                self.metrics.conns_opened += 1
-            if self.inspector_observer is not None:
-                self.inspector_observer("connections")
-            return conn
-        finally:
-            self.sleep_policy.end_request()
-
-    def _preflight_sync(self, params: Any) -> Any:
-        """``_preflight`` for synchronous hooks; an awaitable if a hook returned one."""
-        check = _hook(self.definition, "on_before_connect")
-        if check is not None:
-            result = check(self.context, params)
-            if inspect.isawaitable(result):
-                return self._preflight_rest(result, params)
-        factory = _hook(self.definition, "create_conn_state")
-        if factory is None:
-            return self.definition.new_conn_state_value()
-        return factory(self.context, params)
-
-    async def _preflight_rest(self, pending: Awaitable[Any], params: Any) -> Any:
-        await pending
-        factory = _hook(self.definition, "create_conn_state")
-        if factory is None:
-            return self.definition.new_conn_state_value()
-        result = factory(self.context, params)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
-
-    async def _preflight(self, params: Any) -> Any:
-        await self._call("on_before_connect", params)
-        factory = _hook(self.definition, "create_conn_state")
-        if factory is None:
-            return self.definition.new_conn_state_value()
-        result = factory(self.context, params)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
-
-    async def disconnect(self, conn: Connection, reason: str | None = None) -> None:
-        """Close a connection: it leaves ``c.conns``, then ``on_disconnect`` runs."""
-        await self._disconnect(conn, reason)
-
-    async def _call_with(
-        self, name: str, conn: Connection, *args: Any, timeout: float | None = None
-    ) -> Any:
-        hook = _hook(self.definition, name)
-        if hook is None:
-            return None
-        result = hook(self.context.with_conn(conn), *args)
-        if inspect.isawaitable(result):
-            try:
-                return await asyncio.wait_for(result, timeout)
-            except asyncio.TimeoutError:
-                raise actor_error(
-                    "callback_timed_out",
-                    f"{name} did not finish within {timeout:g} s",
-                    metadata={"callback": name},
-                ) from None
-        return result
-
-    async def persist_conns(self, conns: list[Connection] | None = None) -> None:
-        """Store the records of hibernatable connections (``Conn`` v4 at ``[2] + id``)."""
-        chosen = [
-            c
-            for c in (self.conns.values() if conns is None else conns)
-            if c.hibernation is not None and not c.disconnected
-        ]
-        if not chosen:
-            return
-        puts = []
-        indexes: list[int] = []
-        for conn in chosen:
-            info = conn.hibernation
-            assert info is not None
-            indexes.append(info.server_message_index & 0xFFFF)
-            record = StoredConn(
-                id=conn.id,
-                parameters=cbor_dumps(conn.params),
-                state=cbor_dumps(conn.state),
-                subscriptions=[Subscription(name) for name in sorted(conn.subscriptions)],
-                gateway_id=info.gateway_id,
-                request_id=info.request_id,
-                server_message_index=indexes[-1],
-                client_message_index=info.client_message_index & 0xFFFF,
-                request_path=info.request_path,
-                request_headers=info.request_headers,
-            )
-            puts.append((keys.conn_key(conn.id), actor_persist.CONN.encode(record)))
-        await self.driver.kv_write(self.actor_id, puts=puts)
-        for conn, index in zip(chosen, indexes):  # stored: acknowledge up to the stored index
-            info = conn.hibernation
-            if info is not None and info.ack is not None:
-                info.ack(index)
-
-    async def _restore_conns(self) -> list[Connection]:
-        """Rebuild the hibernated connections; return the ones whose socket is gone."""
-        entries = await self.driver.kv_list(
-            self.actor_id, keys.CONN_PREFIX, prefix_end(keys.CONN_PREFIX)
+    ) -> Coroutine[Any, Any, Connection]:
+        """Open a connection: preflight, then ``on_connect``; return it once usable (see
+        :meth:`ActorConns.connect <rivetkit.runtime.conns.ActorConns.connect>`)."""
+        return self.connections.connect(
+            params,
+            transport=transport,
+            hibernatable=hibernatable,
+            conn_id=conn_id,
+            hibernation=hibernation,
         )
-        dead: list[Connection] = []
-        for key, value in entries:
-            try:
-                record = actor_persist.CONN.decode(value)
-            except RivetError:
-                self.log.exception("dropping an unreadable connection record %r", key)
-                await self.driver.kv_write(self.actor_id, deletes=[key])
-                continue
-            conn = Connection(
-                cbor_loads(record.parameters) if record.parameters else None,
-                conn_id=record.id,
-                hibernatable=True,
-            )
-            conn.state = cbor_loads(record.state) if record.state else None
-            conn.subscriptions = {s.event_name for s in record.subscriptions}
-            conn.owner = self
-            conn.hibernation = Hibernation(
-                record.gateway_id,
-                record.request_id,
-                request_path=record.request_path,
-                request_headers=record.request_headers,
-                server_message_index=record.server_message_index,
-                client_message_index=record.client_message_index,
-            )
-            alive = self.conn_alive
-            if alive is not None and not alive(conn):
-                dead.append(conn)
-            else:
-                self.conns[conn.id] = conn
-        return dead
 
-    # ---------------------------------------------------------------------------------------
-    # Events
+    def disconnect(self, conn: Connection, reason: str | None = None) -> Coroutine[Any, Any, None]:
+        """Close a connection: it leaves ``c.conns``, then ``on_disconnect`` runs."""
+        return self.connections.disconnect(conn, reason)
 
     def broadcast(self, event: str, args: tuple[Any, ...] | list[Any]) -> None:
         """Send an event to every connection subscribed to it."""
-        payload = list(args)
-        for conn in list(self.conns.values()):
-            if event in conn.subscriptions and conn.transport is not None:
-                conn.transport.send_event(event, payload)
+        self.connections.broadcast(event, args)
 
     def subscribe(
         self, conn: Connection, event: str, subscribe: bool = True
     ) -> Awaitable[None] | None:
-        """A client's ``SubscriptionRequest``: (un)subscribe ``conn`` to ``event``.
-
-        Subscribing runs the event's ``can_subscribe`` gate (``EventOptions``) with
-        ``c.conn = conn``, unless ``conn`` is already subscribed (requests are idempotent;
-        clients re-send them after a reconnect). Returns None when done synchronously (no
-        gate, or a synchronous one), otherwise an awaitable the caller must await (an async
-        gate). A refusal raises RivetError ``auth.forbidden`` (from the awaitable, for an
-        async gate); a gate that returns something other than a bool raises
-        ``actor.invalid_subscription_gate`` (internal).
-        """
-        if not subscribe:
-            if event in conn.subscriptions:
-                conn.unsubscribe(event)
-                self.conn_changed(conn)
-            return None
-        if event in conn.subscriptions:
-            return None
-        options = self.definition.events.get(event)
-        gate = None if options is None else options.can_subscribe
-        if gate is None:
-            conn.subscribe(event)
-            self.conn_changed(conn)
-            return None
-        result = gate(self.context.with_conn(conn))
-        if inspect.isawaitable(result):
-            return self._subscribe_later(conn, event, result)
-        self._subscribe_checked(conn, event, result)
-        return None
-
-    async def _subscribe_later(self, conn: Connection, event: str, pending: Awaitable[Any]) -> None:
-        self._subscribe_checked(conn, event, await pending)
-
-    def _subscribe_checked(self, conn: Connection, event: str, allowed: Any) -> None:
-        if not isinstance(allowed, bool):
-            raise actor_error(
-                "invalid_subscription_gate",
-                f"can_subscribe of event {event!r} must return a bool, got "
-                f"{type(allowed).__name__}",
-                metadata={"event": event},
-            )
-        if not allowed:
-            raise RivetError("auth", "forbidden", "Forbidden", metadata={"event": event})
-        if not conn.disconnected:
-            conn.subscribe(event)
-            self.conn_changed(conn)
+        """A client's ``SubscriptionRequest`` (see :meth:`ActorConns.subscribe
+        <rivetkit.runtime.conns.ActorConns.subscribe>`): None when done, else an awaitable."""
+        return self.connections.subscribe(conn, event, subscribe)
 
     def conn_changed(self, conn: Connection) -> None:
         """``conn``'s state, subscriptions or message index may have changed: a hibernatable
-        connection's record is saved again, throttled by ``state_save_interval`` but at most
-        :data:`MAX_CONN_SAVE_DELAY` later (the engine's gateway wants its messages
-        acknowledged, which happens once stored, within 30 s), and always when the actor
-        stops."""
-        if conn.hibernation is None or conn.disconnected:
-            return
-        self._dirty_conns.add(conn)
-        if self._conn_save is None and self.phase <= Phase.SLEEP_GRACE:
-            self._conn_save = self._loop.call_later(
-                min(self.options.state_save_interval, MAX_CONN_SAVE_DELAY), self._save_conns_soon
-            )
-
-    def _save_conns_soon(self) -> None:
-        self._conn_save = None
-        dirty, self._dirty_conns = self._dirty_conns, set()
-        if dirty and self.phase <= Phase.SLEEP_GRACE:
-            self.sleep_policy.track(self._save_conns(list(dirty)))
-
-    async def _save_conns(self, conns: list[Connection]) -> None:
-        try:
-            await self.persist_conns(conns)
-        except Exception:
-            self.log.exception("saving hibernatable connections failed; retrying")
-            for conn in conns:  # saved (and acknowledged) with the next try
-                self.conn_changed(conn)
+        connection's record is saved again (throttled)."""
+        self.connections.conn_changed(conn)
 
     # ---------------------------------------------------------------------------------------
     # Background work and idleness
@@ -968,11 +710,11 @@ class ActorInstance:
         self.abort_event.set()
         if not destroying:
             try:
-                await self.persist_conns()  # before the others go (seed lesson 6)
+                await self.connections.persist()  # before the others go (seed lesson 6)
             except Exception:
                 self.log.exception("saving hibernatable connections failed")
         leaving = [
-            self.sleep_policy.track(self._disconnect(conn, "actor stopping"))
+            self.sleep_policy.track(self.connections.disconnect(conn, "actor stopping"))
             for conn in list(self.conns.values())
             if destroying or not conn.hibernatable
         ]
@@ -1014,34 +756,3 @@ class ActorInstance:
         self.persistence.notify_savers(final_error)  # a failed final save acknowledges nothing
         if self._on_stopped is not None:
             self._on_stopped(self)
-
-    async def _disconnect(self, conn: Connection, reason: str | None) -> None:
-        if conn.disconnected:
-            return
-        conn.disconnected = True
-        self.conns.pop(conn.id, None)
-        if self.metrics is not None:
-            self.metrics.conns_closed += 1
-        if self.inspector_observer is not None:
-            self.inspector_observer("connections")
-        self.sleep_policy.pending_disconnects += 1  # keeps the actor awake until this is done
-        try:
-            try:
-                await self._call_with("on_disconnect", conn, conn)
-            except Exception:
-                self.log.exception("on_disconnect failed")
-            if self.definition.hooks.on_disconnect is not None:
-                try:
-                    self._after_action(raising=False, what="on_disconnect")
-                except RivetError as exc:
-                    self.log.error("after on_disconnect: %s", exc.message)
-            if conn.hibernation is not None:
-                try:
-                    await self.driver.kv_write(self.actor_id, deletes=[keys.conn_key(conn.id)])
-                except Exception:
-                    self.log.exception("removing the connection record failed")
-            if conn.transport is not None:
-                conn.transport.close(reason)
-        finally:
-            self.sleep_policy.pending_disconnects -= 1
-            self.sleep_policy.activity_changed()

@@ -246,7 +246,7 @@ class StatePersistence:
                     await asyncio.shield(self._task)
                 await self.write_snapshot()
                 if not destroying:
-                    await owner.persist_conns()
+                    await owner.connections.persist()
                 return None
             except Exception as exc:
                 # A RivetError is the state itself (unsaveable): trying again changes nothing.
