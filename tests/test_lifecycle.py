@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import eventually
+from conftest import LoopClock, eventually
 
 from rivetkit import ActorOptions, RivetError, actor, setup
 from rivetkit.protocol import actor_persist
@@ -123,7 +123,7 @@ async def test_hook_order_new_wake_sleep(is_async: bool) -> None:
     async with setup_test(registry) as client:
         handle = client.rec.get_or_create(["a"], input={"hello": 1})
         assert await handle.bump() == 1
-        await asyncio.sleep(0.01)  # let run start
+        await eventually(lambda: "run" in names(events))  # run starts in the background
         # New actor.
         assert names(events) == [
             "on_migrate",
@@ -156,7 +156,7 @@ async def test_hook_order_new_wake_sleep(is_async: bool) -> None:
         # Wake: no create_state, no on_create; the state came back with on_sleep's change.
         events.clear()
         second = await handle.snapshot()
-        await asyncio.sleep(0.01)
+        await eventually(lambda: "run" in names(events))
         assert names(events) == ["on_migrate", "create_vars", "on_wake", "run"]
         assert events[0] == ("on_migrate", False)
         assert second["generation"] == 2
@@ -575,8 +575,9 @@ async def test_context_identity() -> None:
 
 
 async def test_activity_postpones_idle_sleep() -> None:
-    a = actor("steady", state={}, options=ActorOptions(sleep_timeout=0.1))
+    a = actor("steady", state={}, options=ActorOptions(sleep_timeout=10.0))
     stops: list[str] = []
+    began, release = asyncio.Event(), asyncio.Event()
 
     @a.on_sleep
     def slept(c: ActorContext) -> None:
@@ -588,22 +589,29 @@ async def test_activity_postpones_idle_sleep() -> None:
 
     @a.action
     async def long(c: ActorContext) -> int:
-        await asyncio.sleep(0.25)  # longer than the sleep timeout: still no sleep
+        began.set()
+        await release.wait()
         return c.generation
 
-    async with setup_test(setup(use=[a])) as client:
-        handle = client.steady.get_or_create()
-        actor_id = await handle.resolve()
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 0.3
-        while loop.time() < end:  # a call every 20 ms for three sleep timeouts
-            assert await handle.ping() == 1
-            await asyncio.sleep(0.02)
-        assert await handle.long() == 1
-        assert stops == []
-        # Idle from now on: it sleeps after about one timeout.
-        quiet = loop.time()
-        await wait_stopped(client, actor_id)
-        assert stops == ["sleep"]
-        assert 0.08 <= loop.time() - quiet < 2.0
-        assert await handle.ping() == 2
+    # Loop time moves only when told (plus the real time the test takes, far below 10 s).
+    with LoopClock() as clock:
+        async with setup_test(setup(use=[a])) as client:
+            handle = client.steady.get_or_create()
+            actor_id = await handle.resolve()
+            placement = client.runtime.driver.placement  # type: ignore[attr-defined]
+            for _ in range(8):  # a call every 4 s, for three sleep timeouts
+                await clock.advance(4.0)
+                assert await handle.ping() == 1
+            call = asyncio.ensure_future(handle.long())
+            await began.wait()
+            await clock.advance(25.0)  # an action longer than the sleep timeout: no sleep
+            release.set()
+            assert await call == 1
+            assert stops == []
+            # Idle from now on: still awake within one timeout, asleep after it.
+            await clock.advance(6.0)
+            assert stops == [] and actor_id in placement.loaded()
+            await clock.advance(5.0)
+            await wait_stopped(client, actor_id)
+            assert stops == ["sleep"]
+            assert await handle.ping() == 2
