@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import eventually
+from conftest import LoopClock, eventually
 
 from rivetkit import ActorOptions, EventOptions, RivetError, UserError, actor, setup
 from rivetkit.protocol import actor_persist
@@ -134,21 +134,34 @@ async def test_refused_connection() -> None:
 
 async def test_preflight_is_bounded_by_the_sum_of_both_timeouts() -> None:
     log: list[Any] = []
-    lobby = make_lobby(log, on_before_connect_timeout=0.1, create_conn_state_timeout=0.1)
-    async with setup_test(setup(use=[lobby])) as client:
-        instance = await instance_of(client, "lobby")
-        # Each hook over its own timeout, together within the sum: accepted.
-        conn = await instance.connect({"slow_before": 0.12, "slow_state": 0.03})
-        assert conn.id in instance.conns
-        started = time.monotonic()
-        error = await raises(
-            "actor",
-            "callback_timed_out",
-            instance.connect({"slow_before": 0.1, "slow_state": 0.15}),
-        )
-        assert 0.15 <= time.monotonic() - started < 1.0
-        assert "0.2" in error.message
-        assert len(instance.conns) == 1
+    lobby = make_lobby(log, on_before_connect_timeout=10.0, create_conn_state_timeout=10.0)
+
+    async def reached(hook: str) -> None:
+        await eventually(lambda: bool(log) and log[-1][0] == hook)
+
+    # Loop time moves only when told (plus the real time the test takes, far below 5 s).
+    with LoopClock() as clock:
+        async with setup_test(setup(use=[lobby])) as client:
+            instance = await instance_of(client, "lobby")
+            # Each hook over its own timeout, together within the sum: accepted.
+            call = asyncio.ensure_future(instance.connect({"slow_before": 12, "slow_state": 3}))
+            await reached("on_before_connect")
+            await clock.advance(12.0)
+            await reached("create_conn_state")
+            await clock.advance(3.0)
+            conn = await call
+            assert conn.id in instance.conns
+            # Over the sum: refused once the sum (20 s) has passed, not before.
+            call = asyncio.ensure_future(instance.connect({"slow_before": 10, "slow_state": 30}))
+            await reached("on_before_connect")
+            await clock.advance(10.0)
+            await reached("create_conn_state")
+            await clock.advance(5.0)  # 15 s in
+            assert not call.done()
+            await clock.advance(10.0)  # 25 s in
+            error = await raises("actor", "callback_timed_out", call)
+            assert "within 20 s" in error.message
+            assert len(instance.conns) == 1
 
 
 async def test_on_connect_timeout() -> None:
