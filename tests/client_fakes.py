@@ -2,7 +2,7 @@
 and an ``httpx.MockTransport`` that records requests.
 
 The fake WebSocket server speaks the client protocol through
-:mod:`rivetkit.protocol.json_compat` (the server direction), so the client is checked against
+:mod:`rivetkit.protocol.messages` (the server direction), so the client is checked against
 the same codecs the real server uses. Its default behaviour is a counter actor; tests replace
 ``FakeConnectServer.script`` to misbehave on purpose.
 """
@@ -30,12 +30,8 @@ from rivetkit.protocol.client_protocol import (
     SubscriptionRequest,
     ToClient,
 )
-from rivetkit.protocol.json_compat import (
-    decode_to_server,
-    encode_to_client,
-    http_action_request_from,
-    http_action_response_to,
-)
+from rivetkit.protocol.http_bodies import http_action_request_from, http_action_response_to
+from rivetkit.protocol.messages import decode_to_server, encode_to_client
 
 
 @dataclass

@@ -31,7 +31,7 @@ from rivetkit.protocol.client_protocol import (
     SubscriptionRequest,
     ToServer,
 )
-from rivetkit.protocol.json_compat import decode_to_client, encode_to_server
+from rivetkit.protocol.messages import decode_to_client, encode_to_server
 from rivetkit.server import serve_in_background
 from rivetkit.server.limits import ServerLimits
 from rivetkit.server.ws_budget import CLOSE_CODE, CLOSE_REASON

@@ -18,7 +18,7 @@ from rivetkit.client.errors import (
 )
 from rivetkit.errors import RivetError
 from rivetkit.protocol.client_protocol import ActorSpecifier
-from rivetkit.protocol.json_compat import http_error_to
+from rivetkit.protocol.http_bodies import http_error_to
 
 JSON = {"content-type": "application/json"}
 OCTET = {"content-type": "application/octet-stream"}

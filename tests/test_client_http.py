@@ -15,7 +15,7 @@ from client_fakes import RecordingTransport, counter_server, json_response
 
 from rivetkit.client import ActorError, Client, RetryOptions
 from rivetkit.errors import EncodeError
-from rivetkit.protocol.json_compat import (
+from rivetkit.protocol.http_bodies import (
     http_error_to,
     http_queue_send_request_from,
     http_queue_send_response_to,
@@ -95,7 +95,7 @@ async def test_action_body_and_headers(encoding: str, body: bytes, content_type:
 
 
 def test_bare_empty_args_bytes() -> None:
-    from rivetkit.protocol.json_compat import http_action_request_to
+    from rivetkit.protocol.http_bodies import http_action_request_to
 
     assert http_action_request_to([], "bare") == b"\x04\x00\x01\x80"
 

@@ -17,7 +17,7 @@ from vectors_dir import load_cases, vectors_dir
 
 from rivetkit.errors import EncodeError, ProtocolError
 from rivetkit.protocol import client_protocol as cp
-from rivetkit.protocol import json_compat as jc
+from rivetkit.protocol import http_bodies, messages, trees, values
 from rivetkit.protocol.bare import codec_for
 from rivetkit.protocol.client_protocol import v1, v2, v3, v4
 from rivetkit.protocol.schema import DATA, is_record, record_fields, wire_name
@@ -281,7 +281,7 @@ def _client_view_json(text: str) -> dict[str, Any]:
             val[key] = int(digits)
     if tree["body"]["tag"] == "Error":
         assert "actionId" in val
-    return _fill_error(jc.decode_json_compat(tree))
+    return _fill_error(values.decode_json_compat(tree))
 
 
 def _u64_positions(data: bytes, key: str) -> list[int]:
@@ -307,7 +307,7 @@ def _client_view_cbor(data: bytes) -> dict[str, Any]:
             assert int.from_bytes(data[head + 1 : head + 9], "big") == val[key]
     if tree["body"]["tag"] == "Error":
         assert "actionId" in val
-    return _fill_error(jc.decode_json_compat(tree))
+    return _fill_error(values.decode_json_compat(tree))
 
 
 def _record_type(case: dict[str, Any]) -> Any:
@@ -316,7 +316,9 @@ def _record_type(case: dict[str, Any]) -> Any:
 
 @pytest.mark.parametrize("case", cases("json"))
 def test_json_vector_decodes(case: dict[str, Any]) -> None:
-    reader = jc.to_server_from_json if case["type"] == "ToServer" else jc.to_client_from_json
+    reader = (
+        messages.to_server_from_json if case["type"] == "ToServer" else messages.to_client_from_json
+    )
     decoded = reader(case["text"])
     assert to_vector(decoded, _record_type(case), payload_as_value=True) == case["value"]
     assert reader(case["text"].encode()) == decoded
@@ -324,7 +326,9 @@ def test_json_vector_decodes(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", cases("cbor"))
 def test_cbor_vector_decodes(case: dict[str, Any]) -> None:
-    reader = jc.to_server_from_cbor if case["type"] == "ToServer" else jc.to_client_from_cbor
+    reader = (
+        messages.to_server_from_cbor if case["type"] == "ToServer" else messages.to_client_from_cbor
+    )
     decoded = reader(bytes.fromhex(case["hex"]))
     assert to_vector(decoded, _record_type(case), payload_as_value=True) == case["value"]
 
@@ -333,12 +337,12 @@ def test_cbor_vector_decodes(case: dict[str, Any]) -> None:
 def test_json_vector_encodes(case: dict[str, Any]) -> None:
     msg = from_vector(case["value"], _record_type(case), payload_as_value=True)
     if case["type"] == "ToServer":
-        ours = jc.to_server_json(msg)
-        assert jc.to_server_from_json(ours) == msg
+        ours = messages.to_server_json(msg)
+        assert messages.to_server_from_json(ours) == msg
     else:
-        ours = jc.to_client_json(msg)
+        ours = messages.to_client_json(msg)
         assert _client_view_json(ours) == case["value"]
-        assert jc.to_client_from_json(ours) == msg
+        assert messages.to_client_from_json(ours) == msg
     # Same keys, same order, same omissions as the TypeScript codec.
     assert ours == case["text"]
 
@@ -347,44 +351,44 @@ def test_json_vector_encodes(case: dict[str, Any]) -> None:
 def test_cbor_vector_encodes(case: dict[str, Any]) -> None:
     msg = from_vector(case["value"], _record_type(case), payload_as_value=True)
     if case["type"] == "ToServer":
-        ours = jc.to_server_cbor(msg)
-        assert jc.to_server_from_cbor(ours) == msg
+        ours = messages.to_server_cbor(msg)
+        assert messages.to_server_from_cbor(ours) == msg
         if msg.body.__class__ is cp.ActionRequest:
             head = _u64_positions(ours, "id")[0]
             assert ours[head] == 0x1B
     else:
-        ours = jc.to_client_cbor(msg)
+        ours = messages.to_client_cbor(msg)
         assert _client_view_cbor(ours) == case["value"]
-        assert jc.to_client_from_cbor(ours) == msg
+        assert messages.to_client_from_cbor(ours) == msg
     # Only header widths may differ from cbor-x's bytes.
     assert cbor2.loads(ours) == cbor2.loads(bytes.fromhex(case["hex"]))
 
 
 def test_cbor_ids_are_eight_bytes_even_for_zero() -> None:
-    data = jc.to_client_cbor(cp.ToClient(cp.ActionResponse(0, 5)))
+    data = messages.to_client_cbor(cp.ToClient(cp.ActionResponse(0, 5)))
     assert b"\x62id\x1b\x00\x00\x00\x00\x00\x00\x00\x00" in data
-    data = jc.to_client_cbor(cp.ToClient(cp.Error("g", "c", "m", None, 7, None)))
+    data = messages.to_client_cbor(cp.ToClient(cp.Error("g", "c", "m", None, 7, None)))
     assert b"\x68actionId\x1b\x00\x00\x00\x00\x00\x00\x00\x07" in data
-    data = jc.to_server_cbor(cp.ToServer(cp.ActionRequest(2**64 - 1, "a", [])))
+    data = messages.to_server_cbor(cp.ToServer(cp.ActionRequest(2**64 - 1, "a", [])))
     assert b"\x62id\x1b\xff\xff\xff\xff\xff\xff\xff\xff" in data
 
 
 def test_json_ids_are_bigints_and_action_id_null() -> None:
-    text = jc.to_client_json(cp.ToClient(cp.ActionResponse(2**64 - 1, None)))
+    text = messages.to_client_json(cp.ToClient(cp.ActionResponse(2**64 - 1, None)))
     assert text == (
         '{"body":{"tag":"ActionResponse","val":{"id":["$BigInt","18446744073709551615"],'
         '"output":null}}}'
     )
-    text = jc.to_client_json(cp.ToClient(cp.Error("g", "c", "m", None, None, None)))
+    text = messages.to_client_json(cp.ToClient(cp.Error("g", "c", "m", None, None, None)))
     assert '"actionId":null' in text and "metadata" not in text and "actor" not in text
 
 
 def test_generation_forms() -> None:
     actor = cp.ActorSpecifier("a", 2**60, None)
     msg = cp.ToClient(cp.Error("g", "c", "m", None, None, actor))
-    assert '"generation":["$BigInt","1152921504606846976"]' in jc.to_client_json(msg)
-    assert '"generation":5,' not in jc.to_client_json(msg)
-    assert jc.to_client_from_json(jc.to_client_json(msg)) == msg
+    assert '"generation":["$BigInt","1152921504606846976"]' in messages.to_client_json(msg)
+    assert '"generation":5,' not in messages.to_client_json(msg)
+    assert messages.to_client_from_json(messages.to_client_json(msg)) == msg
     # cbor-x writes 2**32 as a float64; the decoder takes it as an integer.
     tree = {
         "body": {
@@ -395,7 +399,7 @@ def test_generation_forms() -> None:
             },
         }
     }  # fmt: skip
-    decoded = jc.to_client_from_cbor(cbor2.dumps(tree))
+    decoded = messages.to_client_from_cbor(cbor2.dumps(tree))
     assert decoded.body.actor == cp.ActorSpecifier("a", 4294967296, None)
     assert b"\xfb\x41\xf0\x00\x00\x00\x00\x00\x00" in cbor2.dumps(tree)
 
@@ -403,13 +407,13 @@ def test_generation_forms() -> None:
 def test_cbor_form_args_are_raw_json_form_escaped() -> None:
     # The client's ToServer cbor form skips the compat layer; json escapes.
     msg = cp.ToServer(cp.ActionRequest(1, "a", [["$x", 1]]))
-    assert '"args":[["$$x",1]]' in jc.to_server_json(msg)
-    assert jc.to_server_from_json(jc.to_server_json(msg)) == msg
-    raw = jc.to_server_cbor(msg)
+    assert '"args":[["$$x",1]]' in messages.to_server_json(msg)
+    assert messages.to_server_from_json(messages.to_server_json(msg)) == msg
+    raw = messages.to_server_cbor(msg)
     assert cbor2.loads(raw)["body"]["val"]["args"] == [["$x", 1]]
-    assert jc.to_server_from_cbor(raw) == msg
+    assert messages.to_server_from_cbor(raw) == msg
     # The server-to-client cbor form is revived by the client, so it is escaped.
-    out = jc.to_client_cbor(cp.ToClient(cp.Event("e", [["$x", 1]])))
+    out = messages.to_client_cbor(cp.ToClient(cp.Event("e", [["$x", 1]])))
     assert cbor2.loads(out)["body"]["val"]["args"] == [["$$x", 1]]
 
 
@@ -444,7 +448,7 @@ def test_cbor_form_args_are_raw_json_form_escaped() -> None:
     ],
 )
 def test_compat_encode(value: Any, wire: Any) -> None:
-    assert jc.encode_json_compat(value) == wire
+    assert values.encode_json_compat(value) == wire
 
 
 @pytest.mark.parametrize(
@@ -468,7 +472,7 @@ def test_compat_encode(value: Any, wire: Any) -> None:
     ],
 )
 def test_compat_decode(wire: Any, value: Any) -> None:
-    assert jc.decode_json_compat(wire) == value
+    assert values.decode_json_compat(wire) == value
 
 
 @pytest.mark.parametrize(
@@ -497,56 +501,56 @@ def test_compat_decode(wire: Any, value: Any) -> None:
 )
 def test_compat_decode_rejects(wire: Any) -> None:
     with pytest.raises(ProtocolError) as info:
-        jc.decode_json_compat(wire, error_code="some_code")
+        values.decode_json_compat(wire, error_code="some_code")
     assert info.value.code == "some_code"
 
 
 def test_compat_depth_limits() -> None:
     deep: Any = 1
-    for _ in range(jc.MAX_DEPTH + 5):
+    for _ in range(values.MAX_DEPTH + 5):
         deep = [deep]
     with pytest.raises(EncodeError):
-        jc.encode_json_compat(deep)
+        values.encode_json_compat(deep)
     with pytest.raises(ProtocolError):
-        jc.decode_json_compat(deep)
+        values.decode_json_compat(deep)
     ok: Any = 1
-    for _ in range(jc.MAX_DEPTH - 1):
+    for _ in range(values.MAX_DEPTH - 1):
         ok = [ok]
-    assert jc.decode_json_compat(jc.encode_json_compat(ok)) == ok
-    for encoding in jc.ENCODINGS:
+    assert values.decode_json_compat(values.encode_json_compat(ok)) == ok
+    for encoding in trees.ENCODINGS:
         msg = cp.ToClient(cp.ActionResponse(1, ok))
-        assert jc.decode_to_client(jc.encode_to_client(msg, encoding), encoding) == msg
+        assert messages.decode_to_client(messages.encode_to_client(msg, encoding), encoding) == msg
     cyclic: list[Any] = []
     cyclic.append(cyclic)
     with pytest.raises(EncodeError):
-        jc.encode_json_compat(cyclic)
+        values.encode_json_compat(cyclic)
 
 
 def test_cbor_payload_helpers_match_the_client() -> None:
     # README: a bigint in user data becomes the CBOR array ["$BigInt", digits] inside bare.
-    assert jc.cbor_dumps(2**60) == cbor2.dumps(["$BigInt", str(2**60)])
-    assert jc.cbor_dumps(["$x", 1]) == cbor2.dumps(["$$x", 1])
-    assert jc.cbor_dumps([5]) == bytes.fromhex("8105")
-    assert jc.cbor_loads(bytes.fromhex("8463626f62b90001617801f6f5")) == [
+    assert values.cbor_dumps(2**60) == cbor2.dumps(["$BigInt", str(2**60)])
+    assert values.cbor_dumps(["$x", 1]) == cbor2.dumps(["$$x", 1])
+    assert values.cbor_dumps([5]) == bytes.fromhex("8105")
+    assert values.cbor_loads(bytes.fromhex("8463626f62b90001617801f6f5")) == [
         "bob",
         {"x": 1},
         None,
         True,
     ]
-    assert jc.cbor_loads(cbor2.dumps(["$$x", ["$Uint8Array", "AA=="]])) == ["$x", b"\x00"]
+    assert values.cbor_loads(cbor2.dumps(["$$x", ["$Uint8Array", "AA=="]])) == ["$x", b"\x00"]
     with pytest.raises(ProtocolError) as info:
-        jc.cbor_loads(b"\x81", error_code="c1")
+        values.cbor_loads(b"\x81", error_code="c1")
     assert info.value.code == "c1"
     with pytest.raises(ProtocolError, match="trailing"):
-        jc.cbor_loads_raw(b"\x01\x02")
+        values.cbor_loads_raw(b"\x01\x02")
     with pytest.raises(ProtocolError):
-        jc.cbor_loads(cbor2.dumps(["$Nope", 1]))
+        values.cbor_loads(cbor2.dumps(["$Nope", 1]))
     with pytest.raises(ProtocolError):
-        jc.cbor_loads_raw("text")  # type: ignore[arg-type]
+        values.cbor_loads_raw("text")  # type: ignore[arg-type]
     with pytest.raises(EncodeError):
-        jc.cbor_dumps(object())
+        values.cbor_dumps(object())
     with pytest.raises(EncodeError):
-        jc.cbor_dumps("\ud800")
+        values.cbor_dumps("\ud800")
 
 
 def test_cbor_shared_references_are_refused() -> None:
@@ -555,22 +559,22 @@ def test_cbor_shared_references_are_refused() -> None:
     for _ in range(60):
         dag = [dag, dag]
     with pytest.raises(ProtocolError, match="shared references"):
-        jc.cbor_loads(cbor2.dumps(dag, value_sharing=True))
+        values.cbor_loads(cbor2.dumps(dag, value_sharing=True))
     cyclic = bytes.fromhex("d81c81d81d00")
-    for read in (jc.to_server_from_cbor, jc.to_client_from_cbor):
+    for read in (messages.to_server_from_cbor, messages.to_client_from_cbor):
         with pytest.raises(ProtocolError) as info:
             read(cyclic)
         assert info.value.code == CONNECT
     # Marked but never reused is a plain tree.
-    assert jc.cbor_loads_raw(cbor2.dumps([[1], [2]], value_sharing=True)) == [[1], [2]]
+    assert values.cbor_loads_raw(cbor2.dumps([[1], [2]], value_sharing=True)) == [[1], [2]]
 
 
 def test_json_text_is_ascii_and_keeps_lone_surrogates() -> None:
     msg = cp.ToClient(cp.Event("\u00e9", ["\ud800", "\U0001f600"]))
-    text = jc.to_client_json(msg)
+    text = messages.to_client_json(msg)
     assert text.isascii()
     text.encode("utf-8")
-    assert jc.to_client_from_json(text) == msg
+    assert messages.to_client_from_json(text) == msg
 
 
 # MARK: malformed connection messages
@@ -623,14 +627,14 @@ BAD_TO_SERVER_JSON = [
 @pytest.mark.parametrize("text", BAD_TO_SERVER_JSON)
 def test_to_server_json_malformed(text: str) -> None:
     with pytest.raises(ProtocolError) as info:
-        jc.to_server_from_json(text)
+        messages.to_server_from_json(text)
     assert info.value.code == CONNECT
 
 
 @pytest.mark.parametrize("data", [b"\xff\xfe", b'{"body":"\xc3"}', 5, None, ["x"]])
 def test_to_server_json_bad_input_types(data: Any) -> None:
     with pytest.raises(ProtocolError) as info:
-        jc.to_server_from_json(data)
+        messages.to_server_from_json(data)
     assert info.value.code == CONNECT
 
 
@@ -665,14 +669,14 @@ BAD_TO_SERVER_CBOR = [
 @pytest.mark.parametrize("data", BAD_TO_SERVER_CBOR)
 def test_to_server_cbor_malformed(data: bytes) -> None:
     with pytest.raises(ProtocolError) as info:
-        jc.to_server_from_cbor(data)
+        messages.to_server_from_cbor(data)
     assert info.value.code == CONNECT
 
 
 def test_to_server_cbor_accepts_any_uint_width_and_bigint_tag() -> None:
     for id_ in (0, 23, 24, 255, 2**32, 2**64 - 1):
-        assert jc.to_server_from_cbor(cbor2.dumps(_action_tree(id=id_))).body.id == id_
-    assert jc.to_server_from_cbor(cbor2.dumps(_action_tree(id=["$BigInt", "9"]))).body.id == 9
+        assert messages.to_server_from_cbor(cbor2.dumps(_action_tree(id=id_))).body.id == id_
+    assert messages.to_server_from_cbor(cbor2.dumps(_action_tree(id=["$BigInt", "9"]))).body.id == 9
 
 
 def _error_tree(**val: Any) -> dict[str, Any]:
@@ -703,8 +707,8 @@ BAD_TO_CLIENT_TREES = [
 @pytest.mark.parametrize("tree", BAD_TO_CLIENT_TREES)
 def test_to_client_malformed(tree: Any) -> None:
     for read, data in (
-        (jc.to_client_from_cbor, cbor2.dumps(tree)),
-        (jc.to_client_from_json, json.dumps(tree)),
+        (messages.to_client_from_cbor, cbor2.dumps(tree)),
+        (messages.to_client_from_json, json.dumps(tree)),
     ):
         with pytest.raises(ProtocolError) as info:
             read(data)
@@ -713,15 +717,17 @@ def test_to_client_malformed(tree: Any) -> None:
 
 def test_to_client_lenient_where_the_client_is() -> None:
     # A missing output is JS `undefined` (JSON.stringify drops it); a missing actionId is null.
-    msg = jc.to_client_from_json('{"body":{"tag":"ActionResponse","val":{"id":["$BigInt","1"]}}}')
+    msg = messages.to_client_from_json(
+        '{"body":{"tag":"ActionResponse","val":{"id":["$BigInt","1"]}}}'
+    )
     assert msg == cp.ToClient(cp.ActionResponse(1, None))
-    msg = jc.to_client_from_json(
+    msg = messages.to_client_from_json(
         '{"body":{"tag":"Error","val":{"group":"g","code":"c","message":"m"}}}'
     )
     assert msg == cp.ToClient(cp.Error("g", "c", "m", None, None, None))
     # Older servers' extra fields (v1 connectionToken) are ignored, as zod does.
     text = '{"body":{"tag":"Init","val":{"actorId":"a","connectionId":"b","connectionToken":"t"}}}'
-    assert jc.to_client_from_json(text) == cp.ToClient(cp.Init("a", "b"))
+    assert messages.to_client_from_json(text) == cp.ToClient(cp.Init("a", "b"))
 
 
 @pytest.mark.parametrize(
@@ -740,72 +746,79 @@ def test_to_client_lenient_where_the_client_is() -> None:
     ],
 )
 def test_to_client_encoders_refuse_misfits(msg: Any) -> None:
-    for write in (jc.to_client_json, jc.to_client_cbor):
+    for write in (messages.to_client_json, messages.to_client_cbor):
         with pytest.raises(EncodeError):
             write(msg)
 
 
 def test_to_server_encoders_refuse_misfits() -> None:
-    for write in (jc.to_server_json, jc.to_server_cbor):
+    for write in (messages.to_server_json, messages.to_server_cbor):
         with pytest.raises(EncodeError):
             write(cp.ToServer(cp.SubscriptionRequest("e", 1)))  # type: ignore[arg-type]
         with pytest.raises(EncodeError):
             write(cp.ToClient(cp.Init("a", "b")))  # type: ignore[arg-type]
     with pytest.raises(EncodeError):
-        jc.to_client_json(cp.ToClient(cp.ActionResponse(0, math.nan)))
-    assert jc.to_client_from_cbor(
-        jc.to_client_cbor(cp.ToClient(cp.ActionResponse(0, math.inf)))
+        messages.to_client_json(cp.ToClient(cp.ActionResponse(0, math.nan)))
+    assert messages.to_client_from_cbor(
+        messages.to_client_cbor(cp.ToClient(cp.ActionResponse(0, math.inf)))
     ) == (cp.ToClient(cp.ActionResponse(0, math.inf)))
 
 
 def test_dispatchers() -> None:
     msg = cp.ToClient(cp.Event("e", [1, b"\x00", 2**60]))
-    for encoding in jc.ENCODINGS:
-        data = jc.encode_to_client(msg, encoding)
+    for encoding in trees.ENCODINGS:
+        data = messages.encode_to_client(msg, encoding)
         assert isinstance(data, str if encoding == "json" else bytes)
-        assert jc.decode_to_client(data, encoding) == msg
-    bare = jc.encode_to_client(msg, "bare")
-    assert cp.TO_CLIENT.decode(bare).body.args == jc.cbor_dumps([1, b"\x00", 2**60])
+        assert messages.decode_to_client(data, encoding) == msg
+    bare = messages.encode_to_client(msg, "bare")
+    assert cp.TO_CLIENT.decode(bare).body.args == values.cbor_dumps([1, b"\x00", 2**60])
     # The bare args of the spec's example: ActionRequest id 0, args [2].
     request = bytes.fromhex("0400000009696e6372656d656e74028102")
-    assert jc.decode_to_server(request, "bare") == cp.ToServer(
+    assert messages.decode_to_server(request, "bare") == cp.ToServer(
         cp.ActionRequest(0, "increment", [2])
     )
     assert (
-        jc.encode_to_server(cp.ToServer(cp.ActionRequest(0, "increment", [2])), "bare") == request
+        messages.encode_to_server(cp.ToServer(cp.ActionRequest(0, "increment", [2])), "bare")
+        == request
     )
     with pytest.raises(ValueError):
-        jc.encode_to_client(msg, "xml")
+        messages.encode_to_client(msg, "xml")
     with pytest.raises(ValueError):
-        jc.encode_to_server(cp.ToServer(cp.SubscriptionRequest("e", True)), "xml")
+        messages.encode_to_server(cp.ToServer(cp.SubscriptionRequest("e", True)), "xml")
     for bad in ("xml", None):
         with pytest.raises(ProtocolError) as info:
-            jc.decode_to_server(b"", bad)  # type: ignore[arg-type]
+            messages.decode_to_server(b"", bad)  # type: ignore[arg-type]
         assert info.value.code == CONNECT
     with pytest.raises(ProtocolError):
-        jc.decode_to_server("text", "bare")
+        messages.decode_to_server("text", "bare")
     with pytest.raises(ProtocolError):
-        jc.decode_to_server(bytes.fromhex("040000000161028119"), "bare")  # truncated CBOR args
+        messages.decode_to_server(
+            bytes.fromhex("040000000161028119"), "bare"
+        )  # truncated CBOR args
 
 
 # MARK: HTTP bodies
 
 
 def test_http_action_request_from_every_encoding() -> None:
-    assert jc.http_action_request_from(b'{"args":[5]}', "json") == [5]
-    assert jc.http_action_request_from(bytes.fromhex("b9000164617267738105"), "cbor") == [5]
-    assert jc.http_action_request_from(bytes.fromhex("0400028105"), "bare") == [5]
-    assert jc.http_action_request_from(bytes.fromhex("04000180"), "bare") == []
+    assert http_bodies.http_action_request_from(b'{"args":[5]}', "json") == [5]
+    assert http_bodies.http_action_request_from(bytes.fromhex("b9000164617267738105"), "cbor") == [
+        5
+    ]
+    assert http_bodies.http_action_request_from(bytes.fromhex("0400028105"), "bare") == [5]
+    assert http_bodies.http_action_request_from(bytes.fromhex("04000180"), "bare") == []
     # rivetkit-core's leniency: null or missing -> [], a scalar -> [scalar].
-    assert jc.http_action_request_from(b'{"args":null}', "json") == []
-    assert jc.http_action_request_from(b"{}", "json") == []
-    assert jc.http_action_request_from(b'{"args":7}', "json") == [7]
-    assert jc.http_action_request_from(b'{"args":{"a":1}}', "json") == [{"a": 1}]
-    assert jc.http_action_request_from(cbor2.dumps({"args": "x"}), "cbor") == ["x"]
-    assert jc.http_action_request_from(bytes.fromhex("040001f6"), "bare") == []
+    assert http_bodies.http_action_request_from(b'{"args":null}', "json") == []
+    assert http_bodies.http_action_request_from(b"{}", "json") == []
+    assert http_bodies.http_action_request_from(b'{"args":7}', "json") == [7]
+    assert http_bodies.http_action_request_from(b'{"args":{"a":1}}', "json") == [{"a": 1}]
+    assert http_bodies.http_action_request_from(cbor2.dumps({"args": "x"}), "cbor") == ["x"]
+    assert http_bodies.http_action_request_from(bytes.fromhex("040001f6"), "bare") == []
     # json revives, cbor stays raw (the client sends cbor args without the compat layer).
-    assert jc.http_action_request_from(b'{"args":[["$BigInt","9"]]}', "json") == [9]
-    assert jc.http_action_request_from(cbor2.dumps({"args": [["$x", 1]]}), "cbor") == [["$x", 1]]
+    assert http_bodies.http_action_request_from(b'{"args":[["$BigInt","9"]]}', "json") == [9]
+    assert http_bodies.http_action_request_from(cbor2.dumps({"args": [["$x", 1]]}), "cbor") == [
+        ["$x", 1]
+    ]
 
 
 @pytest.mark.parametrize(
@@ -828,80 +841,90 @@ def test_http_action_request_from_every_encoding() -> None:
 )
 def test_http_action_request_malformed(body: Any, encoding: str) -> None:
     with pytest.raises(ProtocolError) as info:
-        jc.http_action_request_from(body, encoding)
+        http_bodies.http_action_request_from(body, encoding)
     assert info.value.code == HTTP_REQUEST
 
 
 def test_http_bodies_against_bare_vectors() -> None:
     by_name = {c["name"]: bytes.fromhex(c["hex"]) for c in CASES if "hex" in c}
-    assert jc.http_action_response_to(5, "bare") == by_name["http_action_response.output_5"]
-    assert jc.http_action_request_to([5], "bare") == by_name["http_action_request.args_5"]
-    assert jc.http_action_request_to([], "bare") == by_name["http_action_request.no_args"]
-    assert jc.http_action_response_from(by_name["http_action_response.output_5"], "bare") == 5
     assert (
-        jc.http_error_to("actor", "action_not_found", "Action not found", None, "bare")
+        http_bodies.http_action_response_to(5, "bare") == by_name["http_action_response.output_5"]
+    )
+    assert http_bodies.http_action_request_to([5], "bare") == by_name["http_action_request.args_5"]
+    assert http_bodies.http_action_request_to([], "bare") == by_name["http_action_request.no_args"]
+    assert (
+        http_bodies.http_action_response_from(by_name["http_action_response.output_5"], "bare") == 5
+    )
+    assert (
+        http_bodies.http_error_to("actor", "action_not_found", "Action not found", None, "bare")
         == by_name["http_response_error.minimal"]
     )
-    assert jc.http_error_from(by_name["http_response_error.full"], "bare") == cp.HttpResponseError(
+    assert http_bodies.http_error_from(
+        by_name["http_response_error.full"], "bare"
+    ) == cp.HttpResponseError(
         "user", "user_error", "nope", {"why": "x"}, cp.ActorSpecifier("a1", 2, None)
     )
-    assert jc.http_error_from(by_name["http_response_error.upgrade_from_v1"], "bare") == (
+    assert http_bodies.http_error_from(by_name["http_response_error.upgrade_from_v1"], "bare") == (
         cp.HttpResponseError("g", "c", "m", None, None)
     )
-    assert jc.http_queue_send_request_from(
+    assert http_bodies.http_queue_send_request_from(
         by_name["http_queue_send_request.client_default"], "bare"
     ) == cp.HttpQueueSendRequest({"job": 1}, "jobs", False, None)
-    assert jc.http_queue_send_request_from(
+    assert http_bodies.http_queue_send_request_from(
         by_name["http_queue_send_request.wait_timeout"], "bare"
     ) == cp.HttpQueueSendRequest("hi", "jobs", True, 5000)
-    assert jc.http_queue_send_response_from(
+    assert http_bodies.http_queue_send_response_from(
         by_name["http_queue_send_response.completed"], "bare"
     ) == cp.HttpQueueSendResponse("completed", {"done": True})
     assert (
-        jc.http_queue_send_response_to("timedOut", None, "bare")
+        http_bodies.http_queue_send_response_to("timedOut", None, "bare")
         == by_name["http_queue_send_response.timed_out"]
     )
 
 
 def test_http_json_and_cbor_shapes() -> None:
-    assert jc.http_action_response_to(5, "json") == b'{"output":5}'
-    assert cbor2.loads(jc.http_action_response_to(2**60, "cbor")) == {
+    assert http_bodies.http_action_response_to(5, "json") == b'{"output":5}'
+    assert cbor2.loads(http_bodies.http_action_response_to(2**60, "cbor")) == {
         "output": ["$BigInt", str(2**60)]
     }
-    assert jc.http_action_request_to([5], "json") == b'{"args":[5]}'
-    assert cbor2.loads(jc.http_action_request_to([["$x", 1]], "cbor")) == {"args": [["$x", 1]]}
-    assert json.loads(jc.http_error_to("user", "boom", "Boom", None, "json")) == {
+    assert http_bodies.http_action_request_to([5], "json") == b'{"args":[5]}'
+    assert cbor2.loads(http_bodies.http_action_request_to([["$x", 1]], "cbor")) == {
+        "args": [["$x", 1]]
+    }
+    assert json.loads(http_bodies.http_error_to("user", "boom", "Boom", None, "json")) == {
         "group": "user",
         "code": "boom",
         "message": "Boom",
     }
     actor = cp.ActorSpecifier("a1", 3, "k")
-    assert json.loads(jc.http_error_to("user", "boom", "Boom", {"n": 1}, "json", actor=actor)) == {
+    assert json.loads(
+        http_bodies.http_error_to("user", "boom", "Boom", {"n": 1}, "json", actor=actor)
+    ) == {
         "group": "user",
         "code": "boom",
         "message": "Boom",
         "metadata": {"n": 1},
         "actor": {"actorId": "a1", "generation": 3, "key": "k"},
     }
-    assert cbor2.loads(jc.http_error_to("g", "c", "m", [b"\x01"], "cbor")) == {
+    assert cbor2.loads(http_bodies.http_error_to("g", "c", "m", [b"\x01"], "cbor")) == {
         "group": "g",
         "code": "c",
         "message": "m",
         "metadata": [["$Uint8Array", "AQ=="]],
     }
     request = cp.HttpQueueSendRequest({"x": 1}, "jobs", True, 5000)
-    assert json.loads(jc.http_queue_send_request_to(request, "json")) == {
+    assert json.loads(http_bodies.http_queue_send_request_to(request, "json")) == {
         "body": {"x": 1},
         "wait": True,
         "timeout": 5000,
         "name": "jobs",
     }
-    assert json.loads(jc.http_queue_send_response_to("completed", None, "json")) == {
+    assert json.loads(http_bodies.http_queue_send_response_to("completed", None, "json")) == {
         "status": "completed"
     }
     # cbor-x sends a large timeout as float64.
     body = cbor2.dumps({"body": None, "wait": True, "timeout": 4294967296.0, "name": "q"})
-    assert jc.http_queue_send_request_from(body, "cbor").timeout == 4294967296
+    assert http_bodies.http_queue_send_request_from(body, "cbor").timeout == 4294967296
 
 
 @pytest.mark.parametrize(
@@ -918,16 +941,16 @@ def test_http_json_and_cbor_shapes() -> None:
 )
 def test_http_queue_send_request_malformed(body: bytes) -> None:
     with pytest.raises(ProtocolError) as info:
-        jc.http_queue_send_request_from(body, "json")
+        http_bodies.http_queue_send_request_from(body, "json")
     assert info.value.code == HTTP_REQUEST
 
 
 @pytest.mark.parametrize(
     "read",
     [
-        jc.http_action_response_from,
-        jc.http_error_from,
-        jc.http_queue_send_response_from,
+        http_bodies.http_action_response_from,
+        http_bodies.http_error_from,
+        http_bodies.http_queue_send_response_from,
     ],
 )
 @pytest.mark.parametrize(
@@ -943,18 +966,20 @@ def test_http_responses_malformed(read: Any, body: bytes, encoding: str) -> None
 def test_http_error_and_queue_response_need_their_fields() -> None:
     for encoding, dump in (("json", lambda v: json.dumps(v).encode()), ("cbor", cbor2.dumps)):
         with pytest.raises(ProtocolError):
-            jc.http_error_from(dump({"group": "g", "code": "c"}), encoding)
+            http_bodies.http_error_from(dump({"group": "g", "code": "c"}), encoding)
         with pytest.raises(ProtocolError):
-            jc.http_queue_send_response_from(dump({"response": 1}), encoding)
+            http_bodies.http_queue_send_response_from(dump({"response": 1}), encoding)
 
 
 def test_http_encoders_refuse_unknown_encodings() -> None:
     for call in (
-        lambda: jc.http_action_request_to([], "xml"),
-        lambda: jc.http_action_response_to(1, "xml"),
-        lambda: jc.http_error_to("g", "c", "m", None, "xml"),
-        lambda: jc.http_queue_send_request_to(cp.HttpQueueSendRequest(1, None, None, None), "xml"),
-        lambda: jc.http_queue_send_response_to("completed", 1, "xml"),
+        lambda: http_bodies.http_action_request_to([], "xml"),
+        lambda: http_bodies.http_action_response_to(1, "xml"),
+        lambda: http_bodies.http_error_to("g", "c", "m", None, "xml"),
+        lambda: http_bodies.http_queue_send_request_to(
+            cp.HttpQueueSendRequest(1, None, None, None), "xml"
+        ),
+        lambda: http_bodies.http_queue_send_response_to("completed", 1, "xml"),
     ):
         with pytest.raises(ValueError):
             call()
@@ -1055,10 +1080,10 @@ def test_bare_records_round_trip(server_msg: cp.ToServer, client_msg: cp.ToClien
 def test_to_server_round_trips(
     json_msg: cp.ToServer, cbor_msg: cp.ToServer, bare_msg: cp.ToServer
 ) -> None:
-    assert jc.to_server_from_json(jc.to_server_json(json_msg)) == json_msg
-    assert jc.to_server_from_cbor(jc.to_server_cbor(cbor_msg)) == cbor_msg
+    assert messages.to_server_from_json(messages.to_server_json(json_msg)) == json_msg
+    assert messages.to_server_from_cbor(messages.to_server_cbor(cbor_msg)) == cbor_msg
     for encoding, msg in (("json", json_msg), ("cbor", cbor_msg), ("bare", bare_msg)):
-        assert jc.decode_to_server(jc.encode_to_server(msg, encoding), encoding) == msg
+        assert messages.decode_to_server(messages.encode_to_server(msg, encoding), encoding) == msg
 
 
 @settings(max_examples=200, deadline=None)
@@ -1067,30 +1092,34 @@ def test_to_server_round_trips(
     binary_msg=_to_client(_compat_values(finite=False)),
 )
 def test_to_client_round_trips(json_msg: cp.ToClient, binary_msg: cp.ToClient) -> None:
-    assert jc.to_client_from_json(jc.to_client_json(json_msg)) == json_msg
-    assert jc.to_client_from_cbor(jc.to_client_cbor(binary_msg)) == binary_msg
+    assert messages.to_client_from_json(messages.to_client_json(json_msg)) == json_msg
+    assert messages.to_client_from_cbor(messages.to_client_cbor(binary_msg)) == binary_msg
     for encoding, msg in (("json", json_msg), ("cbor", binary_msg), ("bare", binary_msg)):
-        assert jc.decode_to_client(jc.encode_to_client(msg, encoding), encoding) == msg
+        assert messages.decode_to_client(messages.encode_to_client(msg, encoding), encoding) == msg
 
 
 @settings(max_examples=200, deadline=None)
 @given(_compat_values(finite=True), _compat_values(finite=False))
 def test_compat_round_trips(json_value: Any, cbor_value: Any) -> None:
-    wire = json.loads(json.dumps(jc.encode_json_compat(json_value)))
-    assert jc.decode_json_compat(wire) == json_value
-    assert jc.cbor_loads(jc.cbor_dumps(cbor_value)) == cbor_value
-    for encoding in jc.ENCODINGS:
+    wire = json.loads(json.dumps(values.encode_json_compat(json_value)))
+    assert values.decode_json_compat(wire) == json_value
+    assert values.cbor_loads(values.cbor_dumps(cbor_value)) == cbor_value
+    for encoding in trees.ENCODINGS:
         value = json_value if encoding == "json" else cbor_value
         assert (
-            jc.http_action_response_from(jc.http_action_response_to(value, encoding), encoding)
+            http_bodies.http_action_response_from(
+                http_bodies.http_action_response_to(value, encoding), encoding
+            )
             == value
         )
-        error = jc.http_error_from(jc.http_error_to("g", "c", "m", value, encoding), encoding)
-        assert error == cp.HttpResponseError("g", "c", "m", value, None)
-        sent = jc.http_queue_send_response_to("completed", value, encoding)
-        assert jc.http_queue_send_response_from(sent, encoding) == cp.HttpQueueSendResponse(
-            "completed", value
+        error = http_bodies.http_error_from(
+            http_bodies.http_error_to("g", "c", "m", value, encoding), encoding
         )
+        assert error == cp.HttpResponseError("g", "c", "m", value, None)
+        sent = http_bodies.http_queue_send_response_to("completed", value, encoding)
+        assert http_bodies.http_queue_send_response_from(
+            sent, encoding
+        ) == cp.HttpQueueSendResponse("completed", value)
 
 
 @settings(max_examples=100, deadline=None)
@@ -1104,15 +1133,17 @@ def test_compat_round_trips(json_value: Any, cbor_value: Any) -> None:
 def test_http_requests_round_trip(
     args: list[Any], raw_args: list[Any], name: str | None, wait: bool | None, timeout: int | None
 ) -> None:
-    for encoding in jc.ENCODINGS:
+    for encoding in trees.ENCODINGS:
         chosen = raw_args if encoding == "cbor" else args
         assert (
-            jc.http_action_request_from(jc.http_action_request_to(chosen, encoding), encoding)
+            http_bodies.http_action_request_from(
+                http_bodies.http_action_request_to(chosen, encoding), encoding
+            )
             == chosen
         )
         request = cp.HttpQueueSendRequest(chosen, name, wait, timeout)
-        body = jc.http_queue_send_request_to(request, encoding)
-        assert jc.http_queue_send_request_from(body, encoding) == request
+        body = http_bodies.http_queue_send_request_to(request, encoding)
+        assert http_bodies.http_queue_send_request_from(body, encoding) == request
 
 
 JSON_TREES = st.recursive(
@@ -1140,10 +1171,10 @@ def test_decoders_only_raise_protocol_errors_on_trees(tree: Any, tag: Any) -> No
         text = json.dumps(candidate)
         data = cbor2.dumps(candidate)
         for read, arg in (
-            (jc.to_server_from_json, text),
-            (jc.to_client_from_json, text),
-            (jc.to_server_from_cbor, data),
-            (jc.to_client_from_cbor, data),
+            (messages.to_server_from_json, text),
+            (messages.to_client_from_json, text),
+            (messages.to_server_from_cbor, data),
+            (messages.to_client_from_cbor, data),
         ):
             try:
                 read(arg)
@@ -1155,24 +1186,24 @@ def test_decoders_only_raise_protocol_errors_on_trees(tree: Any, tag: Any) -> No
 @given(st.binary(max_size=64))
 def test_decoders_only_raise_protocol_errors_on_bytes(data: bytes) -> None:
     calls = [
-        lambda: jc.to_server_from_cbor(data),
-        lambda: jc.to_client_from_cbor(data),
-        lambda: jc.to_server_from_json(data),
-        lambda: jc.decode_to_server(b"\x04\x00" + data, "bare"),
-        lambda: jc.decode_to_client(b"\x04\x00" + data, "bare"),
+        lambda: messages.to_server_from_cbor(data),
+        lambda: messages.to_client_from_cbor(data),
+        lambda: messages.to_server_from_json(data),
+        lambda: messages.decode_to_server(b"\x04\x00" + data, "bare"),
+        lambda: messages.decode_to_client(b"\x04\x00" + data, "bare"),
     ]
     for call in calls:
         try:
             call()
         except ProtocolError as exc:
             assert exc.code == CONNECT
-    for encoding in jc.ENCODINGS:
+    for encoding in trees.ENCODINGS:
         for read, code in (
-            (jc.http_action_request_from, HTTP_REQUEST),
-            (jc.http_queue_send_request_from, HTTP_REQUEST),
-            (jc.http_action_response_from, HTTP_RESPONSE),
-            (jc.http_error_from, HTTP_RESPONSE),
-            (jc.http_queue_send_response_from, HTTP_RESPONSE),
+            (http_bodies.http_action_request_from, HTTP_REQUEST),
+            (http_bodies.http_queue_send_request_from, HTTP_REQUEST),
+            (http_bodies.http_action_response_from, HTTP_RESPONSE),
+            (http_bodies.http_error_from, HTTP_RESPONSE),
+            (http_bodies.http_queue_send_response_from, HTTP_RESPONSE),
         ):
             try:
                 read(data, encoding)
@@ -1197,7 +1228,9 @@ def test_mutated_vectors_only_raise_protocol_errors(data: st.DataObject) -> None
                 assert exc.code == handler.error_code
             continue
         encoding = case["encoding"]
-        decode = jc.decode_to_server if case["type"] == "ToServer" else jc.decode_to_client
+        decode = (
+            messages.decode_to_server if case["type"] == "ToServer" else messages.decode_to_client
+        )
         try:
             decode(candidate, encoding)
         except ProtocolError as exc:

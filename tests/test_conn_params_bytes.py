@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 
 from rivetkit import actor, setup
 from rivetkit.protocol.client_protocol import Error, Init
-from rivetkit.protocol.json_compat import decode_to_client
+from rivetkit.protocol.messages import decode_to_client
 from rivetkit.server import serve_in_background
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from rivetkit import EventOptions, UserError, actor, setup
 from rivetkit.client import ActorError, Client, RetryOptions
 from rivetkit.protocol.client_protocol import Error
-from rivetkit.protocol.json_compat import decode_to_client
+from rivetkit.protocol.messages import decode_to_client
 from rivetkit.runtime.connection import Connection
 from rivetkit.server import serve_in_background
 

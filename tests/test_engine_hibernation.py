@@ -40,7 +40,8 @@ from rivetkit.protocol.envoy_protocol import (
     ToRivetWebSocketMessageAck,
     ToRivetWebSocketOpen,
 )
-from rivetkit.protocol.json_compat import cbor_loads, decode_to_client, encode_to_server
+from rivetkit.protocol.messages import decode_to_client, encode_to_server
+from rivetkit.protocol.values import cbor_loads
 from rivetkit.runtime import keys
 from rivetkit.runtime.connection import Connection
 from rivetkit.runtime.instance import Phase

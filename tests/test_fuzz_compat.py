@@ -1,4 +1,4 @@
-"""Fuzzing the json / cbor / bare message layer (``rivetkit.protocol.json_compat``).
+"""Fuzzing the json / cbor / bare message layer (``rivetkit.protocol.messages``, ``.http_bodies``).
 
 Every decoder, given arbitrary bytes or text, random JSON / CBOR trees (with and without
 JSON-compat ``$`` tags) or mutated valid messages, either returns or raises
@@ -21,19 +21,19 @@ from hypothesis import strategies as st
 from strategies import strategy_for
 
 from rivetkit.errors import EncodeError, ProtocolError
-from rivetkit.protocol import json_compat as jc
+from rivetkit.protocol import http_bodies, messages, values
 from rivetkit.protocol.client_protocol import ActionRequest, ToClient, ToServer
 
 ENCODINGS = ("json", "cbor", "bare")
 
 DECODERS: dict[str, Callable[[Any, str], Any]] = {
-    "decode_to_server": jc.decode_to_server,
-    "decode_to_client": jc.decode_to_client,
-    "http_action_request_from": jc.http_action_request_from,
-    "http_action_response_from": jc.http_action_response_from,
-    "http_error_from": jc.http_error_from,
-    "http_queue_send_request_from": jc.http_queue_send_request_from,
-    "http_queue_send_response_from": jc.http_queue_send_response_from,
+    "decode_to_server": messages.decode_to_server,
+    "decode_to_client": messages.decode_to_client,
+    "http_action_request_from": http_bodies.http_action_request_from,
+    "http_action_response_from": http_bodies.http_action_response_from,
+    "http_error_from": http_bodies.http_error_from,
+    "http_queue_send_request_from": http_bodies.http_queue_send_request_from,
+    "http_queue_send_response_from": http_bodies.http_queue_send_response_from,
 }
 
 
@@ -104,11 +104,11 @@ def _cbor_bytes(tree: Any) -> bytes:
 # -- valid messages -----------------------------------------------------------------------------
 
 
-def _encoded(encode: Callable[[Any, str], Any], values: st.SearchStrategy[Any]) -> Any:
+def _encoded(encode: Callable[[Any, str], Any], value_strategy: st.SearchStrategy[Any]) -> Any:
     @st.composite
     def build(draw: st.DrawFn) -> tuple[str, bytes | str]:
         encoding = draw(st.sampled_from(ENCODINGS))
-        value = draw(values)
+        value = draw(value_strategy)
         try:
             return encoding, encode(value, encoding)
         except EncodeError:
@@ -117,8 +117,8 @@ def _encoded(encode: Callable[[Any, str], Any], values: st.SearchStrategy[Any]) 
     return build()
 
 
-VALID_TO_SERVER = _encoded(jc.encode_to_server, strategy_for(ToServer))
-VALID_TO_CLIENT = _encoded(jc.encode_to_client, strategy_for(ToClient))
+VALID_TO_SERVER = _encoded(messages.encode_to_server, strategy_for(ToServer))
+VALID_TO_CLIENT = _encoded(messages.encode_to_client, strategy_for(ToClient))
 
 
 def _as_bytes(data: bytes | str) -> bytes:
@@ -157,29 +157,29 @@ def test_random_trees(name: str, tree: Any) -> None:
 @FUZZ
 @given(tree=TREES)
 def test_json_compat_layer(tree: Any) -> None:
-    decodes_or_rejects(lambda: jc.decode_json_compat(tree, error_code="invalid_data"))
+    decodes_or_rejects(lambda: values.decode_json_compat(tree, error_code="invalid_data"))
     raw = _cbor_bytes(tree)
-    decodes_or_rejects(lambda: jc.cbor_loads(raw))
-    decodes_or_rejects(lambda: jc.cbor_loads_raw(raw))
+    decodes_or_rejects(lambda: values.cbor_loads(raw))
+    decodes_or_rejects(lambda: values.cbor_loads_raw(raw))
 
 
 @FUZZ
 @given(data=st.binary(max_size=200))
 def test_cbor_garbage(data: bytes) -> None:
-    decodes_or_rejects(lambda: jc.cbor_loads(data))
-    decodes_or_rejects(lambda: jc.cbor_loads_raw(data))
+    decodes_or_rejects(lambda: values.cbor_loads(data))
+    decodes_or_rejects(lambda: values.cbor_loads_raw(data))
 
 
 @FUZZ
 @given(message=VALID_TO_SERVER, data=st.data())
 def test_mutated_to_server(message: tuple[str, bytes | str], data: st.DataObject) -> None:
     encoding, raw = message
-    assert decodes_or_rejects(lambda: jc.decode_to_server(raw, encoding))
+    assert decodes_or_rejects(lambda: messages.decode_to_server(raw, encoding))
     bad = data.draw(mutated(st.just(_as_bytes(raw))))
-    decodes_or_rejects(lambda: jc.decode_to_server(bad, encoding))
+    decodes_or_rejects(lambda: messages.decode_to_server(bad, encoding))
     if encoding == "json":
         text = bad.decode("utf-8", "replace")
-        decodes_or_rejects(lambda: jc.decode_to_server(text, "json"))
+        decodes_or_rejects(lambda: messages.decode_to_server(text, "json"))
         check_fast_path(text)
 
 
@@ -187,17 +187,17 @@ def test_mutated_to_server(message: tuple[str, bytes | str], data: st.DataObject
 @given(message=VALID_TO_CLIENT, data=st.data())
 def test_mutated_to_client(message: tuple[str, bytes | str], data: st.DataObject) -> None:
     encoding, raw = message
-    assert decodes_or_rejects(lambda: jc.decode_to_client(raw, encoding))
+    assert decodes_or_rejects(lambda: messages.decode_to_client(raw, encoding))
     bad = data.draw(mutated(st.just(_as_bytes(raw))))
-    decodes_or_rejects(lambda: jc.decode_to_client(bad, encoding))
+    decodes_or_rejects(lambda: messages.decode_to_client(bad, encoding))
 
 
 def check_fast_path(text: str) -> None:
     """The json fast path answers like the generic decoder whenever it answers."""
-    fast = jc.action_request_from(text, "json")
+    fast = messages.action_request_from(text, "json")
     if fast is None:
         return
-    msg = jc.decode_to_server(text, "json")
+    msg = messages.decode_to_server(text, "json")
     assert isinstance(msg.body, ActionRequest)
     assert (msg.body.id, msg.body.name, msg.body.args) == fast
 
@@ -210,7 +210,7 @@ def test_fast_path_agrees(tree: Any, action_id: int, name: str) -> None:
     text = _json_text(message)
     if text is not None:
         check_fast_path(text)
-        decodes_or_rejects(lambda: jc.decode_to_server(text, "json"))
+        decodes_or_rejects(lambda: messages.decode_to_server(text, "json"))
 
 
 def test_adversarial_inputs() -> None:
@@ -244,8 +244,8 @@ def test_adversarial_inputs() -> None:
             for encoding in ENCODINGS:
                 decodes_or_rejects(lambda d=decode, r=raw, e=encoding: d(r, e))  # type: ignore[misc]
         if isinstance(raw, bytes):
-            decodes_or_rejects(lambda r=raw: jc.cbor_loads(r))  # type: ignore[misc]
+            decodes_or_rejects(lambda r=raw: values.cbor_loads(r))  # type: ignore[misc]
     nested: Any = []
     for _ in range(5000):
         nested = [nested]
-    decodes_or_rejects(lambda: jc.decode_json_compat(nested))
+    decodes_or_rejects(lambda: values.decode_json_compat(nested))

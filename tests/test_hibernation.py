@@ -30,7 +30,8 @@ from rivetkit.protocol.client_protocol import (
     SubscriptionRequest,
     ToServer,
 )
-from rivetkit.protocol.json_compat import cbor_loads, decode_to_client, encode_to_server
+from rivetkit.protocol.messages import decode_to_client, encode_to_server
+from rivetkit.protocol.values import cbor_loads
 from rivetkit.runtime import keys
 from rivetkit.runtime.connection import Connection
 from rivetkit.runtime.host import Runtime

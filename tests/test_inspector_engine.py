@@ -20,7 +20,7 @@ from rivetkit.client import Client, RetryOptions
 from rivetkit.drivers.engine import LocalEngine
 from rivetkit.inspector.token import actor_token
 from rivetkit.protocol import inspector_protocol as ip
-from rivetkit.protocol.json_compat import cbor_loads
+from rivetkit.protocol.values import cbor_loads
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -24,7 +24,7 @@ from rivetkit.db import Database
 from rivetkit.errors import EncodeError, ProtocolError
 from rivetkit.inspector.token import token_from_data_dir
 from rivetkit.protocol import inspector_protocol as ip
-from rivetkit.protocol.json_compat import cbor_dumps, cbor_loads
+from rivetkit.protocol.values import cbor_dumps, cbor_loads
 from rivetkit.runtime.instance import Phase
 from rivetkit.server import serve_in_background
 

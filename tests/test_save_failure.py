@@ -23,7 +23,7 @@ from rivetkit.client import ActorError, Client
 from rivetkit.drivers.embedded import EmbeddedDriver
 from rivetkit.errors import RivetError
 from rivetkit.protocol import actor_persist
-from rivetkit.protocol.json_compat import cbor_loads
+from rivetkit.protocol.values import cbor_loads
 from rivetkit.server import serve_in_background
 from rivetkit.testing import setup_test
 

@@ -27,7 +27,7 @@ from test_server_cli import free_port, rivetkit, wait_healthy
 
 from rivetkit.drivers.embedded.driver import DB_FILE_NAME
 from rivetkit.protocol import actor_persist
-from rivetkit.protocol.json_compat import cbor_loads
+from rivetkit.protocol.values import cbor_loads
 from rivetkit.runtime import keys
 from rivetkit.testing import setup_test
 

@@ -17,7 +17,7 @@ from server_actors import gateway, query, registry
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from rivetkit.protocol.json_compat import decode_to_client
+from rivetkit.protocol.messages import decode_to_client
 from rivetkit.server import serve_in_background
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

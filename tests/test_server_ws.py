@@ -24,7 +24,7 @@ from rivetkit.protocol.client_protocol import (
     SubscriptionRequest,
     ToServer,
 )
-from rivetkit.protocol.json_compat import decode_to_client, encode_to_server
+from rivetkit.protocol.messages import decode_to_client, encode_to_server
 from rivetkit.server import serve_in_background
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

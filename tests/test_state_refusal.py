@@ -26,7 +26,7 @@ import pytest
 from rivetkit import ActorOptions, actor, setup
 from rivetkit.client import ActorError, Client
 from rivetkit.errors import RivetError
-from rivetkit.protocol.json_compat import cbor_loads
+from rivetkit.protocol.values import cbor_loads
 from rivetkit.server import serve_in_background
 from rivetkit.testing import setup_test
 
