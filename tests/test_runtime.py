@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import eventually
+from conftest import LoopClock, eventually
 
 from rivetkit import ActorOptions, RivetError, UserError, actor, setup
 from rivetkit.errors import INTERNAL_MESSAGE, http_status
@@ -38,6 +38,10 @@ async def raises(code: str, awaitable: Any, group: str = "actor") -> RivetError:
 
 
 # -- actions -----------------------------------------------------------------------------------
+
+
+#: Actor ids of the ``slow`` calls that have begun.
+SLOW_CALLS: list[str] = []
 
 
 def make_calc(options: ActorOptions | None = None) -> Any:
@@ -78,7 +82,8 @@ def make_calc(options: ActorOptions | None = None) -> Any:
 
     @calc.action
     async def slow(c: ActorContext) -> str:
-        await asyncio.sleep(5)
+        SLOW_CALLS.append(c.actor_id)
+        await asyncio.sleep(3600)
         return "done"
 
     @calc.action
@@ -209,16 +214,21 @@ async def test_get_missing_actor_is_not_found() -> None:
 
 
 async def test_action_timeout() -> None:
-    calc = make_calc(ActorOptions(action_timeout=0.05))
-    async with setup_test(setup(use=[calc])) as client:
-        handle = client.calc.get_or_create()
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        error = await raises("action_timed_out", handle.slow())
-        assert loop.time() - started < 2
-        assert error.metadata == {"timeout_ms": 50}
-        assert http_status(error.group, error.code) == 408
-        assert await handle.add(1) == 1  # still serving
+    calc = make_calc(ActorOptions(action_timeout=30.0))
+    # Loop time moves only when told (plus the real time the test takes, far below 10 s).
+    with LoopClock() as clock:
+        async with setup_test(setup(use=[calc])) as client:
+            handle = client.calc.get_or_create()
+            actor_id = await handle.resolve()
+            call = asyncio.ensure_future(handle.slow())
+            await eventually(lambda: actor_id in SLOW_CALLS)
+            await clock.advance(20.0)
+            assert not call.done()  # within the action timeout
+            await clock.advance(20.0)  # past it (the action would take an hour)
+            error = await raises("action_timed_out", call)
+            assert error.metadata == {"timeout_ms": 30000}
+            assert http_status(error.group, error.code) == 408
+            assert await handle.add(1) == 1  # still serving
 
 
 async def test_user_timeout_error_is_not_action_timed_out(monkeypatch: pytest.MonkeyPatch) -> None:
