@@ -139,7 +139,7 @@ async def open_sessions(runtime: Runtime, actor_id: str, encoding: str, conns: i
     from rivetkit.dispatch.http import Headers, Request
     from rivetkit.dispatch.router import Dispatcher
     from rivetkit.protocol.client_protocol import SubscriptionRequest, ToServer
-    from rivetkit.protocol.json_compat import encode_to_server
+    from rivetkit.protocol.messages import encode_to_server
 
     dispatcher = Dispatcher(runtime, hibernatable_connections=True)
     sockets = [MemorySocket() for _ in range(conns)]
@@ -173,7 +173,7 @@ SOCKET_CHILD = r"""
 import asyncio, sys, time
 from websockets.asyncio.client import connect
 from rivetkit.protocol.client_protocol import SubscriptionRequest, ToServer
-from rivetkit.protocol.json_compat import encode_to_server
+from rivetkit.protocol.messages import encode_to_server
 
 async def main(url, conns, expected):
     protocols = ["rivet", "rivet_encoding.bare"]

@@ -5,7 +5,8 @@ Usage: ``python fuzz/harness.py TARGET [libFuzzer options]``, TARGET one of:
 * ``bare``: every BARE decoder (``tests/fuzzing.py``: actor-persist, client-protocol and
   envoy-protocol, vbare wrappers and plain codecs) on the pure twin and, when built, the
   compiled twin; the first input byte picks the decoder. Both twins must agree.
-* ``compat``: the json / cbor / bare message decoders of ``rivetkit.protocol.json_compat``;
+* ``compat``: the json / cbor / bare decoders of ``rivetkit.protocol.messages`` and
+  ``.http_bodies``;
   the first byte picks the decoder and the encoding.
 * ``parsers``: serialized actor keys, the gateway's query and direct forms and input, the
   dispatcher's path and connection-params helpers, the client's endpoint parser.
@@ -34,8 +35,7 @@ with atheris.instrument_imports():
     from rivetkit.dispatch import connect, router
     from rivetkit.drivers.keys import deserialize_key, serialize_key
     from rivetkit.errors import ProtocolError, RivetError
-    from rivetkit.protocol import _bare_py
-    from rivetkit.protocol import json_compat as jc
+    from rivetkit.protocol import _bare_py, http_bodies, messages, values
     from rivetkit.server import gateway
 
 from fuzzing import bare_targets, outcome  # noqa: E402
@@ -70,13 +70,13 @@ def bare_harness() -> Callable[[bytes], None]:
 
 
 _COMPAT: list[Callable[[Any, str], Any]] = [
-    jc.decode_to_server,
-    jc.decode_to_client,
-    jc.http_action_request_from,
-    jc.http_action_response_from,
-    jc.http_error_from,
-    jc.http_queue_send_request_from,
-    jc.http_queue_send_response_from,
+    messages.decode_to_server,
+    messages.decode_to_client,
+    http_bodies.http_action_request_from,
+    http_bodies.http_action_response_from,
+    http_bodies.http_error_from,
+    http_bodies.http_queue_send_request_from,
+    http_bodies.http_queue_send_response_from,
 ]
 _ENCODINGS = ("json", "cbor", "bare")
 
@@ -95,7 +95,7 @@ def compat_harness() -> Callable[[bytes], None]:
         except ProtocolError as exc:
             assert exc.group == "protocol", exc
         with contextlib.suppress(ProtocolError):
-            jc.cbor_loads(data)
+            values.cbor_loads(data)
 
     return one
 

@@ -35,7 +35,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from rivetkit.errors import ProtocolError
-from rivetkit.protocol import json_compat as jc
+from rivetkit.protocol import http_bodies, messages
 from rivetkit.protocol.client_protocol import (
     ActionRequest,
     HttpQueueSendRequest,
@@ -152,7 +152,9 @@ def encode_tree(tree: Any, encoding: str) -> bytes:
 
 
 def action_bodies(rng: random.Random, encoding: str, count: int) -> list[bytes]:
-    valid = [jc.http_action_request_to(args, encoding) for args in ([], [1], ["a", None], [[1]])]
+    valid = [
+        http_bodies.http_action_request_to(args, encoding) for args in ([], [1], ["a", None], [[1]])
+    ]
     bodies = list(garbage_bodies()[:: max(1, 8 // SCALE)])
     while len(bodies) < count:
         pick = rng.randrange(4)
@@ -170,14 +172,16 @@ def action_bodies(rng: random.Random, encoding: str, count: int) -> list[bytes]:
 
 def _waits(body: bytes, encoding: str) -> bool:
     try:
-        return bool(jc.http_queue_send_request_from(body, encoding).wait)
+        return bool(http_bodies.http_queue_send_request_from(body, encoding).wait)
     except ProtocolError:
         return False
 
 
 def queue_bodies(rng: random.Random, encoding: str, count: int) -> list[bytes]:
     valid = [
-        jc.http_queue_send_request_to(HttpQueueSendRequest(body, "q", None, None), encoding)
+        http_bodies.http_queue_send_request_to(
+            HttpQueueSendRequest(body, "q", None, None), encoding
+        )
         for body in (1, "x", None, [1, {"a": 2}])
     ]
     bodies: list[bytes] = []
@@ -438,7 +442,7 @@ async def test_wrong_argument_counts(
     for name, action, args in cases:
         response = await http.post(
             gateway(name, f"/action/{action}", key="arity"),
-            content=jc.http_action_request_to(args, encoding),
+            content=http_bodies.http_action_request_to(args, encoding),
             headers={"x-rivet-encoding": encoding},
         )
         check_answer(response, f"{action}{args}")
@@ -447,8 +451,8 @@ async def test_wrong_argument_counts(
     url = endpoint.replace("http://", "ws://") + f"/gateway/misc/connect?{query(key='arity')}"
     ws = await open_conn(url, encoding)
     for i, (_, action, args) in enumerate(cases[1:]):
-        await ws.send(jc.encode_to_server(ToServer(ActionRequest(i, action, args)), encoding))
-        reply = jc.decode_to_client(await asyncio.wait_for(ws.recv(), 10), encoding).body
+        await ws.send(messages.encode_to_server(ToServer(ActionRequest(i, action, args)), encoding))
+        reply = messages.decode_to_client(await asyncio.wait_for(ws.recv(), 10), encoding).body
         assert type(reply).__name__ == "Error", reply
         assert (reply.code, reply.action_id) == ("validation_error", i), reply
     await ws.close()
@@ -466,13 +470,13 @@ def frame_of(tree: Any, encoding: str) -> str | bytes:
 
 def bad_frames(rng: random.Random, encoding: str, count: int) -> list[str | bytes]:
     valid = [
-        jc.encode_to_server(ToServer(ActionRequest(7, "echo", [1, "a"])), encoding),
-        jc.encode_to_server(ToServer(ActionRequest(8, "nope", [])), encoding),
-        jc.encode_to_server(ToServer(ActionRequest(9, "fail", ["c"])), encoding),
-        jc.encode_to_server(ToServer(ActionRequest(10, "fail", [])), encoding),
-        jc.encode_to_server(ToServer(ActionRequest(11, "params", [1, 2])), encoding),
-        jc.encode_to_server(ToServer(SubscriptionRequest("ev", True)), encoding),
-        jc.encode_to_server(ToServer(SubscriptionRequest("ev", False)), encoding),
+        messages.encode_to_server(ToServer(ActionRequest(7, "echo", [1, "a"])), encoding),
+        messages.encode_to_server(ToServer(ActionRequest(8, "nope", [])), encoding),
+        messages.encode_to_server(ToServer(ActionRequest(9, "fail", ["c"])), encoding),
+        messages.encode_to_server(ToServer(ActionRequest(10, "fail", [])), encoding),
+        messages.encode_to_server(ToServer(ActionRequest(11, "params", [1, 2])), encoding),
+        messages.encode_to_server(ToServer(SubscriptionRequest("ev", True)), encoding),
+        messages.encode_to_server(ToServer(SubscriptionRequest("ev", False)), encoding),
     ]
     frames: list[str | bytes] = [b"", "", b"\x04\x00", "{}", "null", "\u00e9" * 10]
     while len(frames) < count:
@@ -505,7 +509,7 @@ CLOSE_REASON = re.compile(r"^[a-z_]+\.[a-z_]+$")
 
 async def open_conn(url: str, encoding: str) -> ClientConnection:
     ws = await connect(url, subprotocols=["rivet", f"rivet_encoding.{encoding}"])  # type: ignore[list-item]
-    init = jc.decode_to_client(await asyncio.wait_for(ws.recv(), 10), encoding).body
+    init = messages.decode_to_client(await asyncio.wait_for(ws.recv(), 10), encoding).body
     assert type(init).__name__ == "Init"
     return ws
 
@@ -519,7 +523,9 @@ async def test_websocket_messages(
     for encoding in ENCODINGS:
         rng = rng_for(f"ws-{encoding}")
         probe_id = 1 << 40
-        probe = jc.encode_to_server(ToServer(ActionRequest(probe_id, "echo", ["probe"])), encoding)
+        probe = messages.encode_to_server(
+            ToServer(ActionRequest(probe_id, "echo", ["probe"])), encoding
+        )
         ws = await open_conn(url, encoding)
         for frame in bad_frames(rng, encoding, 220 * SCALE):
             total += 1
@@ -527,7 +533,9 @@ async def test_websocket_messages(
             try:
                 await ws.send(probe)
                 while True:  # until the probe's answer (the socket is healthy) or a close
-                    reply = jc.decode_to_client(await asyncio.wait_for(ws.recv(), 10), encoding)
+                    reply = messages.decode_to_client(
+                        await asyncio.wait_for(ws.recv(), 10), encoding
+                    )
                     kind = type(reply.body).__name__
                     assert kind in ("Error", "ActionResponse", "Event"), reply
                     if kind == "Error":

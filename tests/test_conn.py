@@ -13,7 +13,7 @@ from conftest import LoopClock, eventually
 
 from rivetkit import ActorOptions, EventOptions, RivetError, UserError, actor, setup
 from rivetkit.protocol import actor_persist
-from rivetkit.protocol.json_compat import cbor_loads
+from rivetkit.protocol.values import cbor_loads
 from rivetkit.runtime import keys
 from rivetkit.runtime.connection import Connection, Hibernation
 from rivetkit.runtime.context import ActorContext
