@@ -1,14 +1,20 @@
-"""Looking up an actor definition's hooks (shared by the instance and its collaborators)."""
+"""An actor definition's hooks as the instance and its collaborators call them: lookup,
+the initial state and vars, and the actor's log prefix."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from rivetkit.errors import actor_error
 
 if TYPE_CHECKING:
     from rivetkit.actor import ActorDefinition
 
-__all__ = ["hook_fn", "is_sync"]
+__all__ = ["ActorLogAdapter", "hook_fn", "initial_state", "initial_vars", "is_sync"]
 
 
 def is_sync(hook: Any) -> bool:
@@ -20,3 +26,43 @@ def hook_fn(definition: ActorDefinition, name: str) -> Callable[..., Any] | None
     """The function of the hook ``name`` of ``definition`` (None: not set)."""
     hook = getattr(definition.hooks, name, None)
     return None if hook is None else hook.fn
+
+
+async def initial_state(definition: ActorDefinition, context: Any, input_: Any) -> Any:
+    """The state of a new actor: ``create_state(c, input)``, else the declared default."""
+    factory = hook_fn(definition, "create_state")
+    if factory is not None:
+        result = factory(context, input_)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+    return definition.new_state_value()
+
+
+async def initial_vars(definition: ActorDefinition, context: Any) -> Any:
+    """The vars of a waking actor: ``create_vars(c)`` (within ``create_vars_timeout``), else
+    the declared default."""
+    factory = hook_fn(definition, "create_vars")
+    if factory is not None:
+        result = factory(context)
+        if inspect.isawaitable(result):
+            timeout = definition.options.create_vars_timeout
+            try:
+                result = await asyncio.wait_for(result, timeout)
+            except asyncio.TimeoutError:
+                raise actor_error(
+                    "callback_timed_out",
+                    f"create_vars did not finish within {timeout:g} s",
+                    metadata={"callback": "create_vars"},
+                ) from None
+        return result
+    return definition.new_vars_value()
+
+
+class ActorLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefixes each line with the actor's name, key and id."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        """Prefix ``msg`` with ``[name key id]``."""
+        extra = self.extra or {}
+        return f"[{extra['actor']} {extra['key']} {extra['actor_id']}] {msg}", kwargs

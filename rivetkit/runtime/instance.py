@@ -11,8 +11,12 @@ The order of things follows RivetKit (runtime spec §3):
 * destroy: abort signal → disconnect every connection → ``on_destroy`` (its own timeout) →
   wait (not for ``run``) → final save; the driver then deletes the actor's data.
 
-State is saved when it may have changed, throttled by ``state_save_interval`` (the save is
-scheduled, never awaited on an action's path), and always at the end of a shutdown.
+:class:`ActorInstance` keeps the lifecycle and the action path, and wires its collaborators:
+:class:`~rivetkit.runtime.persistence.StatePersistence` (``persistence``: dirty tracking and
+throttled saves, never awaited on an action's path, and the final save of a shutdown),
+:class:`~rivetkit.runtime.conns.ActorConns` (``connections``: opening, closing, hibernation
+records, events) and :class:`~rivetkit.runtime.sleep_policy.SleepPolicy` (``sleep_policy``:
+what keeps the actor awake, the idle timer, shutdown work).
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import contextlib
 import inspect
 import logging
 import secrets
-import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,10 +37,11 @@ from rivetkit.protocol import actor_persist
 from rivetkit.protocol.actor_persist import Actor, ScheduleEvent
 from rivetkit.protocol.values import cbor_loads
 from rivetkit.runtime import keys
+from rivetkit.runtime.action_calls import ActionTimedOut, action_table, with_timeout
 from rivetkit.runtime.connection import Connection, ConnTransport, Hibernation
 from rivetkit.runtime.conns import ActorConns
 from rivetkit.runtime.context import ActorContext
-from rivetkit.runtime.dispatch import ActionTable
+from rivetkit.runtime.hooks import ActorLogAdapter, initial_state, initial_vars
 from rivetkit.runtime.hooks import hook_fn as _hook
 from rivetkit.runtime.kv import ActorKV
 from rivetkit.runtime.lazy_event import LazyEvent
@@ -56,62 +60,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 logger = logging.getLogger("rivetkit.actor")
-
-#: Seconds at most between a change of a hibernatable connection and the save of its record.
-MAX_CONN_SAVE_DELAY = 5.0
-
-
-class _ActionTimedOut(Exception):
-    """Internal: the action's own deadline passed (not a TimeoutError the action raised)."""
-
-
-if sys.version_info >= (3, 11):
-
-    async def _with_timeout(awaitable: Awaitable[T], delay: float) -> T:
-        scope = asyncio.timeout(delay)
-        try:
-            async with scope:
-                return await awaitable
-        except TimeoutError:
-            if scope.expired():
-                raise _ActionTimedOut from None
-            raise
-
-else:  # pragma: no cover - Python 3.10
-
-    async def _with_timeout(awaitable: Awaitable[T], delay: float) -> T:
-        try:
-            return await asyncio.wait_for(awaitable, delay)
-        except asyncio.TimeoutError:
-            raise _ActionTimedOut from None
-
-
-class ActorLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """Prefixes each line with the actor's name, key and id."""
-
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        extra = self.extra or {}
-        return f"[{extra['actor']} {extra['key']} {extra['actor_id']}] {msg}", kwargs
-
-
-#: One ActionTable per definition, shared by its instances: ``id -> (definition, actions
-#: dict, its size, table)``; rebuilt if the definition's actions changed since.
-_TABLES: dict[int, tuple[Any, dict[str, Any], int, ActionTable]] = {}
-
-
-def _action_table(definition: ActorDefinition) -> ActionTable:
-    actions = definition.actions
-    cached = _TABLES.get(id(definition))
-    if (
-        cached is not None
-        and cached[0] is definition
-        and cached[1] is actions
-        and cached[2] == len(actions)
-    ):
-        return cached[3]
-    table = ActionTable(actions)
-    _TABLES[id(definition)] = (definition, actions, len(actions), table)
-    return table
 
 
 class ActorInstance:
@@ -156,7 +104,7 @@ class ActorInstance:
         #: Prometheus counters of this actor's name (set by the runtime; None: off).
         self.metrics: ActorMetrics | None = None
         self.context = ActorContext(self)
-        self.table = _action_table(definition)
+        self.table = action_table(definition)
         self.abort_event: asyncio.Event = LazyEvent()
         self._log: ActorLogAdapter | None = None  # made on first use (see log)
         self._loop = asyncio.get_running_loop()
@@ -291,11 +239,11 @@ class ActorInstance:
         self.input = cbor_loads(snapshot.input) if snapshot.input else None
         await self._call("on_migrate", is_new, timeout=options.on_migrate_timeout)
         if is_new:
-            self._state = await self._initial_state()
+            self._state = await initial_state(self.definition, self.context, self.input)
             await self._call("on_create", self.input)
         else:
             self._state = cbor_loads(snapshot.state) if snapshot.state else None
-        self.vars = await self._initial_vars()
+        self.vars = await initial_vars(self.definition, self.context)
         await self._call("on_wake")
         if self._guard.enabled:
             self._guard.checkpoint(self._state)
@@ -419,31 +367,6 @@ class ActorInstance:
         self.sleep_policy.queue_waiting += delta
         self.sleep_policy.reset_idle()
 
-    async def _initial_state(self) -> Any:
-        factory = _hook(self.definition, "create_state")
-        if factory is not None:
-            result = factory(self.context, self.input)
-            if inspect.isawaitable(result):
-                result = await result
-            return result
-        return self.definition.new_state_value()
-
-    async def _initial_vars(self) -> Any:
-        factory = _hook(self.definition, "create_vars")
-        if factory is not None:
-            result = factory(self.context)
-            if inspect.isawaitable(result):
-                try:
-                    result = await asyncio.wait_for(result, self.options.create_vars_timeout)
-                except asyncio.TimeoutError:
-                    raise actor_error(
-                        "callback_timed_out",
-                        f"create_vars did not finish within {self.options.create_vars_timeout:g} s",
-                        metadata={"callback": "create_vars"},
-                    ) from None
-            return result
-        return self.definition.new_vars_value()
-
     async def _run(self) -> None:
         hook = _hook(self.definition, "run")
         assert hook is not None
@@ -518,10 +441,10 @@ class ActorInstance:
         if table.is_async(name):
             since = self._guard.restores
             try:
-                output = await _with_timeout(
+                output = await with_timeout(
                     table.call(name, ctx, args), self.options.action_timeout
                 )
-            except _ActionTimedOut:
+            except ActionTimedOut:
                 self._after_action(raising=False)  # it may have changed the state
                 raise actor_error(
                     "action_timed_out",

@@ -1,0 +1,72 @@
+"""What an action call needs beside the dispatch twin: the per-definition action table and the
+action's own deadline.
+
+* :func:`action_table`: one :class:`~rivetkit.runtime.dispatch.ActionTable` per actor
+  definition, shared by its instances (rebuilt if the definition's actions changed);
+* :func:`with_timeout`: await an action within ``action_timeout``; its own deadline raises
+  :class:`ActionTimedOut`, a ``TimeoutError`` the action raised itself passes through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from rivetkit.runtime.dispatch import ActionTable
+
+if TYPE_CHECKING:
+    from rivetkit.actor import ActorDefinition
+
+__all__ = ["ActionTimedOut", "action_table", "with_timeout"]
+
+T = TypeVar("T")
+
+
+class ActionTimedOut(Exception):
+    """The action's own deadline passed (not a TimeoutError the action raised)."""
+
+
+if sys.version_info >= (3, 11):
+
+    async def with_timeout(awaitable: Awaitable[T], delay: float) -> T:
+        """Await ``awaitable`` within ``delay`` seconds (:class:`ActionTimedOut` after)."""
+        scope = asyncio.timeout(delay)
+        try:
+            async with scope:
+                return await awaitable
+        except TimeoutError:
+            if scope.expired():
+                raise ActionTimedOut from None
+            raise
+
+else:  # pragma: no cover - Python 3.10
+
+    async def with_timeout(awaitable: Awaitable[T], delay: float) -> T:
+        """Await ``awaitable`` within ``delay`` seconds (:class:`ActionTimedOut` after)."""
+        try:
+            return await asyncio.wait_for(awaitable, delay)
+        except asyncio.TimeoutError:
+            raise ActionTimedOut from None
+
+
+#: ``id -> (definition, actions dict, its size, table)``; rebuilt if the definition's actions
+#: changed since.
+_TABLES: dict[int, tuple[Any, dict[str, Any], int, ActionTable]] = {}
+
+
+def action_table(definition: ActorDefinition) -> ActionTable:
+    """The :class:`ActionTable` of ``definition``, shared by its instances."""
+    actions = definition.actions
+    cached = _TABLES.get(id(definition))
+    if (
+        cached is not None
+        and cached[0] is definition
+        and cached[1] is actions
+        and cached[2] == len(actions)
+    ):
+        return cached[3]
+    table = ActionTable(actions)
+    _TABLES[id(definition)] = (definition, actions, len(actions), table)
+    return table
