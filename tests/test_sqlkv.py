@@ -23,13 +23,12 @@ from rivetkit.drivers.engine.sqlkv import (
     CHUNK_SIZE,
     SqlKvBackend,
     SqlKvPool,
-    _ActorStore,
-    _Bridge,
     chunk_key,
     decode_meta,
     encode_meta,
     meta_key,
 )
+from rivetkit.drivers.engine.sqlkv_pages import ActorStore, KvBridge
 from rivetkit.errors import RivetError
 
 MIGRATIONS = [
@@ -469,7 +468,7 @@ async def test_file_against_a_bytearray_model(seed: int) -> None:
     rng = random.Random(seed)
 
     def exercise() -> bytes:
-        store = _ActorStore(kv, _Bridge(loop, 30.0), cache_chunks=3)
+        store = ActorStore(kv, KvBridge(loop, 30.0), cache_chunks=3)
         store.open()
         file = store.main
         file.exists = True
@@ -495,7 +494,7 @@ async def test_file_against_a_bytearray_model(seed: int) -> None:
                 file.flush()
             else:  # a new process opens what the KV holds
                 file.flush()
-                store = _ActorStore(kv, _Bridge(loop, 30.0), cache_chunks=3)
+                store = ActorStore(kv, KvBridge(loop, 30.0), cache_chunks=3)
                 store.open()
                 file = store.main
             assert file.size == len(model)
@@ -505,7 +504,7 @@ async def test_file_against_a_bytearray_model(seed: int) -> None:
     model = await asyncio.to_thread(exercise)
 
     def reopen() -> bytes:
-        store = _ActorStore(MemoryKv(kv.data), _Bridge(loop, 30.0), cache_chunks=2)
+        store = ActorStore(MemoryKv(kv.data), KvBridge(loop, 30.0), cache_chunks=2)
         store.open()
         assert store.main.size == len(model)
         return store.main.read(len(model) + 10, 0)
