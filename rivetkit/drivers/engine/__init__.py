@@ -12,7 +12,10 @@ Modules:
 * :mod:`.kv`: each actor's KV as envoy requests within the engine's limits;
 * :mod:`.alarms`: alarms for the engine (sleeping actors) and local timers (running ones);
 * :mod:`.sqlkv`: the actors' SQL databases (``c.db``), SQLite pages in the actor's KV;
+* :mod:`.sqlkv_pages`: those pages: the key layout, the chunk cache, commits within limits;
+* :mod:`.sqlkv_vfs`: the SQLite VFS that maps database files to those pages;
 * :mod:`.envoy`: :class:`EnvoyClient`, the socket, its session state and reconnects;
+* :mod:`.refusals`: :class:`EngineError` and what a refused or failed connection means;
 * :mod:`.tunnel`: HTTP and WebSocket tunnel traffic handed to :mod:`rivetkit.dispatch`;
 * :mod:`.api`: the engine's HTTP API (actors, pools, namespaces);
 * :mod:`.spawn`: :class:`LocalEngine`, a local engine from the npm package, for development;
@@ -21,7 +24,8 @@ Modules:
 """
 
 from .driver import EngineDriver
-from .envoy import EngineError, EnvoyClient
+from .envoy import EnvoyClient
+from .refusals import EngineError
 from .spawn import LocalEngine, find_engine_binary
 
 __all__ = ["EngineDriver", "EngineError", "EnvoyClient", "LocalEngine", "find_engine_binary"]

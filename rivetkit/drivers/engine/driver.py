@@ -41,10 +41,11 @@ from rivetkit.protocol.envoy_protocol import (
 
 from .alarms import EngineAlarms
 from .api import EngineApi
-from .envoy import EngineError, EnvoyClient
+from .envoy import EnvoyClient
 from .kv import EngineKv
 from .manager import EngineManager
 from .placement import Placement
+from .refusals import EngineError
 from .tunnel import Tunnel
 
 if TYPE_CHECKING:
@@ -213,7 +214,7 @@ class EngineDriver:
 
     @staticmethod
     def _dispatcher(host: ActorHost) -> Dispatcher | None:
-        from rivetkit.runtime.host import Runtime
+        from rivetkit.runtime.live_actors import Runtime
 
         if isinstance(host, Runtime):
             from rivetkit.dispatch.router import Dispatcher

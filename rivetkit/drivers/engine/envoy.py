@@ -38,7 +38,7 @@ from typing import Any, Final, Protocol
 from urllib.parse import urlencode
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from rivetkit.errors import ProtocolError, RivetError
@@ -70,6 +70,8 @@ from rivetkit.protocol.envoy_protocol import (
     ToRivetTunnelMessage,
 )
 
+from .refusals import REFUSALS, EngineError, close_reason, connect_error
+
 __all__ = ["EngineError", "EnvoyClient", "EnvoyHandler"]
 
 logger = logging.getLogger("rivetkit.engine")
@@ -91,13 +93,6 @@ RETIRED_LOG_TTL: Final = 600.0
 MAX_COMMAND_KEYS: Final = 10_000
 #: Largest frame accepted from the engine (its own WS limit is 32 MiB).
 MAX_FRAME: Final = 64 * 1024 * 1024
-
-
-class EngineError(RivetError):
-    """The engine refused us or cannot be reached (group ``engine``)."""
-
-    def __init__(self, code: str, message: str, *, metadata: Any = None) -> None:
-        super().__init__("engine", code, message, metadata=metadata)
 
 
 class EnvoyHandler(Protocol):
@@ -151,24 +146,6 @@ class _KvRequest:
         self.future = future
         self.sent = False
         self.timer: asyncio.TimerHandle | None = None
-
-
-# Close reasons of a refused connection (``group.code#ray_id``) and what they mean.
-_REFUSALS: Final = {
-    "guard.missing_header": "the engine requires a token (use --token / RIVET_TOKEN)",
-    "api.forbidden": "the engine refused the token",
-    "api.unauthorized": "the engine refused the token",
-    "ws.no_runner_config": "the pool is not registered on the engine (no runner config)",
-    "namespace.not_found": "the namespace does not exist on the engine",
-    "ws.invalid_request": "the engine rejected the connection parameters",
-}
-
-
-def _close_reason(exc: ConnectionClosed) -> tuple[int | None, str]:
-    frame = exc.rcvd
-    if frame is None:
-        return None, ""
-    return frame.code, frame.reason
 
 
 class EnvoyClient:
@@ -461,7 +438,7 @@ class EnvoyClient:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                error = _connect_error(exc, self.url)
+                error = connect_error(exc, self.url)
                 if not first.done():
                     first.set_exception(error)
                     return
@@ -512,7 +489,7 @@ class EnvoyClient:
                 handle(decode(frame))
             code, reason = ws.close_code, ws.close_reason or ""
         except ConnectionClosed as exc:
-            code, reason = _close_reason(exc)
+            code, reason = close_reason(exc)
         except ProtocolError as exc:
             stats["bad_frames"] += 1
             logger.error("envoy: dropping the connection after a malformed frame: %s", exc)
@@ -551,8 +528,8 @@ class EnvoyClient:
                 "envoy: connection closed (code %s%s)", code, f", reason {reason}" if reason else ""
             )
             self._arm_lost_timer()
-        if group_code in _REFUSALS or (code == 1011 and group_code and not was_ready):
-            explanation = _REFUSALS.get(group_code, "the engine closed the connection")
+        if group_code in REFUSALS or (code == 1011 and group_code and not was_ready):
+            explanation = REFUSALS.get(group_code, "the engine closed the connection")
             return EngineError(
                 "refused",
                 f"{explanation} ({reason}; {self.url.split('?')[0]})",
@@ -689,22 +666,3 @@ class EnvoyClient:
             while history and history[0].checkpoint.index <= checkpoint.index:
                 history.popleft()
         self._prune()
-
-
-def _connect_error(exc: BaseException, url: str) -> EngineError:
-    where = url.split("?")[0]
-    if isinstance(exc, InvalidStatus):
-        status = exc.response.status_code
-        body = exc.response.body.decode("utf-8", "replace")[:300] if exc.response.body else ""
-        return EngineError(
-            "refused",
-            f"the engine refused the envoy connection with HTTP {status} ({where}): {body}",
-            metadata={"status": status},
-        )
-    if isinstance(exc, InvalidHandshake):
-        return EngineError("refused", f"the envoy handshake failed ({where}): {exc}")
-    if isinstance(exc, (OSError, asyncio.TimeoutError)):
-        return EngineError(
-            "unreachable", f"cannot connect to the engine at {where}: {exc or type(exc).__name__}"
-        )
-    return EngineError("unreachable", f"connecting to the engine at {where} failed: {exc!r}")
