@@ -43,7 +43,7 @@ if __name__ == "__main__":  # run from a checkout without installing
 import rivetkit
 from rivetkit import ActorOptions, actor, setup
 from rivetkit.drivers.embedded import EmbeddedDriver
-from rivetkit.runtime.host import Runtime
+from rivetkit.runtime.live_actors import Runtime
 from rivetkit.testing import TestClient
 
 PAYLOAD_TEXT = "hello, subscribers"

@@ -71,7 +71,7 @@ def options_of(config: str) -> Any:
 async def measure(calls: int, rounds: int) -> dict[str, dict[str, float]]:
     """actions/s per workload and configuration, in this process's twin."""
     from rivetkit.drivers.embedded import EmbeddedDriver
-    from rivetkit.runtime.host import Runtime
+    from rivetkit.runtime.live_actors import Runtime
     from rivetkit.testing import TestClient
 
     registry = build_registry()

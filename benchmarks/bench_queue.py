@@ -52,7 +52,7 @@ async def one_run(
     data_dir: str, workload: str, messages: int, producers: int, batch: int, synchronous: str
 ) -> dict[str, float]:
     from rivetkit.drivers.embedded import EmbeddedDriver
-    from rivetkit.runtime.host import Runtime
+    from rivetkit.runtime.live_actors import Runtime
     from rivetkit.testing import TestClient
 
     driver = EmbeddedDriver(data_dir, synchronous=synchronous)  # type: ignore[arg-type]

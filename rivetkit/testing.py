@@ -24,7 +24,7 @@ from typing import Any
 from rivetkit.drivers.embedded import EmbeddedDriver
 from rivetkit.errors import RivetError, to_public
 from rivetkit.protocol.values import cbor_dumps
-from rivetkit.runtime.host import Runtime
+from rivetkit.runtime.live_actors import Runtime
 
 KeyArg = str | Sequence[str] | None
 

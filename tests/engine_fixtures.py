@@ -12,7 +12,7 @@ port; its data lives in a temporary directory; it runs with the environment of
 * ``rivet_engine``: the running :class:`~rivetkit.drivers.engine.LocalEngine` (its
   ``endpoint`` is what clients use);
 * :func:`envoy`: an async context manager running a registry as an envoy of that engine
-  (a :class:`~rivetkit.runtime.host.Runtime` over an
+  (a :class:`~rivetkit.runtime.live_actors.Runtime` over an
   :class:`~rivetkit.drivers.engine.EngineDriver`), yielding ``(runtime, driver)``;
 * :func:`engine_env`: the same in a new pool, yielding an :class:`EngineEnv` (engine,
   runtime, driver, pool, and clients of that pool).
@@ -32,7 +32,7 @@ import pytest
 
 from rivetkit.client import Client, RetryOptions
 from rivetkit.drivers.engine import EngineDriver, LocalEngine, find_engine_binary
-from rivetkit.runtime.host import Runtime
+from rivetkit.runtime.live_actors import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 INTEROP = ROOT / "tests" / "interop"

@@ -27,7 +27,7 @@ from rivetkit import actor, setup
 from rivetkit.client import ActorError, Client
 from rivetkit.drivers.engine import EngineDriver, EngineError, LocalEngine
 from rivetkit.drivers.engine import kv as engine_kv
-from rivetkit.runtime.host import Runtime
+from rivetkit.runtime.live_actors import Runtime
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

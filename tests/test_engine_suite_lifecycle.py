@@ -25,8 +25,8 @@ from engine_fixtures import envoy, new_pool
 from rivetkit import ActorOptions, actor, setup
 from rivetkit.client import Client, RetryOptions
 from rivetkit.drivers.engine import LocalEngine
-from rivetkit.runtime.host import Runtime
 from rivetkit.runtime.instance import Phase
+from rivetkit.runtime.live_actors import Runtime
 from rivetkit.server import serve_in_background
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

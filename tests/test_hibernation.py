@@ -34,8 +34,8 @@ from rivetkit.protocol.messages import decode_to_client, encode_to_server
 from rivetkit.protocol.values import cbor_loads
 from rivetkit.runtime import keys
 from rivetkit.runtime.connection import Connection
-from rivetkit.runtime.host import Runtime
 from rivetkit.runtime.instance import ActorInstance, Phase
+from rivetkit.runtime.live_actors import Runtime
 from rivetkit.server import serve_in_background
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -93,8 +93,8 @@ from rivetkit.runtime.instance import Phase
 
 if TYPE_CHECKING:
     from rivetkit.runtime.connection import Connection
-    from rivetkit.runtime.host import Runtime
     from rivetkit.runtime.instance import ActorInstance
+    from rivetkit.runtime.live_actors import Runtime
 
 __all__ = [
     "MAX_CONN_PARAMS_SIZE",
@@ -216,7 +216,7 @@ def _action_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str, bytes | None]:
 
 
 class Dispatcher:
-    """The actor-level routes of one :class:`~rivetkit.runtime.host.Runtime`."""
+    """The actor-level routes of one :class:`~rivetkit.runtime.live_actors.Runtime`."""
 
     def __init__(self, runtime: Runtime, *, hibernatable_connections: bool = False) -> None:
         self.runtime = runtime

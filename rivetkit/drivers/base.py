@@ -42,7 +42,7 @@ class ActorRecord(NamedTuple):
 
 
 class ActorHost(Protocol):
-    """The runtime side that a driver drives (implemented by ``rivetkit.runtime.host``)."""
+    """The runtime side that a driver drives (implemented by ``rivetkit.runtime.live_actors``)."""
 
     async def start_actor(self, record: ActorRecord, generation: int) -> None:
         """Start an instance of the actor; return once it is ready for requests."""

@@ -9,7 +9,7 @@ metric families when ``/metrics`` is scraped, so an update is an integer increme
 are recorded by :class:`ActionStats`, a hot-path twin (pure:
 :mod:`rivetkit.metrics._action_stats_py`, compiled: ``rivetkit._speedups._action_stats``).
 
-:class:`RuntimeMetrics` holds the handles of one :class:`~rivetkit.runtime.host.Runtime` (so
+:class:`RuntimeMetrics` holds the handles of one :class:`~rivetkit.runtime.live_actors.Runtime` (so
 several runtimes in one process, as in tests, never share numbers).
 """
 

@@ -45,7 +45,7 @@ from rivetkit.dispatch.websocket import WebSocket
 from rivetkit.drivers.base import ActorRecord, Driver
 from rivetkit.drivers.keys import deserialize_key, serialize_key
 from rivetkit.errors import RivetError, to_public
-from rivetkit.runtime.host import Runtime
+from rivetkit.runtime.live_actors import Runtime
 from rivetkit.server import gateway
 from rivetkit.server.cors import OriginPolicy, preflight, refuse_websocket, with_cors
 from rivetkit.server.gateway import invalid_request

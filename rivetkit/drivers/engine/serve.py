@@ -184,7 +184,7 @@ async def serve_engine_mode(
     :raises EngineModeError: the engine cannot be started or joined, or the port is taken
     """
     import rivetkit
-    from rivetkit.runtime.host import Runtime
+    from rivetkit.runtime.live_actors import Runtime
     from rivetkit.server.runner import Server, bind_socket
 
     engine: LocalEngine | None = None
