@@ -22,8 +22,7 @@ Values and the json/cbor encodings of the client protocol:
 * :mod:`rivetkit.protocol.trees`: the encodings and the helpers the json/cbor trees share;
 * :mod:`rivetkit.protocol.messages`: the ``/connect`` messages in the json, cbor and bare
   encodings;
-* :mod:`rivetkit.protocol.http_bodies`: the HTTP bodies (action, queue, error) in each encoding;
-* :mod:`rivetkit.protocol.json_compat`: the former single module, re-exporting the names above.
+* :mod:`rivetkit.protocol.http_bodies`: the HTTP bodies (action, queue, error) in each encoding.
 
 Checks:
 
