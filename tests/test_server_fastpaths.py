@@ -26,6 +26,7 @@ from typing import Any
 import cbor2
 import pytest
 import pytest_asyncio
+from conftest import LoopClock
 from server_actors import query, registry
 from websockets.speedups import apply_mask
 
@@ -203,19 +204,22 @@ async def test_http_keep_alive_timeout() -> None:
         app = create_app(test_registry, data_dir=data)
         await app.startup()
         try:
-            async with serve(app, timeout_keep_alive=0.3) as (host, port):
-                reader, writer = await asyncio.open_connection(host, port)
-                request = b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n"
-                # Requests closer together than the timeout keep the connection open.
-                for _ in range(5):
-                    writer.write(request)
-                    assert (await asyncio.wait_for(reader.readuntil(b"ok"), 2)).endswith(b"ok")
-                    await asyncio.sleep(0.15)
-                # Then idle: closed after the timeout.
-                started = asyncio.get_running_loop().time()
-                assert await asyncio.wait_for(reader.read(), 3) == b""
-                assert asyncio.get_running_loop().time() - started < 1.5
-                writer.close()
+            # Loop time moves only when told (plus the real time the test takes, < 4 s).
+            with LoopClock() as clock:
+                async with serve(app, timeout_keep_alive=10) as (host, port):
+                    reader, writer = await asyncio.open_connection(host, port)
+                    request = b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n"
+                    # Requests 6 s apart (30 s in all) keep a 10 s keep-alive open.
+                    for _ in range(5):
+                        writer.write(request)
+                        response = await asyncio.wait_for(reader.readuntil(b"ok"), 2)
+                        assert response.endswith(b"ok")
+                        await clock.advance(6.0)
+                    assert not reader.at_eof()
+                    # Then idle past the timeout: closed.
+                    await clock.advance(5.0)
+                    assert await asyncio.wait_for(reader.read(), 3) == b""
+                    writer.close()
         finally:
             await app.shutdown()
 
