@@ -12,7 +12,7 @@ import asyncio
 import os
 import signal
 import sys
-import time
+import threading
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import cbor2
 import pytest
 from apps.durable_counter import build_registry
-from conftest import eventually
+from conftest import LoopClock, eventually
 
 from rivetkit import ActorOptions, RivetError, actor, setup
 from rivetkit.drivers.embedded import EmbeddedDriver, tables
@@ -292,21 +292,18 @@ async def test_sigkill_durable_replies_lose_nothing_acknowledged(tmp_path: Path)
 
 
 async def test_continuous_changes_save_once_per_interval() -> None:
-    async with setup_test(setup(use=[make_hot(0.1)])) as client:
-        handle = client.hot.get_or_create()
-        await handle.inc()
-        actor_id = await handle.resolve()
-        saves = SaveCounter(client)
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 0.5
-        changes = 0
-        while loop.time() < end:  # changes all the time, for five save intervals
+    # Loop time moves only when told (plus the real time the test takes, well below 10 s).
+    with LoopClock() as clock:
+        async with setup_test(setup(use=[make_hot(10.0)])) as client:
+            handle = client.hot.get_or_create()
             await handle.inc()
-            changes += 1
-            await asyncio.sleep(0)
-        assert changes > 100
-        # About one save per interval (not one per change, nor back-to-back saves).
-        assert 2 <= saves.by_actor[actor_id] <= 8, saves.by_actor[actor_id]
+            actor_id = await handle.resolve()
+            saves = SaveCounter(client)
+            for _ in range(250):  # a change every 0.2 s, for five save intervals
+                await handle.inc()
+                await clock.advance(0.2)
+            # About one save per interval (not one per change, nor back-to-back saves).
+            assert 2 <= saves.by_actor[actor_id] <= 8, saves.by_actor[actor_id]
 
 
 async def test_failed_save_is_not_acknowledged(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -332,7 +329,10 @@ async def test_failed_save_is_not_acknowledged(monkeypatch: pytest.MonkeyPatch) 
         assert info.value.code == "state_save_failed"
         assert "disk on fire" in info.value.message
         # The change is retried after the save interval and reaches the disk.
-        await asyncio.sleep(0.15)
+        for _ in range(500):
+            if (await stored_state(client, actor_id))["n"] == 2:
+                break
+            await asyncio.sleep(0.01)
         assert (await stored_state(client, actor_id))["n"] == 2
         assert await handle.inc_and_save(True) == 3
         assert (await stored_state(client, actor_id))["n"] == 3
@@ -350,9 +350,16 @@ class QuietHost:
 async def one_batch(store: Any, submit: Any) -> list[Any]:
     """Run ``submit()`` (which submits operations) while the writer is busy, so that all of
     them land in one batch; return their outcomes (value or exception)."""
-    blocker = store.read(lambda conn: time.sleep(0.05))
-    await asyncio.sleep(0.01)  # the writer has taken the blocker
+    taken, release = threading.Event(), threading.Event()
+
+    def block(conn: Any) -> None:
+        taken.set()
+        release.wait(10)
+
+    blocker = store.read(block)
+    await eventually(taken.is_set)  # the writer thread is inside the blocker
     futures = submit()
+    release.set()
     await blocker
     return list(await asyncio.gather(*futures, return_exceptions=True))
 
