@@ -61,6 +61,11 @@ def of_type(sock: FakeSocket, kind: type) -> list[Any]:
     return [m for m in sock.received if isinstance(m, kind)]
 
 
+async def server_got_action(server: Any, name: str) -> None:
+    """Wait until the fake server's latest socket has received a call of action ``name``."""
+    await until(lambda: any(m.name == name for m in of_type(server.sockets[-1], ActionRequest)))
+
+
 # MARK: handshake and actions
 
 
@@ -346,11 +351,14 @@ async def test_http_error_on_upgrade() -> None:
 
 @pytest.mark.asyncio
 async def test_error_after_init_rejects_in_flight_and_calls_on_error() -> None:
-    async with setup() as (_, client, _), client.counter.get_or_create(["k"]).connect() as conn:
+    async with (
+        setup() as (server, client, _),
+        client.counter.get_or_create(["k"]).connect() as conn,
+    ):
         errors: list[ActorError] = []
         conn.on_error(errors.append)
         hanging = asyncio.ensure_future(conn.hang())
-        await asyncio.sleep(0.02)
+        await server_got_action(server, "hang")
         with pytest.raises(ActorError) as info:
             await conn.conn_error()
         assert info.value.code == "kaput"
@@ -382,7 +390,7 @@ async def test_reconnect_after_socket_loss(encoding: str) -> None:
         conn.on("newCount", got.append)
         await conn.increment(1)
         hanging = asyncio.ensure_future(conn.hang())
-        await asyncio.sleep(0.02)
+        await server_got_action(server, "hang")
         await server.sockets[0].ws.close(1011, "actor.restarting")
         with pytest.raises(ActorError) as info:
             await hanging
@@ -408,7 +416,7 @@ async def test_unstructured_loss_rejects_with_connection_lost() -> None:
         errors: list[ActorError] = []
         conn.on_error(errors.append)
         hanging = asyncio.ensure_future(conn.hang())
-        await asyncio.sleep(0.02)
+        await server_got_action(server, "hang")
         await server.sockets[0].ws.close(1001, "going away")
         with pytest.raises(ActorError) as info:
             await hanging
@@ -486,11 +494,11 @@ async def test_open_timeout_when_nothing_listens() -> None:
 
 @pytest.mark.asyncio
 async def test_close_rejects_pending_and_is_idempotent() -> None:
-    async with setup() as (_, client, _):
+    async with setup() as (server, client, _):
         conn = await client.counter.get_or_create(["k"]).connect()
         hanging = asyncio.ensure_future(conn.hang())
         stream = conn.events("newCount")
-        await asyncio.sleep(0.02)
+        await server_got_action(server, "hang")
         await conn.close()
         await conn.close()
         with pytest.raises(ActorError) as info:
