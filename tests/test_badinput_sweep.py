@@ -76,6 +76,24 @@ async def endpoint() -> AsyncIterator[str]:
         yield url
 
 
+@pytest_asyncio.fixture(loop_scope="module", autouse=True)
+async def no_task_left_behind(endpoint: str) -> AsyncIterator[None]:
+    """After each test (its client closed first), no request or socket of it left a task
+    behind on the server: the tasks are those it had once started. Checked per test, so
+    that it holds whatever order the tests run in, alone or together."""
+    yield
+
+    def settled() -> bool:
+        return tasks_by_name() == BASELINE_TASKS
+
+    try:
+        await eventually(settled, timeout=20)
+    finally:
+        now = tasks_by_name()
+        if now != BASELINE_TASKS:
+            print(f"tasks: baseline {dict(BASELINE_TASKS)}, now {dict(now)}")
+
+
 @pytest.fixture
 def errors_logged() -> Iterator[ErrorLog]:
     handler = ErrorLog()
@@ -555,17 +573,3 @@ async def test_websocket_messages(
     assert total >= 600
     assert closes > 0
     await still_serving(http)
-
-
-async def test_no_task_left_behind(endpoint: str) -> None:
-    """After the whole sweep (run last in this module), no request or socket left a task
-    behind on the server: the tasks are those it had once started."""
-
-    def settled() -> bool:
-        return tasks_by_name() == BASELINE_TASKS
-
-    try:
-        await eventually(settled, timeout=20)
-    finally:
-        now = tasks_by_name()
-        print(f"tasks: baseline {dict(BASELINE_TASKS)}, now {dict(now)}")
