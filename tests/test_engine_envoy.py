@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from rivetkit.drivers.engine.envoy import EngineError, EnvoyClient
@@ -56,10 +57,15 @@ Script = Callable[["FakeEngine", ServerConnection, int], Awaitable[None]]
 
 class FakeEngine:
     """Accepts envoy sockets; ``script(engine, ws, n)`` plays the n-th connection (0-based);
-    every frame the envoy sends is decoded into ``received[n]``."""
+    every frame the envoy sends is decoded into ``received[n]``.
+
+    What fails inside it (a script's assertion, a frame that does not decode) would only be
+    logged by the websockets server: it is kept in ``failures`` instead, and :func:`session`
+    raises it at the end of the test. A closed socket is not a failure."""
 
     def __init__(self, script: Script) -> None:
         self.script = script
+        self.failures: list[BaseException] = []
         self.received: list[list[Any]] = []
         self.paths: list[str] = []
         self.subprotocols: list[list[str]] = []
@@ -75,14 +81,29 @@ class FakeEngine:
         reader = asyncio.ensure_future(self._read(ws, n))
         try:
             await self.script(self, ws, n)
+        except ConnectionClosed:
+            pass
+        except Exception as exc:
+            self.failures.append(exc)
         finally:
             reader.cancel()
 
     async def _read(self, ws: ServerConnection, n: int) -> None:
-        with contextlib.suppress(Exception):
+        try:
             async for frame in ws:
                 assert isinstance(frame, bytes)
                 self.received[n].append(TO_RIVET.decode(frame))
+        except ConnectionClosed:
+            pass
+        except Exception as exc:
+            self.failures.append(exc)
+
+    def check(self) -> None:
+        """Raise the first failure inside the fake engine, if any."""
+        if self.failures:
+            raise AssertionError(f"the fake engine failed: {self.failures!r}") from (
+                self.failures[0]
+            )
 
     async def wait_for(
         self, n: int, predicate: Callable[[Any], bool], timeout: float = 20.0
@@ -102,8 +123,7 @@ async def send(ws: ServerConnection, message: Any) -> None:
 
 
 async def hold(ws: ServerConnection) -> None:
-    with contextlib.suppress(Exception):
-        await ws.wait_closed()
+    await ws.wait_closed()
 
 
 class Handler:
@@ -154,6 +174,7 @@ async def session(
             yield engine, client, handler
         finally:
             await client.close()
+        engine.check()
 
 
 def start_command(actor_id: str, generation: int, index: int) -> CommandWrapper:
