@@ -300,8 +300,6 @@ def test_differential_truncated(value: Everything, cut: int) -> None:
 
 
 def test_twins_share_the_plan_kinds() -> None:
-    compiled = compiled_twin()
-    if compiled is None:
-        pytest.skip("compiled twin not built")
+    _, compiled = _twins_or_skip()
     assert P.ENUM == 22
     assert compiled.compile_plan(plan_of(Point)).plan == plan_of(Point)
