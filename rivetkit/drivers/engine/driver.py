@@ -214,7 +214,7 @@ class EngineDriver:
 
     @staticmethod
     def _dispatcher(host: ActorHost) -> Dispatcher | None:
-        from rivetkit.runtime.host import Runtime
+        from rivetkit.runtime.live_actors import Runtime
 
         if isinstance(host, Runtime):
             from rivetkit.dispatch.router import Dispatcher
