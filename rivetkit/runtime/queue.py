@@ -46,13 +46,16 @@ Errors (all public, HTTP 400): ``queue.full``, ``queue.message_too_large``,
 ``queue.previous_message_not_completed``, ``queue.timed_out``,
 ``queue.completion_waiter_conflict``, ``queue.completion_waiter_dropped`` (a sender waited for
 a message that the actor stopped, or ``reset``, before completing), and ``actor.aborted``.
+
+Its parts: :mod:`~rivetkit.runtime.queue_message` (a received message),
+:mod:`~rivetkit.runtime.queue_writes` (the coalesced write), :mod:`~rivetkit.runtime.queue_errors`,
+:mod:`~rivetkit.runtime.queue_waits` and the key-scanning twin :mod:`~rivetkit.runtime.queuescan`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -62,6 +65,10 @@ from rivetkit.protocol.actor_persist import QUEUE_MESSAGE, QUEUE_METADATA, Queue
 from rivetkit.protocol.actor_persist import QueueMessage as StoredMessage
 from rivetkit.protocol.values import cbor_dumps, cbor_loads
 from rivetkit.runtime import keys
+from rivetkit.runtime.queue_errors import aborted, queue_error, timed_out, waiter_dropped
+from rivetkit.runtime.queue_message import QueueMessage
+from rivetkit.runtime.queue_waits import name_filter, wait_future
+from rivetkit.runtime.queue_writes import QueueWriteBatch
 from rivetkit.runtime.queuescan import message_id, message_key, peek_name, scan
 
 if TYPE_CHECKING:
@@ -102,31 +109,6 @@ class QueueOwner(Protocol):
         ...
 
 
-def queue_error(code: str, message: str, metadata: Any = None) -> RivetError:
-    """An error of group ``queue``."""
-    return RivetError("queue", code, message, metadata=metadata)
-
-
-def _timed_out(timeout: float | None) -> RivetError:
-    ms = 0 if timeout is None else int(timeout * 1000)
-    return queue_error(
-        "timed_out", f"Queue wait timed out after {ms} ms.", metadata={"timeout_ms": ms}
-    )
-
-
-def _aborted() -> RivetError:
-    return actor_error("aborted", "Actor aborted.")
-
-
-def _waiter_dropped(ident: int) -> RivetError:
-    return queue_error(
-        "completion_waiter_dropped",
-        f"queue message {ident} was dropped before it was completed (the actor stopped or "
-        "the queue was reset)",
-        metadata={"message_id": ident},
-    )
-
-
 class _Entry:
     __slots__ = ("encoded", "name", "state")
 
@@ -134,72 +116,6 @@ class _Entry:
         self.name = name
         self.encoded = encoded
         self.state = state
-
-
-class QueueMessage:
-    """A received message; completable ones must be completed with :meth:`complete`.
-
-    Attributes: ``id`` (int, from 1), ``name``, ``body`` (the decoded CBOR body),
-    ``created_at`` (milliseconds since the epoch), ``completable`` and ``completed``.
-    """
-
-    __slots__ = (
-        "_completing",
-        "_queue",
-        "body",
-        "completable",
-        "completed",
-        "created_at",
-        "id",
-        "name",
-    )
-
-    def __init__(
-        self,
-        queue: ActorQueue,
-        ident: int,
-        name: str,
-        body: Any,
-        created_at: int,
-        completable: bool,
-    ) -> None:
-        self._queue = queue
-        self.id = ident
-        self.name = name
-        self.body = body
-        #: Milliseconds since the epoch when the message was sent.
-        self.created_at = created_at
-        self.completable = completable
-        self.completed = False
-        self._completing = False
-
-    async def complete(self, response: Any = None) -> None:
-        """Finish a completable message: delete it durably, then hand ``response`` to the
-        sender waiting for it (``enqueue_and_wait``, an HTTP send with ``wait``), if any.
-
-        :raises RivetError: ``queue.complete_not_configured`` for a message received without
-            ``completable=True``; ``queue.already_completed`` on a second call;
-            ``queue.invalid_completion_payload`` when a sender waits and ``response`` is not
-            CBOR-encodable. A failed write leaves the message completable again.
-        """
-        if not self.completable:
-            raise queue_error(
-                "complete_not_configured",
-                f"Queue '{self.name}' does not support completion responses (receive it with "
-                "completable=True).",
-                metadata={"name": self.name},
-            )
-        if self.completed or self._completing:
-            raise queue_error("already_completed", "Queue message was already completed.")
-        self._completing = True
-        try:
-            await self._queue._complete(self, response)
-        finally:
-            self._completing = False
-        self.completed = True
-
-    def __repr__(self) -> str:
-        return f"QueueMessage(id={self.id}, name={self.name!r})"
 
 
 class ActorQueue:
@@ -221,10 +137,7 @@ class ActorQueue:
         self._abort_watch: asyncio.Task[None] | None = None
         self._closed = False
         # The coalesced write of this loop turn (see _write).
-        self._batch_puts: list[tuple[bytes, bytes]] = []
-        self._batch_deletes: list[bytes] = []
-        self._batch_waiters: list[asyncio.Future[None]] = []
-        self._batch_callbacks: list[Callable[[BaseException | None], None]] = []
+        self._batch = QueueWriteBatch(owner, self._metadata)
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -288,57 +201,8 @@ class ActorQueue:
         deletes: Iterable[bytes],
         on_done: Callable[[BaseException | None], None],
     ) -> asyncio.Future[None]:
-        """Add ``puts``/``deletes`` to this loop turn's write; a future of its commit.
-
-        The write is submitted at the end of the turn (``call_soon``), in one atomic driver
-        write holding every change requested meanwhile plus the metadata as it is then. A
-        message's put and its delete never share a write (a message is received only once
-        its put committed), so the driver's "deletes, then puts" order is harmless.
-        ``on_done(error)`` (None on success) updates the index when the write ends, whatever
-        happens to the caller; then each caller's own future resolves (cancelling one caller
-        cancels nobody else's wait, and changes nothing in the index).
-        """
-        loop = asyncio.get_running_loop()
-        waiters = self._batch_waiters
-        if not waiters:
-            loop.call_soon(self._flush)
-        done: asyncio.Future[None] = loop.create_future()
-        waiters.append(done)
-        self._batch_callbacks.append(on_done)
-        self._batch_puts.extend(puts)
-        self._batch_deletes.extend(deletes)
-        return done
-
-    def _flush(self) -> None:
-        waiters = self._batch_waiters
-        if not waiters:
-            return
-        puts, deletes, callbacks = self._batch_puts, self._batch_deletes, self._batch_callbacks
-        self._batch_puts, self._batch_deletes, self._batch_waiters = [], [], []
-        self._batch_callbacks = []
-        puts.append((keys.QUEUE_METADATA, self._metadata()))
-        owner = self._owner
-        task = asyncio.ensure_future(owner.driver.kv_write(owner.actor_id, puts, deletes))
-
-        def finished(task: asyncio.Future[None]) -> None:
-            error = asyncio.CancelledError() if task.cancelled() else task.exception()
-            for callback in callbacks:
-                try:
-                    callback(error)
-                except Exception:  # pragma: no cover - the callbacks only update the index
-                    logger.exception("updating the queue index failed")
-            for done in waiters:
-                if done.done():
-                    continue
-                if task.cancelled():
-                    done.cancel()
-                elif error is not None:
-                    done.set_exception(error)
-                    done.exception()  # retrieved: its caller may be gone
-                else:
-                    done.set_result(None)
-
-        task.add_done_callback(finished)
+        """Add ``puts``/``deletes`` to this loop turn's write (see :class:`QueueWriteBatch`)."""
+        return self._batch.add(puts, deletes, on_done)
 
     def _notify(self) -> None:
         changed = self._changed
@@ -385,7 +249,7 @@ class ActorQueue:
         if waiter is None:
             return None
         try:
-            response = await _wait_future(waiter, timeout)
+            response = await wait_future(waiter, timeout)
         except asyncio.TimeoutError:
             return {"status": "timedOut"}
         finally:
@@ -411,24 +275,24 @@ class ActorQueue:
             when the actor stops (or the queue is reset) before the message is completed.
         """
         if signal is not None and signal.is_set():
-            raise _aborted()
+            raise aborted()
         encoded = self._encode(name, body)
         ident, waiter = await self._append(name, encoded, True)
         assert waiter is not None
         watcher = None if signal is None else asyncio.ensure_future(signal.wait())
         try:
             if watcher is None:
-                return await _wait_future(waiter, timeout)
+                return await wait_future(waiter, timeout)
             done, _ = await asyncio.wait(
                 (waiter, watcher), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
             if waiter in done:
                 return waiter.result()
             if watcher in done:
-                raise _aborted()
-            raise _timed_out(timeout)
+                raise aborted()
+            raise timed_out(timeout)
         except asyncio.TimeoutError:
-            raise _timed_out(timeout) from None
+            raise timed_out(timeout) from None
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -515,12 +379,13 @@ class ActorQueue:
     async def _take(self, idents: list[int], completable: bool) -> list[QueueMessage]:
         messages = self._messages
         received = []
+        complete = self._complete
         for ident in idents:
             entry = messages[ident]
             stored = QUEUE_MESSAGE.decode(entry.encoded)
             body = cbor_loads(stored.body) if stored.body else None
             received.append(
-                QueueMessage(self, ident, entry.name, body, stored.created_at, completable)
+                QueueMessage(complete, ident, entry.name, body, stored.created_at, completable)
             )
         if completable:
             for ident in idents:
@@ -572,7 +437,7 @@ class ActorQueue:
     ) -> list[QueueMessage]:
         """Up to ``count`` messages that are queued now (never waits; ``[]`` when none)."""
         self._check_previous()
-        return await self._take(self._pick(_names(names), max(1, count)), completable)
+        return await self._take(self._pick(name_filter(names), max(1, count)), completable)
 
     async def try_next(
         self, names: Collection[str] | str | None = None, *, completable: bool = False
@@ -594,7 +459,7 @@ class ActorQueue:
         seconds pass first. The actor's abort signal (and ``signal``) end the wait with
         ``actor.aborted``."""
         self._check_previous()
-        wanted = _names(names)
+        wanted = name_filter(names)
         count = max(1, count)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -635,7 +500,7 @@ class ActorQueue:
             names, count=1, timeout=timeout, completable=completable, signal=signal
         )
         if not batch:
-            raise _timed_out(timeout)
+            raise timed_out(timeout)
         return batch[0]
 
     async def wait_for_names_available(
@@ -647,7 +512,7 @@ class ActorQueue:
     ) -> None:
         """Wait until a message with one of ``names`` is queued, without receiving it;
         ``queue.timed_out`` when none comes within ``timeout`` seconds."""
-        wanted = _names(names)
+        wanted = name_filter(names)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
@@ -656,7 +521,7 @@ class ActorQueue:
                     return
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
-                raise _timed_out(timeout)
+                raise timed_out(timeout)
             await self._wait(remaining, signal)
 
     async def iter(
@@ -683,7 +548,7 @@ class ActorQueue:
         """Wait until messages may be available, ``timeout`` passes, or an abort."""
         owner = self._owner
         if owner.abort_event.is_set() or (signal is not None and signal.is_set()):
-            raise _aborted()
+            raise aborted()
         loop = asyncio.get_running_loop()
         if self._abort_watch is None:
             self._abort_watch = loop.create_task(self._watch_abort())
@@ -695,7 +560,7 @@ class ActorQueue:
         try:
             if watcher is None:
                 try:
-                    await _wait_future(changed, timeout)
+                    await wait_future(changed, timeout)
                 except asyncio.TimeoutError:
                     return
             else:
@@ -707,7 +572,7 @@ class ActorQueue:
             if watcher is not None:
                 watcher.cancel()
         if owner.abort_event.is_set() or (signal is not None and signal.is_set()):
-            raise _aborted()
+            raise aborted()
 
     async def _watch_abort(self) -> None:
         await self._owner.abort_event.wait()
@@ -753,9 +618,7 @@ class ActorQueue:
         self._size = 0
         self._outstanding.clear()
         gone = [message_key(i) for i in idents]
-        if self._batch_puts:  # sends of this turn not written yet: never write them
-            dropped = set(gone)
-            self._batch_puts = [(k, v) for k, v in self._batch_puts if k not in dropped]
+        self._batch.drop_puts(gone)  # sends of this turn not written yet: never write them
         self._drop_waiters(idents)
         await self._write((), gone, _ignore)
 
@@ -766,7 +629,7 @@ class ActorQueue:
         for ident in chosen:
             waiter = self._waiters.pop(ident)
             if not waiter.done():
-                waiter.set_exception(_waiter_dropped(ident))
+                waiter.set_exception(waiter_dropped(ident))
                 waiter.exception()  # retrieved: no "never retrieved" warning if nobody waits
 
     def release_in_flight(self) -> None:
@@ -785,35 +648,9 @@ class ActorQueue:
         self._notify()
 
 
-if sys.version_info >= (3, 11):
-
-    async def _wait_future(future: asyncio.Future[Any], timeout: float | None) -> Any:
-        """Await ``future`` without cancelling it (it may be shared), up to ``timeout``;
-        ``asyncio.TimeoutError`` then. No task is created."""
-        if timeout is None:
-            return await asyncio.shield(future)
-        async with asyncio.timeout(timeout):
-            return await asyncio.shield(future)
-
-else:  # pragma: no cover - Python 3.10
-
-    async def _wait_future(future: asyncio.Future[Any], timeout: float | None) -> Any:
-        return await asyncio.wait_for(asyncio.shield(future), timeout)
-
-
 def _ignore(error: BaseException | None) -> None:
     pass
 
 
 def _identity(value: bytes) -> bytes:
     return value
-
-
-def _names(names: Collection[str] | str | None) -> Collection[str] | None:
-    """A name filter; None (and an empty collection, as in RivetKit) means every name."""
-    if names is None:
-        return None
-    if isinstance(names, str):
-        return frozenset((names,))
-    wanted = frozenset(names)
-    return wanted or None
