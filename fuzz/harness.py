@@ -33,9 +33,9 @@ import atheris  # noqa: E402
 with atheris.instrument_imports():
     from rivetkit.client.config import parse_endpoint
     from rivetkit.dispatch import connect, router
-    from rivetkit.drivers.keys import deserialize_key, serialize_key
     from rivetkit.errors import ProtocolError, RivetError
     from rivetkit.protocol import _bare_py, http_bodies, messages, values
+    from rivetkit.protocol.actor_keys import deserialize_key, serialize_key
     from rivetkit.server import gateway
 
 from fuzzing import bare_targets, outcome  # noqa: E402

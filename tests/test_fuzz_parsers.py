@@ -21,8 +21,8 @@ from rivetkit.client.config import parse_endpoint
 from rivetkit.client.errors import ActorError, connection_closed_error, parse_http_error
 from rivetkit.dispatch import connect, router
 from rivetkit.dispatch.http import Headers
-from rivetkit.drivers.keys import check_name_key, deserialize_key, serialize_key
 from rivetkit.errors import RivetError
+from rivetkit.protocol.actor_keys import check_name_key, deserialize_key, serialize_key
 from rivetkit.server import gateway
 
 #: Text built from the characters the parsers care about, plus anything.

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rivetkit.drivers.keys import EMPTY_KEY, deserialize_key, serialize_key
+from rivetkit.protocol.actor_keys import EMPTY_KEY, deserialize_key, serialize_key
 
 CASES = [
     ([], "/"),

@@ -36,7 +36,7 @@ from rivetkit.client.query import (
     normalize_key,
 )
 from rivetkit.client.urls import CRASH_POLICY
-from rivetkit.drivers.keys import serialize_key
+from rivetkit.protocol.actor_keys import serialize_key
 
 __all__ = ["ActorAccessor", "Client"]
 

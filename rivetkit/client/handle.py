@@ -35,8 +35,8 @@ from rivetkit.client.query import (
     b64_std,
 )
 from rivetkit.client.urls import CRASH_POLICY, conn_params_header, encode_uri_component
-from rivetkit.drivers.keys import serialize_key
 from rivetkit.errors import ProtocolError
+from rivetkit.protocol.actor_keys import serialize_key
 from rivetkit.protocol.client_protocol import HttpQueueSendRequest
 from rivetkit.protocol.http_bodies import (
     http_action_request_to,

@@ -77,8 +77,8 @@ from rivetkit.dispatch.connect import (
 from rivetkit.dispatch.hibernation import RawSession, can_hibernate_raw
 from rivetkit.dispatch.http import Request, Response
 from rivetkit.dispatch.websocket import RawWebSocket, WebSocket
-from rivetkit.drivers.keys import serialize_key
 from rivetkit.errors import EncodeError, ProtocolError, RivetError, http_status, to_public
+from rivetkit.protocol.actor_keys import serialize_key
 from rivetkit.protocol.client_protocol import ActorSpecifier
 from rivetkit.protocol.http_bodies import (
     http_action_request_from,

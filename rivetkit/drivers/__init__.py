@@ -3,8 +3,6 @@
 * :mod:`rivetkit.drivers.base`: the :class:`~rivetkit.drivers.base.Driver` protocol the runtime
   talks to, the :class:`~rivetkit.drivers.base.ActorHost` protocol a driver drives, and
   :class:`~rivetkit.drivers.base.ActorRecord`;
-* :mod:`rivetkit.drivers.keys`: RivetKit's serialized actor key (``serialize_key`` /
-  ``deserialize_key``), shared by the drivers and the server's manager API;
 * :mod:`rivetkit.drivers.embedded`: the default driver, one SQLite file and in-process
   placement (``EmbeddedDriver``);
 * ``rivetkit.drivers.engine``: an envoy of the Rivet Engine.

@@ -43,8 +43,8 @@ from rivetkit.dispatch.http import Headers, Request, Response, incoming_too_long
 from rivetkit.dispatch.router import Dispatcher, error_response, parse_subprotocols
 from rivetkit.dispatch.websocket import WebSocket
 from rivetkit.drivers.base import ActorRecord, Driver
-from rivetkit.drivers.keys import deserialize_key, serialize_key
 from rivetkit.errors import RivetError, to_public
+from rivetkit.protocol.actor_keys import deserialize_key, serialize_key
 from rivetkit.runtime.live_actors import Runtime
 from rivetkit.server import gateway
 from rivetkit.server.cors import OriginPolicy, preflight, refuse_websocket, with_cors

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rivetkit.drivers.base import ActorHost, ActorRecord
-from rivetkit.drivers.keys import check_name_key, serialize_key
 from rivetkit.errors import RivetError
+from rivetkit.protocol.actor_keys import check_name_key, serialize_key
 
 from . import tables
 from .alarms import AlarmTimers

@@ -8,9 +8,9 @@ Tables:
 * ``kv(actor_id, key, value)``: every actor's KV. Keys are BLOBs, which SQLite compares with
   ``memcmp``: unsigned byte order, as RivetKit requires.
 * ``actors``: one row per actor ever created. ``key_json`` holds the key segments exactly,
-  ``key_str`` RivetKit's serialized key (:mod:`rivetkit.drivers.keys`); a partial unique index
-  keeps one live actor per ``(name, key_str)``. ``generation`` counts starts, ``alarm_ts`` is
-  the pending alarm (epoch ms) or NULL.
+  ``key_str`` RivetKit's serialized key (:mod:`rivetkit.protocol.actor_keys`); a partial
+  unique index keeps one live actor per ``(name, key_str)``. ``generation`` counts starts,
+  ``alarm_ts`` is the pending alarm (epoch ms) or NULL.
 * ``meta(key, value)``: ``schema_version``.
 """
 

@@ -18,8 +18,8 @@ from urllib.parse import quote
 import httpx
 
 from rivetkit.drivers.base import ActorRecord
-from rivetkit.drivers.keys import deserialize_key, serialize_key
 from rivetkit.errors import RivetError
+from rivetkit.protocol.actor_keys import deserialize_key, serialize_key
 
 __all__ = ["EngineApi", "actor_record"]
 

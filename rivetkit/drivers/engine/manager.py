@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rivetkit.drivers.base import ActorRecord
-from rivetkit.drivers.keys import check_name_key
 from rivetkit.errors import RivetError
+from rivetkit.protocol.actor_keys import check_name_key
 
 if TYPE_CHECKING:
     from .api import EngineApi

@@ -24,8 +24,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from rivetkit.drivers.base import ActorHost, ActorRecord, StopReason
-from rivetkit.drivers.keys import deserialize_key
 from rivetkit.errors import RivetError
+from rivetkit.protocol.actor_keys import deserialize_key
 from rivetkit.protocol.envoy_protocol import (
     ActorIntentSleep,
     ActorIntentStop,

@@ -5,7 +5,8 @@ string: ``[]`` is ``"/"``; in each segment ``\\`` becomes ``\\\\`` and ``/`` bec
 an empty segment is ``\\0``; segments are joined with ``/``. So ``["k", "a,b"]`` is
 ``"k/a,b"`` and ``["a/b", ""]`` is ``"a\\/b/\\0"``. The embedded driver stores this form to
 enforce one live actor per ``(name, key)``; the server parses it from ``?key=`` and request
-bodies.
+bodies; the client writes it in the URLs it builds. It is a wire format with no I/O, so it
+lives in the protocol layer, which the client and the drivers may both use.
 """
 
 from __future__ import annotations
