@@ -13,6 +13,9 @@ Every mutation goes through one path (seed lesson 13): change, persist immediate
 the earliest trigger of all schedules to the driver as the actor's alarm. Due events are
 claimed (removed and persisted) before their action runs, so each runs at most once; a failing
 action is logged and does not stop the others.
+
+The records, their validation and the cron/every cadence are in
+:mod:`rivetkit.runtime.schedule_records`; this module runs them (:class:`ActorSchedule`).
 """
 
 from __future__ import annotations
@@ -23,64 +26,49 @@ import datetime as _dt
 import logging
 import math
 import uuid
-import zoneinfo
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from rivetkit.errors import RivetError
 from rivetkit.protocol.actor_persist import ScheduleEvent
 from rivetkit.protocol.values import cbor_dumps, cbor_dumps_raw, cbor_loads, cbor_loads_raw
+from rivetkit.runtime.schedule_records import (
+    DEFAULT_MAX_HISTORY,
+    MIN_INTERVAL,
+    RECURRING_ID_PREFIX,
+    RECURRING_PREFIX,
+    RESULT_ERROR,
+    RESULT_OK,
+    RESULT_RUNNING,
+    RESULT_SKIPPED,
+    HistoryEntry,
+    RecurringRun,
+    RecurringSchedule,
+    ScheduledEvent,
+    check_max_history,
+    check_name,
+    history_prefix,
+    next_cron,
+    next_every,
+    one_shot_info,
+    schedule_error,
+    trigger_ms,
+)
 
-RECURRING_PREFIX = b"\x08\x01"
-HISTORY_PREFIX = b"\x08\x02"
-MIN_INTERVAL = 5.0
-DEFAULT_MAX_HISTORY = 100
-MAX_HISTORY = 1000
-MAX_NAME_BYTES = 128
-RECURRING_ID_PREFIX = "cron:"
-
-RESULT_RUNNING = "running"
-RESULT_OK = "ok"
-RESULT_ERROR = "error"
-RESULT_SKIPPED = "skipped"
+__all__ = [
+    "ActorSchedule",
+    "HistoryEntry",
+    "ScheduleOwner",
+    "ScheduledEvent",
+    "next_cron",
+    "next_every",
+    "schedule_error",
+]
 
 #: ``_pushed_alarm`` when the driver's alarm is not known (after it fired, or a failed push).
 _UNKNOWN = -1
 
 logger = logging.getLogger("rivetkit.schedule")
-
-
-def schedule_error(code: str, message: str, metadata: Any = None) -> RivetError:
-    """An error of group ``schedule``."""
-    return RivetError("schedule", code, message, metadata=metadata)
-
-
-class ScheduledEvent(NamedTuple):
-    """A scheduled action as ``get``/``list`` show it."""
-
-    id: str
-    #: ``at`` (one-shot), ``cron`` or ``every``.
-    kind: str
-    action: str
-    args: list[Any]
-    #: When it fires next, epoch seconds.
-    next_at: float
-    #: The schedule's name (recurring only).
-    name: str | None = None
-    expression: str | None = None
-    timezone: str | None = None
-    interval: float | None = None
-
-
-class HistoryEntry(NamedTuple):
-    """One run of a recurring schedule."""
-
-    schedule: str
-    scheduled_at: float
-    fired_at: float
-    finished_at: float | None
-    result: str
-    error: dict[str, Any] | None
 
 
 class ScheduleOwner(Protocol):
@@ -114,144 +102,6 @@ class ScheduleOwner(Protocol):
     def max_schedules(self) -> int: ...
 
 
-class _Recurring:
-    __slots__ = (
-        "action",
-        "args",
-        "expression",
-        "interval",
-        "last_started_at",
-        "max_history",
-        "name",
-        "next_at",
-        "seq",
-        "timezone",
-    )
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.name: str = data["name"]
-        self.action: str = data["action"]
-        self.args: bytes = data["args"]
-        self.expression: str | None = data.get("expression")
-        self.timezone: str | None = data.get("timezone")
-        self.interval: float | None = data.get("interval")
-        self.max_history: int = data.get("max_history", DEFAULT_MAX_HISTORY)
-        self.next_at: float = data["next_at"]
-        self.last_started_at: float | None = data.get("last_started_at")
-        self.seq: int = data.get("seq", 0)
-
-    def to_bytes(self) -> bytes:
-        return cbor_dumps_raw(
-            {
-                "name": self.name,
-                "action": self.action,
-                "args": self.args,
-                "expression": self.expression,
-                "timezone": self.timezone,
-                "interval": self.interval,
-                "max_history": self.max_history,
-                "next_at": self.next_at,
-                "last_started_at": self.last_started_at,
-                "seq": self.seq,
-            }
-        )
-
-    def key(self) -> bytes:
-        return RECURRING_PREFIX + self.name.encode()
-
-    def info(self) -> ScheduledEvent:
-        return ScheduledEvent(
-            id=RECURRING_ID_PREFIX + self.name,
-            kind="cron" if self.expression is not None else "every",
-            action=self.action,
-            args=list(cbor_loads(self.args)) if self.args else [],
-            next_at=self.next_at,
-            name=self.name,
-            expression=self.expression,
-            timezone=self.timezone,
-            interval=self.interval,
-        )
-
-
-class _Run:
-    """One fire of a recurring schedule: its history row (``seq``) and whether it ran."""
-
-    __slots__ = ("recurring", "row", "seq", "skipped")
-
-    def __init__(self, recurring: _Recurring, seq: int, row: dict[str, Any], skipped: bool) -> None:
-        self.recurring = recurring
-        self.seq = seq
-        self.row = row
-        self.skipped = skipped
-
-    def history_key(self) -> bytes:
-        return _history_prefix(self.recurring.name) + self.seq.to_bytes(8, "big")
-
-
-def _history_prefix(name: str) -> bytes:
-    return HISTORY_PREFIX + name.encode() + b"\x00"
-
-
-def _trigger_ms(seconds: float) -> int:
-    """A recurring schedule's trigger in whole epoch milliseconds (rounded up; inf: never)."""
-    if math.isinf(seconds):
-        return 2**63 - 1
-    return math.ceil(seconds * 1000 - 1e-6)
-
-
-def _check_name(name: Any) -> str:
-    if not isinstance(name, str) or not 1 <= len(name.encode()) <= MAX_NAME_BYTES:
-        raise schedule_error(
-            "invalid_name",
-            f"schedule names are 1 to {MAX_NAME_BYTES} UTF-8 bytes, got {name!r}",
-        )
-    return name
-
-
-def _check_max_history(value: Any) -> int:
-    if type(value) is not int or not 0 <= value <= MAX_HISTORY:
-        raise schedule_error(
-            "invalid_max_history", f"max_history must be an int in 0..{MAX_HISTORY}, got {value!r}"
-        )
-    return value
-
-
-def _zone(name: Any) -> zoneinfo.ZoneInfo:
-    if not isinstance(name, str):
-        raise schedule_error("invalid_timezone", f"unknown timezone {name!r}")
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise schedule_error("invalid_timezone", f"unknown timezone {name!r}") from None
-
-
-def next_cron(expression: str, timezone: str, after: float) -> float:
-    """The first time strictly after ``after`` (epoch seconds) that ``expression`` matches."""
-    # Imported on first use: most actors never use cron.
-    from croniter import croniter  # type: ignore[import-untyped]
-
-    zone = _zone(timezone)
-    if not isinstance(expression, str) or len(expression.split()) != 5:
-        raise schedule_error(
-            "invalid_cron_expression", f"a cron expression has 5 fields, got {expression!r}"
-        )
-    try:
-        base = _dt.datetime.fromtimestamp(after, zone)
-        return float(croniter(expression, base).get_next(float))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise schedule_error(
-            "invalid_cron_expression", f"invalid cron expression {expression!r}: {exc}"
-        ) from None
-
-
-def next_every(trigger: float, interval: float, now: float) -> float:
-    """The next slot after a trigger at ``trigger``; missed slots are skipped, not replayed."""
-    if now < trigger + interval:
-        return trigger + interval
-    elapsed = now - trigger
-    return trigger + interval * (math.floor(elapsed / interval) + 1)
-
-
 class ActorSchedule:
     """``c.schedule``: run actions later, once or on a cadence."""
 
@@ -260,7 +110,7 @@ class ActorSchedule:
     def __init__(self, owner: ScheduleOwner, clock: Callable[[], float]) -> None:
         self._owner = owner
         self._clock = clock
-        self._recurring: dict[str, _Recurring] = {}
+        self._recurring: dict[str, RecurringSchedule] = {}
         #: Names of the recurring schedules whose action is running now (made on first use).
         self._running: set[str] | None = None
         self._pushed_alarm: int | None = None
@@ -276,7 +126,7 @@ class ActorSchedule:
         self._pushed_alarm = last_pushed_alarm
         for _, value in await self._owner.kv_list_prefix(RECURRING_PREFIX):
             try:
-                recurring = _Recurring(cbor_loads_raw(value))
+                recurring = RecurringSchedule(cbor_loads_raw(value))
             except Exception:
                 logger.exception("dropping an unreadable recurring schedule")
                 continue
@@ -346,12 +196,12 @@ class ActorSchedule:
             return None if recurring is None else recurring.info()
         for event in self._owner.scheduled_events():
             if event.event_id == event_id:
-                return _one_shot_info(event)
+                return one_shot_info(event)
         return None
 
     def list(self) -> builtins.list[ScheduledEvent]:
         """Every schedule, soonest first."""
-        items = [_one_shot_info(e) for e in self._owner.scheduled_events()]
+        items = [one_shot_info(e) for e in self._owner.scheduled_events()]
         items += [r.info() for r in self._recurring.values()]
         return sorted(items, key=lambda item: item.next_at)
 
@@ -367,8 +217,8 @@ class ActorSchedule:
         max_history: int = DEFAULT_MAX_HISTORY,
     ) -> str:
         """Run ``action(*args)`` whenever the 5-field cron ``expression`` matches."""
-        _check_name(name)
-        _check_max_history(max_history)
+        check_name(name)
+        check_max_history(max_history)
         first = next_cron(expression, timezone, self._clock())
         existing = self._recurring.get(name)
         keep = (
@@ -395,8 +245,8 @@ class ActorSchedule:
         max_history: int = DEFAULT_MAX_HISTORY,
     ) -> str:
         """Run ``action(*args)`` every ``seconds`` (at least 5 s)."""
-        _check_name(name)
-        _check_max_history(max_history)
+        check_name(name)
+        check_max_history(max_history)
         if (
             not isinstance(seconds, (int, float))
             or isinstance(seconds, bool)
@@ -435,7 +285,7 @@ class ActorSchedule:
         if name not in self._recurring:
             self._check_room()
         previous = self._recurring.get(name)
-        recurring = _Recurring(
+        recurring = RecurringSchedule(
             {
                 "name": name,
                 "action": action,
@@ -467,7 +317,7 @@ class ActorSchedule:
         return True
 
     async def _clear_history(self, name: str) -> None:
-        rows = await self._owner.kv_list_prefix(_history_prefix(name))
+        rows = await self._owner.kv_list_prefix(history_prefix(name))
         if rows:
             await self._owner.kv_write(deletes=[key for key, _ in rows])
 
@@ -479,7 +329,7 @@ class ActorSchedule:
             limit = min(limit, recurring.max_history)
         if limit <= 0:
             return []
-        rows = await self._owner.kv_list_prefix(_history_prefix(name))
+        rows = await self._owner.kv_list_prefix(history_prefix(name))
         entries = []
         for _, value in reversed(rows[-limit:]):
             data = cbor_loads_raw(value)
@@ -495,11 +345,11 @@ class ActorSchedule:
             )
         return entries
 
-    async def _prune_history(self, recurring: _Recurring) -> None:
+    async def _prune_history(self, recurring: RecurringSchedule) -> None:
         """Every 10 runs, delete the rows beyond ``max_history`` (oldest first)."""
         if recurring.seq % 10 or self._closed:
             return
-        rows = await self._owner.kv_list_prefix(_history_prefix(recurring.name))
+        rows = await self._owner.kv_list_prefix(history_prefix(recurring.name))
         extra = len(rows) - recurring.max_history
         if extra > 0:
             await self._owner.kv_write(deletes=[k for k, _ in rows[:extra]])
@@ -514,7 +364,7 @@ class ActorSchedule:
         """
         events = self._owner.scheduled_events()
         times = [events[0].timestamp] if events else []
-        times += [_trigger_ms(r.next_at) for r in self._recurring.values() if r.next_at != math.inf]
+        times += [trigger_ms(r.next_at) for r in self._recurring.values() if r.next_at != math.inf]
         return min(times, default=None)
 
     def next_trigger(self) -> float | None:
@@ -566,7 +416,7 @@ class ActorSchedule:
             fires = [
                 self._advance(r, now)
                 for r in sorted(self._recurring.values(), key=lambda r: r.next_at)
-                if _trigger_ms(r.next_at) <= now_ms
+                if trigger_ms(r.next_at) <= now_ms
             ]
         except BaseException:
             if claim is not None:
@@ -597,7 +447,7 @@ class ActorSchedule:
                 await self._prune_history(run.recurring)
         return len(due) + len(fires)
 
-    def _advance(self, recurring: _Recurring, now: float) -> _Run:
+    def _advance(self, recurring: RecurringSchedule, now: float) -> RecurringRun:
         """Move ``recurring`` to its next slot and note this fire (synchronous: a claim)."""
         scheduled_at = recurring.next_at
         if recurring.expression is not None:
@@ -626,7 +476,7 @@ class ActorSchedule:
             "result": RESULT_SKIPPED if skipped else RESULT_RUNNING,
             "error": None,
         }
-        return _Run(recurring, recurring.seq, row, skipped)
+        return RecurringRun(recurring, recurring.seq, row, skipped)
 
     async def _run_one_shot(self, action: str, args: builtins.list[Any]) -> None:
         try:
@@ -642,7 +492,7 @@ class ActorSchedule:
         if metrics is not None:
             metrics.schedule_run(kind, outcome)
 
-    async def _run_recurring(self, run: _Run) -> None:
+    async def _run_recurring(self, run: RecurringRun) -> None:
         recurring = run.recurring
         name = recurring.name
         row = run.row
@@ -686,7 +536,7 @@ class ActorSchedule:
     async def interrupted_runs(self) -> None:
         """Mark history rows left ``running`` by a crash as ``error``/``schedule.interrupted``."""
         for recurring in self._recurring.values():
-            rows = await self._owner.kv_list_prefix(_history_prefix(recurring.name))
+            rows = await self._owner.kv_list_prefix(history_prefix(recurring.name))
             for key, value in rows[-5:]:
                 data = cbor_loads_raw(value)
                 if data.get("result") == RESULT_RUNNING:
@@ -697,13 +547,3 @@ class ActorSchedule:
                         "message": "the actor stopped while the run was in progress",
                     }
                     await self._owner.kv_write(puts=[(key, cbor_dumps_raw(data))])
-
-
-def _one_shot_info(event: ScheduleEvent) -> ScheduledEvent:
-    return ScheduledEvent(
-        id=event.event_id,
-        kind="at",
-        action=event.action,
-        args=list(cbor_loads(event.args)) if event.args else [],
-        next_at=event.timestamp / 1000,
-    )
