@@ -7,13 +7,21 @@ from the bytes in C.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint8_t, uint64_t
-from libc.string cimport memcmp
+from libc.string cimport memcmp, memcpy
 
 from rivetkit.errors import ProtocolError, RivetError
+from rivetkit.runtime._queuescan_py import KEY_LENGTH, MESSAGE_VERSION, PREFIX
 
-PREFIX = b"\x05\x01\x02"
-KEY_LENGTH = 11
-MESSAGE_VERSION = 4
+# The constants are the pure twin's (defined once), read into C at import.
+cdef bytes _PREFIX = PREFIX
+cdef Py_ssize_t _PREFIX_LENGTH = len(PREFIX)
+cdef Py_ssize_t _KEY_LENGTH = KEY_LENGTH
+cdef int _MESSAGE_VERSION = MESSAGE_VERSION
+cdef enum:
+    # message_key builds the key in a stack buffer of this size.
+    _MAX_KEY_LENGTH = 16
+if _KEY_LENGTH > _MAX_KEY_LENGTH:
+    raise ImportError(f"queue message keys of {KEY_LENGTH} bytes do not fit the compiled twin")
 
 
 def message_key(message_id):
@@ -21,15 +29,13 @@ def message_key(message_id):
     if not 0 <= message_id < (1 << 64):
         raise ValueError(f"queue message id out of range: {message_id}")
     cdef uint64_t ident = message_id
-    cdef char buf[11]
+    cdef char buf[_MAX_KEY_LENGTH]
     cdef int i
-    buf[0] = 5
-    buf[1] = 1
-    buf[2] = 2
+    memcpy(buf, PyBytes_AS_STRING(_PREFIX), _PREFIX_LENGTH)
     for i in range(8):
-        buf[10 - i] = <char>(ident & 0xFF)
+        buf[_KEY_LENGTH - 1 - i] = <char>(ident & 0xFF)
         ident >>= 8
-    return PyBytes_FromStringAndSize(buf, 11)
+    return PyBytes_FromStringAndSize(buf, _KEY_LENGTH)
 
 
 cdef uint64_t _message_id(object key) except? 0xFFFFFFFFFFFFFFFF:
@@ -39,11 +45,14 @@ cdef uint64_t _message_id(object key) except? 0xFFFFFFFFFFFFFFFF:
     if not isinstance(key, bytes):
         key = bytes(key)
     data = <const uint8_t*>PyBytes_AS_STRING(key)
-    if PyBytes_GET_SIZE(key) != KEY_LENGTH or data[0] != 5 or data[1] != 1 or data[2] != 2:
+    if (
+        PyBytes_GET_SIZE(key) != _KEY_LENGTH
+        or memcmp(data, PyBytes_AS_STRING(_PREFIX), _PREFIX_LENGTH) != 0
+    ):
         raise RivetError(
             "queue", "invalid_message_key", f"not a queue message key: {bytes(key).hex()}"
         )
-    for i in range(3, 11):
+    for i in range(_PREFIX_LENGTH, _KEY_LENGTH):
         ident = (ident << 8) | data[i]
     return ident
 
@@ -63,7 +72,7 @@ cdef str _peek_name(object value):
         value = bytes(value)
     data = <const uint8_t*>PyBytes_AS_STRING(value)
     size = PyBytes_GET_SIZE(value)
-    if size < 3 or data[0] != MESSAGE_VERSION or data[1] != 0:
+    if size < 3 or data[0] != _MESSAGE_VERSION or data[1] != 0:
         raise ProtocolError("not a v4 queue message", code="invalid_persisted_data")
     while True:
         if pos >= size or shift > 63:

@@ -12,8 +12,9 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from rivetkit.errors import ProtocolError, RivetError
+from rivetkit.runtime.keys import QUEUE_MESSAGE_PREFIX as PREFIX
 
-PREFIX = b"\x05\x01\x02"
+#: A message key: the prefix, then the id as a u64 big-endian.
 KEY_LENGTH = len(PREFIX) + 8
 #: The only QueueMessage version RivetKit reads.
 MESSAGE_VERSION = 4
@@ -28,13 +29,13 @@ def message_key(message_id: int) -> bytes:
 
 def message_id(key: bytes) -> int:
     """The id in a queue message key; ``queue/invalid_message_key`` if it is not one."""
-    if len(key) != KEY_LENGTH or key[:3] != PREFIX:
+    if len(key) != KEY_LENGTH or key[: len(PREFIX)] != PREFIX:
         raise RivetError(
             "queue",
             "invalid_message_key",
             f"not a queue message key: {bytes(key).hex()}",
         )
-    return int.from_bytes(key[3:], "big")
+    return int.from_bytes(key[len(PREFIX) :], "big")
 
 
 def peek_name(value: bytes) -> str:
