@@ -4,6 +4,9 @@ metric families when ``/metrics`` is scraped.
 * :mod:`rivetkit.metrics.counters`: :class:`MetricsOptions`, :class:`RuntimeMetrics` (one
   per runtime) and :class:`ActorMetrics` (one per actor name): plain numbers, no
   ``prometheus_client`` import on the runtime's import path.
+* :mod:`rivetkit.metrics.action_stats`: :class:`ActionStats`, the per-action recorder (the
+  selected twin of :mod:`rivetkit.metrics._action_stats_py` and
+  ``rivetkit._speedups._action_stats``).
 * :mod:`rivetkit.metrics.exposition`: the collector, the per-runtime ``CollectorRegistry``
   and :func:`render` (imported when first scraped).
 

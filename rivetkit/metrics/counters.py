@@ -6,8 +6,8 @@ as ``instance.metrics`` and its subsystems (queue, schedule) through their owner
 24: per-actor metrics hang off the actor, subsystems update shared handles). Nothing here
 imports ``prometheus_client``: :mod:`rivetkit.metrics.exposition` folds these numbers into
 metric families when ``/metrics`` is scraped, so an update is an integer increment; actions
-are recorded by :class:`ActionStats`, a hot-path twin (pure:
-:mod:`rivetkit.metrics._action_stats_py`, compiled: ``rivetkit._speedups._action_stats``).
+are recorded by :class:`ActionStats`, a hot-path twin selected in
+:mod:`rivetkit.metrics.action_stats`.
 
 :class:`RuntimeMetrics` holds the handles of one :class:`~rivetkit.runtime.live_actors.Runtime` (so
 several runtimes in one process, as in tests, never share numbers).
@@ -21,15 +21,11 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from rivetkit import _twins
 from rivetkit.errors import RivetError
+from rivetkit.metrics.action_stats import ActionStats
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
-
-    from rivetkit.metrics._action_stats_py import ActionStats
-else:
-    ActionStats = _twins.load("_action_stats", "rivetkit.metrics._action_stats_py").ActionStats
 
 __all__ = [
     "DEFAULT_BUCKETS",
