@@ -26,14 +26,17 @@ import asyncio
 import contextlib
 import contextvars
 import re
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from rivetkit.errors import RivetError
 
+if TYPE_CHECKING:
+    # Only the drivers open SQLite; the runtime and dispatch, which load this module, do not.
+    import sqlite3
+
 #: A migration: a SQL script, or a function given the ``sqlite3.Connection``.
-Migration = str | Callable[[sqlite3.Connection], None]
+Migration = str | Callable[["sqlite3.Connection"], None]
 
 
 class Database:
@@ -112,6 +115,8 @@ def apply_migrations(connection: sqlite3.Connection, migrations: Sequence[Migrat
 
 def _statements(script: str) -> list[str]:
     """Split a SQL script into complete statements (``executescript`` would commit)."""
+    import sqlite3
+
     statements, current = [], ""
     pieces = script.split(";")
     # Cut after each ";" that ends a complete statement (not one inside a string, a comment
