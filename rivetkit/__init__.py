@@ -61,9 +61,9 @@ _EXPORTS: dict[str, str] = {
 # The selector modules of the hot-path twins: SPEEDUPS loads them all before it answers, so
 # it says whether every twin is compiled (and RIVETKIT_REQUIRE_SPEEDUPS=1 fails here if not).
 _TWIN_SELECTORS: tuple[str, ...] = (
-    "rivetkit.metrics.counters",
+    "rivetkit.metrics.action_stats",
     "rivetkit.protocol.bare",
-    "rivetkit.runtime.dispatch",
+    "rivetkit.runtime.action_table",
     "rivetkit.runtime.queuescan",
     "rivetkit.runtime.timers",
 )

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import rivetkit
 from rivetkit import RivetError, UserError, actor, setup
 from rivetkit import _twins as twins
-from rivetkit.runtime import _dispatch_py, dispatch, instance
+from rivetkit.runtime import _dispatch_py, action_calls, action_table
 from rivetkit.testing import setup_test
 
 
@@ -146,12 +146,12 @@ def test_action_exceptions_propagate(dispatch_twin: ModuleType) -> None:
 
 
 def test_selected_twin_matches_environment() -> None:
-    compiled = dispatch.ActionTable.__module__ == "rivetkit._speedups._dispatch"
+    compiled = action_table.ActionTable.__module__ == "rivetkit._speedups._dispatch"
     if twins.PURE_FORCED:
-        assert dispatch.ActionTable is _dispatch_py.ActionTable
+        assert action_table.ActionTable is _dispatch_py.ActionTable
     elif twins.SPEEDUPS_REQUIRED:
         assert compiled
-    assert instance.ActionTable is dispatch.ActionTable
+    assert action_calls.ActionTable is action_table.ActionTable
     assert twins.compiled["_dispatch"] is compiled
     if compiled:
         assert rivetkit.SPEEDUPS is twins.speedups_active()
@@ -164,7 +164,7 @@ def test_selected_twin_matches_environment() -> None:
 async def test_twin_in_the_runtime(
     dispatch_twin: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(instance, "ActionTable", dispatch_twin.ActionTable)
+    monkeypatch.setattr(action_calls, "ActionTable", dispatch_twin.ActionTable)
     a = actor("t", state={"n": 0})
 
     @a.action

@@ -16,7 +16,7 @@
 * :mod:`rivetkit.runtime.context`: ``ActorContext``, the ``c`` that hooks and actions receive;
 * :mod:`rivetkit.runtime.hooks`: calling a definition's hooks (initial state and vars);
   :mod:`rivetkit.runtime.action_calls`: the per-definition action table and action deadline;
-  :mod:`rivetkit.runtime.dispatch`: the action table (twin);
+  :mod:`rivetkit.runtime.action_table`: the action table (twin);
 * :mod:`rivetkit.runtime.queue`: the durable queue (``ActorQueue``);
   :mod:`rivetkit.runtime.queuescan`: its key scanning (twin);
 * :mod:`rivetkit.runtime.schedule`: schedules and alarms (``ActorSchedule``);

@@ -1,7 +1,7 @@
 """What an action call needs beside the dispatch twin: the per-definition action table and the
 action's own deadline.
 
-* :func:`action_table`: one :class:`~rivetkit.runtime.dispatch.ActionTable` per actor
+* :func:`action_table`: one :class:`~rivetkit.runtime.action_table.ActionTable` per actor
   definition, shared by its instances (rebuilt if the definition's actions changed);
 * :func:`with_timeout`: await an action within ``action_timeout``; its own deadline raises
   :class:`ActionTimedOut`, a ``TimeoutError`` the action raised itself passes through.
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from rivetkit.runtime.dispatch import ActionTable
+from rivetkit.runtime.action_table import ActionTable
 
 if TYPE_CHECKING:
     from rivetkit.actor import ActorDefinition

@@ -1,4 +1,5 @@
-"""Action dispatch: the selected twin of :class:`ActionTable` (see ``_dispatch_py``)."""
+"""The action table: the selected twin of :class:`ActionTable` (pure: ``_dispatch_py``,
+compiled: ``rivetkit._speedups._dispatch``)."""
 
 from __future__ import annotations
 
