@@ -18,8 +18,12 @@
   :mod:`rivetkit.runtime.action_calls`: the per-definition action table and action deadline;
   :mod:`rivetkit.runtime.action_table`: the action table (twin);
 * :mod:`rivetkit.runtime.queue`: the durable queue (``ActorQueue``);
+  :mod:`rivetkit.runtime.queue_message`: a received message;
+  :mod:`rivetkit.runtime.queue_writes`: the coalesced queue write;
+  :mod:`rivetkit.runtime.queue_errors`: its errors; :mod:`rivetkit.runtime.queue_waits`: waits;
   :mod:`rivetkit.runtime.queuescan`: its key scanning (twin);
 * :mod:`rivetkit.runtime.schedule`: schedules and alarms (``ActorSchedule``);
+  :mod:`rivetkit.runtime.schedule_records`: the stored schedules, their checks and cadence;
 * :mod:`rivetkit.runtime.kv`: the actor's own KV (``c.kv``); :mod:`rivetkit.runtime.keys`: the
   KV keys RivetKit persists under;
 * :mod:`rivetkit.runtime.phase`: an instance's ``Phase``; :mod:`rivetkit.runtime.lazy_event`:
