@@ -13,10 +13,11 @@
 ``rivetkit@2.3.19`` byte for byte (URLs, ``rvt-*`` parameters, json/cbor/bare encodings,
 the ``/connect`` protocol, reconnects, error parsing), so it talks to ``rivetkit serve`` and
 to the Rivet Engine's gateway alike. Modules: ``client`` (Client), ``handle`` (ActorHandle),
-``connection`` (ActorConnection), ``sync`` (SyncClient, made from the async members by
-``bridge``), ``errors`` (ActorError and error parsing), ``urls`` (URL building), ``query``
-(targets, keys, inputs), ``http`` (the HTTP session and metadata lookup), ``config``
-(settings), ``backoff`` (retry timing).
+``connection`` (ActorConnection and its reconnect loop), ``handshake`` (opening one
+``/connect`` socket up to ``Init``), ``events`` (event listeners and EventStream), ``sync``
+(SyncClient, made from the async members by ``bridge``), ``errors`` (ActorError and error
+parsing), ``urls`` (URL building), ``query`` (targets, keys, inputs), ``http`` (the HTTP
+session and metadata lookup), ``config`` (settings), ``backoff`` (retry timing).
 """
 
 from __future__ import annotations

@@ -32,35 +32,32 @@ Callbacks (``on``, ``once``, ``on_error``, ``on_open``, ``on_close``,
 tasks; exceptions are logged, never raised into the connection. Event callbacks receive
 the event's args spread out (``callback(*args)``). Everything here must be used from the
 event loop the connection was opened in.
+
+This module holds the connection itself (status, the reconnect loop, the socket's reader and
+writer, actions and callbacks); :mod:`rivetkit.client.handshake` opens one socket up to
+``Init`` and :mod:`rivetkit.client.events` holds the event listeners and streams.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal
 
 from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from rivetkit.client.backoff import CONNECT_BACKOFF, Backoff
-from rivetkit.client.errors import (
-    CLIENT_GROUP,
-    ActorError,
-    connection_closed_error,
-    is_lifecycle_boundary,
-    is_query_retryable,
-    parse_http_error,
-)
-from rivetkit.client.http import USER_AGENT, HttpSession
-from rivetkit.client.query import ActorQuery, ForIdQuery
-from rivetkit.client.urls import connect_subprotocols, websocket_url
+from rivetkit.client.errors import CLIENT_GROUP, ActorError
+from rivetkit.client.events import ActorEvent, EventListeners, EventStream, call_callback
+from rivetkit.client.handshake import CLOSE_TIMEOUT, OpenFailure, close_error, error_of, open_socket
+from rivetkit.client.http import HttpSession
+from rivetkit.client.query import ActorQuery
+from rivetkit.client.urls import connect_subprotocols
 from rivetkit.errors import EncodeError, ProtocolError
 from rivetkit.protocol.client_protocol import (
     ActionRequest,
@@ -81,134 +78,6 @@ __all__ = ["ActorConnection", "ActorEvent", "ConnStatus", "EventStream"]
 log = logging.getLogger("rivetkit.client")
 
 ConnStatus = Literal["idle", "connecting", "connected", "disconnected"]
-
-#: Largest message the client accepts from the server, in bytes.
-MAX_MESSAGE_SIZE: Final = 64 * 1024 * 1024
-#: How long the WebSocket handshake, and then the wait for ``Init``, may take (seconds).
-HANDSHAKE_TIMEOUT: Final = 15.0
-#: How long closing the socket may take (seconds).
-CLOSE_TIMEOUT: Final = 5.0
-
-
-class ActorEvent(NamedTuple):
-    """An event from the actor: its ``name`` and its ``args`` (a list)."""
-
-    name: str
-    args: list[Any]
-
-
-class _OpenFailure(Exception):
-    """An attempt to open failed; ``error`` says why, ``retry`` whether to try again."""
-
-    def __init__(self, error: ActorError, *, retry: bool) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.retry = retry
-
-
-class _Listener:
-    __slots__ = ("callback", "once")
-
-    def __init__(self, callback: Callable[..., Any], once: bool) -> None:
-        self.callback = callback
-        self.once = once
-
-
-class _StreamEnd:
-    __slots__ = ("error",)
-
-    def __init__(self, error: ActorError | None) -> None:
-        self.error = error
-
-
-class EventStream:
-    """Events as an async iterator of :class:`ActorEvent` (``async for name, args in ...``).
-
-    Made by :meth:`ActorConnection.events`. It subscribes to its event names when made (so
-    nothing sent after that is missed) and unsubscribes on :meth:`aclose` (or when used as
-    ``async with``). It ends when the connection is closed, and raises the error that ended
-    the connection when it gave up. Events are buffered without bound until read.
-    """
-
-    def __init__(self, conn: ActorConnection, names: tuple[str, ...]) -> None:
-        self._conn = conn
-        self._names = names
-        self._queue: asyncio.Queue[ActorEvent | _StreamEnd] = asyncio.Queue()
-        self._unsubscribers: list[Callable[[], None]] = []
-        self._done = False
-        if names:
-            for name in names:
-                self._unsubscribers.append(conn._add_listener(name, self._push_args(name), False))
-        else:
-            conn._catch_all.add(self)
-            self._unsubscribers.append(lambda: conn._catch_all.discard(self))
-        conn._streams.add(self)
-
-    def _push_args(self, name: str) -> Callable[..., None]:
-        def push(*args: Any) -> None:
-            self._queue.put_nowait(ActorEvent(name, list(args)))
-
-        return push
-
-    def _push(self, event: ActorEvent) -> None:
-        self._queue.put_nowait(event)
-
-    def _end(self, error: ActorError | None) -> None:
-        self._unsubscribe()
-        self._queue.put_nowait(_StreamEnd(error))
-
-    def _unsubscribe(self) -> None:
-        unsubscribers, self._unsubscribers = self._unsubscribers, []
-        for unsubscribe in unsubscribers:
-            unsubscribe()
-        self._conn._streams.discard(self)
-
-    def __aiter__(self) -> EventStream:
-        return self
-
-    async def __anext__(self) -> ActorEvent:
-        if self._done:
-            raise StopAsyncIteration
-        item = await self._queue.get()
-        if isinstance(item, _StreamEnd):
-            self._done = True
-            if item.error is not None:
-                raise item.error
-            raise StopAsyncIteration
-        return item
-
-    async def aclose(self) -> None:
-        """Stop: unsubscribe; iteration ends after the events already buffered."""
-        if not self._done:
-            self._end(None)
-
-    async def __aenter__(self) -> EventStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-
-def _call(callback: Callable[..., Any], tasks: set[asyncio.Task[Any]], *args: Any) -> None:
-    """Call a sync or async callback; coroutines become tasks; exceptions are logged."""
-    try:
-        result = callback(*args)
-    except Exception:
-        log.exception("error in connection callback %r", callback)
-        return
-    if inspect.isawaitable(result):
-        task = asyncio.ensure_future(result)
-        tasks.add(task)
-        task.add_done_callback(_callback_done(tasks))
-
-
-def _callback_done(tasks: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None]:
-    def done(task: asyncio.Task[Any]) -> None:
-        tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("error in async connection callback", exc_info=task.exception())
-
-    return done
 
 
 class ActorConnection:
@@ -257,14 +126,12 @@ class ActorConnection:
         self._queued: dict[int, tuple[str | bytes, asyncio.Future[Any]]] = {}
         self._open_waiters: set[asyncio.Future[None]] = set()
 
-        self._listeners: dict[str, list[_Listener]] = {}
-        self._catch_all: set[EventStream] = set()
-        self._streams: set[EventStream] = set()
         self._error_handlers: list[Callable[[ActorError], Any]] = []
         self._open_handlers: list[Callable[[], Any]] = []
         self._close_handlers: list[Callable[[], Any]] = []
         self._status_handlers: list[Callable[[ConnStatus], Any]] = []
         self._callback_tasks: set[asyncio.Task[Any]] = set()
+        self._events = EventListeners(self._send_subscription, self._callback_tasks)
 
     # MARK: properties
 
@@ -368,20 +235,25 @@ class ActorConnection:
 
     async def _run(self) -> None:
         backoff = Backoff(*CONNECT_BACKOFF)
+        session = self._session
         try:
             while not self._disposed:
                 self._set_status("connecting")
                 try:
-                    ws = await self._connect_once()
-                except _OpenFailure as failure:
+                    ws, init = await open_socket(
+                        session, self._query, self._subprotocols, self._handle
+                    )
+                except OpenFailure as failure:
                     self._last_error = failure.error
                     if not failure.retry:
                         self._give_up(failure.error)
                         return
                     delay = backoff.next_delay()
                     log.warning("failed to connect, retrying in %.2f s: %s", delay, failure.error)
-                    await self._session.sleep(delay)
+                    await session.sleep(delay)
                     continue
+                self._actor_id = init.actor_id
+                self._connection_id = init.connection_id
                 backoff.reset()
                 await self._serve(ws)
         except asyncio.CancelledError:
@@ -389,99 +261,6 @@ class ActorConnection:
         except Exception as exc:  # a bug: never leave waiters hanging
             log.exception("connection loop failed")
             self._give_up(ActorError.client("connection_lost", f"connection loop failed: {exc!r}"))
-
-    def _classify(self, error: ActorError) -> _OpenFailure:
-        if error.group == CLIENT_GROUP:
-            return _OpenFailure(error, retry=error.code != "client_closed")
-        retry = is_lifecycle_boundary(error) or (
-            not isinstance(self._query, ForIdQuery) and is_query_retryable(error.group, error.code)
-        )
-        return _OpenFailure(error, retry=retry)
-
-    async def _connect_once(self) -> ClientConnection:
-        """Open a socket and wait for ``Init``; raises _OpenFailure."""
-        session = self._session
-        try:
-            session.check_open()
-            await session.ensure_metadata()
-            url = websocket_url(session.gateway_url(self._query, "/connect"))
-        except ActorError as exc:
-            raise self._classify(exc) from None
-        try:
-            ws = await ws_connect(
-                url,
-                subprotocols=self._subprotocols,
-                compression=None,
-                max_size=MAX_MESSAGE_SIZE,
-                open_timeout=HANDSHAKE_TIMEOUT,
-                close_timeout=CLOSE_TIMEOUT,
-                user_agent_header=USER_AGENT,
-                proxy=None,
-            )
-        except InvalidStatus as exc:
-            response = exc.response
-            error = parse_http_error(
-                response.status_code,
-                response.reason_phrase,
-                response.headers,
-                bytes(response.body or b""),
-                self._encoding,
-            )
-            raise self._classify(error) from None
-        except (OSError, asyncio.TimeoutError, WebSocketException) as exc:
-            error = ActorError.client("connection_lost", f"cannot open {url}: {exc!r}")
-            raise _OpenFailure(error, retry=True) from None
-        try:
-            await asyncio.wait_for(self._wait_init(ws), HANDSHAKE_TIMEOUT)
-        except _OpenFailure:
-            await self._abandon(ws)
-            raise
-        except asyncio.TimeoutError:
-            await self._abandon(ws)
-            error = ActorError.client("connection_lost", "no Init from the server in time")
-            raise _OpenFailure(error, retry=True) from None
-        except BaseException:
-            await self._abandon(ws)
-            raise
-        return ws
-
-    async def _abandon(self, ws: ClientConnection) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT)
-
-    async def _wait_init(self, ws: ClientConnection) -> None:
-        while True:
-            try:
-                raw = await ws.recv()
-            except ConnectionClosed as exc:
-                raise self._classify(self._close_error(exc)) from None
-            try:
-                message = decode_to_client(raw, self._encoding)
-            except ProtocolError as exc:
-                error = ActorError(exc.group, exc.code, exc.message)
-                raise _OpenFailure(error, retry=False) from None
-            body = message.body
-            if isinstance(body, Init):
-                self._actor_id = body.actor_id
-                self._connection_id = body.connection_id
-                return
-            if isinstance(body, Error) and body.action_id is None:
-                raise self._classify(self._error_of(body))
-            self._handle(body)
-
-    @staticmethod
-    def _close_error(exc: ConnectionClosed) -> ActorError:
-        received = exc.rcvd
-        code = received.code if received is not None else 1006
-        reason = received.reason if received is not None else ""
-        clean = received is not None and exc.sent is not None
-        return connection_closed_error(code, reason, clean=clean)
-
-    @staticmethod
-    def _error_of(body: Error) -> ActorError:
-        return ActorError(
-            body.group, body.code, body.message, metadata=body.metadata, actor=body.actor
-        )
 
     async def _serve(self, ws: ClientConnection) -> None:
         """Run a connected socket until it closes, then reject what was in flight on it."""
@@ -493,7 +272,7 @@ class ActorConnection:
             if not waiter.done():
                 waiter.set_result(None)
         # Subscriptions first, then the actions queued while not connected.
-        for name in self._listeners:
+        for name in self._events.names():
             self._enqueue(ToServer(SubscriptionRequest(event_name=name, subscribe=True)))
         queued, self._queued = self._queued, {}
         for action_id, (data, future) in queued.items():
@@ -521,7 +300,7 @@ class ActorConnection:
             return
         if closed is None:  # `async for` ended on a normal close
             closed = ws.protocol.close_exc
-        error = self._close_error(closed)
+        error = close_error(closed)
         self._set_status("disconnected")
         self._reject_sent(error)
         if error.group != CLIENT_GROUP:
@@ -554,9 +333,9 @@ class ActorConnection:
             elif not future.done():
                 future.set_result(body.output)
         elif isinstance(body, Event):
-            self._dispatch_event(body.name, body.args)
+            self._events.dispatch(body.name, body.args)
         elif isinstance(body, Error):
-            error = self._error_of(body)
+            error = error_of(body)
             if body.action_id is not None:
                 future = self._sent.pop(body.action_id, None)
                 if future is None:
@@ -571,21 +350,9 @@ class ActorConnection:
             self._actor_id = body.actor_id
             self._connection_id = body.connection_id
 
-    def _dispatch_event(self, name: str, args: Any) -> None:
-        if not isinstance(args, list):
-            args = [args]
-        listeners = self._listeners.get(name)
-        if listeners:
-            for listener in list(listeners):
-                if listener.once:
-                    self._remove_listener(name, listener)
-                _call(listener.callback, self._callback_tasks, *args)
-        for stream in list(self._catch_all):
-            stream._push(ActorEvent(name, list(args)))
-
     def _dispatch_error(self, error: ActorError) -> None:
         for handler in list(self._error_handlers):
-            _call(handler, self._callback_tasks, error)
+            call_callback(handler, self._callback_tasks, error)
 
     def _reject_sent(self, error: ActorError) -> None:
         sent, self._sent = self._sent, {}
@@ -599,13 +366,13 @@ class ActorConnection:
             return
         self._status = status
         for handler in list(self._status_handlers):
-            _call(handler, self._callback_tasks, status)
+            call_callback(handler, self._callback_tasks, status)
         if status == "connected":
             for open_handler in list(self._open_handlers):
-                _call(open_handler, self._callback_tasks)
+                call_callback(open_handler, self._callback_tasks)
         elif previous == "connected":
             for close_handler in list(self._close_handlers):
-                _call(close_handler, self._callback_tasks)
+                call_callback(close_handler, self._callback_tasks)
 
     def _give_up(self, error: ActorError) -> None:
         log.warning("connection to %r failed: %s", self._query, error)
@@ -623,9 +390,7 @@ class ActorConnection:
         for waiter in list(self._open_waiters):
             if not waiter.done():
                 waiter.set_exception(error)
-        end_error = None if self._disposed else error
-        for stream in list(self._streams):
-            stream._end(end_error)
+        self._events.end_streams(None if self._disposed else error)
 
     # MARK: actions
 
@@ -671,35 +436,6 @@ class ActorConnection:
 
     # MARK: events
 
-    def _add_listener(
-        self, name: str, callback: Callable[..., Any], once: bool
-    ) -> Callable[[], None]:
-        if not isinstance(name, str):
-            raise TypeError(f"event name must be a str, not {type(name).__name__}")
-        if not callable(callback):
-            raise TypeError("callback must be callable")
-        listener = _Listener(callback, once)
-        listeners = self._listeners.get(name)
-        if listeners is None:
-            self._listeners[name] = [listener]
-            self._send_subscription(name, True)
-        else:
-            listeners.append(listener)
-
-        def unsubscribe() -> None:
-            self._remove_listener(name, listener)
-
-        return unsubscribe
-
-    def _remove_listener(self, name: str, listener: _Listener) -> None:
-        listeners = self._listeners.get(name)
-        if listeners is None or listener not in listeners:
-            return
-        listeners.remove(listener)
-        if not listeners:
-            del self._listeners[name]
-            self._send_subscription(name, False)
-
     def _send_subscription(self, name: str, subscribe: bool) -> None:
         # Ephemeral, as in the TypeScript client: not queued while disconnected, since every
         # subscription is sent again after Init.
@@ -711,11 +447,11 @@ class ActorConnection:
 
         The first listener of an event subscribes to it; removing the last unsubscribes.
         """
-        return self._add_listener(event, callback, False)
+        return self._events.add(event, callback, False)
 
     def once(self, event: str, callback: Callable[..., Any]) -> Callable[[], None]:
         """Like :meth:`on`, for the next event only."""
-        return self._add_listener(event, callback, True)
+        return self._events.add(event, callback, True)
 
     def events(self, *names: str) -> EventStream:
         """An :class:`EventStream` of the events ``names`` (subscribed for its lifetime).
@@ -724,11 +460,11 @@ class ActorConnection:
         subscribed to by :meth:`on` or other streams (the server sends subscribed events
         only).
         """
-        return EventStream(self, names)
+        return EventStream(self._events, names)
 
     def iter_events(self, name: str | None = None) -> EventStream:
         """``events(name)``, or ``events()`` when ``name`` is None."""
-        return EventStream(self, () if name is None else (name,))
+        return EventStream(self._events, () if name is None else (name,))
 
     async def next_event(self, name: str, timeout: float | None = None) -> list[Any]:
         """Wait for the next event ``name`` and return its args."""
