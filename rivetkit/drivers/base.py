@@ -13,15 +13,31 @@ A driver has three jobs:
 * **KV**: each actor's byte-keyed key/value store (keys compare as unsigned bytes).
 * **alarms**: one wake-up time per actor, kept even while the actor sleeps or the process is
   down; when it is due the driver wakes the actor and calls :meth:`ActorHost.fire_alarm`.
+
+It also declares what its callers ask of it besides: what it is (:attr:`Driver.kind`,
+:attr:`Driver.pool_name`), each actor's SQL database (:meth:`Driver.sql_backend`) and the
+destroy notification (:meth:`Driver.on_destroyed`). Callers use these members, never
+``getattr``/``isinstance`` probes of a concrete driver.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal, NamedTuple, Protocol
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from rivetkit.db import SqlBackend
 
 #: Why an actor is stopped.
 StopReason = Literal["sleep", "destroy", "shutdown"]
+
+#: Which driver it is (``rivetkit_info``'s ``driver`` label).
+DriverKind = Literal["embedded", "engine"]
+
+#: Called with the actor id after an actor is destroyed (may be a coroutine function).
+DestroyCallback = Callable[[str], "Awaitable[None] | None"]
 
 
 class ActorRecord(NamedTuple):
@@ -56,9 +72,25 @@ class ActorHost(Protocol):
         """The actor's alarm is due (the driver has started the actor first)."""
         ...
 
+    def actor_names(self) -> list[str]:
+        """The names of the actors this host can run (the engine driver announces them)."""
+        ...
+
 
 class Driver(Protocol):
     """Storage, placement and alarms for the actors of one process."""
+
+    # -- what it is ------------------------------------------------------------------------
+
+    @property
+    def kind(self) -> DriverKind:
+        """``"embedded"`` or ``"engine"``."""
+        ...
+
+    @property
+    def pool_name(self) -> str:
+        """The engine pool this driver serves (``""`` for the embedded driver)."""
+        ...
 
     # -- life of the driver ----------------------------------------------------------------
 
@@ -114,6 +146,11 @@ class Driver(Protocol):
         """Destroy an actor from outside (manager API) and wait until it is gone."""
         ...
 
+    def on_destroyed(self, callback: DestroyCallback) -> None:
+        """Call ``callback(actor_id)`` after each destroy of an actor of this process, once
+        its teardown is over (e.g. to drop what a transport cached about it)."""
+        ...
+
     # -- KV (per actor; keys are compared as unsigned bytes) -------------------------------
 
     async def kv_get(self, actor_id: str, keys: Sequence[bytes]) -> list[bytes | None]:
@@ -150,6 +187,26 @@ class Driver(Protocol):
     async def set_alarm(self, actor_id: str, when_ms: int | None) -> None:
         """Set (or clear, with None) the actor's one alarm, in epoch milliseconds."""
         ...
+
+    # -- SQL databases ---------------------------------------------------------------------
+
+    def sql_backend(self, actor_id: str) -> SqlBackend:
+        """The actor's SQL database (``c.db``), opened on first use by the caller."""
+        ...
+
+
+async def notify_destroyed(callbacks: Iterable[DestroyCallback], actor_id: str) -> None:
+    """Call each :meth:`Driver.on_destroyed` callback with ``actor_id`` (awaiting coroutine
+    ones); a failing callback is logged and does not stop the others."""
+    for callback in list(callbacks):
+        try:
+            result = callback(actor_id)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logging.getLogger("rivetkit.driver").exception(
+                "a destroy callback failed for actor %s", actor_id
+            )
 
 
 def prefix_end(prefix: bytes) -> bytes | None:

@@ -281,11 +281,8 @@ async def schedule_history(
 
 
 def database_enabled(instance: ActorInstance) -> bool:
-    """True when the actor declares a SQL database and the driver provides one."""
-    return (
-        instance.definition.db is not None
-        and getattr(instance.driver, "sql_backend", None) is not None
-    )
+    """True when the actor declares a SQL database (every driver provides them)."""
+    return instance.definition.db is not None
 
 
 def _not_enabled() -> RivetError:

@@ -122,7 +122,6 @@ class RuntimeCollector(Collector):
         import rivetkit
 
         driver = self.metrics.driver
-        kind = "engine" if hasattr(driver, "envoy_key") else "embedded"
         info = InfoMetricFamily("rivetkit", "The rivetkit runtime serving these actors.")
         info.add_metric(
             [],
@@ -132,8 +131,8 @@ class RuntimeCollector(Collector):
                 "type": "deployed" if os.environ.get("NODE_ENV") == "production" else "local",
                 "speedups": "true" if rivetkit.SPEEDUPS else "false",
                 "python_version": platform.python_version(),
-                "driver": kind,
-                "pool_name": str(getattr(driver, "pool", "") or ""),
+                "driver": driver.kind if driver is not None else "embedded",
+                "pool_name": driver.pool_name if driver is not None else "",
             },
         )
         return info

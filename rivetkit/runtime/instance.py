@@ -346,13 +346,11 @@ class ActorInstance:
         """The actor's SQL database (``c.db``); ``actor/not_configured`` without one."""
         if self._db is None:
             declaration = self.definition.db
-            opener = getattr(self.driver, "sql_backend", None)
-            if declaration is None or opener is None:
+            opener = self.driver.sql_backend
+            if declaration is None:
                 raise actor_error(
                     "not_configured",
-                    "this actor has no database: declare one with actor(..., db=Database(...))"
-                    if declaration is None
-                    else "this driver has no SQL databases",
+                    "this actor has no database: declare one with actor(..., db=Database(...))",
                     metadata={"component": "db"},
                 )
             actor_id = self.actor_id

@@ -90,6 +90,10 @@ class Runtime:
             )
         return definition
 
+    def actor_names(self) -> list[str]:
+        """The names of the registry's actors."""
+        return list(self.registry.actors)
+
     async def start_actor(self, record: ActorRecord, generation: int) -> None:
         """Build and start an instance (called by the driver)."""
         definition = self.definition(record.name)

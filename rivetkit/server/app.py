@@ -345,9 +345,7 @@ class RivetApp:
             if self._started:
                 return
             await self.runtime.start()
-            on_destroyed = getattr(self.driver, "on_destroyed", None)
-            if on_destroyed is not None:
-                on_destroyed(self._forget_actor)
+            self.driver.on_destroyed(self._forget_actor)
             self._started = True
 
     async def shutdown(self) -> None:

@@ -10,14 +10,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rivetkit.drivers.base import ActorHost, ActorRecord
+from rivetkit.drivers.base import ActorHost, ActorRecord, DestroyCallback, DriverKind
 from rivetkit.errors import RivetError
 from rivetkit.protocol.actor_keys import check_name_key, serialize_key
 
 from . import tables
 from .alarms import AlarmTimers
 from .lock import DataDirLock
-from .placement import DestroyCallback, Placement
+from .placement import Placement
 from .sql import SqliteBackend, SqlitePool
 from .store import SqliteStore, Synchronous
 
@@ -67,6 +67,16 @@ class EmbeddedDriver:
         #: Per-actor SQL databases (``c.db``): one SQLite file each under ``actors/``.
         self.sql = SqlitePool(self.data_dir)
         self.placement.on_destroyed(self._delete_database)
+
+    @property
+    def kind(self) -> DriverKind:
+        """``"embedded"``."""
+        return "embedded"
+
+    @property
+    def pool_name(self) -> str:
+        """``""``: the embedded driver serves no engine pool."""
+        return ""
 
     def sql_backend(self, actor_id: str) -> SqliteBackend:
         """The actor's SQL database (opened lazily; see :mod:`.sql`)."""

@@ -17,12 +17,17 @@ one transaction, then calls the destroy callbacks.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
-from rivetkit.drivers.base import ActorHost, ActorRecord, StopReason
+from rivetkit.drivers.base import (
+    ActorHost,
+    ActorRecord,
+    DestroyCallback,
+    StopReason,
+    notify_destroyed,
+)
 from rivetkit.errors import RivetError
 
 from . import tables
@@ -32,9 +37,6 @@ from .store import SqliteStore
 __all__ = ["DestroyCallback", "Placement"]
 
 logger = logging.getLogger("rivetkit.driver")
-
-#: Called with the actor id after an actor's data is deleted (may be a coroutine function).
-DestroyCallback = Callable[[str], "Awaitable[None] | None"]
 
 _State = Literal["starting", "running", "stopping"]
 
@@ -225,13 +227,7 @@ class Placement:
         except Exception:
             logger.exception("deleting the data of destroyed actor %s failed", actor_id)
             return
-        for callback in list(self._destroy_callbacks):
-            try:
-                result = callback(actor_id)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception("a destroy callback failed for actor %s", actor_id)
+        await notify_destroyed(self._destroy_callbacks, actor_id)
 
     async def _destroy_quietly(self, actor_id: str) -> None:
         try:

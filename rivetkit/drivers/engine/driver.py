@@ -27,10 +27,10 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rivetkit._version import __version__
-from rivetkit.drivers.base import ActorHost, ActorRecord
+from rivetkit.drivers.base import ActorHost, ActorRecord, DestroyCallback, DriverKind
 from rivetkit.errors import RivetError
 from rivetkit.protocol.envoy_protocol import (
     ActorName,
@@ -51,6 +51,7 @@ from .tunnel import Tunnel
 if TYPE_CHECKING:
     from rivetkit.dispatch.router import Dispatcher
     from rivetkit.drivers.base import Driver
+    from rivetkit.runtime.live_actors import Runtime
 
     from .sqlkv import SqlKvBackend, SqlKvPool
 
@@ -148,8 +149,7 @@ class EngineDriver:
             await self._prepare()
             names = self.actor_names
             if names is None:
-                registry = getattr(host, "registry", None)
-                names = list(getattr(registry, "actors", {}) or {})
+                names = host.actor_names()
             metadata = ToRivetMetadata(
                 {name: ActorName("{}") for name in names},
                 json.dumps({"runtime": "rivetkit-python", "version": __version__}),
@@ -213,14 +213,14 @@ class EngineDriver:
             raise
 
     @staticmethod
-    def _dispatcher(host: ActorHost) -> Dispatcher | None:
-        from rivetkit.runtime.live_actors import Runtime
+    def _dispatcher(host: ActorHost) -> Dispatcher:
+        # Imported here: dispatch sits above the drivers (it loads the runtime).
+        from rivetkit.dispatch.router import Dispatcher
 
-        if isinstance(host, Runtime):
-            from rivetkit.dispatch.router import Dispatcher
-
-            return Dispatcher(host)
-        return None
+        # The tunnel's requests need the whole runtime API (instances, actions, ...), which
+        # the one ActorHost, rivetkit.runtime.Runtime, has; the protocol declares only what
+        # the driver itself calls.
+        return Dispatcher(cast("Runtime", host))
 
     async def stop(self) -> None:
         """Drain: ``ToRivetStopping``, stop every actor (reason ``shutdown``) as the engine
@@ -322,6 +322,23 @@ class EngineDriver:
         """Destroy an actor (``DELETE /actors/{id}``) and wait until the engine shows it
         destroyed. RivetError ``actor/not_found`` for an unknown or destroyed actor."""
         await self.manager.destroy_actor(actor_id)
+
+    def on_destroyed(self, callback: DestroyCallback) -> None:
+        """Call ``callback(actor_id)`` (plain or coroutine function) after each actor this
+        envoy runs is stopped with reason ``destroy`` (the engine then deletes its data)."""
+        self.placement.destroy_callbacks.append(callback)
+
+    # -- what it is ------------------------------------------------------------------------
+
+    @property
+    def kind(self) -> DriverKind:
+        """``"engine"``."""
+        return "engine"
+
+    @property
+    def pool_name(self) -> str:
+        """The engine pool this envoy serves (``pool``)."""
+        return self.pool
 
     # -- SQL databases ---------------------------------------------------------------------
 

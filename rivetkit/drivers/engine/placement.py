@@ -23,7 +23,13 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from rivetkit.drivers.base import ActorHost, ActorRecord, StopReason
+from rivetkit.drivers.base import (
+    ActorHost,
+    ActorRecord,
+    DestroyCallback,
+    StopReason,
+    notify_destroyed,
+)
 from rivetkit.errors import RivetError
 from rivetkit.protocol.actor_keys import deserialize_key
 from rivetkit.protocol.envoy_protocol import (
@@ -134,6 +140,9 @@ class Placement:
         self.stopping = False
         #: Called once an actor reports ``Running`` (arms its stored alarm).
         self.on_running: Callable[[PlacedActor], Awaitable[None]] | None = None
+        #: Called after an actor here is stopped with reason ``destroy`` (see
+        #: :meth:`EngineDriver.on_destroyed`).
+        self.destroy_callbacks: list[DestroyCallback] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -383,6 +392,8 @@ class Placement:
                 await self.api.destroy_actor(actor.actor_id)
             except RivetError as exc:
                 logger.warning("destroying actor %s failed: %s", actor.actor_id, exc)
+        if stop_reason == "destroy" and code == StopCode.OK:
+            await notify_destroyed(self.destroy_callbacks, actor.actor_id)
 
     def _finish(self, actor: PlacedActor, code: StopCode, message: str | None) -> None:
         """Report ``Stopped`` (after the teardown: seed lesson 11) and forget the actor."""
