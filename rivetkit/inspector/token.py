@@ -19,14 +19,11 @@ first use (:func:`warn_test_token`) and must never be set in production.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
 import os
 import secrets
-import sqlite3
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from rivetkit.errors import RivetError
@@ -172,41 +169,14 @@ async def actor_token(instance: ActorInstance) -> str:
 def token_from_data_dir(data_dir: str | os.PathLike[str], actor_id: str) -> str:
     """The token of ``actor_id`` in an embedded data directory, created if missing.
 
-    Safe while a server runs on the directory: SQLite's own locking orders this write with
-    the server's (the token is only inserted when absent, and the server reads it from the
-    file).
+    Safe while a server runs on the directory: the embedded store's offline access
+    (:func:`rivetkit.drivers.embedded.offline.kv_put_if_absent`) only inserts the token when
+    absent, in a transaction SQLite orders with the server's writes.
 
     :raises LookupError: no database in ``data_dir``, or no live actor ``actor_id``
     """
-    from rivetkit.drivers.embedded.driver import DB_FILE_NAME
+    # Imported here: the inspector does not load a concrete driver unless asked to.
+    from rivetkit.drivers.embedded.offline import kv_put_if_absent
 
-    path = Path(data_dir) / DB_FILE_NAME
-    if not path.is_file():
-        raise LookupError(f"no rivetkit database in {data_dir} (expected {path})")
-    conn = sqlite3.connect(path, timeout=10.0, isolation_level=None)
-    try:
-        row = conn.execute(
-            "SELECT destroy_ts FROM actors WHERE actor_id = ?", (actor_id,)
-        ).fetchone()
-        if row is None:
-            raise LookupError(f"no actor {actor_id!r} in {data_dir}")
-        if row[0] is not None:
-            raise LookupError(f"actor {actor_id!r} was destroyed")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(
-                "INSERT OR IGNORE INTO kv (actor_id, key, value) VALUES (?, ?, ?)",
-                (actor_id, keys.INSPECTOR_TOKEN, new_token().encode()),
-            )
-            (value,) = conn.execute(
-                "SELECT value FROM kv WHERE actor_id = ? AND key = ?",
-                (actor_id, keys.INSPECTOR_TOKEN),
-            ).fetchone()
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-    finally:
-        conn.close()
-    return bytes(value).decode("utf-8", "replace")
+    value = kv_put_if_absent(data_dir, actor_id, keys.INSPECTOR_TOKEN, new_token().encode())
+    return value.decode("utf-8", "replace")

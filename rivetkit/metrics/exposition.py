@@ -72,6 +72,7 @@ __all__ = [
     "build_registry",
     "check_scrape",
     "render",
+    "scrape_response",
 ]
 
 #: ``Content-Type`` of the exposition (Prometheus text format 0.0.4).
@@ -333,3 +334,20 @@ def check_scrape(
         ):
             return 401, b"unauthorized\n"
     return None
+
+
+def scrape_response(
+    metrics: RuntimeMetrics | None, authorization: str | None, prefix: bytes = b""
+) -> tuple[int, bytes, bytes]:
+    """The answer to a server-level ``GET /metrics``: ``(status, content type, body)``.
+
+    One handler for both transports, the embedded server and the engine-mode listener, so
+    ``RIVETKIT_METRICS_TOKEN`` and ``RIVETKIT_METRICS`` behave the same in both (see
+    :func:`check_scrape`). ``prefix``: the transport's own families, put before the
+    runtime's (the engine-mode listener's envoy families).
+    """
+    refusal = check_scrape(metrics, authorization)
+    if refusal is not None or metrics is None:
+        status, text = refusal or (403, b"")
+        return status, b"text/plain; charset=utf-8", text
+    return 200, CONTENT_TYPE.encode(), prefix + render(metrics)

@@ -10,7 +10,9 @@ locks the data directory against a second process. Modules:
 * :mod:`.tables`: the schema and the SQL run on the writer thread;
 * :mod:`.placement`: starting, stopping and destroying actors (generations, stop intents);
 * :mod:`.alarms`: the alarm heap and its one timer;
-* :mod:`.lock`: the data directory lock file.
+* :mod:`.lock`: the data directory lock file;
+* :mod:`.offline`: one-off KV access from another process while a server runs
+  (``rivetkit inspect token``).
 """
 
 from .driver import EmbeddedDriver

@@ -17,9 +17,10 @@ the address is printed at start) answers only:
 
 * ``GET /health``: 200 ``ok`` while the envoy session is up, 503 otherwise (a JSON status
   with ``?verbose``);
-* ``GET /metrics``: Prometheus text (envoy connection, actors by state, frames, KV requests,
-  tunnel traffic), then the runtime's families (:mod:`rivetkit.metrics`: ``rivetkit_info``,
-  ``rivetkit_actor_*``, process-wide ones).
+* ``GET /metrics``: the embedded server's handler (``RIVETKIT_METRICS_TOKEN`` asks for a
+  bearer token, ``RIVETKIT_METRICS=0`` answers 403): Prometheus text (envoy connection,
+  actors by state, frames, KV requests, tunnel traffic), then the runtime's families
+  (:mod:`rivetkit.metrics`: ``rivetkit_info``, ``rivetkit_actor_*``, process-wide ones).
 
 SIGTERM and SIGINT drain: the envoy says ``Stopping``, the engine moves the actors away (each
 is stopped here with its state saved), then the socket closes and a spawned engine stops.
@@ -34,12 +35,15 @@ import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from rivetkit.errors import RivetError
 
 from .driver import EngineDriver
 from .spawn import ENGINE_VERSION, LocalEngine, find_engine_binary
+
+if TYPE_CHECKING:
+    from rivetkit.runtime.live_actors import Runtime
 
 __all__ = ["DEFAULT_ENGINE_MODE_PORT", "EngineModeError", "StatusApp", "serve_engine_mode"]
 
@@ -61,9 +65,10 @@ class EngineModeError(Exception):
 class StatusApp:
     """The ASGI app of our listener in engine mode: ``/health`` and ``/metrics``."""
 
-    def __init__(self, driver: EngineDriver, runtime: Any = None) -> None:
+    def __init__(self, driver: EngineDriver, runtime: Runtime | None = None) -> None:
         self.driver = driver
-        #: The runtime whose metrics ``/metrics`` adds (None: the envoy's only).
+        #: The runtime whose metrics ``/metrics`` serves after the envoy's families (None, or
+        #: its metrics off: 403 ``metrics not enabled``, as on the embedded server).
         self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -93,13 +98,19 @@ class StatusApp:
                 content_type = b"text/plain; charset=utf-8"
             await _respond(send, 200 if healthy else 503, content_type, body)
         elif path == "/metrics":
-            body = metrics_text(status).encode()
-            metrics = getattr(self.runtime, "metrics", None)
-            if metrics is not None:
-                from rivetkit.metrics.exposition import render
+            # The embedded server's handler: the same token and on/off switches.
+            from rivetkit.metrics.exposition import scrape_response
 
-                body += render(metrics)
-            await _respond(send, 200, b"text/plain; version=0.0.4; charset=utf-8", body)
+            authorization = next(
+                (v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"),
+                None,
+            )
+            code, content_type, body = scrape_response(
+                self.runtime.metrics if self.runtime is not None else None,
+                authorization,
+                prefix=metrics_text(status).encode(),
+            )
+            await _respond(send, code, content_type, body)
         else:
             body = json.dumps(
                 {
