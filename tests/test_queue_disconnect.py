@@ -27,7 +27,7 @@ from rivetkit.client import Client, RetryOptions
 from rivetkit.runtime.instance import ActorInstance, Phase
 from rivetkit.server import create_app
 from rivetkit.server.app import RivetApp
-from rivetkit.server.protocols import http_protocol
+from rivetkit.server.http_fastpath import http_protocol
 from rivetkit.server.runner import Server, bind_socket, uvicorn_config
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

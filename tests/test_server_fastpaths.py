@@ -1,8 +1,8 @@
 """The server's fast paths answer exactly as the generic ones do.
 
-* rivetkit.server.protocols: our uvicorn protocols (one write per HTTP response, a lazy
-  keep-alive timer; WebSocket data frames parsed and written in batches) against uvicorn's
-  own, byte for byte, over raw sockets on 127.0.0.1, including split, fragmented, control and
+* rivetkit.server.http_fastpath and rivetkit.server.ws_fastpath: our uvicorn protocols (one
+  write per HTTP response, a lazy keep-alive timer; WebSocket data frames parsed and written
+  in batches) against uvicorn's own, byte for byte, over raw sockets on 127.0.0.1, including split, fragmented, control and
   invalid frames;
 * the message and HTTP body fast paths (ActionRequest/ActionResponse/Event, HTTP action bodies)
   against the generic tree walks;
@@ -40,8 +40,9 @@ from rivetkit.protocol.client_protocol import (
     ToServer,
 )
 from rivetkit.server import create_app
-from rivetkit.server.protocols import http_protocol, ws_protocol
+from rivetkit.server.http_fastpath import http_protocol
 from rivetkit.server.runner import Server, bind_socket, uvicorn_config
+from rivetkit.server.ws_fastpath import ws_protocol
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -640,14 +641,14 @@ async def test_fast_paths_are_taken(servers: Servers, monkeypatch: pytest.Monkey
 
 async def test_uvicorn_protocols_when_ours_do_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
     """Another uvicorn (fields missing): uvicorn's own protocols serve instead."""
-    from rivetkit.server import protocols
+    from rivetkit.server import http_fastpath, uvicorn_fit, ws_fastpath
 
     def clear() -> None:
-        for builder in (protocols._http_tools, protocols._build_http_protocol):
+        for builder in (http_fastpath._http_tools, http_fastpath._build_http_protocol):
             builder.cache_clear()
-        protocols._build_ws_protocol.cache_clear()
+        ws_fastpath._build_ws_protocol.cache_clear()
 
-    monkeypatch.setattr(protocols, "_assigns", lambda cls, fields: False)
+    monkeypatch.setattr(uvicorn_fit, "sets_fields", lambda cls, fields: False)
     clear()
     try:
         assert http_protocol() == "httptools"

@@ -33,13 +33,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote
 
 import rivetkit
 from rivetkit._version import __version__
-from rivetkit.dispatch.http import Headers, Request, Response, incoming_too_long
+from rivetkit.dispatch.http import Headers, Request, Response
 from rivetkit.dispatch.router import Dispatcher, error_response, parse_subprotocols
 from rivetkit.dispatch.websocket import WebSocket
 from rivetkit.drivers.base import ActorRecord, Driver
@@ -47,18 +47,22 @@ from rivetkit.errors import RivetError, to_public
 from rivetkit.protocol.actor_keys import deserialize_key, serialize_key
 from rivetkit.runtime.live_actors import Runtime
 from rivetkit.server import gateway
+from rivetkit.server.asgi_io import (
+    AsgiWebSocket,
+    BodyChunks,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+)
 from rivetkit.server.cors import OriginPolicy, preflight, refuse_websocket, with_cors
 from rivetkit.server.gateway import invalid_request
-from rivetkit.server.protocols import DIRECT_WEBSOCKET, HTTP_CYCLE, respond, take_body
+from rivetkit.server.http_fastpath import HTTP_CYCLE, respond
+from rivetkit.server.ws_fastpath import DIRECT_WEBSOCKET
 
 __all__ = ["RivetApp", "actor_json"]
 
 logger = logging.getLogger("rivetkit.server")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 #: Largest request body the server reads (raw ``on_request`` bodies included); action and
 #: queue bodies are further bounded by the actor's ``max_incoming_message_size``.
@@ -69,158 +73,6 @@ MAX_MANAGER_BODY: Final = 8 * 1024 * 1024
 _JSON: Final = [(b"content-type", b"application/json")]
 _TEXT: Final = [(b"content-type", b"text/plain; charset=utf-8")]
 _ROUTE_CACHE_SIZE: Final = 10_000
-
-
-class _ClientGone(RivetError):
-    def __init__(self) -> None:
-        super().__init__("actor", "invalid_request", "the client closed the request")
-
-
-class _Chunks:
-    """The body of an ASGI HTTP request as an async iterator of chunks, at most ``limit``."""
-
-    __slots__ = ("_cycle", "_done", "_limit", "_receive", "_size")
-
-    def __init__(self, receive: Receive, limit: int, cycle: Any = None) -> None:
-        self._receive = receive
-        self._limit = limit
-        self._size = 0
-        self._done = False
-        self._cycle = cycle  # our uvicorn protocol's cycle (see take_body), or None
-
-    def __aiter__(self) -> _Chunks:
-        return self
-
-    def __call__(self) -> Awaitable[None]:
-        """Wait until the client has gone: the request's ``Request._disconnected`` factory
-        (the chunks themselves, so that requests that never wait cost nothing).
-
-        For after the body was read: ASGI's ``receive()`` then answers ``http.disconnect``
-        once the client leaves (body chunks still coming meanwhile are dropped).
-        """
-        return self._gone()
-
-    async def _gone(self) -> None:
-        receive = self._receive
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                self._done = True
-                return
-
-    async def read_all(self, limit: int | None) -> bytes:
-        """The whole body (at most ``limit`` bytes, and at most the server's limit)."""
-        cap = self._limit if limit is None else min(limit, self._limit)
-        if self._done:
-            return b""
-        if self._cycle is not None:
-            whole = take_body(self._cycle)  # all there already: no receive() round
-            if whole is not None:
-                self._done = True
-                if len(whole) > cap:
-                    raise incoming_too_long(cap)
-                return whole
-        message = await self._receive()
-        if message["type"] != "http.request":
-            self._done = True
-            raise _ClientGone()
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body", False):
-            self._done = True
-            if len(body) > cap:
-                raise incoming_too_long(cap)
-            return body
-        parts = [body]
-        size = len(body)
-        while True:
-            if size > cap:
-                self._done = True
-                raise incoming_too_long(cap)
-            message = await self._receive()
-            if message["type"] != "http.request":
-                self._done = True
-                raise _ClientGone()
-            chunk = message.get("body", b"")
-            parts.append(chunk)
-            size += len(chunk)
-            if not message.get("more_body", False):
-                self._done = True
-                if size > cap:
-                    raise incoming_too_long(cap)
-                return b"".join(parts)
-
-    async def __anext__(self) -> bytes:
-        if self._done:
-            raise StopAsyncIteration
-        message = await self._receive()
-        if message["type"] != "http.request":
-            self._done = True
-            raise _ClientGone()
-        if not message.get("more_body", False):
-            self._done = True
-        chunk: bytes = message.get("body", b"")
-        self._size += len(chunk)
-        if self._size > self._limit:
-            self._done = True
-            raise incoming_too_long(self._limit)
-        return chunk
-
-
-class _AsgiWebSocket:
-    """An ASGI WebSocket as dispatch's plain :class:`~rivetkit.dispatch.WebSocket`."""
-
-    __slots__ = ("_accepted", "_closed", "_receive", "_send")
-
-    def __init__(self, receive: Receive, send: Send) -> None:
-        self._receive = receive
-        self._send = send
-        self._accepted = False
-        self._closed = False
-
-    async def accept(self, subprotocol: str | None = None) -> None:
-        message = await self._receive()
-        if message["type"] != "websocket.connect":
-            self._closed = True
-            return
-        await self._send({"type": "websocket.accept", "subprotocol": subprotocol, "headers": []})
-        self._accepted = True
-
-    async def receive(self) -> str | bytes | None:
-        if self._closed:
-            return None
-        try:
-            message = await self._receive()
-        except Exception:
-            self._closed = True
-            return None
-        kind = message["type"]
-        if kind == "websocket.receive":
-            text = message.get("text")
-            if text is not None:
-                return str(text)
-            data = message.get("bytes")
-            return b"" if data is None else bytes(data)
-        self._closed = True
-        return None
-
-    async def send(self, data: str | bytes) -> None:
-        if self._closed:
-            return
-        if isinstance(data, str):
-            message: Message = {"type": "websocket.send", "text": data}
-        else:
-            message = {"type": "websocket.send", "bytes": data}
-        try:
-            await self._send(message)
-        except Exception:  # the client is gone (ASGI servers raise OSError-like errors)
-            self._closed = True
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        if self._closed:
-            return
-        self._closed = True
-        with contextlib.suppress(Exception):
-            await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
 
 def actor_json(record: ActorRecord) -> dict[str, Any]:
@@ -345,7 +197,9 @@ class RivetApp:
             if self._started:
                 return
             await self.runtime.start()
-            self.driver.on_destroyed(self._forget_actor)
+            on_destroyed = getattr(self.driver, "on_destroyed", None)
+            if on_destroyed is not None:
+                on_destroyed(self._forget_actor)
             self._started = True
 
     async def shutdown(self) -> None:
@@ -442,7 +296,7 @@ class RivetApp:
                 if route is None:
                     route = await self._gateway(path, raw_query)
                 actor_id, rest, query = route
-                chunks = _Chunks(receive, MAX_BODY_SIZE, _own_cycle(scope, receive))
+                chunks = BodyChunks(receive, MAX_BODY_SIZE, _own_cycle(scope, receive))
                 request = Request._raw(
                     method, rest, query, Headers.from_raw(scope["headers"]), chunks, chunks
                 )
@@ -461,7 +315,7 @@ class RivetApp:
             target = headers.get("x-rivet-target")
             direct_id = headers.get("x-rivet-actor")
             if target == "actor" and direct_id:
-                chunks = _Chunks(receive, MAX_BODY_SIZE)
+                chunks = BodyChunks(receive, MAX_BODY_SIZE)
                 request = Request._raw(
                     method, path, scope["query_string"].decode("latin-1"), headers, chunks, chunks
                 )
@@ -489,12 +343,14 @@ class RivetApp:
 
     def _metrics(self, headers: Headers) -> Response:
         """``GET /metrics``: the runtime's Prometheus text (see :mod:`rivetkit.metrics`)."""
-        from rivetkit.metrics.exposition import scrape_response
+        from rivetkit.metrics.exposition import CONTENT_TYPE, check_scrape, render
 
-        status, content_type, body = scrape_response(
-            self.runtime.metrics, headers.get("authorization")
-        )
-        return Response._raw(status, [(b"content-type", content_type)], body)
+        metrics = self.runtime.metrics
+        refusal = check_scrape(metrics, headers.get("authorization"))
+        if refusal is not None or metrics is None:
+            status, text = refusal or (403, b"")
+            return Response._raw(status, list(_TEXT), text)
+        return Response._raw(200, [(b"content-type", CONTENT_TYPE.encode())], render(metrics))
 
     # -- gateway ---------------------------------------------------------------------------
 
@@ -570,7 +426,7 @@ class RivetApp:
             if method == "GET":
                 return await self._list_actors(query)
             if method in ("PUT", "POST"):
-                body = await _read_all(receive, MAX_MANAGER_BODY)
+                body = await read_body(receive, MAX_MANAGER_BODY)
                 return await self._create_actor(body, get_or_create=method == "PUT")
             raise _method_not_allowed(method, path)
         segment = path[8:]
@@ -654,7 +510,7 @@ class RivetApp:
         if direct is not None and direct.owns(receive, send):
             socket = direct  # our uvicorn protocol's own socket: no ASGI dict per frame
         else:
-            socket = _AsgiWebSocket(receive, send)
+            socket = AsgiWebSocket(receive, send)
         path = _relative_raw_path(scope)
         headers = Headers.from_raw(scope["headers"])
         query = scope["query_string"]
@@ -675,11 +531,6 @@ class RivetApp:
             await dispatcher.reject_websocket(request, socket, exc)
             return
         await dispatcher.handle_websocket(actor_id, request, socket)
-
-
-async def _read_all(receive: Receive, limit: int) -> bytes:
-    parts = [chunk async for chunk in _Chunks(receive, limit)]
-    return b"".join(parts)
 
 
 _FRAMING: Final = (b"content-length", b"transfer-encoding")

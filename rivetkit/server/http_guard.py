@@ -1,5 +1,5 @@
 """The HTTP limits of :mod:`rivetkit.server.limits`, as a mixin of our httptools protocol
-(:func:`rivetkit.server.protocols.http_protocol`).
+(:func:`rivetkit.server.http_fastpath.http_protocol`).
 
 :class:`HeadGuard` watches each request head: it must be complete within ``header_timeout``
 (else ``408`` and close), have at most ``max_headers`` fields and ``max_header_bytes`` bytes

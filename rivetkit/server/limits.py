@@ -2,7 +2,8 @@
 
 :class:`ServerLimits` holds them (``rivetkit serve`` options, ``serve_in_background(...,
 limits=)``); :func:`~rivetkit.server.runner.uvicorn_config` hands them to the protocol
-classes of :mod:`rivetkit.server.protocols`, which enforce them:
+classes of :mod:`rivetkit.server.http_fastpath` and :mod:`rivetkit.server.ws_fastpath`, which
+enforce them:
 
 * ``ws_max_buffer``: bytes a WebSocket may have waiting to be sent (in the transport, in the
   frames of this loop iteration, in senders waiting for the socket to drain). A client that

@@ -20,9 +20,10 @@ from typing import Any
 import uvicorn
 
 from rivetkit.server.app import RivetApp
+from rivetkit.server.http_fastpath import http_protocol
 from rivetkit.server.http_guard import LIMITS_ATTRIBUTE
 from rivetkit.server.limits import ServerLimits, raise_open_file_limit
-from rivetkit.server.protocols import http_protocol, ws_protocol
+from rivetkit.server.ws_fastpath import ws_protocol
 
 __all__ = ["Server", "bind_socket", "uvicorn_config"]
 
@@ -37,9 +38,10 @@ def uvicorn_config(
     **options: Any,
 ) -> Any:
     """A uvicorn ``Config`` for ``app``: our protocol classes (see
-    :mod:`rivetkit.server.protocols`; uvicorn's own when they do not fit the installed
-    versions); no access log, no proxy headers, no ``server`` header, no permessage-deflate;
-    lifespan off; logging left to the caller. ``options`` override any of these.
+    :mod:`rivetkit.server.http_fastpath` and :mod:`rivetkit.server.ws_fastpath`; uvicorn's
+    own when they do not fit the installed versions); no access log, no proxy headers, no
+    ``server`` header, no permessage-deflate; lifespan off; logging left to the caller.
+    ``options`` override any of these.
 
     ``limits`` (default :class:`ServerLimits()`) bound slow and greedy clients; first the
     process's soft open-file limit is raised to its hard limit (logged, with the connection

@@ -1,6 +1,6 @@
 """The bounded outgoing buffer of a WebSocket (``ws_max_buffer`` of
 :class:`~rivetkit.server.limits.ServerLimits`), as a mixin of our WebSocket protocol
-(:func:`rivetkit.server.protocols.ws_protocol`).
+(:func:`rivetkit.server.ws_fastpath.ws_protocol`).
 
 What a connection has waiting to go out is counted in bytes: the transport's write buffer,
 the frames coalesced for the end of this loop iteration, and the frames of senders waiting
@@ -44,7 +44,7 @@ _last_warning = [-10.0]
 class SendBudget:
     """Mixin (before uvicorn's ``WebSocketsSansIOProtocol`` in the bases) bounding what a
     connection has waiting to be sent. The protocol's transport must be the coalescing
-    ``_Transport`` of :mod:`rivetkit.server.protocols` (its ``pending_size``)."""
+    ``_Transport`` of :mod:`rivetkit.server.ws_fastpath` (its ``pending_size``)."""
 
     _waiting = 0  # bytes of senders waiting for the transport to drain
     _abort_timer: asyncio.TimerHandle | None = None

@@ -1,0 +1,240 @@
+"""Our uvicorn HTTP protocol: uvicorn's httptools protocol, tuned for the server's traffic
+(``rivetkit serve`` and :func:`rivetkit.server.serve_in_background` use it, through
+``uvicorn_config``; :mod:`rivetkit.server.ws_fastpath` is its WebSocket counterpart).
+
+A small action costs less Python than uvicorn spends around it, and on loopback a ``write``
+syscall costs about as much again, so the protocol cuts per-request work and syscalls while
+answering byte for byte as uvicorn does (``tests/test_server_fastpaths.py`` compares them): it
+offers the app :func:`respond`, which writes a whole response (head and body) in one ``write``
+with uvicorn's bookkeeping, where the ASGI messages take two writes and two awaits; and it
+arms one lazy keep-alive timer per connection instead of a new timer after every response.
+The head limits and the connection cap come from :mod:`rivetkit.server.http_guard`.
+
+It serves any ASGI app: what it offers the server's app travels as the ASGI scope extension
+:data:`HTTP_CYCLE` that other apps ignore, and the app uses it only when the ``send`` it got
+is the protocol's own (no middleware in between). :func:`http_protocol` gives the class when
+the installed uvicorn has what it builds on, and uvicorn's name otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any, Final
+
+from rivetkit.server import uvicorn_fit
+from rivetkit.server.http_guard import HeadGuard
+
+__all__ = ["HTTP_CYCLE", "http_protocol", "respond", "take_body"]
+
+
+#: The ASGI scope extension holding the uvicorn request/response cycle of an HTTP request,
+#: for :func:`respond`.
+HTTP_CYCLE: Final = "rivetkit.http.cycle"
+
+# Header lists already checked and serialized: their head lines, by their items.
+_heads: dict[tuple[tuple[bytes, bytes], ...], bytes] = {}
+_HEADS_LIMIT: Final = 4096
+
+
+@functools.cache
+def _http_tools() -> tuple[Any, Any, Any] | None:
+    try:
+        from uvicorn.protocols.http.httptools_impl import (
+            HEADER_RE,
+            HEADER_VALUE_RE,
+            STATUS_LINE,
+            HttpToolsProtocol,
+            RequestResponseCycle,
+        )
+    except ImportError:  # no httptools, or another uvicorn
+        return None
+    if not uvicorn_fit.sets_fields(RequestResponseCycle, _CYCLE_FIELDS):
+        return None
+    return HttpToolsProtocol, STATUS_LINE, (HEADER_RE, HEADER_VALUE_RE)
+
+
+# What respond() and take_body() read and write on uvicorn's cycle: without them (another
+# uvicorn), uvicorn's own protocol serves instead.
+_CYCLE_FIELDS: Final = frozenset(
+    (
+        "access_log",
+        "body",
+        "chunked_encoding",
+        "default_headers",
+        "disconnected",
+        "expected_content_length",
+        "flow",
+        "keep_alive",
+        "message_event",
+        "more_body",
+        "on_response",
+        "response_complete",
+        "response_started",
+        "scope",
+        "transport",
+        "waiting_for_100_continue",
+    )
+)
+
+
+def _head_lines(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """``name: value\\r\\n`` lines of ``headers`` as uvicorn writes them; None when uvicorn
+    would do more than write them (an invalid header, framing or connection headers)."""
+    key = tuple(headers)
+    cached = _heads.get(key)
+    if cached is not None:
+        return cached
+    tools = _http_tools()
+    assert tools is not None
+    header_re, value_re = tools[2]
+    parts: list[bytes] = []
+    for name, value in headers:
+        if header_re.search(name) or value_re.search(value):
+            return None  # uvicorn raises: let it
+        name = name.lower()
+        if name in (b"content-length", b"transfer-encoding", b"connection"):
+            return None
+        parts.extend((name, b": ", value, b"\r\n"))
+    lines = b"".join(parts)
+    if len(_heads) >= _HEADS_LIMIT:
+        _heads.clear()
+    _heads[key] = lines
+    return lines
+
+
+def respond(cycle: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+    """Send a whole response on uvicorn's ``cycle`` in one write: what the ASGI messages
+    ``http.response.start`` (``headers`` plus ``content-length``) and ``http.response.body``
+    (``body``, the last) would send, with the same bookkeeping. False when the messages must
+    be sent instead (nothing is written then): a ``HEAD`` request, an access log to write,
+    a response already started, a paused or closed connection, headers uvicorn would refuse
+    or frame itself."""
+    if (
+        cycle.response_started
+        or cycle.disconnected
+        or cycle.flow.write_paused
+        or cycle.access_log
+        or cycle.scope["method"] == "HEAD"
+        or status not in _STATUS_LINES
+    ):
+        return False
+    defaults = _head_lines(cycle.default_headers)
+    lines = _head_lines(headers)
+    if defaults is None or lines is None:
+        return False
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    cycle.chunked_encoding = False
+    cycle.expected_content_length = 0
+    head = b"%s%s%scontent-length: %d\r\n" % (_STATUS_LINES[status], defaults, lines, len(body))
+    if not cycle.keep_alive:
+        head += b"connection: close\r\n"
+    cycle.transport.write(b"%s\r\n%s" % (head, body))
+    cycle.response_complete = True
+    cycle.message_event.set()
+    if not cycle.keep_alive:
+        cycle.transport.close()
+    cycle.on_response()
+    return True
+
+
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+def take_body(cycle: Any) -> bytes | None:
+    """The whole request body when uvicorn's ``cycle`` holds all of it already, taken as
+    ``receive()`` would take it as one ``http.request`` message (no coroutines); None
+    otherwise (more to come, a ``100 Continue`` to send, a finished or broken exchange)."""
+    if (
+        cycle.more_body
+        or cycle.waiting_for_100_continue
+        or cycle.disconnected
+        or cycle.response_complete
+        or not cycle.message_event.is_set()
+    ):
+        return None
+    cycle.flow.resume_reading()
+    cycle.message_event.clear()
+    body = bytes(cycle.body)
+    cycle.body = b""
+    return body
+
+
+@functools.cache
+def _build_http_protocol() -> type[Any] | None:
+    tools = _http_tools()
+    if tools is None:
+        return None
+    base, status_lines, _ = tools
+    needed = ("_start_asgi_task", "on_response_complete", "_unset_keepalive_if_required")
+    if not all(hasattr(base, name) for name in needed):
+        return None
+    _STATUS_LINES.update(status_lines)
+
+    class Protocol(HeadGuard, base):  # type: ignore[misc,valid-type]
+        """uvicorn's httptools protocol, offering :func:`respond` to the app (through the
+        scope extension :data:`HTTP_CYCLE`) and arming its keep-alive timer lazily; with the
+        head limits and connection cap of :class:`~rivetkit.server.http_guard.HeadGuard`."""
+
+        _idle_since: float | None = None
+        timeout_keep_alive_task: asyncio.TimerHandle | None
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            cycle.scope["extensions"] = {HTTP_CYCLE: cycle}
+            super()._start_asgi_task(cycle, app)
+
+        # Keep-alive: uvicorn arms a timer after every response and cancels it on the next
+        # request; here one timer, re-armed when it fires early, checks for idleness.
+
+        def _unset_keepalive_if_required(self) -> None:
+            self._idle_since = None  # busy: data arrived (or the connection is gone)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            timer = self.timeout_keep_alive_task
+            if timer is not None:
+                timer.cancel()
+                self.timeout_keep_alive_task = None
+            super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            self.server_state.total_requests += 1
+            if self.transport.is_closing():
+                return
+            self._idle_since = None
+            self.flow.resume_reading()
+            if self.pipeline:
+                cycle, app = self.pipeline.pop()
+                self._start_asgi_task(cycle, app)
+                return
+            self._idle_since = now = self.loop.time()
+            if self.timeout_keep_alive_task is None:
+                self.timeout_keep_alive_task = self.loop.call_at(
+                    now + self.timeout_keep_alive, self._keep_alive_due
+                )
+
+        def _keep_alive_due(self) -> None:
+            self.timeout_keep_alive_task = None
+            idle_since = self._idle_since
+            if idle_since is None:
+                return  # busy: the next response arms the timer again
+            due = idle_since + self.timeout_keep_alive
+            if due > self.loop.time():
+                self.timeout_keep_alive_task = self.loop.call_at(due, self._keep_alive_due)
+                return
+            self.timeout_keep_alive_handler()
+
+    return Protocol
+
+
+def http_protocol() -> Any:
+    """The ``http`` option for uvicorn: our protocol class when the installed uvicorn and
+    httptools allow it, else uvicorn's own ``httptools`` or ``h11``."""
+    protocol = _build_http_protocol()
+    if protocol is not None:
+        return protocol
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"
