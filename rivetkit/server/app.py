@@ -197,9 +197,7 @@ class RivetApp:
             if self._started:
                 return
             await self.runtime.start()
-            on_destroyed = getattr(self.driver, "on_destroyed", None)
-            if on_destroyed is not None:
-                on_destroyed(self._forget_actor)
+            self.driver.on_destroyed(self._forget_actor)
             self._started = True
 
     async def shutdown(self) -> None:
@@ -343,14 +341,12 @@ class RivetApp:
 
     def _metrics(self, headers: Headers) -> Response:
         """``GET /metrics``: the runtime's Prometheus text (see :mod:`rivetkit.metrics`)."""
-        from rivetkit.metrics.exposition import CONTENT_TYPE, check_scrape, render
+        from rivetkit.metrics.exposition import scrape_response
 
-        metrics = self.runtime.metrics
-        refusal = check_scrape(metrics, headers.get("authorization"))
-        if refusal is not None or metrics is None:
-            status, text = refusal or (403, b"")
-            return Response._raw(status, list(_TEXT), text)
-        return Response._raw(200, [(b"content-type", CONTENT_TYPE.encode())], render(metrics))
+        status, content_type, body = scrape_response(
+            self.runtime.metrics, headers.get("authorization")
+        )
+        return Response._raw(status, [(b"content-type", content_type)], body)
 
     # -- gateway ---------------------------------------------------------------------------
 
