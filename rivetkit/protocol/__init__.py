@@ -24,6 +24,11 @@ Values and the json/cbor encodings of the client protocol:
   encodings;
 * :mod:`rivetkit.protocol.http_bodies`: the HTTP bodies (action, queue, error) in each encoding.
 
+Actor keys:
+
+* :mod:`rivetkit.protocol.actor_keys`: an actor key (a list of strings) to and from its
+  one-string form, as RivetKit's clients and drivers write it.
+
 Checks:
 
 * :mod:`rivetkit.protocol.vectors`: ``python -m rivetkit.protocol.vectors check FILE...``
