@@ -20,6 +20,7 @@ definition time, naming the culprit.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import re
@@ -34,6 +35,7 @@ from rivetkit.options import ActorOptions
 from rivetkit.validation import ArgsValidator, build_action_validator, is_async_callable
 
 __all__ = [
+    "ACTION_NAME_ATTRIBUTE",
     "ACTOR_NAME_PATTERN",
     "HOOK_NAMES",
     "UNSET",
@@ -64,6 +66,10 @@ class _Unset:
 
 #: Marks a constant (``state``, ``vars``, ``conn_state``) that was not given.
 UNSET: Final = _Unset()
+
+#: The attribute that :meth:`ActorDefinition.action` sets on a registered function: its wire
+#: name (the typed ``handle.call(fn, *args)`` of the clients reads it).
+ACTION_NAME_ATTRIBUTE: Final = "__rivetkit_action__"
 
 #: Actor names: 1 to 128 ASCII letters, digits, ``_``, ``.``, ``-``, starting with a letter or
 #: digit. Such a name is a URL path segment as is (no ``.``/``..``, nothing to escape).
@@ -360,6 +366,10 @@ class ActorDefinition:
         label = f"actor {self.name!r}, action {name!r}"
         spec = ActionSpec(name, fn, is_async_callable(fn), build_action_validator(fn, label=label))
         self.actions[name] = spec
+        # The wire name travels with the function, for typed calls (``handle.call(fn, ...)``).
+        # A callable that takes no attributes (a builtin, a bound method) is still an action.
+        with contextlib.suppress(AttributeError, TypeError):
+            fn.__rivetkit_action__ = name  # type: ignore[attr-defined]
         return spec
 
     # -- events ------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from rivetkit.client.config import ClientConfig, RetryOptions, resolve_config
 from rivetkit.client.connection import ActorConnection
 from rivetkit.client.errors import ActorError
 from rivetkit.client.handle import ActorHandle, actor_id_of
-from rivetkit.client.http import HttpSession
+from rivetkit.client.http import HttpSession, WsConnect
 from rivetkit.client.query import (
     DEFAULT_MAX_INPUT_SIZE,
     ForIdQuery,
@@ -108,6 +108,8 @@ class Client:
     :param max_input_size: largest encoded ``get_or_create`` input (it travels in the URL).
     :param retry: retries of get/get_or_create requests on actor lifecycle errors.
     :param transport: an httpx transport replacing the network (for tests).
+    :param ws_connect: replaces ``websockets.asyncio.client.connect`` (same arguments) for
+        the client's WebSockets (the in-process client of :mod:`rivetkit.testing`).
 
     Use it as ``async with Client(...) as client`` or call :meth:`close` when done: that
     closes its connections too.
@@ -131,6 +133,7 @@ class Client:
         max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
         retry: RetryOptions | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        ws_connect: WsConnect | None = None,
     ) -> None:
         self._config = resolve_config(
             endpoint,
@@ -144,7 +147,7 @@ class Client:
             max_input_size=max_input_size,
             retry=retry,
         )
-        self._session = HttpSession(self._config, transport=transport)
+        self._session = HttpSession(self._config, transport=transport, ws_connect=ws_connect)
         self._connections: set[ActorConnection] = set()
 
     # MARK: settings

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.typing import Subprotocol
 
@@ -113,7 +112,7 @@ async def open_socket(
     except ActorError as exc:
         raise classify(exc, query) from None
     try:
-        ws = await ws_connect(
+        ws = await session.ws_connect(
             url,
             subprotocols=list(subprotocols),
             compression=None,

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
+from websockets.asyncio.client import connect as websockets_connect
 
 from rivetkit._version import __version__
 from rivetkit.client.backoff import METADATA_BACKOFF, Backoff, Clock, Deadline
@@ -31,7 +32,7 @@ from rivetkit.client.errors import CLIENT_GROUP, ActorError, parse_http_error
 from rivetkit.client.query import ActorQuery
 from rivetkit.client.urls import gateway_url, manager_url
 
-__all__ = ["USER_AGENT", "HttpSession", "Sleep"]
+__all__ = ["USER_AGENT", "HttpSession", "Sleep", "WsConnect"]
 
 log = logging.getLogger("rivetkit.client")
 
@@ -42,12 +43,18 @@ _NO_RESPONSE = "without sending a response"
 
 #: An ``asyncio.sleep``-like coroutine function (injectable for tests).
 Sleep = Callable[[float], Awaitable[None]]
+#: ``websockets.asyncio.client.connect`` or a replacement taking the same arguments and
+#: returning an object with the ``ClientConnection`` members the client uses (``send``,
+#: ``recv``, ``close``, ``async for``, ``protocol.close_exc``, ``subprotocol``).
+WsConnect = Callable[..., Awaitable[Any]]
 
 
 class HttpSession:
     """HTTP state shared by a client's handles: settings, the httpx client, metadata.
 
     ``transport`` replaces httpx's network transport (tests use ``httpx.MockTransport``);
+    ``ws_connect`` replaces ``websockets.asyncio.client.connect`` for the client's sockets
+    (same call, same keyword arguments; the in-process client of :mod:`rivetkit.testing`);
     ``sleep`` and ``clock`` replace ``asyncio.sleep`` and ``time.monotonic`` in retry loops.
     """
 
@@ -56,6 +63,7 @@ class HttpSession:
         config: ClientConfig,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        ws_connect: WsConnect | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
     ) -> None:
@@ -65,6 +73,8 @@ class HttpSession:
         self.token = config.token
         self.sleep = sleep
         self.clock = clock
+        #: Opens a WebSocket: ``websockets.asyncio.client.connect`` unless replaced.
+        self.ws_connect: WsConnect = ws_connect or websockets_connect
         self.metadata: dict[str, Any] | None = None
         self._metadata_task: asyncio.Task[dict[str, Any]] | None = None
         self._closed = False

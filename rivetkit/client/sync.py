@@ -42,6 +42,7 @@ from rivetkit.client.client import ActorAccessor, Client
 from rivetkit.client.config import RetryOptions
 from rivetkit.client.connection import ActorConnection, ActorEvent, EventStream
 from rivetkit.client.handle import ActorHandle
+from rivetkit.client.http import WsConnect
 from rivetkit.client.query import DEFAULT_MAX_INPUT_SIZE
 
 __all__ = [
@@ -203,6 +204,7 @@ class SyncClient(Facade):
     :param timeout: the longest any blocking call waits, in seconds (``client.timeout``
         when exceeded; the operation is cancelled); None (default) waits as long as it takes.
     :param transport: an httpx transport replacing the network (for tests).
+    :param ws_connect: replaces ``websockets.asyncio.client.connect`` (see :class:`Client`).
 
     Use it as ``with SyncClient(...) as client`` or call :meth:`close`.
     """
@@ -224,6 +226,7 @@ class SyncClient(Facade):
         retry: RetryOptions | None = None,
         timeout: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        ws_connect: WsConnect | None = None,
     ) -> None:
         # Settings are checked here, in the caller's thread, before a thread is started.
         client = Client(
@@ -238,6 +241,7 @@ class SyncClient(Facade):
             max_input_size=max_input_size,
             retry=retry,
             transport=transport,
+            ws_connect=ws_connect,
         )
         super().__init__(None, client)
         self._call_timeout = timeout
