@@ -12,7 +12,7 @@ PURE_ENV := env -u RIVETKIT_REQUIRE_SPEEDUPS RIVETKIT_PURE=1
 INTEROP := tests/interop
 INTEROP_STAMP := $(INTEROP)/node_modules/.package-lock.json
 
-.PHONY: venv test lint format bench bench-micro bench-readme vectors clean interop-deps demo fuzz dist test-installed \
+.PHONY: docs docs-serve venv test lint format bench bench-micro bench-readme vectors clean interop-deps demo fuzz dist test-installed \
 	test-standalone
 
 venv: $(STAMP)
@@ -25,7 +25,8 @@ $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --upgrade 'setuptools>=77' wheel 'cython>=3.0.10'
-	RIVETKIT_PURE=1 $(PY) -m pip install --quiet --no-build-isolation -e '.[dev]'
+	RIVETKIT_PURE=1 $(PY) -m pip install --quiet --no-build-isolation \
+		--config-settings editable_mode=compat -e '.[dev]'
 	touch $@
 
 # The official TypeScript client for tests/test_interop.py (npm rivetkit, pinned by the lock).
@@ -34,9 +35,18 @@ interop-deps: $(INTEROP_STAMP)
 $(INTEROP_STAMP): $(INTEROP)/package.json $(INTEROP)/package-lock.json
 	cd $(INTEROP) && npm install --no-audit --no-fund --loglevel=error
 
-test: venv interop-deps
+test: venv interop-deps docs
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(PURE_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+# The documentation site (mkdocs.yml, docs/) into build/site, warnings as errors; its Python
+# examples run in `make test` (sybil, docs/conftest.py).
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+# Serve the documentation on http://127.0.0.1:8000 with live reload.
+docs-serve: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000
 
 # dist/: the sdist, the compiled wheel built from it, and the pure py3-none-any wheel.
 dist: venv
