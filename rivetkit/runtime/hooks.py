@@ -65,4 +65,6 @@ class ActorLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         """Prefix ``msg`` with ``[name key id]``."""
         extra = self.extra or {}
+        # The fields also travel as record attributes (the JSON log format shows them).
+        kwargs["extra"] = {**extra, **(kwargs.get("extra") or {})}
         return f"[{extra['actor']} {extra['key']} {extra['actor_id']}] {msg}", kwargs
