@@ -44,8 +44,8 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -57,6 +57,7 @@ from rivetkit.client.events import ActorEvent, EventListeners, EventStream, call
 from rivetkit.client.handshake import CLOSE_TIMEOUT, OpenFailure, close_error, error_of, open_socket
 from rivetkit.client.http import HttpSession
 from rivetkit.client.query import ActorQuery
+from rivetkit.client.typed import action_name_of, wire_args
 from rivetkit.client.urls import connect_subprotocols
 from rivetkit.errors import EncodeError, ProtocolError
 from rivetkit.protocol.client_protocol import (
@@ -76,6 +77,9 @@ if TYPE_CHECKING:
 __all__ = ["ActorConnection", "ActorEvent", "ConnStatus", "EventStream"]
 
 log = logging.getLogger("rivetkit.client")
+
+R = TypeVar("R")
+P = ParamSpec("P")
 
 ConnStatus = Literal["idle", "connecting", "connected", "disconnected"]
 
@@ -423,6 +427,26 @@ class ActorConnection:
         finally:
             self._sent.pop(action_id, None)
             self._queued.pop(action_id, None)
+
+    @overload
+    async def call(
+        self,
+        action: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R: ...
+    @overload
+    async def call(
+        self, action: Callable[Concatenate[Any, P], R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R: ...
+    async def call(self, action: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Call the action defined by the function ``action`` over the connection:
+        ``await conn.call(increment, 5)`` (typed as :meth:`ActorHandle.call`).
+
+        :raises TypeError: when ``action`` is not a registered action function.
+        """
+        return await self.action(action_name_of(action), *wire_args(action, args, kwargs))
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
         if name.startswith("_"):

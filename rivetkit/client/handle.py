@@ -15,8 +15,8 @@ retried up to 5 times on every handle (see :class:`~rivetkit.client.config.Retry
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, Concatenate, NamedTuple, ParamSpec, TypeVar, overload
 
 import httpx
 
@@ -34,6 +34,7 @@ from rivetkit.client.query import (
     GetQuery,
     b64_std,
 )
+from rivetkit.client.typed import action_name_of, wire_args
 from rivetkit.client.urls import CRASH_POLICY, conn_params_header, encode_uri_component
 from rivetkit.errors import ProtocolError
 from rivetkit.protocol.actor_keys import serialize_key
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
 __all__ = ["ActorHandle", "QueueSendResult", "actor_id_of"]
 
 T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
 
 _UNSET: Any = object()
 
@@ -151,6 +154,28 @@ class ActorHandle:
                 raise _protocol_error(exc) from None
 
         return await self._retrying(attempt)
+
+    @overload
+    async def call(
+        self,
+        action: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R: ...
+    @overload
+    async def call(
+        self, action: Callable[Concatenate[Any, P], R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R: ...
+    async def call(self, action: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Call the action defined by the function ``action``: ``await h.call(increment, 5)``.
+
+        Type-checked against ``action``'s parameters after the context, with its return type;
+        sends its wire name. See :mod:`rivetkit.client.typed`.
+
+        :raises TypeError: when ``action`` is not a registered action function.
+        """
+        return await self.action(action_name_of(action), *wire_args(action, args, kwargs))
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
         if name.startswith("_"):

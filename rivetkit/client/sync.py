@@ -24,8 +24,8 @@ Interrupting a blocking call (Ctrl-C) cancels the operation on the loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 import httpx
 
@@ -44,6 +44,7 @@ from rivetkit.client.connection import ActorConnection, ActorEvent, EventStream
 from rivetkit.client.handle import ActorHandle
 from rivetkit.client.http import WsConnect
 from rivetkit.client.query import DEFAULT_MAX_INPUT_SIZE
+from rivetkit.client.typed import action_name_of, wire_args
 
 __all__ = [
     "SyncActorAccessor",
@@ -52,6 +53,9 @@ __all__ = [
     "SyncClient",
     "SyncEventStream",
 ]
+
+R = TypeVar("R")
+P = ParamSpec("P")
 
 
 def _action_of(facade: Facade, name: str) -> Callable[..., Any]:
@@ -64,6 +68,33 @@ def _action_of(facade: Facade, name: str) -> Callable[..., Any]:
 
     call.__name__ = call.__qualname__ = name
     return call
+
+
+class _TypedCalls(Facade):
+    """``call``: the typed action call of the blocking handle and connection."""
+
+    @overload
+    def call(
+        self,
+        action: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R: ...
+    @overload
+    def call(
+        self, action: Callable[Concatenate[Any, P], R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R: ...
+    def call(self, action: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Call the action defined by the function ``action``: ``h.call(increment, 5)``.
+
+        Type-checked against ``action``'s parameters after the context, with its return type
+        (an async action's result is returned, not awaited); sends its wire name.
+
+        :raises TypeError: when ``action`` is not a registered action function.
+        """
+        name = action_name_of(action)
+        return self.action(name, *wire_args(action, args, kwargs))  # type: ignore[attr-defined]
 
 
 class SyncEventStream(Facade):
@@ -95,7 +126,7 @@ class SyncEventStream(Facade):
         self.close()
 
 
-class SyncActorConnection(Facade):
+class SyncActorConnection(_TypedCalls):
     """The blocking face of an :class:`~rivetkit.client.ActorConnection`.
 
     Listeners (``on``, ``once``, ``on_error``, ...) are registered on the loop thread and run
@@ -145,7 +176,7 @@ class SyncActorConnection(Facade):
         return f"<Sync{self._target!r}>"
 
 
-class SyncActorHandle(Facade):
+class SyncActorHandle(_TypedCalls):
     """The blocking face of an :class:`~rivetkit.client.ActorHandle`."""
 
     _target: ActorHandle
