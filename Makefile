@@ -96,7 +96,7 @@ fuzz: venv
 # comparisons (benchmarks/bench_peers.py: RivetKit TS 2.3.19 against our embedded server and
 # on the same engine, Ray, Pykka), each ratio measured in the run; results and the Markdown
 # table in benchmarks/results/. BENCH_ARGS=--quick: a short smoke run. `make bench-readme`
-# pastes the last table into README.md. Installs the `bench` extra (ray), wrk (apt) and the
+# pastes the last table into docs/performance.md. Installs the `bench` extra (ray), wrk (apt) and the
 # RivetKit TS peer (npm, benchmarks/.peers/); `make test` needs none of them.
 BENCH_HARNESS ?= ../shared/bench
 BENCH_PEER := benchmarks/.peers/rivetkit-ts
@@ -118,7 +118,7 @@ bench-micro: venv $(BENCH_STAMP)
 	$(BENCH_MICRO)
 
 bench-readme: venv
-	$(PY) benchmarks/render_table.py --readme README.md
+	$(PY) benchmarks/render_table.py --page docs/performance.md
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
 	RIVETKIT_PURE=1 $(PY) -m pip install --quiet --no-build-isolation -e '.[bench]'

@@ -1,13 +1,14 @@
-"""Render the results of ``make bench`` as the README's Markdown performance tables.
+"""Render the results of ``make bench`` as the Markdown performance tables of the docs.
 
 Reads ``benchmarks/results/latest.json`` (``bench_peers.py``: the peer comparisons) and, when
 present, ``benchmarks/results/micro.json`` (pytest-benchmark's JSON of ``test_micro.py``:
-compiled vs pure twin). Prints the Markdown; ``--out FILE`` also writes it, and ``--readme
-README.md`` replaces the text between the ``<!-- bench-table:start -->`` and
-``<!-- bench-table:end -->`` markers of that file with it.
+compiled vs pure twin). Prints the Markdown; ``--out FILE`` also writes it, and ``--page
+docs/performance.md`` (``make bench-readme``; ``--readme`` is the old spelling) replaces the
+text between the ``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->`` markers of
+that file with it.
 
     python benchmarks/render_table.py [--results FILE] [--micro FILE] [--out FILE]
-                                      [--readme README.md]
+                                      [--page docs/performance.md]
 """
 
 from __future__ import annotations
@@ -159,7 +160,13 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=HERE / "results" / "latest.json")
     parser.add_argument("--micro", type=Path, default=HERE / "results" / "micro.json")
     parser.add_argument("--out", type=Path, help="also write the Markdown here")
-    parser.add_argument("--readme", type=Path, help="replace the marked section of this file")
+    parser.add_argument(
+        "--page",
+        "--readme",
+        dest="page",
+        type=Path,
+        help="replace the marked section of this file (docs/performance.md)",
+    )
     args = parser.parse_args()
     report, micro = load(args.results), load(args.micro)
     if report is None and micro is None:
@@ -169,8 +176,8 @@ def main() -> int:
     print(text, end="")
     if args.out:
         args.out.write_text(text)
-    if args.readme:
-        replace_section(args.readme, text)
+    if args.page:
+        replace_section(args.page, text)
     return 0
 
 
