@@ -1,0 +1,47 @@
+"""The configuration reference lists every environment variable the package reads.
+
+A new ``os.environ``/``os.getenv`` lookup of a ``RIVET*`` name (or the few others the
+runtime honours) that docs/reference/configuration.md does not mention fails here, so the
+reference cannot fall behind the code.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "rivetkit"
+PAGE = ROOT / "docs" / "reference" / "configuration.md"
+
+# A string literal that names an environment variable of ours: RIVET_*, RIVETKIT_*,
+# _RIVET_*, or the RIVET__ prefix the engine spawner filters out.
+_NAME = re.compile(r"[\"'](_?RIVET(?:KIT)?_[A-Z0-9_]*)[\"']")
+# Variables of others that the runtime reads on purpose.
+_OTHERS = ("NODE_ENV",)
+
+
+def _names_in_code() -> set[str]:
+    names: set[str] = set()
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        names.update(_NAME.findall(text))
+        for other in _OTHERS:
+            if f'environ.get("{other}"' in text or f'getenv("{other}"' in text:
+                names.add(other)
+    return names
+
+
+def test_the_code_reads_the_variables_we_know() -> None:
+    names = _names_in_code()
+    # A sanity floor: the scan must find the well-known ones, or it scans nothing.
+    assert {"RIVET_ENDPOINT", "RIVETKIT_PURE", "RIVET_EXPOSE_ERRORS"} <= names
+
+
+@pytest.mark.parametrize("name", sorted(_names_in_code()))
+def test_every_environment_variable_is_documented(name: str) -> None:
+    page = PAGE.read_text(encoding="utf-8")
+    shown = name + "*" if name.endswith("__") else name
+    assert f"`{shown}`" in page, f"{name} is read by rivetkit but not listed in {PAGE.name}"
