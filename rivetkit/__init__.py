@@ -23,14 +23,18 @@ if TYPE_CHECKING:
     from rivetkit.errors import ProtocolError, RivetError, UserError
     from rivetkit.options import ActorOptions
     from rivetkit.registry import Registry, setup
+    from rivetkit.runtime.connection import Connection
+    from rivetkit.runtime.context import ActorContext
 
     #: True when the compiled twins of the hot paths are in use.
     SPEEDUPS: bool
 
 __all__ = [
     "SPEEDUPS",
+    "ActorContext",
     "ActorDefinition",
     "ActorOptions",
+    "Connection",
     "EventOptions",
     "ProtocolError",
     "Registry",
@@ -56,6 +60,8 @@ _EXPORTS: dict[str, str] = {
     "ActorOptions": "rivetkit.options",
     "Registry": "rivetkit.registry",
     "setup": "rivetkit.registry",
+    "Connection": "rivetkit.runtime.connection",
+    "ActorContext": "rivetkit.runtime.context",
 }
 
 # The selector modules of the hot-path twins: SPEEDUPS loads them all before it answers, so

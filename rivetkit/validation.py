@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -255,12 +256,30 @@ class _LazyArgsValidator:
         impl = self._impl
         if impl is None:
             try:
-                hints = typing.get_type_hints(_hints_target(self._fn), include_extras=True)
+                hints = _param_hints(self._fn, self._plan)
             except Exception as exc:
                 raise TypeError(f"{self._label}: cannot resolve type hints: {exc}") from exc
             impl = _make_args_validator(self._plan, hints, self._label) or _identity_args
             self._impl = impl
         return impl(args)
+
+
+def _param_hints(fn: Callable[..., Any], plan: _Plan) -> dict[str, Any]:
+    """The resolved hints of the wire parameters of ``fn`` only.
+
+    The context's annotation (``c: ActorContext[State]``, perhaps imported under
+    ``TYPE_CHECKING`` only) and the return annotation are never evaluated: a name that exists
+    for type checkers alone must not break validation.
+    """
+    target = _hints_target(fn)
+    wanted = {p.name for p in plan.params}
+    raw = getattr(target, "__annotations__", None) or {}
+    needed = {name: hint for name, hint in raw.items() if name in wanted}
+    if not needed:
+        return {}
+    namespace = getattr(inspect.unwrap(target), "__globals__", {})
+    holder = types.SimpleNamespace(__annotations__=needed, __globals__=namespace)
+    return typing.get_type_hints(holder, include_extras=True)
 
 
 def _identity_args(args: list[Any]) -> list[Any]:
@@ -292,7 +311,7 @@ def build_action_validator(
     if not plan.annotated:
         return None
     try:
-        hints = typing.get_type_hints(_hints_target(fn), include_extras=True)
+        hints = _param_hints(fn, plan)
     except NameError:
         return _LazyArgsValidator(fn, plan, label)
     return _make_args_validator(plan, hints, label)

@@ -33,8 +33,14 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, cast
+
+if sys.version_info >= (3, 13):
+    from typing import TypeVar
+else:  # PEP 696 (TypeVar defaults) before Python 3.13
+    from typing_extensions import TypeVar
 
 if TYPE_CHECKING:
     from rivetkit.runtime.instance import ActorInstance
@@ -109,7 +115,11 @@ class Hibernation:
         self.ack: Callable[[int], None] | None = None
 
 
-class Connection:
+#: The type of a connection's state (``Connection[CS]``, for type checkers only).
+CS = TypeVar("CS", default=Any)
+
+
+class Connection(Generic[CS]):
     """One client connection: params, state, subscriptions and a transport.
 
     Attributes: ``id``; ``params`` (the connection params the client sent, decoded);
@@ -142,7 +152,7 @@ class Connection:
     ) -> None:
         self.id = conn_id or new_conn_id()
         self.params = params
-        self.state: Any = None
+        self.state: CS = cast("CS", None)
         self.subscriptions: set[str] = set()
         self.transport = transport
         self.hibernatable = hibernatable
