@@ -82,6 +82,8 @@ _PUBLIC_STATUS: dict[tuple[str, str], int] = {
     # Ours: a write refused because the state could not be saved (runtime/state_guard.py).
     ("actor", "invalid_state"): 500,
     ("actor", "state_save_failed"): 503,
+    # Ours: an action's output its client's encoding cannot carry (protocol/value_errors.py).
+    ("actor", "invalid_output"): 500,
     ("actor_runtime_socket", "*"): 400,
     ("message", "*"): 400,
     ("schedule", "*"): 400,

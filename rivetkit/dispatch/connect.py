@@ -47,6 +47,7 @@ from rivetkit.protocol.messages import (
     encode_action_response,
     encode_to_client,
 )
+from rivetkit.protocol.value_errors import invalid_output
 from rivetkit.runtime.instance import Phase
 
 if TYPE_CHECKING:
@@ -671,11 +672,7 @@ class ConnSession:
             try:
                 frame = encode_action_response(action_id, output, self.encoding)
             except Exception as exc:
-                error = RivetError(
-                    "actor",
-                    "invalid_output",
-                    f"the output of action {name!r} cannot be encoded: {exc}",
-                )
+                error = invalid_output(name, output, self.encoding, exc)
                 instance.log.warning("%s", error.message)
                 frame = error_frame(error, action_id, self.encoding)
             else:

@@ -88,6 +88,7 @@ from rivetkit.protocol.http_bodies import (
     http_queue_send_response_to,
 )
 from rivetkit.protocol.trees import ENCODINGS
+from rivetkit.protocol.value_errors import invalid_output
 from rivetkit.runtime.connection import Hibernation, new_hibernation_id
 from rivetkit.runtime.instance import Phase
 
@@ -381,11 +382,7 @@ class Dispatcher:
             try:
                 payload = http_action_response_to(output, encoding)
             except EncodeError as exc:
-                raise RivetError(
-                    "actor",
-                    "invalid_output",
-                    f"the output of action {name!r} cannot be encoded: {exc}",
-                ) from exc
+                raise invalid_output(name, output, encoding, exc) from exc
             if len(payload) > options.max_outgoing_message_size:
                 raise outgoing_too_long(options.max_outgoing_message_size)
         except Exception as exc:

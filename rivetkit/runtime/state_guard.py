@@ -205,12 +205,23 @@ def _surely_saveable(raw: bytes) -> bool:
     return not any(head in raw for head in _BIG_INT_HEADS)
 
 
+#: One sentence on what the state may hold, ending every ``actor/invalid_state`` message.
+STATE_VALUES: Final = (
+    "state holds None, bool, int, float, str, bytes, and lists, tuples (kept as lists), "
+    "sets and dicts of them; see docs/concepts/values.md"
+)
+
+
 def invalid_state(problem: str, *, what: str = "the action") -> RivetError:
-    """``actor/invalid_state`` for ``problem`` (``"<path> <reason>"``), path in metadata."""
+    """``actor/invalid_state`` for ``problem`` (``"<path> <reason>"``), path in metadata.
+
+    The message names the offending value's path and type, then says what the state may
+    hold (:data:`STATE_VALUES`).
+    """
     path = problem.split(" ", 1)[0]
     return actor_error(
         "invalid_state",
-        f"{what} left the state unsaveable: {problem}; its changes were undone",
+        f"{what} left the state unsaveable: {problem}; its changes were undone. {STATE_VALUES}",
         metadata={"path": path},
     )
 
@@ -265,5 +276,5 @@ def _find(value: Any, path: str, active: set[int], depth: int) -> str | None:
     try:
         cbor_dumps(value)
     except Exception:
-        return f"{path} is a {t.__name__} ({value!r:.60}), which CBOR cannot store"
+        return f"{path} is of type {t.__name__} ({value!r:.60}), which CBOR cannot store"
     return None
