@@ -489,7 +489,7 @@ async def test_open_timeout_when_nothing_listens() -> None:
         with pytest.raises(ActorError) as info:
             await client.counter.get_or_create(["k"]).connect(open_timeout=0.3)
         assert info.value.code == "connection_open_failed"
-        assert "cannot open" in info.value.message
+        assert "WebSocket connect to ws://" in info.value.message
 
 
 @pytest.mark.asyncio

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from rivetkit.client.errors import ActorError
+from rivetkit.client.timeouts import timeout_error
 
 __all__ = [
     "Facade",
@@ -61,9 +62,13 @@ class LoopThread:
         finally:
             self.loop.close()
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
-        """Run ``coro`` on the loop and wait for its result (``client.timeout`` after
-        ``timeout`` seconds, the operation being cancelled; None: no limit)."""
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None, what: str = "the call") -> T:
+        """Run ``coro`` on the loop and wait for its result (``client.timeout`` naming
+        ``what`` after ``timeout`` seconds, the operation being cancelled; None: no limit).
+
+        Errors raised by ``coro`` pass through unchanged (a TimeoutError of its own is not
+        taken for the wait's).
+        """
         if threading.current_thread() is self.thread:
             coro.close()
             raise RuntimeError(
@@ -74,15 +79,14 @@ class LoopThread:
             raise ActorError.client("client_closed", "the client is closed")
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise ActorError.client(
-                "timeout", f"the call did not finish within {timeout} s"
-            ) from None
-        except BaseException:
+            done, _ = concurrent.futures.wait([future], timeout)
+        except BaseException:  # Ctrl-C in the waiting thread
             future.cancel()
             raise
+        if not done:
+            future.cancel()
+            raise timeout_error(what, timeout or 0.0)
+        return future.result()
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run the plain function ``fn(*args, **kwargs)`` on the loop thread; its result."""
@@ -187,7 +191,8 @@ def blocking(
         async def invoke() -> Any:
             return await getattr(target, name)(*args, **kwargs)
 
-        result = self._bridge.run(invoke(), self._timeout if bounded else None)
+        what = f"{type(self).__name__}.{name}() of {target!r}"
+        result = self._bridge.run(invoke(), self._timeout if bounded else None, what)
         return convert(self._owner, result)
 
     return _mirror(fn, method, wrap, doc)

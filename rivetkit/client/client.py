@@ -23,6 +23,7 @@ import httpx
 from rivetkit.client.config import ClientConfig, RetryOptions, resolve_config
 from rivetkit.client.connection import ActorConnection
 from rivetkit.client.errors import ActorError
+from rivetkit.client.guard import guard_client_method
 from rivetkit.client.handle import ActorHandle, actor_id_of
 from rivetkit.client.http import HttpSession, WsConnect
 from rivetkit.client.query import (
@@ -35,6 +36,7 @@ from rivetkit.client.query import (
     encode_input,
     normalize_key,
 )
+from rivetkit.client.timeouts import within
 from rivetkit.client.urls import CRASH_POLICY
 from rivetkit.protocol.actor_keys import serialize_key
 
@@ -89,6 +91,14 @@ class ActorAccessor:
     def __repr__(self) -> str:
         return f"<ActorAccessor {self._name!r}>"
 
+    def __getattr__(self, name: str) -> Any:
+        guard_client_method(self, name)
+        raise AttributeError(
+            f"ActorAccessor has no attribute {name!r}: get a handle first, e.g. "
+            f"client.{self._name}.get_or_create(key).{name}(...) or "
+            f'.action("{name}", ...) on it'
+        )
+
 
 class Client:
     """An async client of a RivetKit server (ours, or the Rivet Engine's gateway).
@@ -107,12 +117,17 @@ class Client:
         retry forever, as the TypeScript client does).
     :param max_input_size: largest encoded ``get_or_create`` input (it travels in the URL).
     :param retry: retries of get/get_or_create requests on actor lifecycle errors.
+    :param timeout: the time limit of each call (actions, ``call``, queue sends, ``fetch``,
+        ``resolve``, ``create``, ``metadata``, connection actions) in seconds; a call past it
+        is cancelled and raises ``client.timeout`` naming the call. None (default): no limit.
+        Calls take their own ``timeout=`` too. Opening a connection has ``open_timeout``, and
+        waiting for events is not limited.
     :param transport: an httpx transport replacing the network (for tests).
     :param ws_connect: replaces ``websockets.asyncio.client.connect`` (same arguments) for
         the client's WebSockets (the in-process client of :mod:`rivetkit.testing`).
 
-    Use it as ``async with Client(...) as client`` or call :meth:`close` when done: that
-    closes its connections too.
+    Use it as ``async with Client(...) as client`` or call :meth:`close` (or
+    :meth:`aclose`) when done: that closes its connections too.
 
     ``client.<name>`` gives the handle factories of actor ``<name>``; for an actor named
     like a method or property of the client (``get``, ``create``, ``close``, ``metadata``,
@@ -132,6 +147,7 @@ class Client:
         metadata_timeout: float | None = 30.0,
         max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
         retry: RetryOptions | None = None,
+        timeout: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         ws_connect: WsConnect | None = None,
     ) -> None:
@@ -146,6 +162,7 @@ class Client:
             metadata_timeout=metadata_timeout,
             max_input_size=max_input_size,
             retry=retry,
+            timeout=timeout,
         )
         self._session = HttpSession(self._config, transport=transport, ws_connect=ws_connect)
         self._connections: set[ActorConnection] = set()
@@ -183,6 +200,10 @@ class Client:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def aclose(self) -> None:
+        """The same as :meth:`close` (the httpx habit)."""
+        await self.close()
+
     async def close(self) -> None:
         """Close every connection opened through this client, then the HTTP connections."""
         connections = list(self._connections)
@@ -196,7 +217,13 @@ class Client:
         return self._session.closed
 
     async def metadata(self) -> dict[str, Any]:
-        """The server's ``GET /metadata`` answer (looked up once; fetched now if disabled)."""
+        """The server's ``GET /metadata`` answer (looked up once; fetched now if disabled).
+
+        Limited by the client's ``timeout`` (``client.timeout``).
+        """
+        return await within(self._metadata(), self._config.timeout, "GET /metadata")
+
+    async def _metadata(self) -> dict[str, Any]:
         await self._session.ensure_metadata()
         if self._session.metadata is not None:
             return self._session.metadata
@@ -248,7 +275,10 @@ class Client:
         params: Any = None,
         region: str | None = None,
     ) -> ActorHandle:
-        """Create a new actor (``POST /actors``) and return a handle on its id."""
+        """Create a new actor (``POST /actors``) and return a handle on its id.
+
+        Limited by the client's ``timeout`` (``client.timeout``).
+        """
         name = _check_name(name)
         parts = normalize_key(key)
         body: dict[str, Any] = {}
@@ -260,7 +290,10 @@ class Client:
         if input is not None:
             body["input"] = b64_std(encode_input(input))
         body["crash_policy"] = CRASH_POLICY
-        answer = await self._session.manager("POST", "/actors", body=body)
+        operation = f"create {name}({list(parts)!r})"
+        answer = await within(
+            self._session.manager("POST", "/actors", body=body), self._config.timeout, operation
+        )
         actor_id = actor_id_of(answer, "POST /actors")
         return ActorHandle(self, ForIdQuery(name, actor_id), params=params)
 
@@ -271,6 +304,5 @@ class Client:
         return ActorHandle(self, ForIdQuery(_check_name(name), actor_id), params=params)
 
     def __getattr__(self, name: str) -> ActorAccessor:
-        if name.startswith("_"):
-            raise AttributeError(name)
+        guard_client_method(self, name)
         return ActorAccessor(self, name)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final, cast
+from typing import Any, Final, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from rivetkit.client.query import DEFAULT_MAX_INPUT_SIZE
@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_METADATA_TIMEOUT",
     "ClientConfig",
     "RetryOptions",
+    "check_timeout",
     "parse_endpoint",
     "resolve_config",
 ]
@@ -67,6 +68,18 @@ class ClientConfig:
     metadata_timeout: float | None = DEFAULT_METADATA_TIMEOUT
     max_input_size: int = DEFAULT_MAX_INPUT_SIZE
     retry: RetryOptions = field(default_factory=RetryOptions)
+    timeout: float | None = None
+
+
+def check_timeout(timeout: Any, what: str = "timeout") -> float | None:
+    """``timeout`` as seconds, or None; TypeError/ValueError unless a positive number."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds or None, not {timeout!r}")
+    if not timeout > 0:
+        raise ValueError(f"{what} must be positive (or None for no limit), not {timeout!r}")
+    return float(timeout)
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, str | None, str | None]:
@@ -110,6 +123,7 @@ def resolve_config(
     metadata_timeout: float | None,
     max_input_size: int,
     retry: RetryOptions | None,
+    timeout: float | None = None,
 ) -> ClientConfig:
     """Resolve the settings (see the module docstring); raises ValueError/TypeError early."""
     if encoding not in ENCODINGS:
@@ -137,4 +151,5 @@ def resolve_config(
         metadata_timeout=metadata_timeout,
         max_input_size=max_input_size,
         retry=retry or RetryOptions(),
+        timeout=check_timeout(timeout),
     )

@@ -52,11 +52,14 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from rivetkit.client.backoff import CONNECT_BACKOFF, Backoff
+from rivetkit.client.config import check_timeout
 from rivetkit.client.errors import CLIENT_GROUP, ActorError
 from rivetkit.client.events import ActorEvent, EventListeners, EventStream, call_callback
+from rivetkit.client.guard import guard_client_method
 from rivetkit.client.handshake import CLOSE_TIMEOUT, OpenFailure, close_error, error_of, open_socket
 from rivetkit.client.http import HttpSession
 from rivetkit.client.query import ActorQuery
+from rivetkit.client.timeouts import describe_target, format_seconds, target_args, within
 from rivetkit.client.typed import action_name_of, wire_args
 from rivetkit.client.urls import connect_subprotocols
 from rivetkit.errors import EncodeError, ProtocolError
@@ -116,6 +119,7 @@ class ActorConnection:
         self._disposed = False
         self._failure: ActorError | None = None
         self._last_error: ActorError | None = None
+        self._attempts = 0  # failed attempts to open since the last Init
         self._actor_id: str | None = None
         self._connection_id: str | None = None
         self._ws: ClientConnection | None = None
@@ -201,9 +205,23 @@ class ActorConnection:
             await asyncio.wait_for(asyncio.shield(waiter), timeout)
         except asyncio.TimeoutError:
             last = self._last_error
-            detail = f": {last}" if last is not None else ""
+            attempts = self._attempts
+            detail = (
+                f" ({attempts} failed attempt{'s' if attempts != 1 else ''}; last: {last.message})"
+                if last is not None
+                else ""
+            )
+            seconds = format_seconds(timeout or 0.0)
             raise ActorError.client(
-                "connection_open_failed", f"not connected after {timeout} s{detail}"
+                "connection_open_failed",
+                f"connection to {describe_target(self._query)} at {self._session.endpoint} "
+                f"not open after {seconds} s{detail}",
+                metadata={
+                    "endpoint": self._session.endpoint,
+                    "operation": "WebSocket connect",
+                    "attempts": attempts,
+                    "timeout": timeout,
+                },
             ) from last
         finally:
             self._open_waiters.discard(waiter)
@@ -249,13 +267,22 @@ class ActorConnection:
                     )
                 except OpenFailure as failure:
                     self._last_error = failure.error
+                    self._attempts += 1
                     if not failure.retry:
                         self._give_up(failure.error)
                         return
                     delay = backoff.next_delay()
-                    log.warning("failed to connect, retrying in %.2f s: %s", delay, failure.error)
+                    log.warning(
+                        "%s: connect attempt %d to %s failed (%s); retrying in %.2f s",
+                        session.endpoint,
+                        self._attempts,
+                        describe_target(self._query),
+                        failure.error.message,
+                        delay,
+                    )
                     await session.sleep(delay)
                     continue
+                self._attempts = 0
                 self._actor_id = init.actor_id
                 self._connection_id = init.connection_id
                 backoff.reset()
@@ -398,16 +425,22 @@ class ActorConnection:
 
     # MARK: actions
 
-    async def action(self, name: str, *args: Any) -> Any:
+    async def action(self, name: str, *args: Any, timeout: float | None = None) -> Any:
         """Call action ``name`` with ``args`` over the connection.
 
         Waits for the connection when not connected. Raises the server's error, or
         ``client.connection_lost`` when the socket closed with the action in flight (it is
-        not retried: it may have run).
+        not retried: it may have run). ``timeout``: seconds before giving up with
+        ``client.timeout`` (None: the client's ``timeout``); the connection stays open.
         """
         if not isinstance(name, str):
             raise TypeError(f"action name must be a str, not {type(name).__name__}")
         self._check_usable()
+        limit = check_timeout(timeout) if timeout is not None else self._session.config.timeout
+        operation = f"action {self._query.name}.{name}({target_args(self._query)}) on a connection"
+        return await within(self._action(name, args), limit, operation)
+
+    async def _action(self, name: str, args: tuple[Any, ...]) -> Any:
         action_id = self._next_id
         request = ToServer(ActionRequest(id=action_id, name=name, args=list(args)))
         try:
@@ -442,18 +475,18 @@ class ActorConnection:
     ) -> R: ...
     async def call(self, action: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Call the action defined by the function ``action`` over the connection:
-        ``await conn.call(increment, 5)`` (typed as :meth:`ActorHandle.call`).
+        ``await conn.call(increment, 5)`` (typed as :meth:`ActorHandle.call`; the time limit
+        is the client's ``timeout``).
 
         :raises TypeError: when ``action`` is not a registered action function.
         """
         return await self.action(action_name_of(action), *wire_args(action, args, kwargs))
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
-        if name.startswith("_"):
-            raise AttributeError(name)
+        guard_client_method(self, name)
 
-        async def call(*args: Any) -> Any:
-            return await self.action(name, *args)
+        async def call(*args: Any, timeout: float | None = None) -> Any:
+            return await self.action(name, *args, timeout=timeout)
 
         call.__name__ = call.__qualname__ = name
         return call
@@ -491,9 +524,15 @@ class ActorConnection:
         return EventStream(self._events, () if name is None else (name,))
 
     async def next_event(self, name: str, timeout: float | None = None) -> list[Any]:
-        """Wait for the next event ``name`` and return its args."""
+        """Wait for the next event ``name`` and return its args.
+
+        ``timeout``: seconds before ``client.timeout`` (None, the default: wait as long as
+        it takes; the client's ``timeout`` does not apply to waiting for events).
+        """
+        limit = check_timeout(timeout)
+        operation = f"event {name!r} from {describe_target(self._query)}"
         async with self.events(name) as stream:
-            event = await asyncio.wait_for(stream.__anext__(), timeout)
+            event = await within(stream.__anext__(), limit, f"waiting for {operation}")
         return event.args
 
     def _add_handler(self, handlers: list[Any], callback: Any) -> Callable[[], None]:
@@ -524,6 +563,10 @@ class ActorConnection:
         return self._add_handler(self._status_handlers, callback)
 
     # MARK: closing
+
+    async def aclose(self) -> None:
+        """The same as :meth:`close` (the httpx habit)."""
+        await self.close()
 
     async def close(self) -> None:
         """Close (``1000 "Disposed"``); pending actions raise ``client.connection_disposed``.

@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any, Concatenate, NamedTuple, ParamSpec, TypeV
 import httpx
 
 from rivetkit.client.backoff import Backoff
+from rivetkit.client.config import check_timeout
 from rivetkit.client.errors import (
     CLIENT_GROUP,
     ActorError,
     is_lifecycle_boundary,
     is_query_retryable,
 )
+from rivetkit.client.guard import guard_client_method
 from rivetkit.client.query import (
     ActorQuery,
     ForIdQuery,
@@ -34,6 +36,7 @@ from rivetkit.client.query import (
     GetQuery,
     b64_std,
 )
+from rivetkit.client.timeouts import describe_target, target_args, within
 from rivetkit.client.typed import action_name_of, wire_args
 from rivetkit.client.urls import CRASH_POLICY, conn_params_header, encode_uri_component
 from rivetkit.errors import ProtocolError
@@ -93,10 +96,18 @@ class ActorHandle:
     and are the default params of :meth:`connect`.
     """
 
-    def __init__(self, client: Client, query: ActorQuery, *, params: Any = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        query: ActorQuery,
+        *,
+        params: Any = None,
+        timeout: float | None = None,
+    ) -> None:
         self._client = client
         self._query = query
         self._params = params
+        self._timeout = check_timeout(timeout)
 
     # MARK: identity
 
@@ -127,15 +138,40 @@ class ActorHandle:
         """The connection params sent with each request (None for none)."""
         return self._params
 
+    @property
+    def timeout(self) -> float | None:
+        """The time limit of this handle's calls in seconds (None: the client's ``timeout``)."""
+        return self._timeout
+
+    def with_timeout(self, timeout: float | None) -> ActorHandle:
+        """A copy of this handle whose calls (``call``, actions, ``send``, ``fetch``,
+        ``resolve``) time out after ``timeout`` seconds (None: the client's ``timeout``)."""
+        return ActorHandle(self._client, self._query, params=self._params, timeout=timeout)
+
     def __repr__(self) -> str:
         return f"<ActorHandle {self._query!r}>"
 
+    def _limit(self, timeout: float | None) -> float | None:
+        if timeout is not None:
+            return check_timeout(timeout)
+        if self._timeout is not None:
+            return self._timeout
+        return self._client._session.config.timeout
+
+    def _operation(self, what: str) -> str:
+        return f"{what} {describe_target(self._query)}"
+
     # MARK: actions
 
-    async def action(self, name: str, *args: Any) -> Any:
-        """Call action ``name`` with ``args`` over HTTP (``POST /action/{name}``)."""
+    async def action(self, name: str, *args: Any, timeout: float | None = None) -> Any:
+        """Call action ``name`` with ``args`` over HTTP (``POST /action/{name}``).
+
+        ``timeout``: seconds before giving up with ``client.timeout`` (the request is
+        cancelled); None: the handle's, else the client's ``timeout``.
+        """
         if not isinstance(name, str):
             raise TypeError(f"action name must be a str, not {type(name).__name__}")
+        limit = self._limit(timeout)
         session = self._client._session
         encoding = session.config.encoding
         body = http_action_request_to(args, encoding)
@@ -153,7 +189,8 @@ class ActorHandle:
             except ProtocolError as exc:
                 raise _protocol_error(exc) from None
 
-        return await self._retrying(attempt)
+        operation = f"action {self._query.name}.{name}({target_args(self._query)})"
+        return await within(self._retrying(attempt), limit, operation)
 
     @overload
     async def call(
@@ -171,7 +208,8 @@ class ActorHandle:
         """Call the action defined by the function ``action``: ``await h.call(increment, 5)``.
 
         Type-checked against ``action``'s parameters after the context, with its return type;
-        sends its wire name. See :mod:`rivetkit.client.typed`.
+        sends its wire name. See :mod:`rivetkit.client.typed`. The time limit is the
+        handle's (:meth:`with_timeout`), else the client's ``timeout``.
 
         :raises TypeError: when ``action`` is not a registered action function.
         """
@@ -181,8 +219,10 @@ class ActorHandle:
         if name.startswith("_"):
             raise AttributeError(name)
 
-        async def call(*args: Any) -> Any:
-            return await self.action(name, *args)
+        guard_client_method(self, name)
+
+        async def call(*args: Any, timeout: float | None = None) -> Any:
+            return await self.action(name, *args, timeout=timeout)
 
         call.__name__ = call.__qualname__ = name
         return call
@@ -227,14 +267,18 @@ class ActorHandle:
 
     # MARK: resolve
 
-    async def resolve(self) -> str:
+    async def resolve(self, *, timeout: float | None = None) -> str:
         """The actor's id.
 
         ``get_for_id``/``create`` handles know it; a ``get_or_create`` handle calls
         ``PUT /actors`` (creating the actor when missing); a ``get`` handle calls
         ``GET /actors?name=..&key=..`` and raises ``actor/not_found`` when there is none.
         The handle stays lazy: later calls still go through the query-form gateway URL.
+        ``timeout`` as for :meth:`action`.
         """
+        return await within(self._resolve(), self._limit(timeout), self._operation("resolve"))
+
+    async def _resolve(self) -> str:
         query = self._query
         session = self._client._session
         if isinstance(query, ForIdQuery):
@@ -297,13 +341,25 @@ class ActorHandle:
     # MARK: queue and raw HTTP
 
     async def send(
-        self, queue: str, body: Any = None, *, wait: bool = False, timeout: float | None = None
+        self,
+        queue: str,
+        body: Any = None,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,
+        request_timeout: float | None = None,
     ) -> QueueSendResult | None:
         """Send ``body`` to the actor's queue ``queue`` (``POST /queue/{name}``).
 
         With ``wait=True``, waits for the message to be completed (up to ``timeout``
-        seconds) and returns its :class:`QueueSendResult`; otherwise returns None.
+        seconds, decided by the server as in the TypeScript client: status ``timedOut``)
+        and returns its :class:`QueueSendResult`; otherwise returns None.
+        ``request_timeout`` bounds the request itself (``client.timeout``; None: the
+        handle's, else the client's ``timeout``); a waiting send is given ``timeout`` more.
         """
+        limit = self._limit(request_timeout)
+        if limit is not None and wait and timeout is not None:
+            limit += timeout
         session = self._client._session
         encoding = session.config.encoding
         timeout_ms = None if timeout is None else max(0, round(timeout * 1000))
@@ -326,7 +382,8 @@ class ActorHandle:
                 raise _protocol_error(exc) from None
             return QueueSendResult(answer.status, answer.response)
 
-        return await self._retrying(attempt)
+        operation = self._operation(f"send to queue {queue!r} of")
+        return await within(self._retrying(attempt), limit, operation)
 
     async def fetch(
         self,
@@ -335,12 +392,14 @@ class ActorHandle:
         method: str = "GET",
         content: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> httpx.Response:
         """A raw HTTP request to the actor's ``on_request`` (``/request/{path}``).
 
         Returns the response whatever its status, except that on get/get_or_create handles
         an actor lifecycle error (``actor/not_found``, ...) is retried as for actions, and
-        raised as :class:`ActorError` once the retries are exhausted.
+        raised as :class:`ActorError` once the retries are exhausted. ``timeout`` as for
+        :meth:`action` (the response body is read within it).
         """
         session = self._client._session
         all_headers = dict(headers or {})
@@ -361,4 +420,5 @@ class ActorHandle:
                     raise error
             return response
 
-        return await self._retrying(attempt)
+        operation = self._operation(f"fetch {method} /{path.lstrip('/')} of")
+        return await within(self._retrying(attempt), self._limit(timeout), operation)

@@ -133,7 +133,13 @@ async def open_socket(
         )
         raise classify(error, query) from None
     except (OSError, asyncio.TimeoutError, WebSocketException) as exc:
-        error = ActorError.client("connection_lost", f"cannot open {url}: {exc!r}")
+        cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        error = ActorError.client(
+            "connection_lost",
+            f"cannot reach the server at {session.endpoint}: WebSocket connect to {url} "
+            f"failed ({cause})",
+            metadata={"endpoint": session.endpoint, "operation": "WebSocket connect", "url": url},
+        )
         raise OpenFailure(error, retry=True) from None
     try:
         init = await asyncio.wait_for(

@@ -136,9 +136,12 @@ class HttpSession:
 
     async def _lookup_metadata(self) -> dict[str, Any]:
         backoff = Backoff(*METADATA_BACKOFF)
+        started = self.clock()
         deadline = Deadline(self.config.metadata_timeout, clock=self.clock)
         url = manager_url(self.endpoint, "/metadata", namespace=self.namespace)
+        attempts = 0
         while True:
+            attempts += 1
             try:
                 metadata = await self._fetch_metadata(url)
             except ActorError as exc:
@@ -151,18 +154,36 @@ class HttpSession:
                 return metadata
             delay = backoff.next_delay()
             if not deadline.allows(delay):
+                elapsed = self.clock() - started
                 raise ActorError.client(
                     "metadata_lookup_failed",
-                    f"GET {url} failed for {self.config.metadata_timeout} s: {error}",
+                    f"cannot reach the server at {self.endpoint}: the metadata lookup "
+                    f"(GET {url}) failed {attempts} time{'s' if attempts > 1 else ''} over "
+                    f"{elapsed:.1f} s; last error: {error.message}. Is the server running "
+                    "there (rivetkit serve listens on http://127.0.0.1:6420 by default)? "
+                    "Set the endpoint with Client(endpoint) or RIVET_ENDPOINT; "
+                    "metadata_timeout bounds this wait.",
+                    metadata={
+                        "endpoint": self.endpoint,
+                        "operation": "metadata lookup",
+                        "attempts": attempts,
+                        "elapsed": round(elapsed, 3),
+                    },
                 ) from error
-            log.warning("failed to fetch metadata, retrying in %.2f s: %s", delay, error)
+            log.warning(
+                "%s: metadata lookup attempt %d failed (%s); retrying in %.2f s",
+                self.endpoint,
+                attempts,
+                error.message,
+                delay,
+            )
             await self.sleep(delay)
 
     async def _fetch_metadata(self, url: str) -> dict[str, Any]:
         try:
             response = await self._http.get(url, headers=self._manager_headers(None))
         except httpx.HTTPError as exc:
-            raise ActorError.client("http_request_error", f"GET {url}: {exc!r}") from exc
+            raise self.network_error("GET", url, exc, "metadata lookup") from exc
         if not response.is_success:
             raise self._error_of(response, "json")
         try:
@@ -225,7 +246,7 @@ class HttpSession:
         try:
             response = await self._http.request(method, url, content=content, headers=headers)
         except httpx.HTTPError as exc:
-            raise ActorError.client("http_request_error", f"{method} {url}: {exc!r}") from exc
+            raise self.network_error(method, url, exc, "manager API request") from exc
         if not response.is_success:
             raise self._error_of(response, "json")
         try:
@@ -277,10 +298,29 @@ class HttpSession:
                 # more on a new connection (a server that died would refuse that one).
                 if attempt == 1 and _NO_RESPONSE in str(exc):
                     continue
-                raise ActorError.client("http_request_error", f"{method} {url}: {exc!r}") from exc
+                raise self.network_error(method, url, exc, "gateway request", attempt) from exc
             except httpx.HTTPError as exc:
-                raise ActorError.client("http_request_error", f"{method} {url}: {exc!r}") from exc
+                raise self.network_error(method, url, exc, "gateway request", attempt) from exc
         raise AssertionError("unreachable")
+
+    def network_error(
+        self, method: str, url: str, exc: BaseException, operation: str, attempts: int = 1
+    ) -> ActorError:
+        """``client.http_request_error`` for a request that got no answer: names the
+        endpoint, the request, the number of attempts and the cause."""
+        cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return ActorError.client(
+            "http_request_error",
+            f"cannot reach the server at {self.endpoint}: {method} {url} failed "
+            f"({cause}; {attempts} attempt{'s' if attempts > 1 else ''})",
+            metadata={
+                "endpoint": self.endpoint,
+                "operation": operation,
+                "method": method,
+                "url": url,
+                "attempts": attempts,
+            },
+        )
 
     def error_of(self, response: httpx.Response, encoding: str) -> ActorError:
         """The ActorError of a non-2xx gateway response (spec §3)."""

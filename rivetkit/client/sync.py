@@ -41,6 +41,7 @@ from rivetkit.client.bridge import (
 from rivetkit.client.client import ActorAccessor, Client
 from rivetkit.client.config import RetryOptions
 from rivetkit.client.connection import ActorConnection, ActorEvent, EventStream
+from rivetkit.client.guard import guard_client_method
 from rivetkit.client.handle import ActorHandle
 from rivetkit.client.http import WsConnect
 from rivetkit.client.query import DEFAULT_MAX_INPUT_SIZE
@@ -59,12 +60,11 @@ P = ParamSpec("P")
 
 
 def _action_of(facade: Facade, name: str) -> Callable[..., Any]:
-    """``facade.<name>``: a blocking call of action ``name``."""
-    if name.startswith("_"):
-        raise AttributeError(name)
+    """``facade.<name>``: a blocking call of action ``name`` (unless a client method's name)."""
+    guard_client_method(facade, name)
 
-    def call(*args: Any) -> Any:
-        return facade.action(name, *args)  # type: ignore[attr-defined]
+    def call(*args: Any, timeout: float | None = None) -> Any:
+        return facade.action(name, *args, timeout=timeout)  # type: ignore[attr-defined]
 
     call.__name__ = call.__qualname__ = name
     return call
@@ -89,7 +89,8 @@ class _TypedCalls(Facade):
         """Call the action defined by the function ``action``: ``h.call(increment, 5)``.
 
         Type-checked against ``action``'s parameters after the context, with its return type
-        (an async action's result is returned, not awaited); sends its wire name.
+        (an async action's result is returned, not awaited); sends its wire name. The time
+        limit is the handle's (``with_timeout``), else the client's ``timeout``.
 
         :raises TypeError: when ``action`` is not a registered action function.
         """
@@ -111,7 +112,8 @@ class SyncEventStream(Facade):
     def next(self, timeout: float | None = None) -> ActorEvent:
         """The next event, waiting at most ``timeout`` seconds (``client.timeout``)."""
         try:
-            return self._bridge.run(self._target.__anext__(), timeout)
+            what = f"waiting for the next event of {self._target!r}"
+            return self._bridge.run(self._target.__anext__(), timeout, what)
         except StopAsyncIteration:
             raise StopIteration from None
 
@@ -176,6 +178,10 @@ class SyncActorConnection(_TypedCalls):
         return f"<Sync{self._target!r}>"
 
 
+def _sync_handle(owner: Any, handle: ActorHandle) -> SyncActorHandle:
+    return SyncActorHandle(owner, handle)
+
+
 class SyncActorHandle(_TypedCalls):
     """The blocking face of an :class:`~rivetkit.client.ActorHandle`."""
 
@@ -191,6 +197,7 @@ class SyncActorHandle(_TypedCalls):
     key = attribute(ActorHandle.key)
     actor_id = attribute(ActorHandle.actor_id)
     params = attribute(ActorHandle.params)
+    timeout = attribute(ActorHandle.timeout)
 
     action = blocking(ActorHandle.action)
 
@@ -210,6 +217,7 @@ class SyncActorHandle(_TypedCalls):
     )
     send = blocking(ActorHandle.send)
     fetch = blocking(ActorHandle.fetch)
+    with_timeout = direct(ActorHandle.with_timeout, _sync_handle)
 
     def __repr__(self) -> str:
         return f"<Sync{self._target!r}>"
@@ -234,6 +242,8 @@ class SyncClient(Facade):
 
     :param timeout: the longest any blocking call waits, in seconds (``client.timeout``
         when exceeded; the operation is cancelled); None (default) waits as long as it takes.
+        It is also the async client's ``timeout`` (each call's limit, which calls may set
+        with ``timeout=``).
     :param transport: an httpx transport replacing the network (for tests).
     :param ws_connect: replaces ``websockets.asyncio.client.connect`` (see :class:`Client`).
 
@@ -271,6 +281,7 @@ class SyncClient(Facade):
             metadata_timeout=metadata_timeout,
             max_input_size=max_input_size,
             retry=retry,
+            timeout=timeout,
             transport=transport,
             ws_connect=ws_connect,
         )
@@ -297,8 +308,7 @@ class SyncClient(Facade):
     get_for_id = direct(Client.get_for_id, SyncActorHandle)
 
     def __getattr__(self, name: str) -> SyncActorAccessor:
-        if name.startswith("_"):
-            raise AttributeError(name)
+        guard_client_method(self, name)
         return SyncActorAccessor(self, ActorAccessor(self._target, name))
 
     def close(self) -> None:

@@ -15,8 +15,6 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from rivetkit.actor import ACTION_NAME_ATTRIBUTE
-
 __all__ = ["action_name_of", "wire_args"]
 
 
@@ -26,6 +24,9 @@ def action_name_of(action: Callable[..., Any]) -> str:
     :raises TypeError: when ``action`` is not a function registered as an action (a str is
         pointed to ``.action(name, ...)``).
     """
+    # Imported here: the client does not load the authoring layer until it is used.
+    from rivetkit.actor import ACTION_NAME_ATTRIBUTE
+
     if isinstance(action, str):
         raise TypeError(
             f"call() takes the action's function, not its name: use .action({action!r}, ...) "
