@@ -42,10 +42,10 @@ CLIENT_CODES: Final = {
     "input_too_large": "a get_or_create input is larger than max_input_size once encoded",
     "connection_lost": "the connection's socket closed while the action was in flight",
     "connection_disposed": "the connection was closed by close()",
-    "connection_open_failed": "the connection did not open within its open timeout",
+    "connection_open_failed": "a connection did not open in time, or a raw WebSocket failed",
     "invalid_response": "the server answered something the client cannot read",
     "client_closed": "the client was closed",
-    "timeout": "a blocking SyncClient call did not finish within its timeout",
+    "timeout": "a call did not finish within its timeout (Client(timeout=) or timeout=)",
 }
 
 #: Error bodies quoted in ``http_request_error`` messages are cut to this many characters.

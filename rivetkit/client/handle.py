@@ -15,7 +15,7 @@ retried up to 5 times on every handle (see :class:`~rivetkit.client.config.Retry
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, NamedTuple, ParamSpec, TypeVar, overload
 
 import httpx
@@ -36,6 +36,7 @@ from rivetkit.client.query import (
     GetQuery,
     b64_std,
 )
+from rivetkit.client.raw_websocket import open_raw_websocket
 from rivetkit.client.timeouts import describe_target, target_args, within
 from rivetkit.client.typed import action_name_of, wire_args
 from rivetkit.client.urls import CRASH_POLICY, conn_params_header, encode_uri_component
@@ -50,6 +51,8 @@ from rivetkit.protocol.http_bodies import (
 )
 
 if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
+
     from rivetkit.client.client import Client
     from rivetkit.client.connection import ActorConnection
 
@@ -337,6 +340,34 @@ class ActorHandle:
         )
         conn.start()
         return conn
+
+    # MARK: raw WebSocket
+
+    async def websocket(
+        self,
+        path: str = "",
+        *,
+        protocols: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> ClientConnection:
+        """Open a raw WebSocket to the actor's ``on_websocket`` handler (``/websocket/{path}``).
+
+        Returns the open socket, a websockets ``ClientConnection`` (``await ws.send(...)``,
+        ``await ws.recv()``, ``async for message in ws``, ``await ws.close()``); close it
+        when done. The handle's params go along as connection params; ``protocols`` are
+        offered after the ``rivet`` subprotocols. On get/get_or_create handles actor
+        lifecycle errors answering the upgrade are retried as for actions; ``timeout`` as
+        for :meth:`action`. An actor without ``on_websocket`` accepts and closes the socket
+        (``1011 handler.websocket_not_defined``). Async only: the blocking client has no
+        ``websocket``. See :mod:`rivetkit.client.raw_websocket`.
+        """
+        session = self._client._session
+
+        async def attempt() -> ClientConnection:
+            return await open_raw_websocket(session, self._query, self._params, path, protocols)
+
+        operation = self._operation(f"websocket /{path.lstrip('/')} of")
+        return await within(self._retrying(attempt), self._limit(timeout), operation)
 
     # MARK: queue and raw HTTP
 
