@@ -21,7 +21,12 @@ class Session(TypedDict):
 
 Ctx = ActorContext[Counter, Vars, Session]
 
-counter = actor("counter", state={"count": 0})
+counter = actor("counter")
+
+
+@counter.create_state
+def create_state(c: ActorContext[Counter], input: Any) -> Counter:
+    return {"count": int(input or 0)}
 
 
 @counter.create_vars
@@ -42,6 +47,29 @@ def on_connect(c: Ctx, conn: Connection[Session]) -> None:
 @counter.on_wake
 async def on_wake(c: Ctx) -> None:
     c.vars["hits"] = 0
+
+
+@counter.on_before_connect
+def on_before_connect(c: Ctx, params: Any) -> None:
+    if c.state["count"] < 0:
+        raise ValueError("closed")
+
+
+@counter.on_disconnect
+async def on_disconnect(c: Ctx, conn: Connection[Session]) -> None:
+    c.broadcast("left", conn.state["user"])
+
+
+@counter.on_state_change
+def on_state_change(c: Ctx, new_state: Counter) -> None:
+    c.vars["hits"] += new_state["count"]
+
+
+@counter.run
+async def run(c: Ctx) -> None:
+    while not c.aborted:
+        await c.keep_awake(c.save_state())
+        break
 
 
 @counter.action
