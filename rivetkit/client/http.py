@@ -152,6 +152,8 @@ class HttpSession:
                 self._apply_metadata(metadata)
                 self.metadata = metadata
                 return metadata
+            meta = error.metadata
+            cause = meta["cause"] if isinstance(meta, dict) and "cause" in meta else error.message
             delay = backoff.next_delay()
             if not deadline.allows(delay):
                 elapsed = self.clock() - started
@@ -159,7 +161,7 @@ class HttpSession:
                     "metadata_lookup_failed",
                     f"cannot reach the server at {self.endpoint}: the metadata lookup "
                     f"(GET {url}) failed {attempts} time{'s' if attempts > 1 else ''} over "
-                    f"{elapsed:.1f} s; last error: {error.message}. Is the server running "
+                    f"{elapsed:.1f} s; last error: {cause}. Is the server running "
                     "there (rivetkit serve listens on http://127.0.0.1:6420 by default)? "
                     "Set the endpoint with Client(endpoint) or RIVET_ENDPOINT; "
                     "metadata_timeout bounds this wait.",
@@ -174,7 +176,7 @@ class HttpSession:
                 "%s: metadata lookup attempt %d failed (%s); retrying in %.2f s",
                 self.endpoint,
                 attempts,
-                error.message,
+                cause,
                 delay,
             )
             await self.sleep(delay)
@@ -319,6 +321,7 @@ class HttpSession:
                 "method": method,
                 "url": url,
                 "attempts": attempts,
+                "cause": cause,
             },
         )
 
