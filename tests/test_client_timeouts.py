@@ -300,3 +300,27 @@ async def test_dead_server_websocket_connect(caplog: pytest.LogCaptureFixture) -
     lines = [r.getMessage() for r in caplog.records if "connect attempt" in r.getMessage()]
     assert lines[0].startswith(f"{endpoint}: connect attempt 1 to counter(['k']) failed")
     assert lines[1].startswith(f"{endpoint}: connect attempt 2 ")
+
+
+def test_bridge_passes_the_coroutines_own_timeout_error_through() -> None:
+    """The old bug: a TimeoutError raised by the operation itself was taken for the
+    bridge's own wait and reported as "did not finish within None s"."""
+    from rivetkit.client.bridge import LoopThread
+
+    loop = LoopThread()
+    try:
+
+        async def own_timeout() -> None:
+            raise TimeoutError("inner")
+
+        with pytest.raises(TimeoutError, match="inner"):
+            loop.run(own_timeout(), None)
+
+        async def forever() -> None:
+            await asyncio.Event().wait()
+
+        with pytest.raises(ActorError) as info:
+            loop.run(forever(), 0.05, "the test's wait")
+        assert_timeout(info.value, "the test's wait", 0.05)
+    finally:
+        loop.stop()
