@@ -1,4 +1,4 @@
-"""In-process action dispatch through ``setup_test``: actions/s, compiled twin vs pure twin.
+"""In-process action dispatch through ``setup_runtime``: actions/s, compiled twin vs pure twin.
 
 Workloads, each on one actor of an embedded store in a temporary directory:
 
@@ -54,10 +54,10 @@ def build_registry() -> Any:
 
 async def measure(calls: int, repeat: int) -> dict[str, float]:
     """actions/s of each workload, in this process (its twin is whatever was selected)."""
-    from rivetkit.testing import setup_test
+    from rivetkit.testing import setup_runtime
 
     results: dict[str, float] = {}
-    async with setup_test(build_registry()) as client:
+    async with setup_runtime(build_registry()) as client:
         handle = client.bench.get_or_create(["bench"])
         await handle.inc()
 

@@ -44,7 +44,7 @@ import rivetkit
 from rivetkit import ActorOptions, actor, setup
 from rivetkit.drivers.embedded import EmbeddedDriver
 from rivetkit.runtime.live_actors import Runtime
-from rivetkit.testing import TestClient
+from rivetkit.testing import RuntimeClient
 
 PAYLOAD_TEXT = "hello, subscribers"
 
@@ -104,7 +104,7 @@ async def in_process(mode: str, encoding: str, conns: int, events: int) -> dict[
         runtime = Runtime(build_registry(), EmbeddedDriver(data_dir))
         await runtime.start()
         try:
-            client = TestClient(runtime)
+            client = RuntimeClient(runtime)
             actor_id = await client.hub.get_or_create(["bench"]).resolve()
             instance = await runtime.instance(actor_id)
             if mode == "fake":

@@ -8,7 +8,7 @@ figures are the best round of each, in actions per CPU-second of the event loop'
 (``time.thread_time``: on a shared, loaded machine wall-clock rates mostly measure the
 neighbours). Workloads:
 
-* ``sync action, sequential``: ``await handle.inc()`` in a loop (the ``setup_test`` client:
+* ``sync action, sequential``: ``await handle.inc()`` in a loop (the ``setup_runtime`` client:
   no network, no encoding; the harshest ratio, since nothing else is on the path);
 * ``sync action, 64 concurrent callers``: the same from 64 tasks;
 * ``async action, sequential``;
@@ -72,7 +72,7 @@ async def measure(calls: int, rounds: int) -> dict[str, dict[str, float]]:
     """actions/s per workload and configuration, in this process's twin."""
     from rivetkit.drivers.embedded import EmbeddedDriver
     from rivetkit.runtime.live_actors import Runtime
-    from rivetkit.testing import TestClient
+    from rivetkit.testing import RuntimeClient
 
     registry = build_registry()
     async with contextlib.AsyncExitStack() as stack:
@@ -83,7 +83,7 @@ async def measure(calls: int, rounds: int) -> dict[str, dict[str, float]]:
             await runtime.start()
             stack.push_async_callback(runtime.stop)
             assert (runtime.metrics is None) == (config == "off")
-            handle = TestClient(runtime).bench.get_or_create(["bench"])
+            handle = RuntimeClient(runtime).bench.get_or_create(["bench"])
             await handle.inc()
             handles[config] = handle
 

@@ -19,7 +19,7 @@ of the per-round ratios, ours / peer, so both sides of a ratio were measured sec
   against ``ray.get(counter.inc.remote(1))`` on a Ray actor, with 1 and 32 calls in flight.
   Ray's processes may listen on every interface, so this part runs in a private network
   namespace (``unshare -n``) holding only loopback; without one it is skipped.
-* ``pykka``: an in-process ask: our action through ``rivetkit.testing.setup_test`` (no
+* ``pykka``: an in-process ask: our action through ``rivetkit.testing.setup_runtime`` (no
   network) against ``pykka`` ``ActorRef.ask``, 1 and 32 calls in flight.
 
 The engine (``tests/interop/node_modules/@rivetkit/engine-cli-*``, or the peer's copy) runs on
@@ -843,7 +843,7 @@ def ray_section(
 
 
 def pykka_section(rounds: int, seconds: float, versions: dict[str, str]) -> list[dict[str, Any]]:
-    titles = {n: f"in-process ask, {n} in flight: ours (setup_test) vs Pykka" for n in IN_FLIGHT}
+    titles = {n: f"in-process ask, {n} in flight: ours (setup_runtime) vs Pykka" for n in IN_FLIGHT}
     try:
         import pykka
     except ImportError:
@@ -854,7 +854,7 @@ def pykka_section(rounds: int, seconds: float, versions: dict[str, str]) -> list
     sys.path.insert(0, str(APP.parent))
     from counter import registry  # type: ignore[import-not-found]
 
-    from rivetkit.testing import setup_test
+    from rivetkit.testing import setup_runtime
 
     class Counter(pykka.ThreadingActor):
         def __init__(self) -> None:
@@ -872,7 +872,7 @@ def pykka_section(rounds: int, seconds: float, versions: dict[str, str]) -> list
             pykka.get_all([ref.ask(1, block=False) for _ in range(n)])
 
     async def measure() -> dict[str, list[dict[str, float]]]:
-        async with setup_test(registry) as client:
+        async with setup_runtime(registry) as client:
             handle = client.counter.get_or_create(["pykka-bench"])
             for _ in range(1000):
                 await handle.increment(1)
@@ -891,7 +891,7 @@ def pykka_section(rounds: int, seconds: float, versions: dict[str, str]) -> list
         comparison(
             f"pykka_{n}",
             titles[n],
-            ("rivetkit setup_test", samples[f"ours_{n}"]),
+            ("rivetkit setup_runtime", samples[f"ours_{n}"]),
             ("Pykka ThreadingActor", samples[f"pykka_{n}"]),
             "calls/s",
             "one process; ours on an event loop, Pykka on a thread per actor",

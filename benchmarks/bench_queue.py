@@ -53,13 +53,13 @@ async def one_run(
 ) -> dict[str, float]:
     from rivetkit.drivers.embedded import EmbeddedDriver
     from rivetkit.runtime.live_actors import Runtime
-    from rivetkit.testing import TestClient
+    from rivetkit.testing import RuntimeClient
 
     driver = EmbeddedDriver(data_dir, synchronous=synchronous)  # type: ignore[arg-type]
     runtime = Runtime(build_registry(messages + 1000), driver)
     await runtime.start()
     try:
-        client = TestClient(runtime)
+        client = RuntimeClient(runtime)
         actor_id = await client.box.get_or_create(["bench"]).resolve()
         queue = (await runtime.instance(actor_id)).queue
         if workload == "sequential":

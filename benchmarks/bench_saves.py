@@ -31,7 +31,7 @@ import rivetkit
 from rivetkit import ActorOptions, actor, setup
 from rivetkit.drivers.embedded import EmbeddedDriver
 from rivetkit.runtime.live_actors import Runtime
-from rivetkit.testing import TestClient
+from rivetkit.testing import RuntimeClient
 
 
 def build_registry(interval: float) -> Any:
@@ -58,7 +58,7 @@ async def run(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     runtime = Runtime(build_registry(args.interval), driver)
     await runtime.start()
     try:
-        client = TestClient(runtime)
+        client = RuntimeClient(runtime)
         handles = [client.saver.get_or_create([str(i)]) for i in range(args.actors)]
         # Start every actor (creation and its first snapshot are not measured).
         for start in range(0, len(handles), 100):

@@ -1,7 +1,7 @@
 """Cost of the state check (``rivetkit/runtime/state_guard.py``) on the counter's ``increment``.
 
 One run, one process, two settings: the counter of ``examples/counter.py`` in-process through
-``setup_test`` (no network, so the check's share is the largest it can be), then over HTTP
+``setup_runtime`` (no network, so the check's share is the largest it can be), then over HTTP
 (``serve_in_background`` and the Python client in the same process, keep-alive). Blocks of
 sequential ``increment(1)`` calls alternate between the check on and off (the instance's
 internal switch ``_guard.enabled``); per side the best block is kept. It prints the µs per
@@ -50,9 +50,9 @@ async def measure(calls: int, rounds: int) -> dict[str, Any]:
     import rivetkit
     from rivetkit.client import Client
     from rivetkit.server import serve_in_background
-    from rivetkit.testing import setup_test
+    from rivetkit.testing import setup_runtime
 
-    async with setup_test(registry) as client:
+    async with setup_runtime(registry) as client:
         handle = client.counter.get_or_create(["bench"])
         await handle.increment(1)
         instance = await client.runtime.instance(await handle.resolve())

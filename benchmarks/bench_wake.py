@@ -1,6 +1,6 @@
 """Wake and sleep: 10,000 actors each woken, called once and put to sleep, in process.
 
-Setup (not measured): ``setup_test`` on a temporary embedded store; 10,000 actors of one
+Setup (not measured): ``setup_runtime`` on a temporary embedded store; 10,000 actors of one
 small definition (state ``{"n": <int>}``) are created, called once and put to sleep.
 
 Measured, in the twin this process selected (``RIVETKIT_PURE=1`` for the pure one):
@@ -80,10 +80,10 @@ def percentile(values: list[float], q: float) -> float:
 
 async def measure(count: int, sample: int) -> dict[str, Any]:
     from rivetkit import _twins
-    from rivetkit.testing import setup_test
+    from rivetkit.testing import setup_runtime
 
     results: dict[str, Any] = {}
-    async with setup_test(build_registry()) as client:
+    async with setup_runtime(build_registry()) as client:
         runtime = client.runtime
         call = runtime.call_action
         # Setup: create every actor, call it once, put it to sleep.

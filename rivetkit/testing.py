@@ -1,15 +1,19 @@
-"""Test actors in-process: ``setup_test`` runs a registry on a temporary embedded store.
+"""Test actors in process: :func:`setup_test` runs a registry behind the real client.
 
-    async with setup_test(registry) as client:
-        counter = client.counter.get_or_create(["k"])
+    async with setup_test(registry) as t:
+        counter = t.counter.get_or_create(["k"])
         assert await counter.increment(5) == 5
+        await t.advance(60)          # a minute passes: schedules, alarms, idle sleep run
 
-The client has the handle API of :mod:`rivetkit.client` (``get``, ``get_or_create``,
-``create``, ``get_for_id``; actions by attribute or ``handle.action(name, *args)``;
-``resolve()``), but calls go straight into the runtime: no network and no encoding, so values
-are passed as they are. Errors reach the test as a client would see them
-(:class:`~rivetkit.errors.RivetError`, internal messages hidden unless
-``RIVET_EXPOSE_ERRORS=1``).
+``setup_test`` serves the registry with the same ASGI app as ``rivetkit serve`` on a temporary
+embedded store, and yields a :class:`TestClient`, which is a :class:`rivetkit.client.Client`
+wired to that app in process (no socket: :mod:`rivetkit.server.inprocess`). Every value goes
+through the wire encoding (json by default), so what would fail over the network fails in the
+test with the same error; the handles have the whole client API (actions, ``connect()`` with
+events, queue ``send``, ``fetch``, ...) and raise :class:`~rivetkit.client.ActorError`.
+
+``setup_runtime`` is the older direct harness: calls go straight into the runtime, values are
+passed as they are (no encoding), for tests of the runtime itself and for benchmarks.
 """
 
 from __future__ import annotations
@@ -19,14 +23,151 @@ import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
+from rivetkit.client import ActorHandle, Client
 from rivetkit.drivers.embedded import EmbeddedDriver
 from rivetkit.errors import RivetError, to_public
+from rivetkit.fake_clock import FakeClock
 from rivetkit.protocol.values import cbor_dumps
 from rivetkit.runtime.live_actors import Runtime
+from rivetkit.server import RivetApp, create_app
+from rivetkit.server.inprocess import InProcessServer
+
+__all__ = [
+    "FakeClock",
+    "RuntimeActorHandle",
+    "RuntimeClient",
+    "TestActorHandle",
+    "TestClient",
+    "setup_runtime",
+    "setup_test",
+]
 
 KeyArg = str | Sequence[str] | None
+
+#: The encodings :func:`setup_test` accepts.
+ENCODINGS: Final = ("json", "cbor", "bare")
+
+#: The handle class of :class:`TestClient` (the real client's).
+TestActorHandle = ActorHandle
+
+
+class TestClient(Client):
+    """The client :func:`setup_test` yields: a :class:`rivetkit.client.Client` bound to an
+    in-process server, plus the harness's members.
+
+    ``t.<name>`` gives the handle factories of actor ``<name>`` as on any client; for an actor
+    named like a member below (``runtime``, ``advance``, ...) use ``t.get_or_create(name, key)``.
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    def __init__(
+        self,
+        server: InProcessServer,
+        app: RivetApp,
+        clock: FakeClock,
+        *,
+        encoding: str = "json",
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            server.endpoint,
+            encoding=encoding,
+            transport=server.transport(),
+            ws_connect=server.ws_connect,
+            **options,
+        )
+        #: The served ASGI app.
+        self.app = app
+        #: The live :class:`~rivetkit.runtime.live_actors.Runtime` (``t.runtime.instances``...).
+        self.runtime: Runtime = app.runtime
+        #: The in-process server (its open WebSockets: ``t.server.sockets``).
+        self.server = server
+        #: The fake clock behind :meth:`advance` and :meth:`now`.
+        self.clock = clock
+
+    def now(self) -> float:
+        """The fake wall time in epoch seconds (what ``c.schedule`` and alarms read)."""
+        return self.clock.wall()
+
+    async def advance(self, seconds: float) -> None:
+        """Move time ``seconds`` forward, then run what came due to completion.
+
+        Both clocks move: the wall clock of schedules and alarms, and the event loop's clock
+        of idle sleep (``sleep_timeout``), action and hook timeouts and grace periods. When it
+        returns, the alarms that came due have fired and their actions finished, actors that
+        went idle have slept and their state is saved. Raises RuntimeError under uvloop,
+        whose clock cannot be moved.
+        """
+        await self.clock.advance(seconds, runtime=self.runtime, driver=self.runtime.driver)
+
+    async def settle(self) -> None:
+        """Run what is due now to completion (see :meth:`advance`), without moving time."""
+        await self.clock.settle(runtime=self.runtime, driver=self.runtime.driver)
+
+
+@contextlib.asynccontextmanager
+async def setup_test(
+    registry: Any,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    encoding: str = "json",
+    clock: Callable[[], float] | None = None,
+    driver: EmbeddedDriver | None = None,
+    **client_options: Any,
+) -> AsyncIterator[TestClient]:
+    """Serve ``registry`` in process and yield a :class:`TestClient` talking to it.
+
+    :param registry: the registry made by :func:`rivetkit.setup`
+    :param data_dir: the embedded store's directory; default a fresh temporary directory,
+        removed afterwards. Pass one to keep the data (to test that state survives a restart)
+    :param encoding: the client's encoding: ``json`` (default), ``cbor`` or ``bare``
+    :param clock: the underlying wall clock in epoch seconds (default ``time.time``);
+        :meth:`TestClient.advance` adds its offset to it
+    :param driver: replaces the embedded driver made on ``data_dir`` (for example a subclass
+        injecting storage faults); the fake wall clock then applies to the runtime only
+    :param client_options: more keyword arguments of :class:`rivetkit.client.Client`
+        (``retry``, ``headers``, ...)
+
+    On exit the client closes (its connections first), the WebSockets still open are closed
+    with 1001, the runtime stops (actors sleep, state is flushed) and the loop gets its own
+    clock back.
+    """
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, not {encoding!r}")
+    with contextlib.ExitStack() as stack:
+        if data_dir is None and driver is None:
+            data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="rivetkit-test-"))
+        fake = FakeClock(clock or time.time)
+        if driver is None:
+            assert data_dir is not None
+            driver = EmbeddedDriver(data_dir, clock=fake.wall)
+        app = create_app(registry, driver=driver, listen_host="127.0.0.1")
+        app.runtime.clock = fake.wall
+        await app.startup()
+        server = InProcessServer(app)
+        try:
+            client = TestClient(server, app, fake, encoding=encoding, **client_options)
+            try:
+                yield client
+            finally:
+                await client.close()
+                await server.aclose()
+        finally:
+            try:
+                await app.shutdown()
+            finally:
+                fake.uninstall()
+
+
+# -- the direct harness ---------------------------------------------------------------------
+
+#: Client methods a direct-harness handle does not have: never turned into action calls.
+_CLIENT_METHODS: Final = frozenset(
+    {"call", "connect", "dispose", "events", "fetch", "next_event", "on", "send", "websocket"}
+)
 
 
 def _key(key: KeyArg) -> list[str]:
@@ -37,14 +178,13 @@ def _key(key: KeyArg) -> list[str]:
     return [str(part) for part in key]
 
 
-class TestActorHandle:
-    """A handle on one actor; actions are coroutines by attribute or :meth:`action`."""
-
-    __test__ = False  # not a pytest test class, despite the name
+class RuntimeActorHandle:
+    """A handle of :func:`setup_runtime`: actions by attribute or :meth:`action`, called
+    straight on the runtime with their values as they are."""
 
     def __init__(
         self,
-        client: TestClient,
+        client: RuntimeClient,
         name: str,
         *,
         key: list[str],
@@ -68,7 +208,7 @@ class TestActorHandle:
         return self._actor_id
 
     async def action(self, name: str, *args: Any) -> Any:
-        """Call the action ``name`` with ``args``."""
+        """Call the action ``name`` with ``args``; errors as a client sees them."""
         runtime = self._client.runtime
         try:
             actor_id = self._actor_id or await self.resolve()
@@ -79,6 +219,12 @@ class TestActorHandle:
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
         if name.startswith("_"):
             raise AttributeError(name)
+        if name in _CLIENT_METHODS:
+            raise AttributeError(
+                f"a setup_runtime() handle has no {name}() (it calls the runtime directly); "
+                f"use setup_test() for the full client API, or .action({name!r}, ...) to call "
+                "an action of that name"
+            )
 
         def call(*args: Any) -> Awaitable[Any]:
             return self.action(name, *args)
@@ -88,60 +234,74 @@ class TestActorHandle:
         return call
 
     def __repr__(self) -> str:
-        return f"<TestActorHandle {self._name} {self._key!r} {self._actor_id or '?'}>"
+        return f"<RuntimeActorHandle {self._name} {self._key!r} {self._actor_id or '?'}>"
 
 
-class _Accessor:
+class _RuntimeAccessor:
     """``client.<name>``: handle factories for one actor name."""
 
-    def __init__(self, client: TestClient, name: str) -> None:
+    def __init__(self, client: RuntimeClient, name: str) -> None:
         self._client = client
         self._name = name
 
-    def get(self, key: KeyArg = None) -> TestActorHandle:
+    def get(self, key: KeyArg = None) -> RuntimeActorHandle:
         return self._client.get(self._name, key)
 
-    def get_or_create(self, key: KeyArg = None, *, input: Any = None) -> TestActorHandle:
+    def get_or_create(self, key: KeyArg = None, *, input: Any = None) -> RuntimeActorHandle:
         return self._client.get_or_create(self._name, key, input=input)
 
-    async def create(self, key: KeyArg = None, *, input: Any = None) -> TestActorHandle:
+    async def create(self, key: KeyArg = None, *, input: Any = None) -> RuntimeActorHandle:
         return await self._client.create(self._name, key, input=input)
 
-    def get_for_id(self, actor_id: str) -> TestActorHandle:
+    def get_for_id(self, actor_id: str) -> RuntimeActorHandle:
         return self._client.get_for_id(self._name, actor_id)
 
 
-class TestClient:
-    """The in-process client that :func:`setup_test` returns."""
+class RuntimeClient:
+    """The client :func:`setup_runtime` yields: handles calling the runtime directly."""
 
-    __test__ = False  # not a pytest test class, despite the name
-
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, clock: FakeClock | None = None) -> None:
+        #: The live runtime.
         self.runtime = runtime
+        #: The fake clock behind :meth:`advance` (a new one on the runtime's wall clock if
+        #: None: it then moves only the loop's clock).
+        self.clock = clock or FakeClock(runtime.clock)
 
-    def get(self, name: str, key: KeyArg = None) -> TestActorHandle:
+    def now(self) -> float:
+        """The fake wall time in epoch seconds."""
+        return self.clock.wall()
+
+    async def advance(self, seconds: float) -> None:
+        """As :meth:`TestClient.advance`."""
+        await self.clock.advance(seconds, runtime=self.runtime, driver=self.runtime.driver)
+
+    def get(self, name: str, key: KeyArg = None) -> RuntimeActorHandle:
         """A handle on the existing actor ``(name, key)``."""
-        return TestActorHandle(self, name, key=_key(key), mode="get")
+        return RuntimeActorHandle(self, name, key=_key(key), mode="get")
 
-    def get_or_create(self, name: str, key: KeyArg = None, *, input: Any = None) -> TestActorHandle:
+    def get_or_create(
+        self, name: str, key: KeyArg = None, *, input: Any = None
+    ) -> RuntimeActorHandle:
         """A handle on ``(name, key)``, created on first use when missing."""
-        return TestActorHandle(self, name, key=_key(key), mode="get_or_create", input=input)
+        return RuntimeActorHandle(self, name, key=_key(key), mode="get_or_create", input=input)
 
-    async def create(self, name: str, key: KeyArg = None, *, input: Any = None) -> TestActorHandle:
+    async def create(
+        self, name: str, key: KeyArg = None, *, input: Any = None
+    ) -> RuntimeActorHandle:
         """Create a new actor and return a handle on it."""
         self.runtime.definition(name)
         encoded = None if input is None else cbor_dumps(input)
         record = await self.runtime.driver.create_actor(name, _key(key), encoded)
-        return TestActorHandle(self, name, key=record.key, mode="id", actor_id=record.actor_id)
+        return RuntimeActorHandle(self, name, key=record.key, mode="id", actor_id=record.actor_id)
 
-    def get_for_id(self, name: str, actor_id: str) -> TestActorHandle:
+    def get_for_id(self, name: str, actor_id: str) -> RuntimeActorHandle:
         """A handle on the actor with this id."""
-        return TestActorHandle(self, name, key=[], mode="id", actor_id=actor_id)
+        return RuntimeActorHandle(self, name, key=[], mode="id", actor_id=actor_id)
 
-    def __getattr__(self, name: str) -> _Accessor:
+    def __getattr__(self, name: str) -> _RuntimeAccessor:
         if name.startswith("_"):
             raise AttributeError(name)
-        return _Accessor(self, name)
+        return _RuntimeAccessor(self, name)
 
     async def _resolve(self, name: str, key: list[str], mode: str, input: Any) -> str:
         self.runtime.definition(name)
@@ -157,37 +317,34 @@ class TestClient:
 
 
 @contextlib.asynccontextmanager
-async def setup_test(
+async def setup_runtime(
     registry: Any,
     data_dir: str | os.PathLike[str] | None = None,
     *,
     clock: Callable[[], float] | None = None,
     driver: EmbeddedDriver | None = None,
-) -> AsyncIterator[TestClient]:
-    """Run ``registry`` in-process on an embedded store and yield a client.
+) -> AsyncIterator[RuntimeClient]:
+    """Run ``registry``'s runtime in process and yield a :class:`RuntimeClient` calling it
+    directly: no server, no encoding, values passed as they are (about 100k calls/s).
 
-    ``data_dir`` defaults to a fresh temporary directory removed afterwards; pass one to keep
-    the data (for example to test that state survives a restart). ``clock`` (epoch seconds)
-    replaces the wall clock of schedules and alarms: with a fake clock, advance it and
-    ``await client.runtime.driver.poll_alarms()`` to fire what is due and wait until it has
-    run. (Idle sleep keeps real event-loop time: use a short ``sleep_timeout``.)
-
-    ``driver`` replaces the embedded driver made on ``data_dir`` (for example a subclass that
-    injects storage faults); ``clock`` then applies only to the runtime.
-
-    Actions follow the runtime's rules for state: one that leaves the state unsaveable fails
-    with ``actor/invalid_state`` and is undone, and writes are refused with
-    ``actor/state_save_failed`` while saves fail (see :mod:`rivetkit.runtime.state_guard`).
+    For tests of the runtime itself and benchmarks; test actors with :func:`setup_test`,
+    which behaves like the server. Parameters as :func:`setup_test`'s. Actions follow the
+    runtime's rules for state: one that leaves the state unsaveable fails with
+    ``actor/invalid_state`` and is undone.
     """
     with contextlib.ExitStack() as stack:
-        if data_dir is None:
+        if data_dir is None and driver is None:
             data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="rivetkit-test-"))
-        wall = clock or time.time
+        fake = FakeClock(clock or time.time)
         if driver is None:
-            driver = EmbeddedDriver(data_dir, clock=wall)
-        runtime = Runtime(registry, driver, clock=wall)
+            assert data_dir is not None
+            driver = EmbeddedDriver(data_dir, clock=fake.wall)
+        runtime = Runtime(registry, driver, clock=fake.wall)
         await runtime.start()
         try:
-            yield TestClient(runtime)
+            yield RuntimeClient(runtime, fake)
         finally:
-            await runtime.stop()
+            try:
+                await runtime.stop()
+            finally:
+                fake.uninstall()

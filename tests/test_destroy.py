@@ -13,14 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import eventually
 
+from conftest import eventually
 from rivetkit import ActorOptions, RivetError, actor, setup
 from rivetkit.runtime.connection import Hibernation
 from rivetkit.runtime.context import ActorContext
 from rivetkit.runtime.instance import Phase
 from rivetkit.server import serve_in_background
-from rivetkit.testing import TestClient, setup_test
+from rivetkit.testing import RuntimeClient, setup_runtime
 
 pytestmark = pytest.mark.asyncio
 
@@ -99,7 +99,7 @@ def build(options: ActorOptions = OPTIONS) -> Any:
     return a
 
 
-async def wait_gone(client: TestClient, actor_id: str) -> None:
+async def wait_gone(client: RuntimeClient, actor_id: str) -> None:
     placement = client.runtime.driver.placement  # type: ignore[attr-defined]
     await eventually(lambda: actor_id not in placement.loaded())
 
@@ -111,7 +111,7 @@ async def assert_not_found(call: Any) -> None:
 
 
 async def test_c_destroy_runs_the_destroy_shutdown_and_removes_everything() -> None:
-    async with setup_test(setup(use=[build()])) as client:
+    async with setup_runtime(setup(use=[build()])) as client:
         handle = client.doomed.get_or_create("k")
         assert await handle.inc() == (1, 1)
         actor_id = await handle.resolve()
@@ -147,7 +147,7 @@ async def test_c_destroy_runs_the_destroy_shutdown_and_removes_everything() -> N
 
 
 async def test_a_second_destroy_is_stopping() -> None:
-    async with setup_test(setup(use=[build()])) as client:
+    async with setup_runtime(setup(use=[build()])) as client:
         handle = client.doomed.get_or_create("twice")
         actor_id = await handle.resolve()
         assert await handle.go_away_twice() == "actor.stopping"
@@ -157,7 +157,7 @@ async def test_a_second_destroy_is_stopping() -> None:
 
 async def test_on_destroy_has_its_own_timeout_not_the_grace_period() -> None:
     options = OPTIONS.replace(sleep_grace_period=0.05, on_destroy_timeout=2.0)
-    async with setup_test(setup(use=[build(options)])) as client:
+    async with setup_runtime(setup(use=[build(options)])) as client:
         handle = client.doomed.get_or_create("own-timeout")
         actor_id = await handle.resolve()
         gate("slow_destroy")
@@ -171,7 +171,7 @@ async def test_on_destroy_has_its_own_timeout_not_the_grace_period() -> None:
 
 async def test_on_destroy_past_its_timeout_is_cut_and_the_actor_still_goes() -> None:
     options = OPTIONS.replace(on_destroy_timeout=0.1)
-    async with setup_test(setup(use=[build(options)])) as client:
+    async with setup_runtime(setup(use=[build(options)])) as client:
         handle = client.doomed.get_or_create("cut")
         actor_id = await handle.resolve()
         gate("slow_destroy")  # never set
@@ -181,7 +181,7 @@ async def test_on_destroy_past_its_timeout_is_cut_and_the_actor_still_goes() -> 
 
 
 async def test_destroy_during_an_in_flight_action() -> None:
-    async with setup_test(setup(use=[build()])) as client:
+    async with setup_runtime(setup(use=[build()])) as client:
         handle = client.doomed.get_or_create("inflight")
         actor_id = await handle.resolve()
         call = asyncio.ensure_future(handle.slow())
@@ -201,7 +201,7 @@ async def test_destroy_during_an_in_flight_action() -> None:
 
 
 async def test_destroy_of_a_sleeping_actor_wakes_it_for_on_destroy() -> None:
-    async with setup_test(setup(use=[build()])) as client:
+    async with setup_runtime(setup(use=[build()])) as client:
         handle = client.doomed.get_or_create("asleep")
         assert await handle.inc() == (1, 1)
         actor_id = await handle.resolve()
@@ -220,7 +220,7 @@ async def test_destroy_of_a_sleeping_actor_wakes_it_for_on_destroy() -> None:
 
 
 async def test_destroy_requested_during_sleep_destroys_after_the_sleep() -> None:
-    async with setup_test(setup(use=[build()])) as client:
+    async with setup_runtime(setup(use=[build()])) as client:
         handle = client.doomed.get_or_create("sleep-then-destroy")
         assert await handle.inc() == (1, 1)
         actor_id = await handle.resolve()

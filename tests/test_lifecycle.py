@@ -1,4 +1,4 @@
-"""Actor lifecycle through setup_test: hook order and arguments, sleep, wake, destroy, restart.
+"""Actor lifecycle through setup_runtime: hook order and arguments, sleep, wake, destroy, restart.
 
 Runtime spec §3: a new actor runs ``on_migrate(c, True)`` → ``create_state(c, input)`` →
 ``on_create(c, input)`` → ``create_vars(c)`` → ``on_wake(c)`` → ``run(c)``; a wake runs
@@ -15,21 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LoopClock, eventually
 
+from conftest import LoopClock, eventually
 from rivetkit import ActorOptions, RivetError, actor, setup
 from rivetkit.protocol import actor_persist
 from rivetkit.runtime import keys
 from rivetkit.runtime.context import ActorContext
 from rivetkit.runtime.instance import Phase
-from rivetkit.testing import TestClient, setup_test
+from rivetkit.testing import RuntimeClient, setup_runtime
 
 pytestmark = pytest.mark.asyncio
 
 FAST = ActorOptions(sleep_timeout=30.0, state_save_interval=0.02, sleep_grace_period=2.0)
 
 
-async def wait_stopped(client: TestClient, actor_id: str) -> None:
+async def wait_stopped(client: RuntimeClient, actor_id: str) -> None:
     """Wait until the driver has fully stopped the actor (sleep or destroy finished)."""
     placement = client.runtime.driver.placement  # type: ignore[attr-defined]
     await eventually(lambda: actor_id not in placement.loaded())
@@ -120,7 +120,7 @@ def names(events: list[Any]) -> list[str]:
 async def test_hook_order_new_wake_sleep(is_async: bool) -> None:
     events: list[Any] = []
     registry = setup(use=[recording_actor(events, is_async=is_async)])
-    async with setup_test(registry) as client:
+    async with setup_runtime(registry) as client:
         handle = client.rec.get_or_create(["a"], input={"hello": 1})
         assert await handle.bump() == 1
         await eventually(lambda: "run" in names(events))  # run starts in the background
@@ -167,7 +167,7 @@ async def test_hook_order_new_wake_sleep(is_async: bool) -> None:
 async def test_destroy_runs_on_destroy_and_deletes_data(is_async: bool) -> None:
     events: list[Any] = []
     registry = setup(use=[recording_actor(events, is_async=is_async)])
-    async with setup_test(registry) as client:
+    async with setup_runtime(registry) as client:
         handle = client.rec.get_or_create(["d"])
         assert await handle.bump() == 1
         assert await handle.bump() == 2
@@ -214,7 +214,7 @@ async def test_state_survives_sleep_and_wake() -> None:
     def nap(c: ActorContext) -> None:
         c.sleep()
 
-    async with setup_test(setup(use=[a])) as client:
+    async with setup_runtime(setup(use=[a])) as client:
         handle = client.keeper.get_or_create("k")
         await handle.add("a")
         await handle.add("b")
@@ -239,7 +239,7 @@ async def test_idle_actor_sleeps_and_wakes_with_state() -> None:
         c.state["n"] += 1
         return c.state["n"], c.generation
 
-    async with setup_test(setup(use=[a])) as client:
+    async with setup_runtime(setup(use=[a])) as client:
         handle = client.idler.get_or_create()
         assert await handle.inc() == (1, 1)
         actor_id = await handle.resolve()
@@ -266,17 +266,17 @@ async def test_state_survives_process_restart(tmp_path: Path) -> None:
         return c.state["n"], c.input
 
     registry = setup(use=[a])
-    async with setup_test(registry, data_dir=tmp_path) as client:
+    async with setup_runtime(registry, data_dir=tmp_path) as client:
         handle = client.durable.get_or_create(["x"], input="in")
         assert await handle.inc(2) == 2
         assert await handle.inc(3) == 5  # saved only by the graceful shutdown (interval 60 s)
         first_id = await handle.resolve()
-    async with setup_test(registry, data_dir=tmp_path) as client:
+    async with setup_runtime(registry, data_dir=tmp_path) as client:
         handle = client.durable.get(["x"])
         assert await handle.get() == (5, "in")
         assert await handle.resolve() == first_id
         assert await handle.inc(1) == 6
-    async with setup_test(registry, data_dir=tmp_path) as client:
+    async with setup_runtime(registry, data_dir=tmp_path) as client:
         assert await client.durable.get_or_create(["x"]).get() == (6, "in")
     assert creations == [first_id]  # on_create ran once, across three processes
 
@@ -290,7 +290,7 @@ async def test_has_initialized_persisted_before_first_action(tmp_path: Path) -> 
         (raw,) = await client.runtime.driver.kv_get(c.actor_id, [keys.PERSIST])
         return raw
 
-    async with setup_test(setup(use=[a]), data_dir=tmp_path) as client:
+    async with setup_runtime(setup(use=[a]), data_dir=tmp_path) as client:
         raw = await client.init.get_or_create().peek()
         assert raw is not None
         snapshot = actor_persist.ACTOR.decode(raw)
@@ -313,7 +313,7 @@ async def test_sleep_and_destroy_too_early_raise_starting() -> None:
     def ok(c: ActorContext) -> bool:
         return True
 
-    async with setup_test(setup(use=[a])) as client:
+    async with setup_runtime(setup(use=[a])) as client:
         assert await client.early.get_or_create().ok() is True
     assert [(e.group, e.code) for e in seen] == [("actor", "starting"), ("actor", "starting")]
 
@@ -336,7 +336,7 @@ async def test_double_destroy_raises_stopping() -> None:
         c.sleep()  # idempotent
         return "ok"
 
-    async with setup_test(setup(use=[a])) as client:
+    async with setup_runtime(setup(use=[a])) as client:
         handle = client.twice.get_or_create()
         assert await handle.destroy_twice() == "actor/stopping"
         await wait_stopped(client, await handle.resolve())
@@ -359,7 +359,7 @@ async def test_destroy_from_inside_on_wake_flow_is_starting_but_later_ok() -> No
     def n(c: ActorContext) -> int:
         return c.state["n"]
 
-    async with setup_test(setup(use=[a])) as client:
+    async with setup_runtime(setup(use=[a])) as client:
         handle = client.selfdestruct.get_or_create()
         assert await handle.n() == 0
         actor_id = await handle.resolve()
@@ -381,7 +381,7 @@ async def test_run_crash_stops_the_actor() -> None:
     def n(c: ActorContext) -> tuple[int, int]:
         return c.state["n"], c.generation
 
-    async with setup_test(setup(use=[a])) as client:
+    async with setup_runtime(setup(use=[a])) as client:
         handle = client.crasher.get_or_create()
         assert (await handle.n())[1] == 1
         actor_id = await handle.resolve()
@@ -403,7 +403,7 @@ async def test_run_returning_lets_the_actor_idle() -> None:
     def gen(c: ActorContext) -> int:
         return c.generation
 
-    async with setup_test(setup(use=[a])) as client:
+    async with setup_runtime(setup(use=[a])) as client:
         handle = client.runner.get_or_create()
         assert await handle.gen() == 1
         await wait_stopped(client, await handle.resolve())
@@ -421,7 +421,7 @@ async def test_long_run_keeps_the_actor_awake() -> None:
     def gen(c: ActorContext) -> int:
         return c.generation
 
-    async with setup_test(setup(use=[a])) as client:
+    async with setup_runtime(setup(use=[a])) as client:
         handle = client.busy.get_or_create()
         assert await handle.gen() == 1
         await asyncio.sleep(0.15)
@@ -452,7 +452,7 @@ async def test_wait_until_and_keep_awake() -> None:
     def n(c: ActorContext) -> int:
         return c.state["n"]
 
-    async with setup_test(setup(use=[a])) as client:
+    async with setup_runtime(setup(use=[a])) as client:
         handle = client.waiter.get_or_create()
         actor_id = await handle.resolve()
         await handle.background()
@@ -477,7 +477,7 @@ async def test_on_before_action_response_transforms_output() -> None:
     async def echo(c: ActorContext, value: Any) -> Any:
         return value
 
-    async with setup_test(setup(use=[a])) as client:
+    async with setup_runtime(setup(use=[a])) as client:
         handle = client.wrap.get_or_create()
         assert await handle.add(2, 3) == {"name": "add", "args": [2, 3], "output": 5}
         assert await handle.echo("x") == {"name": "echo", "args": ["x"], "output": "x"}
@@ -504,7 +504,7 @@ async def test_on_state_change_runs_after_a_change() -> None:
     def read(c: ActorContext) -> int:
         return c.state["n"]
 
-    async with setup_test(setup(use=[a])) as client:
+    async with setup_runtime(setup(use=[a])) as client:
         handle = client.watched.get_or_create()
         await handle.inc()
         await handle.read()  # no change: no call
@@ -533,7 +533,7 @@ async def test_on_state_change_mutation_is_reentrant_error(monkeypatch: pytest.M
     def get(c: ActorContext) -> Any:
         return c.state
 
-    async with setup_test(setup(use=[a])) as client:
+    async with setup_runtime(setup(use=[a])) as client:
         handle = client.reentrant.get_or_create()
         for n in (1, 2):
             with pytest.raises(RivetError) as info:
@@ -561,7 +561,7 @@ async def test_context_identity() -> None:
             "aborted": c.aborted,
         }
 
-    async with setup_test(setup(use=[a])) as client:
+    async with setup_runtime(setup(use=[a])) as client:
         handle = client.ident.get_or_create(["a", "b"], input=[1, 2])
         info = await handle.who()
         assert info == {
@@ -595,7 +595,7 @@ async def test_activity_postpones_idle_sleep() -> None:
 
     # Loop time moves only when told (plus the real time the test takes, far below 10 s).
     with LoopClock() as clock:
-        async with setup_test(setup(use=[a])) as client:
+        async with setup_runtime(setup(use=[a])) as client:
             handle = client.steady.get_or_create()
             actor_id = await handle.resolve()
             placement = client.runtime.driver.placement  # type: ignore[attr-defined]

@@ -1,6 +1,6 @@
-"""The runtime through setup_test: actions, errors, timeouts, serial, KV, connections.
+"""The runtime through setup_runtime: actions, errors, timeouts, serial, KV, connections.
 
-Errors are checked as a client sees them: ``setup_test``'s client raises
+Errors are checked as a client sees them: ``setup_runtime``'s client raises
 ``rivetkit.errors.to_public(error)``, so internal errors keep their group and code but hide
 their message unless ``RIVET_EXPOSE_ERRORS=1``.
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LoopClock, eventually
 
+from conftest import LoopClock, eventually
 from rivetkit import ActorOptions, RivetError, UserError, actor, setup
 from rivetkit.errors import INTERNAL_MESSAGE, http_status
 from rivetkit.runtime import keys
@@ -22,7 +22,7 @@ from rivetkit.runtime.connection import Connection
 from rivetkit.runtime.context import ActorContext
 from rivetkit.runtime.instance import ActorInstance, Phase
 from rivetkit.runtime.kv import MAX_KEY_SIZE, MAX_VALUE_SIZE
-from rivetkit.testing import TestClient, setup_test
+from rivetkit.testing import RuntimeClient, setup_runtime
 
 pytestmark = pytest.mark.asyncio
 
@@ -107,7 +107,7 @@ def make_calc(options: ActorOptions | None = None) -> Any:
 
 
 async def test_sync_and_async_actions() -> None:
-    async with setup_test(setup(use=[make_calc()])) as client:
+    async with setup_runtime(setup(use=[make_calc()])) as client:
         handle = client.calc.get_or_create(["x"])
         assert await handle.add(2) == 2
         assert await handle.add_later(3) == 5
@@ -127,7 +127,7 @@ async def test_sync_and_async_actions() -> None:
 
 
 async def test_action_not_found() -> None:
-    async with setup_test(setup(use=[make_calc()])) as client:
+    async with setup_runtime(setup(use=[make_calc()])) as client:
         error = await raises("action_not_found", client.calc.get_or_create().nothing(1))
         assert error.metadata == {"name": "nothing"}
         assert "nothing" in error.message
@@ -135,7 +135,7 @@ async def test_action_not_found() -> None:
 
 
 async def test_user_errors_pass_through() -> None:
-    async with setup_test(setup(use=[make_calc()])) as client:
+    async with setup_runtime(setup(use=[make_calc()])) as client:
         handle = client.calc.get_or_create()
         error = await raises("bad_thing", handle.fail_user(), group="user")
         assert error.message == "nope"
@@ -149,7 +149,7 @@ async def test_user_errors_pass_through() -> None:
 
 async def test_internal_errors_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RIVET_EXPOSE_ERRORS", raising=False)
-    async with setup_test(setup(use=[make_calc()])) as client:
+    async with setup_runtime(setup(use=[make_calc()])) as client:
         handle = client.calc.get_or_create()
         for call in (handle.fail_internal(), handle.fail_internal_async()):
             error = await raises("internal_error", call, group="core")
@@ -162,7 +162,7 @@ async def test_internal_errors_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_internal_errors_exposed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RIVET_EXPOSE_ERRORS", "1")
-    async with setup_test(setup(use=[make_calc()])) as client:
+    async with setup_runtime(setup(use=[make_calc()])) as client:
         handle = client.calc.get_or_create()
         error = await raises("internal_error", handle.fail_internal(), group="core")
         assert "ValueError" in error.message
@@ -172,7 +172,7 @@ async def test_internal_errors_exposed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_internal_error_is_logged_with_traceback(caplog: pytest.LogCaptureFixture) -> None:
-    async with setup_test(setup(use=[make_calc()])) as client:
+    async with setup_runtime(setup(use=[make_calc()])) as client:
         with caplog.at_level("ERROR", logger="rivetkit.actor"):
             await raises("internal_error", client.calc.get_or_create(["l"]).fail_internal(), "core")
     records = [r for r in caplog.records if r.exc_info and "fail_internal" in r.getMessage()]
@@ -182,7 +182,7 @@ async def test_internal_error_is_logged_with_traceback(caplog: pytest.LogCapture
 
 
 async def test_validation_error() -> None:
-    async with setup_test(setup(use=[make_calc()])) as client:
+    async with setup_runtime(setup(use=[make_calc()])) as client:
         handle = client.calc.get_or_create()
         error = await raises("validation_error", handle.add("not a number"))
         assert error.metadata["field"] == "x"
@@ -195,7 +195,7 @@ async def test_validation_error() -> None:
 
 
 async def test_kv_limit_errors_in_actions() -> None:
-    async with setup_test(setup(use=[make_calc()])) as client:
+    async with setup_runtime(setup(use=[make_calc()])) as client:
         handle = client.calc.get_or_create()
         error = await raises("key_too_large", handle.kv_big_key(), group="kv")
         assert error.metadata == {"size": MAX_KEY_SIZE + 1, "limit": MAX_KEY_SIZE}
@@ -204,7 +204,7 @@ async def test_kv_limit_errors_in_actions() -> None:
 
 
 async def test_get_missing_actor_is_not_found() -> None:
-    async with setup_test(setup(use=[make_calc()])) as client:
+    async with setup_runtime(setup(use=[make_calc()])) as client:
         error = await raises("not_found", client.calc.get(["missing"]).getTotal())
         assert http_status(error.group, error.code) == 404
         await raises("not_found", client.get_for_id("calc", "no-such-id").getTotal())
@@ -217,7 +217,7 @@ async def test_action_timeout() -> None:
     calc = make_calc(ActorOptions(action_timeout=30.0))
     # Loop time moves only when told (plus the real time the test takes, far below 10 s).
     with LoopClock() as clock:
-        async with setup_test(setup(use=[calc])) as client:
+        async with setup_runtime(setup(use=[calc])) as client:
             handle = client.calc.get_or_create()
             actor_id = await handle.resolve()
             call = asyncio.ensure_future(handle.slow())
@@ -234,7 +234,7 @@ async def test_action_timeout() -> None:
 async def test_user_timeout_error_is_not_action_timed_out(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RIVET_EXPOSE_ERRORS", "1")
     calc = make_calc(ActorOptions(action_timeout=2.0))
-    async with setup_test(setup(use=[calc])) as client:
+    async with setup_runtime(setup(use=[calc])) as client:
         handle = client.calc.get_or_create()
         error = await raises("internal_error", handle.own_timeout(), group="core")
         assert "TimeoutError" in error.message
@@ -259,7 +259,7 @@ async def test_start_callback_timeouts(hook: str) -> None:
     def ok(c: ActorContext) -> bool:
         return True
 
-    async with setup_test(setup(use=[a])) as client:
+    async with setup_runtime(setup(use=[a])) as client:
         error = await raises("callback_timed_out", client.slowstart.get_or_create().ok())
         # Not a public error: group and code are kept, the message is hidden.
         assert error.message == INTERNAL_MESSAGE
@@ -272,7 +272,7 @@ async def test_start_callback_timeout_details() -> None:
     async def create_vars(c: ActorContext) -> None:
         await asyncio.sleep(5)
 
-    async with setup_test(setup(use=[a])) as client:
+    async with setup_runtime(setup(use=[a])) as client:
         actor_id = await client.slowvars.get_or_create().resolve()
         error = await raises("callback_timed_out", client.runtime.instance(actor_id))
         assert error.metadata["callback"] == "create_vars"
@@ -289,7 +289,7 @@ async def test_connect_callback_timeout() -> None:
     async def before(c: ActorContext, params: Any) -> None:
         await asyncio.sleep(5)
 
-    async with setup_test(setup(use=[a])) as client:
+    async with setup_runtime(setup(use=[a])) as client:
         instance = await get_instance(client, "slowconn")
         error = await raises("callback_timed_out", instance.connect({"p": 1}))
         assert error.metadata["callback"] == "on_before_connect"
@@ -330,7 +330,7 @@ def make_overlap(serial: bool) -> Any:
 
 
 async def test_serial_never_interleaves() -> None:
-    async with setup_test(setup(use=[make_overlap(True)])) as client:
+    async with setup_runtime(setup(use=[make_overlap(True)])) as client:
         handle = client.overlap.get_or_create()
         assert await asyncio.gather(*(handle.work(i) for i in range(10))) == list(range(10))
         assert await handle.peak() == 1
@@ -340,7 +340,7 @@ async def test_serial_never_interleaves() -> None:
 
 
 async def test_without_serial_actions_interleave() -> None:
-    async with setup_test(setup(use=[make_overlap(False)])) as client:
+    async with setup_runtime(setup(use=[make_overlap(False)])) as client:
         handle = client.overlap.get_or_create()
         assert await asyncio.gather(*(handle.work(i) for i in range(10))) == list(range(10))
         assert await handle.peak() > 1
@@ -401,7 +401,7 @@ def make_kv() -> Any:
 
 
 async def test_kv_api() -> None:
-    async with setup_test(setup(use=[make_kv()])) as client:
+    async with setup_runtime(setup(use=[make_kv()])) as client:
         out = await client.store.get_or_create().run_ops()
     assert out["get"] == [b"1", b"2"]
     assert out["batch_get"] == [b"x", None, b"w"]
@@ -417,7 +417,7 @@ async def test_kv_api() -> None:
 
 
 async def test_kv_keys_live_under_prefix_4() -> None:
-    async with setup_test(setup(use=[make_kv()])) as client:
+    async with setup_runtime(setup(use=[make_kv()])) as client:
         handle = client.store.get_or_create()
         await handle.put(b"\x00user", b"v1")
         await handle.put(b"\xffz", b"v2")
@@ -430,7 +430,7 @@ async def test_kv_keys_live_under_prefix_4() -> None:
 
 
 async def test_kv_limits_exactly() -> None:
-    async with setup_test(setup(use=[make_kv()])) as client:
+    async with setup_runtime(setup(use=[make_kv()])) as client:
         handle = client.store.get_or_create()
         key_ok, key_bad = b"k" * MAX_KEY_SIZE, b"k" * (MAX_KEY_SIZE + 1)
         value_ok, value_bad = b"v" * MAX_VALUE_SIZE, b"v" * (MAX_VALUE_SIZE + 1)
@@ -468,7 +468,7 @@ class FakeTransport:
         self.closed.append(reason)
 
 
-async def get_instance(client: TestClient, name: str, key: Any = None) -> ActorInstance:
+async def get_instance(client: RuntimeClient, name: str, key: Any = None) -> ActorInstance:
     actor_id = await client.get_or_create(name, key).resolve()
     return await client.runtime.instance(actor_id)
 
@@ -512,7 +512,7 @@ def make_room(events: list[Any], sleep_timeout: float = 30.0) -> Any:
 
 async def test_connection_lifecycle() -> None:
     events: list[Any] = []
-    async with setup_test(setup(use=[make_room(events)])) as client:
+    async with setup_runtime(setup(use=[make_room(events)])) as client:
         instance = await get_instance(client, "room")
         transport = FakeTransport()
         conn = await instance.connect({"user": "ann"}, transport=transport)
@@ -537,7 +537,7 @@ async def test_connection_lifecycle() -> None:
 
 async def test_refused_connection_never_appears(monkeypatch: pytest.MonkeyPatch) -> None:
     events: list[Any] = []
-    async with setup_test(setup(use=[make_room(events)])) as client:
+    async with setup_runtime(setup(use=[make_room(events)])) as client:
         instance = await get_instance(client, "room")
         error = await raises("missing_user", instance.connect({}), group="user")
         assert error.message == "a user is required"
@@ -548,7 +548,7 @@ async def test_refused_connection_never_appears(monkeypatch: pytest.MonkeyPatch)
 
 async def test_broadcast_reaches_only_subscribers() -> None:
     events: list[Any] = []
-    async with setup_test(setup(use=[make_room(events)])) as client:
+    async with setup_runtime(setup(use=[make_room(events)])) as client:
         instance = await get_instance(client, "room")
         ann_t, bob_t, eve_t = FakeTransport(), FakeTransport(), FakeTransport()
         ann = await instance.connect({"user": "ann"}, transport=ann_t)
@@ -576,7 +576,7 @@ async def test_broadcast_reaches_only_subscribers() -> None:
 
 async def test_open_connection_keeps_actor_awake() -> None:
     events: list[Any] = []
-    async with setup_test(setup(use=[make_room(events, sleep_timeout=0.05)])) as client:
+    async with setup_runtime(setup(use=[make_room(events, sleep_timeout=0.05)])) as client:
         instance = await get_instance(client, "room")
         transport = FakeTransport()
         conn = await instance.connect({"user": "ann"}, transport=transport)
@@ -590,7 +590,7 @@ async def test_open_connection_keeps_actor_awake() -> None:
 
 async def test_sleep_disconnects_connections() -> None:
     events: list[Any] = []
-    async with setup_test(setup(use=[make_room(events)])) as client:
+    async with setup_runtime(setup(use=[make_room(events)])) as client:
         instance = await get_instance(client, "room")
         transport = FakeTransport()
         await instance.connect({"user": "ann"}, transport=transport)
@@ -616,7 +616,7 @@ def load_counter_example() -> Any:
 
 async def test_counter_example() -> None:
     module = load_counter_example()
-    async with setup_test(module.registry) as client:
+    async with setup_runtime(module.registry) as client:
         counter = client.counter.get_or_create(["my-counter"])
         assert await counter.increment(5) == 5
         assert await counter.increment() == 6
@@ -637,16 +637,16 @@ async def test_counter_example() -> None:
 
 async def test_counter_example_survives_restart(tmp_path: Path) -> None:
     module = load_counter_example()
-    async with setup_test(module.registry, data_dir=tmp_path) as client:
+    async with setup_runtime(module.registry, data_dir=tmp_path) as client:
         assert await client.counter.get_or_create("c").increment(7) == 7
-    async with setup_test(module.registry, data_dir=tmp_path) as client:
+    async with setup_runtime(module.registry, data_dir=tmp_path) as client:
         assert await client.counter.get_or_create("c").getCount() == 7
 
 
 async def test_inspector_token_made_at_first_start_and_kept() -> None:
     """Like RivetKit's CoreInit: the first start stores a 43-character base64url token at
     [3] (for the dashboard); it is written only when missing."""
-    async with setup_test(setup(use=[make_kv()])) as client:
+    async with setup_runtime(setup(use=[make_kv()])) as client:
         handle = client.store.get_or_create()
         await handle.put(b"k", b"v")  # starts it
         actor_id = await handle.resolve()

@@ -25,7 +25,7 @@ from rivetkit.errors import RivetError
 from rivetkit.protocol import actor_persist
 from rivetkit.protocol.values import cbor_loads
 from rivetkit.server import serve_in_background
-from rivetkit.testing import setup_test
+from rivetkit.testing import setup_runtime
 
 pytestmark = pytest.mark.asyncio
 
@@ -93,7 +93,7 @@ async def test_writes_refused_while_saves_fail_then_accepted_again(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="rivetkit.actor")
     driver = FaultyDriver(tmp_path)
-    async with setup_test(ledger_registry(), driver=driver) as client:
+    async with setup_runtime(ledger_registry(), driver=driver) as client:
         ledger = client.ledger.get_or_create(["a"])
         assert await ledger.add(1) == 1
         actor_id = await ledger.resolve()
@@ -130,7 +130,7 @@ async def _true(value: bool) -> bool:
 
 async def test_final_save_is_retried_within_the_grace_period(tmp_path: Path) -> None:
     driver = FaultyDriver(tmp_path)
-    async with setup_test(ledger_registry(), driver=driver) as client:
+    async with setup_runtime(ledger_registry(), driver=driver) as client:
         ledger = client.ledger.get_or_create(["b"])
         assert await ledger.add(5) == 5
         actor_id = await ledger.resolve()
@@ -161,7 +161,7 @@ async def test_real_server_answers_503_state_save_failed(tmp_path: Path) -> None
         ledger = client.ledger.get_or_create(["http"])
         assert await ledger.add(1) == 1
         driver.failing = True
-        await ledger.get()  # reads never fail
+        await ledger.action("get")  # reads never fail
         await asyncio.sleep(0)
         instance = await endpoint.app.runtime.instance(await ledger.resolve())  # type: ignore[attr-defined]
         instance.mark_dirty()  # force a save attempt
@@ -169,10 +169,10 @@ async def test_real_server_answers_503_state_save_failed(tmp_path: Path) -> None
         with pytest.raises(ActorError) as info:
             await ledger.add(1)
         assert (info.value.code, info.value.status) == ("state_save_failed", 503)
-        assert await ledger.get() == 1
+        assert await ledger.action("get") == 1
         driver.failing = False
         await until(lambda: _accepts(ledger))
-        assert await ledger.get() == 2
+        assert await ledger.action("get") == 2
 
 
 async def _accepts(ledger: Any) -> bool:
@@ -188,7 +188,7 @@ async def test_final_save_that_never_works_is_counted(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     driver = FaultyDriver(tmp_path)
-    async with setup_test(ledger_registry(sleep_grace_period=0.3), driver=driver) as client:
+    async with setup_runtime(ledger_registry(sleep_grace_period=0.3), driver=driver) as client:
         ledger = client.ledger.get_or_create(["c"])
         assert await ledger.add(1) == 1
         driver.failing = True
@@ -202,7 +202,7 @@ async def test_action_whose_write_a_refusal_undid_is_refused_too(tmp_path: Path)
     """A refused write restores the checkpoint, undoing what a concurrent action wrote: that
     action must not be acknowledged either."""
     driver = FaultyDriver(tmp_path)
-    async with setup_test(ledger_registry(), driver=driver) as client:
+    async with setup_runtime(ledger_registry(), driver=driver) as client:
         ledger = client.ledger.get_or_create(["d"])
         assert await ledger.add(1) == 1
         driver.failing = True

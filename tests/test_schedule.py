@@ -1,6 +1,6 @@
 """Schedules and alarms against a fake clock: one-shot events, cron and every, history, errors.
 
-Time is a :class:`FakeClock` given to ``setup_test``: advancing it and awaiting
+Time is a :class:`FakeClock` given to ``setup_runtime``: advancing it and awaiting
 ``driver.poll_alarms()`` fires what is due (the driver's one alarm per actor), so nothing here
 waits for wall-clock time except the short idle timeout that puts actors to sleep.
 """
@@ -13,12 +13,12 @@ import math
 from typing import Any
 
 import pytest
-from conftest import eventually
 
+from conftest import eventually
 from rivetkit import ActorOptions, RivetError, actor, setup
 from rivetkit.runtime.context import ActorContext
 from rivetkit.runtime.instance import ActorInstance
-from rivetkit.testing import TestClient, setup_test
+from rivetkit.testing import RuntimeClient, setup_runtime
 
 pytestmark = pytest.mark.asyncio
 
@@ -39,13 +39,13 @@ class FakeClock:
         self.now += seconds
 
 
-async def tick(client: TestClient, clock: FakeClock, seconds: float) -> None:
+async def tick(client: RuntimeClient, clock: FakeClock, seconds: float) -> None:
     """Move the clock and wait until the alarms due by then have been handled."""
     clock.advance(seconds)
     await client.runtime.driver.poll_alarms()  # type: ignore[attr-defined]
 
 
-async def wait_asleep(client: TestClient, actor_id: str) -> None:
+async def wait_asleep(client: RuntimeClient, actor_id: str) -> None:
     placement = client.runtime.driver.placement  # type: ignore[attr-defined]
     await eventually(lambda: actor_id not in placement.loaded())
 
@@ -133,7 +133,7 @@ def build(options: ActorOptions | None = None, name: str = "sched") -> Any:
     return a
 
 
-def instance_of(client: TestClient, actor_id: str) -> ActorInstance:
+def instance_of(client: RuntimeClient, actor_id: str) -> ActorInstance:
     return client.runtime.instances[actor_id]
 
 
@@ -142,7 +142,7 @@ def instance_of(client: TestClient, actor_id: str) -> ActorInstance:
 
 async def test_reminder_fires_after_the_actor_went_to_sleep() -> None:
     clock = FakeClock()
-    async with setup_test(setup(use=[build()]), clock=clock.time) as client:
+    async with setup_runtime(setup(use=[build()]), clock=clock.time) as client:
         handle = client.sched.get_or_create("r")
         actor_id = await handle.resolve()
         event_id = await handle.remind(60, "wake up")
@@ -165,7 +165,7 @@ async def test_reminder_fires_after_the_actor_went_to_sleep() -> None:
 
 async def test_at_accepts_datetimes_and_epoch_seconds() -> None:
     clock = FakeClock()
-    async with setup_test(setup(use=[build()]), clock=clock.time) as client:
+    async with setup_runtime(setup(use=[build()]), clock=clock.time) as client:
         handle = client.sched.get_or_create("at")
         actor_id = await handle.resolve()
         when = dt.datetime.fromtimestamp(T0 + 10, dt.timezone.utc)
@@ -179,7 +179,7 @@ async def test_at_accepts_datetimes_and_epoch_seconds() -> None:
 
 async def test_cancel_get_list() -> None:
     clock = FakeClock()
-    async with setup_test(setup(use=[build()]), clock=clock.time) as client:
+    async with setup_runtime(setup(use=[build()]), clock=clock.time) as client:
         handle = client.sched.get_or_create("c")
         actor_id = await handle.resolve()
         keep = await handle.remind(20, "kept")
@@ -218,7 +218,7 @@ async def test_cancel_get_list() -> None:
 async def test_many_due_events_run_in_trigger_order() -> None:
     clock = FakeClock()
     options = ActorOptions(sleep_timeout=0.05, max_schedules=500)
-    async with setup_test(setup(use=[build(options)]), clock=clock.time) as client:
+    async with setup_runtime(setup(use=[build(options)]), clock=clock.time) as client:
         handle = client.sched.get_or_create("order")
         actor_id = await handle.resolve()
         # Made out of order; some share a millisecond (those keep their creation order).
@@ -236,7 +236,7 @@ async def test_many_due_events_run_in_trigger_order() -> None:
 
 async def test_a_failing_action_does_not_stop_the_others() -> None:
     clock = FakeClock()
-    async with setup_test(setup(use=[build()]), clock=clock.time) as client:
+    async with setup_runtime(setup(use=[build()]), clock=clock.time) as client:
         handle = client.sched.get_or_create("fail")
         await handle.remind_at(T0 + 1, "boom")
         await handle.remind_at(T0 + 2, "fire", "a")
@@ -249,7 +249,7 @@ async def test_a_failing_action_does_not_stop_the_others() -> None:
 
 async def test_due_events_are_claimed_once_by_concurrent_runs() -> None:
     clock = FakeClock()
-    async with setup_test(setup(use=[build()]), clock=clock.time) as client:
+    async with setup_runtime(setup(use=[build()]), clock=clock.time) as client:
         handle = client.sched.get_or_create("claim")
         actor_id = await handle.resolve()
         for i in range(20):
@@ -270,7 +270,7 @@ async def test_due_events_are_claimed_once_by_concurrent_runs() -> None:
 
 async def test_overdue_events_run_right_after_a_wake() -> None:
     clock = FakeClock()
-    async with setup_test(setup(use=[build()]), clock=clock.time) as client:
+    async with setup_runtime(setup(use=[build()]), clock=clock.time) as client:
         handle = client.sched.get_or_create("overdue")
         actor_id = await handle.resolve()
         await handle.remind(30, "late")
@@ -283,13 +283,13 @@ async def test_overdue_events_run_right_after_a_wake() -> None:
 async def test_schedules_survive_a_restart(tmp_path: Any) -> None:
     clock = FakeClock()
     registry = setup(use=[build()])
-    async with setup_test(registry, tmp_path, clock=clock.time) as client:
+    async with setup_runtime(registry, tmp_path, clock=clock.time) as client:
         handle = client.sched.get_or_create("restart")
         actor_id = await handle.resolve()
         await handle.remind(100, "one-shot")
         await handle.every("beat", 60, "fire", "beat")
     clock.advance(100)
-    async with setup_test(registry, tmp_path, clock=clock.time) as client:
+    async with setup_runtime(registry, tmp_path, clock=clock.time) as client:
         # Nobody calls the actor: the stored alarm wakes it.
         await client.runtime.driver.poll_alarms()
         await eventually(lambda: actor_id in client.runtime.instances)
@@ -301,7 +301,7 @@ async def test_schedules_survive_a_restart(tmp_path: Any) -> None:
 async def test_max_schedules_counts_one_shot_and_recurring() -> None:
     clock = FakeClock()
     options = ActorOptions(sleep_timeout=30, max_schedules=3)
-    async with setup_test(setup(use=[build(options)]), clock=clock.time) as client:
+    async with setup_runtime(setup(use=[build(options)]), clock=clock.time) as client:
         handle = client.sched.get_or_create("max")
         await handle.remind(10, "a")
         await handle.every("e", 10, "fire", "e")
@@ -325,7 +325,7 @@ async def test_max_schedules_counts_one_shot_and_recurring() -> None:
 
 async def test_every_runs_and_missed_slots_jump_ahead() -> None:
     clock = FakeClock()
-    async with setup_test(setup(use=[build()]), clock=clock.time) as client:
+    async with setup_runtime(setup(use=[build()]), clock=clock.time) as client:
         handle = client.sched.get_or_create("every")
         actor_id = await handle.resolve()
         assert await handle.every("beat", 10, "fire", "beat") == "cron:beat"
@@ -353,7 +353,7 @@ async def test_every_runs_and_missed_slots_jump_ahead() -> None:
 
 async def test_cron_next_triggers_and_timezones() -> None:
     clock = FakeClock()  # 2024-01-01 00:00:30 UTC
-    async with setup_test(setup(use=[build()]), clock=clock.time) as client:
+    async with setup_runtime(setup(use=[build()]), clock=clock.time) as client:
         handle = client.sched.get_or_create("cron")
         assert await handle.cron("five", "*/5 * * * *", "fire", "five") == "cron:five"
         info = await handle.get("cron:five")
@@ -384,7 +384,7 @@ async def test_cron_next_triggers_and_timezones() -> None:
 async def test_overlapping_runs_are_recorded_as_skipped() -> None:
     clock = FakeClock()
     GATES.pop("slowjob", None)
-    async with setup_test(setup(use=[build()]), clock=clock.time) as client:
+    async with setup_runtime(setup(use=[build()]), clock=clock.time) as client:
         handle = client.sched.get_or_create("overlap")
         actor_id = await handle.resolve()
         await handle.every("job", 5, "slow", "slowjob")
@@ -412,7 +412,7 @@ async def test_overlapping_runs_are_recorded_as_skipped() -> None:
 
 async def test_history_results_limits_and_max_history() -> None:
     clock = FakeClock()
-    async with setup_test(setup(use=[build()]), clock=clock.time) as client:
+    async with setup_runtime(setup(use=[build()]), clock=clock.time) as client:
         handle = client.sched.get_or_create("hist")
         await handle.every("bad", 5, "boom")
         await handle.every_hist("few", 5, "fire", 2)
@@ -436,7 +436,7 @@ async def test_history_results_limits_and_max_history() -> None:
 
 async def test_recurring_schedule_of_a_missing_action_is_deleted() -> None:
     clock = FakeClock()
-    async with setup_test(setup(use=[build()]), clock=clock.time) as client:
+    async with setup_runtime(setup(use=[build()]), clock=clock.time) as client:
         handle = client.sched.get_or_create("gone")
         await handle.every("ghost", 5, "no_such_action")
         await tick(client, clock, 5)
@@ -448,7 +448,7 @@ async def test_interrupted_runs_are_marked_on_the_next_start() -> None:
     clock = FakeClock()
     GATES.pop("stuck", None)
     options = ActorOptions(sleep_timeout=30, sleep_grace_period=0.05)
-    async with setup_test(setup(use=[build(options)]), clock=clock.time) as client:
+    async with setup_runtime(setup(use=[build(options)]), clock=clock.time) as client:
         handle = client.sched.get_or_create("interrupt")
         actor_id = await handle.resolve()
         await handle.every("stuck", 5, "slow", "stuck")
@@ -495,7 +495,7 @@ async def test_interrupted_runs_are_marked_on_the_next_start() -> None:
 )
 async def test_invalid_recurring_schedules(call: Any, code: str) -> None:
     clock = FakeClock()
-    async with setup_test(setup(use=[build()]), clock=clock.time) as client:
+    async with setup_runtime(setup(use=[build()]), clock=clock.time) as client:
         handle = client.sched.get_or_create("invalid")
         with pytest.raises(RivetError) as caught:
             await call(handle)
@@ -509,7 +509,7 @@ async def test_invalid_recurring_schedules(call: Any, code: str) -> None:
 
 async def test_destroyed_actor_schedules_never_fire() -> None:
     clock = FakeClock()
-    async with setup_test(setup(use=[build()]), clock=clock.time) as client:
+    async with setup_runtime(setup(use=[build()]), clock=clock.time) as client:
         handle = client.sched.get_or_create("doomed")
         actor_id = await handle.resolve()
         await handle.remind(10, "never")
@@ -552,7 +552,7 @@ async def test_timer_example() -> None:
 
     registry = load_example("timer").registry
     clock = FakeClock()
-    async with setup_test(registry, clock=clock.time) as client:
+    async with setup_runtime(registry, clock=clock.time) as client:
         handle = client.timer.get_or_create("example")
         actor_id = await handle.resolve()
         event_id = await handle.remindIn(30, "tea")

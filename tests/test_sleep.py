@@ -10,14 +10,14 @@ import asyncio
 from typing import Any
 
 import pytest
-from conftest import LoopClock, eventually
 
+from conftest import LoopClock, eventually
 from rivetkit import ActorOptions, RivetError, actor, setup
 from rivetkit.runtime import keys
 from rivetkit.runtime.connection import Hibernation
 from rivetkit.runtime.context import ActorContext
 from rivetkit.runtime.instance import ActorInstance, Phase
-from rivetkit.testing import TestClient, setup_test
+from rivetkit.testing import RuntimeClient, setup_runtime
 
 pytestmark = pytest.mark.asyncio
 
@@ -37,12 +37,12 @@ def fresh_gates() -> None:
     GATES.clear()
 
 
-async def wait_asleep(client: TestClient, actor_id: str) -> None:
+async def wait_asleep(client: RuntimeClient, actor_id: str) -> None:
     placement = client.runtime.driver.placement  # type: ignore[attr-defined]
     await eventually(lambda: actor_id not in placement.loaded())
 
 
-async def assert_stays_awake(client: TestClient, actor_id: str, generation: int = 1) -> None:
+async def assert_stays_awake(client: RuntimeClient, actor_id: str, generation: int = 1) -> None:
     await asyncio.sleep(5 * TIMEOUT)
     instance = client.runtime.instances.get(actor_id)
     assert instance is not None and instance.phase == Phase.STARTED
@@ -94,7 +94,7 @@ def build(name: str = "sleepy", options: ActorOptions = OPTIONS, run: Any = None
     return a
 
 
-async def started(client: TestClient, name: str = "sleepy") -> tuple[Any, str, ActorInstance]:
+async def started(client: RuntimeClient, name: str = "sleepy") -> tuple[Any, str, ActorInstance]:
     handle = client.get_or_create(name, "k")
     assert await handle.gen() == 1
     actor_id = await handle.resolve()
@@ -105,7 +105,7 @@ async def started(client: TestClient, name: str = "sleepy") -> tuple[Any, str, A
 
 
 async def test_idle_actor_sleeps_and_the_next_request_wakes_a_new_generation() -> None:
-    async with setup_test(setup(use=[build()])) as client:
+    async with setup_runtime(setup(use=[build()])) as client:
         handle, actor_id, _ = await started(client)
         await wait_asleep(client, actor_id)
         assert actor_id not in client.runtime.instances
@@ -114,7 +114,7 @@ async def test_idle_actor_sleeps_and_the_next_request_wakes_a_new_generation() -
 
 
 async def test_a_connection_keeps_the_actor_awake_until_it_closes() -> None:
-    async with setup_test(setup(use=[build()])) as client:
+    async with setup_runtime(setup(use=[build()])) as client:
         handle, actor_id, instance = await started(client)
         conn = await instance.connect("plain")
         await assert_stays_awake(client, actor_id)
@@ -124,7 +124,7 @@ async def test_a_connection_keeps_the_actor_awake_until_it_closes() -> None:
 
 
 async def test_a_pending_disconnect_keeps_the_actor_awake() -> None:
-    async with setup_test(setup(use=[build()])) as client:
+    async with setup_runtime(setup(use=[build()])) as client:
         _, actor_id, instance = await started(client)
         conn = await instance.connect("slow")
         closing = asyncio.ensure_future(conn.disconnect())
@@ -136,7 +136,7 @@ async def test_a_pending_disconnect_keeps_the_actor_awake() -> None:
 
 
 async def test_hibernatable_connections_do_not_keep_it_awake_and_survive_sleep() -> None:
-    async with setup_test(setup(use=[build()])) as client:
+    async with setup_runtime(setup(use=[build()])) as client:
         handle, actor_id, instance = await started(client)
         conn = await instance.connect("hib", hibernation=Hibernation(b"gw01", b"rq01"))
         await wait_asleep(client, actor_id)
@@ -148,7 +148,7 @@ async def test_hibernatable_connections_do_not_keep_it_awake_and_survive_sleep()
 
 
 async def test_an_in_flight_request_keeps_the_actor_awake() -> None:
-    async with setup_test(setup(use=[build()])) as client:
+    async with setup_runtime(setup(use=[build()])) as client:
         _, actor_id, instance = await started(client)
         instance.begin_request()
         instance.begin_request()
@@ -160,7 +160,7 @@ async def test_an_in_flight_request_keeps_the_actor_awake() -> None:
 
 
 async def test_an_in_flight_action_keeps_the_actor_awake() -> None:
-    async with setup_test(setup(use=[build()])) as client:
+    async with setup_runtime(setup(use=[build()])) as client:
         handle, actor_id, _ = await started(client)
         call = asyncio.ensure_future(handle.slow("action"))
         await assert_stays_awake(client, actor_id)
@@ -170,7 +170,7 @@ async def test_an_in_flight_action_keeps_the_actor_awake() -> None:
 
 
 async def test_keep_awake_keeps_the_actor_awake_until_it_ends() -> None:
-    async with setup_test(setup(use=[build()])) as client:
+    async with setup_runtime(setup(use=[build()])) as client:
         handle, actor_id, _ = await started(client)
         await handle.hold("kept")
         await assert_stays_awake(client, actor_id)
@@ -179,7 +179,7 @@ async def test_keep_awake_keeps_the_actor_awake_until_it_ends() -> None:
 
 
 async def test_wait_until_does_not_keep_it_awake_but_shutdown_waits_for_it() -> None:
-    async with setup_test(setup(use=[build()])) as client:
+    async with setup_runtime(setup(use=[build()])) as client:
         handle, actor_id, instance = await started(client)
         await handle.background("later")
         await eventually(lambda: instance.phase == Phase.SLEEP_GRACE)  # idle: sleeping
@@ -202,7 +202,7 @@ async def test_run_active_keeps_it_awake_but_run_blocked_on_the_queue_does_not()
             assert message is not None
             c.state["got"].append(message.body)
 
-    async with setup_test(setup(use=[build(run=run)])) as client:
+    async with setup_runtime(setup(use=[build(run=run)])) as client:
         handle, actor_id, _ = await started(client)
         await assert_stays_awake(client, actor_id)
         gate("run").set()
@@ -220,7 +220,7 @@ async def test_run_that_returns_lets_the_actor_sleep() -> None:
     async def run(c: ActorContext) -> None:
         await gate("short run").wait()
 
-    async with setup_test(setup(use=[build(run=run)])) as client:
+    async with setup_runtime(setup(use=[build(run=run)])) as client:
         _, actor_id, _ = await started(client)
         await assert_stays_awake(client, actor_id)
         gate("short run").set()
@@ -229,7 +229,7 @@ async def test_run_that_returns_lets_the_actor_sleep() -> None:
 
 async def test_no_sleep_never_sleeps() -> None:
     options = OPTIONS.replace(no_sleep=True)
-    async with setup_test(setup(use=[build(options=options)])) as client:
+    async with setup_runtime(setup(use=[build(options=options)])) as client:
         _, actor_id, _ = await started(client)
         await assert_stays_awake(client, actor_id)
 
@@ -237,7 +237,7 @@ async def test_no_sleep_never_sleeps() -> None:
 async def test_activity_pushes_the_deadline_and_c_sleep_is_immediate() -> None:
     options = OPTIONS.replace(sleep_timeout=10.0)
     with LoopClock() as clock:
-        async with setup_test(setup(use=[build(options=options)])) as client:
+        async with setup_runtime(setup(use=[build(options=options)])) as client:
             handle, actor_id, _ = await started(client)
             for _ in range(8):  # a call every 4 s (of loop time), 32 s in all: never idle 10 s
                 await clock.advance(4.0)
@@ -250,7 +250,7 @@ async def test_activity_pushes_the_deadline_and_c_sleep_is_immediate() -> None:
 
 async def test_one_process_timer_for_all_idle_actors() -> None:
     options = OPTIONS.replace(sleep_timeout=0.3)
-    async with setup_test(setup(use=[build(options=options)])) as client:
+    async with setup_runtime(setup(use=[build(options=options)])) as client:
         timers = client.runtime.sleep_timers
         handles = [client.get_or_create("sleepy", str(i)) for i in range(30)]
         for handle in handles:
@@ -309,7 +309,7 @@ async def test_sleep_shutdown_order() -> None:
     def snapshot(c: ActorContext) -> tuple[int, Any]:
         return c.generation, dict(c.state)
 
-    async with setup_test(setup(use=[a])) as client:
+    async with setup_runtime(setup(use=[a])) as client:
         handle = client.ordered.get_or_create()
         actor_id = await handle.resolve()
         await handle.work()
@@ -354,7 +354,7 @@ async def test_a_request_during_sleep_shutdown_is_served_by_the_next_generation(
     def go_to_sleep(c: ActorContext) -> None:
         c.sleep()
 
-    async with setup_test(setup(use=[a])) as client:
+    async with setup_runtime(setup(use=[a])) as client:
         handle = client.handover.get_or_create()
         assert await handle.probe() == (1, 0)
         instance = client.runtime.instances[await handle.resolve()]
@@ -387,7 +387,7 @@ async def test_a_slow_on_sleep_is_cut_at_the_grace_deadline_and_state_is_saved()
         return c.generation, dict(c.state)
 
     with LoopClock() as clock:
-        async with setup_test(setup(use=[a])) as client:
+        async with setup_runtime(setup(use=[a])) as client:
             handle = client.slowsleep.get_or_create()
             actor_id = await handle.resolve()
             assert await handle.snapshot() == (1, {})
@@ -422,7 +422,7 @@ async def test_run_ignoring_the_abort_is_cut_at_the_grace_deadline() -> None:
     def go_to_sleep(c: ActorContext) -> None:
         c.sleep()
 
-    async with setup_test(setup(use=[a])) as client:
+    async with setup_runtime(setup(use=[a])) as client:
         handle = client.stubborn.get_or_create()
         actor_id = await handle.resolve()
         await handle.go_to_sleep()  # run is active: idleness never comes, c.sleep() does
@@ -432,7 +432,7 @@ async def test_run_ignoring_the_abort_is_cut_at_the_grace_deadline() -> None:
 
 
 async def test_an_action_in_flight_at_sleep_finishes_and_its_change_is_saved() -> None:
-    async with setup_test(setup(use=[build()])) as client:
+    async with setup_runtime(setup(use=[build()])) as client:
         handle, actor_id, instance = await started(client)
         call = asyncio.ensure_future(handle.slow("inflight"))
         await asyncio.sleep(0.01)

@@ -1,6 +1,6 @@
 """A bounded soak: 10,000 actors, mixed actions, sleeps and wakes, for a fixed time.
 
-The runtime runs in-process (:func:`rivetkit.testing.setup_test`, embedded store, a fake wall
+The runtime runs in-process (:func:`rivetkit.testing.setup_runtime`, embedded store, a fake wall
 clock for schedules). Every actor is created, then put to sleep: that is the baseline (Python
 heap blocks, live asyncio tasks). Then, for ``RIVETKIT_SOAK_SECONDS`` (default 6), callers pick random actors and run a random mix: plain and async actions, a sleep
 (``c.sleep()``), a schedule fired through the fake clock (which wakes a sleeping actor), and
@@ -28,10 +28,10 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from conftest import eventually, tasks_by_name
 
+from conftest import eventually, tasks_by_name
 from rivetkit import ActorOptions, actor, setup
-from rivetkit.testing import TestActorHandle, TestClient, setup_test
+from rivetkit.testing import RuntimeActorHandle, RuntimeClient, setup_runtime
 
 pytestmark = pytest.mark.asyncio
 
@@ -90,7 +90,7 @@ class FakeClock:
         return self.now
 
 
-async def all_asleep(client: TestClient, handles: list[TestActorHandle]) -> None:
+async def all_asleep(client: RuntimeClient, handles: list[RuntimeActorHandle]) -> None:
     """Put every loaded actor to sleep and wait until none is loaded."""
     placement = client.runtime.driver.placement
     loaded = set(placement.loaded())
@@ -110,7 +110,7 @@ async def test_soak_many_actors_sleep_and_wake() -> None:
     print(f"soak: {ACTORS} actors, {SECONDS} s, seed {SEED} (RIVETKIT_SOAK_SEED replays it)")
     rng = random.Random(SEED)
     clock = FakeClock()
-    async with setup_test(build_registry(), clock=clock) as client:
+    async with setup_runtime(build_registry(), clock=clock) as client:
         driver: Any = client.runtime.driver
         handles = [client.soak.get_or_create([f"a{i}"]) for i in range(ACTORS)]
         expected = [0] * ACTORS
@@ -222,7 +222,7 @@ async def test_a_wake_survives_an_immediate_sleep() -> None:
     """The race the soak found: a call wakes a sleeping actor, and before the caller resumes,
     another request puts the new instance to sleep and it stops completely. The call wakes the
     actor again instead of failing with ``actor/not_found``."""
-    async with setup_test(build_registry()) as client:
+    async with setup_runtime(build_registry()) as client:
         handle = client.soak.get_or_create(["race"])
         assert await handle.inc(1) == 1
         actor_id = await handle.resolve()

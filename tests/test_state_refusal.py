@@ -3,7 +3,7 @@
 An action (or hook) that leaves the state in a form CBOR cannot store fails with
 ``actor/invalid_state`` naming the offending path, and the state goes back to what it was before
 that action, so nothing unsaveable is ever acknowledged or saved later. Checked in-process
-(``setup_test``), over HTTP against a real server, and across a SIGTERM and a restart of
+(``setup_runtime``), over HTTP against a real server, and across a SIGTERM and a restart of
 ``rivetkit serve``.
 """
 
@@ -28,7 +28,7 @@ from rivetkit.client import ActorError, Client
 from rivetkit.errors import RivetError
 from rivetkit.protocol.values import cbor_loads
 from rivetkit.server import serve_in_background
-from rivetkit.testing import setup_test
+from rivetkit.testing import setup_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.asyncio
@@ -118,7 +118,7 @@ async def stored_state(client: Any, actor_id: str) -> Any:
     return cbor_loads(actor_persist.ACTOR.decode(raw).state)
 
 
-# -- in-process (setup_test) -------------------------------------------------------------------
+# -- in-process (setup_runtime) ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -130,7 +130,7 @@ async def stored_state(client: Any, actor_id: str) -> Any:
     ],
 )
 async def test_unsaveable_write_is_refused_and_undone(action: str, path: str, words: str) -> None:
-    async with setup_test(box_registry()) as client:
+    async with setup_runtime(box_registry()) as client:
         box = client.box.get_or_create(["k"])
         assert await box.add(1) == 1
         with pytest.raises(RivetError) as info:
@@ -146,7 +146,7 @@ async def test_unsaveable_write_is_refused_and_undone(action: str, path: str, wo
 
 
 async def test_refused_with_durable_replies_nothing_stays() -> None:
-    async with setup_test(box_registry(durable_replies=True)) as client:
+    async with setup_runtime(box_registry(durable_replies=True)) as client:
         box = client.box.get_or_create(["k"])
         assert await box.add(1) == 1
         with pytest.raises(RivetError) as info:
@@ -157,7 +157,7 @@ async def test_refused_with_durable_replies_nothing_stays() -> None:
 
 
 async def test_failing_action_that_broke_the_state_keeps_its_own_error() -> None:
-    async with setup_test(box_registry()) as client:
+    async with setup_runtime(box_registry()) as client:
         box = client.box.get_or_create(["k"])
         with pytest.raises(RivetError) as info:
             await box.put_then_fail()
@@ -167,7 +167,7 @@ async def test_failing_action_that_broke_the_state_keeps_its_own_error() -> None
 
 async def test_interleaved_action_is_refused_after_a_restore() -> None:
     """A restore undoes what actions in flight wrote since the checkpoint: they are refused."""
-    async with setup_test(box_registry()) as client:
+    async with setup_runtime(box_registry()) as client:
         box = client.box.get_or_create(["k"])
         slow = asyncio.ensure_future(box.slow_add(5, 0.2))
         await asyncio.sleep(0.05)  # slow_add has written and is waiting
@@ -184,7 +184,7 @@ async def test_interleaved_action_is_refused_after_a_restore() -> None:
 
 
 async def test_serial_actor_restores_only_the_failing_action() -> None:
-    async with setup_test(box_registry(serial=True)) as client:
+    async with setup_runtime(box_registry(serial=True)) as client:
         box = client.box.get_or_create(["k"])
         first = asyncio.ensure_future(box.slow_add(5, 0.05))
         second = asyncio.ensure_future(box.slow_put_custom(0.01))
@@ -207,7 +207,7 @@ async def test_on_connect_that_breaks_the_state_refuses_the_connection() -> None
     def n(c: Any) -> int:
         return int(c.state["n"])
 
-    async with setup_test(setup(use=[hooked])) as client:
+    async with setup_runtime(setup(use=[hooked])) as client:
         handle = client.hooked.get_or_create()
         instance = await client.runtime.instance(await handle.resolve())
         await instance.connect("good")
@@ -229,7 +229,7 @@ async def test_scheduled_action_that_breaks_the_state_is_undone(
         await c.schedule.after(0, action)
 
     now = [1_000_000.0]
-    async with setup_test(setup(use=[timed]), clock=lambda: now[0]) as client:
+    async with setup_runtime(setup(use=[timed]), clock=lambda: now[0]) as client:
         handle = client.timed.get_or_create()
         assert await handle.add(1) == 1
         await handle.later("put_custom")
@@ -271,7 +271,7 @@ async def test_run_loop_gets_the_error_from_save_state_and_saves_recover(
         return c.state
 
     caplog.set_level(logging.ERROR, logger="rivetkit.actor")
-    async with setup_test(setup(use=[looper])) as client:
+    async with setup_runtime(setup(use=[looper])) as client:
         handle = client.looper.get_or_create()
         actor_id = await handle.resolve()
         await handle.get()  # wakes the actor: run starts
@@ -327,7 +327,7 @@ async def test_the_check_refuses_exactly_what_the_save_refuses(kind: str, refuse
     def n(c: Any) -> int:
         return int(c.state["n"])
 
-    async with setup_test(setup(use=[edge])) as client:
+    async with setup_runtime(setup(use=[edge])) as client:
         handle = client.edge.get_or_create()
         if refused:
             with pytest.raises(RivetError) as info:

@@ -1,0 +1,156 @@
+"""The test harness's clock: real time plus an offset that tests move forward.
+
+:class:`FakeClock` drives both clocks the runtime reads:
+
+* the wall clock (epoch seconds) of schedules, alarms and timestamps: :meth:`FakeClock.wall`,
+  handed to the runtime and the embedded driver;
+* the event loop's clock (idle sleep, action and hook timeouts, grace periods, save
+  intervals): the running loop's ``time`` is replaced, at the first :meth:`FakeClock.advance`,
+  by the real loop time plus the offset.
+
+Real time keeps flowing under both; :meth:`~FakeClock.advance` only jumps them forward, then
+:meth:`~FakeClock.settle` runs what came due to completion. The loop's clock can be replaced
+only on asyncio's own loop (``asyncio.BaseEventLoop``): under uvloop ``advance`` raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+__all__ = ["FakeClock"]
+
+#: Settling gives up after this many rounds (a loop that never goes quiet).
+_MAX_ROUNDS: Final = 200
+#: Rounds in a row without any change before the runtime counts as settled.
+_QUIET_ROUNDS: Final = 2
+
+
+def _noop(_conn: sqlite3.Connection) -> None:
+    return None
+
+
+class FakeClock:
+    """Wall and loop time moved forward on demand (see the module docstring).
+
+    :param wall: the underlying wall clock in epoch seconds (default ``time.time``).
+    """
+
+    def __init__(self, wall: Callable[[], float] = time.time) -> None:
+        self._base_wall = wall
+        #: Seconds moved forward so far.
+        self.offset = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_time: Callable[[], float] | None = None
+        self._had_patch = False
+
+    def wall(self) -> float:
+        """The fake wall time, in epoch seconds."""
+        return self._base_wall() + self.offset
+
+    def loop_time(self) -> float:
+        """The fake event-loop time (the running loop's real time plus the offset)."""
+        if self._loop_time is not None:
+            return self._loop_time() + self.offset
+        return asyncio.get_running_loop().time()
+
+    def install(self) -> None:
+        """Make the running loop read its time from this clock (done by :meth:`advance`).
+
+        Raises RuntimeError on a loop whose clock cannot be replaced (uvloop).
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        if self._loop is not None:
+            raise RuntimeError("this fake clock is already installed on another event loop")
+        if not isinstance(loop, asyncio.BaseEventLoop):
+            raise RuntimeError(
+                f"advance() moves the event loop's clock, which {type(loop).__module__}."
+                f"{type(loop).__qualname__} does not allow (uvloop); run the test on asyncio's "
+                "default loop (no uvloop event loop policy) to use a fake clock"
+            )
+        self._had_patch = "time" in vars(loop)  # another fake clock, which we then stack on
+        self._loop_time = loop.time
+        self._loop = loop
+        loop.time = self.loop_time  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        """Give the loop its own clock back (loop timers armed meanwhile fire late by the
+        offset: call it once the runtime has stopped)."""
+        loop, previous = self._loop, self._loop_time
+        if loop is None or previous is None:
+            return
+        if self._had_patch:
+            loop.time = previous  # type: ignore[method-assign]
+        else:
+            del loop.time
+        self._loop = None
+        self._loop_time = None
+
+    async def advance(self, seconds: float, *, runtime: Any = None, driver: Any = None) -> None:
+        """Move both clocks ``seconds`` forward, then :meth:`settle` (``runtime``/``driver``)."""
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+            raise TypeError(f"advance() takes seconds as a number, not {type(seconds).__name__}")
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"advance() moves time forward only: got {seconds!r} seconds")
+        self.install()
+        self.offset += float(seconds)
+        await self.settle(runtime=runtime, driver=driver)
+
+    async def settle(self, *, runtime: Any = None, driver: Any = None) -> None:
+        """Run what is due until nothing changes: alarms due on the wall clock are fired and
+        handled (``driver.poll_alarms()``), loop timers that came due run, the embedded
+        store's writes commit; repeated until the loop, the store and the set of tasks and
+        live actors stay the same for two rounds.
+
+        Work that waits on time that has not come (``asyncio.sleep`` of real time, a
+        schedule later than now) is left waiting.
+        """
+        loop = asyncio.get_running_loop()
+        quiet = 0
+        for _ in range(_MAX_ROUNDS):
+            before = _snapshot(runtime, driver)
+            poll = getattr(driver, "poll_alarms", None)
+            if poll is not None:
+                await poll()
+            await _drain(loop)
+            store = getattr(driver, "store", None)
+            if store is not None and getattr(store, "is_open", False):
+                await store.read(_noop)  # in order: every earlier write has committed
+                await _drain(loop)
+            if _snapshot(runtime, driver) == before:
+                quiet += 1
+                if quiet >= _QUIET_ROUNDS:
+                    return
+            else:
+                quiet = 0
+
+
+async def _drain(loop: asyncio.AbstractEventLoop) -> None:
+    """Yield to the loop until no callback is ready and no timer is due (bounded)."""
+    for _ in range(1000):
+        await asyncio.sleep(0)
+        ready = getattr(loop, "_ready", None)
+        scheduled = getattr(loop, "_scheduled", None)
+        if ready is None or scheduled is None:  # not asyncio's loop: a fixed number of turns
+            continue
+        due = bool(scheduled) and scheduled[0].when() <= loop.time()
+        if not ready and not due:
+            return
+
+
+def _snapshot(runtime: Any, driver: Any) -> tuple[Any, ...]:
+    store = getattr(driver, "store", None)
+    tasks = frozenset(id(task) for task in asyncio.all_tasks() if not task.done())
+    instances = frozenset(getattr(runtime, "instances", {}) or ())
+    return (
+        getattr(store, "transactions", None),
+        getattr(store, "write_ops", None),
+        instances,
+        tasks,
+    )
