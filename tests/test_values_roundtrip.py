@@ -50,6 +50,7 @@ MADE: dict[str, Any] = {
     "decimal": decimal.Decimal("1.50"),
     "uuid": uuid.UUID(int=1),
     "point": {"items": [1, Point()]},
+    "spaced": {"a key": Point()},
     "nan": float("nan"),
     "bytes_key": {b"k": 1},
     "tuple_key": {(1, 2): "pair"},
@@ -214,6 +215,7 @@ def refused(handle: SyncActorHandle, action: str, *args: Any) -> ActorError:
     [
         ("naive_datetime", "output['when']", "datetime"),
         ("point", "output['items'][1]", "Point"),
+        ("spaced", "output['a key']", "Point"),
         ("decimal", "output", "Decimal"),
         ("uuid", "output", "UUID"),
         ("aware_datetime", "output", "datetime"),
@@ -260,6 +262,7 @@ def test_unsaveable_state_is_refused_in_every_encoding(
     for name, path, type_name in [
         ("naive_datetime", "state['v']['when']", "datetime"),
         ("point", "state['v']['items'][1]", "Point"),
+        ("spaced", "state['v']['a key']", "Point"),
     ]:
         error = refused(handle, "store_made", name)
         assert (error.group, error.code) == ("actor", "invalid_state")

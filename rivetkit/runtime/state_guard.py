@@ -212,13 +212,24 @@ STATE_VALUES: Final = (
 )
 
 
+class Problem(str):
+    """``"<path> <reason>"``, with the path kept apart (a dict key may hold spaces)."""
+
+    path: str
+
+    def __new__(cls, path: str, reason: str) -> Problem:
+        problem = super().__new__(cls, f"{path} {reason}")
+        problem.path = path
+        return problem
+
+
 def invalid_state(problem: str, *, what: str = "the action") -> RivetError:
     """``actor/invalid_state`` for ``problem`` (``"<path> <reason>"``), path in metadata.
 
     The message names the offending value's path and type, then says what the state may
     hold (:data:`STATE_VALUES`).
     """
-    path = problem.split(" ", 1)[0]
+    path = problem.path if isinstance(problem, Problem) else problem.split(" ", 1)[0]
     return actor_error(
         "invalid_state",
         f"{what} left the state unsaveable: {problem}; its changes were undone. {STATE_VALUES}",
@@ -241,23 +252,23 @@ def describe(state: Any, error: BaseException | None) -> str:
     found = _find(state, "state", set(), 0)
     if found is not None:
         return found
-    return f"state cannot be encoded ({error})" if error is not None else "state cannot be encoded"
+    return Problem("state", "cannot be encoded" + (f" ({error})" if error is not None else ""))
 
 
-def _find(value: Any, path: str, active: set[int], depth: int) -> str | None:
+def _find(value: Any, path: str, active: set[int], depth: int) -> Problem | None:
     t = type(value)
     if t in _SCALARS:
         if t is int and value.bit_length() > 2_000:
             try:
                 str(value)
             except ValueError:  # beyond sys.get_int_max_str_digits()
-                return f"{path} is an integer too large to save"
+                return Problem(path, "is an integer too large to save")
         return None
     if isinstance(value, (dict, list, tuple, set, frozenset)):
         if id(value) in active:
-            return f"{path} is a container that holds it (a reference cycle)"
+            return Problem(path, "is a container that holds it (a reference cycle)")
         if depth >= MAX_DEPTH:
-            return f"{path} nests deeper than {MAX_DEPTH} levels"
+            return Problem(path, f"nests deeper than {MAX_DEPTH} levels")
         active.add(id(value))
         try:
             if isinstance(value, dict):
@@ -276,5 +287,5 @@ def _find(value: Any, path: str, active: set[int], depth: int) -> str | None:
     try:
         cbor_dumps(value)
     except Exception:
-        return f"{path} is of type {t.__name__} ({value!r:.60}), which CBOR cannot store"
+        return Problem(path, f"is of type {t.__name__} ({value!r:.60}), which CBOR cannot store")
     return None
