@@ -68,3 +68,12 @@ def test_the_guarded_names() -> None:
     assert {"connect", "next_event", "on", "get_or_create", "fetch", "send", "call"} <= set(members)
     assert members["next_event"] == ("ActorConnection", "SyncActorConnection")
     assert {"close", "aclose", "dispose", "subscribe", "emit"} <= HABITS
+
+
+def test_sync_hints_for_async_only_members() -> None:
+    with SyncClient(ENDPOINT, disable_metadata_lookup=True) as client:
+        handle = client.counter.get(["k"])
+        with pytest.raises(AttributeError, match="websocket is async only"):
+            _ = handle.websocket
+        with pytest.raises(AttributeError, match=r"close with close\(\)"):
+            _ = client.aclose

@@ -34,6 +34,13 @@ HABITS: Final = frozenset(
 )
 
 
+#: What the blocking faces say about the async members they lack.
+_SYNC_HINTS: Final = {
+    "websocket": "ActorHandle.websocket is async only: use rivetkit.client.Client",
+    "aclose": "the blocking client and connections close with close()",
+}
+
+
 @functools.cache
 def client_members() -> dict[str, tuple[str, ...]]:
     """Public member name -> the client classes that have it (sorted)."""
@@ -82,7 +89,12 @@ def guard_client_method(obj: object, name: str) -> None:
     if owners is None and name not in HABITS:
         return
     kind = type(obj).__name__
-    where = f"it is a member of {', '.join(owners)}" if owners else "it is not a client method"
+    if kind.startswith("Sync") and name in _SYNC_HINTS:
+        where = _SYNC_HINTS[name]
+    elif owners:
+        where = f"it is a member of {', '.join(owners)}"
+    else:
+        where = "it is not a client method"
     if kind in ("Client", "SyncClient", "ActorAccessor", "SyncActorAccessor"):
         fix = (
             f'for an actor named {name!r} use client.get_or_create("{name}", key) '
