@@ -3,14 +3,18 @@
 ::
 
     rivetkit --version
-    rivetkit serve PATH.py[:registry] [--host 127.0.0.1] [--port 6420] [--data DIR]
+    rivetkit serve PATH.py[:registry] | module[:registry]
+                   [--host 127.0.0.1] [--port 6420] [--data DIR]
                    [--engine URL | --engine-spawn] [--namespace default] [--pool default]
-                   [--token T] [--log-level info]
+                   [--token T] [--log-level info] [--log-format text|json] [--access-log]
+                   [--reload [--reload-dir DIR]...]
                    [--cors-origin ORIGIN]... [--allowed-host NAME]...
     rivetkit inspect token ACTOR_ID [--data DIR]
 
-``serve`` imports ``PATH.py`` (its folder first on ``sys.path``, as ``python PATH.py`` would),
-takes its ``registry`` (or the attribute named after ``:``) and serves it in embedded mode:
+``serve`` imports ``PATH.py`` (its folder first on ``sys.path``, as ``python PATH.py`` would)
+or the module ``pkg.module`` (the current directory first on ``sys.path``; see
+:mod:`rivetkit.cli_target`), takes its ``registry`` (or the attribute named after ``:``) and
+serves it in embedded mode:
 one process, data in ``--data`` (default ``./.rivetkit``), listening on ``--host``/``--port``
 (default 127.0.0.1:6420, the official client's default). SIGTERM and SIGINT stop it
 gracefully: connections close, every actor sleeps and its state is flushed; a second SIGINT
@@ -23,6 +27,13 @@ local engine from the npm package ``@rivetkit/engine-cli`` on 127.0.0.1:6420 (da
 serves only ``/health`` and ``/metrics`` (default port 6440 in engine mode). See
 :mod:`rivetkit.drivers.engine.serve`.
 
+``--reload`` runs the server in a child process and restarts it when a watched ``*.py``
+file changes (see :mod:`rivetkit.reload`); ``--log-format json`` and ``--access-log`` are
+described in :mod:`rivetkit.logs` and :mod:`rivetkit.server.request_log`.
+
+Every error is one line on stderr (``rivetkit: error: ...``) saying how to fix it; set
+``RIVETKIT_TRACEBACK=1`` (or ``--log-level debug``) for full tracebacks.
+
 Exit status: 0 after a graceful stop; 1 when the server cannot start (for example, another
 process uses the data directory, or the port is taken); 2 for usage errors.
 """
@@ -31,27 +42,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-__all__ = ["main"]
+from rivetkit.cli_target import CliError, load_registry, want_traceback
+from rivetkit.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+
+__all__ = ["CliError", "load_registry", "main"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 6420
 
 
-class CliError(Exception):
-    """A failure reported as one line on stderr, with an exit status."""
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors in one line that names the help to read."""
 
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
+    def error(self, message: str) -> NoReturn:
+        """Print ``rivetkit: error: MESSAGE (see PROG --help)`` and exit with status 2."""
+        self.exit(2, f"rivetkit: error: {message} (see {self.prog} --help)\n")
 
 
 def _version_line() -> str:
@@ -64,9 +78,7 @@ def _version_line() -> str:
 def _parser() -> argparse.ArgumentParser:
     from rivetkit.server.limits import add_cli_options as add_limit_options
 
-    parser = argparse.ArgumentParser(
-        prog="rivetkit", description="Stateful actors compatible with RivetKit."
-    )
+    parser = _Parser(prog="rivetkit", description="Stateful actors compatible with RivetKit.")
     parser.add_argument(
         "--version", action="store_true", help="print the version and whether speedups are on"
     )
@@ -74,10 +86,14 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="serve the actors of a registry",
-        description="Serve the registry defined in PATH.py (attribute 'registry', or the "
-        "name after ':').",
+        description="Serve the registry defined in PATH.py or in the module pkg.module "
+        "(attribute 'registry', or the name after ':').",
     )
-    serve.add_argument("target", metavar="PATH.py[:registry]", help="the app file")
+    serve.add_argument(
+        "target",
+        metavar="PATH.py[:registry]",
+        help="the app file, or its module: pkg.module[:registry]",
+    )
     serve.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (%(default)s)")
     serve.add_argument(
         "--port",
@@ -117,9 +133,34 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level",
         default="info",
-        choices=["debug", "info", "warning", "error"],
-        help="log level (%(default)s)",
+        choices=LOG_LEVELS,
+        help="log level of every logger: rivetkit's, uvicorn's, yours (%(default)s)",
     )
+    serve.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="text lines, or one JSON object per line (%(default)s)",
+    )
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log one line per HTTP request: method, path, status, duration, request id",
+    )
+    serve.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart the server when a watched *.py file changes (development)",
+    )
+    serve.add_argument(
+        "--reload-dir",
+        action="append",
+        dest="reload_dirs",
+        metavar="DIR",
+        help="folder to watch with --reload (repeatable; default: the app's folder)",
+    )
+    # A listening socket inherited from the --reload supervisor.
+    serve.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)
     inspect = commands.add_parser(
         "inspect", help="inspector tools", description="Tools for the actor inspector."
     )
@@ -157,69 +198,14 @@ def _inspect_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter(
-            "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s",
-            datefmt="%Y-%m-%d %H:%M:%S",
-        )
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # uvicorn's own loggers propagate to ours; its access log stays off.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
-
-
-def load_registry(target: str) -> tuple[Any, Path]:
-    """The registry named by ``PATH.py[:attribute]`` and the file's path.
-
-    :raises CliError: when the file cannot be loaded or holds no registry
-    """
-    from rivetkit.registry import Registry
-
-    path_text, attribute = target, "registry"
-    head, sep, tail = target.rpartition(":")
-    if sep and tail.isidentifier() and head:
-        path_text, attribute = head, tail
-    path = Path(path_text)
-    if not path.is_file():
-        raise CliError(f"no such file: {path_text}", 2)
-    module_name = path.stem if path.stem.isidentifier() else "rivetkit_app"
-    folder = str(path.resolve().parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise CliError(f"cannot import {path_text} (is it a .py file?)", 2)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception:
-        logging.getLogger("rivetkit.cli").exception("importing %s failed", path_text)
-        raise CliError(f"importing {path_text} failed (see the traceback above)") from None
-    registry = getattr(module, attribute, None)
-    if registry is None:
-        raise CliError(f"{path_text} has no attribute {attribute!r} (expected a registry)", 2)
-    if not isinstance(registry, Registry):
-        raise CliError(
-            f"{path_text}:{attribute} is a {type(registry).__name__}, not a registry made by "
-            "rivetkit.setup()",
-            2,
-        )
-    return registry, path
-
-
 async def _serve(args: argparse.Namespace, registry: Any, path: Path) -> int:
     import rivetkit
     from rivetkit.errors import RivetError
     from rivetkit.server import create_app
     from rivetkit.server.limits import from_cli as limits_from_cli
     from rivetkit.server.runner import Server, bind_socket, uvicorn_config
+
+    app_access_log = bool(args.access_log)
 
     log = logging.getLogger("rivetkit.cli")
     app = create_app(
@@ -229,6 +215,7 @@ async def _serve(args: argparse.Namespace, registry: Any, path: Path) -> int:
         allowed_hosts=args.allowed_hosts,
         listen_host=args.host,
     )
+    app.access_log = app_access_log
     try:
         await app.startup()
     except RivetError as exc:
@@ -236,12 +223,13 @@ async def _serve(args: argparse.Namespace, registry: Any, path: Path) -> int:
     except OSError as exc:
         raise CliError(f"cannot open the data directory {args.data}: {exc}") from None
     try:
-        try:
-            sock = bind_socket(args.host, args.port)
-        except OSError as exc:
-            raise CliError(
-                f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
-            ) from None
+        if args.fd is not None:
+            sock = socket.socket(fileno=args.fd)
+        else:
+            try:
+                sock = bind_socket(args.host, args.port)
+            except OSError as exc:
+                raise CliError(listen_error(args.host, args.port, exc)) from None
         limits = limits_from_cli(args)
         server = Server(
             uvicorn_config(app, graceful_timeout=10, limits=limits), handle_signals=True
@@ -335,12 +323,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.port is not None and not 0 <= args.port <= 65535:
-            raise CliError(f"invalid --port {args.port}", 2)
-        _configure_logging(args.log_level)
+            raise CliError(f"invalid --port {args.port}: give a port from 0 to 65535", 2)
+        configure_logging(args.log_level, args.log_format, access_log=args.access_log)
+        if args.reload:
+            from rivetkit.reload import supervise
+
+            status: int = supervise(args, list(argv if argv is not None else sys.argv[1:]))
+            return status
         from rivetkit.inspector.token import warn_test_token
 
         warn_test_token()
-        registry, path = load_registry(args.target)
+        registry, path = load_registry(args.target, log_level=args.log_level)
         if args.engine is not None or args.engine_spawn:
             return _run(_serve_engine(args, registry, path))
         if args.port is None:
@@ -351,6 +344,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.status
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug of ours or an unforeseen failure: one line still
+        if want_traceback(args.log_level):
+            raise
+        print(
+            f"rivetkit: error: {type(exc).__name__}: {exc} (full traceback: RIVETKIT_TRACEBACK=1)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def listen_error(host: str, port: int, exc: OSError) -> str:
+    """The one-line error for a port that cannot be listened on."""
+    import errno
+
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EADDRINUSE:
+        fix = "another process listens there; stop it, or choose --port (0: any free port)"
+    elif exc.errno == errno.EACCES:
+        fix = "ports below 1024 need privileges; choose --port 1024 or above"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        fix = "this machine has no such address; use --host 127.0.0.1 or 0.0.0.0"
+    else:
+        fix = "check --host and --port"
+    return f"cannot listen on {host}:{port}: {reason}; {fix}"
 
 
 def entry_point() -> None:

@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote
@@ -46,7 +47,7 @@ from rivetkit.drivers.base import ActorRecord, Driver
 from rivetkit.errors import RivetError, to_public
 from rivetkit.protocol.actor_keys import deserialize_key, serialize_key
 from rivetkit.runtime.live_actors import Runtime
-from rivetkit.server import gateway
+from rivetkit.server import address_hints, gateway
 from rivetkit.server.asgi_io import (
     AsgiWebSocket,
     BodyChunks,
@@ -58,6 +59,14 @@ from rivetkit.server.asgi_io import (
 from rivetkit.server.cors import OriginPolicy, preflight, refuse_websocket, with_cors
 from rivetkit.server.gateway import invalid_request
 from rivetkit.server.http_fastpath import HTTP_CYCLE, respond
+from rivetkit.server.request_log import (
+    RequestContext,
+    log_access,
+    request_id_of,
+    reset_request_context,
+    set_actor_context,
+    set_request_context,
+)
 from rivetkit.server.ws_fastpath import DIRECT_WEBSOCKET
 
 __all__ = ["RivetApp", "actor_json"]
@@ -168,6 +177,8 @@ class RivetApp:
         self.runtime = Runtime(registry, driver)
         # This server holds the clients' /connect sockets: they hibernate with their actor.
         self.dispatcher = Dispatcher(self.runtime, hibernatable_connections=True)
+        #: Log one line per HTTP request to ``rivetkit.access`` (``--access-log``).
+        self.access_log = False
         self._started = False
         self._stopped = False
         self._start_lock = asyncio.Lock()
@@ -228,27 +239,38 @@ class RivetApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            # Origin and Host first: a refused web page runs nothing (see server/cors.py).
-            origin, refusal = self.origin_policy.check(scope["headers"])
-            if refusal is not None:
-                response = refusal.response()
-            elif origin is not None and scope["method"] == "OPTIONS":
-                response = preflight(origin, scope["headers"]) or await self._http_in(
-                    scope, receive
-                )
-            else:
-                response = await self._http_in(scope, receive)
-            if origin is not None:
-                response.headers = Headers.from_raw(with_cors(response.headers.raw, origin))
-            await _send_response(scope, send, response)
+            token = set_request_context(RequestContext(request_id_of(scope["headers"])))
+            started = time.perf_counter()
+            try:
+                # Origin and Host first: a refused web page runs nothing (see server/cors.py).
+                origin, refusal = self.origin_policy.check(scope["headers"])
+                if refusal is not None:
+                    response = refusal.response()
+                elif origin is not None and scope["method"] == "OPTIONS":
+                    response = preflight(origin, scope["headers"]) or await self._http_in(
+                        scope, receive
+                    )
+                else:
+                    response = await self._http_in(scope, receive)
+                if origin is not None:
+                    response.headers = Headers.from_raw(with_cors(response.headers.raw, origin))
+                await _send_response(scope, send, response)
+                if self.access_log:
+                    log_access(scope, response.status, started)
+            finally:
+                reset_request_context(token)
         elif kind == "websocket":
-            _, refusal = self.origin_policy.check(scope["headers"])
-            if refusal is not None:
-                await refuse_websocket(scope, receive, send, refusal)
-                return
-            if not self._started:
-                await self._lazy_start()
-            await self._websocket(scope, receive, send)
+            token = set_request_context(RequestContext(request_id_of(scope["headers"])))
+            try:
+                _, refusal = self.origin_policy.check(scope["headers"])
+                if refusal is not None:
+                    await refuse_websocket(scope, receive, send, refusal)
+                    return
+                if not self._started:
+                    await self._lazy_start()
+                await self._websocket(scope, receive, send)
+            finally:
+                reset_request_context(token)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -294,6 +316,7 @@ class RivetApp:
                 if route is None:
                     route = await self._gateway(path, raw_query)
                 actor_id, rest, query = route
+                set_actor_context(self.runtime.instances.get(actor_id), actor_id)
                 chunks = BodyChunks(receive, MAX_BODY_SIZE, _own_cycle(scope, receive))
                 request = Request._raw(
                     method, rest, query, Headers.from_raw(scope["headers"]), chunks, chunks
@@ -382,7 +405,8 @@ class RivetApp:
             actor_id = await self._resolve(target)
         else:
             actor_id, _token = gateway.parse_direct(segment)
-            # Unknown ids are answered by dispatch (actor/not_found) when it wakes the actor.
+            if actor_id not in self.runtime.instances:
+                await self._check_direct(actor_id, rest)
         if len(routes) >= _ROUTE_CACHE_SIZE:
             routes.clear()
         routes[(segment, query)] = (actor_id, rest_query)
@@ -392,12 +416,20 @@ class RivetApp:
         record = await self.driver.get_actor(actor_id)
         return record is not None and record.destroy_ts is None
 
+    async def _check_direct(self, actor_id: str, rest: str) -> None:
+        """An id no actor ever had is answered with how to address an actor (a destroyed
+        actor's id is left to dispatch)."""
+        if await self.driver.get_actor(actor_id) is not None:
+            return
+        names = self.registry.actors
+        if actor_id in names:
+            post = rest.startswith(("/action/", "/queue/"))
+            raise address_hints.name_as_id(actor_id, "POST" if post else "GET", rest)
+        raise address_hints.unknown_id(actor_id, names)
+
     def _check_name(self, name: str) -> None:
         if name not in self.registry.actors:
-            raise invalid_request(
-                f"no actor named {name[:100]!r} is registered",
-                metadata={"name": name[:100]},
-            )
+            raise address_hints.unknown_name(name, self.registry.actors)
 
     async def _resolve(self, target: gateway.QueryTarget) -> str:
         self._check_name(target.name)
@@ -517,6 +549,7 @@ class RivetApp:
                 # A failure below is reported as for the actor route (/connect or raw).
                 request = request.with_path(_split_gateway(path)[1], "")
                 actor_id, rest, rest_query = await self._gateway(path, query)
+                set_actor_context(self.runtime.instances.get(actor_id), actor_id)
                 request = request.with_path(rest, rest_query)
             else:
                 offered = parse_subprotocols(headers)

@@ -1,0 +1,82 @@
+"""Request ids and the access log of the embedded server.
+
+Every HTTP request and WebSocket gets a request id: the client's ``x-rivet-ray-id`` header
+when it sends one (printable, at most 128 characters), otherwise a new one
+(:func:`rivetkit.logs.new_request_id`). While the request is handled, it is the current
+:class:`~rivetkit.logs.RequestContext`, with the actor's id, name and key once the gateway
+has found the actor, so log lines written meanwhile (the actor's ``c.log`` included) carry
+them.
+
+The access log (``rivetkit serve --access-log``) is one ``INFO`` line per HTTP request on the
+``rivetkit.access`` logger: method, path (query dropped: it can hold tokens), status,
+duration in milliseconds and request id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+from rivetkit.logs import (
+    ACCESS_LOGGER,
+    RequestContext,
+    current_request,
+    new_request_id,
+    reset_request_context,
+    set_request_context,
+)
+
+__all__ = [
+    "RAY_ID_HEADER",
+    "RequestContext",
+    "log_access",
+    "request_id_of",
+    "reset_request_context",
+    "set_actor_context",
+    "set_request_context",
+]
+
+#: The header naming a request (RivetKit's ray id).
+RAY_ID_HEADER: Final = b"x-rivet-ray-id"
+_MAX_ID: Final = 128
+
+_access = logging.getLogger(ACCESS_LOGGER)
+
+
+def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
+    """The client's ``x-rivet-ray-id`` when usable, else a new id."""
+    for name, value in headers:
+        if name == RAY_ID_HEADER:
+            if 0 < len(value) <= _MAX_ID and value.isascii() and value.decode().isprintable():
+                return value.decode()
+            break
+    return new_request_id()
+
+
+def set_actor_context(instance: Any, actor_id: str) -> None:
+    """Add the actor (its id; name and key when it is running) to the current request."""
+    request = current_request()
+    if request is None:
+        return
+    if instance is None:
+        set_request_context(request._replace(actor_id=actor_id))
+    else:
+        key = "/".join(instance.key) or "-"
+        set_request_context(request._replace(actor_id=actor_id, actor=instance.name, key=key))
+
+
+def log_access(scope: Mapping[str, Any], status: int, started: float) -> None:
+    """One access-log line for the request of ``scope``."""
+    request = current_request()
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else scope.get("path", "/")
+    _access.info(
+        "%s %s %d %.1fms request_id=%s",
+        scope["method"],
+        path[:300],
+        status,
+        (time.perf_counter() - started) * 1000,
+        request.request_id if request is not None else "-",
+    )
