@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosedError
 
 from rivetkit import ActorOptions, Response, UserError, actor, setup
 from rivetkit.client import ActorError, Client, RetryOptions
@@ -72,6 +73,16 @@ def fire(c: Any, text: str) -> None:
 @box.action
 def fired(c: Any) -> list[str]:
     return list(c.state["fired"])
+
+
+@box.on_websocket
+async def box_socket(c: Any, ws: Any) -> None:
+    await ws.send(f"hello {ws.request.path}")
+    async for message in ws:
+        if message == "close":
+            await ws.close(4000, "asked to")
+            return
+        await ws.send(str(message).upper())
 
 
 @box.on_request
@@ -227,6 +238,25 @@ async def test_connect_events_queue_and_fetch() -> None:
         result = await job.send("jobs", {"x": 21}, wait=True, timeout=5)
         assert result is not None
         assert (result.status, result.response) == ("completed", {"doubled": 42})
+
+
+@pytest.mark.asyncio
+async def test_raw_websocket_and_what_is_left_open_is_closed_on_exit() -> None:
+    async with setup_test(registry) as t:
+        handle = t.box.get_or_create(["ws"])
+        ws = await handle.websocket("/chat")
+        assert await ws.recv() == "hello /chat"
+        await ws.send("hi")
+        assert await ws.recv() == "HI"
+        await ws.send("close")
+        with pytest.raises(ConnectionClosedError) as closed:
+            await ws.recv()
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4000, "asked to")
+        left_open = await handle.websocket("/left-open")
+        assert await left_open.recv() == "hello /left-open"
+    assert left_open.close_code == 1001  # the harness closed it on exit
+    assert t.server.sockets == frozenset()
 
 
 @pytest.mark.asyncio
