@@ -4,8 +4,8 @@ The supervisor binds the listening socket once and starts the server as a child 
 (``python -m rivetkit serve ...`` with the same options), handing it the socket, so the port
 never changes and a client connecting during a restart waits in the backlog instead of being
 refused. It watches the app's folder (or each ``--reload-dir``) for changes to ``*.py`` files
-(watchfiles; ``__pycache__``, ``.git``, virtual environments and the like are ignored). On a
-change it:
+(watchfiles; ``__pycache__``, ``.git``, ``.venv``, ``venv``, ``node_modules``, tool caches
+and ``.rivetkit`` are ignored). On a change it:
 
 1. compiles the changed files; a syntax error is reported in one line and the running server
    is left alone until the next change;
@@ -138,6 +138,23 @@ class _Child:
             proc.wait()
 
 
+def _app_filter() -> Any:
+    """watchfiles' filter for ``*.py`` files, also ignoring ``venv``, ``site-packages`` and
+    the default data directory."""
+    import watchfiles
+
+    class AppFilter(watchfiles.PythonFilter):
+        ignore_dirs = (
+            *watchfiles.PythonFilter.ignore_dirs,
+            "venv",
+            "site-packages",
+            ".rivetkit",
+            ".ruff_cache",
+        )
+
+    return AppFilter()
+
+
 def supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Run the server of ``argv`` (the ``serve`` command line) under the reloader until
     SIGINT or SIGTERM; the exit status."""
@@ -146,6 +163,8 @@ def supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from rivetkit.cli import DEFAULT_PORT, listen_error
     from rivetkit.server.runner import bind_socket
 
+    if sys.platform == "win32":
+        raise CliError("--reload needs a POSIX system (Linux, macOS); run without it", 2)
     dirs = watched_dirs(args.target, args.reload_dirs)
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # we say what changed ourselves
     sock = None
@@ -174,7 +193,7 @@ def supervise(args: argparse.Namespace, argv: Sequence[str]) -> int:
         child.start()
         for changes in watchfiles.watch(
             *dirs,
-            watch_filter=watchfiles.PythonFilter(),
+            watch_filter=_app_filter(),
             stop_event=stop,
             yield_on_timeout=True,
             rust_timeout=300,

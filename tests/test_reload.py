@@ -169,3 +169,35 @@ def test_syntax_errors(tmp_path: Path) -> None:
     bad.write_text("x = 1\ny = (\n")
     (errors,) = syntax_errors([good, bad, tmp_path / "gone.py"])
     assert errors.endswith("bad.py:2: SyntaxError: '(' was never closed")
+
+
+def test_a_connection_comes_back_after_a_reload(
+    reloading: tuple[subprocess.Popen[bytes], int, Path, Path],
+) -> None:
+    import asyncio
+
+    from rivetkit.client import Client
+
+    proc, port, app, _ = reloading
+    wait_healthy(port, proc)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        async with Client(f"http://127.0.0.1:{port}") as client:
+            handle = client.counter.get_or_create("reload")
+            async with handle.connect() as conn:
+                assert await conn.add(1) == 1
+                app.write_text(APP.format(version=5))
+                deadline = time.monotonic() + 30
+                while True:  # the same connection object, reopened by the client
+                    try:
+                        if await asyncio.wait_for(conn.version(), 5) == 5:
+                            break
+                    except Exception:
+                        if time.monotonic() > deadline:
+                            raise
+                    await asyncio.sleep(0.1)
+                assert await conn.add(1) == 2
+
+    asyncio.run(scenario())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
