@@ -109,21 +109,24 @@ class FakeClock:
         live actors stay the same for two rounds.
 
         Work that waits on time that has not come (``asyncio.sleep`` of real time, a
-        schedule later than now) is left waiting.
+        schedule later than now) is left waiting, and so is work in other threads than the
+        store's writer (SQL queries of ``c.db`` run in a thread pool).
         """
         loop = asyncio.get_running_loop()
         quiet = 0
+        barriers = 0  # our own reads, left out of the store's read count
         for _ in range(_MAX_ROUNDS):
-            before = _snapshot(runtime, driver)
+            before = _snapshot(runtime, driver, barriers)
             poll = getattr(driver, "poll_alarms", None)
             if poll is not None:
                 await poll()
             await _drain(loop)
             store = getattr(driver, "store", None)
             if store is not None and getattr(store, "is_open", False):
-                await store.read(_noop)  # in order: every earlier write has committed
+                await store.read(_noop)  # in order: every earlier operation has finished
+                barriers += 1
                 await _drain(loop)
-            if _snapshot(runtime, driver) == before:
+            if _snapshot(runtime, driver, barriers) == before:
                 quiet += 1
                 if quiet >= _QUIET_ROUNDS:
                     return
@@ -144,13 +147,15 @@ async def _drain(loop: asyncio.AbstractEventLoop) -> None:
             return
 
 
-def _snapshot(runtime: Any, driver: Any) -> tuple[Any, ...]:
+def _snapshot(runtime: Any, driver: Any, barriers: int) -> tuple[Any, ...]:
     store = getattr(driver, "store", None)
     tasks = frozenset(id(task) for task in asyncio.all_tasks() if not task.done())
     instances = frozenset(getattr(runtime, "instances", {}) or ())
+    reads = getattr(store, "read_ops", None)
     return (
         getattr(store, "transactions", None),
         getattr(store, "write_ops", None),
+        None if reads is None else reads - barriers,
         instances,
         tasks,
     )

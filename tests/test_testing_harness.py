@@ -304,6 +304,19 @@ async def test_advance_lets_an_idle_actor_sleep_with_its_state_saved() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_connection_hibernates_with_its_actor() -> None:
+    async with setup_test(registry) as t:
+        handle = t.sleepy.get_or_create(["hib"])
+        async with handle.connect() as conn:
+            assert await conn.bump() == 1
+            actor_id = await handle.resolve()
+            await t.advance(31)
+            assert actor_id not in t.runtime.instances  # asleep, the socket kept open
+            assert conn.status == "connected"
+            assert await conn.bump() == 2  # the message wakes it, on the same socket
+
+
+@pytest.mark.asyncio
 async def test_advance_runs_out_an_action_timeout() -> None:
     async with setup_test(registry) as t:
         handle = t.sleepy.get_or_create(["slow"])
@@ -311,6 +324,7 @@ async def test_advance_runs_out_an_action_timeout() -> None:
         await t.settle()
         assert not call.done()
         await t.advance(11)  # action_timeout is 10 s
+        assert call.done()  # timed out and answered before advance returned
         with pytest.raises(ActorError) as info:
             await call
         assert (info.value.group, info.value.code) == ("actor", "action_timed_out")
