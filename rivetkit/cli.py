@@ -190,7 +190,10 @@ def _inspect_token(args: argparse.Namespace) -> int:
     try:
         token = token_from_data_dir(args.data, args.actor_id)
     except LookupError as exc:
-        raise CliError(str(exc.args[0] if exc.args else exc)) from None
+        raise CliError(
+            f"{exc.args[0] if exc.args else exc}; check ACTOR_ID and --data (the directory the "
+            "server was started with; GET /actors?name=NAME lists the actor ids)"
+        ) from None
     except Exception as exc:  # a corrupt or foreign file, a lock held too long
         raise CliError(f"cannot read the inspector token: {exc}") from None
     print(f"inspector token of actor {args.actor_id}:", file=sys.stderr)
@@ -311,7 +314,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "inspect":
         if args.inspect_command != "token":
-            print("usage: rivetkit inspect token ACTOR_ID [--data DIR]", file=sys.stderr)
+            print(
+                "rivetkit: error: name the tool: rivetkit inspect token ACTOR_ID [--data DIR]",
+                file=sys.stderr,
+            )
             return 2
         try:
             return _inspect_token(args)

@@ -192,3 +192,24 @@ def test_data_dir_locked(project: Path) -> None:
     finally:
         first.terminate()
         first.wait(30)
+
+
+def test_inspect_errors_are_one_line(project: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "rivetkit", "inspect"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 2
+    assert "rivetkit inspect token ACTOR_ID" in one_error_line(result.stderr)
+    result = subprocess.run(
+        [sys.executable, "-m", "rivetkit", "inspect", "token", "nope", "--data", "missing"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 1
+    assert "check ACTOR_ID and --data" in one_error_line(result.stderr)
