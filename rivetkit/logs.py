@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 __all__ = [
     "ACCESS_LOGGER",
@@ -45,18 +45,6 @@ LOG_FORMATS: Final = ("text", "json")
 ACCESS_LOGGER: Final = "rivetkit.access"
 
 
-class RequestContext(NamedTuple):
-    """What the log lines written during one request carry."""
-
-    request_id: str
-    actor_id: str | None = None
-    actor: str | None = None
-    key: str | None = None
-
-
-_current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
-    "rivetkit_request", default=None
-)
 _PREFIX: Final = os.urandom(4).hex()
 _counter = itertools.count(1)
 
@@ -64,6 +52,58 @@ _counter = itertools.count(1)
 def new_request_id() -> str:
     """A request id unique in this process and unlikely to repeat across processes."""
     return f"{_PREFIX}-{next(_counter):x}"
+
+
+class RequestContext:
+    """What the log lines written during one request carry: the request id and, once the
+    gateway has found it, the actor (its id; its name and key, read from ``instance`` when
+    one is attached). Built once per request and filled in place; the id is formatted only
+    when a line asks for it."""
+
+    __slots__ = ("_actor", "_key", "_number", "_request_id", "actor_id", "instance")
+
+    def __init__(
+        self,
+        request_id: str | None = None,
+        actor_id: str | None = None,
+        actor: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        self._request_id = request_id
+        self._number = next(_counter) if request_id is None else 0
+        #: The actor's id, when known.
+        self.actor_id = actor_id
+        #: The running actor (anything with ``name`` and ``key``), when known.
+        self.instance: Any = None
+        self._actor = actor
+        self._key = key
+
+    @property
+    def request_id(self) -> str:
+        """The client's ``x-rivet-ray-id``, or an id unique in this process."""
+        request_id = self._request_id
+        if request_id is None:
+            request_id = self._request_id = f"{_PREFIX}-{self._number:x}"
+        return request_id
+
+    @property
+    def actor(self) -> str | None:
+        """The actor's name, when known."""
+        instance = self.instance
+        return self._actor if instance is None else instance.name
+
+    @property
+    def key(self) -> str | None:
+        """The actor's key (its parts joined with ``/``; ``-`` when empty), when known."""
+        instance = self.instance
+        if instance is None:
+            return self._key
+        return "/".join(instance.key) or "-"
+
+
+_current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
+    "rivetkit_request", default=None
+)
 
 
 def current_request() -> RequestContext | None:
@@ -93,10 +133,12 @@ def _context_fields(record: logging.LogRecord) -> dict[str, Any]:
         fields["request_id"] = request.request_id
         if request.actor_id is not None:
             fields["actor_id"] = request.actor_id
-        if request.actor is not None:
-            fields["actor"] = request.actor
-        if request.key is not None:
-            fields["key"] = request.key
+            actor = request.actor
+            if actor is not None:
+                fields["actor"] = actor
+            key = request.key
+            if key is not None:
+                fields["key"] = key
     for name in _FIELDS:
         value = record.__dict__.get(name)
         if value is not None:

@@ -240,7 +240,7 @@ class RivetApp:
         kind = scope["type"]
         if kind == "http":
             token = set_request_context(RequestContext(request_id_of(scope["headers"])))
-            started = time.perf_counter()
+            started = time.perf_counter() if self.access_log else 0.0
             try:
                 # Origin and Host first: a refused web page runs nothing (see server/cors.py).
                 origin, refusal = self.origin_policy.check(scope["headers"])

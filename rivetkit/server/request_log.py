@@ -2,7 +2,7 @@
 
 Every HTTP request and WebSocket gets a request id: the client's ``x-rivet-ray-id`` header
 when it sends one (printable, at most 128 characters), otherwise a new one
-(:func:`rivetkit.logs.new_request_id`). While the request is handled, it is the current
+(made only when a log line needs it). While the request is handled, it is the current
 :class:`~rivetkit.logs.RequestContext`, with the actor's id, name and key once the gateway
 has found the actor, so log lines written meanwhile (the actor's ``c.log`` included) carry
 them.
@@ -23,7 +23,6 @@ from rivetkit.logs import (
     ACCESS_LOGGER,
     RequestContext,
     current_request,
-    new_request_id,
     reset_request_context,
     set_request_context,
 )
@@ -45,26 +44,22 @@ _MAX_ID: Final = 128
 _access = logging.getLogger(ACCESS_LOGGER)
 
 
-def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
-    """The client's ``x-rivet-ray-id`` when usable, else a new id."""
+def request_id_of(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The client's ``x-rivet-ray-id`` when usable, else None (a new id is made lazily)."""
     for name, value in headers:
         if name == RAY_ID_HEADER:
             if 0 < len(value) <= _MAX_ID and value.isascii() and value.decode().isprintable():
                 return value.decode()
             break
-    return new_request_id()
+    return None
 
 
 def set_actor_context(instance: Any, actor_id: str) -> None:
-    """Add the actor (its id; name and key when it is running) to the current request."""
+    """Add the actor (its id; its name and key when it is running) to the current request."""
     request = current_request()
-    if request is None:
-        return
-    if instance is None:
-        set_request_context(request._replace(actor_id=actor_id))
-    else:
-        key = "/".join(instance.key) or "-"
-        set_request_context(request._replace(actor_id=actor_id, actor=instance.name, key=key))
+    if request is not None:
+        request.actor_id = actor_id
+        request.instance = instance
 
 
 def log_access(scope: Mapping[str, Any], status: int, started: float) -> None:
