@@ -68,6 +68,16 @@ def test_the_guarded_names() -> None:
     assert {"connect", "next_event", "on", "get_or_create", "fetch", "send", "call"} <= set(members)
     assert members["next_event"] == ("ActorConnection", "SyncActorConnection")
     assert {"close", "aclose", "dispose", "subscribe", "emit"} <= HABITS
+    # Properties and everyday action verbs stay free for actions.
+    assert not {"status", "name", "error", "get", "create", "start", "next"} & set(members)
+
+
+@pytest.mark.asyncio
+async def test_everyday_action_names_stay_actions() -> None:
+    async with Client(ENDPOINT, disable_metadata_lookup=True) as client:
+        handle = client.counter.get_or_create(["k"])
+        for name in ("get", "start", "next", "status", "error"):
+            assert callable(getattr(handle, name)), name
 
 
 def test_sync_hints_for_async_only_members() -> None:

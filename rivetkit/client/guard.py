@@ -14,9 +14,10 @@ raises AttributeError saying where that method lives and how to call an action o
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Final
 
-__all__ = ["HABITS", "client_members", "guard_client_method"]
+__all__ = ["ACTION_VERBS", "HABITS", "client_members", "guard_client_method"]
 
 #: Method names from other client libraries that are never taken for actions.
 HABITS: Final = frozenset(
@@ -34,6 +35,11 @@ HABITS: Final = frozenset(
 )
 
 
+#: Client method names that are also everyday action names (``counter.get()``,
+#: ``game.start()``): they stay action calls on handles and connections.
+ACTION_VERBS: Final = frozenset({"create", "get", "next", "start"})
+
+
 #: What the blocking faces say about the async members they lack.
 _SYNC_HINTS: Final = {
     "websocket": "ActorHandle.websocket is async only: use rivetkit.client.Client",
@@ -43,7 +49,8 @@ _SYNC_HINTS: Final = {
 
 @functools.cache
 def client_members() -> dict[str, tuple[str, ...]]:
-    """Public member name -> the client classes that have it (sorted)."""
+    """Public method name -> the client classes that have it (sorted); properties and
+    :data:`ACTION_VERBS` are left out."""
     # Imported here: this module is imported by the classes it lists.
     from rivetkit.client.client import ActorAccessor, Client
     from rivetkit.client.connection import ActorConnection
@@ -72,7 +79,12 @@ def client_members() -> dict[str, tuple[str, ...]]:
     owners: dict[str, list[str]] = {}
     for cls in classes:
         for name in dir(cls):
-            if not name.startswith("_"):
+            if name.startswith("_") or name in ACTION_VERBS:
+                continue
+            # Methods only: properties (``status``, ``name``, ``error``) are data, and an
+            # action of that name is no mistake.
+            member = inspect.getattr_static(cls, name)
+            if inspect.isfunction(member) or isinstance(member, (staticmethod, classmethod)):
                 owners.setdefault(name, []).append(cls.__name__)
     return {name: tuple(sorted(set(where))) for name, where in owners.items()}
 
