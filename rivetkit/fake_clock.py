@@ -20,7 +20,11 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from rivetkit.drivers.embedded import EmbeddedDriver
+    from rivetkit.runtime.live_actors import Runtime
 
 __all__ = ["FakeClock"]
 
@@ -92,7 +96,13 @@ class FakeClock:
         self._loop = None
         self._loop_time = None
 
-    async def advance(self, seconds: float, *, runtime: Any = None, driver: Any = None) -> None:
+    async def advance(
+        self,
+        seconds: float,
+        *,
+        runtime: Runtime | None = None,
+        driver: EmbeddedDriver | None = None,
+    ) -> None:
         """Move both clocks ``seconds`` forward, then :meth:`settle` (``runtime``/``driver``)."""
         if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
             raise TypeError(f"advance() takes seconds as a number, not {type(seconds).__name__}")
@@ -102,7 +112,9 @@ class FakeClock:
         self.offset += float(seconds)
         await self.settle(runtime=runtime, driver=driver)
 
-    async def settle(self, *, runtime: Any = None, driver: Any = None) -> None:
+    async def settle(
+        self, *, runtime: Runtime | None = None, driver: EmbeddedDriver | None = None
+    ) -> None:
         """Run what is due until nothing changes: alarms due on the wall clock are fired and
         handled (``driver.poll_alarms()``), loop timers that came due run, the embedded
         store's writes commit; repeated until the loop, the store and the set of tasks and
@@ -117,12 +129,11 @@ class FakeClock:
         barriers = 0  # our own reads, left out of the store's read count
         for _ in range(_MAX_ROUNDS):
             before = _snapshot(runtime, driver, barriers)
-            poll = getattr(driver, "poll_alarms", None)
-            if poll is not None:
-                await poll()
+            if driver is not None:
+                await driver.poll_alarms()
             await _drain(loop)
-            store = getattr(driver, "store", None)
-            if store is not None and getattr(store, "is_open", False):
+            store = None if driver is None else driver.store
+            if store is not None and store.is_open:
                 await store.read(_noop)  # in order: every earlier operation has finished
                 barriers += 1
                 await _drain(loop)
@@ -147,15 +158,12 @@ async def _drain(loop: asyncio.AbstractEventLoop) -> None:
             return
 
 
-def _snapshot(runtime: Any, driver: Any, barriers: int) -> tuple[Any, ...]:
-    store = getattr(driver, "store", None)
+def _snapshot(
+    runtime: Runtime | None, driver: EmbeddedDriver | None, barriers: int
+) -> tuple[Any, ...]:
     tasks = frozenset(id(task) for task in asyncio.all_tasks() if not task.done())
-    instances = frozenset(getattr(runtime, "instances", {}) or ())
-    reads = getattr(store, "read_ops", None)
-    return (
-        getattr(store, "transactions", None),
-        getattr(store, "write_ops", None),
-        None if reads is None else reads - barriers,
-        instances,
-        tasks,
-    )
+    instances = frozenset(() if runtime is None else runtime.instances)
+    if driver is None:
+        return (None, None, None, instances, tasks)
+    store = driver.store
+    return (store.transactions, store.write_ops, store.read_ops - barriers, instances, tasks)

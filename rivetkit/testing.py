@@ -70,6 +70,7 @@ class TestClient(Client):
         clock: FakeClock,
         *,
         encoding: str = "json",
+        driver: EmbeddedDriver | None = None,
         **options: Any,
     ) -> None:
         super().__init__(
@@ -87,6 +88,8 @@ class TestClient(Client):
         self.server = server
         #: The fake clock behind :meth:`advance` and :meth:`now`.
         self.clock = clock
+        #: The embedded driver the runtime runs on (settled by :meth:`advance`).
+        self.driver = driver
 
     def now(self) -> float:
         """The fake wall time in epoch seconds (what ``c.schedule`` and alarms read)."""
@@ -101,11 +104,11 @@ class TestClient(Client):
         went idle have slept and their state is saved. Raises RuntimeError under uvloop,
         whose clock cannot be moved.
         """
-        await self.clock.advance(seconds, runtime=self.runtime, driver=self.runtime.driver)
+        await self.clock.advance(seconds, runtime=self.runtime, driver=self.driver)
 
     async def settle(self) -> None:
         """Run what is due now to completion (see :meth:`advance`), without moving time."""
-        await self.clock.settle(runtime=self.runtime, driver=self.runtime.driver)
+        await self.clock.settle(runtime=self.runtime, driver=self.driver)
 
 
 @contextlib.asynccontextmanager
@@ -149,7 +152,9 @@ async def setup_test(
         await app.startup()
         server = InProcessServer(app)
         try:
-            client = TestClient(server, app, fake, encoding=encoding, **client_options)
+            client = TestClient(
+                server, app, fake, encoding=encoding, driver=driver, **client_options
+            )
             try:
                 yield client
             finally:
@@ -260,9 +265,17 @@ class _RuntimeAccessor:
 class RuntimeClient:
     """The client :func:`setup_runtime` yields: handles calling the runtime directly."""
 
-    def __init__(self, runtime: Runtime, clock: FakeClock | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        clock: FakeClock | None = None,
+        *,
+        driver: EmbeddedDriver | None = None,
+    ) -> None:
         #: The live runtime.
         self.runtime = runtime
+        #: The embedded driver the runtime runs on (settled by :meth:`advance`).
+        self.driver = driver
         #: The fake clock behind :meth:`advance` (a new one on the runtime's wall clock if
         #: None: it then moves only the loop's clock).
         self.clock = clock or FakeClock(runtime.clock)
@@ -273,7 +286,7 @@ class RuntimeClient:
 
     async def advance(self, seconds: float) -> None:
         """As :meth:`TestClient.advance`."""
-        await self.clock.advance(seconds, runtime=self.runtime, driver=self.runtime.driver)
+        await self.clock.advance(seconds, runtime=self.runtime, driver=self.driver)
 
     def get(self, name: str, key: KeyArg = None) -> RuntimeActorHandle:
         """A handle on the existing actor ``(name, key)``."""
@@ -342,7 +355,7 @@ async def setup_runtime(
         runtime = Runtime(registry, driver, clock=fake.wall)
         await runtime.start()
         try:
-            yield RuntimeClient(runtime, fake)
+            yield RuntimeClient(runtime, fake, driver=driver)
         finally:
             try:
                 await runtime.stop()
