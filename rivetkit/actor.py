@@ -118,6 +118,8 @@ class ActionSpec(NamedTuple):
     is_async: bool
     #: Validates and converts the wire arguments; None when no parameter is annotated.
     validate: ArgsValidator | None
+    #: Run the (sync) ``fn`` in a worker thread, the actor held meanwhile (runtime/blocking.py).
+    blocking: bool = False
 
 
 class Hook(NamedTuple):
@@ -318,14 +320,25 @@ class ActorDefinition:
     def action(self, fn: F, /) -> F: ...
 
     @overload
-    def action(self, fn: None = None, /, *, name: str | None = None) -> Callable[[F], F]: ...
+    def action(
+        self, fn: None = None, /, *, name: str | None = None, blocking: bool = False
+    ) -> Callable[[F], F]: ...
 
-    def action(self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
+    def action(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        blocking: bool = False,
+    ) -> Any:
         """Register an action; use as ``@defn.action`` or ``@defn.action(name="getCount")``.
 
         The wire name is ``name``, or the function's ``__name__``. The function takes the
         context first, then the wire arguments positionally; it may be sync or async.
         Annotated parameters are validated (see :mod:`rivetkit.validation`).
+        ``blocking=True`` (sync functions only) runs it in a worker thread while the actor
+        waits (see :mod:`rivetkit.runtime.blocking`).
 
         :raises TypeError: when ``fn`` is not callable, ``name`` is not a str, or ``fn``'s
             signature cannot serve as an action
@@ -334,15 +347,20 @@ class ActorDefinition:
         if fn is None:
 
             def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
-                self.add_action(fn, name=name)
+                self.add_action(fn, name=name, blocking=blocking)
                 return fn
 
             return decorator
-        self.add_action(fn, name=name)
+        self.add_action(fn, name=name, blocking=blocking)
         return fn
 
-    def add_action(self, fn: Callable[..., Any], *, name: str | None = None) -> ActionSpec:
-        """Register ``fn`` as an action (what :meth:`action` does) and return its spec."""
+    def add_action(
+        self, fn: Callable[..., Any], *, name: str | None = None, blocking: bool = False
+    ) -> ActionSpec:
+        """Register ``fn`` as an action (what :meth:`action` does) and return its spec.
+
+        :raises TypeError: also when ``blocking`` is true and ``fn`` is async
+        """
         if not callable(fn):
             raise TypeError(f"actor {self.name!r}: an action must be callable, got {fn!r}")
         if name is None:
@@ -364,7 +382,14 @@ class ActorDefinition:
                 f"(by {self.actions[name].fn!r})"
             )
         label = f"actor {self.name!r}, action {name!r}"
-        spec = ActionSpec(name, fn, is_async_callable(fn), build_action_validator(fn, label=label))
+        is_async = is_async_callable(fn)
+        if blocking and is_async:
+            raise TypeError(
+                f"{label}: blocking=True is for sync functions (it runs them in a worker "
+                "thread); an async action already yields the event loop: drop blocking=True"
+            )
+        validate = build_action_validator(fn, label=label)
+        spec = ActionSpec(name, fn, is_async, validate, bool(blocking))
         self.actions[name] = spec
         # The wire name travels with the function, for typed calls (``handle.call(fn, ...)``).
         # A callable that takes no attributes (a builtin, a bound method) is still an action.
