@@ -32,6 +32,7 @@ import cbor2
 from rivetkit.db import Database
 from rivetkit.errors import UserError
 from rivetkit.options import ActorOptions
+from rivetkit.schemas import ActorSchemas, build_schemas, with_can_publish
 from rivetkit.validation import ArgsValidator, build_action_validator, is_async_callable
 
 __all__ = [
@@ -252,6 +253,7 @@ class ActorDefinition:
         "hooks",
         "name",
         "options",
+        "schemas",
         "state_value",
         "vars_value",
     )
@@ -266,6 +268,9 @@ class ActorDefinition:
     events: dict[str, EventOptions]
     #: The actor's SQL database declaration (``c.db``), or None.
     db: Database | None
+    #: Declared queue, event and connection-params schemas and the ``can_publish`` gate
+    #: (:mod:`rivetkit.schemas`); None when the actor declares none.
+    schemas: ActorSchemas | None
 
     def __init__(self, name: str, *, options: ActorOptions | None = None) -> None:
         self.name = _check_actor_name(name)
@@ -283,6 +288,7 @@ class ActorDefinition:
         self.actions = {}
         self.events = {}
         self.db = None
+        self.schemas = None
 
     def __repr__(self) -> str:
         return f"<ActorDefinition {self.name!r} actions={sorted(self.actions)}>"
@@ -448,6 +454,16 @@ class ActorDefinition:
 
         return decorator
 
+    def can_publish(self, fn: F) -> F:
+        """Decorator: ``@defn.can_publish`` sets the gate ``fn(c, name, body) -> bool`` (sync
+        or async) of client queue sends; false refuses with ``auth/forbidden``
+        (see :mod:`rivetkit.schemas`).
+
+        :raises TypeError: when a gate is already set or ``fn`` cannot take its arguments
+        """
+        self.schemas = with_can_publish(self.schemas, self.name, fn)
+        return fn
+
     # -- hooks -------------------------------------------------------------------------------
 
     def set_hook(self, hook: str, fn: Callable[..., Any]) -> Hook:
@@ -570,8 +586,11 @@ def actor(
     create_conn_state: Callable[..., Any] | None = None,
     options: ActorOptions | None = None,
     actions: Mapping[str, Callable[..., Any]] | None = None,
-    events: Mapping[str, EventOptions | None] | None = None,
+    events: Mapping[str, Any] | None = None,
     db: Database | None = None,
+    queues: Mapping[str, Any] | None = None,
+    conn_params: Any = UNSET,
+    can_publish: Callable[..., Any] | None = None,
     **hooks: Callable[..., Any],
 ) -> ActorDefinition:
     """Define an actor.
@@ -590,7 +609,12 @@ def actor(
     :param options: the actor's :class:`~rivetkit.options.ActorOptions`
     :param actions: actions by wire name, as with ``@defn.action(name=...)``
     :param events: declared events by name, each with its :class:`EventOptions` (None for
-        none), e.g. ``{"moderation": EventOptions(can_subscribe=is_admin)}``
+        none), e.g. ``{"moderation": EventOptions(can_subscribe=is_admin)}``, or with the
+        type of its payload (``{"message": Message}``; see :mod:`rivetkit.schemas`)
+    :param queues: the queues clients may send to, each with the type of its body (anything
+        pydantic's ``TypeAdapter`` accepts); sends to other names are refused
+    :param conn_params: the type connection params must match
+    :param can_publish: ``can_publish(c, name, body) -> bool`` gates client queue sends
     :param db: the actor's SQL database (:class:`rivetkit.db.Database` with its migrations),
         reached as ``c.db``
     :param hooks: any hook by name (``on_wake=fn``; see :data:`HOOK_NAMES` and
@@ -644,9 +668,21 @@ def actor(
     if actions is not None:
         for action_name, fn in actions.items():
             definition.add_action(fn, name=action_name)
+    event_types: dict[str, Any] = {}
     if events is not None:
         for event_name, event_options in events.items():
+            if event_options is not None and not isinstance(event_options, EventOptions):
+                event_types[event_name] = event_options
+                event_options = None
             definition.add_event(event_name, event_options)
+    definition.schemas = build_schemas(
+        name,
+        queues=queues,
+        events=event_types,
+        conn_params=None if conn_params is UNSET else conn_params,
+        has_conn_params=conn_params is not UNSET,
+        can_publish=can_publish,
+    )
     return definition
 
 
