@@ -84,6 +84,8 @@ _PUBLIC_STATUS: dict[tuple[str, str], int] = {
     ("actor", "state_save_failed"): 503,
     # Ours: an action's output its client's encoding cannot carry (protocol/value_errors.py).
     ("actor", "invalid_output"): 500,
+    # Ours: a call that would wait on itself through a serial actor (runtime/call_chain.py).
+    ("actor", "call_cycle"): 409,
     ("actor_runtime_socket", "*"): 400,
     ("message", "*"): 400,
     ("schedule", "*"): 400,
