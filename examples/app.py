@@ -3,6 +3,7 @@
 Adding an example is one import and one list entry.
 """
 
+from bank import account, bank
 from chat import chat
 from counter import counter
 from notes import notes
@@ -18,5 +19,7 @@ registry = setup(
         worker,
         timer,
         notes,
+        account,
+        bank,
     ]
 )
