@@ -78,10 +78,14 @@ def _normalizer(tp: Any, what: str, label: str) -> Normalizer:
     (``queue `jobs` message``), ``label`` the schema at definition time."""
     from pydantic import TypeAdapter, ValidationError
 
+    if isinstance(tp, str):
+        raise TypeError(f"{label}: give the type itself, not a string ({tp!r})")
     try:
         adapter: TypeAdapter[Any] = TypeAdapter(tp)
     except Exception as exc:
         raise TypeError(f"{label}: pydantic cannot validate values of type {tp!r}: {exc}") from exc
+    if not getattr(adapter, "pydantic_complete", True):
+        raise TypeError(f"{label}: the type {tp!r} refers to names not defined yet")
     validate = adapter.validate_python
     dump = adapter.dump_python
 

@@ -49,6 +49,7 @@ from rivetkit.protocol.messages import (
 )
 from rivetkit.protocol.value_errors import invalid_output
 from rivetkit.runtime.instance import Phase
+from rivetkit.schemas import conn_params_of
 
 if TYPE_CHECKING:
     from rivetkit.dispatch.router import Dispatcher
@@ -463,6 +464,7 @@ class ConnSession:
         try:
             if conn is None:
                 try:
+                    params = conn_params_of(instance.definition, params)
                     conn = await instance.connect(params, transport=self, hibernation=hibernation)
                 except Exception as exc:
                     log_error(exc, instance, "connect")

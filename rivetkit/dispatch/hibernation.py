@@ -43,6 +43,7 @@ from rivetkit.dispatch.http import Headers, Request
 from rivetkit.dispatch.websocket import RawWebSocket, WebSocket
 from rivetkit.errors import RivetError, to_public
 from rivetkit.runtime.instance import Phase
+from rivetkit.schemas import conn_params_of
 
 if TYPE_CHECKING:
     from rivetkit.dispatch.router import Dispatcher
@@ -223,6 +224,7 @@ class RawSession:
     async def run(self, instance: ActorInstance, params: Any, hibernation: Hibernation) -> None:
         """Open the connection, run the handler, serve the socket to its end."""
         try:
+            params = conn_params_of(instance.definition, params)
             conn = await instance.connect(params, transport=self, hibernation=hibernation)
         except Exception as exc:
             if not isinstance(exc, RivetError):

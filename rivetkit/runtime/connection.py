@@ -165,6 +165,11 @@ class Connection(Generic[CS]):
     def send(self, event: str, *args: Any) -> None:
         """Send the event ``event`` with ``args`` to this connection's client."""
         if self.transport is not None and not self.disconnected:
+            owner = self.owner
+            schemas = None if owner is None else owner.definition.schemas
+            if schemas is not None and schemas.events:
+                self.transport.send_event(event, schemas.event_args(event, args))
+                return
             self.transport.send_event(event, list(args))
 
     async def disconnect(self, reason: str | None = None) -> None:

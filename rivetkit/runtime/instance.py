@@ -527,6 +527,9 @@ class ActorInstance:
 
     def broadcast(self, event: str, args: tuple[Any, ...] | list[Any]) -> None:
         """Send an event to every connection subscribed to it."""
+        schemas = self.definition.schemas
+        if schemas is not None and schemas.events:
+            args = schemas.event_args(event, args)  # raises EventPayloadError (rivetkit/schemas)
         self.connections.broadcast(event, args)
 
     def subscribe(

@@ -124,6 +124,8 @@ class ActorQueue:
     def __init__(self, owner: QueueOwner, *, clock: Callable[[], float] = time.time) -> None:
         self._owner = owner
         self._clock = clock
+        # Declared queue schemas (rivetkit/schemas.py); None: every name, nothing validated.
+        self._schemas = getattr(getattr(owner, "definition", None), "schemas", None)
         # id -> entry of every known message, in id order (ids only grow).
         self._messages: dict[int, _Entry] = {}
         # Messages counted against max_queue_size: pending, ready, in flight (not deleting).
@@ -216,6 +218,8 @@ class ActorQueue:
     def _encode(self, name: str, body: Any) -> bytes:
         if not isinstance(name, str) or not name:
             raise queue_error("message_invalid", "a queue message needs a non-empty str name")
+        if self._schemas is not None:
+            body = self._schemas.queue_body(name, body)
         try:
             payload = cbor_dumps(body)
         except Exception as exc:
