@@ -25,7 +25,15 @@ message hidden unless ``RIVET_EXPOSE_ERRORS=1``).
 from __future__ import annotations
 
 import json as _json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from typing import Any, Union
 from urllib.parse import parse_qsl, unquote
 
@@ -34,6 +42,8 @@ from rivetkit.errors import RivetError
 __all__ = ["Headers", "Request", "Response"]
 
 HeadersInit = Union["Headers", Mapping[str, str], Iterable[tuple[str, str]], None]
+#: The chunks of a streamed response body: ``bytes`` or ``str`` (sent as UTF-8) chunks.
+ChunkSource = AsyncIterable[bytes | str] | Iterator[bytes | str]
 
 
 def _latin1(value: str) -> bytes:
@@ -316,30 +326,41 @@ class Request:
 class Response:
     """An HTTP response: ``Response(b"...", status=200, headers={...}, media_type=...)``.
 
-    ``body`` may be ``bytes`` or ``str`` (sent as UTF-8). ``media_type`` sets
-    ``Content-Type`` unless ``headers`` already do. ``Content-Length`` is set by the
-    transport. :meth:`json` and :meth:`text` build the common cases.
+    ``body`` may be ``bytes`` or ``str`` (sent as UTF-8), or a stream of chunks: an async
+    iterator or async generator (or a plain iterator) of ``bytes``/``str`` chunks, sent as
+    produced (chunked transfer encoding on the embedded server; buffered whole in engine mode,
+    see ``docs/concepts/raw-http.md``). ``media_type`` sets ``Content-Type`` unless
+    ``headers`` already do. ``Content-Length`` is set by the transport. :meth:`json`,
+    :meth:`text` and :meth:`sse` build the common cases.
     """
 
-    __slots__ = ("body", "headers", "status")
+    __slots__ = ("body", "headers", "status", "stream")
 
     def __init__(
         self,
-        body: bytes | str = b"",
+        body: bytes | str | ChunkSource = b"",
         *,
         status: int = 200,
         headers: HeadersInit = None,
         media_type: str | None = None,
     ) -> None:
+        stream: ChunkSource | None = None
         if isinstance(body, str):
             body = body.encode("utf-8")
         elif isinstance(body, (bytearray, memoryview)):
             body = bytes(body)
         elif not isinstance(body, bytes):
-            raise TypeError(f"a Response body must be bytes or str, got {type(body).__name__}")
+            if not hasattr(body, "__aiter__") and not isinstance(body, Iterator):
+                raise TypeError(
+                    "a Response body must be bytes, str or an (async) iterator of chunks, "
+                    f"got {type(body).__name__}"
+                )
+            stream, body = body, b""
         if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 999:
             raise ValueError(f"invalid HTTP status {status!r}")
         self.body: bytes = body
+        #: The chunks of a streamed body (``body`` is then empty); None for a whole body.
+        self.stream: ChunkSource | None = stream
         self.status = status
         self.headers = Headers(headers)
         if media_type is not None and "content-type" not in self.headers:
@@ -357,13 +378,42 @@ class Response:
         return cls(text, status=status, headers=headers, media_type="text/plain; charset=utf-8")
 
     @classmethod
-    def _raw(cls, status: int, raw_headers: list[tuple[bytes, bytes]], body: bytes) -> Response:
+    def sse(
+        cls,
+        events: AsyncIterable[Any] | Iterable[Any],
+        *,
+        keep_alive: float | None = None,
+        status: int = 200,
+        headers: HeadersInit = None,
+    ) -> Response:
+        """A Server-Sent Events stream (``text/event-stream``) of ``events``.
+
+        Each event is a :class:`~rivetkit.dispatch.sse.ServerSentEvent`, a ``str`` (its
+        data) or any other value (its data as JSON). ``keep_alive`` (seconds) sends a
+        ``: keep-alive`` comment when no event came for that long. See
+        :func:`rivetkit.dispatch.sse.sse_response`.
+        """
+        from rivetkit.dispatch.sse import sse_response
+
+        return sse_response(events, keep_alive=keep_alive, status=status, headers=headers)
+
+    @classmethod
+    def _raw(
+        cls,
+        status: int,
+        raw_headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        stream: ChunkSource | None = None,
+    ) -> Response:
         # Transport-internal fast path: no validation, headers already bytes.
         response = cls.__new__(cls)
         response.body = body
+        response.stream = stream
         response.status = status
         response.headers = Headers.from_raw(raw_headers)
         return response
 
     def __repr__(self) -> str:
+        if self.stream is not None:
+            return f"<Response {self.status} streamed>"
         return f"<Response {self.status} {len(self.body)} bytes>"

@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, unquote
 
 from rivetkit._version import __version__
+from rivetkit.dispatch import streaming
 from rivetkit.dispatch.connect import (
     MAX_CONN_PARAMS_SIZE,
     ConnSession,
@@ -91,6 +92,7 @@ from rivetkit.protocol.trees import ENCODINGS
 from rivetkit.protocol.value_errors import invalid_output
 from rivetkit.runtime.connection import Hibernation, new_hibernation_id
 from rivetkit.runtime.instance import Phase
+from rivetkit.schemas import conn_params_of
 
 if TYPE_CHECKING:
     from rivetkit.runtime.connection import Connection
@@ -369,6 +371,7 @@ class Dispatcher:
             body = await request.read(options.max_incoming_message_size)
             args = http_action_request_from(body, encoding)
             params = None if raw_params is None else conn_params_bytes(raw_params)
+            params = conn_params_of(instance.definition, params)
             conn = await instance.connect(params, conn_id=_ephemeral_conn_id())
             try:
                 traced = True  # the runtime logs the failures of actions
@@ -418,8 +421,12 @@ class Dispatcher:
                     "rivetkit for Python)",
                     metadata={"name": name},
                 )
+            schemas = instance.definition.schemas
+            params = conn_params_of(instance.definition, params)
             conn = await instance.connect(params, conn_id=_ephemeral_conn_id())
             try:
+                if schemas is not None:  # declared queues, can_publish (rivetkit/schemas.py)
+                    await schemas.gate_send(instance.context.with_conn(conn), name, send.body)
                 timeout = None if send.timeout is None else send.timeout / 1000
                 sending = sender(name, send.body, wait=bool(send.wait), timeout=timeout)
                 gone = request._disconnected if send.wait else None
@@ -487,6 +494,7 @@ class Dispatcher:
                 f"actor {instance.name!r} has no on_request handler for raw HTTP requests",
             )
         instance.begin_request()
+        end = instance.end_request
         try:
             result = hook.fn(instance.context, request.with_path(path))
             if inspect.isawaitable(result):
@@ -504,13 +512,16 @@ class Dispatcher:
                 raise TypeError(
                     f"on_request must return a rivetkit.Response, got {type(result).__name__}"
                 )
+            stream = None if result.stream is None else streaming.hold(result, end)
+            if stream is not None:  # the request ends with its stream (dispatch/streaming.py)
+                end = streaming.no_end
         except Exception as exc:
             return self._error(exc, instance, "on_request", traced=False)
         finally:
-            instance.end_request()
+            end()
         headers = list(result.headers.raw)
         headers.extend(self.headers_of(instance))
-        return Response._raw(result.status, headers, result.body)
+        return Response._raw(result.status, headers, result.body, stream)
 
     # -- WebSocket -------------------------------------------------------------------------
 
