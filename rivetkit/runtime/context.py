@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic
 
+from rivetkit.errors import RivetError
 from rivetkit.runtime.kv import ActorKV
 
 if sys.version_info >= (3, 13):
@@ -23,6 +24,7 @@ else:  # PEP 696 (TypeVar defaults) before Python 3.13
     from typing_extensions import TypeVar
 
 if TYPE_CHECKING:
+    from rivetkit.client import Client
     from rivetkit.db import ActorDatabase
     from rivetkit.runtime.connection import Connection
     from rivetkit.runtime.instance import ActorInstance
@@ -49,16 +51,53 @@ class ActorContext(Generic[S, V, CS]):
     types the state alone. Nothing is checked at run time.
     """
 
-    __slots__ = ("_instance", "conn")
+    __slots__ = ("_client_source", "_instance", "conn")
 
-    def __init__(self, instance: ActorInstance, conn: Connection[CS] | None = None) -> None:
+    def __init__(
+        self,
+        instance: ActorInstance,
+        conn: Connection[CS] | None = None,
+        client_source: Callable[[], Client] | None = None,
+    ) -> None:
         self._instance = instance
         #: The connection of the current action (None outside a connection's action).
         self.conn: Connection[CS] | None = conn
+        self._client_source = client_source
 
     def with_conn(self, conn: Connection[CS] | None) -> ActorContext[S, V, CS]:
         """A context for an action called over ``conn``."""
-        return ActorContext(self._instance, conn)
+        return ActorContext(self._instance, conn, self._client_source)
+
+    def bind_client(self, source: Callable[[], Client] | None) -> None:
+        """Set what :meth:`client` returns (called by the runtime with the host's factory)."""
+        self._client_source = source
+
+    # -- other actors ----------------------------------------------------------------------
+
+    def client(self) -> Client:
+        """A client of the actors of this registry: ``c.client().other.get_or_create(k).act()``.
+
+        It has the API of :class:`rivetkit.client.Client` (handles, ``action``/``call``,
+        ``connect()`` with events, queue ``send``, ``get_for_id``, ``resolve``) and is the
+        same object on every call within a process; the host closes it when it stops. Close
+        the connections you open with it (``on_sleep``) yourself. In embedded mode calls stay
+        in process (no socket; values pass through the CBOR encoding); in engine mode they go
+        through the engine's gateway. Errors of the called actor raise
+        :class:`~rivetkit.client.ActorError` with its group and code.
+
+        Raises ``actor/not_configured`` where no host provides one (``setup_runtime``).
+        """
+        source = self._client_source
+        if source is None:
+            raise RivetError(
+                "actor",
+                "not_configured",
+                "c.client() has no client here: it is provided by the server "
+                "(create_app, rivetkit serve, setup_test) and by engine mode, not by "
+                "setup_runtime",
+                metadata={"component": "client"},
+            )
+        return source()
 
     # -- identity --------------------------------------------------------------------------
 

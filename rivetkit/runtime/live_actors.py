@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rivetkit.errors import RivetError
 from rivetkit.metrics.counters import MetricsOptions, RuntimeMetrics
+from rivetkit.runtime.call_chain import SerialLock
 from rivetkit.runtime.instance import ActorInstance, Phase
 from rivetkit.runtime.timers import SleepTimers
 
@@ -54,6 +55,9 @@ class Runtime:
         #: connection's socket still open? Answering True, it also re-attaches the socket as
         #: the connection's transport. (None: assume so, with no transport.)
         self.conn_alive: Callable[[Connection], bool] | None = None
+        #: Set by the host (create_app, the engine driver): makes the client ``c.client()``
+        #: returns (the same one each time). None: ``c.client()`` is refused.
+        self.client_factory: Callable[[], Any] | None = None
         #: Prometheus counters (None: off). ``metrics``: options, True/False, or None for
         #: :meth:`MetricsOptions.from_env` (``RIVETKIT_METRICS=0`` turns them off).
         if metrics is None or metrics is True:
@@ -107,6 +111,9 @@ class Runtime:
             sleep_timers=self.sleep_timers,
         )
         instance.conn_alive = self.conn_alive
+        instance.context.bind_client(self._client)
+        if definition.options.serial:  # refuses call cycles instead of deadlocking
+            instance._serial = SerialLock(record.actor_id, f"{record.name}{record.key!r}")
         if self.metrics is not None:
             instance.metrics = self.metrics.for_actor(record.name, definition.actions)
         self.instances[record.actor_id] = instance
@@ -133,6 +140,19 @@ class Runtime:
                 return
             instance = await self.instance(actor_id)  # waits for a stop, wakes the actor
         logger.warning("alarm of actor %s dropped: the actor keeps stopping", actor_id)
+
+    def _client(self) -> Any:
+        factory = self.client_factory
+        if factory is None:
+            raise RivetError(
+                "actor",
+                "not_configured",
+                "c.client() has no client here: it is provided by the server "
+                "(create_app, rivetkit serve, setup_test) and by engine mode, not by "
+                "setup_runtime",
+                metadata={"component": "client"},
+            )
+        return factory()
 
     def _forget(self, instance: ActorInstance) -> None:
         if instance.final_save_error is not None:

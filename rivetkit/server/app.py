@@ -40,6 +40,7 @@ from urllib.parse import parse_qsl, unquote
 
 import rivetkit
 from rivetkit._version import __version__
+from rivetkit.client import Client
 from rivetkit.dispatch.http import Headers, Request, Response
 from rivetkit.dispatch.router import Dispatcher, error_response, parse_subprotocols
 from rivetkit.dispatch.websocket import WebSocket
@@ -56,9 +57,11 @@ from rivetkit.server.asgi_io import (
     Send,
     read_body,
 )
+from rivetkit.server.asgi_stream import send_stream
 from rivetkit.server.cors import OriginPolicy, preflight, refuse_websocket, with_cors
 from rivetkit.server.gateway import invalid_request
 from rivetkit.server.http_fastpath import HTTP_CYCLE, respond
+from rivetkit.server.local_client import LocalClient
 from rivetkit.server.request_log import (
     RequestContext,
     log_access,
@@ -177,6 +180,9 @@ class RivetApp:
         self.runtime = Runtime(registry, driver)
         # This server holds the clients' /connect sockets: they hibernate with their actor.
         self.dispatcher = Dispatcher(self.runtime, hibernatable_connections=True)
+        # c.client() in the actors, app.client() in host code: in process.
+        self._local = LocalClient(self)
+        self.runtime.client_factory = self._local.shared
         #: Log one line per HTTP request to ``rivetkit.access`` (``--access-log``).
         self.access_log = False
         self._started = False
@@ -217,7 +223,10 @@ class RivetApp:
             if not self._started or self._stopped:
                 return
             self._stopped = True
-            await self.runtime.stop()
+            try:
+                await self.runtime.stop()
+            finally:
+                await self._local.aclose()
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
@@ -227,6 +236,19 @@ class RivetApp:
             yield
         finally:
             await self.shutdown()
+
+    def client(self, **options: Any) -> Client:
+        """A :class:`rivetkit.client.Client` of this app's actors for code in the same process
+        (a FastAPI route, a background task): in process, no socket, values through CBOR.
+
+        Without ``options`` it is the client the actors get from ``c.client()``, the same
+        object on every call; with options (any keyword argument of
+        :class:`~rivetkit.client.Client` but the endpoint and transports: ``timeout``,
+        ``retry``, ``encoding``, ``headers``, ...) a new client. Every one is closed at
+        :meth:`shutdown`. The runtime must be running (:meth:`lifespan`, :meth:`startup`, or a
+        first request starts it).
+        """
+        return self._local.client(**options)
 
     def _forget_actor(self, actor_id: str) -> None:
         routes = self._routes
@@ -254,7 +276,7 @@ class RivetApp:
                     response = await self._http_in(scope, receive)
                 if origin is not None:
                     response.headers = Headers.from_raw(with_cors(response.headers.raw, origin))
-                await _send_response(scope, send, response)
+                await _send_response(scope, send, response, receive)
                 if self.access_log:
                     log_access(scope, response.status, started)
             finally:
@@ -565,7 +587,7 @@ class RivetApp:
 _FRAMING: Final = (b"content-length", b"transfer-encoding")
 
 
-async def _send_response(scope: Scope, send: Send, response: Response) -> None:
+async def _send_response(scope: Scope, send: Send, response: Response, receive: Receive) -> None:
     body = response.body
     headers = response.headers.raw
     for name, _ in headers:
@@ -573,6 +595,9 @@ async def _send_response(scope: Scope, send: Send, response: Response) -> None:
             headers = [(n, v) for n, v in headers if n not in _FRAMING]
             break
     cycle = _own_cycle(scope, send)
+    if response.stream is not None:
+        await send_stream(scope, receive, send, response.status, headers, response.stream, cycle)
+        return
     if cycle is not None and respond(cycle, response.status, headers, body):
         return  # in one write
     headers = [*headers, (b"content-length", b"%d" % len(body))]
