@@ -20,6 +20,7 @@ from rivetkit._version import __version__
 if TYPE_CHECKING:
     from rivetkit.actor import ActorDefinition, EventOptions, actor
     from rivetkit.dispatch.http import Request, Response
+    from rivetkit.dispatch.sse import ServerSentEvent
     from rivetkit.errors import ProtocolError, RivetError, UserError
     from rivetkit.options import ActorOptions
     from rivetkit.registry import Registry, setup
@@ -41,6 +42,7 @@ __all__ = [
     "Request",
     "Response",
     "RivetError",
+    "ServerSentEvent",
     "UserError",
     "__version__",
     "actor",
@@ -54,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "actor": "rivetkit.actor",
     "Request": "rivetkit.dispatch.http",
     "Response": "rivetkit.dispatch.http",
+    "ServerSentEvent": "rivetkit.dispatch.sse",
     "ProtocolError": "rivetkit.errors",
     "RivetError": "rivetkit.errors",
     "UserError": "rivetkit.errors",

@@ -10,8 +10,9 @@ same on both drivers:
   :class:`~rivetkit.dispatch.Request` (path and query split; a streamed body is an async
   iterator that credits the gateway with ``RequestBodyWindowUpdate`` as it is read). The
   :class:`~rivetkit.dispatch.Response` goes back as one ``ResponseStart`` (not streamed,
-  with ``content-length``); a response beyond the engine's ``maxResponsePayloadSize`` is
-  answered 500 instead. ``RequestAbort`` cancels the handler. A handler failure outside
+  with ``content-length``; a streamed body is collected whole first); a response beyond the
+  engine's ``maxResponsePayloadSize`` is answered ``message/outgoing_too_long`` instead.
+  ``RequestAbort`` cancels the handler. A handler failure outside
   dispatch answers 500 with ``x-rivet-error: envoy.fetch_failed`` (as the Rust envoy does).
 * ``WebSocketOpen`` becomes a :class:`TunnelWebSocket` (dispatch's plain WebSocket):
   accepting it sends ``WebSocketOpen{canHibernate}``; ``WebSocketMessage``\\ s feed
@@ -60,9 +61,11 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
+from rivetkit.dispatch.connect import log_error
 from rivetkit.dispatch.hibernation import can_hibernate_raw, restore_session
 from rivetkit.dispatch.http import Headers, Request, Response, incoming_too_long
 from rivetkit.dispatch.router import error_response
+from rivetkit.dispatch.streaming import buffer_stream
 from rivetkit.errors import RivetError
 from rivetkit.protocol.envoy_protocol import (
     HibernatingRequest,
@@ -484,6 +487,8 @@ class Tunnel:
                         [(b"x-rivet-error", b"envoy.fetch_failed")],
                         b"Internal Server Error",
                     )
+            if response.stream is not None:
+                response = await self._buffered(request, response)
             self._respond(message_id, response)
         except asyncio.CancelledError:
             pass  # aborted by the gateway: nothing to answer
@@ -491,6 +496,32 @@ class Tunnel:
             if self._requests.get(key) is asyncio.current_task():
                 del self._requests[key]
             self._streams.pop(key, None)
+
+    async def _buffered(self, request: Request, response: Response) -> Response:
+        """A streamed response made whole: the 2.3.19 gateway takes no streamed answer.
+
+        Up to the engine's ``maxResponsePayloadSize``; beyond it the stream is closed and
+        the answer is ``message/outgoing_too_long``. A failing stream is answered as a
+        failing ``on_request`` (its RivetError, or ``core/internal_error``)."""
+        envoy = self._envoy
+        limit = envoy.protocol_metadata.max_response_payload_size if envoy is not None else 0
+        try:
+            body = await buffer_stream(response.stream, limit)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, RivetError) and exc.code == "outgoing_too_long":
+                logger.warning(
+                    "tunnel: the streamed response of %s %s exceeds the engine's %d-byte "
+                    "limit (the gateway buffers responses)",
+                    request.method,
+                    request.raw_path[:200],
+                    limit,
+                )
+            else:
+                log_error(exc, None, f"streamed response of {request.method} {request.raw_path}")
+            return error_response(exc)
+        return Response._raw(response.status, list(response.headers.raw), body)
 
     def _respond(self, message_id: MessageId, response: Response) -> None:
         body = response.body
