@@ -1,6 +1,6 @@
 """The curl examples of the HTTP API reference, run as written against ``rivetkit serve``.
 
-docs/reference/http-api.md (and docs/guides/browsers.md) shows ``curl`` commands in ``sh`` blocks, each followed by the
+docs/reference/http-api.md (and docs/guides/browsers.md, docs/guides/bank.md) shows ``curl`` commands in ``sh`` blocks, each followed by the
 output it prints as ``# ...`` lines. This test serves ``examples/app.py`` with the real
 command on a fresh data directory, runs every such command in page order with bash (the
 documented endpoint replaced by the server's), and checks the output: the body exactly,
@@ -31,7 +31,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "reference" / "http-api.md"
 #: Pages whose curl examples run against examples/app.py, with how many must be checked.
-PAGES = {PAGE: 6, ROOT / "docs" / "guides" / "browsers.md": 1}
+PAGES = {
+    PAGE: 6,
+    ROOT / "docs" / "guides" / "browsers.md": 1,
+    ROOT / "docs" / "guides" / "bank.md": 3,
+}
 APP = ROOT / "examples" / "app.py"
 DOC_ENDPOINT = "http://127.0.0.1:6420"
 ACTOR_ID = re.compile(r"\b[0-9a-z]{30}\b")
