@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from rivetkit.drivers.base import Driver
     from rivetkit.runtime.live_actors import Runtime
 
+    from .actor_calls import EngineActorClient
     from .sqlkv import SqlKvBackend, SqlKvPool
 
 __all__ = ["EngineDriver"]
@@ -116,6 +117,7 @@ class EngineDriver:
         self.failure: str | None = None
         #: Threads of the actors' SQL databases (``c.db``, pages in the KV; see ``.sqlkv``).
         self._sql: SqlKvPool | None = None
+        self._actor_client: EngineActorClient | None = None
 
     @property
     def host(self) -> ActorHost | None:
@@ -155,6 +157,7 @@ class EngineDriver:
                 json.dumps({"runtime": "rivetkit-python", "version": __version__}),
             )
             tunnel = self.placement.tunnel = Tunnel(self._dispatcher(host), self.placement.is_local)
+            self._bind_actor_client(host)
             if tunnel.dispatcher is not None:
                 # Hibernated connections are restored through the tunnel (the engine's
                 # gateway kept their sockets; see tunnel.py).
@@ -183,6 +186,16 @@ class EngineDriver:
             self.namespace,
             self.endpoint,
         )
+
+    def _bind_actor_client(self, host: ActorHost) -> None:
+        """Hand the runtime the factory of ``c.client()`` (the gateway, see .actor_calls)."""
+        from .actor_calls import EngineActorClient
+
+        self._actor_client = EngineActorClient(
+            self.endpoint, namespace=self.namespace, token=self.token, pool=self.pool
+        )
+        if hasattr(host, "client_factory"):
+            host.client_factory = self._actor_client.shared
 
     async def _prepare(self) -> None:
         try:
@@ -215,12 +228,12 @@ class EngineDriver:
     @staticmethod
     def _dispatcher(host: ActorHost) -> Dispatcher:
         # Imported here: dispatch sits above the drivers (it loads the runtime).
-        from rivetkit.dispatch.router import Dispatcher
+        from .actor_calls import ChainDispatcher
 
         # The tunnel's requests need the whole runtime API (instances, actions, ...), which
         # the one ActorHost, rivetkit.runtime.Runtime, has; the protocol declares only what
         # the driver itself calls.
-        return Dispatcher(cast("Runtime", host))
+        return ChainDispatcher(cast("Runtime", host))
 
     async def stop(self) -> None:
         """Drain: ``ToRivetStopping``, stop every actor (reason ``shutdown``) as the engine
@@ -238,6 +251,8 @@ class EngineDriver:
             if self.tunnel is not None:
                 self.tunnel.close()
             await self.placement.close()
+            if self._actor_client is not None:
+                await self._actor_client.aclose()
             if self._sql is not None:
                 self._sql.shutdown()
             await self.api.aclose()
