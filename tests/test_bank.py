@@ -179,3 +179,27 @@ def test_the_guide_shows_the_example_as_it_is() -> None:
         assert block in source, block
     assert "".join(blocks).count("@account.action") == source.count("@account.action")
     assert "transfer" in blocks[-1] and "registry = setup" in blocks[-1]
+
+
+@pytest.mark.asyncio
+async def test_accounts_asleep_are_woken_by_a_transfer() -> None:
+    async with setup_test(registry) as t:
+        alice = t.account.get_or_create(["alice"])
+        await alice.deposit(20)
+        bank = t.bank.get_or_create(["main"])
+        assert await bank.transfer("alice", "bob", 5) == {"from": 15, "to": 5}
+        ids = [await alice.resolve(), await t.account.get(["bob"]).resolve(), await bank.resolve()]
+        await t.advance(120)  # past sleep_timeout (30 s): every actor sleeps, state saved
+        assert not set(ids) & set(t.runtime.instances)
+        assert await bank.transfer("alice", "bob", 5) == {"from": 10, "to": 10}
+        assert set(ids) <= set(t.runtime.instances)
+
+
+@pytest.mark.asyncio
+async def test_balances_survive_a_restart(tmp_path: Path) -> None:
+    async with setup_test(registry, tmp_path) as t:
+        await t.account.get_or_create(["alice"]).deposit(30)
+        await t.bank.get_or_create(["main"]).transfer("alice", "bob", 12)
+    async with setup_test(registry, tmp_path) as t:
+        assert await t.account.get(["alice"]).balance() == 18
+        assert await t.account.get(["bob"]).balance() == 12
