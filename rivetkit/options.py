@@ -82,6 +82,9 @@ class ActorOptions:
       time instead of interleaving them at ``await`` points.
     - ``durable_replies`` (False): hold each action's reply and events until the state
       change that produced them is saved.
+    - ``slow_sync_action_warning`` (0.1 s; None: off): a sync action (without
+      ``blocking=True``) that holds the event loop longer logs a warning, once per action
+      per process (see :mod:`rivetkit.runtime.blocking`).
     """
 
     state_save_interval: float = 1.0
@@ -107,6 +110,7 @@ class ActorOptions:
     wait_until_timeout: float | None = None
     serial: bool = False
     durable_replies: bool = False
+    slow_sync_action_warning: float | None = 0.1
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -171,6 +175,7 @@ _KINDS: dict[str, str] = {
     "wait_until_timeout": "optional_duration",
     "serial": "bool",
     "durable_replies": "bool",
+    "slow_sync_action_warning": "optional_duration",
 }
 
 

@@ -1,14 +1,15 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """Compiled twin of :mod:`rivetkit.runtime._dispatch_py` (action dispatch).
 
-Same API: ``ActionTable(actions)`` with ``call(name, ctx, args)``, ``is_async(name)`` and
-``names()``. Entries are typed objects so a call costs one dict lookup and one vectorcall.
+Same API: ``ActionTable(actions, warn_after=None, on_slow=None)`` with
+``call(name, ctx, args)``, ``is_async(name)`` and ``names()``. Entries are typed objects so a call costs one dict lookup and one vectorcall.
 """
 
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.ref cimport Py_INCREF
+from cpython.time cimport PyTime_AsSecondsDouble, PyTime_MonotonicRaw, PyTime_t
 
 from rivetkit.runtime._dispatch_py import action_not_found, bad_arguments
 
@@ -23,9 +24,15 @@ cdef class ActionTable:
     """The actions of one actor definition, by wire name."""
 
     cdef dict _entries
+    cdef bint _timed
+    cdef double _warn_after
+    cdef object _on_slow
 
-    def __init__(self, actions):
+    def __init__(self, actions, warn_after=None, on_slow=None):
         cdef _Entry entry
+        self._timed = warn_after is not None and on_slow is not None
+        self._warn_after = float(warn_after) if self._timed else 0.0
+        self._on_slow = on_slow
         self._entries = {}
         for name, spec in actions.items():
             entry = _Entry.__new__(_Entry)
@@ -49,6 +56,9 @@ cdef class ActionTable:
         cdef _Entry entry = self._lookup(name)
         cdef Py_ssize_t i, n
         cdef tuple call_args
+        cdef PyTime_t started
+        cdef double took
+        cdef bint timed
         if entry.validate is not None:
             args = entry.validate(args)
         n = len(args)
@@ -59,13 +69,21 @@ cdef class ActionTable:
             item = args[i]
             Py_INCREF(item)
             PyTuple_SET_ITEM(call_args, i + 1, item)
+        timed = self._timed and not entry.is_async
+        if timed:
+            started = PyTime_MonotonicRaw()
         try:
-            return entry.fn(*call_args)
+            output = entry.fn(*call_args)
         except TypeError as exc:
             error = bad_arguments(name, entry.fn, args, exc)
             if error is None:
                 raise
             raise error from None
+        if timed:
+            took = PyTime_AsSecondsDouble(PyTime_MonotonicRaw() - started)
+            if took > self._warn_after:
+                self._on_slow(name, took)
+        return output
 
     def names(self):
         """The wire names, in definition order."""

@@ -2,14 +2,17 @@
 
 :class:`ActionTable` looks an action up by its wire name, validates the arguments and calls
 it: a sync action's result comes back directly, an async action's coroutine is returned for
-the caller to await (under its timeout). Unknown names raise ``actor/action_not_found``; a
+the caller to await (under its timeout). A sync action that takes longer than ``warn_after``
+seconds (a monotonic clock read before and after it) is reported to ``on_slow(name,
+seconds)``. Unknown names raise ``actor/action_not_found``; a
 number of arguments the action's signature does not take raises ``actor/validation_error``
 (a client's bad input, not an internal error), whether or not the action has a validator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rivetkit.errors import RivetError
@@ -47,13 +50,21 @@ def bad_arguments(name: str, fn: Any, args: list[Any], error: TypeError) -> Rive
 class ActionTable:
     """The actions of one actor definition, by wire name."""
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_entries", "_on_slow", "_warn_after")
 
-    def __init__(self, actions: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        actions: Mapping[str, Any],
+        warn_after: float | None = None,
+        on_slow: Callable[[str, float], object] | None = None,
+    ) -> None:
         # Each value is an ActionSpec-like object: name, fn, is_async, validate.
         self._entries: dict[str, tuple[Any, bool, Any]] = {
             name: (spec.fn, bool(spec.is_async), spec.validate) for name, spec in actions.items()
         }
+        # Both given, or no timing at all.
+        self._warn_after = warn_after if on_slow is not None else None
+        self._on_slow = on_slow
 
     def is_async(self, name: str) -> bool:
         """True when ``name`` is an async action (raises for an unknown name)."""
@@ -67,16 +78,24 @@ class ActionTable:
         entry = self._entries.get(name)
         if entry is None:
             raise action_not_found(name)
-        fn, _, validate = entry
+        fn, is_async, validate = entry
         if validate is not None:
             args = validate(args)
+        warn_after = None if is_async else self._warn_after
+        if warn_after is not None:
+            started = time.monotonic()
         try:
-            return fn(ctx, *args)
+            output = fn(ctx, *args)
         except TypeError as exc:
             error = bad_arguments(name, fn, args, exc)
             if error is None:
                 raise
             raise error from None
+        if warn_after is not None:
+            took = time.monotonic() - started
+            if took > warn_after and self._on_slow is not None:
+                self._on_slow(name, took)
+        return output
 
     def names(self) -> list[str]:
         """The wire names, in definition order."""

@@ -15,6 +15,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rivetkit.runtime.action_table import ActionTable
+from rivetkit.runtime.blocking import slow_action_reporter, table_actions
 
 if TYPE_CHECKING:
     from rivetkit.actor import ActorDefinition
@@ -67,6 +68,12 @@ def action_table(definition: ActorDefinition) -> ActionTable:
         and cached[2] == len(actions)
     ):
         return cached[3]
-    table = ActionTable(actions)
+    # Blocking actions become async wrappers that run them in a thread (runtime/blocking.py);
+    # sync ones are timed for the slow action warning.
+    table = ActionTable(
+        table_actions(definition),
+        definition.options.slow_sync_action_warning,
+        slow_action_reporter(definition.name),
+    )
     _TABLES[id(definition)] = (definition, actions, len(actions), table)
     return table

@@ -38,6 +38,7 @@ from rivetkit.protocol.actor_persist import Actor, ScheduleEvent
 from rivetkit.protocol.values import cbor_loads
 from rivetkit.runtime import keys
 from rivetkit.runtime.action_calls import ActionTimedOut, action_table, with_timeout
+from rivetkit.runtime.blocking import gate_for
 from rivetkit.runtime.connection import Connection, ConnTransport, Hibernation
 from rivetkit.runtime.conns import ActorConns
 from rivetkit.runtime.context import ActorContext
@@ -110,6 +111,7 @@ class ActorInstance:
         self._loop = asyncio.get_running_loop()
         self._on_stopped = on_stopped
         self._serial = asyncio.Lock() if self.options.serial else None
+        self._gate = gate_for(self)  # None unless it has blocking actions (blocking.py)
         # Hooks on hot paths; the others are looked up when called (no per-actor table).
         self._on_state_change = _hook(definition, "on_state_change")
         self._before_response = _hook(definition, "on_before_action_response")
@@ -189,6 +191,8 @@ class ActorInstance:
         hook = _hook(self.definition, name)
         if hook is None:
             return None
+        if self._gate is not None and self._gate.busy:  # a blocking action's thread runs
+            await self._gate.before_hook(name, timeout)
         result = hook(self.context, *args)
         if inspect.isawaitable(result):
             if timeout is None:
@@ -395,11 +399,16 @@ class ActorInstance:
             return actor_error("stopping", "the actor is stopping")
         return actor_error("destroying", "the actor is stopped")
 
-    async def invoke(self, name: str, args: list[Any], conn: Connection | None = None) -> Any:
+    async def invoke(
+        self, name: str, args: list[Any], conn: Connection | None = None, _gated: bool = False
+    ) -> Any:
         """Run the action ``name`` with ``args`` and return its (transformed) output."""
         phase = self.phase
         if phase != Phase.STARTED and phase != Phase.SLEEP_GRACE:
             raise self._lifecycle_error()
+        if self._gate is not None and not _gated:  # waits while a blocking action runs
+            async with self._gate:
+                return await self.invoke(name, args, conn, True)
         # No idle-timer work per action: the timer is lazy and re-checks can_sleep() (false
         # while an action is in flight) when it fires; see SleepPolicy.reset_idle.
         awake = self.sleep_policy
