@@ -101,4 +101,15 @@ def whoami_free(c: Any) -> Any:
     return c.conn.params
 
 
-registry = setup(use=[inbox, free])
+raw = actor("raw", conn_params=Params)
+
+
+@raw.on_websocket
+async def raw_socket(c: Any, ws: Any) -> None:
+    """Says hello, then echoes (reached only with params that match ``Params``)."""
+    await ws.send("hello")
+    async for message in ws:
+        await ws.send(message)
+
+
+registry = setup(use=[inbox, free, raw])

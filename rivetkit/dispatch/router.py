@@ -631,6 +631,16 @@ class Dispatcher:
                 session = RawSession(self, actor_id, websocket, request)
                 await session.run(instance, params, hibernation)
                 return
+        if instance.definition.schemas is not None:  # declared conn_params (schemas.py)
+            try:
+                conn_params_of(
+                    instance.definition,
+                    ws_conn_params(params_of(parse_subprotocols(request.headers))),
+                )
+            except Exception as exc:
+                log_error(exc, instance, "raw WebSocket")
+                await websocket.close(1011, ws_reason(exc))
+                return
         raw = RawWebSocket(websocket, request)
         instance.begin_request()
 
