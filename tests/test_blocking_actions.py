@@ -297,7 +297,7 @@ def test_table_reports_slow_sync_actions(dispatch: ModuleType) -> None:
     coro = table.call("later", None, [])
     assert asyncio.run(coro) == "later"
     assert [name for name, _ in reported] == ["slow"]
-    assert reported[0][1] >= 0.03
+    assert reported[0][1] >= 0.02  # the compiled twin reads a coarse clock (a few ms)
     # No threshold, no reporting: the table takes the same arguments in both twins.
     quiet = dispatch.ActionTable(actions, None, lambda name, s: reported.append((name, s)))
     assert quiet.call("slow", None, []) == "slow"

@@ -11,8 +11,8 @@ number of arguments the action's signature does not take raises ``actor/validati
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
+from time import monotonic as _monotonic
 from typing import Any
 
 from rivetkit.errors import RivetError
@@ -83,7 +83,7 @@ class ActionTable:
             args = validate(args)
         warn_after = None if is_async else self._warn_after
         if warn_after is not None:
-            started = time.monotonic()
+            started = _monotonic()
         try:
             output = fn(ctx, *args)
         except TypeError as exc:
@@ -92,7 +92,7 @@ class ActionTable:
                 raise
             raise error from None
         if warn_after is not None:
-            took = time.monotonic() - started
+            took = _monotonic() - started
             if took > warn_after and self._on_slow is not None:
                 self._on_slow(name, took)
         return output
