@@ -20,6 +20,13 @@ def add(c: Any, x: int) -> int:
 
 
 @acct.action
+async def add_async(c: Any, x: int) -> int:
+    """:func:`add` as an async action."""
+    c.state["n"] += x
+    return int(c.state["n"])
+
+
+@acct.action
 def fail(c: Any) -> None:
     """Always a user error with metadata."""
     raise UserError("no luck", code="bad_luck", metadata={"tries": 3})

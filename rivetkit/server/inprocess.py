@@ -3,8 +3,9 @@
 :class:`InProcessServer` gives a :class:`rivetkit.client.Client` what it needs to reach a
 :class:`~rivetkit.server.RivetApp` without a network:
 
-* HTTP through :meth:`InProcessServer.transport` (``httpx.ASGITransport``: each request is one
-  call of the app; the response is buffered whole, so a streamed body arrives at its end);
+* HTTP through :meth:`InProcessServer.transport` (:class:`InProcessTransport`, an httpx
+  transport: each request is one call of the app in the caller's task, so context variables
+  reach the app; the response is buffered whole, so a streamed body arrives at its end);
 * WebSockets through :meth:`InProcessServer.ws_connect`, a stand-in for
   ``websockets.asyncio.client.connect``: the app's ASGI websocket path runs in a task and
   talks to an :class:`InProcessWebSocket` with the members of websockets' ``ClientConnection``
@@ -47,7 +48,13 @@ from websockets.protocol import State
 
 from rivetkit.server.asgi_io import Message
 
-__all__ = ["ENDPOINT", "ClientDisconnected", "InProcessServer", "InProcessWebSocket"]
+__all__ = [
+    "ENDPOINT",
+    "ClientDisconnected",
+    "InProcessServer",
+    "InProcessTransport",
+    "InProcessWebSocket",
+]
 
 log = logging.getLogger("rivetkit.server")
 
@@ -266,6 +273,78 @@ class InProcessWebSocket:
                 self._finish(rcvd=None, sent=None, rcvd_then_sent=None)
 
 
+class InProcessTransport(httpx.AsyncBaseTransport):
+    """An httpx transport calling an ASGI app directly, in the caller's task.
+
+    As ``httpx.ASGITransport`` (the app's exceptions propagate; the response is buffered
+    whole), without its per-request probe for trio, which costs an import attempt per call.
+    """
+
+    def __init__(self, app: Any, *, client: tuple[str, int] = CLIENT_ADDRESS) -> None:
+        self.app = app
+        self.client = client
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Run the app on ``request`` and return its whole answer."""
+        url = request.url
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": request.method,
+            "headers": [(name.lower(), value) for name, value in request.headers.raw],
+            "scheme": url.scheme,
+            "path": url.path,
+            "raw_path": url.raw_path.split(b"?")[0],
+            "query_string": url.query,
+            "server": (url.host, url.port),
+            "client": self.client,
+            "root_path": "",
+        }
+        stream = request.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
+        chunks = stream.__aiter__()
+        request_done = False
+        status: int | None = None
+        headers: list[tuple[bytes, bytes]] = []
+        parts: list[bytes] = []
+        complete = asyncio.Event()
+        head = request.method == "HEAD"
+
+        async def receive() -> Message:
+            nonlocal request_done
+            if request_done:
+                await complete.wait()
+                return {"type": "http.disconnect"}
+            try:
+                body = await chunks.__anext__()
+            except StopAsyncIteration:
+                request_done = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": True}
+
+        async def send(message: Message) -> None:
+            nonlocal status, headers
+            kind = message["type"]
+            if kind == "http.response.start":
+                status = int(message["status"])
+                headers = list(message.get("headers", []))
+            elif kind == "http.response.body":
+                body = message.get("body", b"")
+                if body and not head:
+                    parts.append(bytes(body))
+                if not message.get("more_body", False):
+                    complete.set()
+
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            complete.set()
+        if status is None:
+            raise RuntimeError("the app returned without starting a response")
+        return httpx.Response(status, headers=headers, content=b"".join(parts))
+
+
 class InProcessServer:
     """Serves ``app`` (an ASGI app) to in-process clients: see the module docstring."""
 
@@ -278,7 +357,7 @@ class InProcessServer:
 
     def transport(self) -> httpx.AsyncBaseTransport:
         """An httpx transport calling the app directly (one per client)."""
-        return httpx.ASGITransport(app=self.app, client=CLIENT_ADDRESS)
+        return InProcessTransport(self.app)
 
     @property
     def sockets(self) -> frozenset[InProcessWebSocket]:
