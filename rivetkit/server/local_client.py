@@ -6,7 +6,8 @@ to the app through :class:`~rivetkit.server.inprocess.InProcessServer`: no socke
 server, but every request goes through the app (gateway, dispatch) as a remote one would, and
 every value through the CBOR encoding (bytes stay bytes; what cannot be encoded fails as it
 would over the network). The in-process transport runs the app in the caller's task, so the
-call chain of :mod:`rivetkit.runtime.call_chain` follows the call by itself.
+call chain of :mod:`rivetkit.runtime.call_chain` follows an HTTP call by itself; WebSocket
+connections start with no chain (a connection outlives the action that opened it).
 
 The default client (no options) is shared: the same object for every actor and for
 ``app.client()``. ``app.client(**options)`` with options makes a further client (its own
@@ -20,6 +21,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any, Final
 
 from rivetkit.client import Client
+from rivetkit.runtime.call_chain import CALL_CHAIN
 from rivetkit.server.inprocess import InProcessServer
 
 if TYPE_CHECKING:
@@ -50,8 +52,18 @@ class LocalClient:
         options.setdefault("encoding", LOCAL_ENCODING)
         # No /metadata round trip: the app is known to be a RivetKit server.
         options.setdefault("disable_metadata_lookup", True)
+
+        async def ws_connect(uri: str, **kwargs: Any) -> Any:
+            # The socket's task would copy the opener's context: a connection kept open
+            # outlives the call that opened it, so its actions start with no call chain.
+            token = CALL_CHAIN.set(())
+            try:
+                return await server.ws_connect(uri, **kwargs)
+            finally:
+                CALL_CHAIN.reset(token)
+
         return Client(
-            server.endpoint, transport=server.transport(), ws_connect=server.ws_connect, **options
+            server.endpoint, transport=server.transport(), ws_connect=ws_connect, **options
         )
 
     def shared(self) -> Client:
