@@ -83,6 +83,17 @@ def typed(c: Any, x: int) -> int:
     return x * 2
 
 
+# The same actions, with connection hooks that record when they ran.
+hooked = actor("hooked", state={"n": 0, "log": []})
+hooked.add_action(held, blocking=True)
+hooked.add_action(read)
+
+
+@hooked.on_connect
+def connected(c: Any, conn: Any) -> None:
+    c.state["log"].append("on_connect")
+
+
 # The same actions, with a short action timeout.
 strict = actor("strict", state={"n": 0, "log": []}, options=ActorOptions(action_timeout=0.5))
 strict.add_action(held, blocking=True)
@@ -110,7 +121,7 @@ def quick(c: Any) -> str:
     return "quick"
 
 
-registry = setup(use=[worker, strict, other, loud])
+registry = setup(use=[worker, hooked, strict, other, loud])
 
 
 @pytest.fixture(autouse=True)
@@ -179,6 +190,25 @@ async def test_the_same_actor_waits_for_the_thread() -> None:
         result = await reading
         assert result["n"] == 100
         assert result["log"] == ["read", "held:start", "held:end", "read"]
+
+
+@pytest.mark.asyncio
+async def test_connection_hooks_wait_for_the_thread() -> None:
+    async with served() as client:
+        h = client.hooked.get_or_create(["h"])
+        blocking = asyncio.ensure_future(h.held())
+        await started()
+        conn = h.connect()
+        opening = asyncio.ensure_future(conn.read())
+        await asyncio.sleep(0.2)
+        assert not opening.done()
+        GATES["release"].set()
+        assert await blocking == 100
+        log = (await opening)["log"]
+        # The HTTP call's own connection ran on_connect before the thread started; the
+        # connection opened during the thread ran it after.
+        assert log == ["on_connect", "held:start", "held:end", "on_connect", "read"]
+        await conn.close()
 
 
 @pytest.mark.asyncio

@@ -2,10 +2,11 @@
 
 A blocking action is a sync function run in a worker thread, so the event loop (and every
 other actor of the process) keeps serving while it blocks. Its own actor is held meanwhile:
-the actor's :class:`BlockingGate` lets no other action, scheduled action, connection message
-or hook (through ``ActorInstance._call``) of that actor start until the thread returns, and
-the thread starts only once the actions already in flight on that actor have finished. So
-the actor's state is never touched by the thread and the event loop at the same time.
+the actor's :class:`BlockingGate` lets no other action, scheduled action, connection message,
+connection opening or hook (``ActorInstance._call``, ``ActorConns``) of that actor start
+until the thread returns, and the thread starts only once the actions already in flight on
+that actor have finished. So the actor's state is never touched by the thread and the event
+loop at the same time (raw ``on_request``/``on_websocket`` handlers and ``run`` are not held).
 
 * The threads come from one bounded pool per process (:func:`worker_pool`,
   ``min(32, cpus + 4)`` threads, named ``rivetkit-blocking``), not the loop's default
@@ -161,6 +162,11 @@ class BlockingGate:
         instance.persistence.mark_dirty()
         instance.end_request()
         self._wake()
+
+    async def idle(self) -> None:
+        """Wait until no blocking action's thread runs."""
+        if self.busy:
+            await self._wait(lambda: not self.busy)
 
     async def before_hook(self, name: str, timeout: float | None) -> None:
         """Wait (at most ``timeout`` s) for a blocking action's thread before the hook

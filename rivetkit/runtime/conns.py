@@ -72,6 +72,8 @@ class ActorConns:
         on the next wake (see :mod:`rivetkit.runtime.connection`).
         """
         owner = self._owner
+        if owner._gate is not None and owner._gate.busy:  # a blocking action (blocking.py)
+            await owner._gate.idle()
         phase = owner.phase
         if phase != Phase.STARTED and phase != Phase.SLEEP_GRACE:
             raise owner._lifecycle_error()
@@ -168,6 +170,8 @@ class ActorConns:
         hook = _hook(owner.definition, name)
         if hook is None:
             return None
+        if owner._gate is not None and owner._gate.busy:  # a blocking action (blocking.py)
+            await owner._gate.idle()
         result = hook(owner.context.with_conn(conn), *args)
         if inspect.isawaitable(result):
             try:
