@@ -11,6 +11,10 @@ and the stream closed (an async generator's ``finally`` runs), which ends the ac
 request. A request body the handler did not read is dropped meanwhile, so a handler reads
 its body before it returns the streamed response.
 
+At the server's shutdown, our uvicorn protocol closes the connection of a stream (which stops
+it as a client leaving does) instead of waiting for its end, since an SSE feed may never end;
+under uvicorn's own protocols the server waits for streams until its graceful timeout.
+
 A failure of the stream after the head was sent cannot become an error response: it is
 logged and the connection closed without the last chunk, so the client sees a truncated
 body. Under our uvicorn protocol the transport is closed here; under another server the
@@ -28,6 +32,7 @@ from rivetkit.dispatch.http import ChunkSource
 from rivetkit.dispatch.streaming import ChunkStream, chunks_of
 from rivetkit.errors import RivetError
 from rivetkit.server.asgi_io import Receive, Scope, Send
+from rivetkit.server.http_fastpath import mark_streaming
 
 __all__ = ["StreamFailed", "send_stream"]
 
@@ -75,6 +80,8 @@ async def send_stream(
         if scope["method"] == "HEAD":
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
+        if cycle is not None:
+            mark_streaming(cycle)  # a server shutdown closes the connection: the stream stops
         pump = asyncio.ensure_future(_pump(stream, send))
         gone = asyncio.ensure_future(_client_gone(receive))
         try:

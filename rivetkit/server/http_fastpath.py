@@ -8,6 +8,8 @@ answering byte for byte as uvicorn does (``tests/test_server_fastpaths.py`` comp
 offers the app :func:`respond`, which writes a whole response (head and body) in one ``write``
 with uvicorn's bookkeeping, where the ASGI messages take two writes and two awaits; and it
 arms one lazy keep-alive timer per connection instead of a new timer after every response.
+At the server's shutdown it closes a connection whose response is a stream (see
+:mod:`rivetkit.server.asgi_stream`) rather than wait for the stream's end.
 The head limits and the connection cap come from :mod:`rivetkit.server.http_guard`.
 
 It serves any ASGI app: what it offers the server's app travels as the ASGI scope extension
@@ -25,7 +27,14 @@ from typing import Any, Final
 from rivetkit.server import uvicorn_fit
 from rivetkit.server.http_guard import HeadGuard
 
-__all__ = ["HTTP_CYCLE", "http_protocol", "respond", "take_body"]
+__all__ = [
+    "HTTP_CYCLE",
+    "http_protocol",
+    "mark_streaming",
+    "respond",
+    "streaming",
+    "take_body",
+]
 
 
 #: The ASGI scope extension holding the uvicorn request/response cycle of an HTTP request,
@@ -141,6 +150,20 @@ def respond(cycle: Any, status: int, headers: list[tuple[bytes, bytes]], body: b
 
 _STATUS_LINES: dict[int, bytes] = {}
 
+# Set on a cycle whose response is a stream (see mark_streaming).
+_STREAMING: Final = "rivetkit_streaming"
+
+
+def mark_streaming(cycle: Any) -> None:
+    """Note that uvicorn's ``cycle`` sends a streamed response: at the server's shutdown our
+    protocol closes its connection (which stops the stream) instead of waiting for its end."""
+    setattr(cycle, _STREAMING, True)
+
+
+def streaming(cycle: Any) -> bool:
+    """True when :func:`mark_streaming` marked ``cycle``."""
+    return bool(getattr(cycle, _STREAMING, False))
+
 
 def take_body(cycle: Any) -> bytes | None:
     """The whole request body when uvicorn's ``cycle`` holds all of it already, taken as
@@ -186,6 +209,15 @@ def _build_http_protocol() -> type[Any] | None:
 
         # Keep-alive: uvicorn arms a timer after every response and cancels it on the next
         # request; here one timer, re-armed when it fires early, checks for idleness.
+
+        def shutdown(self) -> None:
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete and streaming(cycle):
+                # A streamed response (an SSE feed) may never end: uvicorn would wait for it
+                # until its graceful timeout. Closing stops the stream (asgi_stream.py).
+                self.transport.close()
+                return
+            super().shutdown()
 
         def _unset_keepalive_if_required(self) -> None:
             self._idle_since = None  # busy: data arrived (or the connection is gone)
