@@ -18,8 +18,10 @@ back the :class:`Response`. The same two classes are the public API of raw HTTP 
         return Response.text("not found", status=404)
 
 The handler sees the path after ``/request`` (``/request/hits`` → ``/hits``). Its return value
-must be a :class:`Response`; raising answers a 500 ``RivetError`` (group and code kept, the
-message hidden unless ``RIVET_EXPOSE_ERRORS=1``).
+must be a :class:`Response`: a whole body, or a stream of chunks
+(:mod:`rivetkit.dispatch.streaming`; Server-Sent Events with :meth:`Response.sse`); raising
+answers a 500 ``RivetError`` (group and code kept, the message hidden unless
+``RIVET_EXPOSE_ERRORS=1``).
 """
 
 from __future__ import annotations
