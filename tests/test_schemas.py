@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from rivetkit import actor
+from rivetkit import UserError, actor, setup
 from rivetkit.errors import RivetError
 from rivetkit.runtime.queue import ActorQueue
 from rivetkit.schemas import ActorSchemas, EventPayloadError
 from rivetkit.testing import setup_test
 from tests.schemas_app import registry
-from tests.schemas_checks import check_conn_params, check_events, check_queues
+from tests.schemas_checks import check_conn_params, check_events, check_queues, expect
 
 ENCODINGS = ["json", "cbor", "bare"]
 
@@ -152,3 +152,35 @@ async def test_conn_params_in_process(encoding: str) -> None:
 async def test_events_in_process(encoding: str) -> None:
     async with setup_test(registry, encoding=encoding) as t:
         await check_events(t, f"e-{encoding}")
+
+
+# MARK: can_publish, sync, without declared queues
+
+
+def _gate(c: Any, name: str, body: Any) -> bool:
+    if name == "boom":
+        raise RuntimeError("a bug in the gate")
+    if name == "user":
+        raise UserError("not now", code="not_now")
+    return name != "closed"
+
+
+gated = actor("gated_sync", can_publish=_gate)
+
+
+@gated.action
+async def drain(c: Any) -> list[Any]:
+    return [[m.name, m.body] for m in await c.queue.try_next_batch(count=100)]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("encoding", ENCODINGS)
+async def test_sync_can_publish_without_queues(encoding: str) -> None:
+    async with setup_test(setup(use=[gated]), encoding=encoding) as t:
+        h = t.gated_sync.get_or_create(["g"])
+        await h.send("open", {"any": "body"})  # no queues declared: any name, any body
+        await expect(h.send("closed", 1), "auth", "forbidden")
+        await expect(h.send("boom", 1), "core", "internal_error")
+        error = await expect(h.send("user", 1), "user", "not_now")
+        assert error.message == "not now"
+        assert await h.drain() == [["open", {"any": "body"}]]
