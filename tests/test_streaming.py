@@ -22,7 +22,7 @@ import pytest_asyncio
 from test_sse_format import parse_sse
 
 from conftest import eventually
-from rivetkit import ActorOptions, Response, ServerSentEvent, actor, setup
+from rivetkit import ActorOptions, Response, RivetError, ServerSentEvent, actor, setup
 from rivetkit.server import create_app
 from rivetkit.server.runner import Server, bind_socket, uvicorn_config
 from rivetkit.testing import setup_test
@@ -335,6 +335,10 @@ async def test_in_process_client_gets_the_whole_body() -> None:
         assert response.content == b"one,two,three"
         probe.gate(1).set()
         response = await handle.fetch("/sse")
+        # No connection to cut: a stream failing after its head raises from fetch.
+        with pytest.raises(RivetError) as info:
+            await handle.fetch("/fails")
+        assert (info.value.group, info.value.code) == ("response", "stream_failed")
         assert [e["data"] for e in parse_sse(response.text)] == [
             "hello",
             "line one\nline two",
