@@ -70,6 +70,7 @@ from rivetkit.protocol.envoy_protocol import (
     ToRivetTunnelMessage,
 )
 
+from .quickack import keep_quick_ack
 from .refusals import REFUSALS, EngineError, close_reason, connect_error
 
 __all__ = ["EngineError", "EnvoyClient", "EnvoyHandler"]
@@ -444,6 +445,7 @@ class EnvoyClient:
                     return
                 logger.warning("envoy: connecting to the engine failed: %s", error.message)
             else:
+                keep_quick_ack(ws)  # no delayed ACKs under the engine's writes (quickack.py)
                 started = time.monotonic()
                 refusal = await self._session(ws)
                 if refusal is not None and not first.done():
