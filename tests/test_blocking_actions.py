@@ -94,6 +94,11 @@ def connected(c: Any, conn: Any) -> None:
     c.state["log"].append("on_connect")
 
 
+# The same actions, saving soon after each change.
+eager = actor("eager", state={"n": 0, "log": []}, options=ActorOptions(state_save_interval=0.2))
+eager.add_action(held, blocking=True)
+eager.add_action(increment)
+
 # The same actions, with a short action timeout.
 strict = actor("strict", state={"n": 0, "log": []}, options=ActorOptions(action_timeout=0.5))
 strict.add_action(held, blocking=True)
@@ -121,7 +126,7 @@ def quick(c: Any) -> str:
     return "quick"
 
 
-registry = setup(use=[worker, hooked, strict, other, loud])
+registry = setup(use=[worker, hooked, eager, strict, other, loud])
 
 
 @pytest.fixture(autouse=True)
@@ -209,6 +214,38 @@ async def test_connection_hooks_wait_for_the_thread() -> None:
         # connection opened during the thread ran it after.
         assert log == ["on_connect", "held:start", "held:end", "on_connect", "read"]
         await conn.close()
+
+
+@pytest.mark.asyncio
+async def test_no_save_reads_the_state_while_the_thread_runs() -> None:
+    async with serve_in_background(registry) as endpoint, Client(str(endpoint)) as client:
+        e = client.eager.get_or_create(["e"])
+        await e.increment()
+        instance = endpoint.app.runtime.instances[await e.resolve()]  # type: ignore[attr-defined]
+        gate = instance._gate
+        saves: list[bool] = []
+        write_snapshot = instance.persistence.write_snapshot
+
+        async def spy(**options: Any) -> None:
+            saves.append(gate.busy)
+            await write_snapshot(**options)
+
+        instance.persistence.write_snapshot = spy
+        await e.increment()  # a save is due in 0.2 s
+        blocking = asyncio.ensure_future(e.held())
+        await started()
+        await asyncio.sleep(0.5)  # the save came due during the thread
+        GATES["release"].set()
+        assert await blocking == 102
+        await eventually_true(lambda: len(saves) > 0)
+        assert saves and not any(saves)
+
+
+async def eventually_true(check: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
 
 
 @pytest.mark.asyncio

@@ -75,6 +75,9 @@ class StatePersistence:
 
     def _start_save(self) -> None:
         self._handle = None
+        gate = self._owner._gate
+        if gate is not None and gate.busy:  # a blocking action's thread; it saves on return
+            return
         if self._task is None:
             self._task = self._loop.create_task(self._save_loop())
 
