@@ -67,6 +67,16 @@ def read(c: Any) -> dict[str, Any]:
 
 
 @worker.action
+async def mark_later(c: Any, seconds: float) -> None:
+    await c.schedule.after(seconds, "mark")
+
+
+@worker.action
+def mark(c: Any) -> None:
+    c.state["log"].append("scheduled")
+
+
+@worker.action
 async def call_self(c: Any) -> int:
     """An action awaiting a blocking action of its own actor (through ``c.client()``)."""
     result: int = await c.client().worker.get_or_create(c.key).sleep_for(0.1)
@@ -104,6 +114,16 @@ strict = actor("strict", state={"n": 0, "log": []}, options=ActorOptions(action_
 strict.add_action(held, blocking=True)
 strict.add_action(read)
 
+# Serial (one action at a time), short timeout.
+serial = actor(
+    "serial",
+    state={"n": 0, "log": []},
+    options=ActorOptions(serial=True, action_timeout=0.5),
+)
+serial.add_action(held, blocking=True)
+serial.add_action(read)
+serial.add_action(increment)
+
 other = actor("other", state={})
 
 
@@ -126,7 +146,7 @@ def quick(c: Any) -> str:
     return "quick"
 
 
-registry = setup(use=[worker, hooked, eager, strict, other, loud])
+registry = setup(use=[worker, hooked, eager, strict, serial, other, loud])
 
 
 @pytest.fixture(autouse=True)
@@ -195,6 +215,20 @@ async def test_the_same_actor_waits_for_the_thread() -> None:
         result = await reading
         assert result["n"] == 100
         assert result["log"] == ["read", "held:start", "held:end", "read"]
+
+
+@pytest.mark.asyncio
+async def test_a_scheduled_action_due_meanwhile_runs_after_the_thread() -> None:
+    async with served() as client:
+        w = client.worker.get_or_create(["sched"])
+        await w.mark_later(0.2)
+        blocking = asyncio.ensure_future(w.held())
+        await started()
+        await asyncio.sleep(0.5)  # the schedule came due during the thread
+        GATES["release"].set()
+        await blocking
+        await asyncio.sleep(0.1)
+        assert (await w.read())["log"] == ["held:start", "held:end", "scheduled", "read"]
 
 
 @pytest.mark.asyncio
@@ -300,6 +334,21 @@ async def test_stop_waits_for_the_thread(tmp_path: Any) -> None:
         result = await client.worker.get_or_create(["s"]).read()
     assert result["n"] == 100
     assert result["log"] == ["read", "held:start", "held:end", "on_sleep", "read"]
+
+
+@pytest.mark.asyncio
+async def test_a_serial_actor_stays_held_after_a_timeout() -> None:
+    async with served() as client:
+        s = client.serial.get_or_create(["s"])
+        assert await s.increment() == 1
+        with pytest.raises(ActorError) as caught:
+            await s.held()
+        assert caught.value.code == "action_timed_out"
+        calls = [asyncio.ensure_future(s.increment()) for _ in range(3)]
+        await asyncio.sleep(0.2)
+        assert not any(call.done() for call in calls)
+        GATES["release"].set()
+        assert sorted(await asyncio.gather(*calls)) == [102, 103, 104]
 
 
 @pytest.mark.asyncio
