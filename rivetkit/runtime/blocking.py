@@ -4,10 +4,10 @@ A blocking action is a sync function run in a worker thread, so the event loop (
 other actor of the process) keeps serving while it blocks. Its own actor is held meanwhile:
 the actor's :class:`BlockingGate` lets no other action, scheduled action, connection message,
 connection opening, hook (``ActorInstance._call``, ``ActorConns``) or throttled state save
-(``StatePersistence``) of that actor start
-until the thread returns, and the thread starts only once the actions already in flight on
-that actor have finished. So the actor's state is never touched by the thread and the event
-loop at the same time (raw ``on_request``/``on_websocket`` handlers and ``run`` are not held).
+(``StatePersistence``) of that actor start until the thread returns, and the thread starts
+only once the actions already in flight on that actor have finished. So the actor's state is
+never touched by the thread and the event loop at the same time (raw ``on_request`` and
+``on_websocket`` handlers and ``run`` are not held).
 
 * The threads come from one bounded pool per process (:func:`worker_pool`,
   ``min(32, cpus + 4)`` threads, named ``rivetkit-blocking``), not the loop's default
