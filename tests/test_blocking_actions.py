@@ -19,6 +19,7 @@ import pytest
 from conftest import twin
 from rivetkit import ActorOptions, actor, setup
 from rivetkit.client import ActorError, Client
+from rivetkit.runtime import blocking
 from rivetkit.server import serve_in_background
 
 #: Set by the test, waited for by ``held`` (one per test: see the ``gates`` fixture).
@@ -32,6 +33,7 @@ def sleep_for(c: Any, seconds: float) -> int:
     GATES["started"].set()
     time.sleep(seconds)
     c.state["n"] += 1
+    c.state["log"].append("sleep_for")
     return int(c.state["n"])
 
 
@@ -64,6 +66,14 @@ def increment(c: Any) -> int:
 def read(c: Any) -> dict[str, Any]:
     c.state["log"].append("read")
     return {"n": c.state["n"], "log": list(c.state["log"])}
+
+
+@worker.action
+async def linger(c: Any, seconds: float) -> str:
+    c.state["log"].append("linger:start")
+    await asyncio.sleep(seconds)
+    c.state["log"].append("linger:end")
+    return "lingered"
 
 
 @worker.action
@@ -215,6 +225,29 @@ async def test_the_same_actor_waits_for_the_thread() -> None:
         result = await reading
         assert result["n"] == 100
         assert result["log"] == ["read", "held:start", "held:end", "read"]
+
+
+@pytest.mark.asyncio
+async def test_the_thread_starts_after_the_actions_in_progress(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(blocking, "DRAIN_WARNING_AFTER", 0.2)
+    caplog.set_level(logging.WARNING, logger="rivetkit.blocking")
+    async with served() as client:
+        w = client.worker.get_or_create(["drain"])
+        await w.read()
+        lingering = asyncio.ensure_future(w.linger(0.6))
+        await asyncio.sleep(0.1)  # linger is at its await
+        assert await w.sleep_for(0.01) == 1
+        assert await lingering == "lingered"
+        log = (await w.read())["log"]
+        assert log == ["read", "linger:start", "linger:end", "sleep_for", "read"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "rivetkit.blocking"]
+    assert len(warnings) == 1
+    assert (
+        "blocking action 'sleep_for' of actor 'worker' has waited 0.2 s for 1 action"
+        in (warnings[0])
+    )
 
 
 @pytest.mark.asyncio

@@ -64,6 +64,10 @@ _INSIDE: contextvars.ContextVar[tuple[BlockingGate, ...]] = contextvars.ContextV
     "rivetkit_blocking_inside", default=()
 )
 
+#: Seconds a blocking action may wait for the actions in progress on its actor before that
+#: is logged.
+DRAIN_WARNING_AFTER = 1.0
+
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -139,22 +143,38 @@ class BlockingGate:
         if self._waiters:
             self._wake()
 
-    async def hold(self) -> None:
+    async def hold(self, name: str = "?") -> None:
         """Wait until this actor runs nothing else, then hold it (:meth:`release` ends it).
 
         Called from inside the gate: the caller's own entry, and those of its callers of
-        this actor, are not waited for.
+        this actor, are not waited for. A wait longer than :data:`DRAIN_WARNING_AFTER` is
+        logged (it is how a call of the actor to itself from another process shows up).
         """
         allowed = self._inside()
         self.pending += 1
+        warning = asyncio.get_running_loop().call_later(
+            DRAIN_WARNING_AFTER, self._warn_waiting, name
+        )
         try:
             await self._wait(lambda: not self.busy and self.active - (self.pending - 1) <= allowed)
         finally:
+            warning.cancel()
             self.pending -= 1
             if self._waiters:
                 self._wake()
         self.busy = True
         self._instance.begin_request()  # keeps the actor awake, and stop waits for it
+
+    def _warn_waiting(self, name: str) -> None:
+        log.warning(
+            "blocking action %r of actor %r has waited %g s for %d action(s) in progress on "
+            "this actor; if one of them awaits it (a call of the actor to itself through the "
+            "engine), it waits until the action timeout",
+            name,
+            self._instance.definition.name,
+            DRAIN_WARNING_AFTER,
+            max(0, self.active - self.pending),
+        )
 
     def release(self) -> None:
         """The thread returned: save what it changed, let the actor run again."""
@@ -199,7 +219,7 @@ def threaded(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         gate: BlockingGate | None = ctx._instance._gate
         if gate is None:  # pragma: no cover - an instance always has one for these
             raise RuntimeError(f"blocking action {name!r} without its actor's gate")
-        await gate.hold()
+        await gate.hold(name)
         loop = asyncio.get_running_loop()
         try:
             work = worker_pool().submit(contextvars.copy_context().run, fn, ctx, *args)
