@@ -1,16 +1,20 @@
-"""The configuration reference lists every environment variable the package reads.
+"""The configuration reference lists every environment variable the package reads and every
+actor option.
 
 A new ``os.environ``/``os.getenv`` lookup of a ``RIVET*`` name (or the few others the
-runtime honours) that docs/reference/configuration.md does not mention fails here, so the
-reference cannot fall behind the code.
+runtime honours), or a new ``ActorOptions`` field, that docs/reference/configuration.md does
+not mention fails here, so the reference cannot fall behind the code.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
+
+from rivetkit.options import ActorOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "rivetkit"
@@ -45,3 +49,13 @@ def test_every_environment_variable_is_documented(name: str) -> None:
     page = PAGE.read_text(encoding="utf-8")
     shown = name + "*" if name.endswith("__") else name
     assert f"`{shown}`" in page, f"{name} is read by rivetkit but not listed in {PAGE.name}"
+
+
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(ActorOptions)])
+def test_every_actor_option_is_documented_with_its_default(field: str) -> None:
+    page = PAGE.read_text(encoding="utf-8")
+    rows = [line for line in page.splitlines() if line.startswith("|") and f"`{field}`" in line]
+    assert rows, f"ActorOptions.{field} is not in the actor options table of {PAGE.name}"
+    default = getattr(ActorOptions(), field)
+    shown = f"`{default!r}`"
+    assert any(shown in row for row in rows), f"ActorOptions.{field}: default {shown} not shown"
