@@ -2,8 +2,8 @@
 
 Starts ``rivetkit serve examples/app.py`` on 127.0.0.1 (embedded mode: one process, state in a
 SQLite file under a temporary data directory), then uses the Python client to call the counter
-over HTTP and to chat over two WebSocket connections, prints what happens, and stops the
-server gracefully.
+over HTTP, to move money with the bank (an actor calling actors) and to chat over two WebSocket
+connections, prints what happens, and stops the server gracefully.
 
     python examples/demo.py [--port 6420] [--data DIR]
 """
@@ -52,6 +52,14 @@ async def call_actors(endpoint: str) -> None:
             await counter.increment(-1)
         except ActorError as error:
             print(f"counter.increment(-1) -> error {error.group}/{error.code}: {error.message}")
+
+        await client.account.get_or_create(["alice"]).deposit(100)
+        bank = client.bank.get_or_create(["demo"])  # calls the accounts with c.client()
+        print("bank.transfer('alice', 'bob', 30) ->", await bank.transfer("alice", "bob", 30))
+        try:
+            await bank.transfer("alice", "bob", 500)
+        except ActorError as error:
+            print(f"bank.transfer(..., 500) -> error {error.group}/{error.code}: {error.metadata}")
 
         room = client.chat.get_or_create(["lobby"])
         async with room.connect({"user": "alice"}) as alice, room.connect({"user": "bob"}) as bob:
