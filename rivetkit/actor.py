@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
-import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final, NamedTuple, TypeVar, overload
 
-import cbor2
-
 from rivetkit.db import Database
+from rivetkit.definition_checks import (
+    ACTOR_NAME_PATTERN,
+    check_actor_name,
+    check_arity,
+    check_cbor_value,
+)
 from rivetkit.errors import UserError
 from rivetkit.options import ActorOptions
 from rivetkit.schemas import ActorSchemas, build_schemas, with_can_publish
@@ -71,10 +73,6 @@ UNSET: Final = _Unset()
 #: The attribute that :meth:`ActorDefinition.action` sets on a registered function: its wire
 #: name (the typed ``handle.call(fn, *args)`` of the clients reads it).
 ACTION_NAME_ATTRIBUTE: Final = "__rivetkit_action__"
-
-#: Actor names: 1 to 128 ASCII letters, digits, ``_``, ``.``, ``-``, starting with a letter or
-#: digit. Such a name is a URL path segment as is (no ``.``/``..``, nothing to escape).
-ACTOR_NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 # Each hook's positional parameters after the context; the runtime calls it with exactly
 # these, and a hook that cannot take them is refused at definition time.
@@ -273,7 +271,7 @@ class ActorDefinition:
     schemas: ActorSchemas | None
 
     def __init__(self, name: str, *, options: ActorOptions | None = None) -> None:
-        self.name = _check_actor_name(name)
+        self.name = check_actor_name(name)
         if options is None:
             options = ActorOptions()
         elif not isinstance(options, ActorOptions):
@@ -430,7 +428,7 @@ class ActorDefinition:
             raise ValueError(f"actor {self.name!r}: event {name!r} is already declared")
         gate = options.can_subscribe
         if gate is not None:
-            _check_arity(gate, 1, f"actor {self.name!r}, can_subscribe of {name!r}", ("c",))
+            check_arity(gate, 1, f"actor {self.name!r}, can_subscribe of {name!r}", ("c",))
         self.events[name] = options
         return options
 
@@ -489,7 +487,7 @@ class ActorDefinition:
         is_async = is_async_callable(fn)
         if is_async and hook in _SYNC_ONLY:
             raise TypeError(f"{label}: must be a synchronous function, got the async {fn!r}")
-        _check_arity(fn, 1 + len(_HOOK_PARAMS[hook]), label, ("c", *_HOOK_PARAMS[hook]))
+        check_arity(fn, 1 + len(_HOOK_PARAMS[hook]), label, ("c", *_HOOK_PARAMS[hook]))
         entry = Hook(hook, fn, is_async)
         setattr(self.hooks, hook, entry)
         return entry
@@ -684,75 +682,3 @@ def actor(
         can_publish=can_publish,
     )
     return definition
-
-
-def _check_actor_name(name: object) -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"an actor name must be a str, got {type(name).__name__} {name!r}")
-    if ACTOR_NAME_PATTERN.fullmatch(name) is None:
-        raise ValueError(
-            f"invalid actor name {name!r}: use 1 to 128 ASCII letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit"
-        )
-    return name
-
-
-def _check_arity(fn: Callable[..., Any], n: int, label: str, names: tuple[str, ...]) -> None:
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return  # no introspectable signature: the call itself will tell
-    try:
-        sig.bind(*range(n))
-    except TypeError as exc:
-        raise TypeError(
-            f"{label}: must accept {n} positional argument{'s' if n != 1 else ''} "
-            f"({', '.join(names)}), but {fn!r} has the signature {sig} ({exc})"
-        ) from None
-
-
-_CBOR_SCALARS: Final = (type(None), bool, int, float, str, bytes)
-
-
-def check_cbor_value(value: Any, label: str) -> None:
-    """Check that ``value`` is plain CBOR data: what persisted state may hold.
-
-    Allowed: None, bool, int, float, str, bytes, lists of them and dicts whose keys are
-    scalars, nested to any depth without cycles. Tuples, sets and other objects are refused
-    because they would not come back as themselves after a save and a load.
-
-    :raises TypeError: naming the path of the first offending value, e.g.
-        ``state['items'][2]``
-    """
-    _walk_cbor(value, label, set())
-    try:
-        cbor2.dumps(value)
-    except Exception as exc:  # pragma: no cover - the walk admits only encodable values
-        raise TypeError(f"{label} is not CBOR-encodable: {exc}") from exc
-
-
-def _walk_cbor(value: Any, path: str, active: set[int]) -> None:
-    t = type(value)
-    if t in _CBOR_SCALARS:
-        return
-    if t is list or t is dict:
-        if id(value) in active:
-            raise TypeError(f"{path} contains a reference cycle")
-        active.add(id(value))
-        if t is list:
-            for i, item in enumerate(value):
-                _walk_cbor(item, f"{path}[{i}]", active)
-        else:
-            for key, item in value.items():
-                if type(key) not in _CBOR_SCALARS:
-                    raise TypeError(
-                        f"{path} has a key of type {type(key).__name__} ({key!r}); "
-                        "keys must be str, int, float, bool, bytes or None"
-                    )
-                _walk_cbor(item, f"{path}[{key!r}]", active)
-        active.discard(id(value))
-        return
-    raise TypeError(
-        f"{path} is not CBOR-encodable: {t.__name__} {value!r:.80} (allowed: None, bool, int, "
-        "float, str, bytes, list, dict)"
-    )
