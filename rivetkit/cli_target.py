@@ -149,6 +149,15 @@ def _import_module(name: str, log_level: str | None) -> ModuleType:
         raise import_failure(name, exc, log_level) from None
 
 
+def _findable(top: str) -> bool:
+    """True when module ``top`` is in the current folder (as ``rivetkit serve app`` means
+    ``app.py`` there) or importable from ``sys.path``."""
+    cwd = Path.cwd()
+    if (cwd / f"{top}.py").is_file() or (cwd / top / "__init__.py").is_file():
+        return True
+    return importlib.util.find_spec(top) is not None
+
+
 def _registries_in(module: ModuleType) -> list[str]:
     from rivetkit.registry import Registry
 
@@ -167,7 +176,7 @@ def load_registry(target: str, *, log_level: str | None = None) -> tuple[Any, Pa
         not source.endswith(".py")
         and _is_module_name(source)
         and not Path(source).is_file()
-        and (attribute is not None or importlib.util.find_spec(source.split(".")[0]) is not None)
+        and (attribute is not None or _findable(source.split(".")[0]))
     )
     module = _import_module(source, log_level) if by_module else _import_file(source, log_level)
     name = attribute or "registry"

@@ -43,6 +43,7 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "broken.py").write_text("import helper\n")
     (tmp_path / "syntax.py").write_text("x = (\n")
     (tmp_path / "plain.py").write_text("x = 1\n")
+    (tmp_path / "main.py").write_text(APP.replace("my_registry", "registry"))
     return tmp_path
 
 
@@ -67,7 +68,9 @@ def one_error_line(stderr: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("target", ["pkg.app:my_registry", "pkg/app.py:my_registry"])
+@pytest.mark.parametrize(
+    "target", ["pkg.app:my_registry", "pkg/app.py:my_registry", "main", "main:registry"]
+)
 def test_module_and_file_targets_are_served(project: Path, target: str) -> None:
     port = free_port()
     proc = subprocess.Popen(
