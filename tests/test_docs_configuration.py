@@ -14,11 +14,17 @@ from pathlib import Path
 
 import pytest
 
+import rivetkit
 from rivetkit.options import ActorOptions
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = ROOT / "rivetkit"
+#: The package under test (the checkout's, or an installed one under make test-installed).
+PACKAGE = Path(rivetkit.__file__).resolve().parent
 PAGE = ROOT / "docs" / "reference" / "configuration.md"
+
+pytestmark = pytest.mark.skipif(
+    not PAGE.is_file(), reason="docs/ is not next to the tests (installed-package run)"
+)
 
 # A string literal that names an environment variable of ours: RIVET_*, RIVETKIT_*,
 # _RIVET_*, or the RIVET__ prefix the engine spawner filters out.

@@ -41,6 +41,9 @@ DOC_ENDPOINT = "http://127.0.0.1:6420"
 ACTOR_ID = re.compile(r"\b[0-9a-z]{30}\b")
 
 pytestmark = [
+    pytest.mark.skipif(
+        not PAGE.is_file(), reason="docs/ is not next to the tests (installed-package run)"
+    ),
     pytest.mark.skipif(sys.platform == "win32", reason="bash and curl examples"),
     pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed"),
 ]
