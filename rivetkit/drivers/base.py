@@ -25,7 +25,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from rivetkit.db import SqlBackend
@@ -59,6 +59,10 @@ class ActorRecord(NamedTuple):
 
 class ActorHost(Protocol):
     """The runtime side that a driver drives (implemented by ``rivetkit.runtime.live_actors``)."""
+
+    #: Makes the client of ``c.client()`` (set by the host: the server app, or the engine
+    #: driver with its gateway); None until one is set.
+    client_factory: Callable[[], Any] | None
 
     async def start_actor(self, record: ActorRecord, generation: int) -> None:
         """Start an instance of the actor; return once it is ready for requests."""

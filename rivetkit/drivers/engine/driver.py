@@ -194,8 +194,7 @@ class EngineDriver:
         self._actor_client = EngineActorClient(
             self.endpoint, namespace=self.namespace, token=self.token, pool=self.pool
         )
-        if hasattr(host, "client_factory"):
-            host.client_factory = self._actor_client.shared
+        host.client_factory = self._actor_client.shared
 
     async def _prepare(self) -> None:
         try:
