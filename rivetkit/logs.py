@@ -31,6 +31,7 @@ __all__ = [
     "JsonFormatter",
     "RequestContext",
     "TextFormatter",
+    "WebSocketAccessFilter",
     "configure_logging",
     "current_request",
     "new_request_id",
@@ -190,6 +191,22 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+#: uvicorn's (and websockets') INFO lines for each WebSocket: access lines, shown only with
+#: the access log.
+_WEBSOCKET_ACCESS_MESSAGES: Final = frozenset(
+    {'%s - "WebSocket %s" [accepted]', "connection open", "connection closed"}
+)
+
+
+class WebSocketAccessFilter(logging.Filter):
+    """Drops uvicorn's per-WebSocket INFO lines (``[accepted]``, ``connection open``,
+    ``connection closed``): they are access lines, off unless the access log is on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a per-WebSocket access line."""
+        return not (record.levelno == logging.INFO and record.msg in _WEBSOCKET_ACCESS_MESSAGES)
+
+
 def configure_logging(level: str = "info", fmt: str = "text", *, access_log: bool = False) -> None:
     """Log to stderr at ``level`` in format ``fmt`` (``text`` or ``json``).
 
@@ -214,3 +231,9 @@ def configure_logging(level: str = "info", fmt: str = "text", *, access_log: boo
         logger.setLevel(logging.NOTSET)
     access = logging.getLogger(ACCESS_LOGGER)
     access.setLevel(logging.INFO if access_log else logging.CRITICAL + 1)
+    server_log = logging.getLogger("uvicorn.error")
+    server_log.filters[:] = [
+        f for f in server_log.filters if not isinstance(f, WebSocketAccessFilter)
+    ]
+    if not access_log:
+        server_log.addFilter(WebSocketAccessFilter())

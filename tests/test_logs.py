@@ -172,3 +172,30 @@ def test_configure_logging_refuses_unknown_values() -> None:
         configure_logging("info", "xml")
     with pytest.raises(ValueError, match="unknown log level"):
         configure_logging("loud", "text")
+
+
+def test_websocket_access_lines_only_with_the_access_log() -> None:
+    """uvicorn's per-WebSocket INFO lines ([accepted], connection open/closed) are access
+    lines: dropped unless --access-log; its other lines pass."""
+    from rivetkit.logs import WebSocketAccessFilter, configure_logging
+
+    def record(msg: str, level: int = logging.INFO) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", level, __file__, 1, msg, None, None)
+
+    ws_filter = WebSocketAccessFilter()
+    assert not ws_filter.filter(record('%s - "WebSocket %s" [accepted]'))
+    assert not ws_filter.filter(record("connection open"))
+    assert ws_filter.filter(record("connection open", logging.WARNING))
+    assert ws_filter.filter(record("Shutting down"))
+
+    root = logging.getLogger()
+    server_log = logging.getLogger("uvicorn.error")
+    saved = (root.handlers[:], root.level, server_log.filters[:])
+    try:
+        configure_logging("info")
+        assert any(isinstance(f, WebSocketAccessFilter) for f in server_log.filters)
+        configure_logging("info", access_log=True)
+        assert not any(isinstance(f, WebSocketAccessFilter) for f in server_log.filters)
+    finally:
+        root.handlers[:], server_log.filters[:] = saved[0], saved[2]
+        root.setLevel(saved[1])
