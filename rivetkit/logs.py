@@ -191,20 +191,34 @@ class TextFormatter(logging.Formatter):
         return text
 
 
-#: uvicorn's (and websockets') INFO lines for each WebSocket: access lines, shown only with
-#: the access log.
-_WEBSOCKET_ACCESS_MESSAGES: Final = frozenset(
-    {'%s - "WebSocket %s" [accepted]', "connection open", "connection closed"}
-)
+#: uvicorn's line for each accepted WebSocket (client address, path with query string).
+_WEBSOCKET_ACCEPTED: Final = '%s - "WebSocket %s" [accepted]'
+#: websockets' INFO lines for each socket, under uvicorn's logger: noise next to the above.
+_WEBSOCKET_NOISE: Final = frozenset({"connection open", "connection closed"})
 
 
 class WebSocketAccessFilter(logging.Filter):
-    """Drops uvicorn's per-WebSocket INFO lines (``[accepted]``, ``connection open``,
-    ``connection closed``): they are access lines, off unless the access log is on."""
+    """uvicorn's per-WebSocket INFO lines are access lines: ``[accepted]`` is kept only with
+    the access log, and then without its query string (which can hold tokens, as
+    ``rvt-token``); websockets' ``connection open``/``connection closed`` are dropped."""
+
+    def __init__(self, access_log: bool = False) -> None:
+        super().__init__()
+        self.access_log = access_log
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """False for a per-WebSocket access line."""
-        return not (record.levelno == logging.INFO and record.msg in _WEBSOCKET_ACCESS_MESSAGES)
+        """False for a line to drop; an ``[accepted]`` line kept loses its query string."""
+        if record.levelno != logging.INFO:
+            return True
+        if record.msg in _WEBSOCKET_NOISE:
+            return False
+        if record.msg == _WEBSOCKET_ACCEPTED:
+            if not self.access_log:
+                return False
+            args = record.args
+            if isinstance(args, tuple) and len(args) == 2:
+                record.args = (args[0], str(args[1]).split("?", 1)[0])
+        return True
 
 
 def configure_logging(level: str = "info", fmt: str = "text", *, access_log: bool = False) -> None:
@@ -235,5 +249,4 @@ def configure_logging(level: str = "info", fmt: str = "text", *, access_log: boo
     server_log.filters[:] = [
         f for f in server_log.filters if not isinstance(f, WebSocketAccessFilter)
     ]
-    if not access_log:
-        server_log.addFilter(WebSocketAccessFilter())
+    server_log.addFilter(WebSocketAccessFilter(access_log))

@@ -175,27 +175,35 @@ def test_configure_logging_refuses_unknown_values() -> None:
 
 
 def test_websocket_access_lines_only_with_the_access_log() -> None:
-    """uvicorn's per-WebSocket INFO lines ([accepted], connection open/closed) are access
-    lines: dropped unless --access-log; its other lines pass."""
+    """uvicorn's per-WebSocket INFO lines are access lines: ``[accepted]`` only with
+    --access-log and without its query string (tokens); connection open/closed never."""
     from rivetkit.logs import WebSocketAccessFilter, configure_logging
 
-    def record(msg: str, level: int = logging.INFO) -> logging.LogRecord:
-        return logging.LogRecord("uvicorn.error", level, __file__, 1, msg, None, None)
+    accepted = '%s - "WebSocket %s" [accepted]'
 
-    ws_filter = WebSocketAccessFilter()
-    assert not ws_filter.filter(record('%s - "WebSocket %s" [accepted]'))
-    assert not ws_filter.filter(record("connection open"))
-    assert ws_filter.filter(record("connection open", logging.WARNING))
-    assert ws_filter.filter(record("Shutting down"))
+    def record(msg: str, args: Any = None, level: int = logging.INFO) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", level, __file__, 1, msg, args, None)
+
+    off, on = WebSocketAccessFilter(), WebSocketAccessFilter(access_log=True)
+    path = ("127.0.0.1:5", "/gateway/chat/connect?rvt-method=get&rvt-token=secret")
+    assert not off.filter(record(accepted, path))
+    line = record(accepted, path)
+    assert on.filter(line)
+    assert line.getMessage() == '127.0.0.1:5 - "WebSocket /gateway/chat/connect" [accepted]'
+    for flt in (off, on):
+        assert not flt.filter(record("connection open"))
+        assert not flt.filter(record("connection closed"))
+        assert flt.filter(record("connection open", level=logging.WARNING))
+        assert flt.filter(record("Shutting down"))
 
     root = logging.getLogger()
     server_log = logging.getLogger("uvicorn.error")
     saved = (root.handlers[:], root.level, server_log.filters[:])
     try:
-        configure_logging("info")
-        assert any(isinstance(f, WebSocketAccessFilter) for f in server_log.filters)
-        configure_logging("info", access_log=True)
-        assert not any(isinstance(f, WebSocketAccessFilter) for f in server_log.filters)
+        for access_log in (False, True, False):
+            configure_logging("info", access_log=access_log)
+            installed = [f for f in server_log.filters if isinstance(f, WebSocketAccessFilter)]
+            assert len(installed) == 1 and installed[0].access_log is access_log
     finally:
         root.handlers[:], server_log.filters[:] = saved[0], saved[2]
         root.setLevel(saved[1])
