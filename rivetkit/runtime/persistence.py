@@ -225,13 +225,14 @@ class StatePersistence:
         if self.dirty:  # the save in flight started before the latest change
             await self.save_state(immediate=True)
 
-    async def flush(self) -> None:
-        """Persist now, whatever the throttle says, and wait for it."""
+    async def flush(self, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        """Persist now, whatever the throttle says, and wait for it (with the ``extra`` KV
+        entries in the same atomic write: a workflow step's history and its state change)."""
         self.cancel_scheduled()
         while self._task is not None:
             await asyncio.shield(self._task)
         try:
-            await self.write_snapshot()
+            await self.write_snapshot(extra=extra)
         except RivetError:
             raise
         except Exception as exc:
