@@ -253,14 +253,15 @@ async def test_state_connections_rpcs_summary(
         "queueSize": 0,
         "isDatabaseEnabled": True,
         "isWorkflowEnabled": False,
+        "workflowState": None,
         "workflowHistory": None,
     }
     traces = (await http.get(f"{base}/traces", headers=headers)).json()
     assert traces == {"otlp": [], "clamped": False}
     history = (await http.get(f"{base}/workflow-history", headers=headers)).json()
-    assert history == {"history": None, "isWorkflowEnabled": False}
+    assert history == {"history": None, "workflowState": None, "isWorkflowEnabled": False}
     replay = await http.post(f"{base}/workflow/replay", headers=headers, json={})
-    assert replay.json() == {"history": None, "isWorkflowEnabled": False}
+    assert replay.json() == {"history": None, "workflowState": None, "isWorkflowEnabled": False}
     unknown = await http.get(f"{base}/nothing", headers=headers)
     body = assert_error(unknown, 404, "actor", "not_found")
     assert body["message"] == "Inspector route was not found"

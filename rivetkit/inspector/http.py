@@ -16,8 +16,8 @@ path                                method   answer
 ``/inspector/queue``                POST     ``{name, body?}`` in, ``{id, name, createdAtMs}``
 ``/inspector/queue``                DELETE   ``{}`` (every message removed)
 ``/inspector/schedules``            GET      ``{schedules: [...]}``
-``/inspector/workflow-history``     GET      ``{history: null, isWorkflowEnabled: false}``
-``/inspector/workflow/replay``      POST     the same (no workflows)
+``/inspector/workflow-history``     GET      ``{history, workflowState, isWorkflowEnabled}``
+``/inspector/workflow/replay``      POST     ``{entryId?}`` in, the same out (:mod:`.workflow`)
 ``/inspector/traces``               GET      ``{otlp: [], clamped: false}`` (stub)
 ``/inspector/database/schema``      GET      ``{schema: {tables: [...]}}``
 ``/inspector/database/rows``        GET      ``?table=&limit=100&offset=0``: ``{rows}``
@@ -30,10 +30,10 @@ anything else                                404 ``actor.not_found``
 Errors are ``{group, code, message, metadata}`` with the inspector's status mapping:
 ``*.unauthorized`` 401, ``inspector.forbidden_statement`` 403 (a statement the SQL sandbox
 refuses, :mod:`rivetkit.inspector.sandbox`), ``actor.action_timed_out`` 408,
-``*.action_not_found`` 404, ``*.invalid_request``, ``*.state_not_enabled`` and
-``database.not_enabled`` 400, else 500. An action's own failure is 404 (``action_not_found``)
-or 500. Internal errors hide their message (``RIVET_EXPOSE_ERRORS=1`` shows it), as
-everywhere.
+``actor.workflow_in_flight`` 409, ``*.action_not_found`` 404, ``*.invalid_request``,
+``*.state_not_enabled`` and ``database.not_enabled`` 400, else 500. An action's own failure
+is 404 (``action_not_found``) or 500. Internal errors hide their message
+(``RIVET_EXPOSE_ERRORS=1`` shows it), as everywhere.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from rivetkit.dispatch.http import Request, Response
 from rivetkit.errors import RivetError, expose_errors, is_public
-from rivetkit.inspector import snapshot
+from rivetkit.inspector import snapshot, ui, workflow
 from rivetkit.inspector.token import actor_token, bearer_token, token_matches, unauthorized
 from rivetkit.protocol.actor_persist import QUEUE_MESSAGE
 from rivetkit.runtime.instance import Phase
@@ -85,6 +85,8 @@ def inspector_status(group: str, code: str) -> int:
         return 403
     if (group, code) == ("actor", "action_timed_out"):
         return 408
+    if (group, code) == ("actor", "workflow_in_flight"):
+        return workflow.IN_FLIGHT_STATUS
     if code == "action_not_found" or (group, code) == ("actor", "not_found"):
         return 404
     if code in ("invalid_request", "state_not_enabled") or (group, code) == (
@@ -163,10 +165,14 @@ def _public_routes(path: str, method: str) -> Response | None:
         return None
     if path == "/inspector/tab-config":
         return _json({"tabs": []})
-    if path.startswith("/inspector/ui/") or path == "/inspector/tab.css":
+    if path.startswith("/inspector/ui") or path == "/inspector/tab.css":
+        found = ui.asset(path)
+        if found is not None:
+            headers = [(b"content-type", found[0].encode()), (b"cache-control", b"no-cache")]
+            return Response._raw(200, headers, found[1])
         return error_json(
             RivetError(
-                "inspector", "ui_asset_not_found", "The inspector UI is not bundled with rivetkit"
+                "inspector", "ui_asset_not_found", f"No inspector UI asset at {path[:200]}"
             ),
             404,
         )
@@ -242,8 +248,9 @@ async def _route(instance: ActorInstance, request: Request, path: str, method: s
             return _json({})
     if route == ("GET", "/inspector/schedules"):
         return _json({"schedules": [s.to_json() for s in snapshot.schedules(instance)]})
-    if route in (("GET", "/inspector/workflow-history"), ("POST", "/inspector/workflow/replay")):
-        return _json({"history": None, "isWorkflowEnabled": False})
+    flow = await workflow.route(instance, method, path, lambda: _json_body(request))
+    if flow is not None:
+        return _json(flow)
     if route == ("GET", "/inspector/traces"):
         return _json({"otlp": [], "clamped": False})
     if route == ("GET", "/inspector/database/schema"):

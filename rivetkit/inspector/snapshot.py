@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from rivetkit.db import _statements as split_statements
 from rivetkit.errors import RivetError
 from rivetkit.inspector.sandbox import run_sandboxed
+from rivetkit.inspector.workflow import summary_fields as workflow_fields
 from rivetkit.protocol.actor_persist import QUEUE_MESSAGE
 from rivetkit.runtime import keys
 from rivetkit.runtime.queuescan import message_id
@@ -385,6 +386,5 @@ async def summary(instance: ActorInstance) -> dict[str, Any]:
         "rpcs": rpcs(instance),
         "queueSize": queue_size(instance),
         "isDatabaseEnabled": database_enabled(instance),
-        "isWorkflowEnabled": False,
-        "workflowHistory": None,
+        **await workflow_fields(instance),
     }
