@@ -105,7 +105,15 @@ class ScheduleOwner(Protocol):
 class ActorSchedule:
     """``c.schedule``: run actions later, once or on a cadence."""
 
-    __slots__ = ("_clock", "_closed", "_owner", "_pushed_alarm", "_recurring", "_running")
+    __slots__ = (
+        "_clock",
+        "_closed",
+        "_owner",
+        "_pushed_alarm",
+        "_recurring",
+        "_running",
+        "workflow_wake_ms",
+    )
 
     def __init__(self, owner: ScheduleOwner, clock: Callable[[], float]) -> None:
         self._owner = owner
@@ -115,6 +123,9 @@ class ActorSchedule:
         self._running: set[str] | None = None
         self._pushed_alarm: int | None = None
         self._closed = False
+        #: When the actor's workflow must wake (epoch ms; None: no timer), shared with the
+        #: schedules' alarm: the driver's one alarm per actor (rivetkit.workflow.driver).
+        self.workflow_wake_ms: int | None = None
 
     def close(self) -> None:
         """The actor stopped: runs still going (cut by the grace deadline) record nothing
@@ -365,6 +376,8 @@ class ActorSchedule:
         events = self._owner.scheduled_events()
         times = [events[0].timestamp] if events else []
         times += [trigger_ms(r.next_at) for r in self._recurring.values() if r.next_at != math.inf]
+        if self.workflow_wake_ms is not None:
+            times.append(self.workflow_wake_ms)
         return min(times, default=None)
 
     def next_trigger(self) -> float | None:
