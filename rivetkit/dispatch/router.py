@@ -15,7 +15,8 @@ path                         method   answer
                                       ``x-rivet-encoding``), over an ephemeral connection
 ``/queue/{name}``            POST     a queue send (``{"status", "response"?}``)
 ``/request``, ``/request/*`` any      the actor's ``on_request`` (path after ``/request``)
-``/metadata``                GET      ``{"runtime": "rivetkit", "version", "type"}``
+``/metadata``                GET      ``{"runtime", "version", "type", ...}``
+                                      (:func:`rivetkit.inspector.ui.metadata`)
 ``/health``                  GET      ``ok``
 ``/metrics``                 GET      Prometheus text of this actor's name (no auth)
 ``/inspector/*``             any      the inspector (:mod:`rivetkit.inspector.http`)
@@ -60,7 +61,6 @@ import random
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, unquote
 
-from rivetkit._version import __version__
 from rivetkit.dispatch import streaming
 from rivetkit.dispatch.connect import (
     MAX_CONN_PARAMS_SIZE,
@@ -343,10 +343,9 @@ class Dispatcher:
     async def _framework_get(self, actor_id: str, path: str) -> Response:
         instance = await self._instance(actor_id)
         if path == "/metadata":
-            deployed = os.environ.get("NODE_ENV") == "production"
-            kind = "deployed" if deployed else "local"
-            body = json.dumps({"runtime": "rivetkit", "version": __version__, "type": kind})
-            content_type, data = _JSON, body.encode()
+            from rivetkit.inspector.ui import metadata
+
+            content_type, data = _JSON, json.dumps(metadata()).encode()
         elif path == "/health":
             content_type, data = _TEXT, b"ok"
         elif path == "/metrics":

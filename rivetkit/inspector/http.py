@@ -15,7 +15,8 @@ path                                method   answer
 ``/inspector/queue?limit=100``      GET      ``{size, maxSize, truncated, messages}``
 ``/inspector/queue``                POST     ``{name, body?}`` in, ``{id, name, createdAtMs}``
 ``/inspector/queue``                DELETE   ``{}`` (every message removed)
-``/inspector/schedules``            GET      ``{schedules: [...]}``
+``/inspector/schedules``            GET      ``{schedules: [...]}`` (with ``lastRunAt``)
+``/inspector/schedules/history``    GET      ``?id=&limit=20``: ``{history: [runs, newest first]}``
 ``/inspector/workflow-history``     GET      ``{history, workflowState, isWorkflowEnabled}``
 ``/inspector/workflow/replay``      POST     ``{entryId?}`` in, the same out (:mod:`.workflow`)
 ``/inspector/traces``               GET      ``{otlp: [], clamped: false}`` (stub)
@@ -24,6 +25,7 @@ path                                method   answer
 ``/inspector/database/execute``     POST     ``{sql, args?, properties?}`` in, ``{rows}``
 ``/inspector/summary``              GET      state, connections, rpcs, queue size, flags
 ``/inspector/tab-config``           GET      ``{tabs: []}`` (no auth)
+``/inspector/ui/``, ``/tab.css``    GET      the dashboard's inspector page (no auth; :mod:`.ui`)
 anything else                                404 ``actor.not_found``
 =================================== ======== ==================================================
 
@@ -171,9 +173,7 @@ def _public_routes(path: str, method: str) -> Response | None:
             headers = [(b"content-type", found[0].encode()), (b"cache-control", b"no-cache")]
             return Response._raw(200, headers, found[1])
         return error_json(
-            RivetError(
-                "inspector", "ui_asset_not_found", f"No inspector UI asset at {path[:200]}"
-            ),
+            RivetError("inspector", "ui_asset_not_found", f"No inspector UI asset at {path[:200]}"),
             404,
         )
     if path.startswith("/inspector/custom-tabs/"):
@@ -247,7 +247,13 @@ async def _route(instance: ActorInstance, request: Request, path: str, method: s
             await instance.queue.reset()
             return _json({})
     if route == ("GET", "/inspector/schedules"):
-        return _json({"schedules": [s.to_json() for s in snapshot.schedules(instance)]})
+        return _json({"schedules": await _schedules(instance)})
+    if route == ("GET", "/inspector/schedules/history"):
+        ids = request.query.get("id")
+        if not ids:
+            raise RivetError("actor", "invalid_request", "Missing required query parameter `id`")
+        limit = _query_int(request, "limit", 20)
+        return _json({"history": await snapshot.schedule_history(instance, ids[0], limit)})
     flow = await workflow.route(instance, method, path, lambda: _json_body(request))
     if flow is not None:
         return _json(flow)
@@ -272,6 +278,18 @@ async def _route(instance: ActorInstance, request: Request, path: str, method: s
     if route == ("GET", "/inspector/summary"):
         return _json(await snapshot.summary(instance))
     raise _route_not_found()
+
+
+async def _schedules(instance: ActorInstance) -> list[dict[str, Any]]:
+    """The schedules' JSON; a recurring one's ``lastRunAt`` is its latest run's start."""
+    out = []
+    for view in snapshot.schedules(instance):
+        data = view.to_json()
+        if view.kind != "at":
+            latest = await snapshot.schedule_history(instance, view.id, 1)
+            data["lastRunAt"] = latest[0]["firedAt"] if latest else None
+        out.append(data)
+    return out
 
 
 async def patch_state(instance: ActorInstance, value: Any) -> None:
