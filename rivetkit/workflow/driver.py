@@ -249,6 +249,9 @@ async def _drive(c: ActorContext, fn: WorkflowFn, on_error: Callable[..., Any] |
     runner = _runners.get(instance)
     if runner is None:
         runner = _runners[instance] = WorkflowRunner(instance, fn, on_error)
+        from rivetkit.workflow.inspect import take_early_listeners
+
+        runner.listeners.extend(take_early_listeners(instance))
     try:
         await runner.drive()
     except BaseException as exc:
