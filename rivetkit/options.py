@@ -85,6 +85,11 @@ class ActorOptions:
     - ``slow_sync_action_warning`` (0.1 s; None: off): a sync action (without
       ``blocking=True``) that holds the event loop longer logs a warning, once per action
       per process (see :mod:`rivetkit.runtime.blocking`).
+    - ``traces`` (True): record spans of actions, hooks, queue receives and schedule runs
+      in the actor's KV, for the inspector's trace query (see :mod:`rivetkit.traces`;
+      ``RIVETKIT_TRACES=0`` turns them off for the whole process).
+    - ``traces_max_bytes`` (1048576 bytes): bound of the stored traces of one actor; the
+      oldest chunks are deleted first.
     """
 
     state_save_interval: float = 1.0
@@ -111,6 +116,8 @@ class ActorOptions:
     serial: bool = False
     durable_replies: bool = False
     slow_sync_action_warning: float | None = 0.1
+    traces: bool = True
+    traces_max_bytes: int = 1048576
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -176,6 +183,8 @@ _KINDS: dict[str, str] = {
     "serial": "bool",
     "durable_replies": "bool",
     "slow_sync_action_warning": "optional_duration",
+    "traces": "bool",
+    "traces_max_bytes": "size",
 }
 
 

@@ -27,6 +27,7 @@ from rivetkit.runtime.connection import Connection, ConnTransport, Hibernation
 from rivetkit.runtime.hooks import hook_fn as _hook
 from rivetkit.runtime.hooks import is_sync as _is_sync
 from rivetkit.runtime.phase import Phase
+from rivetkit.traces import traced
 
 if TYPE_CHECKING:
     from rivetkit.runtime.instance import ActorInstance
@@ -172,17 +173,18 @@ class ActorConns:
             return None
         if owner._gate is not None and owner._gate.busy:  # a blocking action (blocking.py)
             await owner._gate.idle()
-        result = hook(owner.context.with_conn(conn), *args)
-        if inspect.isawaitable(result):
-            try:
-                return await asyncio.wait_for(result, timeout)
-            except asyncio.TimeoutError:
-                raise actor_error(
-                    "callback_timed_out",
-                    f"{name} did not finish within {timeout:g} s",
-                    metadata={"callback": name},
-                ) from None
-        return result
+        with traced(owner.traces, "hook", name, {"rivet.conn.id": conn.id}):
+            result = hook(owner.context.with_conn(conn), *args)
+            if inspect.isawaitable(result):
+                try:
+                    return await asyncio.wait_for(result, timeout)
+                except asyncio.TimeoutError:
+                    raise actor_error(
+                        "callback_timed_out",
+                        f"{name} did not finish within {timeout:g} s",
+                        metadata={"callback": name},
+                    ) from None
+            return result
 
     async def persist(self, conns: list[Connection] | None = None) -> None:
         """Store the records of hibernatable connections (``Conn`` v4 at ``[2] + id``)."""

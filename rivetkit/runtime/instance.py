@@ -53,6 +53,7 @@ from rivetkit.runtime.schedule import ActorSchedule
 from rivetkit.runtime.sleep_policy import SleepPolicy
 from rivetkit.runtime.state_guard import StateGuard
 from rivetkit.runtime.timers import SleepTimers
+from rivetkit.traces import traced, traces_for
 
 if TYPE_CHECKING:
     from rivetkit.actor import ActorDefinition
@@ -104,6 +105,7 @@ class ActorInstance:
         self.inspector_observer: Callable[[str], None] | None = None
         #: Prometheus counters of this actor's name (set by the runtime; None: off).
         self.metrics: ActorMetrics | None = None
+        self.traces = traces_for(self)  # span recorder (rivetkit.traces); None: tracing off
         self.context = ActorContext(self)
         self.table = action_table(definition)
         self.abort_event: asyncio.Event = LazyEvent()
@@ -193,19 +195,20 @@ class ActorInstance:
             return None
         if self._gate is not None and self._gate.busy:  # a blocking action's thread runs
             await self._gate.before_hook(name, timeout)
-        result = hook(self.context, *args)
-        if inspect.isawaitable(result):
-            if timeout is None:
-                return await result
-            try:
-                return await asyncio.wait_for(result, timeout)
-            except asyncio.TimeoutError:
-                raise actor_error(
-                    "callback_timed_out",
-                    f"{name} did not finish within {timeout:g} s",
-                    metadata={"callback": name, "timeout_ms": int(timeout * 1000)},
-                ) from None
-        return result
+        with traced(self.traces, "hook", name):
+            result = hook(self.context, *args)
+            if inspect.isawaitable(result):
+                if timeout is None:
+                    return await result
+                try:
+                    return await asyncio.wait_for(result, timeout)
+                except asyncio.TimeoutError:
+                    raise actor_error(
+                        "callback_timed_out",
+                        f"{name} did not finish within {timeout:g} s",
+                        metadata={"callback": name, "timeout_ms": int(timeout * 1000)},
+                    ) from None
+            return result
 
     # ---------------------------------------------------------------------------------------
     # Start
@@ -415,6 +418,7 @@ class ActorInstance:
         awake.inflight += 1
         metrics = self.metrics
         started = metrics.start() if metrics is not None else 0.0
+        span = None if self.traces is None else self.traces.start("action", name)
         try:
             if self._serial is not None:
                 async with self._serial:
@@ -428,8 +432,12 @@ class ActorInstance:
         except BaseException as exc:
             if metrics is not None:
                 metrics.action_failed(name, exc, started)
+            if span is not None:
+                span.error = exc
             raise
         finally:
+            if span is not None:
+                span.end()
             awake.inflight -= 1
             if conn is not None and conn.hibernation is not None:
                 # Its state may have changed: persist it (throttled).
@@ -669,6 +677,8 @@ class ActorInstance:
             # Cancelled or failed: both are final here.
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(self._run_task), 1.0)
+        if self.traces is not None:  # the last spans, before the driver lets the KV go
+            await self.traces.close()
         self.phase = Phase.FINALIZING
         self.persistence.cancel_scheduled()
         final_error = self.final_save_error = await self.persistence.final_save(

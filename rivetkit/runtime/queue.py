@@ -400,6 +400,9 @@ class ActorQueue:
         metrics = getattr(self._owner, "metrics", None)
         if metrics is not None:
             metrics.queue_received += len(received)
+        spans = getattr(self._owner, "traces", None)
+        if spans is not None and received:  # one instant span per receive (rivetkit.traces)
+            spans.instant("queue.receive", received[0].name, {"rivet.queue.count": len(received)})
         return received
 
     async def _delete(

@@ -54,6 +54,7 @@ from rivetkit.runtime.schedule_records import (
     schedule_error,
     trigger_ms,
 )
+from rivetkit.traces import traced
 
 __all__ = [
     "ActorSchedule",
@@ -493,7 +494,8 @@ class ActorSchedule:
 
     async def _run_one_shot(self, action: str, args: builtins.list[Any]) -> None:
         try:
-            await self._owner.dispatch_scheduled(action, list(args))
+            with traced(getattr(self._owner, "traces", None), "schedule", action):
+                await self._owner.dispatch_scheduled(action, list(args))
         except Exception:
             self._count_run("once", "error")
             logger.exception("scheduled action %s failed", action)
@@ -511,7 +513,9 @@ class ActorSchedule:
         row = run.row
         args = list(cbor_loads(recurring.args)) if recurring.args else []
         try:
-            await self._owner.dispatch_scheduled(recurring.action, args)
+            spans = getattr(self._owner, "traces", None)
+            with traced(spans, "schedule", recurring.action, {"rivet.schedule.id": name}):
+                await self._owner.dispatch_scheduled(recurring.action, args)
         except Exception as exc:
             self._count_run("recurring", "error")
             row["result"] = RESULT_ERROR

@@ -1,0 +1,154 @@
+"""Traces: spans of an actor's actions, hooks, queue receives and schedule runs.
+
+Each actor records its spans in its own KV, in the layout and encoding of npm
+``@rivetkit/traces@2.3.19`` (:mod:`.schema`), bounded by ``ActorOptions.traces_max_bytes``
+(oldest chunks dropped first). The inspector's trace query reads them back: over HTTP as
+OTLP JSON (``GET /inspector/traces``, :func:`query_json`), over the inspector WebSocket as
+``@rivetkit/traces``' ``ReadRangeWire`` bytes (:func:`query_wire`).
+
+Tracing is on by default; ``ActorOptions(traces=False)`` turns it off for an actor, the
+environment variable ``RIVETKIT_TRACES=0`` for the whole process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from rivetkit.traces.otlp import empty_export, to_otlp
+from rivetkit.traces.recorder import ActorTraces, Span, current_span
+from rivetkit.traces.schema import READ_RANGE, ReadRangeWire
+from rivetkit.traces.wire import read_range_wire
+
+if TYPE_CHECKING:
+    from rivetkit.drivers.base import Driver
+    from rivetkit.runtime.instance import ActorInstance
+
+__all__ = [
+    "ENV_SWITCH",
+    "ActorTraces",
+    "DriverStore",
+    "Span",
+    "current_span",
+    "enabled",
+    "query_json",
+    "query_wire",
+    "traced",
+    "traces_for",
+]
+
+#: The environment variable that turns tracing off for the process (``0``, ``false``, ``off``).
+ENV_SWITCH = "RIVETKIT_TRACES"
+#: ``limit`` of an HTTP trace query without one.
+DEFAULT_QUERY_LIMIT = 1000
+
+
+def enabled() -> bool:
+    """False when ``RIVETKIT_TRACES`` says off."""
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+class DriverStore:
+    """The traces' view of one actor's KV through its driver."""
+
+    __slots__ = ("actor_id", "driver")
+
+    def __init__(self, driver: Driver, actor_id: str) -> None:
+        self.driver = driver
+        self.actor_id = actor_id
+
+    async def write(self, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
+        """Apply ``deletes`` then ``puts`` atomically."""
+        await self.driver.kv_write(self.actor_id, puts=puts, deletes=deletes)
+
+    async def list(
+        self, start: bytes, end: bytes | None, *, reverse: bool = False, limit: int | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        """Entries with ``start <= key < end`` in key order (``reverse``: last first)."""
+        return await self.driver.kv_list(self.actor_id, start, end, reverse=reverse, limit=limit)
+
+
+def traces_for(instance: ActorInstance) -> ActorTraces | None:
+    """The recorder of a starting actor, or None when tracing is off for it."""
+    options = instance.options
+    if not getattr(options, "traces", True) or not enabled():
+        return None
+    clock = instance.clock
+    return ActorTraces(
+        DriverStore(instance.driver, instance.actor_id),
+        max_bytes=getattr(options, "traces_max_bytes", 1024 * 1024),
+        clock_ns=time.time_ns if clock is time.time else (lambda: int(clock() * 1e9)),
+        resource={
+            "service.name": "rivetkit",
+            "rivet.actor.id": instance.actor_id,
+            "rivet.actor.name": instance.name,
+            "rivet.actor.key": "/".join(instance.key),
+        },
+    )
+
+
+class traced:
+    """``with traced(instance.traces, "hook", "on_wake"):`` records the block as a span
+    (status ``ERROR`` when it raises); nothing when ``traces`` is None."""
+
+    __slots__ = ("_extra", "_kind", "_name", "_span", "_traces")
+
+    def __init__(
+        self,
+        traces: ActorTraces | None,
+        kind: str,
+        name: str,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self._traces = traces
+        self._kind = kind
+        self._name = name
+        self._extra = extra
+        self._span: Span | None = None
+
+    def __enter__(self) -> Span | None:
+        if self._traces is not None and not self._traces.closed:
+            self._span = self._traces.start(self._kind, self._name, self._extra)
+        return self._span
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        span = self._span
+        if span is not None:
+            if error is not None:
+                span.fail(error)
+            span.end()
+
+
+async def query_wire(instance: ActorInstance, start_ms: int, end_ms: int, limit: int) -> bytes:
+    """A trace query's answer as the inspector WebSocket sends it: vbare ``ReadRangeWire``."""
+    traces = getattr(instance, "traces", None)
+    if traces is None:
+        return READ_RANGE.encode(ReadRangeWire(start_ms, end_ms, 0, False, [], []))
+    return READ_RANGE.encode(await read_range_wire(traces, start_ms, end_ms, limit))
+
+
+async def query_json(
+    instance: ActorInstance, start_ms: int | None, end_ms: int | None, limit: int | None
+) -> dict[str, Any]:
+    """A trace query's answer over HTTP: ``{"otlp": <OTLP JSON>, "clamped": bool}``.
+
+    ``start_ms`` defaults to 0, ``end_ms`` to now (+1 ms, so what just happened is in),
+    ``limit`` to 1000 spans.
+    """
+    traces = getattr(instance, "traces", None)
+    if traces is None:
+        return {"otlp": empty_export(), "clamped": False}
+    start = 0 if start_ms is None else start_ms
+    end = traces.clock_ns() // 1_000_000 + 1 if end_ms is None else end_ms
+    wire = await read_range_wire(
+        traces, start, end, DEFAULT_QUERY_LIMIT if limit is None else limit
+    )
+    otlp, clamped = to_otlp(wire, traces.resource)
+    return {"otlp": otlp, "clamped": clamped}
