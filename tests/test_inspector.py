@@ -257,7 +257,7 @@ async def test_state_connections_rpcs_summary(
         "workflowHistory": None,
     }
     traces = (await http.get(f"{base}/traces", headers=headers)).json()
-    assert traces == {"otlp": [], "clamped": False}
+    assert traces["clamped"] is False and "resourceSpans" in traces["otlp"]  # test_traces.py
     history = (await http.get(f"{base}/workflow-history", headers=headers)).json()
     assert history == {"history": None, "workflowState": None, "isWorkflowEnabled": False}
     replay = await http.post(f"{base}/workflow/replay", headers=headers, json={})

@@ -19,7 +19,7 @@ path                                method   answer
 ``/inspector/schedules/history``    GET      ``?id=&limit=20``: ``{history: [runs, newest first]}``
 ``/inspector/workflow-history``     GET      ``{history, workflowState, isWorkflowEnabled}``
 ``/inspector/workflow/replay``      POST     ``{entryId?}`` in, the same out (:mod:`.workflow`)
-``/inspector/traces``               GET      ``{otlp: [], clamped: false}`` (stub)
+``/inspector/traces``               GET      ``?startMs=&endMs=&limit=``: ``{otlp, clamped}``
 ``/inspector/database/schema``      GET      ``{schema: {tables: [...]}}``
 ``/inspector/database/rows``        GET      ``?table=&limit=100&offset=0``: ``{rows}``
 ``/inspector/database/execute``     POST     ``{sql, args?, properties?}`` in, ``{rows}``
@@ -50,6 +50,7 @@ from rivetkit.inspector import snapshot, ui, workflow
 from rivetkit.inspector.token import actor_token, bearer_token, token_matches, unauthorized
 from rivetkit.protocol.actor_persist import QUEUE_MESSAGE
 from rivetkit.runtime.instance import Phase
+from rivetkit.traces import query as trace_query
 
 if TYPE_CHECKING:
     from rivetkit.dispatch.router import Dispatcher
@@ -258,7 +259,7 @@ async def _route(instance: ActorInstance, request: Request, path: str, method: s
     if flow is not None:
         return _json(flow)
     if route == ("GET", "/inspector/traces"):
-        return _json({"otlp": [], "clamped": False})
+        return _json(await trace_query.http_query(instance, request.query))
     if route == ("GET", "/inspector/database/schema"):
         return _json({"schema": snapshot.jsonable(await snapshot.database_schema(instance))})
     if route == ("GET", "/inspector/database/rows"):

@@ -3,8 +3,8 @@
 Each actor records its spans in its own KV, in the layout and encoding of npm
 ``@rivetkit/traces@2.3.19`` (:mod:`.schema`), bounded by ``ActorOptions.traces_max_bytes``
 (oldest chunks dropped first). The inspector's trace query reads them back: over HTTP as
-OTLP JSON (``GET /inspector/traces``, :func:`query_json`), over the inspector WebSocket as
-``@rivetkit/traces``' ``ReadRangeWire`` bytes (:func:`query_wire`).
+OTLP JSON (``GET /inspector/traces``), over the inspector WebSocket as
+``@rivetkit/traces``' ``ReadRangeWire`` bytes (:mod:`rivetkit.traces.query`).
 
 Tracing is on by default; ``ActorOptions(traces=False)`` turns it off for an actor, the
 environment variable ``RIVETKIT_TRACES=0`` for the whole process.
@@ -17,10 +17,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from rivetkit.traces.otlp import empty_export, to_otlp
 from rivetkit.traces.recorder import ActorTraces, Span, current_span
-from rivetkit.traces.schema import READ_RANGE, ReadRangeWire
-from rivetkit.traces.wire import read_range_wire
 
 if TYPE_CHECKING:
     from rivetkit.drivers.base import Driver
@@ -33,16 +30,12 @@ __all__ = [
     "Span",
     "current_span",
     "enabled",
-    "query_json",
-    "query_wire",
     "traced",
     "traces_for",
 ]
 
 #: The environment variable that turns tracing off for the process (``0``, ``false``, ``off``).
 ENV_SWITCH = "RIVETKIT_TRACES"
-#: ``limit`` of an HTTP trace query without one.
-DEFAULT_QUERY_LIMIT = 1000
 
 
 def enabled() -> bool:
@@ -124,31 +117,3 @@ class traced:
             if error is not None:
                 span.fail(error)
             span.end()
-
-
-async def query_wire(instance: ActorInstance, start_ms: int, end_ms: int, limit: int) -> bytes:
-    """A trace query's answer as the inspector WebSocket sends it: vbare ``ReadRangeWire``."""
-    traces = getattr(instance, "traces", None)
-    if traces is None:
-        return READ_RANGE.encode(ReadRangeWire(start_ms, end_ms, 0, False, [], []))
-    return READ_RANGE.encode(await read_range_wire(traces, start_ms, end_ms, limit))
-
-
-async def query_json(
-    instance: ActorInstance, start_ms: int | None, end_ms: int | None, limit: int | None
-) -> dict[str, Any]:
-    """A trace query's answer over HTTP: ``{"otlp": <OTLP JSON>, "clamped": bool}``.
-
-    ``start_ms`` defaults to 0, ``end_ms`` to now (+1 ms, so what just happened is in),
-    ``limit`` to 1000 spans.
-    """
-    traces = getattr(instance, "traces", None)
-    if traces is None:
-        return {"otlp": empty_export(), "clamped": False}
-    start = 0 if start_ms is None else start_ms
-    end = traces.clock_ns() // 1_000_000 + 1 if end_ms is None else end_ms
-    wire = await read_range_wire(
-        traces, start, end, DEFAULT_QUERY_LIMIT if limit is None else limit
-    )
-    otlp, clamped = to_otlp(wire, traces.resource)
-    return {"otlp": otlp, "clamped": clamped}
