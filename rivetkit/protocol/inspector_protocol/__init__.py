@@ -5,15 +5,18 @@ The inspector WebSocket (``/inspector/connect``) carries one binary BARE message
 
 * with ``?protocol_version=N`` (1..6) every frame is a plain BARE value of version ``N``, with
   no prefix, in both directions;
-* without it (legacy mode) every frame carries vbare's 2-byte little-endian version first: the
-  server reads any version 1..6 and writes version 5 (:data:`LEGACY_VERSION`).
+* without it (legacy mode) every frame carries vbare's 2-byte little-endian version first. The
+  server reads any version 1..6; it writes ``Init`` (sent before the client has spoken) in
+  version 5 (:data:`LEGACY_VERSION`, as RivetKit does) and every later frame in the version
+  of the client's frames (``embedded=True`` below).
 
 Inside, message bodies are version 6 records (:mod:`.v6`); every version reuses the record
 classes of the types whose bytes did not change, so most bodies are shared between versions.
 
-* :func:`decode_to_server` reads a client frame into a v6 request body. A v1 events request
-  has no v6 form: it raises :class:`~rivetkit.errors.ProtocolError` (an unsupported request is
-  an error).
+* :func:`decode_request` reads a client frame into its version and a v6 request body (v1's
+  events requests stay v1 bodies: the server answers them with an empty event list);
+  :func:`decode_to_server` is the same without the version, and refuses v1's events requests
+  with a :class:`~rivetkit.errors.ProtocolError`.
 * :func:`encode_to_client` writes a v6 body in the client's version. A response or push with no
   form in that version becomes an explicit ``Error`` whose message names what was dropped
   (``inspector.queue_dropped``, ``inspector.workflow_history_dropped``,
@@ -139,6 +142,7 @@ __all__ = [
     "WorkflowReplayResponse",
     "body_for_version",
     "build",
+    "decode_request",
     "decode_to_client",
     "decode_to_server",
     "encode_to_client",
@@ -153,7 +157,8 @@ __all__ = [
 
 #: The latest version (its records are the bodies the runtime handles).
 CURRENT_VERSION: Final = 6
-#: The version written in legacy mode (no ``protocol_version`` query parameter).
+#: The version of ``Init`` (and of anything sent before the client's first frame) in legacy
+#: mode (no ``protocol_version`` query parameter), as RivetKit 2.3.19 writes it.
 LEGACY_VERSION: Final = 5
 #: Every version a client may ask for.
 VERSIONS: Final = range(1, CURRENT_VERSION + 1)
@@ -250,15 +255,22 @@ def body_for_version(body: Any, version: int) -> Any:
     return Error(dropped)
 
 
-def encode_to_client(body: Any, version: int | None, *, handlers: Handlers = _default) -> bytes:
-    """One server-to-inspector frame: ``body`` (a v6 ``ToClient`` body) in ``version``
-    (None: legacy mode, version 5 with its 2-byte prefix)."""
+def _prefix(version: int | None, embedded: bool) -> tuple[int, bytes]:
+    """The (checked) version to write and the frame's prefix: None is legacy mode's
+    :data:`LEGACY_VERSION` with its prefix; ``embedded`` puts ``version``'s prefix first."""
     if version is None:
-        version = LEGACY_VERSION
-        prefix = LEGACY_VERSION.to_bytes(2, "little")
-    else:
-        _check_version(version)
-        prefix = b""
+        version, embedded = LEGACY_VERSION, True
+    _check_version(version)
+    return version, version.to_bytes(2, "little") if embedded else b""
+
+
+def encode_to_client(
+    body: Any, version: int | None, *, embedded: bool = False, handlers: Handlers = _default
+) -> bytes:
+    """One server-to-inspector frame: ``body`` (a v6 ``ToClient`` body, or v1's
+    ``EventsResponse``) in ``version``; ``embedded``: with the version's 2-byte prefix (legacy
+    mode); None: legacy mode's :data:`LEGACY_VERSION` with its prefix."""
+    version, prefix = _prefix(version, embedded)
     message = _MODULES[version].ToClient(body_for_version(body, version))
     return handlers.to_client[version].encode(message, prefix)
 
@@ -276,15 +288,27 @@ def _frame_version(data: bytes, version: int | None) -> tuple[int, int]:
     return version, offset
 
 
+def decode_request(
+    data: bytes, version: int | None, *, handlers: Handlers = _default
+) -> tuple[int, Any]:
+    """The version and request body of one inspector-to-server frame of ``version`` (None:
+    legacy mode, the version read from the frame's 2-byte prefix). Bodies are v6 records,
+    except v1's ``EventsRequest`` and ``ClearEventsRequest`` (no later form).
+
+    :raises ProtocolError: bytes that do not decode, or an unknown version
+    """
+    version, offset = _frame_version(data, version)
+    return version, handlers.to_server[version].decode(bytes(data), offset).body
+
+
 def decode_to_server(data: bytes, version: int | None, *, handlers: Handlers = _default) -> Any:
     """The v6 request body of one inspector-to-server frame of ``version`` (None: legacy
     mode, the version read from the frame's 2-byte prefix).
 
     :raises ProtocolError: bytes that do not decode, an unknown version, or a v1 events
-        request (no longer served)
+        request (it has no v6 form)
     """
-    version, offset = _frame_version(data, version)
-    body = handlers.to_server[version].decode(bytes(data), offset).body
+    body = decode_request(data, version, handlers=handlers)[1]
     if type(body) not in _SERVER_MEMBERS[CURRENT_VERSION]:
         raise ProtocolError(
             f"the inspector request {type(body).__name__} is no longer supported",
@@ -293,15 +317,13 @@ def decode_to_server(data: bytes, version: int | None, *, handlers: Handlers = _
     return body
 
 
-def encode_to_server(body: Any, version: int | None, *, handlers: Handlers = _default) -> bytes:
-    """One inspector-to-server frame (the client side): ``body`` in ``version`` (None:
-    legacy mode, version 5 with its prefix). ``EncodeError`` when ``version`` has no such
-    request."""
-    if version is None:
-        version, prefix = LEGACY_VERSION, LEGACY_VERSION.to_bytes(2, "little")
-    else:
-        _check_version(version)
-        prefix = b""
+def encode_to_server(
+    body: Any, version: int | None, *, embedded: bool = False, handlers: Handlers = _default
+) -> bytes:
+    """One inspector-to-server frame (the client side): ``body`` in ``version``;
+    ``embedded``: with the version's 2-byte prefix (legacy mode); None: legacy mode in
+    version 5. ``EncodeError`` when ``version`` has no such request."""
+    version, prefix = _prefix(version, embedded)
     if type(body) not in _SERVER_MEMBERS[version]:
         raise EncodeError(f"inspector protocol v{version} has no request {type(body).__name__}")
     return handlers.to_server[version].encode(_MODULES[version].ToServer(body), prefix)
