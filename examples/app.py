@@ -7,6 +7,7 @@ from bank import account, bank
 from chat import chat
 from counter import counter
 from notes import notes
+from order import order
 from timer import timer
 from worker import worker
 
@@ -21,5 +22,6 @@ registry = setup(
         notes,
         account,
         bank,
+        order,
     ]
 )

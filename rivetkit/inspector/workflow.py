@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
-from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import cbor2
@@ -274,12 +273,10 @@ def transport_json(history: WorkflowHistory) -> dict[str, Any]:
 
 
 def is_enabled(instance: ActorInstance) -> bool:
-    """True when the actor's ``run`` is a workflow (``isWorkflowEnabled``).
+    """True when the actor's ``run`` is a workflow (``isWorkflowEnabled``)."""
+    from rivetkit.workflow import inspect
 
-    :func:`rivetkit.workflow.workflow` tags the ``run`` handler it returns with
-    ``__rivet_workflow__``.
-    """
-    return bool(getattr(instance.definition.hooks.run, "__rivet_workflow__", False))
+    return inspect.is_workflow_actor(instance.definition)
 
 
 async def _history(instance: ActorInstance) -> WorkflowHistory | None:
@@ -299,10 +296,6 @@ async def history_bytes(instance: ActorInstance) -> bytes | None:
     return None if history is None else encode_history(history)
 
 
-async def _maybe_await(value: Any) -> Any:
-    return await value if isawaitable(value) else value
-
-
 async def history_json(instance: ActorInstance) -> dict[str, Any]:
     """``{history, workflowState, isWorkflowEnabled}`` of the actor, as the routes answer."""
     if not is_enabled(instance):
@@ -312,7 +305,7 @@ async def history_json(instance: ActorInstance) -> dict[str, Any]:
     history = await _history(instance)
     return {
         "history": None if history is None else transport_json(history),
-        "workflowState": await _maybe_await(inspect.workflow_state(instance)),
+        "workflowState": inspect.workflow_state(instance),
         "isWorkflowEnabled": True,
     }
 
@@ -356,7 +349,8 @@ def subscribe(instance: ActorInstance, listener: Callable[[bytes], None]) -> Cal
         return lambda: None
     from rivetkit.workflow import inspect
 
-    def on_update(loaded: Any) -> None:
+    def on_update(live: Any) -> None:
+        loaded = inspect.snapshot(live)
         history = to_transport(loaded.names, loaded.entries, loaded.entry_metadata)
         try:
             listener(encode_history(history))

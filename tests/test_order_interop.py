@@ -1,0 +1,96 @@
+"""The order example (a durable workflow) through the official TypeScript client (npm
+rivetkit@2.3.19).
+
+``tests/interop/order.mjs`` creates an order per encoding (bare, json, cbor), sends the ``pay``
+queue message and polls ``status()`` until the workflow has charged once and, after its
+2-second cool-down, shipped; a second ``pay`` message charges nothing. It runs against
+``rivetkit serve examples/app.py``, first embedded, then as an envoy of the session's real
+engine (``--engine URL --pool P``, the client going through the engine's gateway).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from engine_fixtures import INTEROP, ROOT, free_port, new_pool
+from test_bank_interop import _node
+from test_engine_cli import Serve, _get
+
+from rivetkit.client import SyncClient
+from rivetkit.drivers.engine import LocalEngine
+
+APP = ROOT / "examples" / "app.py"
+
+
+def _run_order(endpoint: str, *args: str, serve: Serve) -> None:
+    result = subprocess.run(
+        [_node(), "order.mjs", endpoint, *args, "bare", "json", "cbor"],
+        cwd=INTEROP,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    summary = [line for line in result.stdout.splitlines() if line.startswith(("ok", "FAIL"))]
+    assert result.returncode == 0, "\n".join(
+        [*summary, result.stderr[-2000:], serve.output[-3000:]]
+    )
+    assert result.stdout.rstrip().endswith("12 passed, 0 failed"), result.stdout
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> Iterator[tuple[Serve, str]]:
+    port = free_port()
+    serve = Serve(str(APP), "--port", str(port), "--data", str(tmp_path / "data"))
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        assert _get(f"{endpoint}/health") == (200, "ok"), serve.output
+        yield serve, endpoint
+    finally:
+        if serve.process.poll() is None:
+            serve.process.kill()
+            serve.process.wait()
+
+
+def test_order_embedded_with_the_official_client(embedded: tuple[Serve, str]) -> None:
+    serve, endpoint = embedded
+    _run_order(endpoint, serve=serve)
+    assert serve.stop() == 0, serve.output
+
+
+@pytest.fixture
+def on_engine(rivet_engine: LocalEngine, tmp_path: Path) -> Iterator[tuple[Serve, str]]:
+    pool = new_pool()
+    serve = Serve(
+        str(APP), "--engine", rivet_engine.endpoint, "--pool", pool, "--port", "0",
+        "--data", str(tmp_path / "data"),
+    )  # fmt: skip
+    try:
+        serve.wait_for(r"health and metrics on http://127\.0\.0\.1:\d+")
+        yield serve, pool
+    finally:
+        if serve.process.poll() is None:
+            serve.process.kill()
+            serve.process.wait()
+
+
+def test_order_on_the_engine_with_the_official_client(
+    on_engine: tuple[Serve, str], rivet_engine: LocalEngine
+) -> None:
+    serve, pool = on_engine
+    _run_order(rivet_engine.endpoint, "--pool", pool, serve=serve)
+    # The Python client through the gateway sees the same workflow.
+    with SyncClient(rivet_engine.endpoint, pool=pool) as client:
+        order = client.order.get_or_create(["py"])
+        assert order.status() == {"status": "new", "charges": 0}
+        order.send("pay", {"amount": 7})
+        for _ in range(600):
+            if order.status()["status"] == "shipped":
+                break
+            time.sleep(0.05)
+        assert order.status() == {"status": "shipped", "charges": 1, "amount": 7}
+    assert serve.stop() == 0, serve.output
+    assert "envoy stopped" in serve.output
