@@ -55,11 +55,13 @@ def error_record(history: History) -> dict[str, Any] | None:
 __all__ = ["by_name", "cbor_loads_raw", "error_record", "stored", "stored_state", "wait_state"]
 
 
-def wf_actor(name: str = "wf", state: Any = None) -> Any:
-    """An actor definition with the actions ``ping`` (starts it) and ``get`` (its state)."""
+def wf_actor(name: str = "wf", state: Any = None, **options: Any) -> Any:
+    """An actor definition with the actions ``ping`` (starts it) and ``get`` (its state);
+    ``options`` are :class:`~rivetkit.actor.ActorOptions` fields."""
     from rivetkit import actor
+    from rivetkit.actor import ActorOptions
 
-    definition = actor(name, state={} if state is None else state)
+    definition = actor(name, state={} if state is None else state, options=ActorOptions(**options))
 
     @definition.action
     def ping(c: Any) -> bool:
