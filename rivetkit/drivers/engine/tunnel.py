@@ -41,6 +41,14 @@ message it forwarded until we acknowledge it:
   :class:`TunnelWebSocket` and session, and closes the others (``on_disconnect``); after
   ``Running`` each restored socket sends ``WebSocketOpen{canHibernate: true}`` again, and a
   listed socket without a record is closed (1000 ``ws.meta_not_found_during_restore``);
+* that list lags: the engine builds it from records its gateway writes for each socket up to
+  ~128 ms (a random delay, plus a transaction) after the socket opens or starts hibernating,
+  so a start that follows the stop closely can omit a socket the gateway still keeps (seen
+  with two clients, one waking the actor right after it fell asleep: the other one's events
+  were lost). A socket this envoy detached less than :data:`LISTING_LAG` ago therefore counts
+  as kept even when unlisted, once: if it is unlisted at the next start too, it is closed
+  (a client that closed during such a short sleep gets its ``on_disconnect`` one generation
+  late, never a live connection dropped);
 * the gateway may also open a kept socket again after the wake (a ``WebSocketOpen`` with the
   same ids, its numbering starting over): the restored socket answers
   ``WebSocketOpen{canHibernate: true}`` and goes on serving the same connection
@@ -57,6 +65,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final
@@ -93,11 +102,18 @@ if TYPE_CHECKING:
 
     from .envoy import EnvoyClient
 
-__all__ = ["Tunnel", "TunnelWebSocket"]
+__all__ = ["LISTING_LAG", "Tunnel", "TunnelWebSocket"]
 
 logger = logging.getLogger("rivetkit.engine")
 
 _FRAMING: Final = (b"content-length", b"transfer-encoding", b"connection")
+
+#: Seconds after its actor stopped here during which a hibernatable socket that the next
+#: ``CommandStartActor`` does not list still counts as kept by the gateway (whose record of
+#: it may not be written yet: up to ~128 ms plus a transaction after the socket opens or
+#: starts hibernating, in engine 2.3.19). Generous: erring long only delays the
+#: ``on_disconnect`` of a client that closed during a sleep this short.
+LISTING_LAG: Final = 2.0
 
 
 def _headers(pairs: dict[str, str]) -> Headers:
@@ -181,9 +197,14 @@ class Tunnel:
     """Runs the tunnel traffic of one envoy through a dispatcher (None: refuse it)."""
 
     def __init__(
-        self, dispatcher: Dispatcher | None, is_local: Callable[[str], bool] | None = None
+        self,
+        dispatcher: Dispatcher | None,
+        is_local: Callable[[str], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.dispatcher = dispatcher
+        #: Monotonic seconds (tests inject a clock): when sockets were detached here.
+        self.clock = clock
         #: Whether an actor is placed on this envoy (requests for others are refused, as the
         #: Rust envoy does, so that the gateway routes them again).
         self.is_local = is_local
@@ -197,6 +218,11 @@ class Tunnel:
         self._hibernating: dict[str, tuple[int, set[bytes]]] = {}
         # actor id -> the sockets restored by its start (they re-open once it runs)
         self._restored: dict[str, list[TunnelWebSocket]] = {}
+        # gateway id + request id -> (actor id, clock) of the hibernatable sockets detached
+        # here within LISTING_LAG (see socket_kept)
+        self._detached: dict[bytes, tuple[str, float]] = {}
+        # sockets restored though their start did not list them (not granted twice)
+        self._unlisted: set[bytes] = set()
         self.total_requests = 0
         self.total_websockets = 0
 
@@ -467,11 +493,9 @@ class Tunnel:
         dispatcher = self.dispatcher
         if info is None or owner is None or dispatcher is None:
             return False
-        kept = self._hibernating.get(owner.actor_id)
         key = info.gateway_id + info.request_id
-        if kept is None or kept[0] != owner.generation or key not in kept[1]:
+        if not self.socket_kept(owner.actor_id, owner.generation, key):
             return False
-        kept[1].discard(key)
         socket = TunnelWebSocket(
             self, MessageId(info.gateway_id, info.request_id, 0), owner.actor_id
         )
@@ -499,6 +523,34 @@ class Tunnel:
         self._restored.setdefault(owner.actor_id, []).append(socket)
         return True
 
+    def socket_kept(self, actor_id: str, generation: int, key: bytes) -> bool:
+        """Whether the gateway keeps the socket ``key`` (gateway id + request id) of a stored
+        connection of ``actor_id``, being started as ``generation``: listed by its
+        ``CommandStartActor``, or detached here less than :data:`LISTING_LAG` ago (the list
+        can miss such a socket; granted once per socket, see the module docstring)."""
+        kept = self._hibernating.get(actor_id)
+        if kept is None or kept[0] != generation:
+            return False
+        if key in kept[1]:
+            kept[1].discard(key)
+            self._unlisted.discard(key)
+            self._detached.pop(key, None)
+            return True
+        detached = self._detached.pop(key, None)
+        if detached is None or detached[0] != actor_id:
+            return False
+        age = self.clock() - detached[1]
+        if age >= LISTING_LAG:
+            return False
+        logger.info(
+            "tunnel: restoring a socket of actor %s that its start did not list "
+            "(detached %.3f s ago: the engine may not have recorded it yet)",
+            actor_id,
+            age,
+        )
+        self._unlisted.add(key)
+        return True
+
     async def _serve(
         self, key: bytes, socket: TunnelWebSocket, serving: Coroutine[Any, Any, None], what: str
     ) -> None:
@@ -515,6 +567,8 @@ class Tunnel:
                 await socket.close(1000, "")
             if self._sockets.get(key) is socket:
                 del self._sockets[key]
+            if not socket.detached:  # closed: nothing to restore any more
+                self._unlisted.discard(key)
 
     def actor_started(self, actor_id: str) -> None:
         """The actor runs (``Running`` was sent): its restored sockets open again; the kept
@@ -533,10 +587,18 @@ class Tunnel:
     def actor_stopped(self, actor_id: str, generation: int) -> None:
         """A generation of the actor stopped: drop its hibernatable sockets without a close
         (the gateway keeps them while the actor sleeps)."""
+        now = self.clock()
+        for key, (_, at) in list(self._detached.items()):
+            if now - at >= LISTING_LAG:
+                del self._detached[key]
         for key, socket in list(self._sockets.items()):
             if socket.actor_id == actor_id and socket.can_hibernate:
                 del self._sockets[key]
                 socket.detach()
+                if key in self._unlisted:  # unlisted at its last start too: not again
+                    self._unlisted.discard(key)
+                else:
+                    self._detached[key] = (actor_id, now)
         kept = self._hibernating.get(actor_id)
         if kept is not None and kept[0] == generation:
             del self._hibernating[actor_id]
