@@ -13,14 +13,24 @@ form, the HTTP routes and the WebSocket messages of a workflow actor.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import pytest_asyncio
 from engine_fixtures import INTEROP
 
+from conftest import eventually
+from rivetkit import actor, setup
+from rivetkit.inspector.token import token_from_data_dir
 from rivetkit.inspector.workflow import (
     WorkflowHistory,
     decode_history,
@@ -48,6 +58,8 @@ from rivetkit.protocol.workflow_engine.types import (
     StepEntry,
     VersionCheckEntry,
 )
+from rivetkit.server import serve_in_background
+from rivetkit.workflow import workflow
 
 T = 1700000000000
 
@@ -201,3 +213,206 @@ def test_stored_cbor_is_reencoded_json_compat() -> None:
     assert kinds[7]["val"]["winner"] == "2"
     assert view["entryMetadata"]["c"]["status"] == "EXHAUSTED"
     assert view["entryMetadata"]["c"]["rollbackCompletedAt"] == T + 2
+
+
+# -- a workflow actor on a real server ---------------------------------------------------------
+
+#: How often each step body ran, by step name (bodies run in this process).
+RUNS: Counter[str] = Counter()
+#: Set to let the ``gated`` actor's step finish.
+GATE = threading.Event()
+
+
+def _counting(name: str) -> Any:
+    def body(s: Any) -> str:
+        RUNS[name] += 1
+        return f"{name}-{RUNS[name]}"
+
+    return body
+
+
+flow = actor("flow", state={})
+
+
+@flow.run
+@workflow
+async def flow_run(ctx: Any) -> None:
+    await ctx.step("first", _counting("first"))
+    await ctx.step("second", _counting("second"))
+
+
+@flow.action
+def ping(c: Any) -> str:
+    return "pong"
+
+
+gated = actor("gated", state={})
+
+
+@gated.run
+@workflow
+async def gated_run(ctx: Any) -> None:
+    async def wait(s: Any) -> None:
+        while not GATE.is_set():
+            await asyncio.sleep(0.02)
+
+    await ctx.step("wait", wait, timeout=0)
+
+
+@gated.action
+def poke(c: Any) -> str:
+    return "ok"
+
+
+plain = actor("plain")
+
+
+@plain.action
+def hello(c: Any) -> str:
+    return "hi"
+
+
+registry = setup(use=[flow, gated, plain])
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("workflow-inspector-data")
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def endpoint(data_dir: Path) -> AsyncIterator[str]:
+    async with serve_in_background(registry, data_dir=data_dir) as url:
+        yield url
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def http(endpoint: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=endpoint, timeout=15) as client:
+        yield client
+
+
+async def _start(http: httpx.AsyncClient, data_dir: Path, name: str, key: str) -> tuple[str, Any]:
+    """Create the actor, wake it with an action; its id and inspector headers."""
+    response = await http.put("/actors", json={"name": name, "key": key})
+    assert response.status_code == 200, response.text
+    actor_id: str = response.json()["actor"]["actor_id"]
+    action = {"flow": "ping", "gated": "poke", "plain": "hello"}[name]
+    woke = await http.post(f"/gateway/{actor_id}/action/{action}", json={"args": []})
+    assert woke.status_code == 200, woke.text
+    token = token_from_data_dir(data_dir, actor_id)
+    return actor_id, {"Authorization": f"Bearer {token}"}
+
+
+async def _history(http: httpx.AsyncClient, actor_id: str, headers: Any) -> dict[str, Any]:
+    response = await http.get(f"/gateway/{actor_id}/inspector/workflow-history", headers=headers)
+    assert response.status_code == 200, response.text
+    view: dict[str, Any] = response.json()
+    return view
+
+
+async def _completed(http: httpx.AsyncClient, actor_id: str, headers: Any) -> dict[str, Any]:
+    view: dict[str, Any] = {}
+
+    async def check() -> bool:
+        nonlocal view
+        view = await _history(http, actor_id, headers)
+        return view["workflowState"] == "completed"
+
+    deadline = asyncio.get_running_loop().time() + 15
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, view
+        await asyncio.sleep(0.02)
+    return view
+
+
+def _steps(view: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    """Step name -> (entry id, recorded output) of a JSON history."""
+    names = view["history"]["nameRegistry"]
+    return {
+        names[entry["location"][-1]["val"]]: (entry["id"], entry["kind"]["val"]["output"])
+        for entry in view["history"]["entries"]
+        if entry["kind"]["tag"] == "WorkflowStepEntry"
+    }
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_history_of_a_workflow_actor(http: httpx.AsyncClient, data_dir: Path) -> None:
+    actor_id, headers = await _start(http, data_dir, "flow", "history")
+    view = await _completed(http, actor_id, headers)
+    assert view["isWorkflowEnabled"] is True
+    steps = _steps(view)
+    assert steps["first"][1].startswith("first-") and steps["second"][1].startswith("second-")
+    assert set(steps) == {"first", "second"}
+    for entry_id, _ in steps.values():
+        meta = view["history"]["entryMetadata"][entry_id]
+        assert meta["status"] == "COMPLETED" and meta["attempts"] == 1
+        assert meta["completedAt"] >= meta["createdAt"] > 0
+    summary = await http.get(f"/gateway/{actor_id}/inspector/summary", headers=headers)
+    assert summary.json()["isWorkflowEnabled"] is True
+    assert summary.json()["workflowState"] == "completed"
+    assert summary.json()["workflowHistory"] == view["history"]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_actors_without_a_workflow(http: httpx.AsyncClient, data_dir: Path) -> None:
+    actor_id, headers = await _start(http, data_dir, "plain", "none")
+    none = {"history": None, "workflowState": None, "isWorkflowEnabled": False}
+    assert await _history(http, actor_id, headers) == none
+    replay = await http.post(
+        f"/gateway/{actor_id}/inspector/workflow/replay", json={}, headers=headers
+    )
+    assert replay.json() == none
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_replay_from_a_step_and_from_the_start(
+    http: httpx.AsyncClient, data_dir: Path
+) -> None:
+    RUNS.clear()
+    actor_id, headers = await _start(http, data_dir, "flow", "replay")
+    view = await _completed(http, actor_id, headers)
+    assert RUNS == {"first": 1, "second": 1}
+    second_id = _steps(view)["second"][0]
+
+    url = f"/gateway/{actor_id}/inspector/workflow/replay"
+    replayed = await http.post(url, json={"entryId": second_id}, headers=headers)
+    assert replayed.status_code == 200, replayed.text
+    body = replayed.json()
+    assert body["isWorkflowEnabled"] is True
+    assert set(_steps(body)) == {"first"}  # the history the workflow restarts from
+    await eventually(lambda: RUNS["second"] == 2, timeout=15)
+    view = await _completed(http, actor_id, headers)
+    assert RUNS == {"first": 1, "second": 2}
+    assert _steps(view)["second"][1] == "second-2"
+
+    from_start = await http.post(url, json={}, headers=headers)
+    assert from_start.status_code == 200, from_start.text
+    assert from_start.json()["history"]["entries"] == []
+    await eventually(lambda: RUNS["second"] == 3, timeout=15)
+    await _completed(http, actor_id, headers)
+    assert RUNS == {"first": 2, "second": 3}
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_replay_errors(http: httpx.AsyncClient, data_dir: Path) -> None:
+    GATE.clear()
+    actor_id, headers = await _start(http, data_dir, "gated", "busy")
+    url = f"/gateway/{actor_id}/inspector/workflow/replay"
+    busy = await http.post(url, json={}, headers=headers)
+    assert busy.status_code == 409, busy.text
+    assert busy.json() == {
+        "group": "actor",
+        "code": "workflow_in_flight",
+        "message": "Workflow replay is unavailable while the workflow is currently in flight.",
+        "metadata": None,
+    }
+    GATE.set()
+    await _completed(http, actor_id, headers)
+
+    missing = await http.post(url, json={"entryId": "nope"}, headers=headers)
+    assert missing.status_code == 500, missing.text
+    assert missing.json()["code"] == "internal_error"
+    assert missing.json()["message"] == "Workflow step not found: nope"
+    bad = await http.post(url, json={"entryId": 3}, headers=headers)
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_request"

@@ -71,6 +71,7 @@ __all__ = [
     "in_flight_error",
     "is_enabled",
     "replay",
+    "replay_json",
     "route",
     "subscribe",
     "summary_fields",
@@ -320,24 +321,41 @@ async def summary_fields(instance: ActorInstance) -> dict[str, Any]:
     }
 
 
-async def replay(instance: ActorInstance, entry_id: str | None) -> None:
-    """Replay the workflow from the step ``entry_id`` (from the start when None).
+async def replay(instance: ActorInstance, entry_id: str | None) -> WorkflowHistory | None:
+    """Replay the workflow from the step ``entry_id`` (from the start when None); the
+    trimmed history the workflow restarts from (None for an actor without a workflow).
 
     Raises ``actor.workflow_in_flight`` while the workflow runs, ``actor.internal_error``
     (with the reason) for an unknown entry or one that is not a step.
     """
     if not is_enabled(instance):
-        return
+        return None
     from rivetkit.workflow import inspect
 
     if inspect.in_flight(instance):
         raise in_flight_error()
     try:
-        await inspect.replay(instance, entry_id)
+        trimmed = await inspect.replay(instance, entry_id)
     except RivetError:
         raise
     except Exception as exc:
         raise RivetError("actor", "internal_error", str(exc)) from exc
+    return to_transport(trimmed.names, trimmed.entries, trimmed.entry_metadata)
+
+
+async def replay_json(instance: ActorInstance, entry_id: str | None) -> dict[str, Any]:
+    """The answer of ``POST /inspector/workflow/replay``: the shape of :func:`history_json`
+    with the history the workflow restarts from."""
+    trimmed = await replay(instance, entry_id)
+    if trimmed is None:
+        return {"history": None, "workflowState": None, "isWorkflowEnabled": False}
+    from rivetkit.workflow import inspect
+
+    return {
+        "history": transport_json(trimmed),
+        "workflowState": inspect.workflow_state(instance),
+        "isWorkflowEnabled": True,
+    }
 
 
 def subscribe(instance: ActorInstance, listener: Callable[[bytes], None]) -> Callable[[], None]:
@@ -377,6 +395,5 @@ async def route(
             raise RivetError(
                 "actor", "invalid_request", "Invalid inspector JSON body: entryId must be a string"
             )
-        await replay(instance, entry_id)
-        return await history_json(instance)
+        return await replay_json(instance, entry_id)
     return None
