@@ -211,24 +211,40 @@ def encode_cbor(value: Any) -> bytes:
     return bytes(out)
 
 
+def _number(value: float) -> int | float:
+    if value.is_integer() and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        return int(value)
+    return value
+
+
+def _revive_key(value: Any) -> Any:
+    # Map keys and set items must stay hashable: cbor2 gives arrays there as tuples.
+    kind = type(value)
+    if kind is float:
+        return _number(value)
+    if kind is tuple:
+        return tuple(_revive_key(item) for item in value)
+    if kind is cbor2.CBORTag and value.tag == 64 and isinstance(value.value, bytes):
+        return value.value
+    return value
+
+
 def _revive(value: Any) -> Any:
     kind = type(value)
     if kind is float:
-        if value.is_integer() and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-            return int(value)
-        return value
-    if kind is list:
+        return _number(value)
+    if kind is list or kind is tuple:  # tuples: arrays cbor2 read in an immutable context
         return [_revive(item) for item in value]
     if isinstance(value, Mapping):
-        return {key: _revive(item) for key, item in value.items()}
+        return {_revive_key(key): _revive(item) for key, item in value.items()}
     if kind is cbor2.CBORTag:
         if value.tag == 64 and isinstance(value.value, bytes):
             return value.value
         if value.tag == 259 and isinstance(value.value, Mapping):
-            return {key: _revive(item) for key, item in value.value.items()}
+            return _revive(value.value)
         return cbor2.CBORTag(value.tag, _revive(value.value))
-    if kind is frozenset:
-        return set(value)
+    if kind is set or kind is frozenset:
+        return {_revive_key(item) for item in value}
     return value
 
 

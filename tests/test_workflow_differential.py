@@ -1,0 +1,632 @@
+"""Differential tests against RivetKit's own workflow engine (npm @rivetkit/workflow-engine 2.3.19).
+
+``tests/interop/workflow_dump.mjs`` runs workflows in Node with the engine's ``InMemoryDriver``
+and prints the stored KV plus what the engine reads back from a store (its ``loadStorage``).
+
+* TS -> Python: every key and value of stores holding every entry kind (steps with every kind
+  of user value, loops with pruning, sleeps, queue waits with and without timeouts, rollback
+  checkpoints and handlers, version checks, removed entries, joins, races, tries, retries,
+  failures) decodes with our codec into what the engine itself reads, and re-encodes to the
+  same bytes.
+* Python -> TS: stores written by our codec (every kind, every enum value, random user
+  values) are read by the engine into exactly what we wrote, and a history we wrote is
+  *continued* by the engine: it replays our recorded results and runs the rest.
+
+The tests skip only when node or tests/interop/node_modules is missing (``make test``
+installs it), and fail instead under CI.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+
+from rivetkit.protocol.workflow_engine import codec, keys
+from rivetkit.protocol.workflow_engine.cbor import UNDEFINED, decode_cbor, encode_cbor
+from rivetkit.protocol.workflow_engine.keys import Field, NameRegistry
+from rivetkit.protocol.workflow_engine.types import (
+    BranchStatus,
+    BranchStatusType,
+    Entry,
+    EntryKind,
+    EntryMetadata,
+    EntryStatus,
+    JoinEntry,
+    Location,
+    LoopEntry,
+    LoopIterationMarker,
+    MessageEntry,
+    NameIndex,
+    RaceEntry,
+    RemovedEntry,
+    RollbackCheckpointEntry,
+    SleepEntry,
+    SleepState,
+    StepEntry,
+    VersionCheckEntry,
+    WorkflowStateText,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+INTEROP = ROOT / "tests" / "interop"
+SCRIPT = INTEROP / "workflow_dump.mjs"
+KIND_NAMES = {
+    StepEntry: "step",
+    LoopEntry: "loop",
+    SleepEntry: "sleep",
+    MessageEntry: "message",
+    RollbackCheckpointEntry: "rollback_checkpoint",
+    JoinEntry: "join",
+    RaceEntry: "race",
+    RemovedEntry: "removed",
+    VersionCheckEntry: "version_check",
+}
+T0 = 1_700_000_000_000
+
+
+def node_binary() -> str:
+    """``node``, when it and the interop packages are installed; skip (fail under CI) if not."""
+    node = shutil.which("node")
+    ready = (
+        node is not None and (INTEROP / "node_modules" / "@rivetkit" / "workflow-engine").is_dir()
+    )
+    if not ready:
+        message = "the workflow differential tests need node and `npm install` in tests/interop"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    assert node is not None
+    return node
+
+
+def run_node(mode: str, payload: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Run the Node helper in ``mode`` with ``payload`` on stdin; its JSON output."""
+    done = subprocess.run(
+        [node_binary(), str(SCRIPT), mode],
+        input=json.dumps(payload or {}).encode(),
+        capture_output=True,
+        cwd=INTEROP,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    result: list[dict[str, Any]] = json.loads(done.stdout)
+    return result
+
+
+# MARK: Our view of a store, in the helper's JSON form
+
+
+def tag(value: Any) -> Any:
+    """A decoded user value in the helper's JSON form (see workflow_dump.mjs)."""
+    if value is UNDEFINED:
+        return {"$undefined": True}
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return {"$bigint": str(value)} if abs(value) > codec_max_safe() else value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"$float": _js_float(value)}
+    if isinstance(value, bytes):
+        return {"$bytes": value.hex()}
+    if isinstance(value, (set, frozenset)):
+        return {"$set": [tag(v) for v in value]}
+    if isinstance(value, (list, tuple)):
+        return [tag(v) for v in value]
+    if isinstance(value, dict):
+        if all(type(k) is str for k in value):
+            return {k: tag(v) for k, v in value.items()}
+        return {"$map": [[tag(k), tag(v)] for k, v in value.items()]}
+    raise AssertionError(f"unexpected decoded value {value!r}")
+
+
+def codec_max_safe() -> int:
+    return 1 << 53
+
+
+def _js_float(value: float) -> str:
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+_ABSENT: Any = object()
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    """The fields that are set: an absent optional (``None`` in a record) is left out."""
+    return {k: v for k, v in fields.items() if v is not _ABSENT}
+
+
+def _opt(value: Any) -> Any:
+    return _ABSENT if value is None else value
+
+
+def _cbor_view(raw: bytes | None) -> Any:
+    # The engine reads a CBOR undefined in an optional field as the field's absence.
+    value = UNDEFINED if raw is None else decode_cbor(raw)
+    return _ABSENT if value is UNDEFINED else tag(value)
+
+
+def _branches_view(branches: dict[str, BranchStatus]) -> dict[str, Any]:
+    return {
+        name: _present(
+            status=b.status.name.lower(), output=_cbor_view(b.output), error=_opt(b.error)
+        )
+        for name, b in branches.items()
+    }
+
+
+def kind_view(kind: EntryKind) -> dict[str, Any]:
+    """The ``data`` of an entry as the engine reads it."""
+    if isinstance(kind, StepEntry):
+        return _present(output=_cbor_view(kind.output), error=_opt(kind.error))
+    if isinstance(kind, LoopEntry):
+        return _present(
+            state=tag(decode_cbor(kind.state)),
+            iteration=kind.iteration,
+            output=_cbor_view(kind.output),
+        )
+    if isinstance(kind, SleepEntry):
+        return {"deadline": kind.deadline, "state": kind.state.name.lower()}
+    if isinstance(kind, MessageEntry):
+        return {"name": kind.name, "data": tag(decode_cbor(kind.message_data))}
+    if isinstance(kind, RollbackCheckpointEntry):
+        return {"name": kind.name}
+    if isinstance(kind, JoinEntry):
+        return {"branches": _branches_view(kind.branches)}
+    if isinstance(kind, RaceEntry):
+        return {"winner": kind.winner, "branches": _branches_view(kind.branches)}
+    if isinstance(kind, RemovedEntry):
+        return _present(originalType=kind.original_type, originalName=_opt(kind.original_name))
+    return {"resolved": kind.resolved, "latest": kind.latest}
+
+
+def _segment_view(seg: NameIndex | LoopIterationMarker) -> Any:
+    if isinstance(seg, NameIndex):
+        return seg.value
+    return {"loop": seg.loop, "iteration": seg.iteration}
+
+
+def py_view(kv: list[list[str]]) -> dict[str, Any]:
+    """What our codec reads from a store, in the helper's view format."""
+    pairs = [(bytes.fromhex(k), bytes.fromhex(v)) for k, v in kv]
+    parsed = [(keys.parse_key(k), v) for k, v in pairs]
+    registry = NameRegistry.load(
+        (key.name_index, codec.decode_name(v)) for key, v in parsed if isinstance(key, keys.NameKey)
+    )
+    entries: list[dict[str, Any]] = []
+    metadata: dict[str, Any] = {}
+    view: dict[str, Any] = {"names": registry.names, "entries": entries, "metadata": metadata}
+    state_raw: bytes | None = None
+    for key, value in parsed:
+        if isinstance(key, keys.HistoryKey):
+            entry = codec.decode_entry(value)
+            entries.append(
+                {
+                    "key": keys.location_key(entry.location, registry.names),
+                    "id": entry.id,
+                    "location": [_segment_view(s) for s in entry.location],
+                    "type": KIND_NAMES[type(entry.kind)],
+                    "data": kind_view(entry.kind),
+                }
+            )
+        elif isinstance(key, keys.MetadataKey):
+            m = codec.decode_entry_metadata(value)
+            metadata[key.entry_id] = _present(
+                status=m.status.name.lower(),
+                error=_opt(m.error),
+                attempts=m.attempts,
+                lastAttemptAt=m.last_attempt_at,
+                createdAt=m.created_at,
+                completedAt=_opt(m.completed_at),
+                rollbackCompletedAt=_opt(m.rollback_completed_at),
+                rollbackError=_opt(m.rollback_error),
+            )
+        elif isinstance(key, keys.WorkflowKey):
+            if key.field is Field.STATE:
+                state_raw = value
+            elif key.field is Field.OUTPUT:
+                if (output := _cbor_view(value)) is not _ABSENT:
+                    view["output"] = output
+            elif key.field is Field.ERROR:
+                error = codec.decode_error(value)
+                view["error"] = _present(
+                    name=error.name,
+                    message=error.message,
+                    stack=_opt(error.stack),
+                    metadata=_ABSENT if error.metadata is None else tag(error.metadata),
+                )
+    view["state"] = codec.decode_state(state_raw).value
+    return view
+
+
+def normalized(value: Any) -> Any:
+    """Sets compare without order (Python and JS iterate them differently)."""
+    if isinstance(value, dict):
+        if set(value) == {"$set"}:
+            return {
+                "$set": sorted(json.dumps(normalized(v), sort_keys=True) for v in value["$set"])
+            }
+        return {k: normalized(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalized(v) for v in value]
+    return value
+
+
+# MARK: TS -> Python
+
+
+@pytest.fixture(scope="module")
+def ts_stores() -> list[dict[str, Any]]:
+    return run_node("dump")
+
+
+def _cbor_fields(kind: EntryKind) -> list[bytes]:
+    if isinstance(kind, StepEntry):
+        return [kind.output] if kind.output is not None else []
+    if isinstance(kind, LoopEntry):
+        return [kind.state] + ([kind.output] if kind.output is not None else [])
+    if isinstance(kind, MessageEntry):
+        return [kind.message_data]
+    if isinstance(kind, (JoinEntry, RaceEntry)):
+        return [b.output for b in kind.branches.values() if b.output is not None]
+    return []
+
+
+def test_ts_values_round_trip(ts_stores: list[dict[str, Any]]) -> None:
+    """Every TS-written key and value decodes and re-encodes to the same bytes."""
+    checked = 0
+    for store in ts_stores:
+        for k_hex, v_hex in store["kv"]:
+            key, value = bytes.fromhex(k_hex), bytes.fromhex(v_hex)
+            parsed = keys.parse_key(key)
+            assert not isinstance(parsed, keys.OtherKey), (store["name"], k_hex)
+            assert keys.pack(keys.unpack(key)) == key
+            if isinstance(parsed, keys.NameKey):
+                assert keys.name_key(parsed.name_index) == key
+                assert codec.encode_name(codec.decode_name(value)) == value
+            elif isinstance(parsed, keys.HistoryKey):
+                entry = codec.decode_entry(value)
+                assert keys.history_key(entry.location) == key
+                assert codec.encode_entry(entry) == value
+                for raw in _cbor_fields(entry.kind):
+                    assert encode_cbor(decode_cbor(raw)) == raw, (store["name"], raw.hex())
+            elif isinstance(parsed, keys.MetadataKey):
+                assert keys.metadata_key(parsed.entry_id) == key
+                assert codec.encode_entry_metadata(codec.decode_entry_metadata(value)) == value
+            else:
+                assert isinstance(parsed, keys.WorkflowKey)
+                assert keys.workflow_key(parsed.field) == key
+                if parsed.field is Field.STATE:
+                    assert codec.encode_state(codec.decode_state(value)) == value
+                elif parsed.field is Field.ERROR:
+                    assert codec.encode_error(codec.decode_error(value)) == value
+                else:
+                    assert encode_cbor(decode_cbor(value)) == value
+            checked += 1
+    assert checked > 100
+
+
+def test_ts_stores_read_as_the_engine_reads_them(ts_stores: list[dict[str, Any]]) -> None:
+    for store in ts_stores:
+        assert normalized(py_view(store["kv"])) == normalized(store["view"]), store["name"]
+
+
+def test_ts_stores_cover_every_kind(ts_stores: list[dict[str, Any]]) -> None:
+    entries = [e for store in ts_stores for e in py_view(store["kv"])["entries"]]
+    assert {e["type"] for e in entries} == set(KIND_NAMES.values())
+    metadata = [m for store in ts_stores for m in py_view(store["kv"])["metadata"].values()]
+    assert {m["status"] for m in metadata} >= {"completed", "failed", "exhausted"}
+    assert any("rollbackCompletedAt" in m for m in metadata)
+    assert any("rollbackError" in m for m in metadata)
+    sleeps = {e["data"]["state"] for e in entries if e["type"] == "sleep"}
+    assert sleeps == {"pending", "completed", "interrupted"}
+    branches = {
+        b["status"]
+        for e in entries
+        if e["type"] in ("join", "race")
+        for b in e["data"]["branches"].values()
+    }
+    assert branches >= {"completed", "failed", "running", "cancelled"}
+    states = {py_view(store["kv"])["state"] for store in ts_stores}
+    assert states >= {"completed", "failed", "rolling_back", "sleeping"}
+    every_kind = next(s for s in ts_stores if s["name"] == "every_kind")
+    loop_keys = [
+        e["key"] for e in py_view(every_kind["kv"])["entries"] if e["key"].startswith("L/")
+    ]
+    assert loop_keys == ["L/~3/x", "L/~4/x"]  # iterations 0..2 were pruned
+
+
+# MARK: Python -> TS
+
+
+class Store:
+    """A workflow store written with our codec, as the engine lays one out."""
+
+    def __init__(self) -> None:
+        self.registry = NameRegistry()
+        self.kv: dict[bytes, bytes] = {}
+
+    def loc(self, *path: str | tuple[str, int]) -> Location:
+        location: Location = []
+        for part in path:
+            if isinstance(part, tuple):
+                location.append(LoopIterationMarker(self.registry.register(part[0]), part[1]))
+            else:
+                location.append(NameIndex(self.registry.register(part)))
+        return location
+
+    def entry(
+        self,
+        path: tuple[str | tuple[str, int], ...],
+        kind: EntryKind,
+        meta: EntryMetadata | None = None,
+    ) -> str:
+        entry_id = str(uuid.uuid4())
+        location = self.loc(*path)
+        self.kv[keys.history_key(location)] = codec.encode_entry(Entry(entry_id, location, kind))
+        if meta is not None:
+            self.kv[keys.metadata_key(entry_id)] = codec.encode_entry_metadata(meta)
+        return entry_id
+
+    def step(
+        self, *path: str | tuple[str, int], output: Any = UNDEFINED, error: str | None = None
+    ) -> str:
+        raw = None if output is UNDEFINED else encode_cbor(output)
+        done = EntryMetadata(EntryStatus.COMPLETED, None, 1, T0, T0, T0, None, None)
+        return self.entry(path, StepEntry(raw, error), done)
+
+    def field(self, field: Field, value: bytes) -> None:
+        self.kv[keys.workflow_key(field)] = value
+
+    def pairs(self) -> list[list[str]]:
+        for index, name in self.registry.unflushed():
+            self.kv[keys.name_key(index)] = codec.encode_name(name)
+        self.registry.mark_flushed()
+        return [[k.hex(), v.hex()] for k, v in sorted(self.kv.items())]
+
+
+SAMPLE_VALUES: list[Any] = [
+    "hi",
+    "ünïcødé ✓ \u0000 nul",
+    0,
+    -1,
+    23,
+    2**32 - 1,
+    2**32,
+    -(2**32) - 1,
+    1_700_000_000_000,
+    2**53,
+    2**53 + 1,
+    -(2**60),
+    2**70,
+    1.5,
+    -0.25,
+    1e300,
+    math.inf,
+    None,
+    True,
+    b"\x00\x01\xff",
+    [1, "two", [3.5, None]],
+    {"b": 1, "2": "two", "a": {"nested": [True]}},
+    {1: "one", 2: "two"},
+    {3, 4},
+]
+
+
+def _every_kind_store() -> Store:
+    s = Store()
+    for i, value in enumerate(SAMPLE_VALUES):
+        s.step(f"value{i}", output=value)
+    s.step("void")
+    s.step("failed-once", output="ok", error="Error: flaky")
+    loop_meta = EntryMetadata(EntryStatus.COMPLETED, None, 0, 0, T0, T0, None, None)
+    s.entry(("L",), LoopEntry(encode_cbor({"n": 2}), 2, encode_cbor("out")), loop_meta)
+    s.step("L", ("L", 0), "x", output=0)
+    s.step("L", ("L", 1), "x", output=1)
+    s.entry(("plain",), LoopEntry(encode_cbor(UNDEFINED), 0, None))
+    for state in SleepState:
+        s.entry((f"sleep-{state.name}",), SleepEntry(T0 + state, state))
+    s.entry(("wait:count",), MessageEntry("job|other:count", encode_cbor(1)))
+    record = codec.QueueMessageRecord("42", "job", {"v": [1, 2]}, T0, True)
+    s.entry(("wait:0",), MessageEntry("job", codec.encode_queue_message(record)))
+    s.entry(("bare",), MessageEntry("raw", encode_cbor("just a body")))
+    s.entry(("cp",), RollbackCheckpointEntry("cp"))
+    statuses = {
+        status.name.lower(): BranchStatus(
+            status,
+            encode_cbor(status.name) if status is BranchStatusType.COMPLETED else None,
+            "Error: x" if status is BranchStatusType.FAILED else None,
+        )
+        for status in BranchStatusType
+    }
+    s.entry(("j",), JoinEntry({"2": statuses["completed"], **statuses}))
+    s.entry(("r",), RaceEntry("completed", statuses))
+    s.entry(("r2",), RaceEntry(None, {"a": statuses["pending"]}))
+    s.entry(("gone",), RemovedEntry("step", "gone"))
+    s.entry(("gone2",), RemovedEntry("loop", None))
+    s.entry(("v",), VersionCheckEntry(1, 3))
+    for status in EntryStatus:
+        meta = EntryMetadata(
+            status,
+            f"error {status.name}"
+            if status in (EntryStatus.FAILED, EntryStatus.EXHAUSTED)
+            else None,
+            int(status),
+            T0 + 1,
+            T0,
+            T0 + 2 if status is EntryStatus.COMPLETED else None,
+            T0 + 3 if status is EntryStatus.COMPLETED else None,
+            "refund failed" if status is EntryStatus.EXHAUSTED else None,
+        )
+        s.entry((f"meta-{status.name}",), StepEntry(None, None), meta)
+    s.field(Field.STATE, codec.encode_state(WorkflowStateText.COMPLETED))
+    s.field(Field.OUTPUT, encode_cbor({"done": True, "values": SAMPLE_VALUES[:6]}))
+    s.field(Field.INPUT, encode_cbor(UNDEFINED))
+    return s
+
+
+def _random_value(rng: random.Random, depth: int = 0) -> Any:
+    leaves: list[Any] = [
+        None,
+        UNDEFINED,
+        rng.random() < 0.5,
+        rng.randint(-(2**31), 2**31),
+        rng.randint(-(2**70), 2**70),
+        rng.randint(0, 2**53),
+        rng.uniform(-1e9, 1e9),
+        "".join(
+            chr(rng.choice([rng.randint(32, 126), rng.randint(160, 0xD7FF)]))
+            for _ in range(rng.randint(0, 8))
+        ),
+        bytes(rng.randint(0, 255) for _ in range(rng.randint(0, 5))),
+    ]
+    if depth >= 3 or rng.random() < 0.5:
+        return rng.choice(leaves)
+    shape = rng.randrange(4)
+    if shape == 0:
+        return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    if shape == 1:
+        names = [
+            rng.choice(["a", "b", "0", "7", "10", "x y", "é"]) for _ in range(rng.randint(0, 4))
+        ]
+        return {name: _random_value(rng, depth + 1) for name in names}
+    if shape == 2:
+        return {rng.randint(0, 9): _random_value(rng, depth + 1) for _ in range(rng.randint(1, 3))}
+    return {rng.randint(0, 100) for _ in range(rng.randint(0, 4))}
+
+
+def _random_store(seed: int) -> Store:
+    rng = random.Random(seed)
+    s = Store()
+    for i in range(60):
+        path: tuple[str | tuple[str, int], ...] = (f"n{rng.randrange(12)}",)
+        if rng.random() < 0.3:
+            path = ("loop", ("loop", rng.randrange(5)), *path)
+        choice = rng.randrange(4)
+        if choice == 0:
+            s.step(*path, f"s{i}", output=_random_value(rng))
+        elif choice == 1:
+            s.entry((*path, f"m{i}"), MessageEntry(f"q{i}", encode_cbor(_random_value(rng))))
+        elif choice == 2:
+            out = encode_cbor(_random_value(rng))
+            branch = BranchStatus(BranchStatusType.COMPLETED, out, None)
+            s.entry((*path, f"j{i}"), JoinEntry({"x": branch, str(i): branch}))
+        else:
+            state = encode_cbor(_random_value(rng))
+            s.entry((*path, f"l{i}"), LoopEntry(state, rng.randrange(9), None))
+    return s
+
+
+def test_python_stores_read_by_ts() -> None:
+    stores = {"every_kind": _every_kind_store()}
+    stores.update({f"random{seed}": _random_store(seed) for seed in range(4)})
+    for state in WorkflowStateText:
+        s = Store()
+        s.step("only", output=state.value)
+        s.field(Field.STATE, codec.encode_state(state))
+        if state is WorkflowStateText.FAILED:
+            error = codec.SerializedError(
+                "StepExhaustedError", "boom", "stack", {"stepName": "only"}
+            )
+            s.field(Field.ERROR, codec.encode_error(error))
+        stores[f"state-{state.value}"] = s
+    histories = [{"name": name, "kv": s.pairs()} for name, s in stores.items()]
+    results = {r["name"]: r for r in run_node("load", {"histories": histories})}
+    for history in histories:
+        result = results[history["name"]]
+        assert "error" not in result, (history["name"], result)
+        assert normalized(result["view"]) == normalized(py_view(history["kv"])), history["name"]
+
+
+def test_ts_rejects_what_we_reject() -> None:
+    s = Store()
+    s.field(Field.STATE, b"done")
+    [result] = run_node("load", {"histories": [{"name": "bad-state", "kv": s.pairs()}]})
+    assert result["error"] == "Invalid workflow state: done"
+    with pytest.raises(Exception, match="Invalid workflow state: done"):
+        py_view(s.pairs())
+
+
+def _resume_history() -> Store:
+    """The first part of the ``resume`` workflow's history (workflow_dump.mjs), as ours."""
+    s = Store()
+    # Names are registered in another order than the TS engine would use: indexes resolve
+    # through the registry, so the engine must not care.
+    s.loc("after-unused", "r", "j")
+    s.step("greet", output="py-greet")
+    loop_meta = EntryMetadata(EntryStatus.PENDING, None, 0, 0, T0, None, None, None)
+    s.entry(("L",), LoopEntry(encode_cbor(2), 1, None), loop_meta)
+    s.step("L", ("L", 0), "x", output="py-0")
+    s.entry(("nap",), SleepEntry(T0 + 3_600_000, SleepState.COMPLETED))
+    s.entry(("cp",), RollbackCheckpointEntry("cp"))
+    s.entry(("v",), VersionCheckEntry(2, 2))
+    s.step("old", output="from the old code")
+    s.entry(("wait:count",), MessageEntry("job:count", encode_cbor(1)))
+    record = codec.QueueMessageRecord("7", "job", {"v": "py-job"}, T0, False)
+    s.entry(("wait:0",), MessageEntry("job", codec.encode_queue_message(record)))
+    s.entry(("timed:deadline",), SleepEntry(T0, SleepState.COMPLETED))
+    s.entry(("timed:count",), MessageEntry("never:count", encode_cbor(0)))
+    pending = BranchStatus(BranchStatusType.PENDING, None, None)
+    done = BranchStatus(BranchStatusType.COMPLETED, encode_cbor("py-a"), None)
+    s.entry(("j",), JoinEntry({"a": done, "b": pending}))
+    s.step("j", "a", "sa", output="py-a")
+    fast = BranchStatus(BranchStatusType.COMPLETED, encode_cbor("py-fast"), None)
+    slow = BranchStatus(BranchStatusType.CANCELLED, None, None)
+    s.entry(("r",), RaceEntry("fast", {"fast": fast, "slow": slow}))
+    s.step("r", "fast", "f", output="py-fast")
+    s.field(Field.STATE, codec.encode_state(WorkflowStateText.SLEEPING))
+    s.field(Field.INPUT, encode_cbor(UNDEFINED))
+    return s
+
+
+def test_python_history_continued_by_ts() -> None:
+    ours = _resume_history()
+    kv = ours.pairs()
+    [run] = run_node("continue", {"runs": [{"name": "resume", "workflow": "resume", "kv": kv}]})
+    assert run["result"]["state"] == "completed", run["result"]
+    expected = {
+        "greet": "py-greet",  # replayed from our entry, not re-run
+        "total": "ts-2|2",  # resumed at our iteration 1 with our state 2, then broke
+        "version": 2,  # our recorded version, though the code says latest 3
+        "job": {"v": "py-job"},
+        "timed": 0,
+        "joined": {"a": "py-a", "b": "ts-b"},  # our completed branch kept, the pending one ran
+        "raced": {"winner": "fast", "value": "py-fast"},
+        "after": "ts-after",
+    }
+    assert run["result"]["output"] == expected
+    # The store the engine left behind reads with our codec, and round-trips byte for byte.
+    final = py_view(run["kv"])
+    assert normalized(final) == normalized(run["view"])
+    assert final["state"] == "completed" and final["output"] == expected
+    assert final["names"][: len(ours.registry.names)] == ours.registry.names
+    by_key = {e["key"]: e for e in final["entries"]}
+    assert by_key["greet"]["data"] == {"output": "py-greet"}
+    assert by_key["L/~1/x"]["data"] == {"output": "ts-2"}
+    assert "L/~2/x" not in by_key
+    assert by_key["after"]["data"] == {"output": "ts-after"}
+    assert by_key["j"]["data"]["branches"]["b"] == {"status": "completed", "output": "ts-b"}
+    for k_hex, v_hex in run["kv"]:
+        parsed = keys.parse_key(bytes.fromhex(k_hex))
+        if isinstance(parsed, keys.HistoryKey):
+            assert codec.encode_entry(codec.decode_entry(bytes.fromhex(v_hex))).hex() == v_hex
+
+
+def test_cbor2_agrees_with_the_engine_on_our_values(ts_stores: list[dict[str, Any]]) -> None:
+    """A generic CBOR reader also reads the engine's bytes (they are plain CBOR)."""
+    every_kind = next(s for s in ts_stores if s["name"] == "every_kind")
+    for k_hex, v_hex in every_kind["kv"]:
+        if isinstance(keys.parse_key(bytes.fromhex(k_hex)), keys.HistoryKey):
+            entry = codec.decode_entry(bytes.fromhex(v_hex))
+            for raw in _cbor_fields(entry.kind):
+                cbor2.loads(raw)
