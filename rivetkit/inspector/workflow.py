@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
@@ -77,6 +78,7 @@ __all__ = [
     "summary_fields",
     "to_transport",
     "transport_json",
+    "watch",
 ]
 
 logger = logging.getLogger("rivetkit.inspector")
@@ -98,6 +100,8 @@ class WorkflowHistory(NamedTuple):
 
 
 _HISTORY: Final = codec_for(WorkflowHistory, "invalid_workflow_history")
+#: Instances whose history changes reach their inspector observer (see :func:`watch`).
+_watched: weakref.WeakSet[ActorInstance] = weakref.WeakSet()
 
 
 def in_flight_error() -> RivetError:
@@ -377,6 +381,23 @@ def subscribe(instance: ActorInstance, listener: Callable[[bytes], None]) -> Cal
 
     inspect.add_history_listener(instance, on_update)
     return lambda: inspect.remove_history_listener(instance, on_update)
+
+
+def watch(instance: ActorInstance) -> None:
+    """Signal ``instance.inspector_observer("workflow")`` whenever the workflow history
+    changes (the inspector WebSocket then pushes ``WorkflowHistoryUpdated``). Idempotent; a
+    no-op for actors without a workflow."""
+    if instance in _watched or not is_enabled(instance):
+        return
+    from rivetkit.workflow import inspect
+
+    def on_update(_history: Any) -> None:
+        observer = instance.inspector_observer
+        if observer is not None:
+            observer("workflow")
+
+    _watched.add(instance)
+    inspect.add_history_listener(instance, on_update)
 
 
 async def route(
