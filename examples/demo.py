@@ -2,8 +2,9 @@
 
 Starts ``rivetkit serve examples/app.py`` on 127.0.0.1 (embedded mode: one process, state in a
 SQLite file under a temporary data directory), then uses the Python client to call the counter
-over HTTP, to move money with the bank (an actor calling actors) and to chat over two WebSocket
-connections, prints what happens, and stops the server gracefully.
+over HTTP, to move money with the bank (an actor calling actors), to pay an order (a durable
+workflow) and to chat over two WebSocket connections, prints what happens, and stops the server
+gracefully.
 
     python examples/demo.py [--port 6420] [--data DIR]
 """
@@ -60,6 +61,16 @@ async def call_actors(endpoint: str) -> None:
             await bank.transfer("alice", "bob", 500)
         except ActorError as error:
             print(f"bank.transfer(..., 500) -> error {error.group}/{error.code}: {error.metadata}")
+
+        order = client.order.get_or_create(["demo"])  # a durable workflow (examples/order.py)
+        print("order.status()       ->", await order.status())
+        await order.send("pay", {"amount": 30})
+        print("order: sent the 'pay' queue message {'amount': 30}")
+        for _ in range(200):  # the workflow charges, sleeps 2 s, then ships
+            if (await order.status())["status"] == "shipped":
+                break
+            await asyncio.sleep(0.05)
+        print("order.status()       ->", await order.status())
 
         room = client.chat.get_or_create(["lobby"])
         async with room.connect({"user": "alice"}) as alice, room.connect({"user": "bob"}) as bob:
