@@ -4,7 +4,8 @@
 //   node workflow_dump.mjs dump                 every scenario run from an empty store
 //   node workflow_dump.mjs load     < in.json   {"histories": [{"name", "kv"}]}: load each store, print the view
 //   node workflow_dump.mjs continue < in.json   {"runs": [{"name", "workflow", "kv", "messages"?}]}: run the
-//                                               named scenario workflow over the given store, print the result
+//                                               named scenario workflow over the given store (empty: from
+//                                               the start), print the result
 //
 // A store ("kv") is a list of [keyHex, valueHex] pairs of engine keys (no actor prefix), in byte order.
 // A view is the engine's own decoding (loadStorage): names, entries by in-memory key, metadata, state,
@@ -305,6 +306,67 @@ const resume = async (ctx) => {
 	return { greet, total, version, job: job.body, timed: timed.length, joined, raced, after };
 };
 
+// The workflow handed over between the engines at its queue wait "wait" (tests/
+// test_workflow_differential_engine.py runs the same code in Python): one engine runs it up to
+// the wait, the other continues it. `side` marks which engine ran a body.
+const side = "ts";
+const handoff = async (ctx) => {
+	const greet = await ctx.step("greet", async () => `${side}-greet`);
+	const total = await ctx.loop({
+		name: "L",
+		state: 0,
+		historyPruneInterval: 2,
+		run: async (lctx, state) => {
+			const x = await lctx.step("x", async () => `${side}-${state}`);
+			return state >= 4 ? Loop.break(`${x}|${state}`) : Loop.continue(state + 1);
+		},
+	});
+	await ctx.sleepUntil("nap", 1);
+	await ctx.rollbackCheckpoint("cp");
+	await ctx.step({ name: "reserve", run: async () => `${side}-reserve`, rollback: async () => {} });
+	const version = await ctx.getVersion("v", 2);
+	await ctx.removed("old", "step");
+	const first = await ctx.queue.next("first", { names: ["early"] });
+	const none = await ctx.queue.nextBatch("none", { names: ["never"], timeout: 0 });
+	const joined = await ctx.join("j", {
+		a: { run: async (c) => await c.step("sa", async () => `${side}-a`) },
+		b: { run: async (c) => await c.step("sb", async () => `${side}-b`) },
+	});
+	const raced = await ctx.race("r", [
+		{ name: "fast", run: async (c) => await c.step("f", async () => `${side}-fast`) },
+		{
+			name: "slow",
+			run: async (c) => {
+				await c.sleep("zz", 3600000);
+				return `${side}-slow`;
+			},
+		},
+	]);
+	const tried = await ctx.tryStep({
+		name: "risky",
+		maxRetries: 0,
+		run: async () => {
+			throw new CriticalError("nope");
+		},
+	});
+	const block = await ctx.try("t", async (c) => await c.step("inner", async () => `${side}-in`));
+	const msg = await ctx.queue.next("wait", { names: ["go"] });
+	const after = await ctx.step("after", async () => `${side}-after`);
+	return {
+		greet,
+		total,
+		version,
+		first: first.body,
+		none: none.length,
+		joined,
+		raced,
+		tried: tried.ok,
+		block: block.ok ? block.value : null,
+		body: msg.body,
+		after,
+	};
+};
+
 // name -> [workflow, messages queued before the first run, how many runs]
 const SCENARIOS = {
 	every_kind: [
@@ -324,7 +386,12 @@ const SCENARIOS = {
 	waiting: [waiting, [], 1],
 	join_failed: [joinFailed, [], 1],
 	resume: [resume, [["job", { v: "ts-job" }]], 1],
+	handoff: [handoff, [["early", { e: 1 }]], 1],
 };
+
+// Queue ids are decimal text, as in a RivetKit actor's queue (the engine's own test driver
+// would use UUIDs).
+let nextMessageId = 1;
 
 async function runScenario(name, driver, messages) {
 	const [fn, defaults, runs] = SCENARIOS[name];
@@ -332,7 +399,10 @@ async function runScenario(name, driver, messages) {
 	for (let run = 0; run < runs; run += 1) {
 		const handle = runWorkflow(name, fn, undefined, driver);
 		if (run === 0) {
-			for (const [queue, body] of messages ?? defaults) await handle.message(queue, body);
+			for (const [queue, body] of messages ?? defaults) {
+				const id = String(nextMessageId++);
+				await driver.messageDriver.addMessage({ id, name: queue, data: body, sentAt: Date.now() });
+			}
 		}
 		try {
 			result = { ...(await handle.result) };
@@ -350,7 +420,7 @@ async function main() {
 	const out = [];
 	if (mode === "dump") {
 		for (const name of Object.keys(SCENARIOS)) {
-			if (name === "resume") continue;
+			if (name === "resume" || name === "handoff") continue;
 			const driver = newDriver();
 			const result = await runScenario(name, driver);
 			out.push({ name, result, kv: await dumpKv(driver), view: await view(driver) });
