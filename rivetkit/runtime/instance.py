@@ -337,8 +337,8 @@ class ActorInstance:
             await self.schedule.run_due()
         finally:
             self.sleep_policy.inflight -= 1
-            if self.sleep_policy.inflight == 0:
-                self.sleep_policy.reset_idle()
+            if self.sleep_policy.inflight == 0:  # a shutdown may wait for it: tell it
+                self.sleep_policy.activity_changed()
 
     async def fire_alarm(self) -> None:
         """The driver's alarm for this actor is due (the driver has dropped it)."""
