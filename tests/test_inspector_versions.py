@@ -434,3 +434,69 @@ async def test_rivetkit_js_codec_reads_and_writes_with_us(
             assert "notes" in message["tables"]
         elif message["tag"] == "SchedulesResponse":
             assert message["actions"] == ["increment"]
+
+
+# -- recurring schedules (v6) -----------------------------------------------------------------
+
+recurring = actor("recurring", state={"beats": 0}, options=ActorOptions(sleep_timeout=60))
+
+
+@recurring.action
+def beat(c: Any) -> int:
+    c.state["beats"] += 1
+    return int(c.state["beats"])
+
+
+@recurring.action
+async def start(c: Any, seconds: float, keep: int) -> str:
+    return str(await c.schedule.every("beat", seconds, "beat", max_history=keep))
+
+
+class FakeClock:
+    """A wall clock that moves only when told."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_recurring_schedule_carries_last_run_and_max_history(tmp_path: Path) -> None:
+    """A recurring schedule's ``lastRunAt`` (its latest run's start) and ``maxHistory`` are
+    in ``SchedulesUpdated``/``SchedulesResponse``; its runs are in ``ScheduleHistoryResponse``."""
+    from rivetkit.drivers.embedded import EmbeddedDriver
+
+    clock = FakeClock()
+    driver = EmbeddedDriver(tmp_path, clock=clock)
+    async with (
+        serve_in_background(setup(use=[recurring]), driver=driver) as endpoint,
+        httpx.AsyncClient(base_url=endpoint, timeout=15) as http,
+    ):
+        endpoint.app.runtime.clock = clock  # type: ignore[attr-defined]  # before any actor
+        response = await http.put("/actors", json={"name": "recurring", "key": "beat"})
+        actor_id = response.json()["actor"]["actor_id"]
+        await call(http, actor_id, "beat")
+        token = token_from_data_dir(tmp_path, actor_id)
+        client, init, _ = await open_inspector(endpoint, actor_id, token, 6, False)
+        assert init.schedules == []
+        schedule_id = await call(http, actor_id, "start", 10, 5)
+        pushed = await client.recv_until(lambda m: type(m) is ip.SchedulesUpdated)
+        (schedule,) = pushed.schedules
+        assert (schedule.id, schedule.kind, schedule.action) == (schedule_id, "every", "beat")
+        assert schedule.last_run_at is None and schedule.max_history == 5
+        assert schedule.interval_ms == 10_000
+        clock.now += 10
+        await driver.poll_alarms()
+        pushed = await client.recv_until(
+            lambda m: type(m) is ip.SchedulesUpdated and m.schedules[0].last_run_at is not None
+        )
+        assert pushed.schedules[0].last_run_at == int(clock.now * 1000)
+        assert pushed.schedules[0].next_run_at == int((clock.now + 10) * 1000)
+        listed = await client.request(ip.SchedulesRequest)
+        assert listed.schedules == pushed.schedules
+        fires = await client.request(lambda rid: ip.ScheduleHistoryRequest(rid, schedule_id, 10))
+        (fire,) = fires.history
+        assert (fire.action, fire.result, fire.error) == ("beat", "ok", None)
+        assert fire.fired_at == int(clock.now * 1000)
+        await client.ws.close()

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Final
 from rivetkit.dispatch.http import Request
 from rivetkit.dispatch.websocket import WebSocket
 from rivetkit.errors import ProtocolError, RivetError
-from rivetkit.inspector import snapshot
+from rivetkit.inspector import snapshot, workflow
 from rivetkit.inspector.http import error_parts, patch_state
 from rivetkit.inspector.token import (
     SUBPROTOCOL_PREFIX,
@@ -141,6 +141,7 @@ def _attach(instance: ActorInstance, session: InspectorSession) -> None:
         hub = _Hub()
         instance.inspector_observer = hub
     hub.sessions.add(session)
+    workflow.watch(instance)  # history changes signal "workflow"
 
 
 def _detach(instance: ActorInstance, session: InspectorSession) -> None:
@@ -158,23 +159,36 @@ def _wire_connections(instance: ActorInstance) -> list[ip.Connection]:
     ]
 
 
-def _wire_schedules(views: list[snapshot.ScheduleView]) -> list[ip.Schedule]:
-    return [
-        ip.Schedule(
-            id=view.id,
-            name=view.name,
-            kind=view.kind,
-            action=view.action,
-            args=cbor_dumps(view.args),
-            next_run_at=view.next_ms,
-            last_run_at=None,
-            expression=view.expression,
-            timezone=view.timezone,
-            interval_ms=view.interval_ms,
-            max_history=None,
+def _wire_schedules(
+    instance: ActorInstance, views: list[snapshot.ScheduleView]
+) -> list[ip.Schedule]:
+    """The v6 ``Schedule`` records; a recurring one carries its latest run's start
+    (``lastRunAt``) and its ``maxHistory``."""
+    out = []
+    for view in views:
+        last_run_at = max_history = None
+        if view.kind != "at" and view.name is not None:
+            record = instance.schedule.recurring(view.name)
+            if record is not None:
+                if record.last_started_at is not None:
+                    last_run_at = int(record.last_started_at * 1000)
+                max_history = record.max_history
+        out.append(
+            ip.Schedule(
+                id=view.id,
+                name=view.name,
+                kind=view.kind,
+                action=view.action,
+                args=cbor_dumps(view.args),
+                next_run_at=view.next_ms,
+                last_run_at=last_run_at,
+                expression=view.expression,
+                timezone=view.timezone,
+                interval_ms=view.interval_ms,
+                max_history=max_history,
+            )
         )
-        for view in views
-    ]
+    return out
 
 
 def _state_bytes(instance: ActorInstance) -> bytes | None:
@@ -305,12 +319,16 @@ class InspectorSession:
         if size != self._last_queue:
             self._last_queue = size
             await self._send(ip.QueueUpdated(size), version)  # v1: an Error, as RivetKit's
+        if version >= 2 and "workflow" in dirty:
+            history = await workflow.history_bytes(instance)
+            if history is not None:
+                await self._send(ip.WorkflowHistoryUpdated(history), version)
         if version >= 6 and "schedules" in dirty:
             views = snapshot.schedules(instance)
             keys = [view.key() for view in views]
             if keys != self._last_schedules:
                 self._last_schedules = keys
-                await self._send(ip.SchedulesUpdated(_wire_schedules(views)), version)
+                await self._send(ip.SchedulesUpdated(_wire_schedules(instance, views)), version)
 
     # -- requests --------------------------------------------------------------------------
 
@@ -329,10 +347,10 @@ class InspectorSession:
             rpcs=snapshot.rpcs(instance),
             is_database_enabled=snapshot.database_enabled(instance),
             queue_size=self._last_queue,
-            workflow_history=None,
-            is_workflow_enabled=False,
+            workflow_history=await workflow.history_bytes(instance),
+            is_workflow_enabled=workflow.is_enabled(instance),
             tab_config=[],
-            schedules=_wire_schedules(views),
+            schedules=_wire_schedules(instance, views),
         )
 
     async def _handle(self, data: str | bytes) -> None:
@@ -391,9 +409,12 @@ class InspectorSession:
             )
             return ip.QueueResponse(request.id, status)
         if kind is ip.WorkflowHistoryRequest:
-            return ip.WorkflowHistoryResponse(request.id, None, False)
+            history = await workflow.history_bytes(instance)
+            return ip.WorkflowHistoryResponse(request.id, history, workflow.is_enabled(instance))
         if kind is ip.WorkflowReplayRequest:
-            return ip.WorkflowReplayResponse(request.id, None, False)
+            trimmed = await workflow.replay(instance, request.entry_id)
+            history = None if trimmed is None else workflow.encode_history(trimmed)
+            return ip.WorkflowReplayResponse(request.id, history, workflow.is_enabled(instance))
         if kind is ip.DatabaseSchemaRequest:
             schema = await snapshot.database_schema(instance)
             return ip.DatabaseSchemaResponse(request.id, cbor_dumps_raw(schema))
@@ -403,10 +424,11 @@ class InspectorSession:
             )
             return ip.DatabaseTableRowsResponse(request.id, cbor_dumps_raw(rows))
         if kind is ip.SchedulesRequest:
-            return ip.SchedulesResponse(request.id, _wire_schedules(snapshot.schedules(instance)))
+            schedules = _wire_schedules(instance, snapshot.schedules(instance))
+            return ip.SchedulesResponse(request.id, schedules)
         if kind is ip.ScheduleHistoryRequest:
             rows = await snapshot.schedule_history(instance, request.schedule_id, request.limit)
-            history = [
+            fires = [
                 ip.ScheduleFire(
                     action=row["action"],
                     scheduled_at=row["scheduledAt"],
@@ -417,7 +439,7 @@ class InspectorSession:
                 )
                 for row in rows
             ]
-            return ip.ScheduleHistoryResponse(request.id, request.schedule_id, history)
+            return ip.ScheduleHistoryResponse(request.id, request.schedule_id, fires)
         if kind is ip.ScheduleDeleteRequest:
             deleted = await instance.schedule.cancel(request.schedule_id)
             return ip.ScheduleDeleteResponse(request.id, request.schedule_id, bool(deleted))

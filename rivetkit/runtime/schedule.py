@@ -211,6 +211,11 @@ class ActorSchedule:
                 return one_shot_info(event)
         return None
 
+    def recurring(self, name: str) -> RecurringSchedule | None:
+        """The record of recurring schedule ``name`` (with its ``last_started_at`` and
+        ``max_history``, which the inspector shows), or None."""
+        return self._recurring.get(name)
+
     def list(self) -> builtins.list[ScheduledEvent]:
         """Every schedule, soonest first."""
         items = [one_shot_info(e) for e in self._owner.scheduled_events()]
