@@ -27,6 +27,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from engine_fixtures import INTEROP
+from websockets.asyncio.client import connect
 
 from conftest import eventually
 from rivetkit import actor, setup
@@ -38,6 +39,7 @@ from rivetkit.inspector.workflow import (
     to_transport,
     transport_json,
 )
+from rivetkit.protocol import inspector_protocol as ip
 from rivetkit.protocol.values import cbor_dumps_raw
 from rivetkit.protocol.workflow_engine.types import (
     BranchStatus,
@@ -416,3 +418,66 @@ async def test_replay_errors(http: httpx.AsyncClient, data_dir: Path) -> None:
     assert missing.json()["message"] == "Workflow step not found: nope"
     bad = await http.post(url, json={"entryId": 3}, headers=headers)
     assert bad.status_code == 400 and bad.json()["code"] == "invalid_request"
+
+
+# -- the inspector WebSocket -------------------------------------------------------------------
+
+
+async def _recv(ws: Any, predicate: Any) -> Any:
+    """The first v6 message ``predicate`` accepts (others skipped)."""
+    while True:
+        data = await asyncio.wait_for(ws.recv(), 10)
+        message = ip.decode_to_client(data, 6)
+        if predicate(message):
+            return message
+
+
+def _step_names(history: WorkflowHistory) -> set[str]:
+    return {
+        history.name_registry[entry.location[-1][0]]
+        for entry in history.entries
+        if isinstance(entry.kind, StepEntry)
+    }
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_websocket_init_requests_replay_and_pushes(
+    http: httpx.AsyncClient, endpoint: str, data_dir: Path
+) -> None:
+    RUNS.clear()
+    actor_id, headers = await _start(http, data_dir, "flow", "socket")
+    await _completed(http, actor_id, headers)
+    token = headers["Authorization"].split()[-1]
+    url = endpoint.replace("http://", "ws://")
+    url += f"/gateway/{actor_id}/inspector/connect?protocol_version=6"
+    async with connect(url, subprotocols=[f"rivet_inspector_token.{token}"]) as ws:  # type: ignore[list-item]
+        init = await _recv(ws, lambda m: isinstance(m, ip.Init))
+        assert init.is_workflow_enabled is True
+        assert _step_names(decode_history(init.workflow_history)) == {"first", "second"}
+
+        await ws.send(ip.encode_to_server(ip.WorkflowHistoryRequest(1), 6))
+        answer = await _recv(ws, lambda m: isinstance(m, ip.WorkflowHistoryResponse))
+        assert answer.rid == 1 and answer.is_workflow_enabled is True
+        assert answer.history == init.workflow_history
+
+        await ws.send(ip.encode_to_server(ip.WorkflowReplayRequest(2, None), 6))
+        replayed = await _recv(ws, lambda m: isinstance(m, ip.WorkflowReplayResponse))
+        assert replayed.rid == 2
+        assert decode_history(replayed.history).entries == []
+
+        # The replayed run records its steps again; the socket is told.
+        def complete_push(m: Any) -> bool:
+            return isinstance(m, ip.WorkflowHistoryUpdated) and _step_names(
+                decode_history(m.history)
+            ) == {"first", "second"}
+
+        await _recv(ws, complete_push)
+        assert RUNS == {"first": 2, "second": 2}
+
+    plain_id, plain_headers = await _start(http, data_dir, "plain", "socket")
+    plain_token = plain_headers["Authorization"].split()[-1]
+    url = endpoint.replace("http://", "ws://")
+    url += f"/gateway/{plain_id}/inspector/connect?protocol_version=6"
+    async with connect(url, subprotocols=[f"rivet_inspector_token.{plain_token}"]) as ws:  # type: ignore[list-item]
+        init = await _recv(ws, lambda m: isinstance(m, ip.Init))
+        assert init.is_workflow_enabled is False and init.workflow_history is None
