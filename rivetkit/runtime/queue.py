@@ -531,6 +531,22 @@ class ActorQueue:
                 raise timed_out(timeout)
             await self._wait(remaining, signal)
 
+    async def wait_ready(
+        self, names: Collection[str] | str | None, *, timeout: float | None = None
+    ) -> bool:
+        """Wait until a message with one of ``names`` (None: any) can be received now, without
+        receiving it; False when ``timeout`` seconds pass first (durable workflows' waits).
+        The actor's abort ends the wait with ``actor.aborted``."""
+        wanted = name_filter(names)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not self._pick(wanted, 1):
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return False
+            await self._wait(remaining, None)
+        return True
+
     async def iter(
         self,
         names: Collection[str] | str | None = None,
