@@ -214,15 +214,11 @@ class WorkflowRunner:
                 timeout = max(0.0, deadline / 1000 - instance.clock())
             if names is not None:
                 try:
-                    await instance.queue.wait_for_names_available(
-                        names or None,  # type: ignore[arg-type]
-                        timeout=timeout,
-                    )
+                    await instance.queue.wait_ready(names or None, timeout=timeout)
                 except RivetError as exc:
                     if (exc.group, exc.code) == ("actor", "aborted"):
                         return False
-                    if exc.code != "timed_out":
-                        raise
+                    raise
             else:
                 waiter = asyncio.ensure_future(abort.wait())
                 try:
@@ -232,7 +228,13 @@ class WorkflowRunner:
             return not abort.is_set()
         finally:
             instance.queue_wait_changed(-1)
-            if deadline is not None and schedule.workflow_wake_ms == deadline:
+            # Kept while the actor stops: a sync during the shutdown must not drop the alarm
+            # that wakes it for this deadline.
+            if (
+                deadline is not None
+                and schedule.workflow_wake_ms == deadline
+                and not abort.is_set()
+            ):
                 schedule.workflow_wake_ms = None
 
 
