@@ -106,6 +106,66 @@ def handoff_actor(ran: Counter[str], side: str = "py") -> Any:
     return wf
 
 
+def ticks_actor(ran: Counter[str]) -> Any:
+    """The ``ticks`` workflow of workflow_dump.mjs: a loop, one queue message per iteration."""
+    wf = wf_actor()
+
+    @wf.run
+    @workflow
+    async def run(ctx):  # type: ignore[no-untyped-def]
+        async def iteration(lctx, st):  # type: ignore[no-untyped-def]
+            tick = await lctx.queue.next("tick", names=["tick"])
+
+            def add(s: Any) -> int:
+                ran["add"] += 1
+                return int(st["sum"] + tick.body)
+
+            total = await lctx.step("add", add)
+            if st["n"] + 1 >= 5:
+                return Loop.break_(total)
+            return Loop.continue_({"sum": total, "n": st["n"] + 1})
+
+        return await ctx.loop(
+            "ticks", iteration, state={"sum": 0, "n": 0}, history_prune_interval=2
+        )
+
+    return wf
+
+
+def flaky_actor(ran: Counter[str], *, fail: bool) -> Any:
+    """The ``flaky`` workflow of workflow_dump.mjs; failing, it waits 600 s between attempts
+    (the delay comes from the code that runs, not from the history)."""
+    wf = wf_actor()
+    backoff = 600.0 if fail else 0.001
+
+    def body(s: Any) -> str:
+        ran["flaky"] += 1
+        if fail:
+            raise RuntimeError("py fails")
+        return "py-ok"
+
+    @wf.run
+    @workflow
+    async def run(ctx):  # type: ignore[no-untyped-def]
+        return await ctx.step(
+            "flaky", body, max_retries=5, retry_backoff_base=backoff, retry_backoff_max=backoff
+        )
+
+    return wf
+
+
+async def seeded(t: Any, kv: list[list[str]]) -> str:
+    """Create the actor ``wf`` / ``k`` (not started) with ``kv`` under ``[6,1]``; its id."""
+    record = await t.driver.create_actor("wf", ["k"], None)
+    puts = [(keys.actor_key(bytes.fromhex(k)), bytes.fromhex(v)) for k, v in kv]
+    await t.driver.kv_write(record.actor_id, puts=puts)
+    return str(record.actor_id)
+
+
+def finished(view: dict[str, Any]) -> bool:
+    return view["state"] in ("completed", "failed")
+
+
 def expected(before: str, after: str, body: Any) -> dict[str, Any]:
     """The output when ``before`` ran the workflow up to the wait and ``after`` the rest."""
     return {
@@ -158,12 +218,10 @@ async def test_ts_history_continued_by_our_engine(tmp_path: Path) -> None:
     ran: Counter[str] = Counter()
     registry = setup(use=[handoff_actor(ran)])
     async with setup_test(registry, tmp_path) as t:
-        record = await t.driver.create_actor("wf", ["k"], None)
-        puts = [(keys.actor_key(bytes.fromhex(k)), bytes.fromhex(v)) for k, v in ts["kv"]]
-        await t.driver.kv_write(record.actor_id, puts=puts)
+        actor_id = await seeded(t, ts["kv"])
         await t.wf.get_or_create("k").send("go", {"n": 1})
-        view = await wait_view(t, record.actor_id, lambda v: v["state"] in ("completed", "failed"))
-        final = await actor_store(t, record.actor_id)
+        view = await wait_view(t, actor_id, finished)
+        final = await actor_store(t, actor_id)
     assert view.get("error") is None, view.get("error")
     assert view["output"] == expected("ts", "py", {"n": 1})
     assert ran == Counter({"after": 1}), "every recorded result replays; only the new step runs"
@@ -198,3 +256,72 @@ async def test_our_history_continued_by_ts(tmp_path: Path) -> None:
     # The store RivetKit's engine finished reads back with our codec as it reads it.
     assert normalized(py_view(ts["kv"])) == normalized(ts["view"])
     assert py_view(ts["kv"])["output"] == expected("py", "ts", {"n": 2})
+
+
+async def test_loop_in_progress_both_ways(tmp_path: Path) -> None:
+    ticks = [["tick", n] for n in (1, 2, 3)]
+    [ts] = run_node(
+        "continue", {"runs": [{"name": "ts", "workflow": "ticks", "kv": [], "messages": ticks}]}
+    )
+    assert ts["result"] == {"state": "sleeping", "waitingForMessages": ["tick"]}
+    ran: Counter[str] = Counter()
+    registry = setup(use=[ticks_actor(ran)])
+    async with setup_test(registry, tmp_path / "a") as t:
+        actor_id = await seeded(t, ts["kv"])
+        handle = t.wf.get_or_create("k")
+        for n in (4, 5):
+            await handle.send("tick", n)
+        view = await wait_view(t, actor_id, finished)
+    assert view["output"] == 15 and ran == Counter({"add": 2})  # resumed at iteration 3
+
+    ran.clear()
+    async with setup_test(registry, tmp_path / "b") as t:
+        handle = t.wf.get_or_create("k")
+        for n in (1, 2, 3):
+            await handle.send("tick", n)
+        actor_id = await handle.resolve()
+        await wait_view(t, actor_id, lambda v: "ticks/~2/add" in {e["key"] for e in v["entries"]})
+        kv = await actor_store(t, actor_id)
+    assert ran == Counter({"add": 3})
+    messages = [["tick", 4], ["tick", 5]]
+    [theirs] = run_node(
+        "continue", {"runs": [{"name": "py", "workflow": "ticks", "kv": kv, "messages": messages}]}
+    )
+    assert theirs["result"] == {"state": "completed", "output": 15}
+    final = py_view(theirs["kv"])
+    assert normalized(final) == normalized(theirs["view"])
+    loop = next(e for e in final["entries"] if e["key"] == "ticks")
+    assert loop["data"]["iteration"] == 4 and loop["data"]["output"] == 15
+
+
+async def test_retry_in_progress_both_ways(tmp_path: Path) -> None:
+    [ts] = run_node(
+        "continue",
+        {"runs": [{"name": "ts", "workflow": "flaky", "kv": [], "flags": {"fail": True}}]},
+    )
+    assert ts["result"]["state"] == "sleeping"  # waiting for its retry
+    ran: Counter[str] = Counter()
+    async with setup_test(setup(use=[flaky_actor(ran, fail=False)]), tmp_path / "a") as t:
+        actor_id = await seeded(t, ts["kv"])
+        await t.wf.get_or_create("k").action("ping")
+        view = await wait_view(t, actor_id, finished)
+    assert view["output"] == "py-ok" and ran == Counter({"flaky": 1})
+    [entry] = view["entries"]
+    assert entry["data"] == {"output": "py-ok", "error": "Error: ts fails"}  # old error kept
+    assert view["metadata"][entry["id"]]["attempts"] == 2
+
+    ran.clear()
+    async with setup_test(setup(use=[flaky_actor(ran, fail=True)]), tmp_path / "b") as t:
+        handle = t.wf.get_or_create("k")
+        await handle.action("ping")
+        actor_id = await handle.resolve()
+        ours = await wait_view(t, actor_id, lambda v: v["state"] == "sleeping" and v["metadata"])
+        kv = await actor_store(t, actor_id)
+    [meta] = ours["metadata"].values()
+    assert meta["status"] == "failed" and meta["attempts"] == 1, meta
+    [theirs] = run_node(
+        "continue", {"runs": [{"name": "py", "workflow": "flaky", "kv": kv, "flags": {}}]}
+    )
+    assert theirs["result"] == {"state": "completed", "output": "ts-ok"}
+    [meta] = py_view(theirs["kv"])["metadata"].values()
+    assert meta["status"] == "completed" and meta["attempts"] == 2

@@ -3,7 +3,7 @@
 //
 //   node workflow_dump.mjs dump                 every scenario run from an empty store
 //   node workflow_dump.mjs load     < in.json   {"histories": [{"name", "kv"}]}: load each store, print the view
-//   node workflow_dump.mjs continue < in.json   {"runs": [{"name", "workflow", "kv", "messages"?}]}: run the
+//   node workflow_dump.mjs continue < in.json   {"runs": [{"name", "workflow", "kv", "messages"?, "flags"?}]}: run the
 //                                               named scenario workflow over the given store (empty: from
 //                                               the start), print the result
 //
@@ -367,6 +367,33 @@ const handoff = async (ctx) => {
 	};
 };
 
+// A loop handed over between iterations: each iteration waits for a "tick" and adds its body.
+const ticks = async (ctx) =>
+	await ctx.loop({
+		name: "ticks",
+		state: { sum: 0, n: 0 },
+		historyPruneInterval: 2,
+		run: async (lctx, st) => {
+			const tick = await lctx.queue.next("tick", { names: ["tick"] });
+			const sum = await lctx.step("add", async () => st.sum + tick.body);
+			return st.n + 1 >= 5 ? Loop.break(sum) : Loop.continue({ sum, n: st.n + 1 });
+		},
+	});
+
+// A step handed over between attempts: it fails while `options.fail` is set.
+let options = {};
+const flaky = async (ctx) =>
+	await ctx.step({
+		name: "flaky",
+		maxRetries: 5,
+		retryBackoffBase: 1,
+		retryBackoffMax: 1,
+		run: async () => {
+			if (options.fail) throw new Error(`${side} fails`);
+			return `${side}-ok`;
+		},
+	});
+
 // name -> [workflow, messages queued before the first run, how many runs]
 const SCENARIOS = {
 	every_kind: [
@@ -387,6 +414,8 @@ const SCENARIOS = {
 	join_failed: [joinFailed, [], 1],
 	resume: [resume, [["job", { v: "ts-job" }]], 1],
 	handoff: [handoff, [["early", { e: 1 }]], 1],
+	ticks: [ticks, [], 1],
+	flaky: [flaky, [], 1],
 };
 
 // Queue ids are decimal text, as in a RivetKit actor's queue (the engine's own test driver
@@ -438,7 +467,8 @@ async function main() {
 			out.push({ name, ...result });
 		}
 	} else if (mode === "continue") {
-		for (const { name, workflow, kv, messages } of input.runs) {
+		for (const { name, workflow, kv, messages, flags } of input.runs) {
+			options = flags ?? {};
 			const driver = newDriver();
 			await driver.batch(kv.map(([k, v]) => ({ key: unhex(k), value: unhex(v) })));
 			const result = await runScenario(workflow, driver, messages ?? []);
