@@ -221,8 +221,7 @@ async def test_sleep_until_past_completes_at_once_and_sleep_survives_restart(
         nap = history.entries["nap"]
         assert nap.sleep_state == "pending"
         assert abs(nap.deadline - (t.now() * 1000 + 60_000)) < 2_000
-        alarm = t.driver.alarms.get(actor_id) if hasattr(t.driver.alarms, "get") else None
-        assert alarm is None or alarm == nap.deadline
+        assert t.driver.alarms.get(actor_id) == nap.deadline
     assert ran == ["before"]
     # Restarted: the stored alarm wakes the actor at the deadline, nobody calls it.
     async with setup_test(registry, tmp_path) as t:
@@ -301,3 +300,59 @@ async def test_output_and_state_records(tmp_path: Path) -> None:
         step = raw[prefix + b"\x15\x02\x14"]
         assert step[:3] == b"\x01\x00\x24"  # vbare v1, then a 36-character UUID id
         assert step.endswith(b"\x01\x00\x00\x00\x00\x00\x00\x01\x03bhi\x00")
+
+
+async def test_actor_sleeps_during_a_workflow_sleep_and_its_alarm_wakes_it(
+    tmp_path: Path,
+) -> None:
+    ran: list[str] = []
+    wf = wf_actor(sleep_timeout=1.0)
+
+    @wf.run
+    @workflow
+    async def run(ctx):  # type: ignore[no-untyped-def]
+        await ctx.sleep("long", 120.0)
+        await ctx.step("after", lambda s: ran.append("after"))
+
+    async with setup_test(setup(use=[wf]), tmp_path) as t:
+        actor_id = await started(t.wf.get_or_create("z"))
+        history = await wait_state(t, actor_id, "sleeping")
+        await t.advance(2.0)
+        assert actor_id not in t.runtime.instances  # asleep while the workflow waits
+        assert t.driver.alarms.get(actor_id) == history.entries["long"].deadline
+        await t.advance(120.0)  # nobody calls it: the alarm wakes it
+        await wait_state(t, actor_id, "completed")
+    assert ran == ["after"]
+
+
+async def test_on_error_hook_and_entry_in_progress(tmp_path: Path) -> None:
+    events: list[Any] = []
+    wf = wf_actor()
+
+    def report(c: Any, event: dict[str, Any]) -> None:
+        events.append(event)
+
+    @wf.run
+    @workflow(on_error=report)
+    async def run(ctx):  # type: ignore[no-untyped-def]
+        def flaky(s):  # type: ignore[no-untyped-def]
+            raise ValueError("once")
+
+        await ctx.try_step("f", flaky, max_retries=0)
+        first = asyncio.ensure_future(ctx.step("a", lambda s: asyncio.sleep(0.05)))
+        await asyncio.sleep(0)
+        try:
+            await ctx.step("b", lambda s: 1)  # "a" is still in progress
+        finally:
+            await first
+
+    async with setup_test(setup(use=[wf]), tmp_path) as t:
+        history = await wait_state(t, await started(t.wf.get_or_create("p")), "failed")
+    step_event = events[0]["step"]
+    assert (step_event["step_name"], step_event["attempt"], step_event["will_retry"]) == (
+        "f",
+        1,
+        False,
+    )
+    assert history.error is not None and history.error["name"] == "EntryInProgressError"
+    assert any("workflow" in e for e in events)
