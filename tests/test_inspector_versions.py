@@ -225,7 +225,7 @@ async def test_every_request_and_push(
     pushed = await client.recv_until(lambda m: type(m) is ip.StateUpdated)
     assert cbor_loads(pushed.state) == {"count": 11}
     missing = await client.request(lambda rid: ip.ActionRequest(rid, "nope", cbor_dumps([])))
-    assert type(missing) is ip.Error and "action_not_found" in missing.message
+    assert type(missing) is ip.Error and missing.message.startswith("actor.action_not_found: ")
 
     # Connections: none, then one (pushed), then none again (pushed).
     conns = await client.request(ip.ConnectionsRequest)
@@ -351,7 +351,9 @@ async def test_legacy_answers_each_frame_in_its_version(
         raw = await asyncio.wait_for(ws.recv(), 10)
         assert isinstance(raw, bytes) and raw[:2] == b"\x01\x00"
         error = ip.decode_to_client(raw, None)
-        assert type(error) is ip.v1.Error and "invalid_inspector_message" in error.message
+        assert type(error) is ip.v1.Error
+        assert error.message.startswith("protocol.invalid_inspector_message: ")
+        assert ("version 7" if bad[0] == 7 else "shorter than its version prefix") in error.message
     assert (await answer(5, ip.QueueRequest(5, 1)))[0] == 5
     await ws.close()
 

@@ -373,7 +373,11 @@ class InspectorSession:
         except Exception as exc:
             if not isinstance(exc, RivetError):
                 logger.error("inspector request failed", exc_info=exc)
-            group, code, message = error_parts(exc)
+            if isinstance(exc, ProtocolError) and exc.code == ip.ERROR_CODE:
+                # A frame that does not decode: say why (it is the client's own bytes).
+                group, code, message = exc.group, exc.code, exc.message
+            else:
+                group, code, message = error_parts(exc)
             response = ip.Error(f"{group}.{code}: {message}")
         if response is not None:
             await self._send(response, version)
