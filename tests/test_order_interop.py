@@ -5,7 +5,8 @@ rivetkit@2.3.19).
 queue message and polls ``status()`` until the workflow has charged once and, after its
 2-second cool-down, shipped; a second ``pay`` message charges nothing. It runs against
 ``rivetkit serve examples/app.py``, first embedded, then as an envoy of the session's real
-engine (``--engine URL --pool P``, the client going through the engine's gateway).
+engine (``--engine URL --pool P``, the client going through the engine's gateway), where the
+workflow's history is also read through the gateway's inspector route.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from engine_fixtures import INTEROP, ROOT, free_port, new_pool
 from test_bank_interop import _node
@@ -61,8 +63,15 @@ def test_order_embedded_with_the_official_client(embedded: tuple[Serve, str]) ->
     assert serve.stop() == 0, serve.output
 
 
+#: The inspector token of every actor of the engine-mode server (a test-only variable).
+TOKEN = "order-interop-token"
+
+
 @pytest.fixture
-def on_engine(rivet_engine: LocalEngine, tmp_path: Path) -> Iterator[tuple[Serve, str]]:
+def on_engine(
+    rivet_engine: LocalEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Serve, str]]:
+    monkeypatch.setenv("_RIVET_TEST_INSPECTOR_TOKEN", TOKEN)
     pool = new_pool()
     serve = Serve(
         str(APP), "--engine", rivet_engine.endpoint, "--pool", pool, "--port", "0",
@@ -92,5 +101,19 @@ def test_order_on_the_engine_with_the_official_client(
                 break
             time.sleep(0.05)
         assert order.status() == {"status": "shipped", "charges": 1, "amount": 7}
+        actor_id = order.resolve()
+    # The workflow's history through the engine's gateway and the inspector.
+    with httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as http:
+        answer = http.get(f"{rivet_engine.endpoint}/gateway/{actor_id}/inspector/workflow-history")
+    assert answer.status_code == 200, answer.text
+    view = answer.json()
+    assert view["isWorkflowEnabled"] is True and view["workflowState"] == "completed"
+    names = view["history"]["nameRegistry"]
+    steps = {
+        names[entry["location"][-1]["val"]]
+        for entry in view["history"]["entries"]
+        if entry["kind"]["tag"] == "WorkflowStepEntry"
+    }
+    assert steps == {"charge", "ship"}
     assert serve.stop() == 0, serve.output
     assert "envoy stopped" in serve.output
