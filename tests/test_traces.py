@@ -461,7 +461,9 @@ async def test_recorder_spans_survive_a_new_generation() -> None:
     keys = sorted(store.data)
     assert len(keys) == 2
     chunk = CHUNK.decode(store.data[keys[0]])
-    assert [type(r.body) for r in chunk.records] == [SpanStart, SpanEnd, SpanStart]
+    # The start of the span still running comes first, then the ended span.
+    assert [type(r.body) for r in chunk.records] == [SpanStart, SpanStart, SpanEnd]
+    assert chunk.records[0].body.span_id == running.span_id
     assert [a.span_id for a in chunk.active_spans] == [running.span_id]
     # A range starting after the first chunk gets the running span as a base record.
     after_first = clock.now // 1_000_000 - 5
@@ -470,3 +472,48 @@ async def test_recorder_spans_survive_a_new_generation() -> None:
     assert wire.base_chunks[0].records[0].body.span_id == running.span_id
     otlp, clamped = to_otlp(wire)
     assert [s["name"] for s in spans_of({"otlp": otlp})] == ["action b"] and not clamped
+
+
+async def test_direct_encoder_matches_the_schema_codec() -> None:
+    """The writer's direct bytes equal the schema codec's for every record shape we make."""
+    from rivetkit.traces.encode import encode_chunk
+    from rivetkit.traces.wire import build_chunk
+
+    bucket_start = 1_764_000_000 // 3600 * 3600
+    clock = StepClock((bucket_start + 3599) * 1_000_000_000 - 3_000_000)
+    recorder = ActorTraces(MemoryStore(), clock_ns=clock)
+    across = recorder.start("hook", "on_websocket")  # starts in one bucket, ends in the next
+    for i in range(30):
+        span = recorder.start("action", "increment")
+        if i % 10 == 0:
+            span.fail(UserError("no", code="refused") if i else ValueError("bad"))
+        if i % 7 == 0:
+            recorder.instant("queue.receive", "jobs", {"rivet.queue.count": 2})
+        span.end()
+    running = recorder.start("schedule", "fire", {"rivet.schedule.id": "daily"})
+    sealed = [recorder.current()]
+    across.end()
+    sealed.append(recorder.current())
+    running.end()
+    for chunk in [*recorder.pending, *sealed]:
+        assert chunk is not None
+        assert encode_chunk(recorder, chunk) == CHUNK.encode(build_chunk(recorder, chunk))
+    # A span that began in an earlier bucket, in a chunk with nothing before it: a snapshot.
+    late = ActorTraces(MemoryStore(), clock_ns=clock)
+    long_running = late.start("hook", "on_websocket")
+    clock.now += 3600 * 1_000_000_000
+    late.instant("action", "increment")
+    sealed.append(late.current())
+    long_running.end()
+    sealed.append(late.current())
+    for owner, chunk in [(late, sealed[-2]), (late, sealed[-1])]:
+        assert chunk is not None
+        assert encode_chunk(owner, chunk) == CHUNK.encode(build_chunk(owner, chunk))
+    kinds = {
+        type(r.body).__name__
+        for owner, chunk in [(recorder, c) for c in [*recorder.pending, *sealed[:2]]]
+        + [(late, sealed[-2])]
+        if chunk is not None
+        for r in build_chunk(owner, chunk).records
+    }
+    assert kinds == {"SpanStart", "SpanUpdate", "SpanEnd", "SpanSnapshot"}

@@ -1,29 +1,30 @@
 """One actor's spans, recorded in the storage layout of npm ``@rivetkit/traces@2.3.19``.
 
-What happens on a span (all of it synchronous and in memory, no I/O, no encoding):
+Recording costs little on the path it measures (an action): :meth:`ActorTraces.start`
+reads the clock, makes a :class:`Span` and makes it the task's current span (a
+:mod:`contextvars` variable, so spans started under it, such as the action of a schedule
+run, are its children in its trace); :meth:`Span.end` reads the clock again and appends
+the span to the current chunk. No ids are drawn, nothing is encoded, no I/O.
 
-* :meth:`ActorTraces.start` appends a ``SpanStart`` record to the current chunk and makes
-  the span the current one of the task (a :mod:`contextvars` variable), so spans started
-  under it (an action run by a schedule) are its children, in its trace;
-* :meth:`Span.end` appends a ``SpanEnd`` (status ``ERROR`` after :meth:`Span.fail`, with a
-  ``SpanUpdate`` carrying ``error.type`` and ``error.message`` first).
-
-Records are plain tuples until their chunk is *sealed*: when it is :data:`CHUNK_AGE`
-seconds old (a timer), when its estimated size reaches the chunk target, when the hour
-bucket changes, and when the actor stops. A background task then encodes the sealed chunk
-(:mod:`rivetkit.traces.schema`) and writes it at ``[7, 1] + (1, bucket, chunk_id)``,
-deleting the oldest chunks in the same atomic write while the stored total would pass
-``max_bytes`` (the bound: oldest dropped). Sealed chunks not yet written stay readable.
+The chunk is *sealed* when it is :data:`CHUNK_AGE` seconds old (a timer), when its
+estimated size reaches the chunk target, when the hour bucket changes, and when the actor
+stops. Sealing adds the start records of spans still running. A background task then turns
+the chunk into records (``SpanStart``, ``SpanUpdate`` with ``error.*`` attributes and
+``SpanEnd`` with status ``ERROR`` for a failed span, ``SpanEnd``; see
+:func:`rivetkit.traces.wire.build_chunk`), encodes it (:mod:`rivetkit.traces.schema`) and
+writes it at ``[7, 1] + (1, bucket, chunk_id)``, deleting the oldest chunks in the same
+atomic write while the stored total would pass ``max_bytes`` (the bound: oldest dropped).
+Sealed chunks not yet written, and the current one, stay readable.
 
 A chunk's id is the milliseconds since its bucket's start when it was opened (at least the
 previous id + 1), so ids grow across wakes and processes without reading the store first;
-RivetKit's readers only need their order.
+RivetKit's readers only need their order. Span ids are a random per-recorder base plus a
+sequence number; a root span's trace id is 8 random bytes per recorder plus its number.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -34,7 +35,7 @@ from typing import Any, Final, NamedTuple, Protocol
 from rivetkit.errors import RivetError
 from rivetkit.protocol.values import cbor_dumps_raw
 from rivetkit.runtime.keys import TRACES_PREFIX
-from rivetkit.traces.schema import CHUNK, chunk_key, parse_chunk_key
+from rivetkit.traces.schema import chunk_key, parse_chunk_key
 
 __all__ = [
     "BUCKET_SECONDS",
@@ -60,19 +61,18 @@ MAX_CHUNK_BYTES: Final = 64 * 1024
 #: More running spans than this: the oldest are forgotten (never ended). RivetKit's default.
 MAX_ACTIVE_SPANS: Final = 10_000
 
-# Record tuples: (kind, unix_ns, span_id, ...):
-#   START: (0, ns, span_id, trace_id, parent_id | None, name, attrs)
-#   UPDATE: (2, ns, span_id, attrs, status)
-#   END: (3, ns, span_id, status)
-# attrs: tuple of (key, cbor bytes); status: None or (code, message).
-START: Final = 0
-UPDATE: Final = 2
-END: Final = 3
 _BUCKET_NS: Final = BUCKET_SECONDS * 1_000_000_000
+#: Span ids are ``(id base + sequence number) mod 2**64`` (the base random per recorder).
+_MASK64: Final = (1 << 64) - 1
 
 Attrs = tuple[tuple[str, bytes], ...]
 #: Where a span's start record is: (bucket_start_sec, chunk_id, record_index).
 StartRef = tuple[int, int, int]
+#: A span's name, attributes and estimated stored size (start + end records).
+SpanInfo = tuple[str, Attrs, int]
+
+#: Record marker: the start of a span still running when its chunk was sealed.
+STARTED: Final = "started"
 
 _current: ContextVar[Span | None] = ContextVar("rivetkit_trace_span", default=None)
 
@@ -97,25 +97,72 @@ class TraceStore(Protocol):
 
 
 class Sealed(NamedTuple):
-    """A chunk whose records are final: waiting to be written (or being read)."""
+    """A chunk whose records are final: waiting to be written (or being read).
+
+    ``records`` holds ended :class:`Span` objects (their start, unless written before, and
+    their end) and ``(STARTED, span)`` pairs (the start of a span running at the seal);
+    ``active`` the spans running at the seal, whose start records a reader may need.
+    """
 
     bucket: int
     chunk_id: int
-    records: list[tuple[Any, ...]]
-    active: list[tuple[bytes, StartRef]]
+    records: list[Any]
+    active: list[Span]
 
 
 class Span:
-    """A running span (see :meth:`ActorTraces.start`)."""
+    """A span (see :meth:`ActorTraces.start`): times and ids, turned into records when its
+    chunk is written."""
 
-    __slots__ = ("_owner", "_token", "error", "span_id", "trace_id")
+    __slots__ = (
+        "_owner",
+        "_token",
+        "end_ns",
+        "error",
+        "extra",
+        "info",
+        "parent_seq",
+        "seq",
+        "start_ns",
+        "start_ref",
+        "trace_seq",
+    )
 
-    def __init__(self, owner: ActorTraces, span_id: bytes, trace_id: bytes) -> None:
+    def __init__(
+        self, owner: ActorTraces, seq: int, start_ns: int, info: SpanInfo, parent: Span | None
+    ) -> None:
         self._owner = owner
-        self.span_id = span_id
-        self.trace_id = trace_id
+        self.seq = seq
+        self.start_ns = start_ns
+        self.info = info
+        self.trace_seq: int
+        if parent is not None and parent._owner is owner:
+            self.trace_seq = parent.trace_seq
+            self.parent_seq: int | None = parent.seq
+        else:
+            self.trace_seq = seq
+            self.parent_seq = None
+        self.end_ns = 0
         self.error: BaseException | None = None
+        self.extra: Attrs | None = None
+        #: Where its start record was written while it ran (None: with its end).
+        self.start_ref: StartRef | None = None
         self._token: Token[Span | None] | None = None
+
+    @property
+    def span_id(self) -> bytes:
+        """The span's 8-byte id."""
+        return self._owner.span_id_of(self.seq)
+
+    @property
+    def trace_id(self) -> bytes:
+        """The 16-byte id of the span's trace."""
+        return self._owner.trace_id_of(self.trace_seq)
+
+    @property
+    def parent_id(self) -> bytes | None:
+        """The parent span's id (None: a root span)."""
+        return None if self.parent_seq is None else self._owner.span_id_of(self.parent_seq)
 
     def fail(self, error: BaseException) -> None:
         """Mark the span failed: it ends with status ``ERROR``."""
@@ -148,6 +195,10 @@ def error_attrs(error: BaseException) -> tuple[Attrs, str]:
     return encode_attrs({"error.type": kind, "error.message": message}), kind
 
 
+def _attrs_size(attrs: Attrs) -> int:
+    return sum(len(k) + len(v) + 6 for k, v in attrs)
+
+
 class ActorTraces:
     """The trace recorder of one actor generation.
 
@@ -172,13 +223,17 @@ class ActorTraces:
         self._chunk_age = chunk_age
         # Chunks stay well under the bound, so dropping one drops a small part of it.
         self.chunk_target = max(512, min(MAX_CHUNK_BYTES, max_bytes // 8))
+        self._id_base = getrandbits(64)
+        self._trace_base = getrandbits(64).to_bytes(8, "big")
+        self._seq = 0
         self._bucket = -1
+        self._bucket_end_ns = 0
         self._chunk_id = -1
-        self._records: list[tuple[Any, ...]] = []
+        self._records: list[Any] = []
         self._size = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._active: dict[bytes, StartRef] = {}
-        self._attr_cache: dict[tuple[str, str], tuple[str, Attrs, int]] = {}
+        self._open: dict[int, Span] = {}
+        self._info: dict[str, dict[str, SpanInfo]] = {}
         #: Sealed chunks not yet written, oldest first.
         self.pending: list[Sealed] = []
         self._writer: asyncio.Task[None] | None = None
@@ -188,46 +243,46 @@ class ActorTraces:
         self.closed = False
         self.write_error: BaseException | None = None
 
+    def span_id_of(self, seq: int) -> bytes:
+        """The id of this recorder's span number ``seq``."""
+        return ((self._id_base + seq) & _MASK64).to_bytes(8, "big")
+
+    def trace_id_of(self, seq: int) -> bytes:
+        """The id of the trace whose root is this recorder's span number ``seq``."""
+        return self._trace_base + seq.to_bytes(8, "big")
+
     # -- recording -------------------------------------------------------------------------
 
-    def _name_attrs(self, kind: str, name: str) -> tuple[str, Attrs, int]:
-        """The span name, attributes and estimated start-record size of ``kind``/``name``."""
-        cached = self._attr_cache.get((kind, name))
-        if cached is None:
-            key = "rivet.queue.name" if kind == "queue.receive" else f"rivet.{kind}.name"
-            attrs = encode_attrs({"rivet.invocation.type": kind, key: name})
-            size = 64 + sum(len(k) + len(v) + 6 for k, v in attrs)
-            cached = (f"{kind} {name}", attrs, size)
-            if len(self._attr_cache) < 4096:
-                self._attr_cache[(kind, name)] = cached
-        return cached
+    def _span_info(self, kind: str, name: str) -> SpanInfo:
+        key = "rivet.queue.name" if kind == "queue.receive" else f"rivet.{kind}.name"
+        attrs = encode_attrs({"rivet.invocation.type": kind, key: name})
+        info = (f"{kind} {name}", attrs, 80 + len(kind) + len(name) + _attrs_size(attrs))
+        names = self._info.setdefault(kind, {})
+        if len(names) < 4096:
+            names[name] = info
+        return info
 
     def start(self, kind: str, name: str, extra: dict[str, Any] | None = None) -> Span:
         """Start a span ``"{kind} {name}"`` (attributes ``rivet.invocation.type`` and
         ``rivet.{kind}.name``, plus ``extra``), child of the task's current span, and make
-        it the current one until it ends."""
+        it the current one until it ends.
+
+        Nothing is written yet: the span's records are made when it ends (or when its
+        chunk is sealed while it runs).
+        """
         now = self.clock_ns()
-        span_name, attrs, size = self._name_attrs(kind, name)
+        names = self._info.get(kind)
+        info = names.get(name) if names is not None else None
+        if info is None:
+            info = self._span_info(kind, name)
+        self._seq = seq = self._seq + 1
+        span = Span(self, seq, now, info, _current.get())
         if extra:
-            more = encode_attrs(extra)
-            attrs += more
-            size += sum(len(k) + len(v) + 6 for k, v in more)
-        parent = _current.get()
-        span_id = getrandbits(64).to_bytes(8, "big")
-        if parent is not None and parent._owner is self:
-            trace_id = parent.trace_id
-            parent_id: bytes | None = parent.span_id
-        else:
-            trace_id = getrandbits(128).to_bytes(16, "big")
-            parent_id = None
-        span = Span(self, span_id, trace_id)
-        index = self._append(
-            (START, now, span_id, trace_id, parent_id, span_name, attrs), now, size
-        )
-        active = self._active
-        active[span_id] = (self._bucket, self._chunk_id, index)
-        if len(active) > MAX_ACTIVE_SPANS:
-            del active[next(iter(active))]
+            span.extra = encode_attrs(extra)
+        running = self._open
+        running[seq] = span
+        if len(running) > MAX_ACTIVE_SPANS:
+            del running[next(iter(running))]
         span._token = _current.set(span)
         return span
 
@@ -236,39 +291,37 @@ class ActorTraces:
         token = span._token
         if token is not None:
             span._token = None
-            with contextlib.suppress(ValueError):  # ended in another context than its start
+            try:  # noqa: SIM105 - cheaper than contextlib.suppress on this path
                 _current.reset(token)
-        if self._active.pop(span.span_id, None) is None:
-            return  # ended already, or forgotten (MAX_ACTIVE_SPANS)
+            except ValueError:  # ended in another context than the one it started in
+                pass
         now = self.clock_ns()
-        error = span.error
-        status = None
-        if error is not None:
-            attrs, message = error_attrs(error)
-            status = (2, message)
-            self._append((UPDATE, now, span.span_id, attrs, None), now, 40 + len(message))
-        self._append((END, now, span.span_id, status), now, 20)
+        size = span.info[2]
+        if self._records and (now >= self._bucket_end_ns or self._size + size > self.chunk_target):
+            self._seal()  # before the span leaves _open: a seal writes running spans' starts
+        if self._open.pop(span.seq, None) is None:
+            return  # ended already, or forgotten (MAX_ACTIVE_SPANS)
+        span.end_ns = now
+        if span.extra is not None:
+            size += _attrs_size(span.extra)
+        if span.error is not None:
+            size += 200
+        records = self._records
+        if not records:
+            self._open_chunk(now)
+        records.append(span)
+        self._size += size
 
     def instant(self, kind: str, name: str, extra: dict[str, Any] | None = None) -> None:
         """A span that starts and ends now."""
-        span = self.start(kind, name, extra)
-        span.end()
+        self.end(self.start(kind, name, extra))
 
-    def _append(self, record: tuple[Any, ...], now: int, size: int) -> int:
+    def _open_chunk(self, now: int) -> None:
         bucket = now // _BUCKET_NS * BUCKET_SECONDS
-        if bucket != self._bucket or self._size + size > self.chunk_target:
-            self._seal()
-        records = self._records
-        if not records:
-            self._open(bucket, now)
-        records.append(record)
-        self._size += size
-        return len(records) - 1
-
-    def _open(self, bucket: int, now: int) -> None:
         since_ms = (now - bucket * 1_000_000_000) // 1_000_000
         self._chunk_id = since_ms if bucket != self._bucket else max(self._chunk_id + 1, since_ms)
         self._bucket = bucket
+        self._bucket_end_ns = (bucket + BUCKET_SECONDS) * 1_000_000_000
         if not self.closed:
             try:
                 loop = asyncio.get_running_loop()
@@ -281,22 +334,36 @@ class ActorTraces:
         if chunk_id == self._chunk_id:
             self._seal()
 
-    def _seal(self) -> None:
-        """Close the current chunk and hand it to the writer."""
+    def _with_running(self, records: list[Any], mark: bool) -> list[Span]:
+        """Put the starts of running spans not written yet first in ``records`` (so the
+        i-th of them is the chunk's record i); ``mark``: remember where (a seal)."""
+        running = list(self._open.values())
+        starts: list[Any] = []
+        for span in running:
+            if span.start_ref is None:
+                if mark:
+                    span.start_ref = (self._bucket, self._chunk_id, len(starts))
+                starts.append((STARTED, span))
+        records[:0] = starts
+        return running
+
+    def _seal(self, *, with_running: bool = False) -> None:
+        """Close the current chunk and hand it to the writer (``with_running``: even when
+        it holds nothing but the starts of running spans)."""
         if not self._records:
-            return
+            if not with_running or all(s.start_ref is not None for s in self._open.values()):
+                return
+            self._open_chunk(self.clock_ns())
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.closed:  # the actor has stopped: its KV is not ours any more
-            self._records = []
-            self._size = 0
-            return
-        self.pending.append(
-            Sealed(self._bucket, self._chunk_id, self._records, list(self._active.items()))
-        )
+        records = self._records
         self._records = []
         self._size = 0
+        if self.closed:  # the actor has stopped: its KV is not ours any more
+            return
+        running = self._with_running(records, True)
+        self.pending.append(Sealed(self._bucket, self._chunk_id, records, running))
         if self._writer is None or self._writer.done():
             try:
                 loop = asyncio.get_running_loop()
@@ -305,10 +372,18 @@ class ActorTraces:
             self._writer = loop.create_task(self._write_pending())
 
     def current(self) -> Sealed | None:
-        """The chunk being filled, as a snapshot (None: empty)."""
-        if not self._records:
-            return None
-        return Sealed(self._bucket, self._chunk_id, list(self._records), list(self._active.items()))
+        """The chunk being filled, with the starts of running spans, as a snapshot (None:
+        nothing recorded and nothing running)."""
+        records = list(self._records)
+        bucket, chunk_id = self._bucket, self._chunk_id
+        if not records:
+            if not self._open:
+                return None
+            now = self.clock_ns()
+            bucket = now // _BUCKET_NS * BUCKET_SECONDS
+            chunk_id = max(chunk_id + 1, (now - bucket * 1_000_000_000) // 1_000_000)
+        running = self._with_running(records, False)
+        return Sealed(bucket, chunk_id, records, running)
 
     # -- storing ---------------------------------------------------------------------------
 
@@ -332,9 +407,9 @@ class ActorTraces:
             self.pending.pop(0)
 
     async def _write(self, sealed: Sealed) -> None:
-        from rivetkit.traces.wire import build_chunk  # wire imports this module
+        from rivetkit.traces.encode import encode_chunk  # it imports this module
 
-        data = CHUNK.encode(build_chunk(sealed))
+        data = encode_chunk(self, sealed)
         key = chunk_key(sealed.bucket, sealed.chunk_id)
         stored = await self._load_stored()
         deletes: list[bytes] = []
@@ -354,8 +429,9 @@ class ActorTraces:
         self._stored_bytes = total
 
     async def flush(self) -> None:
-        """Seal the current chunk and wait until every sealed chunk is written."""
-        self._seal()
+        """Seal the current chunk (with the starts of running spans) and wait until every
+        sealed chunk is written."""
+        self._seal(with_running=True)
         while self._writer is not None and not self._writer.done():
             await asyncio.shield(self._writer)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from rivetkit.traces.recorder import BUCKET_SECONDS, START, UPDATE, Sealed
+from rivetkit.traces.recorder import BUCKET_SECONDS, Sealed, Span, error_attrs
 from rivetkit.traces.schema import (
     CHUNK,
     DATA_PREFIX,
@@ -22,6 +22,7 @@ from rivetkit.traces.schema import (
     Record,
     SpanEnd,
     SpanRecordKey,
+    SpanSnapshot,
     SpanStart,
     SpanStatus,
     SpanStatusCode,
@@ -43,8 +44,14 @@ _NS: Final = 1_000_000_000
 ChunkId = tuple[int, int]
 
 
-def build_chunk(sealed: Sealed) -> Chunk:
-    """The schema ``Chunk`` of recorded tuples (see :mod:`rivetkit.traces.recorder`)."""
+def build_chunk(traces: ActorTraces, sealed: Sealed) -> Chunk:
+    """The schema ``Chunk`` of a sealed (or the current) chunk of ``traces``.
+
+    An ended span gives its ``SpanStart`` (unless a chunk sealed while it ran holds it; a
+    span that began in an earlier bucket gets a ``SpanSnapshot`` instead, which carries its
+    start time), then for a failure a ``SpanUpdate`` (``error.type``, ``error.message``),
+    then its ``SpanEnd`` (status ``ERROR`` with the error type after a failure).
+    """
     strings: list[str] = []
     ids: dict[str, int] = {}
 
@@ -58,28 +65,61 @@ def build_chunk(sealed: Sealed) -> Chunk:
     def kvs(attrs: tuple[tuple[str, bytes], ...]) -> list[KeyValue]:
         return [KeyValue(intern(k), v) for k, v in attrs]
 
-    def status(value: tuple[int, str | None] | None) -> SpanStatus | None:
-        return None if value is None else SpanStatus(SpanStatusCode(value[0]), value[1])
-
     base = sealed.bucket * _NS
-    records = []
-    for rec in sealed.records:
-        kind = rec[0]
-        body: Any
-        if kind == START:
-            _, _, span_id, trace_id, parent_id, name, attrs = rec
-            body = SpanStart(
-                trace_id, span_id, parent_id, intern(name), 0, None, 0, kvs(attrs), 0, [], 0
+    records: list[Record] = []
+    span_id_of = traces.span_id_of
+
+    def start_of(span: Span, at: int) -> None:
+        name, attrs, _ = span.info
+        name_id = intern(name)
+        attributes = kvs(attrs + span.extra if span.extra else attrs)
+        span_id = span_id_of(span.seq)
+        trace_id = traces.trace_id_of(span.trace_seq)
+        parent = None if span.parent_seq is None else span_id_of(span.parent_seq)
+        if span.start_ns >= base:
+            body: Any = SpanStart(
+                trace_id, span_id, parent, name_id, 0, None, 0, attributes, 0, [], 0
             )
-        elif kind == UPDATE:
-            body = SpanUpdate(rec[2], kvs(rec[3]), 0, status(rec[4]))
+            records.append(Record(span.start_ns - base, body))
         else:
-            body = SpanEnd(rec[2], status(rec[3]))
-        records.append(Record(rec[1] - base, body))
-    active = [
-        ActiveSpanRef(span_id, SpanRecordKey(DATA_PREFIX, b, c, i), None)
-        for span_id, (b, c, i) in sealed.active
-    ]
+            body = SpanSnapshot(
+                trace_id,
+                span_id,
+                parent,
+                name_id,
+                0,
+                span.start_ns,
+                None,
+                0,
+                attributes,
+                0,
+                [],
+                0,
+                None,
+            )
+            records.append(Record(at - base, body))
+
+    for entry in sealed.records:
+        if type(entry) is tuple:  # (STARTED, span): the start of a span still running
+            span = entry[1]
+            start_of(span, max(span.start_ns, base))
+            continue
+        span = entry
+        if span.start_ref is None:
+            start_of(span, span.end_ns)
+        span_id = span_id_of(span.seq)
+        status = None
+        if span.error is not None:
+            attrs, kind = error_attrs(span.error)
+            status = SpanStatus(SpanStatusCode.ERROR, kind)
+            records.append(Record(span.end_ns - base, SpanUpdate(span_id, kvs(attrs), 0, None)))
+        records.append(Record(span.end_ns - base, SpanEnd(span_id, status)))
+    active = []
+    for span in sealed.active:
+        where = span.start_ref
+        if where is not None:
+            key = SpanRecordKey(DATA_PREFIX, where[0], where[1], where[2])
+            active.append(ActiveSpanRef(span_id_of(span.seq), key, None))
     return Chunk(base, strings, records, active)
 
 
@@ -136,12 +176,12 @@ async def read_range_wire(
     start_ns, end_ns = start_ms * 1_000_000, end_ms * 1_000_000
     memory: dict[ChunkId, Chunk] = {}
     for sealed in traces.pending:
-        memory[(sealed.bucket, sealed.chunk_id)] = build_chunk(sealed)
+        memory[(sealed.bucket, sealed.chunk_id)] = build_chunk(traces, sealed)
     current = traces.current()
     current_id = None
     if current is not None:
         current_id = (current.bucket, current.chunk_id)
-        memory[current_id] = build_chunk(current)
+        memory[current_id] = build_chunk(traces, current)
 
     # The last chunk before the range: its running spans are the range's base records.
     start_bucket = start_ms // 1000 // BUCKET_SECONDS * BUCKET_SECONDS

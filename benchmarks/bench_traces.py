@@ -1,0 +1,175 @@
+"""The cost of tracing on the action path: the counter's ``increment`` with traces on and off,
+in the same run, as a ratio.
+
+Two actors with the same sync ``increment`` action, one with ``ActorOptions(traces=False)``;
+sequential calls on one handle, rounds alternating between the two so both see the same
+machine. Two paths:
+
+* ``runtime``: :func:`rivetkit.testing.setup_runtime`'s client (no transport, no encoding):
+  the action path alone, where a span's cost is the largest share;
+* ``server``: a real server on 127.0.0.1 (:func:`rivetkit.server.serve_in_background`) and
+  the Python client's WebSocket connection (``conn.action("increment")``): the whole path
+  a client's call takes.
+
+It also prints the recorder's own cost per span (start + end, on the action's path) and
+the writer's (records and bytes of a sealed chunk, in a background task).
+
+For each path it prints the best rate of each side over the rounds and ``on / off`` (1.0 = free;
+0.97 = 3 % slower). Whichever twins are selected are measured (``RIVETKIT_PURE=1`` for the
+pure ones). Nothing here asserts a time.
+
+    python benchmarks/bench_traces.py [--quick] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import rivetkit
+from rivetkit import ActorOptions, actor, setup
+from rivetkit.client import Client
+from rivetkit.server import serve_in_background
+from rivetkit.testing import setup_runtime
+from rivetkit.traces.encode import encode_chunk
+from rivetkit.traces.recorder import ActorTraces
+
+
+def build_registry() -> Any:
+    on = actor("counter", state={"count": 0})
+    off = actor("counter_off", state={"count": 0}, options=ActorOptions(traces=False))
+
+    def increment(c: Any, amount: int = 1) -> int:
+        c.state["count"] += amount
+        return int(c.state["count"])
+
+    on.action(increment)
+    off.action(increment)
+    return setup(use=[on, off])
+
+
+async def compare(
+    on: Callable[[], Awaitable[Any]],
+    off: Callable[[], Awaitable[Any]],
+    calls: int,
+    rounds: int,
+) -> dict[str, float]:
+    """Best calls/s of each side over ``rounds`` alternating rounds of ``calls`` calls."""
+    best = {"on": 0.0, "off": 0.0}
+    for _ in range(3):  # warm-up (wake, caches)
+        await on()
+        await off()
+    for round_ in range(rounds):
+        order = (("on", on), ("off", off)) if round_ % 2 == 0 else (("off", off), ("on", on))
+        for side, call in order:
+            start = time.perf_counter()
+            for _ in range(calls):
+                await call()
+            rate = calls / (time.perf_counter() - start)
+            best[side] = max(best[side], rate)
+    return {
+        "on_per_s": round(best["on"]),
+        "off_per_s": round(best["off"]),
+        "ratio": round(best["on"] / best["off"], 4),
+    }
+
+
+class _NoStore:
+    async def write(self, puts: Any, deletes: Any) -> None:
+        return None
+
+    async def list(self, *args: Any, **kwargs: Any) -> list[tuple[bytes, bytes]]:
+        return []
+
+
+async def span_costs(spans: int, repeat: int = 5) -> dict[str, float]:
+    """Microseconds per span, best of ``repeat``: recording (start + end, on the action's
+    path) and writing (the chunk's bytes, in the background)."""
+    record_us = encode_us = float("inf")
+    size = 0
+    for _ in range(repeat):
+        recorder = ActorTraces(_NoStore())
+        start = time.perf_counter()
+        for _ in range(spans):
+            recorder.end(recorder.start("action", "increment"))
+        record_us = min(record_us, (time.perf_counter() - start) / spans * 1e6)
+        chunks = [*recorder.pending]
+        current = recorder.current()
+        if current is not None:
+            chunks.append(current)
+        start = time.perf_counter()
+        size = sum(len(encode_chunk(recorder, chunk)) for chunk in chunks)
+        encode_us = min(encode_us, (time.perf_counter() - start) / spans * 1e6)
+        for task in asyncio.all_tasks():  # the writer tasks of the unwritten chunks
+            if task is not asyncio.current_task():
+                task.cancel()
+    return {
+        "record_us": round(record_us, 3),
+        "encode_us": round(encode_us, 3),
+        "bytes_per_span": round(size / spans, 1),
+    }
+
+
+async def run(calls: int, rounds: int) -> dict[str, dict[str, float]]:
+    registry = build_registry()
+    results: dict[str, dict[str, float]] = {"span": await span_costs(calls)}
+    async with setup_runtime(registry) as client:
+        traced = client.counter.get_or_create(["bench"])
+        plain = client.counter_off.get_or_create(["bench"])
+        results["runtime"] = await compare(traced.increment, plain.increment, calls, rounds)
+    with tempfile.TemporaryDirectory(prefix="rivetkit-bench-") as data_dir:
+        async with serve_in_background(registry, data_dir=data_dir) as url:  # noqa: SIM117
+            async with Client(str(url)) as remote:  # (the client needs the server's url)
+                traced_conn = remote.get_or_create("counter", ["bench"]).connect()
+                plain_conn = remote.get_or_create("counter_off", ["bench"]).connect()
+                async with traced_conn, plain_conn:
+
+                    async def on() -> Any:
+                        return await traced_conn.action("increment")
+
+                    async def off() -> Any:
+                        return await plain_conn.action("increment")
+
+                    results["server"] = await compare(on, off, calls // 10, rounds)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer calls (a few seconds)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args()
+    calls = 10_000 if args.quick else 50_000
+    rounds = 6 if args.quick else 12
+    results = asyncio.run(run(calls, rounds))
+    twins = "compiled" if rivetkit.SPEEDUPS else "pure"
+    print(f"python {platform.python_version()} on {platform.machine()}, {twins} twins, "
+          f"best of {rounds} alternating rounds")  # fmt: skip
+    span = results.pop("span")
+    print(
+        f"per span: recording {span['record_us']:.2f} us (on the action's path), "
+        f"writing {span['encode_us']:.2f} us (background), {span['bytes_per_span']:.0f} bytes"
+    )
+    for name, row in results.items():
+        print(
+            f"{name}: traces on {row['on_per_s']:,.0f}/s, off {row['off_per_s']:,.0f}/s, "
+            f"on/off {row['ratio']:.3f} ({(1 - row['ratio']) * 100:+.1f} % cost)"
+        )
+    if args.json:
+        results["span"] = span
+        Path(args.json).write_text(json.dumps({"twins": twins, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
