@@ -31,6 +31,7 @@ from workflow_interop import (
     normalized,
     py_view,
     run_node,
+    tag,
 )
 
 from rivetkit.protocol.workflow_engine import codec, keys
@@ -377,3 +378,21 @@ def test_cbor2_agrees_with_the_engine_on_our_values(ts_stores: list[dict[str, An
             entry = codec.decode_entry(bytes.fromhex(v_hex))
             for raw in _cbor_fields(entry.kind):
                 cbor2.loads(raw)
+
+
+EDGE_NUMBERS: list[Any] = [
+    2**31 - 1, 2**31, 2**32 - 1, 2**32, -(2**31), -(2**31) - 1, -(2**32), -(2**32) - 1,
+    2**53, 2**53 + 1, -(2**53), -(2**53) - 1, 2**64 - 1, 2**64, -(2**64) + 1, -(2**64), 2**100,
+    0.5, -1.5, 2.0, -0.0, 4294967295.0, 4294967296.0, -4294967296.0, -4294967297.0, 1e20,
+    1e-310, 5e-324, 1.7976931348623157e308, math.inf, -math.inf, math.nan,
+]  # fmt: skip
+
+
+def test_our_cbor_is_cbor_x_bytes() -> None:
+    """Our writer gives the bytes cbor-x (the engine's CBOR) gives for the same JS value."""
+    rng = random.Random(7)
+    values = SAMPLE_VALUES + EDGE_NUMBERS + [_random_value(rng) for _ in range(400)]
+    theirs: list[Any] = run_node("cbor", {"values": [tag(v) for v in values]})
+    assert len(theirs) == len(values)
+    for value, hexes in zip(values, theirs, strict=True):
+        assert encode_cbor(value).hex() == hexes, value

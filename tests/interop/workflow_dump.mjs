@@ -1,6 +1,8 @@
 // Differential helper: runs workflows with RivetKit's own engine (@rivetkit/workflow-engine 2.3.19,
 // its InMemoryDriver) and prints the stored KV and what the engine reads back from it, as JSON.
 //
+//   node workflow_dump.mjs cbor     < in.json   {"values": [...]}: the cbor-x bytes (the engine's CBOR) of each
+//                                               tagged value, as hex
 //   node workflow_dump.mjs dump                 every scenario run from an empty store
 //   node workflow_dump.mjs load     < in.json   {"histories": [{"name", "kv"}]}: load each store, print the view
 //   node workflow_dump.mjs continue < in.json   {"runs": [{"name", "workflow", "kv", "messages"?, "flags"?}]}: run the
@@ -18,6 +20,7 @@ import {
 	loadStorage,
 	runWorkflow,
 } from "@rivetkit/workflow-engine/testing";
+import { encode as cborEncode } from "cbor-x";
 
 Error.stackTraceLimit = 0; // stacks end up in the error record; keep them short and stable
 
@@ -36,6 +39,18 @@ function tag(value) {
 		return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, tag(v)]));
 	}
 	return value;
+}
+
+function untag(value) {
+	if (Array.isArray(value)) return value.map(untag);
+	if (value === null || typeof value !== "object") return value;
+	if ("$undefined" in value) return undefined;
+	if ("$bigint" in value) return BigInt(value.$bigint);
+	if ("$float" in value) return Number(value.$float);
+	if ("$bytes" in value) return new Uint8Array(Buffer.from(value.$bytes, "hex"));
+	if ("$map" in value) return new Map(value.$map.map(([k, v]) => [untag(k), untag(v)]));
+	if ("$set" in value) return new Set(value.$set.map(untag));
+	return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, untag(v)]));
 }
 
 // Optional fields the engine leaves undefined are left out of the view.
@@ -454,6 +469,8 @@ async function main() {
 			const result = await runScenario(name, driver);
 			out.push({ name, result, kv: await dumpKv(driver), view: await view(driver) });
 		}
+	} else if (mode === "cbor") {
+		for (const value of input.values) out.push(hex(cborEncode(untag(value))));
 	} else if (mode === "load") {
 		for (const { name, kv } of input.histories) {
 			const driver = newDriver();
