@@ -15,10 +15,10 @@ import cbor2
 import httpx
 import pytest
 import pytest_asyncio
-from conftest import eventually
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from conftest import eventually
 from rivetkit import ActorOptions, actor, setup
 from rivetkit.db import Database
 from rivetkit.errors import EncodeError, ProtocolError
@@ -322,13 +322,15 @@ async def test_legacy_framing(endpoint: str, http: httpx.AsyncClient, data_dir: 
     assert isinstance(raw, bytes) and raw[:2] == b"\x05\x00"  # v5, version embedded
     init = ip.decode_to_client(raw, None)
     assert isinstance(init, ip.v5.Init) and init.tab_config == []
-    # A request may carry any version's prefix (here v2's).
+    # A request may carry any version's prefix (here v2's); its answer has the same one.
     await ws.send(b"\x02\x00" + ip.encode_to_server(ip.RpcsListRequest(9), 2))
     while True:
-        reply = ip.decode_to_client(await asyncio.wait_for(ws.recv(), 10), None)
+        raw = await asyncio.wait_for(ws.recv(), 10)
+        assert isinstance(raw, bytes)
+        reply = ip.decode_to_client(raw, None)
         if isinstance(reply, ip.RpcsListResponse):
             break
-    assert reply.rid == 9
+    assert reply.rid == 9 and raw[:2] == b"\x02\x00"
     await ws.close()
 
 

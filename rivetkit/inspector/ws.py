@@ -17,8 +17,8 @@
   ``inspector.unauthorized``.
 * The server first sends ``Init`` (connections, state, action names, database flag, queue
   size, tab config, schedules), then answers each request with its response (or an
-  ``Error``), and pushes ``StateUpdated``, ``ConnectionsUpdated``, ``QueueUpdated`` and
-  ``SchedulesUpdated`` when they change.
+  ``Error``), and pushes ``StateUpdated``, ``ConnectionsUpdated``, ``QueueUpdated``,
+  ``WorkflowHistoryUpdated`` and ``SchedulesUpdated`` when they change.
 
 Pushes come from the runtime's observer hook (``ActorInstance.inspector_observer``): the
 runtime tells the session *that* something may have changed; the session's pusher decides
