@@ -132,6 +132,13 @@ async def asleep(runtime: Runtime, instance: ActorInstance) -> None:
     assert runtime.instances.get(instance.actor_id) is None
 
 
+async def put_to_sleep(runtime: Runtime, instance: ActorInstance) -> None:
+    """``c.sleep()``: open connections keep an actor awake (RivetKit's sleep rule), so the
+    actor itself asks to sleep; its hibernatable connections hibernate."""
+    instance.context.sleep()
+    await asleep(runtime, instance)
+
+
 async def stored_conns(runtime: Runtime, actor_id: str) -> dict[str, Any]:
     entries = await runtime.driver.kv_list(actor_id, keys.CONN_PREFIX, b"\x03")
     records = [actor_persist.CONN.decode(value) for _, value in entries]
@@ -156,8 +163,10 @@ async def test_connection_stays_open_across_sleep(endpoint: str, encoding: str) 
             actor_id = await handle.resolve()
             instance = runtime.instances[actor_id]
             ann_id = ann.connection_id
-            # Open connections do not keep it awake: it sleeps after 0.2 s idle.
-            await asleep(runtime, instance)
+            # Open connections keep it awake (three idle timeouts of 0.2 s), until c.sleep().
+            await asyncio.sleep(0.6)
+            assert instance.phase == Phase.STARTED
+            await put_to_sleep(runtime, instance)
             records = await stored_conns(runtime, actor_id)
             assert set(records) == {ann_id, bob.connection_id}
             assert cbor_loads(records[ann_id].state) == {"user": "ann", "posts": 1}
@@ -205,7 +214,7 @@ async def test_client_leaving_while_asleep_wakes_the_actor(endpoint: str) -> Non
         conn = await handle.connect({"user": "dee"})
         assert (await conn.post("hi"))[:2] == [1, 1]
         actor_id = await handle.resolve()
-        await asleep(runtime, runtime.instances[actor_id])
+        await put_to_sleep(runtime, runtime.instances[actor_id])
         LOG.clear()
         await conn.close()
         # Woken to run on_disconnect (with the saved state) and delete the record.
@@ -237,7 +246,7 @@ async def test_raw_protocol_across_sleep(endpoint: str) -> None:
         response = next(b for b in events_and_responses if isinstance(b, ActionResponse))
         assert response.id == 1 and response.output[:2] == [1, 1]
         instance = runtime.instances[init.actor_id]
-        await asleep(runtime, instance)
+        await put_to_sleep(runtime, instance)
         await send(ActionRequest(2, "post", ["b"]))
         got = [await recv(), await recv()]
         response = next(b for b in got if isinstance(b, ActionResponse))
@@ -267,7 +276,7 @@ async def test_records_of_dead_sockets_are_dropped(endpoint: str) -> None:
             await runtime.driver.kv_write(
                 actor_id, puts=[(keys.conn_key("ghost"), actor_persist.CONN.encode(ghost))]
             )
-            await asleep(runtime, instance)
+            await put_to_sleep(runtime, instance)
             LOG.clear()
             assert (await eve.post("y"))[:2] == [2, 2]  # wakes it
             await wait_for(lambda: ("disconnect", "ghost", 0) in LOG)
@@ -379,8 +388,9 @@ async def test_raw_socket_hibernates_and_resumes(raw_endpoint: str) -> None:
         assert await ask("b") == "2:b:1"
         (actor_id,) = [i for i, inst in runtime.instances.items() if inst.name == "hraw"]
         instance = runtime.instances[actor_id]
-        # The handler waits in receive(): it does not keep the actor awake.
-        await asleep(runtime, instance)
+        # The handler waits in receive() and its connection keeps the actor awake until
+        # c.sleep(), which hibernates it.
+        await put_to_sleep(runtime, instance)
         assert ("end", "ann", True) in RAW_LOG  # receive() ended: hibernating
         records = await stored_conns(runtime, actor_id)
         (record,) = records.values()
@@ -397,7 +407,7 @@ async def test_raw_socket_hibernates_and_resumes(raw_endpoint: str) -> None:
         assert replies == ["4:d:2", "5:e:2", "6:f:2"]
         woken = runtime.instances[actor_id]
         assert woken.state["seen"] == 6
-        await asleep(runtime, woken)
+        await put_to_sleep(runtime, woken)
         assert await ask("g") == "7:g:3"
     # Closed by the client: on_disconnect once, the record is gone.
     await wait_for(lambda: ("disconnect", "ann", 7) in RAW_LOG)
@@ -414,7 +424,7 @@ async def test_raw_client_leaving_while_asleep(raw_endpoint: str) -> None:
         (actor_id,) = [
             i for i, inst in runtime.instances.items() if inst.name == "hraw" and inst.key == ["r2"]
         ]
-        await asleep(runtime, runtime.instances[actor_id])
+        await put_to_sleep(runtime, runtime.instances[actor_id])
     # The actor wakes only to close the connection (on_disconnect with the saved state).
     await wait_for(lambda: ("disconnect", "bob", 1) in RAW_LOG)
     assert await stored_conns(runtime, actor_id) == {}
@@ -452,7 +462,7 @@ async def test_raw_handler_ending_closes_the_socket(
         (instance,) = [
             inst for inst in runtime.instances.values() if inst.name == "hraw" and inst.key == [key]
         ]
-        await asleep(runtime, instance)
+        await put_to_sleep(runtime, instance)
         await ws.send("y")
         assert await asyncio.wait_for(ws.recv(), 10) == "2:y:2"
         await ws.send(last)

@@ -135,16 +135,19 @@ async def test_a_pending_disconnect_keeps_the_actor_awake() -> None:
         await wait_asleep(client, actor_id)
 
 
-async def test_hibernatable_connections_do_not_keep_it_awake_and_survive_sleep() -> None:
+async def test_hibernatable_connections_keep_it_awake_until_c_sleep_and_survive_it() -> None:
     async with setup_runtime(setup(use=[build()])) as client:
         handle, actor_id, instance = await started(client)
         conn = await instance.connect("hib", hibernation=Hibernation(b"gw01", b"rq01"))
+        await assert_stays_awake(client, actor_id)  # RivetKit: any connection blocks sleep
+        instance.context.sleep()
         await wait_asleep(client, actor_id)
         (record,) = await client.runtime.driver.kv_get(actor_id, [keys.conn_key(conn.id)])
         assert record is not None  # kept while asleep
         assert await handle.gen() == 2
         restored = client.runtime.instances[actor_id].conns[conn.id]
         assert restored.params == "hib" and restored.hibernatable
+        await assert_stays_awake(client, actor_id, generation=2)  # restored: awake again
 
 
 async def test_an_in_flight_request_keeps_the_actor_awake() -> None:

@@ -104,6 +104,11 @@ async def stall(c: Any) -> None:
     await asyncio.sleep(1000)
 
 
+@sleepy.action
+def nap(c: Any) -> None:
+    c.sleep()
+
+
 worker = actor("worker", state={"done": 0})
 
 
@@ -311,6 +316,9 @@ async def test_a_connection_hibernates_with_its_actor() -> None:
             assert await conn.bump() == 1
             actor_id = await handle.resolve()
             await t.advance(31)
+            assert actor_id in t.runtime.instances  # an open connection keeps it awake
+            await conn.nap()  # c.sleep(): the connection hibernates
+            await t.settle()
             assert actor_id not in t.runtime.instances  # asleep, the socket kept open
             assert conn.status == "connected"
             assert await conn.bump() == 2  # the message wakes it, on the same socket

@@ -17,6 +17,7 @@ from rivetkit.errors import RivetError
 from rivetkit.metrics.counters import MetricsOptions, RuntimeMetrics
 from rivetkit.runtime.call_chain import SerialLock
 from rivetkit.runtime.instance import ActorInstance, Phase
+from rivetkit.runtime.lifecycle_times import LifecycleTimes
 from rivetkit.runtime.timers import SleepTimers
 
 if TYPE_CHECKING:
@@ -51,6 +52,9 @@ class Runtime:
         self.failed_final_saves = 0
         #: The idle timers of every instance: one heap, one loop timer (keys: actor ids).
         self.sleep_timers = SleepTimers(self._idle_due)
+        #: When each actor started, became connectable and went to sleep (the manager API's
+        #: ``start_ts``, ``connectable_ts``, ``sleep_ts``).
+        self.lifecycle = LifecycleTimes(clock)
         #: Set by the transport that holds hibernatable sockets: is this restored
         #: connection's socket still open? Answering True, it also re-attaches the socket as
         #: the connection's transport. (None: assume so, with no transport.)
@@ -117,18 +121,25 @@ class Runtime:
         if self.metrics is not None:
             instance.metrics = self.metrics.for_actor(record.name, definition.actions)
         self.instances[record.actor_id] = instance
+        self.lifecycle.starting(record.actor_id)
         try:
             await instance.start()
         except BaseException:
             self.instances.pop(record.actor_id, None)
             instance.phase = Phase.TERMINATED
+            self.lifecycle.stopped(record.actor_id)
             raise
+        if instance.phase == Phase.STARTED:
+            self.lifecycle.started(record.actor_id)
 
     async def stop_actor(self, actor_id: str, reason: StopReason) -> None:
         """Run an instance's shutdown (called by the driver)."""
         instance = self.instances.get(actor_id)
         if instance is not None:
+            self.lifecycle.stopping(actor_id)
             await instance.stop(reason)
+        if reason == "destroy":
+            self.lifecycle.forget(actor_id)
 
     async def fire_alarm(self, actor_id: str) -> None:
         """An alarm is due (called by the driver once it started the actor). An instance
@@ -159,6 +170,7 @@ class Runtime:
             self.failed_final_saves += 1
         if self.instances.get(instance.actor_id) is instance:
             del self.instances[instance.actor_id]
+            self.lifecycle.stopped(instance.actor_id)
 
     def _idle_due(self, actor_id: object) -> None:
         instance = self.instances.get(actor_id)  # type: ignore[call-overload]

@@ -91,9 +91,13 @@ class SleepPolicy:
     def can_sleep(self) -> bool:
         """True when nothing keeps the actor awake (RivetKit's ``can_sleep`` checks, in its
         order): started; not ``no_sleep``; no in-flight request, action or connection
-        preflight; no ``keep_awake``; ``run`` finished or blocked in a queue wait; no
-        ``on_disconnect`` still running; no connection other than hibernatable ones (raw
-        WebSocket handlers count as requests while they run)."""
+        preflight; no ``keep_awake``; ``run`` finished or blocked in a queue wait; no open
+        connection, hibernatable ones included (RivetKit 2.3.19: ``ActiveConnections``); no
+        ``on_disconnect`` still running. Raw WebSocket handlers count as requests while
+        they run; the inspector's socket is no connection and does not count.
+
+        An actor with an open connection therefore sleeps only when the actor asks for it
+        (``c.sleep()``), which hibernates its hibernatable connections."""
         owner = self._owner
         run_task = owner._run_task
         return (
@@ -102,8 +106,8 @@ class SleepPolicy:
             and self.inflight == 0
             and self.keep_awake_count == 0
             and (run_task is None or run_task.done() or self.queue_waiting > 0)
+            and not owner.conns
             and self.pending_disconnects == 0
-            and (not owner.conns or not any(not c.hibernatable for c in owner.conns.values()))
         )
 
     def reset_idle(self) -> None:

@@ -21,8 +21,11 @@ route                                    answer
 
 The ``namespace`` query parameter (and ``rvt-namespace``) is accepted and ignored: embedded
 mode has one namespace. The ``Actor`` JSON is the engine's (``actor_id``, ``name``, ``key``
-serialized, ``namespace_id``, ``runner_name_selector``, ``crash_policy``, ``create_ts``,
-``start_ts``, ``connectable_ts``, ``sleep_ts``, ``destroy_ts``, ``error``). Errors are JSON
+serialized, ``namespace_id``, ``datacenter``, ``runner_name_selector``, ``crash_policy``,
+``create_ts``, ``start_ts``, ``pending_allocation_ts``, ``connectable_ts``, ``sleep_ts``,
+``reschedule_ts``, ``destroy_ts``, ``error``), its lifecycle moments in ms as the engine
+reports them (:mod:`rivetkit.runtime.lifecycle_times`): a running actor has
+``connectable_ts`` set and ``sleep_ts`` None, a sleeping one the reverse. Errors are JSON
 RivetErrors; an unknown actor *name* is ``actor/invalid_request`` (400), never
 ``actor/not_found``, which the official client retries for seconds.
 """
@@ -47,6 +50,7 @@ from rivetkit.dispatch.websocket import WebSocket
 from rivetkit.drivers.base import ActorRecord, Driver
 from rivetkit.errors import RivetError, to_public
 from rivetkit.protocol.actor_keys import deserialize_key, serialize_key
+from rivetkit.runtime.lifecycle_times import LifecycleTimes
 from rivetkit.runtime.live_actors import Runtime
 from rivetkit.server import address_hints, gateway
 from rivetkit.server.asgi_io import (
@@ -87,20 +91,27 @@ _TEXT: Final = [(b"content-type", b"text/plain; charset=utf-8")]
 _ROUTE_CACHE_SIZE: Final = 10_000
 
 
-def actor_json(record: ActorRecord) -> dict[str, Any]:
-    """An actor as the manager API (the engine's) shows it."""
+def actor_json(record: ActorRecord, lifecycle: LifecycleTimes | None = None) -> dict[str, Any]:
+    """An actor as the manager API (the engine's) shows it; ``lifecycle`` gives its
+    ``start_ts``, ``connectable_ts``, ``sleep_ts`` and ``pending_allocation_ts`` (without it
+    they are None)."""
+    if lifecycle is not None:
+        times = lifecycle.fields(record.actor_id, record.create_ts, record.destroy_ts)
+    else:
+        times = dict.fromkeys(
+            ("start_ts", "pending_allocation_ts", "connectable_ts", "sleep_ts"), None
+        )
     return {
         "actor_id": record.actor_id,
         "name": record.name,
         "key": serialize_key(record.key),
         "namespace_id": "default",
+        "datacenter": "default",
         "runner_name_selector": "default",
         "crash_policy": "sleep",
         "create_ts": record.create_ts,
-        "start_ts": None,
-        "connectable_ts": None,
-        "pending_allocation_ts": None,
-        "sleep_ts": None,
+        **times,
+        "reschedule_ts": None,
         "destroy_ts": record.destroy_ts,
         "error": None,
     }
@@ -505,7 +516,7 @@ class RivetApp:
                 record = await self.driver.get_actor(actor_id)
                 if record is not None:
                     records.append(record)
-            return _json_response({"actors": [actor_json(r) for r in records]})
+            return self._actors_response(records)
         name = query.get("name")
         if name is None:
             records = await self.driver.list_actors()
@@ -516,7 +527,11 @@ class RivetApp:
             records = [] if record is None else [record]
         else:
             records = await self.driver.list_actors(name)
-        return _json_response({"actors": [actor_json(r) for r in records]})
+        return self._actors_response(records)
+
+    def _actors_response(self, records: list[ActorRecord]) -> Response:
+        lifecycle = self.runtime.lifecycle
+        return _json_response({"actors": [actor_json(r, lifecycle) for r in records]})
 
     async def _create_actor(self, body: bytes, *, get_or_create: bool) -> Response:
         try:
@@ -548,9 +563,10 @@ class RivetApp:
             raise invalid_request("'input' must be a base64 string of CBOR")
         if get_or_create:
             record, created = await self.driver.get_or_create_actor(name, key, input)
-            return _json_response({"actor": actor_json(record), "created": created})
+            lifecycle = self.runtime.lifecycle
+            return _json_response({"actor": actor_json(record, lifecycle), "created": created})
         record = await self.driver.create_actor(name, key, input)
-        return _json_response({"actor": actor_json(record)})
+        return _json_response({"actor": actor_json(record, self.runtime.lifecycle)})
 
     # -- WebSocket -------------------------------------------------------------------------
 
