@@ -19,6 +19,7 @@ Either way the finished store is then read by the other side too.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -325,3 +326,35 @@ async def test_retry_in_progress_both_ways(tmp_path: Path) -> None:
     assert theirs["result"] == {"state": "completed", "output": "ts-ok"}
     [meta] = py_view(theirs["kv"])["metadata"].values()
     assert meta["status"] == "completed" and meta["attempts"] == 2
+
+
+def shape(view: dict[str, Any]) -> dict[str, Any]:
+    """A store's history by in-memory key, without ids, times and name indexes (a port may
+    register names in another order: indexes always resolve through the registry)."""
+    entries: dict[str, Any] = {}
+    for e in view["entries"]:
+        data = json.loads(json.dumps(e["data"]))
+        if e["type"] == "sleep" and data["deadline"] > 1:
+            data["deadline"] = "now + x"
+        if e["type"] == "message" and isinstance(data["data"], dict):
+            data["data"].pop("createdAt", None)
+        meta = view["metadata"].get(e["id"], {})
+        times = ("lastAttemptAt", "createdAt", "completedAt", "rollbackCompletedAt")
+        entries[e["key"]] = (e["type"], data, {k: v for k, v in meta.items() if k not in times})
+    return {"names": sorted(view["names"]), "entries": entries, "state": view["state"]}
+
+
+async def test_our_engine_writes_the_history_theirs_writes(tmp_path: Path) -> None:
+    [ts] = run_node(
+        "continue",
+        {
+            "runs": [
+                {"name": "ts", "workflow": "handoff", "kv": [], "messages": [["early", {"e": 1}]]}
+            ]
+        },
+    )
+    async with setup_test(setup(use=[handoff_actor(Counter(), side="ts")]), tmp_path) as t:
+        handle = t.wf.get_or_create("k")
+        await handle.send("early", {"e": 1})
+        ours = await wait_view(t, await handle.resolve(), at_the_wait)
+    assert shape(ours) == shape(ts["view"])
