@@ -478,8 +478,11 @@
       const rpcs = app.data.rpcs || [];
       const select = h("select", { id: "action" }, rpcs.map((name) => h("option", { value: name, selected: name === app.consoleAction }, name)));
       const args = h("input", { id: "args", type: "text", spellcheck: "false", value: app.consoleArgs || "[]", placeholder: "[1, \"two\"]" });
-      const call = async (event) => {
-        event.preventDefault();
+      args.addEventListener("keydown", (event) => {
+        if (event.key === "Enter") call();
+      });
+      // No <form>: the dashboard's iframe sandbox has no allow-forms (submits are blocked).
+      const call = async () => {
         app.consoleAction = select.value;
         app.consoleArgs = args.value;
         const entry = { action: select.value, args: args.value };
@@ -493,7 +496,7 @@
         render();
       };
       return [
-        h("form", { class: "toolbar", onsubmit: call }, select, args, h("button", { type: "submit" }, "Call")),
+        h("div", { class: "toolbar" }, select, args, h("button", { type: "button", onclick: call }, "Call")),
         h("ol", { class: "log" }, app.consoleLog.map((e) => h("li", {},
           h("code", {}, `${e.action}(${e.args})`),
           e.error ? h("span", { class: "error" }, ` ✗ ${e.error}`) : h("span", { class: "output" }, ` → ${json(e.output)}`)))),
@@ -556,10 +559,13 @@
       return;
     }
     const input = h("input", { id: "token", type: "password", placeholder: "inspector token" });
-    root.replaceChildren(h("form", { class: "toolbar", onsubmit: (event) => {
-      event.preventDefault();
-      start(input.value.trim());
-    } }, h("label", { for: "token" }, "Inspector token (rivetkit inspect token ACTOR_ID)"), input, h("button", { type: "submit" }, "Open")));
+    const open = () => start(input.value.trim());
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") open();
+    });
+    root.replaceChildren(h("div", { class: "toolbar" },
+      h("label", { for: "token" }, "Inspector token (rivetkit inspect token ACTOR_ID)"),
+      input, h("button", { type: "button", onclick: open }, "Open")));
   }
 
   async function start(token) {
