@@ -356,3 +356,24 @@ async def test_on_error_hook_and_entry_in_progress(tmp_path: Path) -> None:
     )
     assert history.error is not None and history.error["name"] == "EntryInProgressError"
     assert any("workflow" in e for e in events)
+
+
+async def test_a_step_context_is_valid_only_during_its_step(tmp_path: Path) -> None:
+    kept: list[Any] = []
+    errors: list[str] = []
+    wf = wf_actor(state={"guardTriggered": False})
+
+    @wf.run
+    @workflow
+    async def run(ctx):  # type: ignore[no-untyped-def]
+        await ctx.step("keep", lambda s: kept.append(s))
+        try:
+            kept[0].state["x"] = 1
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    async with setup_test(setup(use=[wf]), tmp_path) as t:
+        h = t.wf.get_or_create("g")
+        await wait_state(t, await started(h), "completed")
+        assert errors == ["state is only available inside workflow steps"]
+        assert await h.get() == {"guardTriggered": True}

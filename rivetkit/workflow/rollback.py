@@ -55,6 +55,7 @@ async def run_rollback(
             if inspect.isawaitable(result):
                 await result
         except Exception as exc:
+            s.end()
             meta.rollback_error = error_text(exc)
             history.touch_meta(entry.id)
             await run.flush()
@@ -62,6 +63,7 @@ async def run_rollback(
                 {"rollback": {"workflow_id": instance.actor_id, "step_name": "", "error": exc}}
             )
             raise
+        s.end()
         meta.rollback_completed_at = run.now_ms()
         meta.rollback_error = None
         history.touch_meta(entry.id)

@@ -44,17 +44,93 @@ __all__ = [
 ]
 
 
+#: The user-KV key RivetKit's guard writes when a step context is used after its step.
+GUARD_KEY = b"__rivet_actor_workflow_guard_triggered"
+
+
 class StepContext(ActorContext):
     """``s``: what a step body (or a rollback handler) sees: the actor's context (``state``,
     ``vars``, ``db``, ``kv``, ``client()``, ``broadcast``, ``queue``, ``schedule``,
-    ``keep_awake``, ``wait_until``, ``destroy()``, ``log``, ids), valid while its step runs."""
+    ``keep_awake``, ``wait_until``, ``destroy()``, ``log``, ids), valid while its step runs:
+    afterwards its actor data raises ``RuntimeError("<feature> is only available inside
+    workflow steps")`` (and, as RivetKit, sets ``state["guardTriggered"]`` when the state has
+    that key and writes the user-KV key ``__rivet_actor_workflow_guard_triggered``)."""
 
-    __slots__ = ()
+    __slots__ = ("_active",)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._active = True
 
     @classmethod
     def of(cls, instance: ActorInstance) -> StepContext:
         """A step context over ``instance`` (with its client factory)."""
         return cls(instance, None, instance.context._client_source)
+
+    def end(self) -> None:
+        """The step is over: the context no longer reaches actor data."""
+        self._active = False
+
+    def _guard(self, feature: str) -> None:
+        if self._active:
+            return
+        instance = self._instance
+        state = instance.state
+        if isinstance(state, dict) and "guardTriggered" in state:
+            state["guardTriggered"] = True
+            instance.mark_dirty()
+        instance.wait_until(instance.kv.put(GUARD_KEY, b"true"))
+        raise RuntimeError(f"{feature} is only available inside workflow steps")
+
+    @property
+    def state(self) -> Any:
+        """The actor's state (inside the step only)."""
+        self._guard("state")
+        return self._instance.state
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        self._guard("state")
+        self._instance.set_state(value)
+
+    @property
+    def vars(self) -> Any:
+        """The actor's vars (inside the step only)."""
+        self._guard("vars")
+        return self._instance.vars
+
+    @vars.setter
+    def vars(self, value: Any) -> None:
+        self._guard("vars")
+        self._instance.vars = value
+
+    @property
+    def db(self) -> Any:
+        """The actor's SQL database (inside the step only)."""
+        self._guard("db")
+        return self._instance.db
+
+    @property
+    def kv(self) -> Any:
+        """The actor's user KV (inside the step only)."""
+        self._guard("kv")
+        return self._instance.kv
+
+    @property
+    def queue(self) -> Any:
+        """The actor's queue (inside the step only)."""
+        self._guard("queue")
+        return self._instance.queue
+
+    def client(self) -> Any:
+        """A client of the registry's actors (inside the step only)."""
+        self._guard("client")
+        return super().client()
+
+    def broadcast(self, event: str, *args: Any) -> None:
+        """Send an event to subscribed connections (inside the step only)."""
+        self._guard("broadcast")
+        super().broadcast(event, *args)
 
 
 class StepOptions(NamedTuple):
@@ -175,6 +251,8 @@ async def step(ctx: WorkflowContext, name: str, fn: Callable[..., Any], opts: St
         raise
     except Exception as exc:
         return await _failed(ctx, name, entry, opts, exc)
+    finally:
+        s.end()
     entry.output = UNSET if output is None else output
     history.touch(entry)
     meta.status = "completed"
