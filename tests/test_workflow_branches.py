@@ -215,3 +215,34 @@ async def test_rollback_without_checkpoint_fails_at_once(tmp_path: Path) -> None
         history = await wait_state(t, await started(t.wf.get_or_create("n")), "failed")
     assert history.error is not None and history.error["name"] == "RollbackCheckpointError"
     assert "a" not in history.entries
+
+
+async def test_rollback_reaches_the_steps_of_the_current_loop_iteration(tmp_path: Path) -> None:
+    from rivetkit.workflow import Loop
+
+    undone: list[Any] = []
+    wf = wf_actor()
+
+    @wf.run
+    @workflow
+    async def run(ctx):  # type: ignore[no-untyped-def]
+        await ctx.rollback_checkpoint("cp")
+        await ctx.step("top", lambda s: "top", rollback=lambda s, o: undone.append(o))
+
+        async def body(c, i):  # type: ignore[no-untyped-def]
+            await c.step("in", lambda s: f"in{i}", rollback=lambda s, o: undone.append(o))
+            if i == 1:
+
+                def fail(s):  # type: ignore[no-untyped-def]
+                    raise CriticalError("late")
+
+                await c.step("fail", fail)
+            return Loop.continue_(i + 1)
+
+        await ctx.loop("L", body, state=0)
+
+    async with setup_test(setup(use=[wf]), tmp_path) as t:
+        await wait_state(t, await started(t.wf.get_or_create("lr")), "failed")
+    # the current iteration's handler, then the one before the loop (as RivetKit: the
+    # iterations already finished are not replayed during rollback)
+    assert undone == ["in1", "top"]

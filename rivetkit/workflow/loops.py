@@ -81,10 +81,19 @@ async def loop(
         meta = history.meta(entry, now)
         if entry.output is not UNSET or meta.status == "completed":
             return None if entry.output is UNSET else entry.output
-        if run.mode == "rollback":
-            raise RollbackStopError()
         state = entry.state
         iteration = entry.iteration
+        if run.mode == "rollback":
+            # Rollback replays the current iteration once, to meet its steps' handlers.
+            index = location[-1]
+            assert isinstance(index, int)
+            child = ctx.child((*location, (index, iteration)))
+            replayed: Any = body(child, state) if stateful else body(child)
+            if inspect.isawaitable(replayed):
+                replayed = await replayed
+            if isinstance(replayed, LoopBreak):
+                return replayed.value
+            raise RollbackStopError()
     else:
         if run.mode == "rollback":
             raise RollbackStopError()
