@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
@@ -290,6 +291,11 @@ def workflow(fn: WorkflowFn | None = None, *, on_error: Callable[..., Any] | Non
     """
     if fn is None:
         return lambda f: workflow(f, on_error=on_error)
+    if not inspect.iscoroutinefunction(fn):
+        raise TypeError(
+            f"@workflow needs an async function (async def {getattr(fn, '__name__', 'fn')}"
+            "(ctx): ...)"
+        )
     inner = fn
 
     @functools.wraps(inner)
