@@ -94,6 +94,8 @@ from rivetkit.protocol.envoy_protocol import (
     ToRivetWebSocketOpen,
 )
 
+from .inspector_sockets import PATH as INSPECTOR_PATH
+from .inspector_sockets import InspectorSocket, KeptInspectors
 from .tunnel_websocket import TunnelWebSocket
 
 if TYPE_CHECKING:
@@ -223,6 +225,8 @@ class Tunnel:
         self._detached: dict[bytes, tuple[str, float]] = {}
         # sockets restored though their start did not list them (not granted twice)
         self._unlisted: set[bytes] = set()
+        # inspector sockets detached from stopped actors (restored when a wake lists them)
+        self._inspectors = KeptInspectors()
         self.total_requests = 0
         self.total_websockets = 0
 
@@ -419,7 +423,10 @@ class Tunnel:
         self, key: bytes, message_id: MessageId, open_: ToEnvoyWebSocketOpen
     ) -> None:
         self.total_websockets += 1
-        socket = TunnelWebSocket(self, message_id, open_.actor_id)
+        inspector = _split(open_.path)[0] == INSPECTOR_PATH
+        socket = (InspectorSocket if inspector else TunnelWebSocket)(
+            self, message_id, open_.actor_id
+        )
         is_local = self.is_local
         if is_local is not None and not is_local(open_.actor_id):
             logger.warning("tunnel: WebSocket for actor %s, which is not here", open_.actor_id)
@@ -436,6 +443,8 @@ class Tunnel:
         self._sockets[key] = socket
         path, query = _split(open_.path)
         request = Request("GET", path, query_string=query, headers=_headers(open_.headers))
+        if isinstance(socket, InspectorSocket):
+            socket.request = request
         socket.can_hibernate = self._can_hibernate(open_.actor_id, request)
         task = asyncio.get_running_loop().create_task(
             self._serve_websocket(key, socket, open_.actor_id, request)
@@ -463,7 +472,7 @@ class Tunnel:
         if dispatcher is None:
             return False
         path = request.raw_path
-        if path == "/connect":
+        if path == "/connect" or path == INSPECTOR_PATH:  # see inspector_sockets
             return True
         if path == "/inspector" or path.startswith("/inspector/"):
             return False
@@ -578,6 +587,8 @@ class Tunnel:
                 socket._send(ToRivetWebSocketOpen(True))
         kept = self._hibernating.pop(actor_id, None)
         for key in () if kept is None else kept[1]:
+            if self._inspectors.restore(self, key, actor_id):
+                continue
             logger.debug("tunnel: closing a kept socket of actor %s with no record", actor_id)
             self.send(
                 MessageId(key[:4], key[4:], 0),
@@ -595,6 +606,7 @@ class Tunnel:
             if socket.actor_id == actor_id and socket.can_hibernate:
                 del self._sockets[key]
                 socket.detach()
+                self._inspectors.detached(key, socket)
                 if key in self._unlisted:  # unlisted at its last start too: not again
                     self._unlisted.discard(key)
                 else:
