@@ -354,6 +354,11 @@ async def test_legacy_answers_each_frame_in_its_version(
         assert type(error) is ip.v1.Error
         assert error.message.startswith("protocol.invalid_inspector_message: ")
         assert ("version 7" if bad[0] == 7 else "shorter than its version prefix") in error.message
+    # A body that does not decode is answered in its frame's version.
+    await ws.send(b"\x03\x00\xff")
+    raw = await asyncio.wait_for(ws.recv(), 10)
+    assert isinstance(raw, bytes) and raw[:2] == b"\x03\x00"
+    assert "invalid_inspector_message" in ip.decode_to_client(raw, None).message
     assert (await answer(5, ip.QueueRequest(5, 1)))[0] == 5
     await ws.close()
 

@@ -54,6 +54,7 @@ from rivetkit.inspector.token import (
 from rivetkit.protocol import inspector_protocol as ip
 from rivetkit.protocol.values import cbor_dumps, cbor_dumps_raw, cbor_loads
 from rivetkit.runtime.instance import Phase
+from rivetkit.traces import query as trace_query
 
 if TYPE_CHECKING:
     from rivetkit.dispatch.router import Dispatcher
@@ -358,6 +359,8 @@ class InspectorSession:
         try:
             if isinstance(data, str):
                 raise ProtocolError("inspector frames are binary", code=ip.ERROR_CODE)
+            if self.legacy and len(data) >= 2 and data[0] + (data[1] << 8) in ip.VERSIONS:
+                version = data[0] + (data[1] << 8)  # even a body that fails is answered in it
             version, request = ip.decode_request(data, self.version)
             if self.legacy:
                 self.client_version = version  # later pushes follow the client's version
@@ -454,12 +457,9 @@ class InspectorSession:
 
 async def _trace_query(instance: ActorInstance, request: ip.TraceQueryRequest) -> bytes:
     """The ``payload`` of a ``TraceQueryResponse``: the actor's spans between
-    ``request.start_ms`` and ``request.end_ms`` (at most ``request.limit``), encoded as
-    RivetKit's inspector encodes them; empty when there are none.
-
-    The seam for the traces module (T): replace this body with the call into
-    ``rivetkit.traces``; nothing else in this file needs to change."""
-    return b""
+    ``request.start_ms`` and ``request.end_ms`` (at most ``request.limit``) as
+    ``@rivetkit/traces``' vbare ``ReadRangeWire`` (:mod:`rivetkit.traces.query`)."""
+    return await trace_query.query_wire(instance, request.start_ms, request.end_ms, request.limit)
 
 
 def _schedule_error(error: Any) -> ip.ScheduleError | None:
