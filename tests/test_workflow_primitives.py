@@ -377,3 +377,21 @@ async def test_a_step_context_is_valid_only_during_its_step(tmp_path: Path) -> N
         await wait_state(t, await started(h), "completed")
         assert errors == ["state is only available inside workflow steps"]
         assert await h.get() == {"guardTriggered": True}
+
+
+async def test_destroy_while_the_workflow_waits_deletes_its_history(tmp_path: Path) -> None:
+    wf = wf_actor()
+
+    @wf.run
+    @workflow
+    async def run(ctx):  # type: ignore[no-untyped-def]
+        await ctx.step("a", lambda s: 1)
+        await ctx.sleep("long", 600.0)
+
+    async with setup_test(setup(use=[wf]), tmp_path) as t:
+        actor_id = await started(t.wf.get_or_create("d"))
+        await wait_state(t, actor_id, "sleeping")
+        await t.driver.destroy_actor(actor_id)
+        assert actor_id not in t.runtime.instances
+        assert await t.driver.kv_list(actor_id, keys.WORKFLOW_PREFIX, b"\x06\x02") == []
+        assert t.driver.alarms.get(actor_id) is None
