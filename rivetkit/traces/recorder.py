@@ -58,6 +58,9 @@ CHUNK_AGE: Final = 5.0
 DEFAULT_MAX_BYTES: Final = 1024 * 1024
 #: Largest estimated chunk (RivetKit's ``maxChunkBytes`` is 96 KiB).
 MAX_CHUNK_BYTES: Final = 64 * 1024
+#: Sealed chunks waiting for the writer beyond this (a store that does not keep up): the
+#: oldest waiting one is dropped.
+MAX_PENDING: Final = 32
 #: More running spans than this: the oldest are forgotten (never ended). RivetKit's default.
 MAX_ACTIVE_SPANS: Final = 10_000
 
@@ -363,7 +366,10 @@ class ActorTraces:
         if self.closed:  # the actor has stopped: its KV is not ours any more
             return
         running = self._with_running(records, True)
-        self.pending.append(Sealed(self._bucket, self._chunk_id, records, running))
+        pending = self.pending
+        pending.append(Sealed(self._bucket, self._chunk_id, records, running))
+        if len(pending) > MAX_PENDING:
+            del pending[1]  # pending[0] may be the one being written
         if self._writer is None or self._writer.done():
             try:
                 loop = asyncio.get_running_loop()
