@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 from engine_fixtures import envoy, new_pool
@@ -186,3 +187,41 @@ async def test_an_attached_inspector_neither_keeps_it_awake_nor_wakes_it(served:
             assert events_of(actor_id)[:3] == ["wake", "sleep", "wake"]
         finally:
             await ws.close()
+
+
+async def test_embedded_metadata_polls_neither_wake_nor_keep_it_awake() -> None:
+    """The dashboard polls ``/metadata`` every second; the embedded server answers it for a
+    sleeping actor without waking it (through the engine, the gateway wakes the actor for
+    any request: see docs/concepts/lifecycle.md)."""
+    async with (
+        serve_in_background(registry) as endpoint,
+        Client(endpoint, retry=RETRY) as client,
+        httpx.AsyncClient() as http,
+    ):
+        runtime = endpoint.app.runtime  # type: ignore[attr-defined]
+        served = Served("embedded", str(endpoint), runtime, None)
+        handle = client.ruledozer.get_or_create(key())
+        assert await handle.bump() == 1
+        actor_id = await handle.resolve()
+        ws = await open_inspector(served, actor_id, await actor_token(runtime.instances[actor_id]))
+        url = f"{endpoint}/gateway/{actor_id}/metadata"
+        answers: list[httpx.Response] = []
+
+        async def poll() -> None:
+            while True:
+                answers.append(await http.get(url))
+                await asyncio.sleep(TIMEOUT / 3)
+
+        poller = asyncio.ensure_future(poll())
+        try:
+            await eventually(lambda: served.asleep(actor_id), timeout=WAIT)
+            polled = len(answers)
+            await served.idle_for(4)
+            assert len(answers) > polled  # polled meanwhile
+            assert events_of(actor_id) == ["wake", "sleep"]
+        finally:
+            poller.cancel()
+            await ws.close()
+        last = answers[-1]
+        assert last.status_code == 200 and last.json()["runtime"] == "rivetkit"
+        assert last.headers["x-rivet-actor"] == actor_id

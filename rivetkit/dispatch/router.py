@@ -77,6 +77,7 @@ from rivetkit.dispatch.connect import (
 )
 from rivetkit.dispatch.hibernation import RawSession, can_hibernate_raw
 from rivetkit.dispatch.http import Request, Response
+from rivetkit.dispatch.metadata_asleep import metadata_if_asleep
 from rivetkit.dispatch.websocket import RawWebSocket, WebSocket
 from rivetkit.errors import EncodeError, ProtocolError, RivetError, http_status, to_public
 from rivetkit.protocol.actor_keys import serialize_key
@@ -341,6 +342,10 @@ class Dispatcher:
             return self._error(exc, None, f"{method} {path[:200]}", traced=False)
 
     async def _framework_get(self, actor_id: str, path: str) -> Response:
+        if path == "/metadata" and self.hibernatable_connections:  # embedded: no wake
+            asleep = await metadata_if_asleep(self, actor_id)
+            if asleep is not None:
+                return asleep
         instance = await self._instance(actor_id)
         if path == "/metadata":
             from rivetkit.inspector.ui import metadata
