@@ -246,3 +246,51 @@ async def test_rollback_reaches_the_steps_of_the_current_loop_iteration(tmp_path
     # the current iteration's handler, then the one before the loop (as RivetKit: the
     # iterations already finished are not replayed during rollback)
     assert undone == ["in1", "top"]
+
+
+async def test_a_failed_rollback_handler_resumes_on_the_next_start(tmp_path: Path) -> None:
+    calls: list[str] = []
+    wf = wf_actor()
+
+    @wf.run
+    @workflow
+    async def run(ctx):  # type: ignore[no-untyped-def]
+        await ctx.rollback_checkpoint("cp")
+
+        def undo_a(s, o):  # type: ignore[no-untyped-def]
+            calls.append("undo a")
+
+        def undo_b(s, o):  # type: ignore[no-untyped-def]
+            calls.append("undo b")
+            if calls.count("undo b") == 1:
+                raise RuntimeError("compensation down")
+
+        await ctx.step("a", lambda s: "a", rollback=undo_a)
+        await ctx.step("b", lambda s: "b", rollback=undo_b)
+
+        def fail(s):  # type: ignore[no-untyped-def]
+            raise CriticalError("stop")
+
+        await ctx.step("c", fail)
+
+    registry = setup(use=[wf])
+    async with setup_test(registry, tmp_path) as t:
+        actor_id = await started(t.wf.get_or_create("rr"))
+        history = await wait_state(t, actor_id, "rolling_back")
+        for _ in range(100):
+            history = await wait_state(t, actor_id, "rolling_back")
+            meta = history.metadata.get(history.entries["b"].id)
+            if meta is not None and meta.rollback_error:
+                break
+            await asyncio.sleep(0.01)
+        assert meta is not None and meta.rollback_error == "RuntimeError: compensation down"
+        assert calls == ["undo b"]  # the failing handler stopped the rollback
+    async with setup_test(registry, tmp_path) as t:
+        h = t.wf.get_or_create("rr")
+        await started(h)
+        history = await wait_state(t, actor_id, "failed")
+        assert await h.ping() is True  # a soft failure: the actor serves on
+    assert calls == ["undo b", "undo b", "undo a"]
+    meta_b = history.metadata[history.entries["b"].id]
+    assert meta_b.rollback_completed_at is not None and meta_b.rollback_error is None
+    assert history.error == {"name": "CriticalError", "message": "stop"}

@@ -47,6 +47,7 @@ WorkflowFn = Callable[[WorkflowContext], Awaitable[Any]]
 F = TypeVar("F", bound=WorkflowFn)
 #: Failures after which the actor keeps running (logged); others crash the actor (§1.12).
 _SOFT_FAILURES = (StepExhaustedError, CriticalError, RollbackError, JoinError, RaceError)
+_SOFT_NAMES = frozenset(c.name for c in _SOFT_FAILURES) | {"StepTimeoutError"}
 
 _runners: weakref.WeakKeyDictionary[ActorInstance, WorkflowRunner] = weakref.WeakKeyDictionary()
 
@@ -262,7 +263,9 @@ async def _drive(c: ActorContext, fn: WorkflowFn, on_error: Callable[..., Any] |
             raise
         if instance.abort_event.is_set():
             return  # stopping: whatever was flushed stays
-        if isinstance(exc, (*_SOFT_FAILURES, _StoredFailure)):
+        if isinstance(exc, _SOFT_FAILURES) or (
+            isinstance(exc, _StoredFailure) and exc.name in _SOFT_NAMES
+        ):
             instance.log.warning("workflow failed and will sleep until woken: %s", exc)
             return
         raise
