@@ -22,7 +22,7 @@ import pytest_asyncio
 from test_bank_interop import _node
 
 from conftest import both_twins
-from rivetkit import ActorOptions, UserError, actor, setup
+from rivetkit import ActorOptions, Response, UserError, actor, setup
 from rivetkit.client import Client
 from rivetkit.inspector.token import token_from_data_dir
 from rivetkit.protocol.schema import plan_of
@@ -101,6 +101,18 @@ async def take(c: Any) -> Any:
 @traced.action
 def nap(c: Any) -> None:
     c.sleep()
+
+
+@traced.on_request
+async def on_request(c: Any, request: Any) -> Response:
+    return Response(b"ok")
+
+
+@traced.on_websocket
+async def on_websocket(c: Any, ws: Any) -> None:
+    async for message in ws:
+        await ws.send(message)
+        return
 
 
 untraced = actor("untraced", state={"count": 0}, options=ActorOptions(traces=False))
@@ -515,3 +527,26 @@ async def test_direct_encoder_matches_the_schema_codec() -> None:
         for r in build_chunk(owner, chunk).records
     }
     assert kinds == {"SpanStart", "SpanUpdate", "SpanEnd", "SpanSnapshot"}
+
+
+async def test_spans_of_raw_requests_and_websockets(
+    server: Any, http: httpx.AsyncClient, data_dir: Path
+) -> None:
+    from websockets.asyncio.client import connect
+
+    actor_id = await create(http, "traced", "raw")
+    response = await http.get(f"/gateway/{actor_id}/request/hello")
+    assert response.status_code == 200 and response.content == b"ok"
+    url = str(server).replace("http://", "ws://") + f"/gateway/{actor_id}/websocket/"
+    async with connect(url) as ws:
+        await ws.send("ping")
+        assert await ws.recv() == "ping"
+
+    async def both() -> list[dict[str, Any]]:
+        spans = spans_of(await traces(http, data_dir, actor_id))
+        assert named(spans, "hook on_request") and named(spans, "hook on_websocket")
+        return spans
+
+    spans = await until(both)
+    (socket_span,) = named(spans, "hook on_websocket")
+    assert int(socket_span["endTimeUnixNano"]) > int(socket_span["startTimeUnixNano"])

@@ -94,6 +94,7 @@ from rivetkit.protocol.value_errors import invalid_output
 from rivetkit.runtime.connection import Hibernation, new_hibernation_id
 from rivetkit.runtime.instance import Phase
 from rivetkit.schemas import conn_params_of
+from rivetkit.traces import traced
 
 if TYPE_CHECKING:
     from rivetkit.runtime.connection import Connection
@@ -500,18 +501,19 @@ class Dispatcher:
         instance.begin_request()
         end = instance.end_request
         try:
-            result = hook.fn(instance.context, request.with_path(path))
-            if inspect.isawaitable(result):
-                timeout = instance.options.action_timeout
-                try:
-                    result = await asyncio.wait_for(result, timeout)
-                except asyncio.TimeoutError:
-                    raise RivetError(
-                        "actor",
-                        "action_timed_out",
-                        f"on_request did not answer within {timeout:g} s",
-                        metadata={"timeout_ms": int(timeout * 1000)},
-                    ) from None
+            with traced(instance.traces, "hook", "on_request"):
+                result = hook.fn(instance.context, request.with_path(path))
+                if inspect.isawaitable(result):
+                    timeout = instance.options.action_timeout
+                    try:
+                        result = await asyncio.wait_for(result, timeout)
+                    except asyncio.TimeoutError:
+                        raise RivetError(
+                            "actor",
+                            "action_timed_out",
+                            f"on_request did not answer within {timeout:g} s",
+                            metadata={"timeout_ms": int(timeout * 1000)},
+                        ) from None
             if not isinstance(result, Response):
                 raise TypeError(
                     f"on_request must return a rivetkit.Response, got {type(result).__name__}"
@@ -654,9 +656,10 @@ class Dispatcher:
 
         watcher = asyncio.ensure_future(close_on_abort())
         try:
-            result = hook.fn(instance.context, raw)
-            if inspect.isawaitable(result):
-                await result
+            with traced(instance.traces, "hook", "on_websocket"):
+                result = hook.fn(instance.context, raw)
+                if inspect.isawaitable(result):
+                    await result
         except Exception as exc:
             log_error(exc, instance, "on_websocket")
             await raw.close(1011, ws_reason(exc))
