@@ -225,3 +225,32 @@ async def test_embedded_metadata_polls_neither_wake_nor_keep_it_awake() -> None:
         last = answers[-1]
         assert last.status_code == 200 and last.json()["runtime"] == "rivetkit"
         assert last.headers["x-rivet-actor"] == actor_id
+
+
+async def test_the_inspector_socket_across_several_sleeps(served: Served) -> None:
+    """Request, sleep, request again, a few times on one socket: every request wakes the
+    actor and is answered in order (engine: the socket is reopened with the gateway's message
+    numbering each time); closing the socket while the actor sleeps is fine."""
+    async with served.client() as client:
+        handle = client.ruledozer.get_or_create(key())
+        assert await handle.bump() == 1
+        actor_id = await handle.resolve()
+        token = await actor_token(served.runtime.instances[actor_id])
+        ws = await open_inspector(served, actor_id, token)
+        try:
+            for rid in (1, 2, 3):
+                await eventually(lambda: served.asleep(actor_id), timeout=WAIT)
+                await ws.send(ip.encode_to_server(ip.StateRequest(rid), 6))
+                while True:
+                    answer = ip.decode_to_client(await asyncio.wait_for(ws.recv(), WAIT), 6)
+                    if isinstance(answer, ip.StateResponse):
+                        break
+                assert answer.rid == rid and cbor_loads(answer.state) == {"n": 1}
+            assert events_of(actor_id).count("wake") == 4
+            await eventually(lambda: served.asleep(actor_id), timeout=WAIT)
+        finally:
+            await ws.close()
+        wakes = events_of(actor_id).count("wake")
+        await served.idle_for(2)
+        assert events_of(actor_id).count("wake") <= wakes + 1  # at most one to see the close
+        await eventually(lambda: served.asleep(actor_id), timeout=WAIT)

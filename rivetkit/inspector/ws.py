@@ -29,7 +29,10 @@ attached the hook is None and costs nothing.
 
 An attached inspector does not keep its actor awake. While the actor sleeps the session stays
 open; a request wakes the actor, and the pusher re-attaches to the new instance when it sees
-one (sending the state, connections, queue size and schedules again).
+one (sending the state, connections, queue size and schedules again). Through the engine the
+socket is hibernatable instead (:mod:`rivetkit.drivers.engine.inspector_sockets`): the session
+ends when the actor stops, the gateway keeps the socket open, and a request on it wakes the
+actor, which runs a new session on the same socket (``Init`` again, then the answer).
 """
 
 from __future__ import annotations

@@ -16,13 +16,15 @@ the actor's KV):
   runs on it: ``Init`` again, then the message that woke the actor is delivered and answered.
 
 A socket of another envoy process (this one restarted) is not remembered: the tunnel closes
-it as any kept socket no record claims, and the dashboard reconnects.
+it as any kept socket no record claims, and the dashboard reconnects. At most
+:data:`MAX_KEPT` sockets are remembered (a socket the dashboard closed while its actor slept
+stays remembered until then).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from rivetkit.dispatch.http import Request
 from rivetkit.protocol.envoy_protocol import MessageId, ToRivetWebSocketOpen
@@ -32,10 +34,12 @@ from .tunnel_websocket import TunnelWebSocket
 if TYPE_CHECKING:
     from rivetkit.drivers.engine.tunnel import Tunnel
 
-__all__ = ["PATH", "InspectorSocket", "KeptInspectors"]
+__all__ = ["MAX_KEPT", "PATH", "InspectorSocket", "KeptInspectors"]
 
 #: The path (relative to the actor) of the inspector's WebSocket.
 PATH = "/inspector/connect"
+#: Most detached inspector sockets remembered (the oldest is forgotten first).
+MAX_KEPT: Final = 10_000
 
 
 class InspectorSocket(TunnelWebSocket):
@@ -68,7 +72,11 @@ class KeptInspectors:
     def detached(self, key: bytes, socket: TunnelWebSocket) -> None:
         """``socket`` was detached (its actor stopped): remember it if it is an inspector's."""
         if isinstance(socket, InspectorSocket) and socket.request is not None:
-            self._kept[key] = (socket.actor_id, socket.request, socket._last_in, socket._index)
+            kept = self._kept
+            kept.pop(key, None)
+            kept[key] = (socket.actor_id, socket.request, socket._last_in, socket._index)
+            if len(kept) > MAX_KEPT:  # sockets the dashboard closed while their actor slept
+                del kept[next(iter(kept))]
 
     def restore(self, tunnel: Tunnel, key: bytes, actor_id: str) -> bool:
         """The gateway kept socket ``key`` while ``actor_id`` slept and started the actor
@@ -97,9 +105,3 @@ class KeptInspectors:
         tunnel._socket_tasks.add(task)
         task.add_done_callback(tunnel._socket_tasks.discard)
         return True
-
-    def forget_actor(self, actor_id: str) -> None:
-        """Drop what is remembered of ``actor_id``'s sockets (its start did not list them:
-        the gateway no longer keeps them)."""
-        for key in [k for k, v in self._kept.items() if v[0] == actor_id]:
-            del self._kept[key]
