@@ -114,6 +114,31 @@ def encode_chunk(traces: ActorTraces, sealed: Sealed) -> bytes:
             count += 1
             continue
         span = entry
+        if (
+            span.start_ref is None
+            and span.error is None
+            and span.extra is None
+            and span.parent_seq is None
+            and span.start_ns >= base
+        ):  # the common case (an action's span), in one piece: SpanStart then SpanEnd
+            tail = tails.get(id(span.info))
+            if tail is None:
+                tail = tail_of(span, None)
+            own = b"\x08" + span_id_of(span.seq)
+            parts.append(
+                pack64(span.start_ns - base)
+                + b"\x00\x10"
+                + trace_id_of(span.trace_seq)
+                + own
+                + b"\x00"
+                + tail
+                + pack64(span.end_ns - base)
+                + b"\x03"
+                + own
+                + b"\x00"
+            )
+            count += 2
+            continue
         if span.start_ref is None:
             start_of(span, span.end_ns)
             count += 1

@@ -298,12 +298,13 @@ class ActorTraces:
                 _current.reset(token)
             except ValueError:  # ended in another context than the one it started in
                 pass
+        if self._open.pop(span.seq, None) is None:
+            return  # ended already, or forgotten (MAX_ACTIVE_SPANS)
         now = self.clock_ns()
         size = span.info[2]
         if self._records and (now >= self._bucket_end_ns or self._size + size > self.chunk_target):
-            self._seal()  # before the span leaves _open: a seal writes running spans' starts
-        if self._open.pop(span.seq, None) is None:
-            return  # ended already, or forgotten (MAX_ACTIVE_SPANS)
+            # (A span that began in the bucket before is written as a SpanSnapshot.)
+            self._seal()
         span.end_ns = now
         if span.extra is not None:
             size += _attrs_size(span.extra)
