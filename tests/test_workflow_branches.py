@@ -294,3 +294,31 @@ async def test_a_failed_rollback_handler_resumes_on_the_next_start(tmp_path: Pat
     meta_b = history.metadata[history.entries["b"].id]
     assert meta_b.rollback_completed_at is not None and meta_b.rollback_error is None
     assert history.error == {"name": "CriticalError", "message": "stop"}
+
+
+async def test_rollback_error_rolls_back_and_try_step_can_catch_it(tmp_path: Path) -> None:
+    from rivetkit.workflow import RollbackError
+
+    undone: list[str] = []
+    caught: list[Any] = []
+    wf = wf_actor()
+
+    @wf.run
+    @workflow
+    async def run(ctx):  # type: ignore[no-untyped-def]
+        await ctx.rollback_checkpoint("cp")
+        await ctx.step("reserve", lambda s: "r", rollback=lambda s, o: undone.append(o))
+
+        def refuse(s):  # type: ignore[no-untyped-def]
+            raise RollbackError("refused")
+
+        result = await ctx.try_step("probe", refuse, catch=("rollback",))
+        caught.append((result.ok, result.failure.kind))
+        await ctx.step("pay", refuse)
+
+    async with setup_test(setup(use=[wf]), tmp_path) as t:
+        history = await wait_state(t, await started(t.wf.get_or_create("re")), "failed")
+    assert caught == [(False, "rollback")]
+    assert undone == ["r"]
+    assert history.error == {"name": "RollbackError", "message": "refused"}
+    assert history.metadata[history.entries["pay"].id].status == "exhausted"
