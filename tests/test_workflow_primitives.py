@@ -395,3 +395,18 @@ async def test_destroy_while_the_workflow_waits_deletes_its_history(tmp_path: Pa
         assert actor_id not in t.runtime.instances
         assert await t.driver.kv_list(actor_id, keys.WORKFLOW_PREFIX, b"\x06\x02") == []
         assert t.driver.alarms.get(actor_id) is None
+
+
+async def test_a_step_output_that_cannot_be_recorded_fails_the_step(tmp_path: Path) -> None:
+    wf = wf_actor()
+
+    @wf.run
+    @workflow
+    async def run(ctx):  # type: ignore[no-untyped-def]
+        await ctx.step("bad", lambda s: object())
+
+    async with setup_test(setup(use=[wf]), tmp_path) as t:
+        history = await wait_state(t, await started(t.wf.get_or_create("x")), "failed")
+    assert history.error is not None and history.error["name"] == "CriticalError"
+    assert history.error["message"].startswith('Step "bad" output cannot be recorded as CBOR')
+    assert history.metadata[history.entries["bad"].id].status == "exhausted"

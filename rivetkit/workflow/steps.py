@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rivetkit.runtime.context import ActorContext
+from rivetkit.workflow import wire
 from rivetkit.workflow.errors import (
     ControlFlow,
     CriticalError,
@@ -253,6 +254,12 @@ async def step(ctx: WorkflowContext, name: str, fn: Callable[..., Any], opts: St
         return await _failed(ctx, name, entry, opts, exc)
     finally:
         s.end()
+    if output is not None:
+        try:
+            wire.cbor_encode(output)
+        except Exception as exc:  # recorded as a failed attempt, not a flush that never works
+            error = CriticalError(f'Step "{name}" output cannot be recorded as CBOR: {exc}')
+            return await _failed(ctx, name, entry, opts, error)
     entry.output = UNSET if output is None else output
     history.touch(entry)
     meta.status = "completed"
