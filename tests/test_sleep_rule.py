@@ -254,3 +254,37 @@ async def test_the_inspector_socket_across_several_sleeps(served: Served) -> Non
         await served.idle_for(2)
         assert events_of(actor_id).count("wake") <= wakes + 1  # at most one to see the close
         await eventually(lambda: served.asleep(actor_id), timeout=WAIT)
+
+
+async def test_engine_metadata_polls_count_as_requests(rivet_engine: LocalEngine) -> None:
+    """Through the engine, the gateway wakes a sleeping actor for a ``/metadata`` poll; the
+    poll then counts like any request (RivetKit's rule), so a dashboard polling every second
+    keeps the actor awake instead of waking it after each sleep. Once the polls stop, it
+    sleeps."""
+    pool = new_pool()
+    async with (
+        envoy(registry, rivet_engine, pool=pool) as (runtime, _),
+        Client(rivet_engine.endpoint, pool=pool, retry=RETRY) as client,
+        httpx.AsyncClient() as http,
+    ):
+        served = Served("engine", rivet_engine.endpoint, runtime, pool)
+        handle = client.ruledozer.get_or_create(key())
+        assert await handle.bump() == 1
+        actor_id = await handle.resolve()
+        url = f"{rivet_engine.endpoint}/gateway/{actor_id}/metadata"
+        answers: list[httpx.Response] = []
+
+        async def poll() -> None:
+            while True:
+                answers.append(await http.get(url))
+                await asyncio.sleep(TIMEOUT / 3)
+
+        poller = asyncio.ensure_future(poll())
+        try:
+            await served.idle_for(5)
+            assert events_of(actor_id) == ["wake"]  # polled: never asleep meanwhile
+        finally:
+            poller.cancel()
+        assert answers and answers[-1].status_code == 200
+        await eventually(lambda: served.asleep(actor_id), timeout=WAIT)
+        assert events_of(actor_id) == ["wake", "sleep"]

@@ -55,7 +55,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
-import json
 import os
 import random
 from typing import TYPE_CHECKING, Any, Final
@@ -77,7 +76,7 @@ from rivetkit.dispatch.connect import (
 )
 from rivetkit.dispatch.hibernation import RawSession, can_hibernate_raw
 from rivetkit.dispatch.http import Request, Response
-from rivetkit.dispatch.metadata_asleep import metadata_if_asleep
+from rivetkit.dispatch.metadata_route import metadata_response
 from rivetkit.dispatch.websocket import RawWebSocket, WebSocket
 from rivetkit.errors import EncodeError, ProtocolError, RivetError, http_status, to_public
 from rivetkit.protocol.actor_keys import serialize_key
@@ -343,16 +342,10 @@ class Dispatcher:
             return self._error(exc, None, f"{method} {path[:200]}", traced=False)
 
     async def _framework_get(self, actor_id: str, path: str) -> Response:
-        if path == "/metadata" and self.hibernatable_connections:  # embedded: no wake
-            asleep = await metadata_if_asleep(self, actor_id)
-            if asleep is not None:
-                return asleep
+        if path == "/metadata":  # how it counts toward sleep: see metadata_route
+            return await metadata_response(self, actor_id)
         instance = await self._instance(actor_id)
-        if path == "/metadata":
-            from rivetkit.inspector.ui import metadata
-
-            content_type, data = _JSON, json.dumps(metadata()).encode()
-        elif path == "/health":
+        if path == "/health":
             content_type, data = _TEXT, b"ok"
         elif path == "/metrics":
             content_type, data = _metrics_text(self.runtime, instance.name)
