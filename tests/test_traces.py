@@ -550,3 +550,17 @@ async def test_spans_of_raw_requests_and_websockets(
     spans = await until(both)
     (socket_span,) = named(spans, "hook on_websocket")
     assert int(socket_span["endTimeUnixNano"]) > int(socket_span["startTimeUnixNano"])
+
+
+async def test_close_does_not_wait_for_a_store_that_hangs() -> None:
+    class Hanging(MemoryStore):
+        async def write(self, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
+            await asyncio.Event().wait()
+
+    recorder = ActorTraces(Hanging())
+    recorder.instant("action", "increment")
+    started = time.monotonic()
+    await recorder.close(timeout=0.05)
+    assert recorder.closed and time.monotonic() - started < 2
+    recorder.instant("action", "after")  # recorded nowhere, and no error
+    assert recorder.current() is not None and not recorder.pending

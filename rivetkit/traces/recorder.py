@@ -11,8 +11,8 @@ estimated size reaches the chunk target, when the hour bucket changes, and when 
 stops. Sealing adds the start records of spans still running. A background task then turns
 the chunk into records (``SpanStart``, ``SpanUpdate`` with ``error.*`` attributes and
 ``SpanEnd`` with status ``ERROR`` for a failed span, ``SpanEnd``; see
-:func:`rivetkit.traces.wire.build_chunk`), encodes it (:mod:`rivetkit.traces.schema`) and
-writes it at ``[7, 1] + (1, bucket, chunk_id)``, deleting the oldest chunks in the same
+:func:`rivetkit.traces.wire.build_chunk`) and bytes (:mod:`rivetkit.traces.encode`) and
+writes them at ``[7, 1] + (1, bucket, chunk_id)``, deleting the oldest chunks in the same
 atomic write while the stored total would pass ``max_bytes`` (the bound: oldest dropped).
 Sealed chunks not yet written, and the current one, stay readable.
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from random import getrandbits
 from typing import Any, Final, NamedTuple, Protocol
@@ -442,14 +442,17 @@ class ActorTraces:
         while self._writer is not None and not self._writer.done():
             await asyncio.shield(self._writer)
 
-    async def close(self) -> None:
-        """Flush, then record nothing more (the actor stops)."""
-        await self.flush()
+    async def close(self, timeout: float = 5.0) -> None:
+        """Flush (for at most ``timeout`` seconds: a store that hangs does not hold the
+        actor's stop; what is not written then is lost), then record nothing more."""
+        try:
+            await asyncio.wait_for(self.flush(), timeout)
+        except asyncio.TimeoutError:
+            logger.warning("trace chunks not written within %g s of the stop: dropped", timeout)
+            if self._writer is not None:
+                self._writer.cancel()
+            self.pending.clear()
         self.closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-
-    def stored_keys(self) -> Iterable[bytes]:
-        """Keys of the chunks known to be stored (after the first write or read)."""
-        return [k for k, _ in self._stored or ()]
