@@ -73,7 +73,6 @@ def asleep(actor_json: dict[str, Any]) -> bool:
 async def check_lifecycle(http: httpx.AsyncClient, client: Client, endpoint: str) -> None:
     """Awake, asleep, awake again, destroyed: the fields at each step, on either driver."""
     handle = client.dozer.get_or_create(["life"])
-    assert await handle.bump() == 1
     actor_id = await handle.resolve()
 
     async def get() -> dict[str, Any]:
@@ -83,7 +82,9 @@ async def check_lifecycle(http: httpx.AsyncClient, client: Client, endpoint: str
         assert set(one) >= ENGINE_FIELDS
         return one  # type: ignore[no-any-return]
 
-    first = await get()
+    async with handle.connect() as conn:  # an open connection holds it awake meanwhile
+        assert await conn.bump() == 1
+        first = await get()
     assert awake(first), first
     assert first["pending_allocation_ts"] is None and first["destroy_ts"] is None
     assert first["create_ts"] <= first["start_ts"] <= first["connectable_ts"]
@@ -93,12 +94,13 @@ async def check_lifecycle(http: httpx.AsyncClient, client: Client, endpoint: str
         slept.update(await get())
         return asleep(slept)
 
-    await until(is_asleep)  # idle for sleep_timeout: asleep
+    await until(is_asleep)  # no connection, idle for sleep_timeout: asleep
     assert slept["start_ts"] == first["start_ts"]
     assert slept["sleep_ts"] >= first["connectable_ts"]
 
-    assert await handle.bump() == 2  # wakes it
-    woken = await get()
+    async with handle.connect() as conn:
+        assert await conn.bump() == 2  # wakes it
+        woken = await get()
     assert awake(woken), woken
     assert woken["start_ts"] == first["start_ts"]  # the first start, as the engine keeps it
     assert woken["connectable_ts"] >= slept["sleep_ts"]
@@ -182,3 +184,20 @@ async def test_lifecycle_times_follow_start_stop_and_destroy() -> None:
     assert destroyed["connectable_ts"] is None and destroyed["sleep_ts"] is None
     times.forget("a")
     assert times.fields("a", create, 1_004_000)["start_ts"] is None
+
+
+async def test_lifecycle_times_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rivetkit.runtime import lifecycle_times
+
+    monkeypatch.setattr(lifecycle_times, "MAX_ACTORS", 3)
+    times = LifecycleTimes(lambda: 1000.0)
+    times.starting("running")
+    times.started("running")
+    for actor_id in ("a", "b", "c"):
+        times.starting(actor_id)
+        times.started(actor_id)
+        times.stopped(actor_id)
+    # Four kept, over the bound: the longest-asleep ("a") went, the running one stayed.
+    assert times.fields("running", 0, None)["connectable_ts"] == 1_000_000
+    assert times.fields("a", 0, None)["start_ts"] is None  # forgotten: not run here
+    assert times.fields("c", 0, None)["start_ts"] == 1_000_000

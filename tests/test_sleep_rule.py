@@ -153,6 +153,14 @@ async def test_the_last_connection_closing_lets_it_sleep(served: Served) -> None
         assert events_of(actor_id) == ["wake", "sleep"]
 
 
+async def token_of(served: Served, handle: Any) -> tuple[str, str]:
+    """Bump the actor to 1 and read its inspector token, a connection holding it awake."""
+    async with handle.connect() as conn:
+        assert await conn.bump() == 1
+        actor_id: str = await handle.resolve()
+        return actor_id, await actor_token(served.runtime.instances[actor_id])
+
+
 async def open_inspector(served: Served, actor_id: str, token: str) -> ClientConnection:
     base = served.endpoint.replace("http://", "ws://")
     url = f"{base}/gateway/{actor_id}/inspector/connect?protocol_version=6"
@@ -165,16 +173,16 @@ async def open_inspector(served: Served, actor_id: str, token: str) -> ClientCon
 async def test_an_attached_inspector_neither_keeps_it_awake_nor_wakes_it(served: Served) -> None:
     async with served.client() as client:
         handle = client.ruledozer.get_or_create(key())
-        assert await handle.bump() == 1
-        actor_id = await handle.resolve()
-        token = await actor_token(served.runtime.instances[actor_id])
-        ws = await open_inspector(served, actor_id, token)
+        actor_id, token = await token_of(served, handle)
+        ws = await open_inspector(served, actor_id, token)  # awake once Init is in
         try:
             # Idle with the inspector attached: it sleeps after sleep_timeout ...
             await eventually(lambda: served.asleep(actor_id), timeout=WAIT)
+            before = events_of(actor_id)
+            assert before[-1] == "sleep"
             # ... and stays asleep: the socket stays open, so nothing reconnects or wakes it.
             await served.idle_for(4)
-            assert events_of(actor_id) == ["wake", "sleep"]
+            assert events_of(actor_id) == before
             assert served.asleep(actor_id)
             assert ws.close_code is None  # still open
             # A request on the socket wakes the actor and is answered.
@@ -184,7 +192,7 @@ async def test_an_attached_inspector_neither_keeps_it_awake_nor_wakes_it(served:
                 if isinstance(answer, ip.StateResponse):
                     break
             assert answer.rid == 1 and cbor_loads(answer.state) == {"n": 1}
-            assert events_of(actor_id)[:3] == ["wake", "sleep", "wake"]
+            assert events_of(actor_id)[len(before)] == "wake"
         finally:
             await ws.close()
 
@@ -201,9 +209,8 @@ async def test_embedded_metadata_polls_neither_wake_nor_keep_it_awake() -> None:
         runtime = endpoint.app.runtime  # type: ignore[attr-defined]
         served = Served("embedded", str(endpoint), runtime, None)
         handle = client.ruledozer.get_or_create(key())
-        assert await handle.bump() == 1
-        actor_id = await handle.resolve()
-        ws = await open_inspector(served, actor_id, await actor_token(runtime.instances[actor_id]))
+        actor_id, token = await token_of(served, handle)
+        ws = await open_inspector(served, actor_id, token)
         url = f"{endpoint}/gateway/{actor_id}/metadata"
         answers: list[httpx.Response] = []
 
@@ -215,10 +222,10 @@ async def test_embedded_metadata_polls_neither_wake_nor_keep_it_awake() -> None:
         poller = asyncio.ensure_future(poll())
         try:
             await eventually(lambda: served.asleep(actor_id), timeout=WAIT)
-            polled = len(answers)
+            polled, before = len(answers), events_of(actor_id)
             await served.idle_for(4)
             assert len(answers) > polled  # polled meanwhile
-            assert events_of(actor_id) == ["wake", "sleep"]
+            assert events_of(actor_id) == before and before[-1] == "sleep"
         finally:
             poller.cancel()
             await ws.close()
@@ -233,10 +240,9 @@ async def test_the_inspector_socket_across_several_sleeps(served: Served) -> Non
     numbering each time); closing the socket while the actor sleeps is fine."""
     async with served.client() as client:
         handle = client.ruledozer.get_or_create(key())
-        assert await handle.bump() == 1
-        actor_id = await handle.resolve()
-        token = await actor_token(served.runtime.instances[actor_id])
+        actor_id, token = await token_of(served, handle)
         ws = await open_inspector(served, actor_id, token)
+        first_wakes = events_of(actor_id).count("wake")
         try:
             for rid in (1, 2, 3):
                 await eventually(lambda: served.asleep(actor_id), timeout=WAIT)
@@ -246,7 +252,7 @@ async def test_the_inspector_socket_across_several_sleeps(served: Served) -> Non
                     if isinstance(answer, ip.StateResponse):
                         break
                 assert answer.rid == rid and cbor_loads(answer.state) == {"n": 1}
-            assert events_of(actor_id).count("wake") == 4
+            assert events_of(actor_id).count("wake") == first_wakes + 3
             await eventually(lambda: served.asleep(actor_id), timeout=WAIT)
         finally:
             await ws.close()
@@ -269,7 +275,6 @@ async def test_engine_metadata_polls_count_as_requests(rivet_engine: LocalEngine
     ):
         served = Served("engine", rivet_engine.endpoint, runtime, pool)
         handle = client.ruledozer.get_or_create(key())
-        assert await handle.bump() == 1
         actor_id = await handle.resolve()
         url = f"{rivet_engine.endpoint}/gateway/{actor_id}/metadata"
         answers: list[httpx.Response] = []
@@ -281,10 +286,12 @@ async def test_engine_metadata_polls_count_as_requests(rivet_engine: LocalEngine
 
         poller = asyncio.ensure_future(poll())
         try:
+            await eventually(lambda: bool(answers) and not served.asleep(actor_id), timeout=WAIT)
+            before = events_of(actor_id)
             await served.idle_for(5)
-            assert events_of(actor_id) == ["wake"]  # polled: never asleep meanwhile
+            assert events_of(actor_id) == before  # polled: it did not sleep meanwhile
         finally:
             poller.cancel()
-        assert answers and answers[-1].status_code == 200
-        await eventually(lambda: served.asleep(actor_id), timeout=WAIT)
-        assert events_of(actor_id) == ["wake", "sleep"]
+        assert answers[-1].status_code == 200
+        await eventually(lambda: served.asleep(actor_id), timeout=WAIT)  # polls stopped
+        assert events_of(actor_id) == [*before, "sleep"]

@@ -10,17 +10,23 @@ Engine does (read from engine 2.3.19's ``GET /actors`` answers):
 * ``pending_allocation_ts``: None (embedded mode places an actor at once).
 
 All in milliseconds since the epoch. :class:`LifecycleTimes` keeps them in memory, per actor
-this process started; an actor that has not run in this process (it slept before a restart,
-or was created and not woken yet) is reported asleep since the later of its creation and the
+this process started (at most :data:`MAX_ACTORS`: the longest-asleep are forgotten first); an
+actor that has not run in this process (it slept before a restart, or was created and not
+woken yet), or was forgotten, is reported asleep since the later of its creation and the
 start of this process.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["LifecycleTimes"]
+__all__ = ["MAX_ACTORS", "LifecycleTimes"]
+
+#: Most actors whose moments are kept; beyond, the longest-asleep are forgotten (then
+#: reported as not run in this process).
+MAX_ACTORS: Final = 100_000
 
 
 class LifecycleTimes:
@@ -69,12 +75,20 @@ class LifecycleTimes:
     def stopped(self, actor_id: str) -> None:
         """The actor stopped (asleep, or destroyed: then :meth:`forget` follows)."""
         now = self._now()
-        times = self._times.get(actor_id)
-        if times is None:
-            self._times[actor_id] = [None, None, now]
-        else:
-            times[1] = None
-            times[2] = now
+        all_times = self._times
+        times = all_times.pop(actor_id, None)  # re-inserted last: the newest sleeper
+        all_times[actor_id] = [None if times is None else times[0], None, now]
+        if len(all_times) > MAX_ACTORS:
+            self._evict()
+
+    def _evict(self) -> None:
+        # The oldest sleepers go first (running actors are skipped): they are reported
+        # asleep since this process started from then on.
+        all_times = self._times
+        for actor_id in list(itertools.islice(all_times, 64)):
+            if all_times[actor_id][1] is None:
+                del all_times[actor_id]
+                return
 
     def forget(self, actor_id: str) -> None:
         """The actor was destroyed: nothing more to report but its ``destroy_ts``."""
