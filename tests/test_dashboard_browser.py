@@ -9,7 +9,8 @@ dashboard, finds each actor (component card, then the actor's key), and checks t
 dashboard draws from what our page at ``/inspector/ui/`` announces, and what each shows:
 the state value (edited live from the Console), the table and its row, the queued message,
 the schedule; the dashboard's own Metadata tab too. No request to ``/gateway/*/inspector/*``
-may fail. Requests to other hosts (the dashboard's analytics) are aborted.
+may fail. Requests to other hosts (the dashboard's analytics) are aborted. Last, with our
+page blocked, the dashboard's own inline inspector (its fallback) shows the same tabs.
 
 Screenshots of every tab go to a folder printed at the start (kept after the run;
 ``DASHBOARD_SCREENSHOTS=DIR`` chooses it).
@@ -329,3 +330,39 @@ async def test_timer_schedules(dashboard: tuple[Any, Watcher], seeded: Seeded, s
     await schedules.get_by_text('["an hour later"]').wait_for()
     await shoot(page, shots, "timer-schedules")
     assert watcher.failures == []
+
+
+async def test_legacy_fallback_has_every_tab(
+    dashboard: tuple[Any, Watcher], seeded: Seeded, shots: Path
+) -> None:
+    """When our page cannot load, the dashboard offers its inline ("legacy") inspector; with
+    the version we report it negotiates inspector protocol v6 and shows the same tabs."""
+    page, watcher = dashboard
+    context = page.context
+    before = len(watcher.failures)
+
+    async def no_page(route: Any) -> None:
+        await route.abort()
+
+    await context.route(re.compile(r".*/inspector/ui/.*"), no_page)
+    sockets: list[str] = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    try:
+        await page.goto(f"{seeded.engine.endpoint}/ui/")
+        await page.get_by_text("timer", exact=True).first.click()
+        row = page.locator("a[href*='actorId=']", has_text=KEY).first
+        await row.click(position={"x": 20, "y": 16})
+        # The dashboard waits 8 s for the page, then offers its own inspector.
+        await page.get_by_role("button", name="Use legacy inspector").click()
+        await page.get_by_role("tab", name="Schedules").click()
+        await page.get_by_test_id("schedules-tab").get_by_text("fire", exact=True).wait_for()
+        labels = [label.strip() for label in await page.get_by_role("tab").all_inner_texts()]
+        assert labels == ["State", "Queue", "Schedules", "Connections", "Console", "Metadata"]
+        await shoot(page, shots, "timer-legacy-schedules")
+        assert any(url.endswith("/inspector/connect?protocol_version=6") for url in sockets)
+    finally:
+        await context.unroute(re.compile(r".*/inspector/ui/.*"), no_page)
+        # Only the page requests this test aborted may have failed.
+        caused = watcher.failures[before:]
+        del watcher.failures[before:]
+    assert all("/inspector/ui/" in failure for failure in caused), caused

@@ -36,6 +36,7 @@
     { id: "console", label: "Console", icon: "terminal" },
     { id: "traces", label: "Traces", icon: "logs" },
   ];
+  const LIVE_TABS = new Set(["state", "queue", "schedules", "connections", "workflow"]);
   // ToClient (v6) union tags of the pushes, and what each one changes.
   const PUSHES = {
     3: ["connections"],
@@ -543,7 +544,9 @@
     if (!tabs.some((t) => t.id === active)) active = tabs[0].id;
     root.dataset.state = "ready";
     root.dataset.tab = active;
-    const view = h("section", { class: `tab tab-${active}`, "data-tab": active }, VIEWS[active]());
+    // Shown while the inspector socket is open (CSS: :root[data-live="1"]).
+    const live = LIVE_TABS.has(active) ? h("span", { class: "live", title: "Updates as the actor changes" }, "Live") : null;
+    const view = h("section", { class: `tab tab-${active}`, "data-tab": active }, live, VIEWS[active]());
     if (embedded) {
       root.replaceChildren(view);
     } else {
