@@ -564,3 +564,49 @@ async def test_close_does_not_wait_for_a_store_that_hangs() -> None:
     assert recorder.closed and time.monotonic() - started < 2
     recorder.instant("action", "after")  # recorded nowhere, and no error
     assert recorder.current() is not None and not recorder.pending
+
+
+async def test_exporters_get_each_ended_span_once_whole() -> None:
+    """add_exporter: each span once, with its start, when the chunk it ended in is written;
+    otlp_http_exporter POSTs that JSON to a collector's /v1/traces (a real local server)."""
+    import http.server
+    import threading
+
+    from rivetkit.traces.export import add_exporter, otlp_http_exporter
+
+    received: list[Any] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            received.append((self.path, self.headers["x-key"], json.loads(body)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    collector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    seen: list[dict[str, Any]] = []
+    remove_list = add_exporter(seen.append)
+    endpoint = f"http://127.0.0.1:{collector.server_address[1]}"
+    remove_http = add_exporter(otlp_http_exporter(endpoint, headers={"x-key": "k"}))
+    try:
+        recorder = ActorTraces(MemoryStore(), resource={"rivet.actor.id": "a1"})
+        long = recorder.start("hook", "on_websocket")
+        recorder.instant("action", "one")
+        await recorder.flush()  # "one" ended; on_websocket still runs: not exported yet
+        long.end()
+        recorder.instant("action", "two")
+        await recorder.flush()
+    finally:
+        remove_list()
+        remove_http()
+        collector.shutdown()
+    names = [[s["name"] for s in spans_of({"otlp": o})] for o in seen]
+    assert names == [["action one"], ["hook on_websocket", "action two"]]
+    whole = spans_of({"otlp": seen[1]})[0]
+    assert int(whole["endTimeUnixNano"]) > int(whole["startTimeUnixNano"]) > 0
+    assert [(path, key) for path, key, _ in received] == [("/v1/traces", "k")] * 2
+    assert [otlp for _, _, otlp in received] == seen

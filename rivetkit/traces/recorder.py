@@ -411,6 +411,10 @@ class ActorTraces:
             except Exception as exc:
                 self.write_error = exc
                 logger.warning("writing a trace chunk failed (dropped): %s", exc)
+            from rivetkit.traces import export  # it imports this module
+
+            if export.exporting():
+                await export.export_sealed(self, sealed)
             self.pending.pop(0)
 
     async def _write(self, sealed: Sealed) -> None:

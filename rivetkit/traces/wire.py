@@ -44,8 +44,11 @@ _NS: Final = 1_000_000_000
 ChunkId = tuple[int, int]
 
 
-def build_chunk(traces: ActorTraces, sealed: Sealed) -> Chunk:
+def build_chunk(traces: ActorTraces, sealed: Sealed, *, whole: bool = False) -> Chunk:
     """The schema ``Chunk`` of a sealed (or the current) chunk of ``traces``.
+
+    ``whole`` (for exporters): each span that ended in the chunk with its start record,
+    even when an earlier chunk holds it, and nothing of the spans still running.
 
     An ended span gives its ``SpanStart`` (unless a chunk sealed while it ran holds it; a
     span that began in an earlier bucket gets a ``SpanSnapshot`` instead, which carries its
@@ -101,11 +104,13 @@ def build_chunk(traces: ActorTraces, sealed: Sealed) -> Chunk:
 
     for entry in sealed.records:
         if type(entry) is tuple:  # (STARTED, span): the start of a span still running
+            if whole:
+                continue
             span = entry[1]
             start_of(span, max(span.start_ns, base))
             continue
         span = entry
-        if span.start_ref is None:
+        if whole or span.start_ref is None:
             start_of(span, span.end_ns)
         span_id = span_id_of(span.seq)
         status = None
@@ -115,7 +120,7 @@ def build_chunk(traces: ActorTraces, sealed: Sealed) -> Chunk:
             records.append(Record(span.end_ns - base, SpanUpdate(span_id, kvs(attrs), 0, None)))
         records.append(Record(span.end_ns - base, SpanEnd(span_id, status)))
     active = []
-    for span in sealed.active:
+    for span in () if whole else sealed.active:
         where = span.start_ref
         if where is not None:
             key = SpanRecordKey(DATA_PREFIX, where[0], where[1], where[2])
