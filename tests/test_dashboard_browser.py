@@ -4,13 +4,14 @@
 A real engine (the session's ``rivet_engine``) runs ``examples/app.py``'s registry as an
 envoy in a pool of its own. We put data in first: a counter value (and an open connection),
 a notes row, a message on a worker queue its run loop does not consume, a reminder an hour
-away on the timer. Then Debian's chromium (playwright; never a browser download) opens the
+away on the timer, a payment to an order. Then Debian's chromium (playwright; never a browser download) opens the
 dashboard, finds each actor (component card, then the actor's key), and checks the tabs the
 dashboard draws from what our page at ``/inspector/ui/`` announces, and what each shows:
 the state value (edited live from the Console), the table and its row, the queued message,
-the schedule; the dashboard's own Metadata tab too. No request to ``/gateway/*/inspector/*``
-may fail. Requests to other hosts (the dashboard's analytics) are aborted. Last, with our
-page blocked, the dashboard's own inline inspector (its fallback) shows the same tabs.
+the schedule, the steps of the paid ``order``'s workflow; the dashboard's own Metadata tab
+too. No request to ``/gateway/*/inspector/*`` may fail. Requests to other hosts (the
+dashboard's analytics) are aborted. Last, with our page blocked, the dashboard's own inline
+inspector (its fallback) shows the same tabs.
 
 Screenshots of every tab go to a folder printed at the start (kept after the run;
 ``DASHBOARD_SCREENSHOTS=DIR`` chooses it).
@@ -106,12 +107,15 @@ async def seeded(rivet_engine: LocalEngine) -> AsyncIterator[Seeded]:
         await worker.send("reports", {"week": 1})  # the run loop only consumes "jobs"
         timer = client.timer.get_or_create([KEY])
         await timer.action("remindIn", 3600, "an hour later")
+        order = client.order.get_or_create([KEY])
+        await order.send("pay", {"amount": 30})  # its workflow charges, cools down, ships
         ids = {}
         for name, handle in (
             ("counter", counter),
             ("notes", notes),
             ("worker", worker),
             ("timer", timer),
+            ("order", order),
         ):
             ids[name] = await handle.resolve()
         async with counter.connect():  # listed by the Connections tab
@@ -329,6 +333,19 @@ async def test_timer_schedules(dashboard: tuple[Any, Watcher], seeded: Seeded, s
     await schedules.get_by_role("cell", name="fire", exact=True).wait_for()
     await schedules.get_by_text('["an hour later"]').wait_for()
     await shoot(page, shots, "timer-schedules")
+    assert watcher.failures == []
+
+
+async def test_order_workflow(dashboard: tuple[Any, Watcher], seeded: Seeded, shots: Path) -> None:
+    page, watcher = dashboard
+    frame = await open_actor(page, seeded, "order")
+    labels = await tab_labels(page)
+    assert labels[:2] == ["Workflow", "State"], labels
+    workflow = await open_tab(page, frame, "Workflow", "workflow")
+    for step in ("charge", "ship"):
+        await workflow.get_by_role("cell", name=step, exact=True).wait_for()
+    await workflow.get_by_text("Workflow state: completed").wait_for()
+    await shoot(page, shots, "order-workflow")
     assert watcher.failures == []
 
 

@@ -507,10 +507,49 @@
     workflow() {
       const flow = app.data.workflow;
       if (!flow) return [errorOf("workflow"), h("p", { class: "muted" }, "Loading…")];
+      const history = flow.history || {};
+      const names = history.nameRegistry || [];
+      const meta = history.entryMetadata || {};
+      const where = (location) => (location || []).map((part) =>
+        part.tag === "WorkflowNameIndex" ? names[part.val] ?? `#${part.val}` : `${part.tag.replace(/^Workflow/, "")} ${json(part.val)}`).join(" / ");
+      const replay = async (entryId) => {
+        try {
+          app.data.workflow = await api("POST", "/workflow/replay", entryId ? { entryId } : {});
+          delete app.errors.workflow;
+        } catch (error) {
+          app.errors.workflow = error.message;
+        }
+        render();
+      };
+      const detail = (kind) => {
+        const val = kind.val || {};
+        if (val.error) return `error: ${val.error}`;
+        if ("output" in val) return json(val.output);
+        if ("deadline" in val) return `until ${time(val.deadline)}${val.state ? ` (${val.state})` : ""}`;
+        if ("name" in val) return `message ${val.name}`;
+        return json(val);
+      };
+      const entries = (history.entries || []).slice().sort((a, b) =>
+        ((meta[a.id] || {}).createdAt ?? Infinity) - ((meta[b.id] || {}).createdAt ?? Infinity));
       return [
         errorOf("workflow"),
-        h("p", { class: "summary" }, `Workflow state: ${flow.workflowState ?? "unknown"}`),
-        h("pre", { class: "json" }, json(flow.history, 2)),
+        h("div", { class: "toolbar" },
+          h("span", { class: "summary", "data-testid": "workflow-state" }, `Workflow state: ${flow.workflowState ?? "unknown"}`),
+          h("button", { type: "button", class: "ghost", onclick: () => replay(null) }, "Replay from the start")),
+        table(
+          [
+            { label: "Entry", value: (e) => where(e.location) },
+            { label: "Kind", value: (e) => e.kind.tag.replace(/^Workflow/, "").replace(/Entry$/, "") },
+            { label: "Status", value: (e) => (meta[e.id] || {}).status ?? "—" },
+            { label: "Attempts", value: (e) => (meta[e.id] || {}).attempts ?? "—" },
+            { label: "Completed", value: (e) => time((meta[e.id] || {}).completedAt) },
+            { label: "Result", value: (e) => detail(e.kind) },
+            { label: "", value: (e) => e.kind.tag === "WorkflowStepEntry"
+              ? h("button", { type: "button", class: "ghost", onclick: () => replay(e.id) }, "Replay from here") : "" },
+          ],
+          entries,
+        ),
+        h("details", {}, h("summary", {}, "Raw history"), h("pre", { class: "json" }, json(history, 2))),
       ];
     },
 
