@@ -248,7 +248,7 @@ async def _route(instance: ActorInstance, request: Request, path: str, method: s
             await instance.queue.reset()
             return _json({})
     if route == ("GET", "/inspector/schedules"):
-        return _json({"schedules": await _schedules(instance)})
+        return _json({"schedules": _schedules(instance)})
     if route == ("GET", "/inspector/schedules/history"):
         ids = request.query.get("id")
         if not ids:
@@ -281,14 +281,17 @@ async def _route(instance: ActorInstance, request: Request, path: str, method: s
     raise _route_not_found()
 
 
-async def _schedules(instance: ActorInstance) -> list[dict[str, Any]]:
-    """The schedules' JSON; a recurring one's ``lastRunAt`` is its latest run's start."""
+def _schedules(instance: ActorInstance) -> list[dict[str, Any]]:
+    """The schedules' JSON; a recurring one carries its latest run's start (``lastRunAt``)
+    and its ``maxHistory``, as the WebSocket's ``Schedule`` does."""
     out = []
     for view in snapshot.schedules(instance):
         data = view.to_json()
-        if view.kind != "at":
-            latest = await snapshot.schedule_history(instance, view.id, 1)
-            data["lastRunAt"] = latest[0]["firedAt"] if latest else None
+        record = None if view.name is None else instance.schedule.recurring(view.name)
+        if view.kind != "at" and record is not None:
+            started = record.last_started_at
+            data["lastRunAt"] = None if started is None else int(started * 1000)
+            data["maxHistory"] = record.max_history
         out.append(data)
     return out
 
