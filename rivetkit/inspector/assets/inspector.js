@@ -132,9 +132,12 @@
     },
   };
 
+  const PAGE = 100;
+
   async function loadRows() {
     const table = encodeURIComponent(app.selectedTable);
-    app.data.rows = (await api("GET", `/database/rows?table=${table}&limit=100&offset=0`)).rows;
+    const offset = app.rowsOffset || 0;
+    app.data.rows = (await api("GET", `/database/rows?table=${table}&limit=${PAGE}&offset=${offset}`)).rows;
   }
 
   async function load(names) {
@@ -303,6 +306,33 @@
     );
   }
 
+  // One table of the Database tab: its columns with their types, a page of rows, paging.
+  function tableView(entry) {
+    if (!entry) return h("p", { class: "muted" }, "This table is gone.");
+    const offset = app.rowsOffset || 0;
+    const total = entry.records ?? 0;
+    const page = async (delta) => {
+      app.rowsOffset = Math.max(0, offset + delta);
+      try {
+        await loadRows();
+        delete app.errors.database;
+      } catch (error) {
+        app.errors.database = error.message;
+      }
+      render();
+    };
+    const columns = (entry.columns || []).map((c) => `${c.name} ${c.type || ""}${c.pk ? " (key)" : ""}`.trim());
+    return [
+      h("h3", {}, entry.table.name),
+      h("div", { class: "toolbar" },
+        h("span", { class: "muted" }, `${columns.length} columns: ${columns.join(", ")}; ${total} rows`),
+        h("button", { type: "button", class: "ghost", disabled: offset === 0, onclick: () => page(-PAGE) }, "Previous"),
+        h("span", { class: "muted" }, `${total ? offset + 1 : 0}–${Math.min(offset + PAGE, total)}`),
+        h("button", { type: "button", class: "ghost", disabled: offset + PAGE >= total, onclick: () => page(PAGE) }, "Next")),
+      rowsTable(app.data.rows || []),
+    ];
+  }
+
   function errorOf(name) {
     return app.errors[name] ? h("p", { class: "error", role: "alert" }, app.errors[name]) : null;
   }
@@ -359,6 +389,7 @@
             "data-table": name,
             onclick: async () => {
               app.selectedTable = name;
+              app.rowsOffset = 0;
               try {
                 await loadRows();
                 delete app.errors.database;
@@ -385,9 +416,7 @@
         h("div", { class: "split" },
           h("nav", { class: "side" }, h("h3", {}, "Tables"), tables.length ? list : h("p", { class: "muted" }, "No tables.")),
           h("section", { class: "main" },
-            app.selectedTable
-              ? [h("h3", {}, app.selectedTable), rowsTable(app.data.rows || [])]
-              : h("p", { class: "muted" }, "Pick a table."),
+            app.selectedTable ? tableView(tables.find((t) => t.table.name === app.selectedTable)) : h("p", { class: "muted" }, "Pick a table."),
             h("h3", {}, "Query"),
             sql,
             h("div", { class: "toolbar" }, h("button", { type: "button", onclick: run }, "Run")),
