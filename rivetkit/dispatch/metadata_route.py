@@ -1,9 +1,10 @@
 """An actor's ``GET /metadata``, and how it counts toward the actor's sleep.
 
-The Rivet dashboard polls the ``/metadata`` of the actor it shows every second (its
-"Auto-wake actors on select" setting, on by default, lets that poll wake a sleeping actor).
-The answer is the same for every actor of the process (:func:`rivetkit.inspector.ui.metadata`)
-with the actor's ``x-rivet-actor*`` headers.
+The Rivet dashboard reads an actor's ``/metadata`` to pick its inspector; its inline
+("legacy") inspector then polls it every second while it shows the actor (its "Auto-wake
+actors on select" setting, on by default, lets that poll wake a sleeping actor). The answer is
+the same for every actor of the process (:func:`rivetkit.inspector.ui.metadata`) with the
+actor's ``x-rivet-actor*`` headers.
 
 * Embedded mode (the server is its own gateway): a sleeping actor's ``/metadata`` is answered
   from its record, without waking it, and a running actor's does not count as activity; so
@@ -12,8 +13,8 @@ with the actor's ``x-rivet-actor*`` headers.
 * Engine mode: the engine's gateway wakes a sleeping actor for any request before our envoy
   sees it, so a poll that did not count as activity would make the actor sleep and wake
   again every ``sleep_timeout`` while the dashboard shows it. There the poll counts like any
-  HTTP request, as in RivetKit (its core counts every HTTP request): while the dashboard
-  watches an actor with auto-wake on, the actor stays awake, as RivetKit's does.
+  HTTP request, as in RivetKit (its core counts every HTTP request): while the inline
+  inspector shows an actor, the actor stays awake, as RivetKit's does.
 """
 
 from __future__ import annotations
