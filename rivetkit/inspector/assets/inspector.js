@@ -155,6 +155,8 @@
 
   function schedule(names) {
     for (const name of names) app.pending.add(name);
+    // Until the actor has spans, each change may be its first: look again (adds the tab).
+    if (spans().length === 0) app.pending.add("traces");
     if (app.flushTimer) return;
     app.flushTimer = setTimeout(async () => {
       app.flushTimer = null;
