@@ -118,7 +118,13 @@ async def test_ui_assets_need_no_token() -> None:
                 200,
                 "text/css; charset=utf-8",
             )
-        for path in ("/inspector/ui/inspector.js.map", "/inspector/ui/app.js", "/inspector/ui/x/y"):
+        missing_paths = (
+            "/inspector/ui",
+            "/inspector/ui/inspector.js.map",
+            "/inspector/ui/app.js",
+            "/inspector/ui/x/y",
+        )
+        for path in missing_paths:
             missing = await inspector_get(t, actor_id, path, None)
             assert missing.status_code == 404, path
             assert missing.json()["code"] == "ui_asset_not_found"

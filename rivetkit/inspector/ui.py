@@ -81,7 +81,8 @@ def _read(name: str) -> bytes:
 def asset(path: str) -> tuple[str, bytes] | None:
     """``(content type, bytes)`` of the UI asset at ``path`` (an ``/inspector/...`` path), or
     None when there is none."""
-    if path in ("/inspector/ui/", "/inspector/ui", "/inspector/ui/index.html"):
+    # Not "/inspector/ui": the page's relative links need the trailing slash.
+    if path in ("/inspector/ui/", "/inspector/ui/index.html"):
         return "text/html; charset=utf-8", PAGE_HTML.encode()
     if path == "/inspector/tab.css":
         path = "/inspector/ui/inspector.css"
