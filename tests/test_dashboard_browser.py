@@ -9,7 +9,7 @@ dashboard, finds each actor (component card, then the actor's key), and checks t
 dashboard draws from what our page at ``/inspector/ui/`` announces, and what each shows:
 the state value (edited live from the Console), the table and its row, the queued message,
 the schedule, the steps of the paid ``order``'s workflow; the dashboard's own Metadata tab
-too. No request to ``/gateway/*/inspector/*`` may fail. Requests to other hosts (the
+too. The sleepy ``timer``, shown, falls asleep and stays asleep, and the list shows it so. No request to ``/gateway/*/inspector/*`` may fail. Requests to other hosts (the
 dashboard's analytics) are aborted. Last, with our page blocked, the dashboard's own inline
 inspector (its fallback) shows the same tabs.
 
@@ -19,6 +19,7 @@ Screenshots of every tab go to a folder printed at the start (kept after the run
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -33,8 +34,11 @@ import pytest
 import pytest_asyncio
 from engine_fixtures import FAST_RETRY, engine_env
 
+from conftest import eventually
 from rivetkit.client import Client
 from rivetkit.drivers.engine import LocalEngine
+from rivetkit.runtime.instance import Phase
+from rivetkit.runtime.live_actors import Runtime
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -85,10 +89,18 @@ def example_registry() -> Any:
 class Seeded:
     """The engine, the actors' ids and the client that put data in them."""
 
-    def __init__(self, engine: LocalEngine, ids: dict[str, str], client: Client) -> None:
+    def __init__(
+        self, engine: LocalEngine, ids: dict[str, str], client: Client, runtime: Runtime
+    ) -> None:
         self.engine = engine
         self.ids = ids
         self.client = client
+        self.runtime = runtime
+
+    def asleep(self, name: str) -> bool:
+        """Whether actor ``name`` is not running in our envoy."""
+        instance = self.runtime.instances.get(self.ids[name])
+        return instance is None or instance.phase != Phase.STARTED
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -119,7 +131,7 @@ async def seeded(rivet_engine: LocalEngine) -> AsyncIterator[Seeded]:
         ):
             ids[name] = await handle.resolve()
         async with counter.connect():  # listed by the Connections tab
-            yield Seeded(rivet_engine, ids, client)
+            yield Seeded(rivet_engine, ids, client, env.runtime)
 
 
 @pytest.fixture(scope="module")
@@ -333,6 +345,16 @@ async def test_timer_schedules(dashboard: tuple[Any, Watcher], seeded: Seeded, s
     await schedules.get_by_role("cell", name="fire", exact=True).wait_for()
     await schedules.get_by_text('["an hour later"]').wait_for()
     await shoot(page, shots, "timer-schedules")
+
+    # Shown with our page (no polling, an inspector socket that keeps nobody awake), the
+    # sleepy timer (sleep_timeout 1 s) falls asleep, stays asleep, and shows as sleeping.
+    await eventually(lambda: seeded.asleep("timer"), timeout=30)
+    row = page.locator(f"a[href*='actorId={seeded.ids['timer']}']")
+    await row.locator("svg[data-icon='moon']").wait_for()
+    for _ in range(30):  # three sleep timeouts: a wake would show
+        await asyncio.sleep(0.1)
+        assert seeded.asleep("timer")
+    await shoot(page, shots, "timer-asleep")
     assert watcher.failures == []
 
 
