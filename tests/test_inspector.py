@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from conftest import eventually
 
+from conftest import eventually
 from rivetkit import ActorOptions, UserError, actor, setup
 from rivetkit.db import Database
 from rivetkit.inspector import token as token_module
