@@ -191,3 +191,55 @@ async def test_recorded_message_bytes_decode_as_rivetkit_writes_them() -> None:
     assert raw.hex().startswith("b90006781b")
     assert bytes.fromhex("fb4278bcfe56800000") in raw
     assert decode_cbor(raw) == data
+
+
+async def test_a_receive_recorded_before_a_crash_is_not_received_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dies after the history holding a received message is written and before
+    the message is deleted from the queue: the replay takes the leftover, so a later receive
+    does not get the same message again."""
+    from rivetkit.runtime.queue_message import QueueMessage
+
+    got: list[Any] = []
+    wf = wf_actor(sleep_grace_period=0.3)
+
+    @wf.run
+    @workflow
+    async def run(ctx):  # type: ignore[no-untyped-def]
+        msg = await ctx.queue.next("first", names=["work"])
+        got.append(("first", msg.body))
+        later = await ctx.queue.next("second", names=["work"])
+        got.append(("second", later.body))
+
+    dead = asyncio.Event()
+    original = QueueMessage.complete
+
+    async def complete(self: QueueMessage, response: Any = None) -> None:
+        dead.set()
+        await asyncio.Event().wait()  # the process died here: the delete never happens
+
+    monkeypatch.setattr(QueueMessage, "complete", complete)
+    registry = setup(use=[wf])
+    async with setup_test(registry, tmp_path) as t:
+        h = t.wf.get_or_create("crash")
+        actor_id = await started(h)
+        await wait_state(t, actor_id, "sleeping")
+        await h.send("work", {"n": 1})
+        await asyncio.wait_for(dead.wait(), 5)
+        assert "first:0" in (await stored(t, actor_id)).entries
+    assert got == []
+    monkeypatch.setattr(QueueMessage, "complete", original)
+    async with setup_test(registry, tmp_path) as t:
+        h = t.wf.get_or_create("crash")
+        await started(h)
+        await wait_state(t, actor_id, "sleeping")  # waiting in "second"
+        assert "second" not in dict(got)
+        assert got[0] == ("first", {"n": 1})
+        # The leftover was taken from the queue; a new message reaches "second".
+        await h.send("work", {"n": 2})
+        for _ in range(300):
+            if "second" in dict(got):
+                break
+            await asyncio.sleep(0.01)
+        assert dict(got) == {"first": {"n": 1}, "second": {"n": 2}}

@@ -405,6 +405,15 @@ class ActorQueue:
             spans.instant("queue.receive", received[0].name, {"rivet.queue.count": len(received)})
         return received
 
+    async def claim(self, ident: int, completable: bool) -> QueueMessage | None:
+        """Take the ready message ``ident`` as a receive would (a workflow replaying a receive
+        it recorded just before a crash, whose message was never deleted); None when the
+        message is gone or already taken."""
+        entry = self._messages.get(ident)
+        if entry is None or entry.state != _READY:
+            return None
+        return (await self._take([ident], completable))[0]
+
     async def _delete(
         self, idents: list[int], previous: int, then: Callable[[], None] | None = None
     ) -> None:

@@ -201,7 +201,7 @@ async def _next_batch(
             deadline_entry = history.add(loc, "sleep", deadline=deadline, sleep_state="pending")
             await run.flush()
     if recorded is not None and recorded.kind == "message":
-        return _replayed(ctx, name, int(recorded.data or 0), completable)
+        return await _replayed(ctx, name, int(recorded.data or 0), completable)
     label = _label(wanted)
     if deadline is not None and run.now_ms() >= deadline:
         assert deadline_entry is not None
@@ -246,10 +246,14 @@ async def _next_batch(
     return out
 
 
-def _replayed(
+async def _replayed(
     ctx: WorkflowContext, name: str, count: int, completable: bool
 ) -> list[WorkflowMessage]:
+    """The messages a receive recorded. One recorded but still in the actor's queue (the
+    process died between the history write and the queue delete) is taken now, so it is
+    never received a second time."""
     history = ctx._run.history
+    queue = ctx._run.instance.queue
     out = []
     for i in range(count):
         _loc, key = ctx.locate(f"{name}:{i}")
@@ -260,6 +264,10 @@ def _replayed(
         if not (isinstance(data, dict) and data.get(_MARKER)):
             data = {"id": "", "name": entry.name, "body": data, "createdAt": 0}
         message = WorkflowMessage(ctx, entry, data, None)
+        if message.id and not message.completed:
+            leftover = await queue.claim(message.id, completable)  # deleted unless completable
+            if leftover is not None and completable:
+                message._live = leftover
         if completable and not message.completed:
             ctx._pending_complete.add(message.id)
         out.append(message)
