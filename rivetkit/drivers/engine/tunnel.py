@@ -112,10 +112,11 @@ _FRAMING: Final = (b"content-length", b"transfer-encoding", b"connection")
 
 #: Seconds after its actor stopped here during which a hibernatable socket that the next
 #: ``CommandStartActor`` does not list still counts as kept by the gateway (whose record of
-#: it may not be written yet: up to ~128 ms plus a transaction after the socket opens or
-#: starts hibernating, in engine 2.3.19). Generous: erring long only delays the
-#: ``on_disconnect`` of a client that closed during a sleep this short.
-LISTING_LAG: Final = 2.0
+#: it may not be written yet: up to ~128 ms plus a transaction after the gateway sees the
+#: socket open or the actor stop, in engine 2.3.19; the gateway sees the stop when the
+#: engine's workflow gets to it, which a loaded machine delays by seconds). Generous: erring
+#: long only delays the ``on_disconnect`` of a client that closed during a sleep this short.
+LISTING_LAG: Final = 5.0
 
 
 def _headers(pairs: dict[str, str]) -> Headers:
