@@ -64,10 +64,11 @@ class ActorOptions:
     - ``can_hibernate_websocket`` (False): whether raw ``on_websocket`` sockets survive
       sleep; a bool, or a synchronous callable given the upgrade request (path as
       ``on_websocket`` sees it) that returns a bool. Actor-connect sockets (``/connect``)
-      hibernate regardless. A raw socket that may not hibernate keeps its actor awake while
-      its handler runs and is closed (1001) when the actor stops; one that may gets a
-      connection (``c.conn``, its state kept across the sleep) and its handler is called
-      again after the wake (see :mod:`rivetkit.dispatch.hibernation`).
+      hibernate regardless. Any open raw socket keeps its actor awake (RivetKit's sleep
+      rule); one that may not hibernate is closed (1001) when the actor stops (``c.sleep()``,
+      destroy, shutdown); one that may gets a connection (``c.conn``, its state kept across
+      the sleep) and its handler is called again after the wake (see
+      :mod:`rivetkit.dispatch.hibernation`).
 
     Deprecated in RivetKit, accepted and validated for compatibility (``None`` = not set):
 

@@ -230,8 +230,9 @@ class Dispatcher:
         # With hibernatable_connections (the embedded server, which holds the client sockets
         # itself), /connect sockets survive their actor's sleep: this process is their
         # "gateway" (a random id), each socket a request id, and a restored connection finds
-        # its socket through them (conn_alive). Without it (the engine tunnel, whose gateway
-        # closes the sockets of a stopping actor), connections keep their actor awake.
+        # its socket through them (conn_alive). Without it, the engine tunnel decides (its
+        # gateway keeps hibernatable sockets). Open connections keep the actor awake either
+        # way (RivetKit's sleep rule); only c.sleep() hibernates them.
         self.hibernatable_connections = hibernatable_connections
         self.gateway_id = new_hibernation_id()
         # request id -> the session holding the socket (ConnSession, or RawSession)
