@@ -7,7 +7,14 @@ aside for the "off" rounds, as ``ActorOptions(traces=False)`` would leave it), s
 see the same actor and the same machine. Two paths:
 
 * ``runtime``: :func:`rivetkit.testing.setup_runtime`'s client (no transport, no encoding):
-  the action path alone, where a span's cost is the largest share;
+  the action path alone, where a span's cost is the largest share. The calls never give
+  the loop a turn, so the chunk writer does not run within a round (sealed chunks past
+  ``MAX_PENDING`` are dropped): this is the recording's cost on the action's path. The
+  recorder reads ``time.time_ns`` as a served actor's does (``setup_runtime``'s fake clock
+  would add two Python calls per span);
+* ``runtime+writer``: the same, giving the loop a turn every 100 calls on both sides, so
+  the writer encodes and stores every chunk within the round: the whole cost of tracing,
+  recording and writing;
 * ``server``: a real server on 127.0.0.1 (:func:`rivetkit.server.serve_in_background`) and
   the Python client's WebSocket connection (``conn.action("increment")``): the whole path
   a client's call takes.
@@ -59,22 +66,31 @@ def build_registry() -> Any:
 
 
 async def compare(
-    call: Callable[[], Awaitable[Any]], instance: Any, calls: int, rounds: int
+    call: Callable[[], Awaitable[Any]],
+    instance: Any,
+    calls: int,
+    rounds: int,
+    yield_every: int = 0,
 ) -> dict[str, float]:
     """Best calls/s with the traces of ``instance`` on and off, over ``rounds`` alternating
-    rounds of ``calls`` calls each."""
+    rounds of ``calls`` calls each (``yield_every``: give the loop a turn every that many
+    calls, on both sides, so the chunk writer runs within the round)."""
     recorder = instance.traces
     assert recorder is not None, "tracing is off (RIVETKIT_TRACES=0?)"
     best = {"on": 0.0, "off": 0.0}
     for _ in range(200):  # warm-up
         await call()
+    every = yield_every or calls + 1
     for round_ in range(rounds):
         for side in ("on", "off") if round_ % 2 == 0 else ("off", "on"):
             instance.traces = recorder if side == "on" else None
             start = time.perf_counter()
-            for _ in range(calls):
+            for i in range(calls):
                 await call()
+                if i % every == 0:
+                    await asyncio.sleep(0)
             best[side] = max(best[side], calls / (time.perf_counter() - start))
+        await recorder.flush()
     instance.traces = recorder
     return {
         "on_per_s": round(best["on"]),
@@ -127,7 +143,13 @@ async def run(calls: int, rounds: int) -> dict[str, dict[str, float]]:
         handle = client.counter.get_or_create(["bench"])
         await handle.increment()
         instance = client.runtime.instances[await handle.resolve()]
+        # setup_runtime's fake clock is a Python function; a served actor's recorder reads
+        # time.time_ns (in C, with the compiled twin), as set here.
+        instance.traces.clock_ns = time.time_ns
         results["runtime"] = await compare(handle.increment, instance, calls, rounds)
+        results["runtime+writer"] = await compare(
+            handle.increment, instance, calls, rounds, yield_every=100
+        )
     with tempfile.TemporaryDirectory(prefix="rivetkit-bench-") as data_dir:
         async with serve_in_background(registry, data_dir=data_dir) as url:  # noqa: SIM117
             async with Client(str(url)) as remote:  # (the client needs the server's url)
@@ -159,8 +181,9 @@ def main() -> int:
         f"per span: recording {span['record_us']:.2f} us (on the action's path), "
         f"writing {span['encode_us']:.2f} us (background), {span['bytes_per_span']:.0f} bytes"
     )
-    per_span = span["record_us"] + span["encode_us"]
     for name, row in results.items():
+        # (the writer does not run within a "runtime" round: recording alone)
+        per_span = span["record_us"] + (0.0 if name == "runtime" else span["encode_us"])
         # The span's own cost over an untraced call's time: what the ratio would be without
         # the machine's noise (rounds of the same actor still differ by several percent).
         row["estimated_cost"] = round(per_span * row["off_per_s"] / 1e6, 4)

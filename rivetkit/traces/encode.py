@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Any, Final
 
-from rivetkit.traces.recorder import error_attrs
+from rivetkit.traces.attrs import error_attrs
 from rivetkit.traces.schema import DATA_PREFIX
 
 if TYPE_CHECKING:

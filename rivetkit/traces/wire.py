@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from rivetkit.traces.recorder import BUCKET_SECONDS, Sealed, Span, error_attrs
+from rivetkit.traces.attrs import error_attrs
+from rivetkit.traces.recorder import BUCKET_SECONDS, Sealed, Span
 from rivetkit.traces.schema import (
     CHUNK,
     DATA_PREFIX,
