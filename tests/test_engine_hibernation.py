@@ -38,6 +38,7 @@ from rivetkit.protocol.envoy_protocol import (
     HibernatingRequest,
     MessageId,
     ToRivetWebSocketClose,
+    ToRivetWebSocketMessage,
     ToRivetWebSocketMessageAck,
     ToRivetWebSocketOpen,
 )
@@ -501,3 +502,29 @@ async def test_tunnel_unlisted_socket_window() -> None:
     now[0] += LISTING_LAG
     tunnel.start_actor("actor", 4, [])
     assert not tunnel.socket_kept("actor", 4, old)
+
+
+async def test_tunnel_restored_socket_holds_until_resumed() -> None:
+    """A restored socket holds back what it sends (in order, indexes unchanged) until the
+    gateway sends on it or the hold ends."""
+    socket, fake = hibernatable_socket()
+    socket.hold(60)
+    await socket.send("one")
+    socket.ack(3)
+    await socket.send(b"two")
+    assert fake.sent == []
+    socket.on_message(b"hi", False, 1)  # the gateway resumed the socket
+    kinds = [m.message_kind for m in fake.sent]
+    assert [type(k) for k in kinds] == [
+        ToRivetWebSocketMessage,
+        ToRivetWebSocketMessageAck,
+        ToRivetWebSocketMessage,
+    ]
+    assert [m.message_id.message_index for m in fake.sent] == [0, 1, 2]
+    assert await socket.receive() == "hi"
+    other, fake = hibernatable_socket()
+    other.hold(0.05)
+    await other.send("late")
+    assert fake.sent == []
+    await asyncio.sleep(0.1)  # the hold ends on its own
+    assert [m.message_kind.data for m in fake.sent] == [b"late"]

@@ -49,6 +49,11 @@ message it forwarded until we acknowledge it:
   as kept even when unlisted, once: if it is unlisted at the next start too, it is closed
   (a client that closed during such a short sleep gets its ``on_disconnect`` one generation
   late, never a live connection dropped);
+* the 2.3.19 gateway drops what reaches a kept socket while it moves that socket from the
+  stopped generation to the new one (about 128 ms after it sees the stop), so a restored
+  socket holds back what it sends for :data:`RESUME_HOLD` after ``Running``, or until the
+  gateway sends on it (:meth:`TunnelWebSocket.hold`): the first events after a wake reach
+  the other clients up to that much later, and are not lost;
 * the gateway may also open a kept socket again after the wake (a ``WebSocketOpen`` with the
   same ids, its numbering starting over): the restored socket answers
   ``WebSocketOpen{canHibernate: true}`` and goes on serving the same connection
@@ -104,7 +109,7 @@ if TYPE_CHECKING:
 
     from .envoy import EnvoyClient
 
-__all__ = ["LISTING_LAG", "Tunnel", "TunnelWebSocket"]
+__all__ = ["LISTING_LAG", "RESUME_HOLD", "Tunnel", "TunnelWebSocket"]
 
 logger = logging.getLogger("rivetkit.engine")
 
@@ -117,6 +122,9 @@ _FRAMING: Final = (b"content-length", b"transfer-encoding", b"connection")
 #: engine's workflow gets to it, which a loaded machine delays by seconds). Generous: erring
 #: long only delays the ``on_disconnect`` of a client that closed during a sleep this short.
 LISTING_LAG: Final = 5.0
+#: Seconds a restored socket holds back what it sends after its actor runs again, unless
+#: the gateway sends on it first (see :meth:`TunnelWebSocket.hold`).
+RESUME_HOLD: Final = 1.0
 
 
 def _headers(pairs: dict[str, str]) -> Headers:
@@ -586,6 +594,7 @@ class Tunnel:
         for socket in self._restored.pop(actor_id, []):
             if not socket.closed:
                 socket._send(ToRivetWebSocketOpen(True))
+                socket.hold(RESUME_HOLD)
         kept = self._hibernating.pop(actor_id, None)
         for key in () if kept is None else kept[1]:
             if self._inspectors.restore(self, key, actor_id):

@@ -32,6 +32,7 @@ class TunnelWebSocket:
     __slots__ = (
         "_accepted",
         "_closed",
+        "_held",
         "_incoming",
         "_index",
         "_info",
@@ -63,6 +64,8 @@ class TunnelWebSocket:
         self.detached = False
         #: The hibernation record of its connection (hibernatable sockets).
         self._info: Hibernation | None = None
+        #: Outgoing messages held back (see :meth:`hold`), in order; None: not held.
+        self._held: list[ToRivetTunnelMessageKind] | None = None
 
     @property
     def redelivers(self) -> bool:
@@ -92,7 +95,31 @@ class TunnelWebSocket:
         info = self._info
         if info is not None:
             info.server_message_index = self._last_in
+        held, self._held = self._held, None
         self._send(ToRivetWebSocketOpen(True))
+        for kind in held or ():
+            self._send(kind)
+
+    def hold(self, seconds: float) -> None:
+        """Hold back what is sent on this restored socket for ``seconds``, or until the
+        gateway sends a message on it (which it does only once it resumed the socket).
+
+        The engine 2.3.19 gateway drops what reaches a kept socket while it switches that
+        socket from the stopped generation to the new one (its hibernation task can end,
+        the actor being up again, with our messages still in its queue); that switch ends
+        within ~128 ms plus a few database operations of the gateway seeing the stop."""
+        if self._held is None:
+            self._held = []
+            asyncio.get_running_loop().call_later(seconds, self.release)
+
+    def release(self) -> None:
+        """Send the held messages (in order) and stop holding."""
+        held = self._held
+        if held is None:
+            return
+        self._held = None
+        for kind in held:
+            self._send(kind)
 
     def ack(self, index: int) -> None:
         """``WebSocketMessageAck{index}``: the messages up to ``index`` are stored."""
@@ -102,6 +129,7 @@ class TunnelWebSocket:
         """Forget the socket without closing it (its actor stopped; the gateway keeps it)."""
         if not self.detached:
             self.detached = True
+            self._held = None
             self._closed = True
             self._push(None)
 
@@ -111,6 +139,10 @@ class TunnelWebSocket:
         return self._closed
 
     def _send(self, kind: ToRivetTunnelMessageKind) -> None:
+        held = self._held
+        if held is not None:
+            held.append(kind)
+            return
         index = self._index
         self._index = (index + 1) & 0xFFFF
         mid = self._message_id
@@ -170,6 +202,8 @@ class TunnelWebSocket:
     def on_message(self, data: bytes, binary: bool, index: int = 0) -> None:
         if self._closed:
             return
+        if self._held is not None:  # the gateway resumed the socket
+            self.release()
         if self.can_hibernate:  # the gateway's indexes: no repeat, no gap
             last = self._last_in
             if (last - index) & 0xFFFF < 0x8000:
