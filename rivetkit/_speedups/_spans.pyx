@@ -10,11 +10,14 @@ the current-span variable is set and reset through the C API; when the clock is
 
 cimport cython
 
+import struct
 import time
 from contextvars import ContextVar
 
 from cpython.contextvars cimport PyContextVar_Reset, PyContextVar_Set, get_value
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.dict cimport PyDict_GetItem
+from libc.string cimport memcpy
 from cpython.object cimport PyObject
 
 from rivetkit.traces.attrs import attrs_size, encode_attrs
@@ -137,6 +140,44 @@ cdef class Span:
         self._owner._end(self)
 
 
+cdef inline void _put_u64le(unsigned char* out, unsigned long long value) noexcept:
+    cdef int i
+    for i in range(8):
+        out[i] = <unsigned char>(value >> (8 * i))
+
+
+cdef inline void _put_u64be(unsigned char* out, unsigned long long value) noexcept:
+    cdef int i
+    for i in range(8):
+        out[7 - i] = <unsigned char>(value >> (8 * i))
+
+
+cdef bytes _plain_pair(
+    Span span, long long base, unsigned long long id_base, bytes trace_base, bytes tail
+):
+    """SpanStart then SpanEnd of a plain root span, as the pure twin's concatenation."""
+    cdef Py_ssize_t tail_len = len(tail)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, 55 + tail_len)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
+    cdef unsigned long long span_id = id_base + span._seq  # wraps mod 2**64
+    _put_u64le(p, <unsigned long long>(span.start_ns - base))
+    p[8] = 0x00
+    p[9] = 0x10
+    memcpy(p + 10, PyBytes_AS_STRING(trace_base), 8)
+    _put_u64be(p + 18, span._trace_seq)
+    p[26] = 0x08
+    _put_u64be(p + 27, span_id)
+    p[35] = 0x00
+    memcpy(p + 36, PyBytes_AS_STRING(tail), tail_len)
+    p += 36 + tail_len
+    _put_u64le(p, <unsigned long long>(span.end_ns - base))
+    p[8] = 0x03
+    p[9] = 0x08
+    _put_u64be(p + 10, span_id)
+    p[18] = 0x00
+    return out
+
+
 cdef class SpanRecorder:
     """The recording half of an actor's trace recorder: spans started and ended, the records
     of the chunk being filled (ended spans, in end order) and its estimated size.
@@ -208,6 +249,46 @@ cdef class SpanRecorder:
     def trace_id_of(self, seq):
         """The id of the trace whose root is this recorder's span number ``seq``."""
         return self.trace_base + seq.to_bytes(8, "big")
+
+    def encode_records(self, list records, long long base, tail_of, other, list parts):
+        """Append the record bytes of a chunk's entries (``base``: its bucket start in epoch
+        nanoseconds) to ``parts``; returns how many records they are.
+
+        An ended root span with no error nor extra attributes, started in the bucket and
+        not written before (an action's span, the common case) is made here: its
+        ``SpanStart`` (``tail_of(span)``: the bytes after its parent field) then its
+        ``SpanEnd``. Every other entry goes to ``other(entry, parts)``, which appends its
+        records and returns how many.
+        """
+        cdef Py_ssize_t count = 0
+        cdef Span span
+        cdef object last_info = None
+        cdef bytes tail = None
+        cdef bint direct = isinstance(self.trace_base, bytes) and len(self.trace_base) == 8
+        cdef unsigned long long id_base = self.id_base & _MASK64
+        for entry in records:
+            if type(entry) is Span:
+                span = <Span>entry
+                if (
+                    span.start_ref is None
+                    and span.error is None
+                    and span.extra is None
+                    and span._parent_seq == 0
+                    and span.start_ns >= base
+                    and direct
+                ):
+                    # tail_of gives the same bytes for the same info (and interns nothing
+                    # after its first call for it): asked once per run of the same info.
+                    if span.end_ns < base:  # (a wall clock stepped back) as struct.pack
+                        raise struct.error("argument out of range")
+                    if span.info is not last_info:
+                        tail = tail_of(span)
+                        last_info = span.info
+                    parts.append(_plain_pair(span, base, id_base, self.trace_base, tail))
+                    count += 2
+                    continue
+            count += other(entry, parts)
+        return count
 
     def running(self):
         """The spans started and not ended (nor forgotten), oldest first."""

@@ -15,6 +15,7 @@ spans in a linked list instead of a dict, and reads the wall clock in C when the
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable
 from contextvars import ContextVar, Token
@@ -40,6 +41,7 @@ MAX_ACTIVE_SPANS: Final = 10_000
 
 _BUCKET_NS: Final = BUCKET_SECONDS * 1_000_000_000
 _MASK64: Final = (1 << 64) - 1
+_U64: Final = struct.Struct("<Q")
 #: How many names of one kind have their span info cached.
 _INFO_CACHE: Final = 4096
 
@@ -171,6 +173,52 @@ class SpanRecorder:
     def trace_id_of(self, seq: int) -> bytes:
         """The id of the trace whose root is this recorder's span number ``seq``."""
         return self.trace_base + seq.to_bytes(8, "big")
+
+    def encode_records(
+        self,
+        records: list[Any],
+        base: int,
+        tail_of: Callable[[Span], bytes],
+        other: Callable[[Any, list[bytes]], int],
+        parts: list[bytes],
+    ) -> int:
+        """Append the record bytes of a chunk's entries (``base``: its bucket start in epoch
+        nanoseconds) to ``parts``; returns how many records they are.
+
+        An ended root span with no error nor extra attributes, started in the bucket and
+        not written before (an action's span, the common case) is made here: its
+        ``SpanStart`` (``tail_of(span)``: the bytes after its parent field) then its
+        ``SpanEnd``. Every other entry goes to ``other(entry, parts)``, which appends its
+        records and returns how many.
+        """
+        count = 0
+        pack64 = _U64.pack
+        for entry in records:
+            if (
+                type(entry) is Span
+                and entry.start_ref is None
+                and entry.error is None
+                and entry.extra is None
+                and entry.parent_seq is None
+                and entry.start_ns >= base
+            ):
+                own = b"\x08" + self.span_id_of(entry.seq)
+                parts.append(
+                    pack64(entry.start_ns - base)
+                    + b"\x00\x10"
+                    + self.trace_id_of(entry.trace_seq)
+                    + own
+                    + b"\x00"
+                    + tail_of(entry)
+                    + pack64(entry.end_ns - base)
+                    + b"\x03"
+                    + own
+                    + b"\x00"
+                )
+                count += 2
+            else:
+                count += other(entry, parts)
+        return count
 
     def running(self) -> list[Span]:
         """The spans started and not ended (nor forgotten), oldest first."""

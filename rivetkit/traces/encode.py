@@ -87,7 +87,6 @@ def encode_chunk(traces: ActorTraces, sealed: Sealed) -> bytes:
     span_id_of = traces.span_id_of
     trace_id_of = traces.trace_id_of
     parts: list[bytes] = []
-    count = 0
     pack64 = _U64.pack
 
     def start_of(span: Span, at: int) -> None:
@@ -106,53 +105,35 @@ def encode_chunk(traces: ActorTraces, sealed: Sealed) -> bytes:
                 pack64(at - base) + b"\x04" + ids_part + tail_of(span, span.start_ns) + b"\x00"
             )
 
-    entry: Any
-    for entry in sealed.records:
+    def other(entry: Any, out: list[bytes]) -> int:
+        """The records of an entry that is not the common case; returns how many."""
         if type(entry) is tuple:  # (STARTED, span)
             span = entry[1]
             start_of(span, max(span.start_ns, base))
-            count += 1
-            continue
+            return 1
         span = entry
-        if (
-            span.start_ref is None
-            and span.error is None
-            and span.extra is None
-            and span.parent_seq is None
-            and span.start_ns >= base
-        ):  # the common case (an action's span), in one piece: SpanStart then SpanEnd
-            tail = tails.get(id(span.info))
-            if tail is None:
-                tail = tail_of(span, None)
-            own = b"\x08" + span_id_of(span.seq)
-            parts.append(
-                pack64(span.start_ns - base)
-                + b"\x00\x10"
-                + trace_id_of(span.trace_seq)
-                + own
-                + b"\x00"
-                + tail
-                + pack64(span.end_ns - base)
-                + b"\x03"
-                + own
-                + b"\x00"
-            )
-            count += 2
-            continue
+        count = 0
         if span.start_ref is None:
             start_of(span, span.end_ns)
             count += 1
         end_at = pack64(span.end_ns - base)
         own_id = b"\x08" + span_id_of(span.seq)
         if span.error is None:
-            parts.append(end_at + b"\x03" + own_id + b"\x00")  # SpanEnd, no status
-            count += 1
-            continue
+            out.append(end_at + b"\x03" + own_id + b"\x00")  # SpanEnd, no status
+            return count + 1
         attrs, kind = error_attrs(span.error)
         # SpanUpdate (tag 2): attributes, dropped 0, no status; then SpanEnd with ERROR.
-        parts.append(end_at + b"\x02" + own_id + attrs_bytes(attrs) + _ZERO32 + b"\x00")
-        parts.append(end_at + b"\x03" + own_id + b"\x01\x02\x01" + _text(kind))
-        count += 2
+        out.append(end_at + b"\x02" + own_id + attrs_bytes(attrs) + _ZERO32 + b"\x00")
+        out.append(end_at + b"\x03" + own_id + b"\x01\x02\x01" + _text(kind))
+        return count + 2
+
+    def plain_tail(span: Span) -> bytes:
+        tail = tails.get(id(span.info))
+        return tail if tail is not None else tail_of(span, None)
+
+    # The common case (an ended root span with no error nor extra attributes, started in
+    # this bucket: an action's span), SpanStart then SpanEnd, is made by the span twin.
+    count = traces.encode_records(sealed.records, base, plain_tail, other, parts)
     active = []
     for span in sealed.active:
         where = span.start_ref
