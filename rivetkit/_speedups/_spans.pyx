@@ -299,7 +299,7 @@ cdef class SpanRecorder:
             span = span._next
         return out
 
-    def _span_info(self, str kind, str name):
+    def _span_info(self, kind, name):
         key = "rivet.queue.name" if kind == "queue.receive" else f"rivet.{kind}.name"
         attrs = encode_attrs({"rivet.invocation.type": kind, key: name})
         info = (f"{kind} {name}", attrs, 80 + len(kind) + len(name) + attrs_size(attrs))
@@ -324,7 +324,7 @@ cdef class SpanRecorder:
         span._running = False
         self._count -= 1
 
-    def start(self, str kind, str name, extra=None):
+    def start(self, kind, name, extra=None):
         """Start a span ``"{kind} {name}"`` (attributes ``rivet.invocation.type`` and
         ``rivet.{kind}.name``, plus ``extra``), child of the task's current span, and make
         it the current one until it ends.
@@ -402,7 +402,7 @@ cdef class SpanRecorder:
         self._records.append(span)
         self._size += size
 
-    def instant(self, str kind, str name, extra=None):
+    def instant(self, kind, name, extra=None):
         """A span that starts and ends now."""
         self._end(self.start(kind, name, extra))
 
