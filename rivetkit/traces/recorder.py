@@ -4,7 +4,10 @@ Recording costs little on the path it measures (an action): :meth:`ActorTraces.s
 reads the clock, makes a :class:`Span` and makes it the task's current span (a
 :mod:`contextvars` variable, so spans started under it, such as the action of a schedule
 run, are its children in its trace); :meth:`Span.end` reads the clock again and appends
-the span to the current chunk. No ids are drawn, nothing is encoded, no I/O.
+the span to the current chunk. No ids are drawn, nothing is encoded, no I/O. That half,
+:class:`SpanRecorder`, is a hot-path twin (``rivetkit._speedups._spans``, compiled, or
+:mod:`rivetkit.traces._spans_py`); :class:`TraceStorage` below seals and stores, and
+:class:`ActorTraces` is the two together.
 
 The chunk is *sealed* when it is :data:`CHUNK_AGE` seconds old (a timer), when its
 estimated size reaches the chunk target, when the hour bucket changes, and when the actor
@@ -55,8 +58,7 @@ else:
     Span = _spans.Span
     SpanRecorder = _spans.SpanRecorder
     current_span = _spans.current_span
-    SpanInfo = tuple
-    StartRef = tuple
+    from rivetkit.traces._spans_py import SpanInfo, StartRef  # type aliases only
 
 __all__ = [
     "BUCKET_SECONDS",
