@@ -42,6 +42,10 @@ MAX_ACTIVE_SPANS: Final = 10_000
 _BUCKET_NS: Final = BUCKET_SECONDS * 1_000_000_000
 _MASK64: Final = (1 << 64) - 1
 _U64: Final = struct.Struct("<Q")
+#: A start record's ids: trace id's number, the span id's length (8), the span id, no parent.
+_IDS: Final = struct.Struct(">QBQB")
+#: An end record after its time: tag SpanEnd (3), the span id's length, the id, no status.
+_END_IDS: Final = struct.Struct(">BBQB")
 #: How many names of one kind have their span info cached.
 _INFO_CACHE: Final = 4096
 
@@ -193,6 +197,12 @@ class SpanRecorder:
         """
         count = 0
         pack64 = _U64.pack
+        pack_ids = _IDS.pack
+        pack_end = _END_IDS.pack
+        head = b"\x00\x10" + self.trace_base  # SpanStart tag, trace id's length and base
+        id_base = self.id_base
+        last_info: Any = None
+        tail = b""
         for entry in records:
             if (
                 type(entry) is Span
@@ -202,18 +212,19 @@ class SpanRecorder:
                 and entry.parent_seq is None
                 and entry.start_ns >= base
             ):
-                own = b"\x08" + self.span_id_of(entry.seq)
+                # tail_of gives the same bytes for the same info (and interns nothing after
+                # its first call for it): asked once per run of the same info.
+                if entry.info is not last_info:
+                    tail = tail_of(entry)
+                    last_info = entry.info
+                span_id = (id_base + entry.seq) & _MASK64
                 parts.append(
                     pack64(entry.start_ns - base)
-                    + b"\x00\x10"
-                    + self.trace_id_of(entry.trace_seq)
-                    + own
-                    + b"\x00"
-                    + tail_of(entry)
+                    + head
+                    + pack_ids(entry.trace_seq, 8, span_id, 0)
+                    + tail
                     + pack64(entry.end_ns - base)
-                    + b"\x03"
-                    + own
-                    + b"\x00"
+                    + pack_end(3, 8, span_id, 0)
                 )
                 count += 2
             else:
