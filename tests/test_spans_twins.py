@@ -220,3 +220,12 @@ async def test_clock_is_read_twice_per_span(spans: ModuleType) -> None:
     span.end()
     assert (span.start_ns, span.end_ns) == (before + 1_000_000, before + 2_000_000)
     recorder.closed = True
+
+
+async def test_a_span_ends_in_the_recorder_that_started_it(spans: ModuleType) -> None:
+    first, second = recorder_on(spans), recorder_on(spans)
+    span = first.start("action", "x")
+    second.end(span)
+    assert first.running() == [] and second.running() == []
+    assert list(first._records) == [span] and not second._records
+    first.closed = second.closed = True

@@ -371,8 +371,8 @@ cdef class SpanRecorder:
         return span
 
     def end(self, Span span):
-        """End ``span`` (see :meth:`Span.end`)."""
-        self._end(span)
+        """End ``span`` (see :meth:`Span.end`; in the recorder that started it)."""
+        span._owner._end(span)
 
     cdef _end(self, Span span):
         token = span._token
