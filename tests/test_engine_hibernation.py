@@ -37,6 +37,8 @@ from rivetkit.protocol.client_protocol import (
 from rivetkit.protocol.envoy_protocol import (
     HibernatingRequest,
     MessageId,
+    ToEnvoyTunnelMessage,
+    ToEnvoyWebSocketClose,
     ToRivetWebSocketClose,
     ToRivetWebSocketMessage,
     ToRivetWebSocketMessageAck,
@@ -502,6 +504,14 @@ async def test_tunnel_unlisted_socket_window() -> None:
     now[0] += LISTING_LAG
     tunnel.start_actor("actor", 4, [])
     assert not tunnel.socket_kept("actor", 4, old)
+    # A socket the gateway reports closed after its actor stopped here is not restored,
+    # though the next start lists it (the engine's record outlives such a close).
+    gone = open_socket(b"rq04")
+    tunnel.actor_stopped("actor", 4)
+    close = ToEnvoyWebSocketClose(1000, "Disposed")
+    tunnel.handle(ToEnvoyTunnelMessage(MessageId(b"gwgw", b"rq04", 3), close))
+    tunnel.start_actor("actor", 5, [HibernatingRequest(b"gwgw", b"rq04")])
+    assert not tunnel.socket_kept("actor", 5, gone)
 
 
 async def test_tunnel_restored_socket_holds_until_resumed() -> None:

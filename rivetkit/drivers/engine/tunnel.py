@@ -48,7 +48,9 @@ message it forwarded until we acknowledge it:
   were lost). A socket this envoy detached less than :data:`LISTING_LAG` ago therefore counts
   as kept even when unlisted, once: if it is unlisted at the next start too, it is closed
   (a client that closed during such a short sleep gets its ``on_disconnect`` one generation
-  late, never a live connection dropped);
+  late, never a live connection dropped); a socket the gateway reported closed after its
+  actor stopped here is never restored, listed or not (the engine keeps listing a socket
+  closed before its gateway hibernated it);
 * the 2.3.19 gateway drops what reaches a kept socket while it moves that socket from the
   stopped generation to the new one (about 128 ms after it sees the stop), so a restored
   socket holds back what it sends for :data:`RESUME_HOLD` after ``Running``, or until the
@@ -122,6 +124,9 @@ _FRAMING: Final = (b"content-length", b"transfer-encoding", b"connection")
 #: engine's workflow gets to it, which a loaded machine delays by seconds). Generous: erring
 #: long only delays the ``on_disconnect`` of a client that closed during a sleep this short.
 LISTING_LAG: Final = 5.0
+#: Seconds a detached socket the gateway reported closed is remembered as such (the
+#: engine's record of a socket lasts 90 s after the gateway last refreshed it).
+GONE_MEMORY: Final = 120.0
 #: Seconds a restored socket holds back what it sends after its actor runs again, unless
 #: the gateway sends on it first (see :meth:`TunnelWebSocket.hold`).
 RESUME_HOLD: Final = 1.0
@@ -234,6 +239,8 @@ class Tunnel:
         self._detached: dict[bytes, tuple[str, float]] = {}
         # sockets restored though their start did not list them (not granted twice)
         self._unlisted: set[bytes] = set()
+        # detached sockets the gateway reported closed -> clock (see handle)
+        self._gone: dict[bytes, float] = {}
         # inspector sockets detached from stopped actors (restored when a wake lists them)
         self._inspectors = KeptInspectors()
         self.total_requests = 0
@@ -290,6 +297,11 @@ class Tunnel:
             socket = self._sockets.pop(key, None)
             if socket is not None:
                 socket.on_close()
+            elif key in self._detached:
+                # The client left while its actor stops or sleeps; the engine may still list
+                # the socket at the next start (its record outlives a close seen before the
+                # gateway hibernated it): never restore it.
+                self._gone[key] = self.clock()
         elif kind_type is ToEnvoyRequestAbort:
             stream = self._streams.pop(key, None)
             if stream is not None:
@@ -549,6 +561,10 @@ class Tunnel:
         kept = self._hibernating.get(actor_id)
         if kept is None or kept[0] != generation:
             return False
+        if self._gone.pop(key, None) is not None:
+            kept[1].discard(key)
+            self._detached.pop(key, None)
+            return False
         if key in kept[1]:
             kept[1].discard(key)
             self._unlisted.discard(key)
@@ -610,8 +626,12 @@ class Tunnel:
         (the gateway keeps them while the actor sleeps)."""
         now = self.clock()
         for key, (_, at) in list(self._detached.items()):
-            if now - at >= LISTING_LAG:
+            if now - at >= LISTING_LAG and key not in self._gone:
                 del self._detached[key]
+        for key, at in list(self._gone.items()):
+            if now - at >= GONE_MEMORY:
+                del self._gone[key]
+                self._detached.pop(key, None)
         for key, socket in list(self._sockets.items()):
             if socket.actor_id == actor_id and socket.can_hibernate:
                 del self._sockets[key]
