@@ -405,12 +405,16 @@ class ActorQueue:
             spans.instant("queue.receive", received[0].name, {"rivet.queue.count": len(received)})
         return received
 
-    async def claim(self, ident: int, completable: bool) -> QueueMessage | None:
-        """Take the ready message ``ident`` as a receive would (a workflow replaying a receive
-        it recorded just before a crash, whose message was never deleted); None when the
-        message is gone or already taken."""
+    async def claim(
+        self, ident: int, name: str, created_at: int, completable: bool
+    ) -> QueueMessage | None:
+        """Take the ready message ``ident`` as a receive would, if it is the one a workflow
+        recorded (same name and creation time: a receive recorded just before a crash, whose
+        message was never deleted); None when it is gone, taken, or another message."""
         entry = self._messages.get(ident)
-        if entry is None or entry.state != _READY:
+        if entry is None or entry.state != _READY or entry.name != name:
+            return None
+        if QUEUE_MESSAGE.decode(entry.encoded).created_at != created_at:
             return None
         return (await self._take([ident], completable))[0]
 

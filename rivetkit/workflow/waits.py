@@ -265,7 +265,9 @@ async def _replayed(
             data = {"id": "", "name": entry.name, "body": data, "createdAt": 0}
         message = WorkflowMessage(ctx, entry, data, None)
         if message.id and not message.completed:
-            leftover = await queue.claim(message.id, completable)  # deleted unless completable
+            leftover = await queue.claim(  # deleted unless completable
+                message.id, message.name, message.created_at, completable
+            )
             if leftover is not None and completable:
                 message._live = leftover
         if completable and not message.completed:
