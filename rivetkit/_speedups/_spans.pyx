@@ -20,7 +20,20 @@ from cpython.dict cimport PyDict_GetItem
 from libc.string cimport memcpy
 from cpython.object cimport PyObject
 
-from rivetkit.traces.attrs import attrs_size, encode_attrs
+# rivetkit.traces.attrs is imported at first use: rivetkit.traces imports this module, so a
+# module-level import would be circular when this module is imported first.
+
+
+def _encode_attrs(attributes):
+    from rivetkit.traces.attrs import encode_attrs as encode
+
+    return encode(attributes)
+
+
+def _attrs_size(attrs):
+    from rivetkit.traces.attrs import attrs_size as size
+
+    return size(attrs)
 
 cdef extern from *:
     """
@@ -301,8 +314,8 @@ cdef class SpanRecorder:
 
     def _span_info(self, kind, name):
         key = "rivet.queue.name" if kind == "queue.receive" else f"rivet.{kind}.name"
-        attrs = encode_attrs({"rivet.invocation.type": kind, key: name})
-        info = (f"{kind} {name}", attrs, 80 + len(kind) + len(name) + attrs_size(attrs))
+        attrs = _encode_attrs({"rivet.invocation.type": kind, key: name})
+        info = (f"{kind} {name}", attrs, 80 + len(kind) + len(name) + _attrs_size(attrs))
         names = self._info.setdefault(kind, {})
         if len(names) < _INFO_CACHE:
             names[name] = info
@@ -356,7 +369,7 @@ cdef class SpanRecorder:
             span._trace_seq = span._seq
             span._parent_seq = 0
         if extra:
-            span.extra = encode_attrs(extra)
+            span.extra = _encode_attrs(extra)
         cdef Span tail = self._tail
         if tail is None:
             self._head = span
@@ -394,7 +407,7 @@ cdef class SpanRecorder:
             self._seal()
         span.end_ns = now
         if span.extra is not None:
-            size += attrs_size(span.extra)
+            size += _attrs_size(span.extra)
         if span.error is not None:
             size += 200
         if not self._records:
