@@ -129,4 +129,4 @@ def tasks_by_name() -> Counter[str]:
 
 
 # The session-scoped real Rivet Engine (tests/engine_fixtures.py), shared by every module.
-from engine_fixtures import rivet_engine  # noqa: E402, F401
+from engine_fixtures import own_engine, rivet_engine  # noqa: E402, F401

@@ -93,6 +93,18 @@ def rivet_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEngi
         engine.stop()
 
 
+@pytest.fixture(scope="module")
+def own_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEngine]:
+    """A real engine for one test module alone: the Rivet dashboard shows one pool of a
+    namespace at a time, so a browser test must not share the engine with other pools."""
+    engine = new_engine(tmp_path_factory.mktemp("own-engine"))
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
 def new_pool() -> str:
     """A pool name no other test uses (actors of one pool go only to its envoys)."""
     return f"pytest-{uuid.uuid4().hex[:10]}"

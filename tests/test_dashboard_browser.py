@@ -1,7 +1,7 @@
 """The Rivet dashboard served by the engine (``/ui/``) inspects our actors with every tab
 (issue 18, points 1 and 6).
 
-A real engine (the session's ``rivet_engine``) runs ``examples/app.py``'s registry as an
+A real engine of this module's own (``own_engine``: the dashboard shows one pool at a time) runs ``examples/app.py``'s registry as an
 envoy in a pool of its own. We put data in first: a counter value (and an open connection),
 a notes row, a message on a worker queue its run loop does not consume, a reminder an hour
 away on the timer, a payment to an order. Then Debian's chromium (playwright; never a browser download) opens the
@@ -104,12 +104,12 @@ class Seeded:
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def seeded(rivet_engine: LocalEngine) -> AsyncIterator[Seeded]:
+async def seeded(own_engine: LocalEngine) -> AsyncIterator[Seeded]:
     """Our example app on the engine, with data in counter, notes, worker and timer."""
     chromium_or_skip()
     async with (
-        engine_env(example_registry(), rivet_engine) as env,
-        Client(rivet_engine.endpoint, pool=env.pool, retry=FAST_RETRY) as client,
+        engine_env(example_registry(), own_engine) as env,
+        Client(own_engine.endpoint, pool=env.pool, retry=FAST_RETRY) as client,
     ):
         counter = client.counter.get_or_create([KEY])
         assert await counter.action("increment", 5) == 5
@@ -131,7 +131,7 @@ async def seeded(rivet_engine: LocalEngine) -> AsyncIterator[Seeded]:
         ):
             ids[name] = await handle.resolve()
         async with counter.connect():  # listed by the Connections tab
-            yield Seeded(rivet_engine, ids, client, env.runtime)
+            yield Seeded(own_engine, ids, client, env.runtime)
 
 
 @pytest.fixture(scope="module")

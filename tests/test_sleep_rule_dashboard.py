@@ -59,7 +59,7 @@ def screenshots() -> Path:
 
 
 async def test_the_dashboard_shows_a_sleeping_actor_asleep(
-    rivet_engine: LocalEngine, capsys: pytest.CaptureFixture[str]
+    own_engine: LocalEngine, capsys: pytest.CaptureFixture[str]
 ) -> None:
     chromium_or_skip()
     from playwright.async_api import async_playwright
@@ -67,7 +67,7 @@ async def test_the_dashboard_shows_a_sleeping_actor_asleep(
     folder = screenshots()
     with capsys.disabled():
         print(f"\nsleep-rule dashboard screenshots: {folder}", flush=True)
-    origin = rivet_engine.endpoint
+    origin = own_engine.endpoint
 
     async def local_only(route: Any) -> None:
         if route.request.url.startswith(origin) or route.request.url.startswith("ws"):
@@ -76,8 +76,8 @@ async def test_the_dashboard_shows_a_sleeping_actor_asleep(
             await route.abort()
 
     async with (
-        engine_env(registry, rivet_engine) as env,
-        Client(rivet_engine.endpoint, pool=env.pool, retry=FAST_RETRY) as client,
+        engine_env(registry, own_engine) as env,
+        Client(own_engine.endpoint, pool=env.pool, retry=FAST_RETRY) as client,
         async_playwright() as playwright,
     ):
         handle = client.sleeper.get_or_create([KEY])
