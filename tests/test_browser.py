@@ -13,34 +13,21 @@ is skipped, except in CI (``CI=true``), where it fails instead.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
+from browser_helpers import CHROMIUM, chromium_or_skip, serve_html
+from browser_helpers import CHROMIUM_ARGS as BROWSER_ARGS
 from server_actors import registry
 
 from rivetkit.server import serve_in_background
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP evil.test 127.0.0.1",
-]
+CHROMIUM_ARGS = [*BROWSER_ARGS, "--host-resolver-rules=MAP evil.test 127.0.0.1"]
 QUERY = "rvt-namespace=default&rvt-method=getOrCreate&rvt-runner=default&rvt-key={key}"
 
 PAGE = """<!doctype html>
@@ -87,47 +74,11 @@ async function callActor(base, key) {
 """
 
 
-def chromium_or_skip() -> None:
-    """Skip without Chromium or playwright, except in CI (then fail)."""
-    missing = []
-    if not os.path.exists(CHROMIUM):
-        missing.append("Debian's chromium (apt-get install chromium)")
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        missing.append("playwright (pip install playwright; never `playwright install`)")
-    if missing:
-        reason = "the browser test needs " + " and ".join(missing)
-        if IN_CI:
-            pytest.fail(reason + " (CI=true: not skipped)")
-        pytest.skip(reason)
-
-
-async def _serve_page(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        await reader.readuntil(b"\r\n\r\n")
-        body = PAGE.encode()
-        head = (
-            "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-        )
-        writer.write(head.encode() + body)
-        await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
-    finally:
-        writer.close()
-
-
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def page_port() -> AsyncIterator[int]:
     """A tiny HTTP server answering every GET with :data:`PAGE`."""
-    server = await asyncio.start_server(_serve_page, "127.0.0.1", 0)
-    try:
-        yield int(server.sockets[0].getsockname()[1])
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with serve_html(PAGE) as port:
+        yield port
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import sys
 import tempfile
 import uuid
@@ -30,8 +29,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import browser_helpers
 import pytest
 import pytest_asyncio
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS
 from engine_fixtures import FAST_RETRY, engine_env
 
 from conftest import eventually
@@ -43,37 +44,14 @@ from rivetkit.runtime.live_actors import Runtime
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 #: Generous: the first dashboard load compiles a large bundle on a shared 2-core machine.
 TIMEOUT_MS = 60_000
 KEY = f"dash-{uuid.uuid4().hex[:8]}"
 
 
-def chromium_or_skip() -> None:
+def chromium_or_skip(what: str = "the dashboard test") -> None:
     """Skip without Chromium or playwright, except in CI (then fail)."""
-    missing = []
-    if not os.path.exists(CHROMIUM):
-        missing.append("Debian's chromium (apt-get install chromium)")
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        missing.append("playwright (pip install playwright; never `playwright install`)")
-    if missing:
-        reason = "the dashboard test needs " + " and ".join(missing)
-        if IN_CI:
-            pytest.fail(reason + " (CI=true: not skipped)")
-        pytest.skip(reason)
+    browser_helpers.chromium_or_skip(what)
 
 
 def example_registry() -> Any:

@@ -13,17 +13,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
-import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, chromium_or_skip, serve_html
 
 import rivetkit
 from rivetkit import actor, setup
@@ -169,19 +167,6 @@ async def test_recurring_schedule_last_run_and_history() -> None:
 
 # -- the page in Chromium, embedded by a page of another origin --------------------------------
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 #: A stand-in for the dashboard: embeds our page as the dashboard does (same sandbox, same
 #: URL parameters) and records every message the page posts.
 SHELL = """<!doctype html>
@@ -200,47 +185,11 @@ function send(message, origin) {
 """
 
 
-def chromium_or_skip() -> None:
-    """Skip without Chromium or playwright, except in CI (then fail)."""
-    missing = []
-    if not os.path.exists(CHROMIUM):
-        missing.append("Debian's chromium (apt-get install chromium)")
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        missing.append("playwright (pip install playwright; never `playwright install`)")
-    if missing:
-        reason = "the inspector page test needs " + " and ".join(missing)
-        if IN_CI:
-            pytest.fail(reason + " (CI=true: not skipped)")
-        pytest.skip(reason)
-
-
-async def _serve_shell(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        await reader.readuntil(b"\r\n\r\n")
-        body = SHELL.encode()
-        head = (
-            "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-        )
-        writer.write(head.encode() + body)
-        await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
-    finally:
-        writer.close()
-
-
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def shell_origin() -> AsyncIterator[str]:
-    server = await asyncio.start_server(_serve_shell, "127.0.0.1", 0)
-    try:
+    async with serve_html(SHELL) as port:
         # "localhost", not 127.0.0.1: another origin than the actor server's.
-        yield f"http://localhost:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
-        await server.wait_closed()
+        yield f"http://localhost:{port}"
 
 
 async def received(page: Any, kind: str, count: int = 1) -> list[dict[str, Any]]:
@@ -256,7 +205,7 @@ async def received(page: Any, kind: str, count: int = 1) -> list[dict[str, Any]]
 
 
 async def test_page_speaks_the_dashboard_protocol(shell_origin: str) -> None:
-    chromium_or_skip()
+    chromium_or_skip("the inspector page test")
     from playwright.async_api import async_playwright
 
     async with serve_in_background(registry) as endpoint:

@@ -11,60 +11,26 @@ workflow's history is also read through the gateway's inspector route.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from engine_fixtures import INTEROP, ROOT, free_port, new_pool
-from test_bank_interop import _node
-from test_engine_cli import Serve, _get
+from app_interop import run_script, serve_embedded, serve_on_engine
+from test_engine_cli import Serve
 
 from rivetkit.client import SyncClient
 from rivetkit.drivers.engine import LocalEngine
 
-APP = ROOT / "examples" / "app.py"
-
-
-def _run_order(endpoint: str, *args: str, serve: Serve) -> None:
-    result = subprocess.run(
-        [_node(), "order.mjs", endpoint, *args, "bare", "json", "cbor"],
-        cwd=INTEROP,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    summary = [line for line in result.stdout.splitlines() if line.startswith(("ok", "FAIL"))]
-    assert result.returncode == 0, "\n".join(
-        [*summary, result.stderr[-2000:], serve.output[-3000:]]
-    )
-    assert result.stdout.rstrip().endswith("12 passed, 0 failed"), result.stdout
+#: The inspector token of every actor of the engine-mode server (a test-only variable).
+TOKEN = "order-interop-token"
 
 
 @pytest.fixture
 def embedded(tmp_path: Path) -> Iterator[tuple[Serve, str]]:
-    port = free_port()
-    serve = Serve(str(APP), "--port", str(port), "--data", str(tmp_path / "data"))
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        assert _get(f"{endpoint}/health") == (200, "ok"), serve.output
-        yield serve, endpoint
-    finally:
-        if serve.process.poll() is None:
-            serve.process.kill()
-            serve.process.wait()
-
-
-def test_order_embedded_with_the_official_client(embedded: tuple[Serve, str]) -> None:
-    serve, endpoint = embedded
-    _run_order(endpoint, serve=serve)
-    assert serve.stop() == 0, serve.output
-
-
-#: The inspector token of every actor of the engine-mode server (a test-only variable).
-TOKEN = "order-interop-token"
+    with serve_embedded(tmp_path / "data") as served:
+        yield served
 
 
 @pytest.fixture
@@ -72,25 +38,21 @@ def on_engine(
     rivet_engine: LocalEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Serve, str]]:
     monkeypatch.setenv("_RIVET_TEST_INSPECTOR_TOKEN", TOKEN)
-    pool = new_pool()
-    serve = Serve(
-        str(APP), "--engine", rivet_engine.endpoint, "--pool", pool, "--port", "0",
-        "--data", str(tmp_path / "data"),
-    )  # fmt: skip
-    try:
-        serve.wait_for(r"health and metrics on http://127\.0\.0\.1:\d+")
-        yield serve, pool
-    finally:
-        if serve.process.poll() is None:
-            serve.process.kill()
-            serve.process.wait()
+    with serve_on_engine(rivet_engine, tmp_path / "data") as served:
+        yield served
+
+
+def test_order_embedded_with_the_official_client(embedded: tuple[Serve, str]) -> None:
+    serve, endpoint = embedded
+    run_script("order.mjs", endpoint, serve=serve)
+    assert serve.stop() == 0, serve.output
 
 
 def test_order_on_the_engine_with_the_official_client(
     on_engine: tuple[Serve, str], rivet_engine: LocalEngine
 ) -> None:
     serve, pool = on_engine
-    _run_order(rivet_engine.endpoint, "--pool", pool, serve=serve)
+    run_script("order.mjs", rivet_engine.endpoint, "--pool", pool, serve=serve)
     # The Python client through the gateway sees the same workflow.
     with SyncClient(rivet_engine.endpoint, pool=pool) as client:
         order = client.order.get_or_create(["py"])

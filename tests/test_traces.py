@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import pytest_asyncio
-from test_bank_interop import _node
+from app_interop import node as _node
 
 from conftest import both_twins
 from rivetkit import ActorOptions, Response, UserError, actor, setup
