@@ -150,8 +150,7 @@ class ActorInstance:
             )
         return log
 
-    # ---------------------------------------------------------------------------------------
-    # State
+    # -- State ---------------------------------------------------------------------------------
 
     @property
     def state(self) -> Any:
@@ -186,8 +185,7 @@ class ActorInstance:
         """Persist now, whatever the throttle says, and wait for it."""
         await self.persistence.flush()
 
-    # ---------------------------------------------------------------------------------------
-    # Hooks
+    # -- Hooks ---------------------------------------------------------------------------------
 
     async def _call(self, name: str, *args: Any, timeout: float | None = None) -> Any:
         hook = _hook(self.definition, name)
@@ -210,8 +208,7 @@ class ActorInstance:
                     ) from None
             return result
 
-    # ---------------------------------------------------------------------------------------
-    # Start
+    # -- Start ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Load the snapshot, run the start hooks, persist ``has_initialized``, start ``run``."""
@@ -277,8 +274,7 @@ class ActorInstance:
             # Overdue events run right after the wake, in the background (seed lesson 3).
             self.wait_until(self.run_due_schedules())
 
-    # ---------------------------------------------------------------------------------------
-    # Schedules and alarms (the owner side of ActorSchedule)
+    # -- Schedules and alarms (the owner side of ActorSchedule) --------------------------------
 
     def scheduled_events(self) -> list[ScheduleEvent]:
         """The one-shot events of the snapshot, soonest first (read-only: the list is shared
@@ -345,8 +341,7 @@ class ActorInstance:
         self.schedule.alarm_fired()
         await self.run_due_schedules()
 
-    # ---------------------------------------------------------------------------------------
-    # SQL database
+    # -- SQL database --------------------------------------------------------------------------
 
     @property
     def db(self) -> ActorDatabase:
@@ -364,8 +359,7 @@ class ActorInstance:
             self._db = ActorDatabase(lambda: opener(actor_id), declaration.migrations)
         return self._db
 
-    # ---------------------------------------------------------------------------------------
-    # Queue (the owner side of ActorQueue)
+    # -- Queue (the owner side of ActorQueue) --------------------------------------------------
 
     def queue_wait_changed(self, delta: int) -> None:
         """A queue receive began or ended waiting; such waits do not keep the actor awake."""
@@ -392,8 +386,7 @@ class ActorInstance:
             # Once this task is done (can_sleep looks at it), not from inside it.
             self._loop.call_soon(self.sleep_policy.reset_idle)
 
-    # ---------------------------------------------------------------------------------------
-    # Actions
+    # -- Actions -------------------------------------------------------------------------------
 
     def _lifecycle_error(self) -> RivetError:
         if self.phase == Phase.LOADING:
@@ -516,8 +509,7 @@ class ActorInstance:
         if self._on_state_change is not None:
             self.persistence.check_state_change(self._on_state_change)
 
-    # ---------------------------------------------------------------------------------------
-    # Connections and events (ActorConns)
+    # -- Connections and events (ActorConns) ---------------------------------------------------
 
     def connect(
         self,
@@ -561,8 +553,7 @@ class ActorInstance:
         connection's record is saved again (throttled)."""
         self.connections.conn_changed(conn)
 
-    # ---------------------------------------------------------------------------------------
-    # Background work and idleness
+    # -- Background work and idleness ----------------------------------------------------------
 
     def wait_until(self, awaitable: Awaitable[Any]) -> None:
         """Track ``awaitable`` as shutdown work."""
@@ -602,8 +593,7 @@ class ActorInstance:
         """In-flight actions and requests (read by tests)."""
         return self.sleep_policy.inflight
 
-    # ---------------------------------------------------------------------------------------
-    # Stop
+    # -- Stop ----------------------------------------------------------------------------------
 
     def request_sleep(self) -> None:
         """Ask the driver to stop this actor with reason ``sleep``."""
