@@ -127,8 +127,13 @@
       app.data.workflow = await api("GET", "/workflow-history");
     },
     traces: async () => {
-      const now = Date.now();
-      app.data.traces = await api("GET", `/traces?startMs=0&endMs=${now + 60000}&limit=200`);
+      // A query answers the oldest spans of its range first (RivetKit's readRangeWire), so
+      // the latest are asked for in shrinking windows until one holds them all.
+      const end = Date.now() + 60000;
+      for (const span of [3600000, 300000, 30000]) {
+        app.data.traces = await api("GET", `/traces?startMs=${end - span}&endMs=${end}&limit=1000`);
+        if (!app.data.traces || !app.data.traces.clamped) break;
+      }
     },
   };
 
@@ -596,7 +601,7 @@
             { label: "Duration", value: (s) => `${(Number(BigInt(s.endTimeUnixNano || 0) - BigInt(s.startTimeUnixNano || 0)) / 1e6).toFixed(2)} ms` },
             { label: "Status", value: (s) => (s.status && s.status.code === 2 ? "error" : "ok") },
           ],
-          list.slice().reverse(),
+          list.slice().reverse().slice(0, 200),
         ),
       ];
     },
