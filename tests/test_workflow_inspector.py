@@ -328,6 +328,18 @@ async def _completed(http: httpx.AsyncClient, actor_id: str, headers: Any) -> di
     return view
 
 
+async def _replay(http: httpx.AsyncClient, url: str, body: Any, headers: Any) -> httpx.Response:
+    """POST a replay once the run is over: the stored state says "completed" at the last flush,
+    a moment before the run handler returns, and a replay meanwhile is refused (409)."""
+    deadline = asyncio.get_running_loop().time() + 15
+    while True:
+        answer = await http.post(url, json=body, headers=headers)
+        if answer.status_code != 409 or asyncio.get_running_loop().time() > deadline:
+            return answer
+        assert answer.json()["code"] == "workflow_in_flight", answer.text
+        await asyncio.sleep(0.02)
+
+
 def _steps(view: dict[str, Any]) -> dict[str, tuple[str, Any]]:
     """Step name -> (entry id, recorded output) of a JSON history."""
     names = view["history"]["nameRegistry"]
@@ -378,7 +390,7 @@ async def test_replay_from_a_step_and_from_the_start(
     second_id = _steps(view)["second"][0]
 
     url = f"/gateway/{actor_id}/inspector/workflow/replay"
-    replayed = await http.post(url, json={"entryId": second_id}, headers=headers)
+    replayed = await _replay(http, url, {"entryId": second_id}, headers)
     assert replayed.status_code == 200, replayed.text
     body = replayed.json()
     assert body["isWorkflowEnabled"] is True
@@ -388,7 +400,7 @@ async def test_replay_from_a_step_and_from_the_start(
     assert RUNS == {"first": 1, "second": 2}
     assert _steps(view)["second"][1] == "second-2"
 
-    from_start = await http.post(url, json={}, headers=headers)
+    from_start = await _replay(http, url, {}, headers)
     assert from_start.status_code == 200, from_start.text
     assert from_start.json()["history"]["entries"] == []
     await eventually(lambda: RUNS["second"] == 3, timeout=15)
