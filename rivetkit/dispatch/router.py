@@ -239,6 +239,13 @@ class Dispatcher:
         self._sessions: dict[bytes, Any] = {}
         if hibernatable_connections:
             runtime.conn_alive = self.conn_alive
+        listeners = getattr(runtime, "stop_listeners", None)  # None: a host of tests
+        if listeners is not None:
+            listeners.append(self._actor_stopped)
+
+    def _actor_stopped(self, actor_id: str) -> None:
+        self._actor_headers.pop(actor_id, None)
+        self._success_headers.pop(actor_id, None)
 
     def conn_alive(self, conn: Connection) -> bool:
         """The runtime's liveness check of a restored hibernatable connection: True when its

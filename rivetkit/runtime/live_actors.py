@@ -62,6 +62,10 @@ class Runtime:
         #: Set by the host (create_app, the engine driver): makes the client ``c.client()``
         #: returns (the same one each time). None: ``c.client()`` is refused.
         self.client_factory: Callable[[], Any] | None = None
+        #: Called with an actor's id once its instance stopped (asleep or destroyed), so
+        #: what is kept per live actor elsewhere (the server's routes, the dispatcher's
+        #: response headers) is dropped with it: a sleeping actor holds next to nothing.
+        self.stop_listeners: list[Callable[[str], None]] = []
         #: Prometheus counters (None: off). ``metrics``: options, True/False, or None for
         #: :meth:`MetricsOptions.from_env` (``RIVETKIT_METRICS=0`` turns them off).
         if metrics is None or metrics is True:
@@ -168,9 +172,12 @@ class Runtime:
     def _forget(self, instance: ActorInstance) -> None:
         if instance.final_save_error is not None:
             self.failed_final_saves += 1
-        if self.instances.get(instance.actor_id) is instance:
-            del self.instances[instance.actor_id]
-            self.lifecycle.stopped(instance.actor_id)
+        actor_id = instance.actor_id
+        if self.instances.get(actor_id) is instance:
+            del self.instances[actor_id]
+            self.lifecycle.stopped(actor_id)
+            for listener in self.stop_listeners:
+                listener(actor_id)
 
     def _idle_due(self, actor_id: object) -> None:
         instance = self.instances.get(actor_id)  # type: ignore[call-overload]

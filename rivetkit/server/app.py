@@ -201,6 +201,10 @@ class RivetApp:
         self._start_lock = asyncio.Lock()
         # (gateway segment, query string) -> (actor id, query left for the actor)
         self._routes: dict[tuple[str, bytes], tuple[str, str]] = {}
+        # actor id -> its keys in _routes, dropped when the actor stops (a sleeping actor's
+        # request resolves again: a lookup its wake does anyway)
+        self._actor_routes: dict[str, list[tuple[str, bytes]]] = {}
+        self.runtime.stop_listeners.append(self._drop_routes)
         self._metadata = json.dumps(
             {
                 "runtime": "rivetkit",
@@ -260,6 +264,13 @@ class RivetApp:
         first request starts it).
         """
         return self._local.client(**options)
+
+    def _drop_routes(self, actor_id: str) -> None:
+        routes = self._routes
+        for key in self._actor_routes.pop(actor_id, ()):
+            cached = routes.get(key)
+            if cached is not None and cached[0] == actor_id:
+                del routes[key]
 
     def _forget_actor(self, actor_id: str) -> None:
         routes = self._routes
@@ -442,7 +453,9 @@ class RivetApp:
                 await self._check_direct(actor_id, rest)
         if len(routes) >= _ROUTE_CACHE_SIZE:
             routes.clear()
+            self._actor_routes.clear()
         routes[(segment, query)] = (actor_id, rest_query)
+        self._actor_routes.setdefault(actor_id, []).append((segment, query))
         return actor_id, rest, rest_query
 
     async def _still_exists(self, actor_id: str) -> bool:
