@@ -12,7 +12,7 @@ PURE_ENV := env -u RIVETKIT_REQUIRE_SPEEDUPS RIVETKIT_PURE=1
 INTEROP := tests/interop
 INTEROP_STAMP := $(INTEROP)/node_modules/.package-lock.json
 
-.PHONY: docs docs-serve venv test lint format bench bench-micro bench-readme vectors clean interop-deps demo fuzz dist test-installed \
+.PHONY: docs docs-serve venv test lint format bench bench-micro bench-compare bench-readme vectors clean interop-deps demo fuzz dist test-installed \
 	test-standalone
 
 venv: $(STAMP)
@@ -98,13 +98,17 @@ fuzz: venv
 # table in benchmarks/results/. BENCH_ARGS=--quick: a short smoke run. `make bench-readme`
 # pastes the last table into docs/performance.md. Installs the `bench` extra (ray), wrk (apt) and the
 # RivetKit TS peer (npm, benchmarks/.peers/); `make test` needs none of them.
+# Every micro-benchmark run is also saved, per machine, in benchmarks/results/micro-history/
+# (pytest-benchmark's storage), the baselines of `make bench-compare`.
 BENCH_HARNESS ?= ../shared/bench
 BENCH_PEER := benchmarks/.peers/rivetkit-ts
 BENCH_PEER_STAMP := $(BENCH_PEER)/node_modules/.package-lock.json
 BENCH_STAMP := $(VENV)/.bench-stamp
 BENCH_ARGS ?=
+BENCH_HISTORY := $(CURDIR)/benchmarks/results/micro-history
 BENCH_MICRO := $(PY) -m pytest -q -p no:cacheprovider benchmarks/test_micro.py \
-	--benchmark-json benchmarks/results/micro.json --benchmark-columns=median,iqr,rounds
+	--benchmark-json benchmarks/results/micro.json --benchmark-columns=median,iqr,rounds \
+	--benchmark-storage=file://$(BENCH_HISTORY) --benchmark-save=micro
 
 bench: venv $(BENCH_STAMP) interop-deps $(BENCH_PEER_STAMP)
 	command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
@@ -113,9 +117,17 @@ bench: venv $(BENCH_STAMP) interop-deps $(BENCH_PEER_STAMP)
 	$(PY) benchmarks/bench_peers.py $(BENCH_ARGS)
 	$(PY) benchmarks/render_table.py --out benchmarks/results/table.md
 
-bench-micro: venv $(BENCH_STAMP)
+bench-micro: venv
 	mkdir -p benchmarks/results
 	$(BENCH_MICRO)
+
+# The compiled twins' micro-benchmarks against the newest run saved on this machine
+# (benchmarks/bench_compare.py): exit 1 when a median is more than 20% slower; the pure twins do
+# not gate. With none saved, it runs both twins, saves them as the baseline and says so.
+# BENCH_COMPARE_ARGS: e.g. --save (a new baseline), --threshold 30.
+BENCH_COMPARE_ARGS ?=
+bench-compare: venv
+	$(PY) benchmarks/bench_compare.py --storage $(BENCH_HISTORY) $(BENCH_COMPARE_ARGS)
 
 bench-readme: venv
 	$(PY) benchmarks/render_table.py --page docs/performance.md

@@ -13,7 +13,11 @@ Not part of ``make test`` (``testpaths`` is ``tests``); run with ``make bench-mi
 
     .venv/bin/pytest benchmarks/test_micro.py --benchmark-json benchmarks/results/micro.json
 
-``render_table.py`` turns that JSON into compiled/pure ratios. Nothing here asserts a time.
+``render_table.py`` turns that JSON into compiled/pure ratios. ``make bench-micro`` also saves
+each run in ``benchmarks/results/micro-history/``; ``make bench-compare``
+(``bench_compare.py``) compares the rows whose ``twin`` parameter is ``compiled`` with the
+newest run saved on this machine and fails when one is more than 20% slower: keep the
+parameter's name and values. Nothing here asserts a time.
 """
 
 from __future__ import annotations
