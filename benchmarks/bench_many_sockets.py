@@ -1,0 +1,349 @@
+"""One process holding many WebSocket connections: memory, one broadcast to all, latency.
+
+Starts ``rivetkit serve benchmarks/many_app.py`` (embedded driver, a temporary data dir),
+wakes the 100 ``room`` actors (``--actors``), then ``--loaders`` (2) loader processes open
+``--sockets`` (10,000) client-protocol connections (``/gateway/room/connect``, json, the
+``websockets`` library speaking the raw protocol), socket ``i`` to room ``i % 100``; each
+sends ``SubscriptionRequest(tick)`` then a ``ping`` action whose answer proves the
+subscription was taken. Reports:
+
+* memory per idle connection: (server RSS with every socket open and idle - RSS before) /
+  sockets;
+* one broadcast to all: every room's ``tick`` action at once (over HTTP); the time from the
+  first action sent to the last socket receiving its event (wall clocks of one machine);
+* action latency p50/p99 (``ping`` over HTTP, ``--pings`` sequential calls spread over the
+  rooms) with no socket connected and again with all connected, side by side;
+* with ``--top K``: after that, ``tracemalloc`` in the server while ``--traced`` (1,000)
+  more sockets connect: the traced Python heap per connection and the K largest sites.
+
+Targets (issue 20): <= 16 KiB per idle connection; the broadcast within 200 ms. The machine is
+shared: run the full size on a quiet one, fewer sockets first. Raises ``ulimit -n`` itself.
+
+    python benchmarks/bench_many_sockets.py [--sockets N] [--actors A] [--loaders L]
+        [--pings P] [--top K] [--traced M] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from many_common import Server, mib, raise_nofile
+
+QUERY = "rvt-namespace=default&rvt-method=getOrCreate&rvt-runner=default&rvt-crash-policy=sleep"
+SUBSCRIBE = '{"body":{"tag":"SubscriptionRequest","val":{"eventName":"tick","subscribe":true}}}'
+PING = '{"body":{"tag":"ActionRequest","val":{"id":["$BigInt","1"],"name":"ping","args":[]}}}'
+OPEN_AT_ONCE = 100  # handshakes in flight per loader
+
+
+# -- loader process --------------------------------------------------------------------------
+
+
+class _Sockets:
+    """What one loader's sockets report."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.ok = 0
+        self.failed = 0
+        self.first_error = ""
+        self.all_open = asyncio.Event()
+        self.got: list[float] = []  # wall time each tick arrived
+
+    def opened(self, error: BaseException | None) -> None:
+        if error is None:
+            self.ok += 1
+        else:
+            self.failed += 1
+            self.first_error = self.first_error or repr(error)
+        if self.ok + self.failed == self.count:
+            self.all_open.set()
+
+
+async def _socket(port: int, room: int, gate: asyncio.Semaphore, sockets: _Sockets) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.typing import Subprotocol
+
+    url = f"ws://127.0.0.1:{port}/gateway/room/connect?{QUERY}&rvt-key=r{room}"
+    protocols = [Subprotocol("rivet"), Subprotocol("rivet_encoding.json")]
+    await gate.acquire()
+    pending = True  # holding the gate until the ping's answer proves the subscription
+    try:
+        async with connect(
+            url, subprotocols=protocols, compression=None, open_timeout=60, max_queue=4
+        ) as ws:
+            await ws.send(SUBSCRIBE)
+            await ws.send(PING)
+            async for message in ws:
+                if pending and '"ActionResponse"' in message:
+                    pending = False
+                    gate.release()
+                    sockets.opened(None)
+                elif '"tick"' in message:
+                    sockets.got.append(time.time())
+    except Exception as exc:
+        if pending:
+            pending = False
+            gate.release()
+            sockets.opened(exc)
+
+
+async def _load(port: int, count: int, offset: int, rooms: int) -> None:
+    sockets = _Sockets(count)
+    gate = asyncio.Semaphore(OPEN_AT_ONCE)
+    tasks = [
+        asyncio.create_task(_socket(port, (offset + i) % rooms, gate, sockets))
+        for i in range(count)
+    ]
+    await sockets.all_open.wait()
+    print(f"ready {sockets.ok} {sockets.failed} {sockets.first_error}", flush=True)
+    loop = asyncio.get_running_loop()
+    line = await loop.run_in_executor(None, sys.stdin.readline)  # "go"
+    deadline = time.monotonic() + 30
+    while line and len(sockets.got) < sockets.ok and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    print(f"done {max(sockets.got, default=0.0)!r} {len(sockets.got)}", flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)  # "close" (or EOF)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def loader_main(port: int, count: int, offset: int, rooms: int) -> int:
+    """The loader process: open ``count`` sockets, report, wait for one tick each."""
+    raise_nofile(count + 256)
+    try:
+        import uvloop
+
+        uvloop.run(_load(port, count, offset, rooms))
+    except ImportError:
+        asyncio.run(_load(port, count, offset, rooms))
+    return 0
+
+
+# -- driver ------------------------------------------------------------------------------------
+
+
+async def _post(port: int, path: str, count: int, conns: int) -> list[tuple[float, float]]:
+    """``count`` json POSTs of ``path`` (``{n}``: the call's index) over ``conns`` keep-alive
+    connections; each call's (start, end) ``perf_counter`` times."""
+    calls = iter(range(count))
+    times: list[tuple[float, float]] = []
+
+    async def one_connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for n in calls:
+                body = b'{"args":[]}'
+                head = (
+                    f"POST {path.format(n=n)} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+                    f"content-type: application/json\r\nx-rivet-encoding: json\r\n"
+                    f"content-length: {len(body)}\r\n\r\n"
+                ).encode()
+                start = time.perf_counter()
+                writer.write(head + body)
+                response = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in response.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                if not response.startswith(b"HTTP/1.1 200"):
+                    status = response.split(b"\r\n", 1)[0]
+                    raise SystemExit(f"{path}: {status!r}")
+                times.append((start, time.perf_counter()))
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one_connection() for _ in range(conns)))
+    return times
+
+
+def post(port: int, path: str, count: int, conns: int) -> list[tuple[float, float]]:
+    """:func:`_post` on a fresh event loop."""
+    return asyncio.run(_post(port, path, count, conns))
+
+
+def room_path(action: str, room: int | str) -> str:
+    """The gateway path of ``action`` on room ``room``."""
+    return f"/gateway/room/action/{action}?{QUERY}&rvt-key=r{room}"
+
+
+def latency(port: int, pings: int, rooms: int) -> dict[str, float]:
+    """p50/p99 (ms) of ``pings`` sequential ``ping`` calls spread over the rooms (one
+    keep-alive connection per room)."""
+    samples: list[float] = []
+    for room in range(rooms):
+        count = pings // rooms + (room < pings % rooms)
+        times = post(port, room_path("ping", room), count, 1)
+        samples.extend((end - start) * 1000 for start, end in times)
+    samples.sort()
+    return {
+        "p50_ms": statistics.median(samples),
+        "p99_ms": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+    }
+
+
+def spawn_loaders(port: int, sockets: int, loaders: int, rooms: int) -> list[Any]:
+    """Start the loader processes; wait until each reported its sockets open."""
+    processes = []
+    share, extra = divmod(sockets, loaders)
+    offset = 0
+    for i in range(loaders):
+        count = share + (i < extra)
+        command = [sys.executable, __file__, "--loader", str(port), str(count), str(offset),
+                   str(rooms)]  # fmt: skip
+        processes.append(
+            subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        )
+        offset += count
+    return processes
+
+
+def expect(process: Any, word: str) -> list[str]:
+    """The next line of a loader, which must start with ``word``."""
+    line = process.stdout.readline().split()
+    if not line or line[0] != word:
+        raise SystemExit(f"loader said {line!r}, expected {word!r}")
+    return list(line[1:])
+
+
+def close_loaders(processes: list[Any]) -> None:
+    """Tell the loaders to close their sockets and exit (killed after 60 s)."""
+    for process in processes:
+        if process.poll() is None:
+            try:
+                process.stdin.write("close\n")
+                process.stdin.flush()
+                process.stdin.close()
+            except OSError:
+                pass
+    for process in processes:
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def connect_all(port: int, sockets: int, loaders: int, rooms: int) -> tuple[list[Any], int, float]:
+    """Open ``sockets`` sockets from ``loaders`` processes: (processes, opened, seconds)."""
+    start = time.perf_counter()
+    processes = spawn_loaders(port, sockets, loaders, rooms)
+    opened = 0
+    for process in processes:
+        ok, failed, *error = expect(process, "ready")
+        opened += int(ok)
+        if int(failed):
+            print(f"{failed} sockets failed to open: {' '.join(error)}", file=sys.stderr)
+    return processes, opened, time.perf_counter() - start
+
+
+def main() -> int:
+    """Run the benchmark and print its figures."""
+    if len(sys.argv) > 1 and sys.argv[1] == "--loader":
+        port, count, offset, rooms = (int(a) for a in sys.argv[2:6])
+        return loader_main(port, count, offset, rooms)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sockets", type=int, default=10_000, help="connections")
+    parser.add_argument("--actors", type=int, default=100, help="room actors")
+    parser.add_argument("--loaders", type=int, default=2, help="loader processes")
+    parser.add_argument("--pings", type=int, default=2_000, help="latency samples")
+    parser.add_argument("--top", type=int, default=0, help="trace; print the K largest sites")
+    parser.add_argument("--traced", type=int, default=1_000, help="sockets traced (--top)")
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args()
+    raise_nofile(args.sockets + args.traced + 1024)  # the server inherits it
+
+    server = Server()
+    processes: list[Any] = []
+    try:
+        for room in range(args.actors):  # wake every room
+            post(server.port, room_path("ping", room), 1, 1)
+        quiet = latency(server.port, args.pings, args.actors)
+        time.sleep(1.0)
+        before = server.memory()["VmRSS"]
+        processes, opened, connect_s = connect_all(
+            server.port, args.sockets, args.loaders, args.actors
+        )
+        time.sleep(2.0)  # idle
+        after = server.memory()["VmRSS"]
+        loaded = latency(server.port, args.pings, args.actors)
+
+        async def tick_all() -> float:
+            start = time.time()
+            await _post(server.port, "/gateway/room/action/tick?" + QUERY + "&rvt-key=r{n}",
+                        args.actors, min(args.actors, 32))  # fmt: skip
+            return start
+
+        for process in processes:
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        sent = asyncio.run(tick_all())
+        last, received = 0.0, 0
+        for process in processes:
+            when, count = expect(process, "done")
+            last, received = max(last, float(when)), received + int(count)
+        broadcast_ms = (last - sent) * 1000
+        close_loaders(processes)
+        processes = []
+
+        trace: dict[str, Any] | None = None
+        if args.top:
+            time.sleep(1.0)
+            server.start_tracing()
+            processes, traced_open, _ = connect_all(server.port, args.traced, 1, args.actors)
+            time.sleep(1.0)
+            trace = server.traced()
+            trace["sockets"] = traced_open
+            close_loaders(processes)
+            processes = []
+    finally:
+        close_loaders(processes)
+        server.close()
+
+    per_conn = (after - before) / max(1, opened)
+    figures: dict[str, Any] = {
+        "sockets": opened,
+        "connect_s": connect_s,
+        "rss_before": before,
+        "rss_connected": after,
+        "bytes_per_idle_connection": per_conn,
+        "broadcast_ms": broadcast_ms,
+        "broadcast_received": received,
+        "latency_quiet": quiet,
+        "latency_connected": loaded,
+    }
+    print(f"sockets open: {opened} of {args.sockets} ({args.loaders} loaders, "
+          f"{connect_s:.1f} s to open and subscribe)")  # fmt: skip
+    print(f"server RSS: {mib(before)} before, {mib(after)} with the sockets idle: "
+          f"{per_conn / 1024:.1f} KiB per idle connection  (target <= 16 KiB)")  # fmt: skip
+    print(f"one broadcast to all: {broadcast_ms:.0f} ms from the first tick action to the "
+          f"last socket receiving ({received} events received)  (target <= 200 ms)")  # fmt: skip
+    print(f"ping latency, {args.pings} calls: no sockets p50 {quiet['p50_ms']:.2f} ms "
+          f"p99 {quiet['p99_ms']:.2f} ms; {opened} sockets connected p50 "
+          f"{loaded['p50_ms']:.2f} ms p99 {loaded['p99_ms']:.2f} ms")  # fmt: skip
+    if trace is not None:
+        per = trace["traced"] / max(1, trace["sockets"])
+        figures["traced_heap_per_connection"] = per
+        figures["top"] = trace["top"]
+        print(f"traced Python heap per connection: {per:,.0f} B ({trace['sockets']} traced)")
+        for site in trace["top"][: args.top]:
+            print(f"  {site['size']:>12,} B {site['count']:>8} blocks  {site['site']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The registry served by ``bench_many_actors.py`` and ``bench_many_sockets.py``.
+
+* ``many``: a counter that sleeps 1 s after its last call (``increment``);
+* ``room``: an actor clients connect to and subscribe to its ``tick`` event; ``tick()``
+  broadcasts the wall time (seconds since the epoch) to them; ``ping()`` answers at once.
+
+Only when the benchmark sets ``RIVETKIT_BENCH_TRACE`` (a file path) does this module trace the
+server's Python heap: ``SIGUSR1`` starts :mod:`tracemalloc`, ``SIGUSR2`` collects garbage
+and writes the traced size and the largest allocation sites as JSON to that path. Nothing of
+this is in the package: it is the benchmark's own code, imported by ``rivetkit serve``.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import signal
+import time
+import tracemalloc
+from typing import Any
+
+from rivetkit import ActorOptions, actor, setup
+
+many = actor("many", state={"count": 0}, options=ActorOptions(sleep_timeout=1.0))
+
+
+@many.action
+def increment(c: Any, amount: int = 1) -> int:
+    """Add ``amount`` to the count and return it."""
+    c.state["count"] += amount
+    return int(c.state["count"])
+
+
+room = actor("room", state={}, options=ActorOptions(sleep_timeout=600.0))
+
+
+@room.action
+def tick(c: Any) -> float:
+    """Broadcast ``tick`` with the wall time to every subscriber; return that time."""
+    now = time.time()
+    c.broadcast("tick", now)
+    return now
+
+
+@room.action
+def ping(c: Any) -> int:
+    """Answer at once (latency probe)."""
+    return 1
+
+
+registry = setup(use=[many, room])
+
+
+def _start_tracing(signum: int, frame: Any) -> None:
+    gc.collect()
+    tracemalloc.start(1)
+
+
+def _dump_trace(signum: int, frame: Any) -> None:
+    path = os.environ["RIVETKIT_BENCH_TRACE"]
+    gc.collect()
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__)]
+    )
+    stats = snapshot.statistics("lineno")
+    current, peak = tracemalloc.get_traced_memory()
+    top = [
+        {
+            "site": f"{s.traceback[0].filename}:{s.traceback[0].lineno}",
+            "size": s.size,
+            "count": s.count,
+        }
+        for s in stats[:40]
+    ]
+    traced = sum(s.size for s in stats)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as out:
+        json.dump({"traced": traced, "current": current, "peak": peak, "top": top}, out)
+    os.replace(tmp, path)
+
+
+if os.environ.get("RIVETKIT_BENCH_TRACE"):
+    signal.signal(signal.SIGUSR1, _start_tracing)
+    signal.signal(signal.SIGUSR2, _dump_trace)
