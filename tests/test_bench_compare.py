@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,8 @@ def spend(seconds):
 '''
 
 TINY = """
+import os
+
 import pytest
 
 import fakeclock
@@ -44,23 +47,43 @@ def twin(request):
 
 
 def test_tiny(benchmark, twin):
-    benchmark(fakeclock.spend, 1e-6)
+    # SLOW_ONCE names a file: while it is missing, a row takes 2x as long, then creates it.
+    marker = os.environ.get("SLOW_ONCE")
+    slow = bool(marker) and not os.path.exists(marker)
+    benchmark(fakeclock.spend, 2e-6 if slow else 1e-6)
+    if slow:
+        open(marker, "w").close()
 """
 
 TIME_FIELDS = ("min", "max", "mean", "median", "q1", "q3", "iqr", "stddev", "ld15iqr", "hd15iqr")
 
 
+@pytest.fixture(scope="module")
+def first(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A folder holding the clock and the tiny benchmarks, after a first run of the script
+    (which saved the baseline), and that run's output."""
+    folder = tmp_path_factory.mktemp("tiny")
+    (folder / "fakeclock.py").write_text(CLOCK)
+    (folder / "test_tiny.py").write_text(TINY)
+    done = compare(folder)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return folder, done.stdout
+
+
 @pytest.fixture
-def tiny(tmp_path: Path) -> Path:
-    """A folder holding the clock and the tiny benchmarks."""
-    (tmp_path / "fakeclock.py").write_text(CLOCK)
-    (tmp_path / "test_tiny.py").write_text(TINY)
-    return tmp_path
+def tiny(first: tuple[Path, str], tmp_path: Path) -> Path:
+    """A copy of that folder: the tiny benchmarks and their saved baseline."""
+    shutil.copytree(first[0], tmp_path / "tiny")
+    return tmp_path / "tiny"
 
 
-def compare(folder: Path, *options: str) -> subprocess.CompletedProcess[str]:
+def compare(
+    folder: Path, *options: str, slow_once: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the script on the tiny benchmarks with the injected clock."""
     env = {**os.environ, "PYTHONPATH": str(folder)}
+    if slow_once is not None:
+        env["SLOW_ONCE"] = str(slow_once)
     return subprocess.run(
         [sys.executable, str(SCRIPT), "--storage", str(folder / "store"), *options,
          "--tests", str(folder / "test_tiny.py"),
@@ -75,7 +98,7 @@ def saved_runs(folder: Path) -> list[Path]:
 
 
 def scale(path: Path, factors: dict[str, float]) -> None:
-    """Make the saved run ``factor`` times slower (per twin) than it measured."""
+    """Multiply the saved run's times by its twin's factor (0.5: twice as fast as measured)."""
     saved = json.loads(path.read_text())
     for bench in saved["benchmarks"]:
         factor = factors[bench["params"]["twin"]]
@@ -87,12 +110,12 @@ def scale(path: Path, factors: dict[str, float]) -> None:
     path.write_text(json.dumps(saved))
 
 
-def test_first_run_saves_a_baseline_and_says_so(tiny: Path) -> None:
+def test_first_run_saves_a_baseline_and_says_so(first: tuple[Path, str]) -> None:
     """With nothing saved, the run is saved (both twins) and the exit status is 0."""
-    done = compare(tiny)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "no saved baseline of this machine" in done.stdout
-    runs = saved_runs(tiny)
+    folder, output = first
+    assert "no saved baseline of this machine" in output
+    assert "baseline saved" in output
+    runs = saved_runs(folder)
     assert [path.name for path in runs] == ["0001_baseline.json"]
     twins = {bench["params"]["twin"] for bench in json.loads(runs[0].read_text())["benchmarks"]}
     assert twins == {"compiled", "pure"}
@@ -100,11 +123,11 @@ def test_first_run_saves_a_baseline_and_says_so(tiny: Path) -> None:
 
 def test_a_baseline_twice_as_fast_fails(tiny: Path) -> None:
     """The compiled row now takes 2x the baseline's median: exit status 1."""
-    assert compare(tiny).returncode == 0
     (baseline,) = saved_runs(tiny)
     scale(baseline, {"compiled": 0.5, "pure": 1.0})
     done = compare(tiny)
     assert done.returncode == 1, done.stdout + done.stderr
+    assert "1 compiled row(s) over +20%: running them once more" in done.stdout
     assert "FAILED, a compiled twin is more than 20% slower" in done.stdout
     assert "test_tiny[compiled]" in done.stdout + done.stderr
     assert saved_runs(tiny) == [baseline]  # a comparison saves nothing
@@ -112,7 +135,6 @@ def test_a_baseline_twice_as_fast_fails(tiny: Path) -> None:
 
 def test_a_baseline_twice_as_slow_passes_and_pure_rows_do_not_gate(tiny: Path) -> None:
     """Compiled 2x slower in the baseline passes, even with a pure row that would fail."""
-    assert compare(tiny).returncode == 0
     (baseline,) = saved_runs(tiny)
     scale(baseline, {"compiled": 2.0, "pure": 0.5})
     done = compare(tiny)
@@ -123,7 +145,6 @@ def test_a_baseline_twice_as_slow_passes_and_pure_rows_do_not_gate(tiny: Path) -
 
 def test_the_threshold_is_an_option(tiny: Path) -> None:
     """A 2x slower compiled row passes a 150% threshold."""
-    assert compare(tiny).returncode == 0
     (baseline,) = saved_runs(tiny)
     scale(baseline, {"compiled": 0.5, "pure": 1.0})
     assert compare(tiny, "--threshold", "150").returncode == 0
@@ -131,7 +152,6 @@ def test_the_threshold_is_an_option(tiny: Path) -> None:
 
 def test_a_run_of_another_machine_is_not_a_baseline(tiny: Path) -> None:
     """A saved run from another host is ignored: a new baseline is saved instead."""
-    assert compare(tiny).returncode == 0
     (baseline,) = saved_runs(tiny)
     saved = json.loads(baseline.read_text())
     saved["machine_info"]["node"] = "another-host"
@@ -140,3 +160,14 @@ def test_a_run_of_another_machine_is_not_a_baseline(tiny: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no saved baseline of this machine" in done.stdout
     assert [path.name for path in saved_runs(tiny)] == ["0001_baseline.json", "0002_baseline.json"]
+
+
+def test_a_row_slower_only_once_is_noise(tiny: Path) -> None:
+    """A row 2x slower in the first run and not in the re-run passes; ``--no-rerun`` fails."""
+    done = compare(tiny, slow_once=tiny / "slowed")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "running them once more" in done.stdout
+    assert "passed, no compiled twin is more than 20% slower" in done.stdout
+    strict = compare(tiny, "--no-rerun", slow_once=tiny / "slowed-strict")
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert "running them once more" not in strict.stdout
