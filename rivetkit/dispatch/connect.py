@@ -295,7 +295,7 @@ class ConnSession:
         "_send_now",
         "_tasks",
         "_unstarted",
-        "_wake",
+        "_wakeup",
         "_ws",
         "conn",
         "encoding",
@@ -307,9 +307,12 @@ class ConnSession:
         self.encoding = encoding
         self._max_in = instance.options.max_incoming_message_size
         self._max_out = instance.options.max_outgoing_message_size
-        self._out: deque[str | bytes] = deque()
+        # Frames waiting for the writer; made on the first frame that cannot go out at once
+        # (an idle connection holds no deque: ~750 B each, 10,000 sockets in one process).
+        self._out: deque[str | bytes] | None = None
         self._out_bytes = 0
-        self._wake = asyncio.Event()
+        # The idle writer's wake-up (a bare future: lighter than an Event and its deque).
+        self._wakeup: asyncio.Future[None] | None = None
         self._closing: tuple[int, str] | None = None
         self._done = False
         self._busy = False  # the writer task is sending a frame
@@ -402,6 +405,8 @@ class ConnSession:
             send_now = self._send_now
             if send_now is not None and send_now(frame):
                 return
+        if out is None:
+            out = self._out = deque()
         out.append(frame)
         self._out_bytes += len(frame)
         if len(out) > MAX_PENDING_FRAMES or self._out_bytes > MAX_PENDING_BYTES:
@@ -410,12 +415,19 @@ class ConnSession:
             SERVER_COUNTERS.slow_clients_disconnected += 1
             self._instance.log.warning("a connection reads too slowly; closing it")
             self._close_later(1008, "ws.send_buffer_full")
-        self._wake.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
 
     def _close_later(self, code: int, reason: str) -> None:
         if self._closing is None:
             self._closing = (code, reason)
-            self._wake.set()
+            self._wake()
 
     def _fail(self, error: BaseException, action_id: int | None = None) -> None:
         """A connection-level error: an ``Error`` frame, then a close with ``group.code``."""
@@ -426,10 +438,9 @@ class ConnSession:
 
     async def _write_loop(self) -> None:
         ws = self._ws
-        out = self._out
-        wake = self._wake
         try:
             while True:
+                out = self._out
                 while out:
                     self._busy = True
                     frame = out.popleft()
@@ -440,13 +451,15 @@ class ConnSession:
                 if closing is not None:
                     await ws.close(*closing)
                     return
-                wake.clear()
-                await wake.wait()
+                wakeup = self._wakeup = self._loop.create_future()
+                await wakeup
         except Exception as exc:
             logger.debug("connection writer stopped: %r", exc)
         finally:
             self._done = True
-            out.clear()
+            self._wakeup = None
+            if self._out is not None:
+                self._out.clear()
             self._out_bytes = 0
 
     async def run(self, params: Any, restored: Connection | None = None) -> None:
