@@ -5,7 +5,8 @@ present, ``benchmarks/results/micro.json`` (pytest-benchmark's JSON of ``test_mi
 compiled vs pure twin). Prints the Markdown; ``--out FILE`` also writes it, and ``--page
 docs/performance.md`` (``make bench-readme``; ``--readme`` is the old spelling) replaces the
 text between the ``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->`` markers of
-that file with it.
+that file with it (only with the peer results: micro results alone would drop the peer rows).
+The published rows differ from ``latest.json`` as ``UNPUBLISHED`` and ``published`` say.
 
     python benchmarks/render_table.py [--results FILE] [--micro FILE] [--out FILE]
                                       [--page docs/performance.md]
@@ -212,6 +213,10 @@ def main() -> int:
     report, micro = load(args.results), load(args.micro)
     if report is None and micro is None:
         print(f"no results: run `make bench` first ({args.results})", file=sys.stderr)
+        return 2
+    if args.page and report is None:
+        # The page's section holds both tables: micro results alone would drop the peer rows.
+        print(f"no peer results ({args.results}): the page is left as it is", file=sys.stderr)
         return 2
     text = render(report, micro)
     print(text, end="")

@@ -110,3 +110,18 @@ def test_without_the_dropped_row_nothing_is_said(tmp_path: Path) -> None:
     """A report with no sustained one-socket embedded row prints no "Not shown" line."""
     report = {**REPORT, "comparisons": REPORT["comparisons"][:2]}
     assert "Not shown" not in render(tmp_path, report)
+
+
+def test_a_page_is_not_rendered_from_micro_results_alone(tmp_path: Path) -> None:
+    """Without the peer results, ``--page`` leaves the page (and its peer rows) as it is."""
+    micro = tmp_path / "micro.json"
+    micro.write_text(json.dumps({"benchmarks": []}))
+    page = tmp_path / "page.md"
+    page.write_text("<!-- bench-table:start -->\npeer rows\n<!-- bench-table:end -->\n")
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--results", str(tmp_path / "none.json"),
+         "--micro", str(micro), "--page", str(page)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "peer rows" in page.read_text()
