@@ -127,7 +127,10 @@ def _own_cycle(scope: Scope, call: Callable[..., Any]) -> Any:
     extensions = scope.get("extensions")
     if extensions is None:
         return None
-    cycle = extensions.get(HTTP_CYCLE)
+    ref = extensions.get(HTTP_CYCLE)
+    if ref is None:
+        return None
+    cycle = ref()  # a weak reference (see http_fastpath.HTTP_CYCLE)
     if cycle is None or getattr(call, "__self__", None) is not cycle:
         return None
     return cycle
