@@ -187,6 +187,13 @@ class HeadGuard:
 
     def handle_websocket_upgrade(self) -> None:
         if not self._rejected:
+            # The WebSocket protocol takes the transport: a pending head timer would keep
+            # this protocol (parser, scope, headers: ~5 KB) alive until it fires.
+            timer = self._head_timer
+            if timer is not None:
+                timer.cancel()
+                self._head_timer = None
+            self._head_due = None
             super().handle_websocket_upgrade()  # type: ignore[misc]
 
     def send_400_response(self, msg: str) -> None:

@@ -26,6 +26,7 @@ import struct
 from collections import deque
 from typing import Any, Final
 
+from rivetkit.runtime.lazy_event import LazyEvent
 from rivetkit.server import uvicorn_fit
 from rivetkit.server.ws_budget import SendBudget
 
@@ -61,21 +62,25 @@ class _Inbox:
     """What the app receives, in order: ASGI messages, or (direct sockets) bare str/bytes.
 
     Replaces uvicorn's ``asyncio.Queue`` (``put_nowait``, ``get``, ``empty``) with a deque and
-    a waiter list: one append per message instead of the queue's bookkeeping.
+    a waiter list: one append per message instead of the queue's bookkeeping. (A list, not a
+    deque: there is one reader, and an empty deque costs ~750 B on each idle connection.)
     """
 
     __slots__ = ("_items", "_loop", "_waiters")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._items: deque[Any] = deque()
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._items: deque[Any] | None = None  # made on the first item
+        self._waiters: list[asyncio.Future[None]] = []
         self._loop = loop
 
     def put_nowait(self, item: Any) -> None:
-        self._items.append(item)
+        items = self._items
+        if items is None:
+            items = self._items = deque()
+        items.append(item)
         waiters = self._waiters
         while waiters:
-            waiter = waiters.popleft()
+            waiter = waiters.pop(0)
             if not waiter.done():
                 waiter.set_result(None)
                 break
@@ -84,7 +89,8 @@ class _Inbox:
         return not self._items
 
     def qsize(self) -> int:
-        return len(self._items)
+        items = self._items
+        return 0 if items is None else len(items)
 
     def get_nowait(self) -> Any:
         """The next item, or None when there is none (items are never None)."""
@@ -92,17 +98,19 @@ class _Inbox:
         return items.popleft() if items else None
 
     async def get(self) -> Any:
-        items = self._items
-        while not items:
+        while not self._items:
             waiter = self._loop.create_future()
             self._waiters.append(waiter)
             try:
                 await waiter
             except BaseException:
                 waiter.cancel()
+                items = self._items
                 if items and not waiter.cancelled():
                     self.put_nowait(items.popleft())  # pass the wake-up on
                 raise
+        items = self._items
+        assert items is not None
         return items.popleft()
 
 
@@ -313,6 +321,9 @@ def _build_ws_protocol() -> type[Any] | None:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.queue = _Inbox(self.loop)
+            # uvicorn's Event, without the waiter deque until a send waits (~750 B each).
+            self.writable = LazyEvent()
+            self.writable.set()
             #: The app reads through a DirectWebSocket: the fast path queues bare str/bytes.
             self.direct = False
             self._fast = False  # data frames are parsed here (open, nothing pending in conn)
@@ -379,6 +390,10 @@ def _build_ws_protocol() -> type[Any] | None:
                 elif text is not None and self.send_frame_now(0x1, text.encode()):
                     return
             await super().send(message)
+            if message["type"] == "websocket.accept" and self.handshake_complete:
+                # uvicorn reads the handshake's request and response only before this point;
+                # kept, they hold two copies of the headers for the socket's whole life.
+                self.request = self.response = None  # type: ignore[assignment]
             if (
                 not self._fast
                 and self._usable
