@@ -243,6 +243,12 @@ class Dispatcher:
         if listeners is not None:
             listeners.append(self._actor_stopped)
 
+    def response_headers_of(self, actor_id: str) -> list[list[tuple[bytes, bytes]]]:
+        """The response header lists cached for ``actor_id`` (a transport that caches
+        what it made of them drops that when the actor stops)."""
+        cached = self._success_headers.get(actor_id)
+        return [] if cached is None else list(cached[1].values())
+
     def _actor_stopped(self, actor_id: str) -> None:
         self._actor_headers.pop(actor_id, None)
         self._success_headers.pop(actor_id, None)

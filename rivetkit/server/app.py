@@ -64,7 +64,7 @@ from rivetkit.server.asgi_io import (
 from rivetkit.server.asgi_stream import send_stream
 from rivetkit.server.cors import OriginPolicy, preflight, refuse_websocket, with_cors
 from rivetkit.server.gateway import invalid_request
-from rivetkit.server.http_fastpath import HTTP_CYCLE, respond
+from rivetkit.server.http_fastpath import HTTP_CYCLE, forget_head, respond
 from rivetkit.server.local_client import LocalClient
 from rivetkit.server.request_log import (
     RequestContext,
@@ -207,7 +207,8 @@ class RivetApp:
         # actor id -> its keys in _routes, dropped when the actor stops (a sleeping actor's
         # request resolves again: a lookup its wake does anyway)
         self._actor_routes: dict[str, list[tuple[str, bytes]]] = {}
-        self.runtime.stop_listeners.append(self._drop_routes)
+        # First: the dispatcher's listener drops the header lists _drop_routes reads.
+        self.runtime.stop_listeners.insert(0, self._drop_routes)
         self._metadata = json.dumps(
             {
                 "runtime": "rivetkit",
@@ -269,6 +270,8 @@ class RivetApp:
         return self._local.client(**options)
 
     def _drop_routes(self, actor_id: str) -> None:
+        for headers in self.dispatcher.response_headers_of(actor_id):
+            forget_head(headers)
         routes = self._routes
         for key in self._actor_routes.pop(actor_id, ()):
             cached = routes.get(key)

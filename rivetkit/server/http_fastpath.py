@@ -30,6 +30,7 @@ from rivetkit.server.http_guard import HeadGuard
 
 __all__ = [
     "HTTP_CYCLE",
+    "forget_head",
     "http_protocol",
     "mark_streaming",
     "respond",
@@ -114,6 +115,12 @@ def _head_lines(headers: list[tuple[bytes, bytes]]) -> bytes | None:
         _heads.clear()
     _heads[key] = lines
     return lines
+
+
+def forget_head(headers: list[tuple[bytes, bytes]]) -> None:
+    """Drop the cached head lines of ``headers`` (an actor's response headers, when it
+    stops: a sleeping actor's headers are not kept until the cache fills)."""
+    _heads.pop(tuple(headers), None)
 
 
 def respond(cycle: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
