@@ -6,12 +6,21 @@ a save throttled by ``state_save_interval`` (never awaited on an action's path);
 is retried with a doubling delay (meanwhile the :class:`~rivetkit.runtime.state_guard.StateGuard`
 refuses writes); :meth:`StatePersistence.final_save` is the last save of a shutdown. It also
 runs ``on_state_change`` when the state differs from what the hook last saw.
+
+The throttle's timers of every actor share one loop timer (:mod:`.save_timers`). A throttled
+save (and ``save_state``'s) is encoded at once and handed to the driver's
+``kv_put_soon`` when it has one (the embedded driver): no task and no future per save, and
+the saves of every actor due in one turn of the loop reach SQLite together. A driver without
+it (the engine's), or whose ``kv_write`` was replaced, gets the save as an awaited
+``kv_write`` in a task. Either way the save counts as done only once the driver says it is
+stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rivetkit.errors import RivetError, actor_error
@@ -20,12 +29,18 @@ from rivetkit.protocol.actor_persist import Actor, ScheduleEvent
 from rivetkit.protocol.values import cbor_dumps, cbor_loads
 from rivetkit.runtime import keys
 from rivetkit.runtime.phase import Phase
+from rivetkit.runtime.save_timers import SaveTimer, SaveTimers
 from rivetkit.runtime.state_guard import save_failed
 
 if TYPE_CHECKING:
     from rivetkit.runtime.instance import ActorInstance
 
 __all__ = ["MAX_SAVE_RETRY_DELAY", "StatePersistence"]
+
+# The KV entries of one write: (key, value) pairs.
+_Puts = list[tuple[bytes, bytes]]
+# A driver's kv_put_soon(actor_id, puts, done) -> False when it cannot take the write.
+_PutSoon = Callable[[str, Sequence[tuple[bytes, bytes]], Callable[[bool, Any], None]], bool]
 
 #: Seconds at most between two tries of a failing save (the delay doubles from the save
 #: interval, at least 50 ms, up to this).
@@ -42,35 +57,53 @@ class StatePersistence:
         self.snapshot: Actor | None = None
         #: The snapshot's one-shot schedule events (replaced on change, never mutated).
         self.events: list[ScheduleEvent] = []
-        #: The state may differ from the persisted bytes.
-        self.dirty = False
+        self._changed = False  # changed since the last encoding
+        self._unsaved = 0  # snapshots encoded whose write has not ended
         #: ``on_state_change`` is running (a state write now is refused).
         self.in_state_change = False
         self._seen_state: bytes | None = None  # for on_state_change detection
-        self._handle: asyncio.TimerHandle | None = None
+        self._timers = SaveTimers.of(self._loop)
+        self._handle: SaveTimer | None = None
         self._task: asyncio.Task[None] | None = None
+        # A save handed to the driver's kv_put_soon: (snapshot or None, its puts).
+        self._writing: tuple[Actor | None, _Puts] | None = None
+        self._writing_waiters: list[asyncio.Future[None]] = []
         self._last_save = 0.0
         self._waiters: list[asyncio.Future[None]] = []
 
     @property
+    def dirty(self) -> bool:
+        """The state may differ from the persisted bytes: changed since it was last encoded,
+        or encoded in a write that has not committed yet."""
+        return self._changed or self._unsaved > 0
+
+    @dirty.setter
+    def dirty(self, value: bool) -> None:
+        self._changed = value
+
+    @property
     def busy(self) -> bool:
         """A save is scheduled or running."""
-        return self._handle is not None or self._task is not None
+        return self._handle is not None or self._task is not None or self._writing is not None
+
+    @property
+    def _saving(self) -> bool:
+        return self._task is not None or self._writing is not None
 
     def mark_dirty(self) -> None:
         """The state may have changed: schedule a throttled save."""
         owner = self._owner
-        self.dirty = True
+        self._changed = True
         if owner.inspector_observer is not None:
             owner.inspector_observer("state")
-        if self._handle is None and self._task is None and owner.phase <= Phase.DESTROY_GRACE:
+        if self._handle is None and not self._saving and owner.phase <= Phase.DESTROY_GRACE:
             delay = owner.options.state_save_interval - (self._loop.time() - self._last_save)
-            self._handle = self._loop.call_later(max(0.0, delay), self._start_save)
+            self._handle = self._timers.call_later(delay, self._start_save)
 
     def cancel_scheduled(self) -> None:
         """Drop the scheduled save, if any (a running one goes on)."""
         if self._handle is not None:
-            self._handle.cancel()
+            SaveTimers.cancel(self._handle)
             self._handle = None
 
     def _start_save(self) -> None:
@@ -78,24 +111,87 @@ class StatePersistence:
         gate = self._owner._gate
         if gate is not None and gate.busy:  # a blocking action's thread; it saves on return
             return
-        if self._task is None:
-            self._task = self._loop.create_task(self._save_loop())
+        if not self._saving:
+            self._begin_save()
 
-    async def _save_loop(self) -> None:
-        """One save. A change made during it gets the next save, throttled like any other
-        (waiters of ``save_state`` whose change came too late ask for an immediate one)."""
+    def _begin_save(self) -> None:
+        """Start one save (none is running): through ``kv_put_soon`` when the driver has it
+        (and ``write_snapshot`` is this class's own), else as a task awaiting the write."""
+        put_soon: _PutSoon | None = getattr(self._owner.driver, "kv_put_soon", None)
+        if put_soon is None or "write_snapshot" in self.__dict__:  # a wrapper must see it
+            self._task = self._loop.create_task(self._save_loop())
+            return
         try:
-            await self.write_snapshot()
+            snapshot, puts = self._prepare(True, None)
+        except Exception as exc:
+            self._save_ended(exc)
+            return
+        if not puts:  # nothing changed
+            self._written(None, puts)
+            self._save_ended(None)
+            return
+        self._writing = (snapshot, puts)
+        try:
+            taken = put_soon(self._owner.actor_id, puts, self._put_done)
+        except Exception as exc:
+            self._put_done(False, exc)
+            return
+        if not taken:
+            self._writing = None
+            self._task = self._loop.create_task(self._save_loop(snapshot, puts))
+
+    def _put_done(self, ok: bool, error: Any) -> None:
+        """The driver's answer to a ``kv_put_soon`` save."""
+        writing, self._writing = self._writing, None
+        if writing is None:
+            return
+        if ok:
+            self._written(*writing)
+            self._save_ended(None)
+        else:
+            self._write_failed(error, writing[0])
+            self._save_ended(error)
+        waiters, self._writing_waiters = self._writing_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _save_loop(self, snapshot: Actor | None = None, puts: _Puts | None = None) -> None:
+        """One save (of the prepared ``snapshot`` and ``puts`` if given, else of the state)."""
+        try:
+            if puts is None:
+                await self.write_snapshot()
+            else:
+                await self._store(snapshot, puts)
         except Exception as exc:
             self._task = None
-            self.dirty = True
-            self.notify_savers(exc)  # nothing was saved: no waiter may think it was
-            self._retry_save(exc)
+            self._save_ended(exc)
             return
         self._task = None
+        self._save_ended(None)
+
+    def _save_ended(self, error: BaseException | None) -> None:
+        """After one save (none is running any more). A change made during it gets the next
+        save, throttled like any other (waiters of ``save_state`` whose change came too late
+        ask for an immediate one)."""
+        if error is not None:
+            self._changed = True
+            self.notify_savers(error)  # nothing was saved: no waiter may think it was
+            self._retry_save(error)
+            return
         self.notify_savers(None)
-        if self.dirty:
+        if self._changed:
             self.mark_dirty()
+
+    async def _wait_saving(self) -> None:
+        """Wait until the save running now has ended."""
+        while self._saving:
+            if self._task is not None:
+                await asyncio.shield(self._task)
+            else:
+                waiter = self._loop.create_future()
+                self._writing_waiters.append(waiter)
+                await waiter
 
     def _retry_save(self, error: BaseException) -> None:
         """A save failed: log it and try again later, backing off while it keeps failing
@@ -113,7 +209,7 @@ class StatePersistence:
         if self._handle is None and owner.phase <= Phase.DESTROY_GRACE:
             base = max(0.05, owner.options.state_save_interval)
             delay = min(MAX_SAVE_RETRY_DELAY, base * 2 ** min(failures - 1, 16))
-            self._handle = self._loop.call_later(delay, self._start_save)
+            self._handle = self._timers.call_later(delay, self._start_save)
 
     def notify_savers(self, error: BaseException | None) -> None:
         """Settle the waiters of :meth:`save_state`: saved (``error`` None) or not."""
@@ -141,14 +237,36 @@ class StatePersistence:
         self, *, has_initialized: bool = True, extra: list[tuple[bytes, bytes]] | None = None
     ) -> None:
         """Encode and store the snapshot now (with the ``extra`` KV entries, atomically)."""
+        snapshot, puts = self._prepare(has_initialized, extra)
+        await self._store(snapshot, puts)
+
+    async def _store(self, snapshot: Actor | None, puts: _Puts) -> None:
+        """Write what :meth:`_prepare` gave, then record it as saved."""
+        if puts:
+            try:
+                await self._owner.driver.kv_write(self._owner.actor_id, puts=puts)
+            except Exception as exc:
+                self._write_failed(exc, snapshot)
+                raise
+            except BaseException:  # cancelled: nothing is known to be written
+                self._write_failed(None, snapshot)
+                raise
+        self._written(snapshot, puts)
+
+    def _prepare(
+        self, has_initialized: bool, extra: list[tuple[bytes, bytes]] | None
+    ) -> tuple[Actor | None, _Puts]:
+        """Encode the state: ``(snapshot, puts)`` to write, ``snapshot`` None when it is the
+        persisted one (``puts`` then holds only ``extra``). Raises ``actor/invalid_state``
+        (the state stays dirty) when the state cannot be encoded."""
         owner = self._owner
         guard = owner._guard
-        self.dirty = False
+        self._changed = False
         try:
             state = self.encode_state()
         except RivetError:
             if not guard.enabled or owner.phase == Phase.LOADING:
-                self.dirty = True
+                self._changed = True
                 raise
             # Changed outside any action (``run``, a timer): nobody can be told, so the
             # state goes back to its checkpoint, which holds every acknowledged write.
@@ -157,19 +275,6 @@ class StatePersistence:
                 "the state became unsaveable (%s); restored its last saveable form", problem
             )
             state = self.encode_state()
-        try:
-            await self._put_snapshot(state, has_initialized, extra)
-        except Exception as exc:
-            self.dirty = True
-            guard.save_failed(exc)
-            raise
-        if guard.save_worked():
-            owner.log.warning("saving the state works again; writes are accepted")
-
-    async def _put_snapshot(
-        self, state: bytes, has_initialized: bool, extra: list[tuple[bytes, bytes]] | None
-    ) -> None:
-        owner = self._owner
         previous = self.snapshot
         events = self.events
         if (
@@ -178,25 +283,39 @@ class StatePersistence:
             and previous.has_initialized == has_initialized
             and previous.scheduled_events == events
         ):
-            if extra:
-                await owner.driver.kv_write(owner.actor_id, puts=extra)
-            return
+            return None, list(extra) if extra else []
         snapshot = Actor(
             input=owner.record.input if previous is None else previous.input,
             has_initialized=has_initialized,
             state=state,
             scheduled_events=events,  # never mutated in place: shared, not copied
         )
-        encoded = actor_persist.ACTOR.encode(snapshot)
-        puts = [(keys.PERSIST, encoded)]
+        puts = [(keys.PERSIST, actor_persist.ACTOR.encode(snapshot))]
         if extra:
             puts.extend(extra)
-        await owner.driver.kv_write(owner.actor_id, puts=puts)
-        self.snapshot = snapshot
-        if owner.metrics is not None:
-            owner.metrics.state_saves += 1
-            owner.metrics.state_bytes += len(encoded)
-        self._last_save = self._loop.time()
+        self._unsaved += 1
+        return snapshot, puts
+
+    def _written(self, snapshot: Actor | None, puts: _Puts) -> None:
+        """What :meth:`_prepare` gave is stored."""
+        owner = self._owner
+        if snapshot is not None:
+            self._unsaved -= 1
+            self.snapshot = snapshot
+            if owner.metrics is not None:
+                owner.metrics.state_saves += 1
+                owner.metrics.state_bytes += len(puts[0][1])
+            self._last_save = self._loop.time()
+        if owner._guard.save_worked():
+            owner.log.warning("saving the state works again; writes are accepted")
+
+    def _write_failed(self, error: BaseException | None, snapshot: Actor | None) -> None:
+        """What :meth:`_prepare` gave was not stored (``error`` None: cancelled)."""
+        if snapshot is not None:
+            self._unsaved -= 1
+        self._changed = True
+        if error is not None:
+            self._owner._guard.save_failed(error)
 
     async def save_state(self, *, immediate: bool = False) -> None:
         """Wait until the current state is persisted (``immediate``: without the throttle).
@@ -207,30 +326,29 @@ class StatePersistence:
         owner = self._owner
         if owner._guard.enabled and owner.phase != Phase.LOADING:
             owner._guard.check(owner, what="save_state")
-        self.dirty = True
+        self._changed = True
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)  # first: the save may end at once
         if immediate:
             self.cancel_scheduled()
-            if self._task is None:
-                self._task = self._loop.create_task(self._save_loop())
+            if not self._saving:
+                self._begin_save()
         else:
             self.mark_dirty()
-        waiter = self._loop.create_future()
-        self._waiters.append(waiter)
         try:
             await waiter
         except RivetError:
             raise
         except Exception as exc:
             raise save_failed(exc) from exc
-        if self.dirty:  # the save in flight started before the latest change
+        if self.dirty:  # changed since the save that ended began, or a later one is in flight
             await self.save_state(immediate=True)
 
     async def flush(self, extra: list[tuple[bytes, bytes]] | None = None) -> None:
         """Persist now, whatever the throttle says, and wait for it (with the ``extra`` KV
         entries in the same atomic write: a workflow step's history and its state change)."""
         self.cancel_scheduled()
-        while self._task is not None:
-            await asyncio.shield(self._task)
+        await self._wait_saving()
         try:
             await self.write_snapshot(extra=extra)
         except RivetError:
@@ -246,8 +364,7 @@ class StatePersistence:
         delay = 0.05
         while True:
             try:
-                if self._task is not None:
-                    await asyncio.shield(self._task)
+                await self._wait_saving()
                 await self.write_snapshot()
                 if not destroying:
                     await owner.connections.persist()

@@ -19,7 +19,7 @@ from .alarms import AlarmTimers
 from .lock import DataDirLock
 from .placement import Placement
 from .sql import SqliteBackend, SqlitePool
-from .store import SqliteStore, Synchronous
+from .store import Done, SqliteStore, Synchronous
 
 if TYPE_CHECKING:
     from rivetkit.drivers.base import Driver
@@ -219,6 +219,23 @@ class EmbeddedDriver:
         if not puts and not deletes:
             return
         await self.store.write(tables.kv_write, actor_id, puts, deletes)
+
+    def kv_put_soon(self, actor_id: str, puts: Sequence[tuple[bytes, bytes]], done: Done) -> bool:
+        """Put ``puts`` as :meth:`kv_write` does, without a coroutine or a future: ``done(True,
+        None)`` is called on the loop once they are committed, ``done(False, exception)`` if
+        they failed. Puts of many actors made in one turn of the loop reach the writer thread
+        together (:meth:`.store.SqliteStore.write_soon`); the runtime's throttled state saves
+        use this.
+
+        Returns False, doing nothing, when :meth:`kv_write` was replaced (by a subclass, or on
+        this instance by a wrapper that watches or fails writes): the caller then awaits
+        ``kv_write``, so that the replacement sees every write. RivetError ``driver/closed``
+        once the store is closed.
+        """
+        if "kv_write" in self.__dict__ or type(self).kv_write is not EmbeddedDriver.kv_write:
+            return False
+        self.store.write_soon(done, tables.kv_write, actor_id, puts, ())
+        return True
 
     async def kv_list(
         self,

@@ -10,6 +10,11 @@ write inside its own ``SAVEPOINT`` so that a failing operation is rolled back al
 others still commit. Futures are resolved only after the commit, all with one
 ``call_soon_threadsafe`` per batch, so an acknowledged write is a committed write.
 
+:meth:`SqliteStore.write_soon` is the same write with a callback instead of a future (no
+coroutine, no future: the throttled state saves of many actors). Such writes made during one
+turn of the loop reach the writer together, at the end of the turn or before the next
+operation submitted otherwise, so the order of all operations is the order of the calls.
+
 Durability: the database is in WAL mode. With ``synchronous=NORMAL`` (the default) a commit
 is a ``write()`` of the WAL frames into the OS page cache with no fsync; the WAL is fsynced at
 checkpoints. A killed process (SIGKILL, OOM, crash) therefore loses no committed transaction,
@@ -27,13 +32,13 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
+from typing import Any, Concatenate, Literal, ParamSpec, TypeAlias, TypeVar
 
 from rivetkit.errors import RivetError
 
 from . import tables
 
-__all__ = ["SqliteStore", "Synchronous"]
+__all__ = ["Done", "SqliteStore", "Synchronous"]
 
 logger = logging.getLogger("rivetkit.driver")
 
@@ -43,23 +48,34 @@ P = ParamSpec("P")
 #: SQLite's ``synchronous`` setting (see the module docstring).
 Synchronous = Literal["NORMAL", "FULL"]
 
-# One submitted operation: (fn, args, kwargs, future, is_write).
-_Item = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]", bool]
+#: What :meth:`SqliteStore.write_soon` calls with its outcome: ``done(True, result)`` once
+#: committed, ``done(False, exception)`` if it failed.
+Done = Callable[[bool, Any], None]
+# Whom an operation answers: its future, or a write_soon callback.
+_Target: TypeAlias = "asyncio.Future[Any] | Done"
+# One submitted operation: (fn, args, kwargs, target, is_write).
+_Item = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], _Target, bool]
 # The starvation watchdog's period and the longest it lets the writer run (seconds).
 _WATCH_INTERVAL = 0.01
 _WATCH_YIELD = 0.001
-# One answer: (future, succeeded, result or exception).
-_Answer = tuple["asyncio.Future[Any]", bool, Any]
+# One answer: (target, succeeded, result or exception).
+_Answer = tuple[_Target, bool, Any]
 
 
 def _deliver(answers: list[_Answer]) -> None:
-    for future, ok, value in answers:
-        if future.cancelled():
+    for target, ok, value in answers:
+        if not isinstance(target, asyncio.Future):
+            try:
+                target(ok, value)
+            except Exception:  # one failing callback must not keep the others' answers
+                logger.exception("a write_soon callback failed")
+            continue
+        if target.cancelled():
             continue
         if ok:
-            future.set_result(value)
+            target.set_result(value)
         else:
-            future.set_exception(value)
+            target.set_exception(value)
 
 
 class SqliteStore:
@@ -88,6 +104,7 @@ class SqliteStore:
         self.read_ops = 0
         self._cond = threading.Condition(threading.Lock())
         self._pending: list[_Item] = []
+        self._soon: list[_Item] = []  # write_soon operations of this turn of the loop
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -119,6 +136,7 @@ class SqliteStore:
         """Run every operation already submitted, then close the connection and the thread."""
         if self._thread is None or self._closed is None:
             return
+        self._flush_soon()
         with self._cond:
             self._closing = True
             self._cond.notify()
@@ -166,12 +184,58 @@ class SqliteStore:
         with self._cond:
             if self._closing:
                 raise RivetError("driver", "closed", "the embedded driver's store is closed")
+            if self._soon:  # they were submitted first
+                self._pending.extend(self._soon)
+                self._soon = []
             self._pending.append((fn, args, kwargs, future, write))
             self._cond.notify()
+        self._arm_watchdog(loop)
+        return future
+
+    def write_soon(
+        self,
+        done: Done,
+        fn: Callable[Concatenate[sqlite3.Connection, P], Any],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> None:
+        """Like :meth:`write`, answering ``done(ok, result_or_exception)`` on the loop once
+        committed (or failed) instead of resolving a future.
+
+        The operation reaches the writer at the end of this turn of the loop, with every
+        other ``write_soon`` of the turn (one wake-up), or sooner when another operation is
+        submitted: the order of operations is always the order of the calls. RivetError
+        ``driver/closed`` if the store is not open.
+        """
+        loop = self._loop
+        if loop is None or self._closing:
+            raise RivetError("driver", "closed", "the embedded driver's store is closed")
+        soon = self._soon
+        soon.append((fn, args, kwargs, done, True))
+        if len(soon) == 1:
+            loop.call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        """Hand the ``write_soon`` operations of this turn to the writer (on the loop)."""
+        if not self._soon:
+            return
+        with self._cond:
+            batch, self._soon = self._soon, []
+            if not self._closing:
+                self._pending.extend(batch)
+                self._cond.notify()
+                batch = []
+        if batch:  # the writer is gone: nothing of these was written
+            closed = RivetError("driver", "closed", "the embedded driver's store is closed")
+            _deliver([(item[3], False, closed) for item in batch])
+        elif self._loop is not None:
+            self._arm_watchdog(self._loop)
+
+    def _arm_watchdog(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._watch is None:
             self._watched_batches = self._batches
             self._watch = loop.call_later(_WATCH_INTERVAL, self._watchdog)
-        return future
 
     def _watchdog(self) -> None:
         """Every 10 ms while operations are outstanding (on the loop): if the writer has
@@ -267,11 +331,11 @@ class SqliteStore:
     def _apply(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
         answers: list[_Answer] = []
         if not any(item[4] for item in batch):
-            for fn, args, kwargs, future, _ in batch:
+            for fn, args, kwargs, target, _ in batch:
                 try:
-                    answers.append((future, True, fn(conn, *args, **kwargs)))
+                    answers.append((target, True, fn(conn, *args, **kwargs)))
                 except Exception as exc:
-                    answers.append((future, False, exc))
+                    answers.append((target, False, exc))
             self.read_ops += len(batch)
             self._call(_deliver, answers)
             return
@@ -301,12 +365,12 @@ class SqliteStore:
         conn.execute("BEGIN IMMEDIATE")
         i, n = 0, len(batch)
         while i < n:
-            fn, args, kwargs, future, is_write = batch[i]
+            fn, args, kwargs, target, is_write = batch[i]
             if not is_write:
                 try:
-                    answers.append((future, True, fn(conn, *args, **kwargs)))
+                    answers.append((target, True, fn(conn, *args, **kwargs)))
                 except Exception as exc:
-                    answers.append((future, False, exc))
+                    answers.append((target, False, exc))
                 reads += 1
                 i += 1
                 continue
@@ -328,7 +392,7 @@ class SqliteStore:
     @staticmethod
     def _write_one(conn: sqlite3.Connection, item: _Item, answers: list[_Answer]) -> int:
         """Run one write operation in its own savepoint; 1 if it succeeded, else 0."""
-        fn, args, kwargs, future, _ = item
+        fn, args, kwargs, target, _ = item
         conn.execute("SAVEPOINT op")
         try:
             value = fn(conn, *args, **kwargs)
@@ -338,10 +402,10 @@ class SqliteStore:
                 raise
             conn.execute("ROLLBACK TO op")
             conn.execute("RELEASE op")
-            answers.append((future, False, exc))
+            answers.append((target, False, exc))
             return 0
         conn.execute("RELEASE op")
-        answers.append((future, True, value))
+        answers.append((target, True, value))
         return 1
 
     @classmethod
