@@ -130,6 +130,8 @@ async def test_an_idle_socket_keeps_neither_its_http_protocol_nor_its_handshake(
             sockets = [c for c in server.server_state.connections if hasattr(c, "direct")]
             assert len(sockets) == 1
             assert sockets[0].request is None and sockets[0].response is None
+            parser = sockets[0].conn.parser  # the frame parser, no handshake request in it
+            assert "request" not in parser.gi_frame.f_locals
             async with httpx.AsyncClient() as http:
                 tick = f"{base}/gateway/room/action/tick?{QUERY}&rvt-key=r"
                 for _ in range(3):  # events still flow, in order, after the idle time

@@ -309,6 +309,8 @@ def _build_ws_protocol() -> type[Any] | None:
     except ImportError:  # pragma: no cover - websockets without its C extension
         from websockets.utils import apply_mask
 
+    from websockets.protocol import Protocol as WsProtocol
+
     OPEN = State.OPEN
     unpack_16 = struct.Struct("!H").unpack_from
     unpack_64 = struct.Struct("!Q").unpack_from
@@ -406,6 +408,21 @@ def _build_ws_protocol() -> type[Any] | None:
                 and not getattr(self.conn.reader, "buffer", b"x")
             ):
                 self._fast = True
+                self._restart_parser()
+
+        def _restart_parser(self) -> None:
+            """Replace ``websockets``' handshake parser by its frame parser.
+
+            ``ServerProtocol.parse`` keeps the handshake request (its headers, ~2.5 KB) in its
+            frame for the socket's whole life, though nothing reads it again. Here (the
+            accept, nothing received since the handshake) it waits at a frame's start with
+            nothing consumed, so a fresh ``Protocol.parse`` takes over in the same state, the
+            way ``websockets`` itself swaps parsers (``discard``).
+            """
+            conn = self.conn
+            if isinstance(conn, WsProtocol) and type(conn).parse is not WsProtocol.parse:
+                conn.parser = WsProtocol.parse(conn)
+                next(conn.parser)
 
         # -- receiving -----------------------------------------------------------------
 
