@@ -70,6 +70,7 @@ from rivetkit.protocol.envoy_protocol import (
     ToRivetTunnelMessage,
 )
 
+from .direct_send import write_now
 from .quickack import keep_quick_ack
 from .refusals import REFUSALS, EngineError, close_reason, connect_error
 
@@ -210,6 +211,8 @@ class EnvoyClient:
         #: True between ``ToEnvoyInit`` and the end of that socket.
         self.ready = False
         self._out: deque[bytes] = deque()
+        self._writing = False  # the writer task is inside ws.send
+        self._flush_soon = False
         self._wake = asyncio.Event()
         self._buffered: deque[bytes] = deque()
         self._logs: dict[tuple[str, int], _EventLog] = {}
@@ -300,7 +303,24 @@ class EnvoyClient:
 
     def _push(self, frame: bytes) -> None:
         self._out.append(frame)
-        self._wake.set()
+        if not self._flush_soon:
+            # The frames of this loop iteration go out together, at its end (see direct_send).
+            loop = self._loop
+            if loop is None:
+                self._wake.set()
+            else:
+                self._flush_soon = True
+                loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_soon = False
+        out = self._out
+        ws = self._ws
+        count = len(out)
+        if ws is not None and count and not self._writing and write_now(ws, out):
+            self.stats["frames_out"] += count
+        else:
+            self._wake.set()
 
     def send(self, message: ToRivet) -> None:
         """Send a message now if the session is ready; dropped otherwise."""
@@ -310,7 +330,10 @@ class EnvoyClient:
     def send_tunnel(self, message: ToRivetTunnelMessage) -> None:
         """Send a tunnel message; kept (bounded) while disconnected and sent after the
         reconnect."""
-        frame = self._encode(message)
+        self.send_tunnel_frame(self._encode(message))
+
+    def send_tunnel_frame(self, frame: bytes) -> None:
+        """:meth:`send_tunnel` with the message already encoded."""
         if self.ready:
             self._push(frame)
         elif not self.closed:
@@ -560,7 +583,11 @@ class EnvoyClient:
                 while out:
                     frame = out.popleft()
                     stats["frames_out"] += 1
-                    await ws.send(frame)
+                    self._writing = True
+                    try:
+                        await ws.send(frame)
+                    finally:
+                        self._writing = False
                 wake.clear()
                 await wake.wait()
         except ConnectionClosed:

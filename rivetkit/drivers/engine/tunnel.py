@@ -79,7 +79,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from rivetkit.dispatch.connect import log_error
 from rivetkit.dispatch.hibernation import can_hibernate_raw, restore_session
-from rivetkit.dispatch.http import Headers, Request, Response, incoming_too_long
+from rivetkit.dispatch.http import Request, Response, incoming_too_long
 from rivetkit.dispatch.router import error_response
 from rivetkit.dispatch.streaming import buffer_stream
 from rivetkit.errors import RivetError
@@ -103,6 +103,7 @@ from rivetkit.protocol.envoy_protocol import (
 
 from .inspector_sockets import PATH as INSPECTOR_PATH
 from .inspector_sockets import InspectorSocket, KeptInspectors
+from .tunnel_frames import request_headers, response_frame, response_headers
 from .tunnel_websocket import TunnelWebSocket
 
 if TYPE_CHECKING:
@@ -114,8 +115,6 @@ if TYPE_CHECKING:
 __all__ = ["LISTING_LAG", "RESUME_HOLD", "Tunnel", "TunnelWebSocket"]
 
 logger = logging.getLogger("rivetkit.engine")
-
-_FRAMING: Final = (b"content-length", b"transfer-encoding", b"connection")
 
 #: Seconds after its actor stopped here during which a hibernatable socket that the next
 #: ``CommandStartActor`` does not list still counts as kept by the gateway (whose record of
@@ -130,17 +129,6 @@ GONE_MEMORY: Final = 120.0
 #: Seconds a restored socket holds back what it sends after its actor runs again, unless
 #: the gateway sends on it first (see :meth:`TunnelWebSocket.hold`).
 RESUME_HOLD: Final = 1.0
-
-
-def _headers(pairs: dict[str, str]) -> Headers:
-    raw: list[tuple[bytes, bytes]] = []
-    for name, value in pairs.items():
-        try:
-            raw_value = value.encode("latin-1")
-        except UnicodeEncodeError:
-            raw_value = value.encode("utf-8")
-        raw.append((name.lower().encode("latin-1", "replace"), raw_value))
-    return Headers.from_raw(raw)
 
 
 def _split(path: str) -> tuple[str, str]:
@@ -341,7 +329,11 @@ class Tunnel:
         else:
             body = start.body or b""
         request = Request(
-            start.method, path, query_string=query, headers=_headers(start.headers), body=body
+            start.method,
+            path,
+            query_string=query,
+            headers=request_headers(start.headers),
+            body=body,
         )
         task = asyncio.get_running_loop().create_task(
             self._serve_http(key, message_id, start.actor_id, request)
@@ -424,18 +416,19 @@ class Tunnel:
                 )
             )
             body = response.body
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in response.headers.raw:
-            if raw_name in _FRAMING:
-                continue
-            name = raw_name.decode("latin-1")
-            value = raw_value.decode("latin-1")
-            previous = headers.get(name)
-            headers[name] = value if previous is None else f"{previous}, {value}"
-        headers["content-length"] = str(len(body))
-        self.send(
-            MessageId(message_id.gateway_id, message_id.request_id, 0),
-            ToRivetResponseStart(response.status, headers, body, False),
+        if envoy is None:
+            return
+        gateway_id, request_id = message_id.gateway_id, message_id.request_id
+        if len(gateway_id) == 4 and len(request_id) == 4:
+            envoy.send_tunnel_frame(
+                response_frame(gateway_id, request_id, response.status, response.headers.raw, body)
+            )
+            return
+        self.send(  # ids of another size: the codec reports them
+            MessageId(gateway_id, request_id, 0),
+            ToRivetResponseStart(
+                response.status, response_headers(response.headers.raw, len(body)), body, False
+            ),
         )
 
     # -- WebSocket -------------------------------------------------------------------------
@@ -463,7 +456,7 @@ class Tunnel:
             previous.on_close()
         self._sockets[key] = socket
         path, query = _split(open_.path)
-        request = Request("GET", path, query_string=query, headers=_headers(open_.headers))
+        request = Request("GET", path, query_string=query, headers=request_headers(open_.headers))
         if isinstance(socket, InspectorSocket):
             socket.request = request
         socket.can_hibernate = self._can_hibernate(open_.actor_id, request)
