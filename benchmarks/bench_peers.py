@@ -440,9 +440,15 @@ def engine_binary() -> Path | None:
 
 
 def servers_section(
-    sections: set[str], rounds: int, seconds: int, scratch: Path, versions: dict[str, str]
+    sections: set[str],
+    rounds: int,
+    seconds: int,
+    scratch: Path,
+    versions: dict[str, str],
+    loads: set[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The RivetKit TS comparisons (embedded and/or engine), sharing one engine and peer."""
+    """The RivetKit TS comparisons (embedded and/or engine), sharing one engine and peer;
+    ``loads`` (None: all) picks the loads measured (``http`` and the kinds of ``WS_LOADS``)."""
     from rivetkit.drivers.engine import LocalEngine
 
     wanted = [s for s in ("embedded", "engine") if s in sections]
@@ -473,6 +479,8 @@ def servers_section(
     kinds = [load.kind for load in WS_LOADS if set(load.sections) & set(wanted)]
     if shutil.which("wrk"):
         kinds.insert(0, "http")
+    if loads is not None:
+        kinds = [kind for kind in kinds if kind in loads]
     versions["rivetkit_ts"] = json.loads((PEER / "node_modules/rivetkit/package.json").read_text())[
         "version"
     ]
@@ -623,7 +631,12 @@ def servers_section(
             for kind in row_kinds[section]:
                 title = titles[(section, kind)]
                 if kind not in kinds:
-                    rows.append(skipped(f"{section}_{kind}", title, "wrk is not installed"))
+                    reason = (
+                        "not measured (--loads)"
+                        if loads is not None and kind not in loads
+                        else "wrk is not installed"
+                    )
+                    rows.append(skipped(f"{section}_{kind}", title, reason))
                     continue
                 label = "rivetkit serve" if section == "embedded" else "rivetkit serve --engine"
                 notes = (
@@ -937,6 +950,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 4)")
     parser.add_argument("--seconds", type=float, help="seconds per measurement (default 8)")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    parser.add_argument(
+        "--loads",
+        help="comma-separated loads of the embedded/engine sections (default all: "
+        + ",".join(["http", *WS_KINDS])
+        + "); e.g. --only engine --loads http for the engine's HTTP rows and the floor",
+    )
     parser.add_argument("--json", default=str(RESULTS), help="where to write the results")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
     parser.add_argument("--ray-child", metavar="OUT", help=argparse.SUPPRESS)
@@ -951,6 +970,9 @@ def main() -> int:
         return 0
 
     sections = {s.strip() for s in args.only.split(",") if s.strip()}
+    loads = None if args.loads is None else {s.strip() for s in args.loads.split(",") if s.strip()}
+    if loads is not None and loads - {"http", *WS_KINDS}:
+        parser.error(f"unknown loads {sorted(loads - {'http', *WS_KINDS})}")
     unknown = sections - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
@@ -984,7 +1006,7 @@ def main() -> int:
         runs: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [
             (
                 "RivetKit TS",
-                lambda: servers_section(sections, rounds, int(seconds), scratch, versions),
+                lambda: servers_section(sections, rounds, int(seconds), scratch, versions, loads),
             ),
             ("Pykka", lambda: pykka_section(rounds, seconds, versions)),
             ("Ray", lambda: ray_section(rounds, seconds, scratch, versions)),
