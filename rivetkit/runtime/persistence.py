@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 from rivetkit.errors import RivetError, actor_error
 from rivetkit.protocol import actor_persist
 from rivetkit.protocol.actor_persist import Actor, ScheduleEvent
-from rivetkit.protocol.values import cbor_dumps, cbor_loads
+from rivetkit.protocol.values import cbor_loads
 from rivetkit.runtime import keys
 from rivetkit.runtime.phase import Phase
 from rivetkit.runtime.save_timers import SaveTimer, SaveTimers
+from rivetkit.runtime.state_codec import encode_state
 from rivetkit.runtime.state_guard import save_failed
 
 if TYPE_CHECKING:
@@ -227,7 +228,7 @@ class StatePersistence:
         if owner._state is None and not owner.definition.has_state:
             return b""
         try:
-            return cbor_dumps(owner._state)
+            return encode_state(owner._state)
         except Exception as exc:
             raise actor_error(
                 "invalid_state", f"the state cannot be encoded as CBOR: {exc}"
