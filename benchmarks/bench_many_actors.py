@@ -7,7 +7,9 @@ Starts ``rivetkit serve benchmarks/many_app.py`` (embedded driver, a temporary d
    connections of a raw HTTP/1.1 loader in this process; reports creation throughput;
 2. waits until all of them slept (``many`` sleeps 1 s after its call; the
    ``rivetkit_actor_active`` gauge reaches 0) and reports the server's RSS at start, peak
-   RSS (``VmHWM``), RSS after sleep and the SQLite page cache bound;
+   RSS (``VmHWM``), RSS after sleep, the SQLite page cache bound, and the RSS after a
+   ``gc.collect()`` and glibc ``malloc_trim(0)`` in the server (live memory vs memory the
+   allocators keep free);
 3. starts ``tracemalloc`` in the server, creates ``--traced`` more actors (default a tenth of
    ``--actors``, at least 1,000) the same way, waits until they slept, and reports the traced
    Python heap still held divided by their number: the heap each sleeping actor costs,
@@ -113,6 +115,7 @@ def main() -> int:
         memory = server.memory()
         after_sleep, peak = memory["VmRSS"], memory["VmHWM"]
         page_cache = server.page_cache_bound()
+        trimmed = server.trim()
 
         server.start_tracing()
         traced_made, _, traced_errors = run_loader(server.port, "t", traced_count, args.conns)
@@ -129,6 +132,7 @@ def main() -> int:
         "rss_start": at_start,
         "rss_peak": peak,
         "rss_after_sleep": after_sleep,
+        "rss_after_trim": trimmed,
         "sqlite_page_cache": page_cache,
         "rss_bound": 2 * at_start + page_cache,
         "sleep_wait_s": waited,
@@ -141,6 +145,8 @@ def main() -> int:
           f"{figures['errors']} errors")  # fmt: skip
     print(f"creation throughput: {figures['creation_per_s']:,.0f} actors/s  (target >= 5,000)")
     print(f"RSS at start: {mib(at_start)}; peak: {mib(peak)}; after sleep: {mib(after_sleep)}")
+    print(f"RSS after gc.collect() + malloc_trim(0): {mib(trimmed)} (what the allocators kept "
+          f"free: {mib(after_sleep - trimmed)})")  # fmt: skip
     print(f"SQLite page cache bound: {mib(page_cache)}; RSS after sleep target <= "
           f"{mib(figures['rss_bound'])} (2 x start + page cache): "
           f"{'met' if after_sleep <= figures['rss_bound'] else 'missed'}")  # fmt: skip

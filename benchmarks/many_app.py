@@ -6,12 +6,15 @@
 
 Only when the benchmark sets ``RIVETKIT_BENCH_TRACE`` (a file path) does this module trace the
 server's Python heap: ``SIGUSR1`` starts :mod:`tracemalloc`, ``SIGUSR2`` collects garbage
-and writes the traced size and the largest allocation sites as JSON to that path. Nothing of
+and writes the traced size and the largest allocation sites as JSON to that path, ``SIGURG``
+collects garbage and calls glibc's ``malloc_trim`` (then writes ``PATH.trimmed``). Nothing of
 this is in the package: it is the benchmark's own code, imported by ``rivetkit serve``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import json
 import os
@@ -80,6 +83,18 @@ def _dump_trace(signum: int, frame: Any) -> None:
     os.replace(tmp, path)
 
 
+def _trim(signum: int, frame: Any) -> None:
+    """Collect garbage and give free heap pages back to the OS (glibc ``malloc_trim``):
+    the RSS after it tells live memory from memory kept free by the allocators."""
+    gc.collect()
+    with contextlib.suppress(OSError):  # not glibc
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    path = os.environ["RIVETKIT_BENCH_TRACE"] + ".trimmed"
+    with open(path, "w") as out:
+        out.write("1")
+
+
 if os.environ.get("RIVETKIT_BENCH_TRACE"):
     signal.signal(signal.SIGUSR1, _start_tracing)
     signal.signal(signal.SIGUSR2, _dump_trace)
+    signal.signal(signal.SIGURG, _trim)

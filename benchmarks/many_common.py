@@ -141,6 +141,18 @@ class Server:
             time.sleep(0.1)
         return dict(json.loads(self.trace_path.read_text()))
 
+    def trim(self) -> int:
+        """The server's RSS after ``gc.collect()`` and ``malloc_trim(0)`` (``SIGURG``)."""
+        done = Path(str(self.trace_path) + ".trimmed")
+        done.unlink(missing_ok=True)
+        os.kill(self.pid, signal.SIGURG)
+        deadline = time.monotonic() + 60
+        while not done.exists():
+            if time.monotonic() > deadline:
+                raise SystemExit("the server did not trim within 60 s")
+            time.sleep(0.05)
+        return self.memory()["VmRSS"]
+
     def page_cache_bound(self) -> int:
         """See :func:`sqlite_page_cache_bound` (the store file of the data dir)."""
         store = self.data / "rivetkit.db"  # the embedded driver's DB_FILE_NAME
