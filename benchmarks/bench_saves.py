@@ -104,8 +104,11 @@ async def run(args: argparse.Namespace, data_dir: str, via: str) -> dict[str, An
             tasks = [asyncio.ensure_future(caller(h)) for h in handles]
         await asyncio.sleep(args.interval * 5)  # reach a steady state
         writes, transactions, started_actions = store.write_ops, store.transactions, actions
+        writer_clock = _thread_clock(store)
         started = time.perf_counter()
+        loop_cpu, writer_cpu = time.thread_time(), _cpu(writer_clock)
         await asyncio.sleep(args.seconds)
+        loop_cpu, writer_cpu = time.thread_time() - loop_cpu, _cpu(writer_clock) - writer_cpu
         elapsed = time.perf_counter() - started
         writes = store.write_ops - writes
         transactions = store.transactions - transactions
@@ -128,7 +131,26 @@ async def run(args: argparse.Namespace, data_dir: str, via: str) -> dict[str, An
         "changes_per_s": actions / elapsed,
         "max_saves_per_s": args.actors / args.interval,
         "total_changes": sum(totals),
+        # CPU seconds per second measured, and per save in µs (less noisy than rates on a
+        # shared machine): the event loop's thread (changes included) and the writer's.
+        "loop_cpu": loop_cpu / elapsed,
+        "writer_cpu": writer_cpu / elapsed,
+        "loop_cpu_us_per_save": loop_cpu / max(1, writes) * 1e6,
+        "writer_cpu_us_per_save": writer_cpu / max(1, writes) * 1e6,
     }
+
+
+def _thread_clock(store: Any) -> int | None:
+    """The CPU clock of the store's writer thread (Linux), or None."""
+    thread = getattr(store, "_thread", None)
+    ident = getattr(thread, "ident", None)
+    if ident is None or not hasattr(time, "pthread_getcpuclockid"):
+        return None
+    return time.pthread_getcpuclockid(ident)
+
+
+def _cpu(clock: int | None) -> float:
+    return 0.0 if clock is None else time.clock_gettime(clock)
 
 
 def main() -> int:
@@ -166,6 +188,10 @@ def main() -> int:
               f"{per_transaction:.1f} saves per transaction (group commit)")  # fmt: skip
         what = "actions" if via == "actions" else "state changes"
         print(f"{what}: {result['changes_per_s']:,.0f}/s")
+        print(f"cpu: event loop {result['loop_cpu']:.0%} "
+              f"({result['loop_cpu_us_per_save']:.1f} us per save, changes included), "
+              f"writer thread {result['writer_cpu']:.0%} "
+              f"({result['writer_cpu_us_per_save']:.1f} us per save)")  # fmt: skip
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results if len(results) > 1 else results[0], handle, indent=2)

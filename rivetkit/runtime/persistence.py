@@ -295,6 +295,9 @@ class StatePersistence:
         if extra:
             puts.extend(extra)
         self._unsaved += 1
+        # The throttle counts from the start of a save: at most one starts per interval,
+        # and the write's own time does not stretch the interval.
+        self._last_save = self._loop.time()
         return snapshot, puts
 
     def _written(self, snapshot: Actor | None, puts: _Puts) -> None:
@@ -306,7 +309,6 @@ class StatePersistence:
             if owner.metrics is not None:
                 owner.metrics.state_saves += 1
                 owner.metrics.state_bytes += len(puts[0][1])
-            self._last_save = self._loop.time()
         if owner._guard.save_worked():
             owner.log.warning("saving the state works again; writes are accepted")
 
