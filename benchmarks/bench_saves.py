@@ -19,7 +19,8 @@ transaction. Nothing here asserts a figure.
 
     python benchmarks/bench_saves.py [--quick] [--via direct|actions|both] [--actors N]
                                      [--seconds S] [--interval S] [--pace P]
-                                     [--synchronous NORMAL|FULL] [--json FILE]
+                                     [--synchronous NORMAL|FULL] [--loop asyncio|uvloop]
+                                     [--json FILE]
 """
 
 from __future__ import annotations
@@ -167,17 +168,29 @@ def main() -> int:
         help="the state changes every this many save intervals (default 0.5)",
     )
     parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL")
+    parser.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="the event loop (rivetkit serve runs on uvloop when it is installed)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args()
     if args.seconds is None:
         args.seconds = 2.0 if args.quick else 5.0
 
     print(f"python {platform.python_version()} on {platform.machine()}, "
-          f"speedups {rivetkit.SPEEDUPS}, synchronous={args.synchronous}")  # fmt: skip
+          f"speedups {rivetkit.SPEEDUPS}, synchronous={args.synchronous}, "
+          f"loop {args.loop}")  # fmt: skip
     results = []
     for via in ["direct", "actions"] if args.via == "both" else [args.via]:
         with tempfile.TemporaryDirectory(prefix="rivetkit-bench-") as data_dir:
-            result = asyncio.run(run(args, data_dir, via))
+            if args.loop == "uvloop":
+                import uvloop
+
+                result = uvloop.run(run(args, data_dir, via))
+            else:
+                result = asyncio.run(run(args, data_dir, via))
         results.append(result)
         print(f"-- via {via}: {result['actors']} actors, state_save_interval "
               f"{args.interval * 1000:g} ms, {result['seconds']:.1f} s measured")  # fmt: skip
