@@ -69,7 +69,8 @@ class _Inbox:
     __slots__ = ("_items", "_loop", "_waiters")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._items: deque[Any] | None = None  # made on the first item
+        # Made for the first item, dropped once drained: an idle connection keeps no deque.
+        self._items: deque[Any] | None = None
         self._waiters: list[asyncio.Future[None]] = []
         self._loop = loop
 
@@ -95,7 +96,13 @@ class _Inbox:
     def get_nowait(self) -> Any:
         """The next item, or None when there is none (items are never None)."""
         items = self._items
-        return items.popleft() if items else None
+        return self._take(items) if items else None
+
+    def _take(self, items: deque[Any]) -> Any:
+        item = items.popleft()
+        if not items:
+            self._items = None
+        return item
 
     async def get(self) -> Any:
         while not self._items:
@@ -111,7 +118,7 @@ class _Inbox:
                 raise
         items = self._items
         assert items is not None
-        return items.popleft()
+        return self._take(items)
 
 
 class _Transport:
