@@ -1,5 +1,6 @@
 """The tunnel's direct encodings (rivetkit/drivers/engine/tunnel_frames.py) against the
-generated codec, and the envoy's coalesced writes (direct_send.py) against a real socket.
+generated codec; the envoy's coalesced writes (direct_send.py) and inline receives
+(inline_receive.py) against a real socket.
 
 Run under both twins of the codec (the suite's compiled pass and its RIVETKIT_PURE=1 pass)."""
 
@@ -22,10 +23,16 @@ from rivetkit.drivers.engine.tunnel_frames import (
 from rivetkit.protocol.envoy_protocol import (
     TO_ENVOY,
     TO_RIVET,
+    HttpStreamAbortReason,
+    HttpStreamAbortReasonKind,
     MessageId,
     ProtocolMetadata,
     ToEnvoyInit,
+    ToEnvoyPing,
+    ToEnvoyRequestAbort,
+    ToEnvoyTunnelMessage,
     ToRivetMetadata,
+    ToRivetPong,
     ToRivetResponseStart,
     ToRivetTunnelMessage,
 )
@@ -157,3 +164,109 @@ async def test_coalesced_writes_arrive_whole_and_in_order() -> None:
     assert [int.from_bytes(frame[:4], "little") for frame in received] == list(range(count))
     assert envoy.stats["frames_out"] >= count + 1
     assert paused, "the transport never paused: the writer task's path was not exercised"
+
+
+class Handler:
+    def __init__(self) -> None:
+        self.connections: list[bool] = []
+        self.fail = False
+
+    def on_commands(self, commands: Any) -> None: ...
+    def on_lost(self) -> None: ...
+    def on_evicted(self, reason: str) -> None: ...
+
+    def on_connection(self, connected: bool) -> None:
+        self.connections.append(connected)
+
+    def on_tunnel_message(self, message: Any) -> None:
+        if self.fail:
+            self.fail = False
+            raise RuntimeError("a bug in the handler")
+
+
+def envoy_for(port: int, handler: Handler) -> EnvoyClient:
+    return EnvoyClient(
+        f"http://127.0.0.1:{port}",
+        namespace="default",
+        pool="p",
+        envoy_key="test-envoy",
+        version=1,
+        token=None,
+        metadata=ToRivetMetadata(None, None),
+        handler=handler,
+    )
+
+
+INIT = TO_ENVOY.encode(ToEnvoyInit(ProtocolMetadata(60_000, 60_000, 20 << 20)))
+
+
+@pytest.mark.asyncio
+async def test_inline_receive_keeps_order_with_queued_frames() -> None:
+    """Pings sent in a burst, handled as they are parsed, are each answered once, in
+    order."""
+    pongs: list[int] = []
+    count = 2000
+
+    async def session(ws: ServerConnection) -> None:
+        await ws.recv()
+        await ws.send(INIT)
+        for ts in range(count):
+            await ws.send(TO_ENVOY.encode(ToEnvoyPing(ts)))
+        async for frame in ws:
+            assert isinstance(frame, bytes)
+            message = TO_RIVET.decode(frame)
+            if isinstance(message, ToRivetPong):
+                pongs.append(message.ts)
+                if len(pongs) == count:
+                    return
+
+    async with serve(session, "127.0.0.1", 0, compression=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        envoy = envoy_for(port, Handler())
+        await envoy.start(timeout=10)
+        try:
+            for _ in range(500):
+                if len(pongs) == count:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await envoy.close()
+    assert pongs == list(range(count))
+    assert envoy.stats["frames_in"] == count + 1
+
+
+@pytest.mark.asyncio
+async def test_inline_handler_failure_closes_and_reconnects() -> None:
+    """A handler that raises on an inline message: logged, the socket closed with 1011
+    (as the receive loop does), and the envoy connects again."""
+    handler = Handler()
+    sessions: list[int | None] = []
+    abort = ToEnvoyTunnelMessage(
+        MessageId(b"gw00", b"rq00", 0),
+        ToEnvoyRequestAbort(
+            None, None, HttpStreamAbortReason(HttpStreamAbortReasonKind.CANCELLED, None)
+        ),
+    )
+
+    async def session(ws: ServerConnection) -> None:
+        await ws.recv()
+        await ws.send(INIT)
+        if not sessions:
+            handler.fail = True
+            await ws.send(TO_ENVOY.encode(abort))
+        await ws.wait_closed()
+        sessions.append(ws.close_code)
+
+    async with serve(session, "127.0.0.1", 0, compression=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        envoy = envoy_for(port, handler)
+        await envoy.start(timeout=10)
+        try:
+            for _ in range(500):
+                if handler.connections[-1:] == [True] and len(handler.connections) >= 3:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await envoy.close()
+    assert handler.connections[:3] == [True, False, True]
+    assert sessions[0] == 1011

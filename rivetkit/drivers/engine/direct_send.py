@@ -1,27 +1,30 @@
-"""Writing a frame to the envoy socket at once, without waking the writer task.
+"""The envoy's outgoing frames: written at the end of each event-loop step, together.
 
-Every tunnel answer used to go through :class:`~.envoy.EnvoyClient`'s write queue: an
-``asyncio.Event`` woke the writer task, which sent the frame with ``ws.send`` (an async
-context manager and a ``drain`` per frame). When nothing is queued and the socket can take
-more, :func:`write_now` does what ``ws.send`` does for one binary frame (frame it with the
-connection's protocol, hand the bytes to the transport) synchronously, in the caller's step.
+:class:`FrameWriter` holds the frames for the engine. The frames pushed during one step of
+the event loop go out at its end (``loop.call_soon``) in one transport write
+(:func:`write_now`), instead of one ``ws.send`` each from a writer task woken by an
+``asyncio.Event`` (an async context manager and a ``drain`` per frame). Under load several
+answers leave per write, and no task wakes up for them.
 
-It declines (returns False; the caller queues the frame for the writer task, which applies
-backpressure and handles errors) whenever ``ws.send`` would not write at once: the connection
-is not open, the transport is closing or has paused writing (its buffer is above the high
-water mark), or a fragmented message is being sent. Order is kept by the caller, which writes
-directly only while its queue is empty and the writer is not inside a send.
+:func:`write_now` declines (the frames stay queued and the writer task sends them with
+``ws.send``, which applies backpressure and reports errors) whenever ``ws.send`` would not
+write at once: the connection is not open, the transport is closing or has paused writing
+(its buffer is above the high water mark), or a fragmented message is being sent. The
+writer task is also used while it is inside a send, so the order of the frames is kept.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections import deque
 
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-__all__ = ["write_now"]
+__all__ = ["FrameWriter", "write_now"]
 
 logger = logging.getLogger("rivetkit.engine")
 
@@ -51,3 +54,74 @@ def write_now(ws: ClientConnection, frames: deque[bytes]) -> bool:
         # The transport failed, so the connection is ending (as when ws.send fails).
         logger.debug("envoy: a direct write failed", exc_info=True)
     return True
+
+
+class FrameWriter:
+    """The frames queued for one envoy socket at a time, and its writer task."""
+
+    def __init__(self, stats: dict[str, int]) -> None:
+        #: Frames not written yet, oldest first.
+        self.out: deque[bytes] = deque()
+        #: The socket of the current session (None between sessions).
+        self.ws: ClientConnection | None = None
+        self._stats = stats
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writing = False  # the writer task is inside ws.send
+        self._flush_soon = False
+        self._wake = asyncio.Event()
+
+    def start(self, ws: ClientConnection, first: bytes) -> None:
+        """A new session on ``ws``: drop what was queued for the last one; ``first`` goes
+        out before anything else."""
+        self.ws = ws
+        self._loop = asyncio.get_running_loop()
+        self.out.clear()
+        self.out.append(first)
+        self._wake.clear()
+
+    def push(self, frame: bytes) -> None:
+        """Queue ``frame``; it goes out at the end of this event-loop step."""
+        self.out.append(frame)
+        if not self._flush_soon:
+            loop = self._loop
+            if loop is None:
+                self._wake.set()
+            else:
+                self._flush_soon = True
+                loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_soon = False
+        out = self.out
+        ws = self.ws
+        count = len(out)
+        if ws is not None and count and not self._writing and write_now(ws, out):
+            self._stats["frames_out"] += count
+        else:
+            self._wake.set()
+
+    async def run(self, ws: ClientConnection) -> None:
+        """The writer task of ``ws``: sends what :meth:`push` could not write at once."""
+        out = self.out
+        wake = self._wake
+        stats = self._stats
+        try:
+            while True:
+                while out:
+                    frame = out.popleft()
+                    stats["frames_out"] += 1
+                    self._writing = True
+                    try:
+                        await ws.send(frame)
+                    finally:
+                        self._writing = False
+                wake.clear()
+                await wake.wait()
+        except ConnectionClosed:
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("envoy: writing to the engine failed")
+            with contextlib.suppress(Exception):
+                await ws.close(1011, "envoy.write_failed")

@@ -70,7 +70,8 @@ from rivetkit.protocol.envoy_protocol import (
     ToRivetTunnelMessage,
 )
 
-from .direct_send import write_now
+from .direct_send import FrameWriter
+from .inline_receive import InlineClientConnection
 from .quickack import keep_quick_ack
 from .refusals import REFUSALS, EngineError, close_reason, connect_error
 
@@ -210,10 +211,6 @@ class EnvoyClient:
         self._ws: ClientConnection | None = None
         #: True between ``ToEnvoyInit`` and the end of that socket.
         self.ready = False
-        self._out: deque[bytes] = deque()
-        self._writing = False  # the writer task is inside ws.send
-        self._flush_soon = False
-        self._wake = asyncio.Event()
         self._buffered: deque[bytes] = deque()
         self._logs: dict[tuple[str, int], _EventLog] = {}
         self._last_commands: dict[tuple[str, int], int] = {}
@@ -237,6 +234,8 @@ class EnvoyClient:
             "kv_errors": 0,
             "kv_timeouts": 0,
         }
+        self._writer = FrameWriter(self.stats)
+        self._push = self._writer.push
 
     # -- life ------------------------------------------------------------------------------
 
@@ -278,7 +277,7 @@ class EnvoyClient:
     async def flush(self, timeout: float = 2.0) -> None:
         """Wait until the queued frames have been handed to the socket (or ``timeout``)."""
         deadline = time.monotonic() + timeout
-        while self._out and self.ready and time.monotonic() < deadline:
+        while self._writer.out and self.ready and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
 
     async def close(self) -> None:
@@ -300,27 +299,6 @@ class EnvoyClient:
         self._fail_kv(EngineError("closed", "the envoy is closed"))
 
     # -- sending ---------------------------------------------------------------------------
-
-    def _push(self, frame: bytes) -> None:
-        self._out.append(frame)
-        if not self._flush_soon:
-            # The frames of this loop iteration go out together, at its end (see direct_send).
-            loop = self._loop
-            if loop is None:
-                self._wake.set()
-            else:
-                self._flush_soon = True
-                loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_soon = False
-        out = self._out
-        ws = self._ws
-        count = len(out)
-        if ws is not None and count and not self._writing and write_now(ws, out):
-            self.stats["frames_out"] += count
-        else:
-            self._wake.set()
 
     def send(self, message: ToRivet) -> None:
         """Send a message now if the session is ready; dropped otherwise."""
@@ -458,6 +436,7 @@ class EnvoyClient:
                     open_timeout=10,
                     close_timeout=2,
                     user_agent_header=None,
+                    create_connection=InlineClientConnection,
                 )
             except asyncio.CancelledError:
                 raise
@@ -494,12 +473,12 @@ class EnvoyClient:
         """Run one socket to its end; an :class:`EngineError` when the engine refused us."""
         self._ws = ws
         self.stats["connects"] += 1
-        self._out.clear()
-        self._out.append(self._metadata)  # the first frame of every connection
-        self._wake.clear()
+        self._writer.start(ws, self._metadata)  # the first frame of every connection
         self._last_rx = time.monotonic()
-        writer = asyncio.ensure_future(self._write_loop(ws))
+        writer = asyncio.ensure_future(self._writer.run(ws))
         watchdog = asyncio.ensure_future(self._watchdog(ws))
+        if isinstance(ws, InlineClientConnection):
+            ws.on_binary = self._inline
         handle = self._handle
         decode = TO_ENVOY.decode
         stats = self.stats
@@ -535,7 +514,7 @@ class EnvoyClient:
             watchdog.cancel()
             was_ready = self.ready
             self.ready = False
-            self._ws = None
+            self._ws = self._writer.ws = None
             stats["disconnects"] += 1
             for request in self._kv.values():
                 request.sent = False
@@ -562,6 +541,24 @@ class EnvoyClient:
             )
         return None
 
+    def _inline(self, frame: bytes) -> bool:
+        """A binary message as it is parsed (see inline_receive); False for one that does
+        not decode (the receive loop decodes it again and drops the connection)."""
+        try:
+            message = TO_ENVOY.decode(frame)
+        except Exception:
+            return False
+        self._last_rx = time.monotonic()
+        self.stats["frames_in"] += 1
+        try:
+            self._handle(message)
+        except Exception:  # as in the receive loop: log, then close the socket
+            logger.exception("envoy: the session failed")
+            ws = self._ws
+            if isinstance(ws, InlineClientConnection):
+                ws.fail(1011, "envoy.internal_error")
+        return True
+
     def _arm_lost_timer(self) -> None:
         if self._lost_timer is not None or self._loop is None or self._closing:
             return
@@ -573,31 +570,6 @@ class EnvoyClient:
         if not self.ready and not self._closing:
             logger.warning("envoy: disconnected past the lost threshold; local actors stop")
             self._handler.on_lost()
-
-    async def _write_loop(self, ws: ClientConnection) -> None:
-        out = self._out
-        wake = self._wake
-        stats = self.stats
-        try:
-            while True:
-                while out:
-                    frame = out.popleft()
-                    stats["frames_out"] += 1
-                    self._writing = True
-                    try:
-                        await ws.send(frame)
-                    finally:
-                        self._writing = False
-                wake.clear()
-                await wake.wait()
-        except ConnectionClosed:
-            pass
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("envoy: writing to the engine failed")
-            with contextlib.suppress(Exception):
-                await ws.close(1011, "envoy.write_failed")
 
     async def _watchdog(self, ws: ClientConnection) -> None:
         while True:
