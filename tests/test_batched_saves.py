@@ -284,3 +284,16 @@ async def test_throttled_saves_of_many_actors_use_few_transactions(tmp_path: Pat
         await stored(2)
         assert store.write_ops - writes == 200  # one throttled save each
         assert store.transactions - transactions < 100
+
+
+async def test_save_timers_do_not_keep_their_loop_alive() -> None:
+    import gc
+    import weakref
+
+    loop = asyncio.new_event_loop()
+    SaveTimers.of(loop).call_later(10.0, lambda: None)
+    ref = weakref.ref(loop)
+    loop.close()
+    del loop
+    gc.collect()
+    assert ref() is None

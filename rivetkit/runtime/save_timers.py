@@ -31,10 +31,12 @@ class SaveTimers:
     """The save timers of one event loop (get them with :meth:`of`)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # Weak: the registry maps the loop to this object, which must not keep it alive.
+        self._loop_ref = weakref.ref(loop)
         self._heap: list[SaveTimer] = []
         self._seq = itertools.count()
-        self._handle: asyncio.TimerHandle | None = None
+        # Weak too: a TimerHandle holds its loop.
+        self._handle: weakref.ref[asyncio.TimerHandle] | None = None
         self._armed_at = float("inf")
         # asyncio runs timers due within its clock resolution; uvloop's clock is in ms.
         self._resolution: float = getattr(loop, "_clock_resolution", 0.001)
@@ -50,11 +52,14 @@ class SaveTimers:
     def call_later(self, delay: float, callback: Callable[[], None]) -> SaveTimer:
         """Run ``callback()`` on the loop ``delay`` seconds from now (at once if ``delay`` is
         not positive: at the next turn of the loop)."""
-        when = self._loop.time() + delay
+        loop = self._loop_ref()
+        if loop is None:
+            raise RuntimeError("the event loop of these save timers is gone")
+        when = loop.time() + delay
         entry: SaveTimer = [when, next(self._seq), callback]
         heapq.heappush(self._heap, entry)
         if when < self._armed_at:
-            self._arm(when)
+            self._arm(loop, when)
         return entry
 
     @staticmethod
@@ -66,28 +71,32 @@ class SaveTimers:
         """Entries in the heap, cancelled ones included."""
         return len(self._heap)
 
-    def _arm(self, when: float) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        handle = self._handle() if self._handle is not None else None
+        if handle is not None:
+            handle.cancel()
         self._armed_at = when
-        self._handle = self._loop.call_at(when, self._fire)
+        self._handle = weakref.ref(loop.call_at(when, self._fire))
 
     def _fire(self) -> None:
         self._handle = None
         self._armed_at = float("inf")
+        loop = self._loop_ref()
+        if loop is None:
+            return
         heap = self._heap
-        end = self._loop.time() + self._resolution
+        end = loop.time() + self._resolution
         due: list[Callable[[], None]] = []
         while heap and heap[0][0] <= end:
             callback = heapq.heappop(heap)[2]
             if callback is not None:
                 due.append(callback)
         if heap:
-            self._arm(heap[0][0])
+            self._arm(loop, heap[0][0])
         for callback in due:
             try:
                 callback()
             except Exception as exc:  # as the loop would: report it, run the others
-                self._loop.call_exception_handler(
+                loop.call_exception_handler(
                     {"message": "a save timer callback failed", "exception": exc}
                 )
