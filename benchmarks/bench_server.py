@@ -8,8 +8,9 @@ Uses the neutral harness in ``../shared/bench`` and measures, in the same run:
   against our counter, and ``ws_echo_load.mjs`` against the raw ``websockets`` echo baseline.
 
 * latency at a fixed moderate rate: ``fixed_rate.lua`` (wrk, ``--rate-conns`` keep-alive
-  connections, each pausing so that together they offer ``--rate`` requests/s, far below
-  either server's limit): p50 and p99 of ours next to the raw ASGI baseline's.
+  connections, each pausing ``rate-conns / rate`` seconds before each request, so together
+  they offer a little under ``--rate`` requests/s, far below either server's limit; the
+  achieved rate is printed): p50 and p99 of ours next to the raw ASGI baseline's.
 
 The measurements run in interleaved rounds (``--rounds``, default 3), each pair (baseline,
 ours) back to back, the baseline first in even rounds and ours first in odd ones (as
