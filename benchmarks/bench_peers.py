@@ -36,6 +36,11 @@ Writes ``benchmarks/results/latest.json`` (``--json``); ``render_table.py`` rend
 machine is shared and noisy: only the ratios, measured side by side, mean much.
 
     python benchmarks/bench_peers.py [--quick] [--rounds N] [--only embedded,engine,ray,pykka]
+        [--loads http,ws,ws_1conn_first,ws_1conn]
+
+``--only engine --loads http`` measures just the engine's HTTP rows (ours, RivetKit TS and the
+floor probe). ``benchmarks/bench_envoy_tunnel.py`` measures our envoy's CPU per request
+without the engine (whose CPU per request dominates, and varies, on a shared machine).
 """
 
 from __future__ import annotations
