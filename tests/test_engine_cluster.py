@@ -1,0 +1,175 @@
+"""Engine mode on PostgreSQL, one node and two (issue 21 groundwork; opt-in).
+
+The module runs only with ``RIVETKIT_CLUSTER_TESTS=1``: it needs PostgreSQL (``initdb``,
+``postgres``) and, for two nodes, ``nats-server`` (see ``tests/cluster_fixtures.py``), and the
+lead enables it once it is proven stable.
+
+* one engine node on PostgreSQL (its single-node mode): the state of an actor survives the
+  engine stopping and starting again on the same database, its envoy reconnecting;
+* two engine nodes on one PostgreSQL and one NATS, the envoy connected to node A: an actor
+  created through node A's gateway is called through node B's (actions, a connection with
+  events, a queue send, a schedule that fires).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import pytest
+
+if os.environ.get("RIVETKIT_CLUSTER_TESTS") != "1":
+    pytest.skip(
+        "engine cluster tests (PostgreSQL, NATS, several engine nodes) are opt-in: set "
+        "RIVETKIT_CLUSTER_TESTS=1; the lead enables them once they are proven stable",
+        allow_module_level=True,
+    )
+
+from cluster_fixtures import Cluster, nats_binary, postgres_bin
+from engine_fixtures import FAST_RETRY, envoy, new_pool
+
+from rivetkit import actor, setup
+from rivetkit.client import Client
+
+pytestmark = pytest.mark.asyncio
+
+counter = actor("counter", state={"count": 0, "fired": 0, "processed": 0})
+
+
+@counter.action
+async def increment(c: Any, n: int = 1) -> int:
+    c.state["count"] += n
+    c.broadcast("newCount", c.state["count"])
+    await c.save_state(immediate=True)
+    return int(c.state["count"])
+
+
+@counter.action
+def count(c: Any) -> int:
+    return int(c.state["count"])
+
+
+@counter.action
+async def fire_later(c: Any, seconds: float) -> None:
+    await c.schedule.after(seconds, "fired")
+
+
+@counter.action
+async def fired(c: Any) -> None:
+    c.state["fired"] += 1
+    await c.save_state(immediate=True)
+
+
+@counter.action
+def stats(c: Any) -> dict[str, int]:
+    return {k: int(c.state[k]) for k in ("count", "fired", "processed")}
+
+
+@counter.run
+async def consume(c: Any) -> None:
+    async for job in c.queue.iter(["jobs"], completable=True):
+        c.state["processed"] += 1
+        await c.save_state(immediate=True)
+        await job.complete({"doubled": 2 * job.body["x"]})
+
+
+registry = setup(use=[counter])
+
+
+def _needs(nodes: int) -> None:
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (initdb not found; Debian: postgresql)")
+    if nodes > 1 and nats_binary() is None:
+        pytest.skip("nats-server is not installed (Debian: nats-server)")
+
+
+async def _eventually(check: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await check()
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+async def test_single_node_postgres_state_survives_an_engine_restart() -> None:
+    _needs(1)
+    running = Cluster(1)
+    await asyncio.to_thread(running.start)
+    try:
+        node = running.engines[0]
+        pool = new_pool()
+        async with envoy(registry, node, pool=pool) as (_, driver):
+            async with Client(node.endpoint, pool=pool, retry=FAST_RETRY) as client:
+                handle = client.counter.get_or_create(["survivor"])
+                for _ in range(3):
+                    await handle.increment(2)
+                assert await handle.count() == 6
+            assert driver.envoy is not None
+            connects = driver.envoy.stats["connects"]
+            node = await asyncio.to_thread(running.restart, 0)
+
+            async def reconnected() -> None:
+                assert driver.envoy is not None
+                assert driver.envoy.stats["connects"] > connects
+
+            await _eventually(reconnected, 60)
+            async with Client(node.endpoint, pool=pool, retry=FAST_RETRY) as client:
+                handle = client.counter.get_or_create(["survivor"])
+                assert await _eventually(handle.count, 60) == 6
+                assert await handle.increment(1) == 7
+    finally:
+        await asyncio.to_thread(running.stop)
+
+
+async def test_two_nodes_create_on_a_call_on_b() -> None:
+    _needs(2)
+    running = Cluster(2)
+    await asyncio.to_thread(running.start)
+    try:
+        node_a, node_b = running.engines
+        pool = new_pool()
+        async with (
+            envoy(registry, node_a, pool=pool),
+            Client(node_a.endpoint, pool=pool, retry=FAST_RETRY) as via_a,
+            Client(node_b.endpoint, pool=pool, retry=FAST_RETRY) as via_b,
+        ):
+            actor_id = await via_a.counter.get_or_create(["shared"]).resolve()
+            assert await via_a.counter.get_for_id(actor_id).increment(1) == 1
+
+            on_b = via_b.counter.get_for_id(actor_id)
+            assert await on_b.increment(2) == 3
+            assert await via_b.counter.get(["shared"]).count() == 3
+
+            seen: list[int] = []
+            got = asyncio.Event()
+            async with on_b.connect() as conn:
+
+                def on_count(value: int) -> None:
+                    seen.append(value)
+                    got.set()
+
+                conn.on("newCount", on_count)
+                await asyncio.sleep(0.2)  # the subscription reaches the actor
+                assert await via_a.counter.get_for_id(actor_id).increment(1) == 4
+                await asyncio.wait_for(got.wait(), 20)
+            assert seen == [4]
+
+            result = await on_b.send("jobs", {"x": 21}, wait=True, timeout=20)
+            assert result is not None and result.status == "completed"
+            assert result.response == {"doubled": 42}
+
+            await on_b.fire_later(0.5)
+
+            async def fired() -> dict[str, int]:
+                stats: dict[str, int] = await on_b.stats()
+                assert stats["fired"] == 1
+                return stats
+
+            assert await _eventually(fired, 20) == {"count": 4, "fired": 1, "processed": 1}
+    finally:
+        await asyncio.to_thread(running.stop)
