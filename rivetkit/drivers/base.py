@@ -170,6 +170,17 @@ class Driver(Protocol):
         """Apply deletes, then puts, atomically; return once durable."""
         ...
 
+    def kv_put_soon(
+        self,
+        actor_id: str,
+        puts: Sequence[tuple[bytes, bytes]],
+        done: Callable[[bool, Any], None],
+    ) -> bool:
+        """Put ``puts`` as :meth:`kv_write` does without a coroutine: ``done(True, None)`` on
+        the loop once committed, ``done(False, error)`` if the write failed. False, doing
+        nothing, when the driver cannot (the caller then awaits :meth:`kv_write`)."""
+        ...
+
     async def kv_list(
         self,
         actor_id: str,

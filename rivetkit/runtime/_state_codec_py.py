@@ -10,9 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from rivetkit.protocol.values import cbor_dumps, encode_json_compat
+from rivetkit.protocol import values as _values
+from rivetkit.protocol.values import cbor_dumps
 
 __all__ = ["encode_json_compat", "encode_state"]
+
+
+def encode_json_compat(value: Any) -> Any:
+    """The JSON-compat form of ``value`` (:func:`rivetkit.protocol.values.encode_json_compat`)."""
+    return _values.encode_json_compat(value)
 
 
 def encode_state(value: Any) -> bytes:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rivetkit.errors import RivetError, actor_error
@@ -40,8 +39,6 @@ __all__ = ["MAX_SAVE_RETRY_DELAY", "StatePersistence"]
 
 # The KV entries of one write: (key, value) pairs.
 _Puts = list[tuple[bytes, bytes]]
-# A driver's kv_put_soon(actor_id, puts, done) -> False when it cannot take the write.
-_PutSoon = Callable[[str, Sequence[tuple[bytes, bytes]], Callable[[bool, Any], None]], bool]
 
 #: Seconds at most between two tries of a failing save (the delay doubles from the save
 #: interval, at least 50 ms, up to this).
@@ -118,8 +115,7 @@ class StatePersistence:
     def _begin_save(self) -> None:
         """Start one save (none is running): through ``kv_put_soon`` when the driver has it
         (and ``write_snapshot`` is this class's own), else as a task awaiting the write."""
-        put_soon: _PutSoon | None = getattr(self._owner.driver, "kv_put_soon", None)
-        if put_soon is None or "write_snapshot" in self.__dict__:  # a wrapper must see it
+        if "write_snapshot" in self.__dict__:  # a wrapper must see it
             self._task = self._loop.create_task(self._save_loop())
             return
         try:
@@ -133,7 +129,7 @@ class StatePersistence:
             return
         self._writing = (snapshot, puts)
         try:
-            taken = put_soon(self._owner.actor_id, puts, self._put_done)
+            taken = self._owner.driver.kv_put_soon(self._owner.actor_id, puts, self._put_done)
         except Exception as exc:
             self._put_done(False, exc)
             return

@@ -379,6 +379,15 @@ class EngineDriver:
         """Apply the puts, then the deletes of keys not put (see :mod:`.kv`)."""
         await self.kv.write(actor_id, puts, deletes)
 
+    def kv_put_soon(
+        self,
+        actor_id: str,
+        puts: Sequence[tuple[bytes, bytes]],
+        done: Callable[[bool, Any], None],
+    ) -> bool:
+        """Not offered through the engine: False, the caller awaits :meth:`kv_write`."""
+        return False
+
     async def kv_list(
         self,
         actor_id: str,
