@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 from server_actors import query, registry
+from test_server_fastpaths import serve
 
 from rivetkit.server import create_app
-from rivetkit.server.runner import Server, bind_socket, uvicorn_config
 
 pytestmark = pytest.mark.asyncio
 
@@ -45,18 +45,10 @@ async def serving() -> AsyncIterator[tuple[str, int]]:
     with tempfile.TemporaryDirectory(prefix="rivetkit-") as data:
         app = create_app(registry, data_dir=data)
         await app.startup()
-        sock = bind_socket("127.0.0.1", 0)
-        server = Server(uvicorn_config(app, graceful_timeout=2), handle_signals=False)
-        task = asyncio.ensure_future(server.serve(sockets=[sock]))
         try:
-            while not server.started:
-                assert not task.done()
-                await asyncio.sleep(0.005)
-            yield sock.getsockname()[:2]
+            async with serve(app) as address:
+                yield address
         finally:
-            server.request_exit()
-            await asyncio.wait_for(task, 10)
-            sock.close()
             await app.shutdown()
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Any, Final
 
+from rivetkit.protocol.bare_prims import string as _text
+from rivetkit.protocol.bare_prims import uint as _uint
 from rivetkit.traces.attrs import error_attrs
 from rivetkit.traces.schema import DATA_PREFIX
 
@@ -28,20 +30,6 @@ _ZERO32: Final = b"\x00\x00\x00\x00"
 # SpanStart/SpanSnapshot tail after the attributes: dropped count, no links, dropped links.
 _NO_LINKS: Final = _ZERO32 + b"\x00" + _ZERO32
 _VERSION: Final = b"\x01\x00"
-
-
-def _uint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _text(value: str) -> bytes:
-    raw = value.encode()
-    return _uint(len(raw)) + raw
 
 
 def encode_chunk(traces: ActorTraces, sealed: Sealed) -> bytes:

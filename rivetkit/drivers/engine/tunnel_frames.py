@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from typing import Final
 
 from rivetkit.dispatch.http import Headers
+from rivetkit.protocol.bare_prims import string as _str
+from rivetkit.protocol.bare_prims import uint as _uint
 
 __all__ = ["request_headers", "response_frame", "response_headers"]
 
@@ -72,25 +74,6 @@ def response_headers(raw: Sequence[tuple[bytes, bytes]], body_length: int) -> di
     return headers
 
 
-_SMALL: Final = [bytes((i,)) for i in range(128)]
-
-
-def _uvarint(value: int) -> bytes:
-    if value < 128:
-        return _SMALL[value]
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _string(value: str) -> bytes:
-    data = value.encode("utf-8")
-    return _uvarint(len(data)) + data
-
-
 def _header_map(raw: Sequence[tuple[bytes, bytes]]) -> tuple[int, bytes]:
     """(entries, encoded entries) of the headers of ``raw`` but ``content-length``."""
     key = tuple(raw)
@@ -100,7 +83,7 @@ def _header_map(raw: Sequence[tuple[bytes, bytes]]) -> tuple[int, bytes]:
         del headers["content-length"]
         cached = (
             len(headers),
-            b"".join(_string(name) + _string(value) for name, value in headers.items()),
+            b"".join(_str(name) + _str(value) for name, value in headers.items()),
         )
         if len(_maps) >= CACHE_LIMIT:
             _maps.clear()
@@ -108,7 +91,7 @@ def _header_map(raw: Sequence[tuple[bytes, bytes]]) -> tuple[int, bytes]:
     return cached
 
 
-_CONTENT_LENGTH: Final = _string("content-length")
+_CONTENT_LENGTH: Final = _str("content-length")
 
 
 def response_frame(
@@ -130,13 +113,13 @@ def response_frame(
             request_id,
             b"\x00\x00\x00",  # message index 0 (u16), kind ResponseStart
             status.to_bytes(2, "little"),
-            _uvarint(count + 1),
+            _uint(count + 1),
             entries,
             _CONTENT_LENGTH,
-            _uvarint(len(length)),
+            _uint(len(length)),
             length,
             b"\x01",  # body present
-            _uvarint(len(body)),
+            _uint(len(body)),
             body,
             b"\x00",  # stream: false
         )
