@@ -75,6 +75,27 @@ def nats_binary() -> Path | None:
     return Path(found) if found else None
 
 
+def require_cluster_tools(nodes: int) -> None:
+    """Skip the calling test when PostgreSQL (or, for several nodes, nats-server) is missing.
+
+    Under CI (``CI`` set) a missing tool fails the test instead: ``.ci/run`` installs both
+    (Debian ``postgresql`` and ``nats-server``), so a skip there would hide a broken setup.
+    """
+    import pytest
+
+    missing = []
+    if postgres_bin() is None:
+        missing.append("PostgreSQL (initdb not found; Debian: postgresql)")
+    if nodes > 1 and nats_binary() is None:
+        missing.append("nats-server (Debian: nats-server)")
+    if not missing:
+        return
+    reason = "the engine cluster tests need " + " and ".join(missing)
+    if os.environ.get("CI"):
+        pytest.fail(reason + "; CI must install them (.ci/run)", pytrace=False)
+    pytest.skip(reason)
+
+
 def _service_user() -> tuple[int, int] | None:
     """The (uid, gid) to run PostgreSQL as: None when we are not root."""
     if os.geteuid() != 0:

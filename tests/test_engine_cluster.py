@@ -1,8 +1,8 @@
 """Engine mode on PostgreSQL, one node and two (issue 21 groundwork; opt-in).
 
-The module runs only with ``RIVETKIT_CLUSTER_TESTS=1``: it needs PostgreSQL (``initdb``,
-``postgres``) and, for two nodes, ``nats-server`` (see ``tests/cluster_fixtures.py``), and the
-lead enables it once it is proven stable.
+It needs PostgreSQL (``initdb``, ``postgres``) and, for two nodes, ``nats-server`` (see
+``tests/cluster_fixtures.py``): a test skips without them, and fails under CI, which installs
+both (``require_cluster_tools``).
 
 * one engine node on PostgreSQL (its single-node mode): the state of an actor survives the
   engine stopping and starting again on the same database, its envoy reconnecting;
@@ -14,21 +14,12 @@ lead enables it once it is proven stable.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 from typing import Any
 
 import pytest
-
-if os.environ.get("RIVETKIT_CLUSTER_TESTS") != "1":
-    pytest.skip(
-        "engine cluster tests (PostgreSQL, NATS, several engine nodes) are opt-in: set "
-        "RIVETKIT_CLUSTER_TESTS=1; the lead enables them once they are proven stable",
-        allow_module_level=True,
-    )
-
-from cluster_fixtures import Cluster, nats_binary, postgres_bin
+from cluster_fixtures import Cluster, require_cluster_tools
 from engine_fixtures import FAST_RETRY, QUICK_LOSS, ROOT, envoy, new_pool
 from test_engine_cli import Serve
 
@@ -82,10 +73,7 @@ registry = setup(use=[counter])
 
 
 def _needs(nodes: int) -> None:
-    if postgres_bin() is None:
-        pytest.skip("PostgreSQL is not installed (initdb not found; Debian: postgresql)")
-    if nodes > 1 and nats_binary() is None:
-        pytest.skip("nats-server is not installed (Debian: nats-server)")
+    require_cluster_tools(nodes)
 
 
 async def _eventually(check: Any, timeout: float) -> Any:
