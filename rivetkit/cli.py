@@ -20,12 +20,12 @@ one process, data in ``--data`` (default ``./.rivetkit``), listening on ``--host
 gracefully: connections close, every actor sleeps and its state is flushed; a second SIGINT
 cuts the wait for open connections short.
 
-Engine mode: ``--engine URL`` joins the pool ``--pool`` of namespace ``--namespace`` of a
-Rivet Engine as an envoy (registering the pool if missing); ``--engine-spawn`` first starts a
-local engine from the npm package ``@rivetkit/engine-cli`` on 127.0.0.1:6420 (data under
-``--data``/engine) and stops it on exit. Clients then use the engine's URL; our own listener
-serves only ``/health`` and ``/metrics`` (default port 6440 in engine mode). See
-:mod:`rivetkit.drivers.engine.serve`.
+Engine mode: ``--engine URL`` (or ``URL,URL,...``: nodes of one engine) joins the pool
+``--pool`` of namespace ``--namespace`` of a Rivet Engine as an envoy (registering the pool if
+missing); ``--engine-spawn`` first starts a local engine from the npm package
+``@rivetkit/engine-cli`` on 127.0.0.1:6420 (data under ``--data``/engine) and stops it on exit.
+Clients then use the engine's URL; our own listener serves only ``/health`` and ``/metrics``
+(default port 6440 in engine mode). See :mod:`rivetkit.drivers.engine.serve`.
 
 ``--reload`` runs the server in a child process and restarts it when a watched ``*.py``
 file changes (see :mod:`rivetkit.reload`); ``--log-format json`` and ``--access-log`` are
@@ -106,7 +106,12 @@ def _parser() -> argparse.ArgumentParser:
         "--data", default=".rivetkit", metavar="DIR", help="data directory (%(default)s)"
     )
     engine = serve.add_mutually_exclusive_group()
-    engine.add_argument("--engine", metavar="URL", help="run as an envoy of this Rivet Engine")
+    engine.add_argument(
+        "--engine",
+        metavar="URL[,URL...]",
+        help="run as an envoy of this Rivet Engine; several nodes of one engine cluster as "
+        "comma-separated URLs (used in turn: the next one when a node cannot be reached)",
+    )
     engine.add_argument(
         "--engine-spawn", action="store_true", help="start a local Rivet Engine and use it"
     )

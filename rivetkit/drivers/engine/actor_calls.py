@@ -15,22 +15,37 @@ connections an actor opens do not carry it.)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Final
+import logging
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
+from websockets.asyncio.client import connect as websockets_connect
 
 from rivetkit.client import Client
 from rivetkit.dispatch.router import Dispatcher
 from rivetkit.runtime.call_chain import CHAIN_HEADER, enter_from_header, header_value
 
+from .endpoints import Endpoints
+
 if TYPE_CHECKING:
     from rivetkit.dispatch.http import Request, Response
 
-__all__ = ["ChainDispatcher", "ChainTransport", "EngineActorClient"]
+__all__ = [
+    "ChainDispatcher",
+    "ChainTransport",
+    "EngineActorClient",
+    "FailoverConnect",
+    "FailoverTransport",
+]
+
+logger = logging.getLogger("rivetkit.engine")
 
 #: The wire encoding of the actors' calls.
 ENCODING: Final = "cbor"
+#: httpx errors raised before anything of the request was sent.
+_NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class ChainTransport(httpx.AsyncHTTPTransport):
@@ -42,6 +57,78 @@ class ChainTransport(httpx.AsyncHTTPTransport):
         if value is not None:
             request.headers[CHAIN_HEADER] = value
         return await super().handle_async_request(request)
+
+
+def _rebase(url: str, origin: str, base: str) -> str:
+    """``url`` (made on ``origin``, in http or ws form) on the node ``base`` instead."""
+    for scheme, ws_scheme in (("https://", "wss://"), ("http://", "ws://")):
+        if origin.startswith(scheme) and url.startswith(ws_scheme):
+            origin = ws_scheme + origin[len(scheme) :]
+            base = base.replace(scheme, ws_scheme, 1)
+            break
+    if url.startswith(origin):
+        return base + url[len(origin) :]
+    return url
+
+
+class FailoverTransport(ChainTransport):
+    """A :class:`ChainTransport` sending each request to the current engine node, and to the
+    next ones while the connection cannot be opened.
+
+    :param endpoints: the engine nodes (shared with the envoy)
+    :param origin: the URL the client builds its requests on
+    """
+
+    def __init__(self, endpoints: Endpoints, origin: str) -> None:
+        super().__init__()
+        self.endpoints = endpoints
+        self.origin = origin
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` to the node in use; on a connection that could not be opened,
+        to the next node (each node once)."""
+        endpoints = self.endpoints
+        original = str(request.url)
+        for remaining in range(len(endpoints) - 1, -1, -1):
+            base = endpoints.current
+            if len(endpoints) > 1:
+                request.url = httpx.URL(_rebase(original, self.origin, base))
+                request.headers["host"] = request.url.netloc.decode("ascii")
+            try:
+                return await super().handle_async_request(request)
+            except _NOT_SENT as exc:
+                if not remaining:
+                    raise
+                following = endpoints.advance(base)
+                logger.warning(
+                    "engine at %s cannot be reached (%r); trying %s", base, exc, following
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+class FailoverConnect:
+    """``websockets.asyncio.client.connect`` on the current engine node, then on the next
+    ones while the connection cannot be opened (the ``ws_connect`` of the client)."""
+
+    def __init__(self, endpoints: Endpoints, origin: str) -> None:
+        self.endpoints = endpoints
+        self.origin = origin
+
+    async def __call__(self, url: str, **options: Any) -> Any:
+        """Open the WebSocket ``url`` (made on the origin) on the current node."""
+        endpoints = self.endpoints
+        for remaining in range(len(endpoints) - 1, -1, -1):
+            base = endpoints.current
+            try:
+                return await websockets_connect(_rebase(url, self.origin, base), **options)
+            except (OSError, asyncio.TimeoutError) as exc:
+                if not remaining:
+                    raise
+                following = endpoints.advance(base)
+                logger.warning(
+                    "engine at %s cannot be reached (%r); trying %s", base, exc, following
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 class ChainDispatcher(Dispatcher):
@@ -57,25 +144,37 @@ class ChainDispatcher(Dispatcher):
 class EngineActorClient:
     """Makes and closes the shared client of the actors of one envoy."""
 
-    def __init__(self, endpoint: str, *, namespace: str, token: str | None, pool: str) -> None:
-        self.endpoint = endpoint
+    def __init__(
+        self, endpoint: str | Endpoints, *, namespace: str, token: str | None, pool: str
+    ) -> None:
+        self.endpoints = endpoint if isinstance(endpoint, Endpoints) else Endpoints(endpoint)
         self.namespace = namespace
         self.token = token
         self.pool = pool
         self._client: Client | None = None
 
+    @property
+    def endpoint(self) -> str:
+        """The URL of the engine node in use."""
+        return self.endpoints.current
+
     def shared(self) -> Client:
         """The shared client (made on first use)."""
         client = self._client
         if client is None:
+            origin = self.endpoints.current
+            several = len(self.endpoints) > 1
             client = self._client = Client(
-                self.endpoint,
+                origin,
                 encoding=ENCODING,
                 namespace=self.namespace,
                 token=self.token,
                 pool=self.pool,
                 disable_metadata_lookup=True,
-                transport=ChainTransport(),
+                transport=FailoverTransport(self.endpoints, origin)
+                if several
+                else ChainTransport(),
+                ws_connect=FailoverConnect(self.endpoints, origin) if several else None,
             )
         return client
 

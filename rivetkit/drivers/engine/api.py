@@ -4,6 +4,11 @@ Every call carries ``?namespace=`` and, with a token, ``Authorization: Bearer``.
 back from the engine as JSON ``{group, code, message, metadata}`` and are raised as
 :class:`~rivetkit.errors.RivetError` with the same group and code; a transport failure is
 ``engine/unreachable``.
+
+With several engine nodes (:class:`~.endpoints.Endpoints`), a request that could not be sent
+(connection refused, connect timeout) is sent again to the next node; one that may have
+reached a node is sent again only when it is idempotent (``GET``, ``PUT``, ``DELETE``). Each
+node is tried at most once per request.
 """
 
 from __future__ import annotations
@@ -21,12 +26,19 @@ from rivetkit.drivers.base import ActorRecord
 from rivetkit.errors import RivetError
 from rivetkit.protocol.actor_keys import deserialize_key, serialize_key
 
+from .endpoints import Endpoints
+
 __all__ = ["EngineApi", "actor_record"]
 
 logger = logging.getLogger("rivetkit.engine")
 
 #: Page size of actor listings.
 _PAGE = 100
+#: Methods sent again to another node after an error past the connect (idempotent ones).
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+#: Connect timeout (seconds) with several nodes, so a dead machine does not hold a request
+#: for the whole request timeout before the next node is tried.
+_FAILOVER_CONNECT_TIMEOUT = 10.0
 
 
 def actor_record(data: Mapping[str, Any]) -> ActorRecord:
@@ -47,7 +59,8 @@ def actor_record(data: Mapping[str, Any]) -> ActorRecord:
 class EngineApi:
     """An async client of the engine's HTTP API for one namespace.
 
-    :param endpoint: the engine's URL (``http://127.0.0.1:6420``)
+    :param endpoint: the engine's URL (``http://127.0.0.1:6420``), or several (a sequence,
+        a comma-separated string, or the :class:`~.endpoints.Endpoints` shared with the envoy)
     :param namespace: the namespace name
     :param token: the admin token (``auth.admin_token``), or None
     :param timeout: seconds per request
@@ -55,19 +68,25 @@ class EngineApi:
 
     def __init__(
         self,
-        endpoint: str,
+        endpoint: str | Sequence[str] | Endpoints,
         *,
         namespace: str = "default",
         token: str | None = None,
         timeout: float = 30.0,
     ) -> None:
-        self.endpoint = endpoint.rstrip("/")
+        self.endpoints = endpoint if isinstance(endpoint, Endpoints) else Endpoints(endpoint)
         self.namespace = namespace
         self.token = token
         headers = {"authorization": f"Bearer {token}"} if token else {}
-        self._client = httpx.AsyncClient(
-            base_url=self.endpoint, headers=headers, timeout=timeout, trust_env=False
-        )
+        timeouts = httpx.Timeout(timeout)
+        if len(self.endpoints) > 1:
+            timeouts = httpx.Timeout(timeout, connect=min(timeout, _FAILOVER_CONNECT_TIMEOUT))
+        self._client = httpx.AsyncClient(headers=headers, timeout=timeouts, trust_env=False)
+
+    @property
+    def endpoint(self) -> str:
+        """The engine URL in use."""
+        return self.endpoints.current
 
     async def aclose(self) -> None:
         """Close the HTTP connections."""
@@ -86,17 +105,44 @@ class EngineApi:
         query = dict(params or {})
         if namespaced:
             query.setdefault("namespace", self.namespace)
-        try:
-            response = await self._client.request(
-                method, path, params=query, json=body if body is not None else None
-            )
-        except httpx.HTTPError as exc:
-            raise RivetError(
-                "engine",
-                "unreachable",
-                f"the engine at {self.endpoint} did not answer {method} {path}: {exc!r}",
-            ) from exc
+        response = await self._send(
+            method, path, params=query, json=body if body is not None else None
+        )
         return _decode(response, method, path)
+
+    async def _send(self, method: str, path: str, **options: Any) -> httpx.Response:
+        """Send to the node in use, then to the next ones as far as it is safe (see the
+        module docstring); ``engine/unreachable`` naming every node tried when none answers."""
+        endpoints = self.endpoints
+        failures: list[tuple[str, httpx.HTTPError]] = []
+        for _ in range(len(endpoints)):
+            base = endpoints.current
+            try:
+                return await self._client.request(method, base + path, **options)
+            except httpx.HTTPError as exc:
+                failures.append((base, exc))
+                not_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+                if len(endpoints) == 1 or not (not_sent or method.upper() in _IDEMPOTENT):
+                    break
+                following = endpoints.advance(base)
+                logger.warning(
+                    "engine at %s did not answer %s %s (%r); trying %s",
+                    base,
+                    method,
+                    path,
+                    exc,
+                    following,
+                )
+        if len(endpoints) == 1:
+            message = f"the engine at {endpoints.current} did not answer {method} {path}: "
+            raise RivetError("engine", "unreachable", message + repr(failures[0][1]))
+        message = f"no engine node answered {method} {path} (nodes {endpoints.describe()}): "
+        raise RivetError(
+            "engine",
+            "unreachable",
+            message + "; ".join(f"{base}: {exc!r}" for base, exc in failures),
+            metadata={"endpoints": list(endpoints)},
+        )
 
     # -- health ----------------------------------------------------------------------------
 
@@ -230,10 +276,10 @@ class EngineApi:
         actor); returns once the engine has started it somewhere and it answered."""
         path = f"/gateway/{quote(actor_id, safe='')}/health"
         try:
-            response = await self._client.get(path)
-        except httpx.HTTPError as exc:
+            response = await self._send("GET", path)
+        except RivetError as exc:
             raise RivetError(
-                "engine", "unreachable", f"waking actor {actor_id} failed: {exc!r}"
+                "engine", "unreachable", f"waking actor {actor_id} failed: {exc.message}"
             ) from exc
         _decode(response, "GET", path)
 

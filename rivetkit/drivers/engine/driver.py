@@ -41,6 +41,7 @@ from rivetkit.protocol.envoy_protocol import (
 
 from .alarms import EngineAlarms
 from .api import EngineApi
+from .endpoints import Endpoints
 from .envoy import EnvoyClient
 from .kv import EngineKv
 from .manager import EngineManager
@@ -64,7 +65,10 @@ logger = logging.getLogger("rivetkit.engine")
 class EngineDriver:
     """A :class:`~rivetkit.drivers.base.Driver` running actors as an envoy of a Rivet Engine.
 
-    :param endpoint: the engine's URL (``http://127.0.0.1:6420``)
+    :param endpoint: the engine's URL (``http://127.0.0.1:6420``), or several engine nodes:
+        a sequence of URLs or one string of comma-separated URLs. The envoy, the API calls and
+        ``c.client()`` use one node at a time and move to the next when it cannot be reached
+        (see :mod:`.endpoints`); :attr:`endpoint` is the one in use.
     :param namespace: the namespace name (it must exist unless ``create_namespace``)
     :param pool: the pool (runner config) to join; registered as a normal pool if missing
         (unless ``register_pool=False``)
@@ -79,7 +83,7 @@ class EngineDriver:
 
     def __init__(
         self,
-        endpoint: str,
+        endpoint: str | Sequence[str],
         *,
         namespace: str = "default",
         pool: str = "default",
@@ -93,7 +97,8 @@ class EngineDriver:
         connect_timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.endpoint = endpoint.rstrip("/")
+        #: The engine nodes (one or several), shared by the envoy and both HTTP clients.
+        self.endpoints = Endpoints(endpoint)
         self.namespace = namespace
         self.pool = pool
         self.token = token
@@ -105,7 +110,7 @@ class EngineDriver:
         self.kv_timeout = kv_timeout
         self.connect_timeout = connect_timeout
         self.clock = clock
-        self.api = EngineApi(self.endpoint, namespace=namespace, token=token)
+        self.api = EngineApi(self.endpoints, namespace=namespace, token=token)
         self.placement = Placement(self.api, pool=pool, envoy_key=self.envoy_key, clock=clock)
         self.manager = EngineManager(self.api, self.placement, pool)
         self.kv = EngineKv(self.placement)
@@ -118,6 +123,11 @@ class EngineDriver:
         #: Threads of the actors' SQL databases (``c.db``, pages in the KV; see ``.sqlkv``).
         self._sql: SqlKvPool | None = None
         self._actor_client: EngineActorClient | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """The URL of the engine node in use."""
+        return self.endpoints.current
 
     @property
     def host(self) -> ActorHost | None:
@@ -163,7 +173,7 @@ class EngineDriver:
                 # gateway kept their sockets; see tunnel.py).
                 tunnel.dispatcher.runtime.conn_alive = tunnel.conn_alive
             envoy = self.placement.envoy = EnvoyClient(
-                self.endpoint,
+                self.endpoints,
                 namespace=self.namespace,
                 pool=self.pool,
                 envoy_key=self.envoy_key,
@@ -192,7 +202,7 @@ class EngineDriver:
         from .actor_calls import EngineActorClient
 
         self._actor_client = EngineActorClient(
-            self.endpoint, namespace=self.namespace, token=self.token, pool=self.pool
+            self.endpoints, namespace=self.namespace, token=self.token, pool=self.pool
         )
         host.client_factory = self._actor_client.shared
 
@@ -423,6 +433,7 @@ class EngineDriver:
             "pool": self.pool,
             "namespace": self.namespace,
             "endpoint": self.endpoint,
+            "endpoints": list(self.endpoints),
             "actors": self.placement.counts(),
             "pending_events": envoy.pending_events() if envoy is not None else 0,
             "stats": dict(envoy.stats) if envoy is not None else {},

@@ -15,14 +15,17 @@ reconnect (``spec/engine.md`` B, "Session flow"):
   are idempotent and the engine runs one actor's requests in order);
 * tunnel messages produced while disconnected are kept (bounded) and sent after the reconnect;
 * reconnects with exponential backoff and jitter (reset after a minute of stable connection),
-  but not after a close with reason ``ws.eviction`` (another socket took our key);
+  but not after a close with reason ``ws.eviction`` (another socket took our key); with
+  several engine nodes (:class:`~.endpoints.Endpoints`) each attempt after a failed connect
+  or an ended session goes to the next node, without delay until every node was tried
+  (the engine keys the session by envoy key, so another node resumes it);
 * after ``envoyLostThreshold`` without a connection the engine considers us lost: the
   handler's :meth:`EnvoyHandler.on_lost` runs so that local actors stop.
 
-On the first connection, a refusal (bad token, unknown pool or namespace, an invalid
-parameter) is an :class:`EngineError` raised by :meth:`EnvoyClient.start` with a readable
-message instead of a retry loop. Frames that do not decode are logged and the socket is
-dropped (then reconnected); they never crash the process.
+The first connection tries every node before failing; a refusal (bad token, unknown pool or
+namespace, an invalid parameter) is an :class:`EngineError` raised by :meth:`EnvoyClient.start`
+with a readable message instead of a retry loop. Frames that do not decode are logged and the
+socket is dropped (then reconnected); they never crash the process.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol
 from urllib.parse import urlencode
 
@@ -71,6 +74,7 @@ from rivetkit.protocol.envoy_protocol import (
 )
 
 from .direct_send import FrameWriter
+from .endpoints import Endpoints
 from .inline_receive import InlineClientConnection
 from .quickack import keep_quick_ack
 from .refusals import REFUSALS, EngineError, close_reason, connect_error
@@ -154,7 +158,9 @@ class _KvRequest:
 class EnvoyClient:
     """The envoy side of one engine session (see the module docstring).
 
-    :param endpoint: the engine's URL, ``http://host:6420`` (``https`` maps to ``wss``)
+    :param endpoint: the engine's URL, ``http://host:6420`` (``https`` maps to ``wss``), or
+        several (a sequence, a comma-separated string, or shared :class:`~.endpoints.Endpoints`):
+        each connection goes to the next one after a failed connect or an ended session
     :param namespace: the namespace name
     :param pool: the pool (runner config) name; it must exist before we connect
     :param envoy_key: our identity (3..128 characters); reconnects resume it
@@ -167,7 +173,7 @@ class EnvoyClient:
 
     def __init__(
         self,
-        endpoint: str,
+        endpoint: str | Sequence[str] | Endpoints,
         *,
         namespace: str,
         pool: str,
@@ -182,12 +188,9 @@ class EnvoyClient:
             raise ValueError("envoy_key must be 3 to 128 characters")
         if not 0 <= version <= 0xFFFFFFFF:
             raise ValueError("version must fit in a u32")
-        base = endpoint.rstrip("/")
-        if base.startswith("https://"):
-            base = "wss://" + base[8:]
-        elif base.startswith("http://"):
-            base = "ws://" + base[7:]
-        query = urlencode(
+        #: The engine nodes; the socket goes to the current one (see :meth:`_run`).
+        self.endpoints = endpoint if isinstance(endpoint, Endpoints) else Endpoints(endpoint)
+        self._query = urlencode(
             {
                 "protocol_version": str(PROTOCOL_VERSION),
                 "namespace": namespace,
@@ -196,8 +199,6 @@ class EnvoyClient:
                 "pool_name": pool,
             }
         )
-        #: The WebSocket URL.
-        self.url = f"{base}/envoys/connect?{query}"
         self.envoy_key = envoy_key
         self.kv_timeout = kv_timeout
         self._subprotocols = [Subprotocol("rivet")]
@@ -237,6 +238,19 @@ class EnvoyClient:
         self._writer = FrameWriter(self.stats)
         self._push = self._writer.push
 
+    def url_of(self, endpoint: str) -> str:
+        """The WebSocket URL of the envoy connection to the engine at ``endpoint``."""
+        if endpoint.startswith("https://"):
+            endpoint = "wss://" + endpoint[8:]
+        elif endpoint.startswith("http://"):
+            endpoint = "ws://" + endpoint[7:]
+        return f"{endpoint}/envoys/connect?{self._query}"
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL of the current engine node."""
+        return self.url_of(self.endpoints.current)
+
     # -- life ------------------------------------------------------------------------------
 
     async def start(self, timeout: float = 30.0) -> None:
@@ -256,7 +270,7 @@ class EnvoyClient:
             raise EngineError(
                 "connect_timeout",
                 f"the engine did not complete the envoy handshake within {timeout:g} s "
-                f"({self.url.split('?')[0]})",
+                f"({self.endpoints.describe()})",
             ) from None
         except BaseException:
             await self.close()
@@ -425,10 +439,18 @@ class EnvoyClient:
         attempt = 0
         first = self._first
         assert first is not None
+        endpoints = self.endpoints
+        # The nodes tried in this round: moving to one not tried yet costs no delay; the
+        # backoff applies once every node was tried (with one node: at every attempt).
+        tried: set[str] = set()
+        failures: list[EngineError] = []
         while not self.closed:
+            endpoint = endpoints.current
+            tried.add(endpoint)
+            url = self.url_of(endpoint)
             try:
                 ws = await connect(
-                    self.url,
+                    url,
                     subprotocols=self._subprotocols,
                     compression=None,
                     max_size=MAX_FRAME,
@@ -441,12 +463,15 @@ class EnvoyClient:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                error = connect_error(exc, self.url)
+                error = connect_error(exc, url)
                 if not first.done():
-                    first.set_exception(error)
-                    return
+                    failures.append(error)
+                    if len(tried) >= len(endpoints):
+                        first.set_exception(_first_failure(failures, endpoints))
+                        return
                 logger.warning("envoy: connecting to the engine failed: %s", error.message)
             else:
+                logger.info("envoy: connected to %s", endpoint)
                 keep_quick_ack(ws)  # no delayed ACKs under the engine's writes (quickack.py)
                 started = time.monotonic()
                 refusal = await self._session(ws)
@@ -463,10 +488,16 @@ class EnvoyClient:
                     return
                 if time.monotonic() - started > BACKOFF_RESET_AFTER:
                     attempt = 0
+                tried = {endpoint}
+            following = endpoints.advance(endpoint)
+            if following not in tried:
+                logger.info("envoy: trying the engine at %s", following)
+                continue
+            tried = set()
             delay = min(BACKOFF_MAX, BACKOFF_INITIAL * (2**attempt))
             delay *= 0.5 + random.random()
             attempt = min(attempt + 1, 10)
-            logger.info("envoy: reconnecting in %.2f s", delay)
+            logger.info("envoy: reconnecting to %s in %.2f s", following, delay)
             await asyncio.sleep(delay)
 
     async def _session(self, ws: ClientConnection) -> EngineError | None:
@@ -667,3 +698,17 @@ class EnvoyClient:
             while history and history[0].checkpoint.index <= checkpoint.index:
                 history.popleft()
         self._prune()
+
+
+def _first_failure(failures: list[EngineError], endpoints: Endpoints) -> EngineError:
+    """The error of a first connect that failed on every node: the one error with one node,
+    else one naming every node and why."""
+    if len(failures) == 1:
+        return failures[0]
+    codes = {error.code for error in failures}
+    return EngineError(
+        codes.pop() if len(codes) == 1 else "unreachable",
+        f"cannot connect to any engine node ({endpoints.describe()}): "
+        + "; ".join(error.message for error in failures),
+        metadata={"endpoints": list(endpoints)},
+    )

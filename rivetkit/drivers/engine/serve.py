@@ -6,10 +6,12 @@
     rivetkit serve app.py --engine-spawn [--data DIR]
 
 With ``--engine URL`` the process joins the pool ``--pool`` of the engine at URL (registering
-the pool if the engine does not know it). With ``--engine-spawn`` it first starts a local
-engine from the npm package ``@rivetkit/engine-cli`` (see :mod:`.spawn`) on 127.0.0.1:6420
-(api-peer 6421, metrics 6430), with its data under ``<--data>/engine``, and stops it on exit;
-clients keep their default endpoint, ``http://127.0.0.1:6420``.
+the pool if the engine does not know it). ``--engine URL,URL,...`` names several nodes of one
+engine cluster: the envoy connects to the first that answers and moves to the next when its
+node goes away (see :class:`~.endpoints.Endpoints`). With ``--engine-spawn`` it first starts a
+local engine from the npm package ``@rivetkit/engine-cli`` (see :mod:`.spawn`) on
+127.0.0.1:6420 (api-peer 6421, metrics 6430), with its data under ``<--data>/engine``, and
+stops it on exit; clients keep their default endpoint, ``http://127.0.0.1:6420``.
 
 Clients talk to the engine's gateway, never to this process. Our own listener
 (``--host``/``--port``, default 127.0.0.1:6440 in engine mode; ``--port 0`` picks a free one;
@@ -204,13 +206,16 @@ async def serve_engine_mode(
         engine_url = engine.endpoint
     assert engine_url is not None
     try:
-        driver = EngineDriver(
-            engine_url,
-            namespace=namespace,
-            pool=pool,
-            token=token,
-            create_namespace=spawn,
-        )
+        try:
+            driver = EngineDriver(
+                engine_url,
+                namespace=namespace,
+                pool=pool,
+                token=token,
+                create_namespace=spawn,
+            )
+        except ValueError as exc:
+            raise EngineModeError(f"--engine: {exc}") from None
         runtime = Runtime(registry, driver)
         try:
             await runtime.start()
@@ -235,9 +240,9 @@ async def serve_engine_mode(
                 driver.envoy_key,
                 pool,
                 namespace,
-                engine_url,
+                driver.endpoints.describe(),
                 " (spawned)" if engine is not None else "",
-                engine_url,
+                " or ".join(driver.endpoints),
                 shown,
                 sock.getsockname()[1],
                 "on" if rivetkit.SPEEDUPS else "off",
