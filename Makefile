@@ -12,7 +12,7 @@ PURE_ENV := env -u RIVETKIT_REQUIRE_SPEEDUPS RIVETKIT_PURE=1
 INTEROP := tests/interop
 INTEROP_STAMP := $(INTEROP)/node_modules/.package-lock.json
 
-.PHONY: docs docs-serve venv test lint format bench bench-micro bench-compare bench-readme vectors clean interop-deps demo fuzz dist test-installed \
+.PHONY: docs docs-serve venv test lint format bench bench-micro bench-compare bench-readme vectors clean interop-deps demo cluster fuzz dist test-installed \
 	test-standalone
 
 venv: $(STAMP)
@@ -70,6 +70,13 @@ test-standalone:
 # Serve examples/app.py on the embedded default, call the counter and the chat, stop.
 demo: venv
 	$(PY) examples/demo.py
+
+# A Rivet Engine cluster on 127.0.0.1 (ci/cluster.py): a throwaway PostgreSQL, NATS, two engine
+# nodes and three `rivetkit serve --engine` envoys of examples/app.py, until Ctrl-C; needs the
+# Debian packages postgresql and nats-server. CLUSTER_ARGS: e.g. --check, --lost-threshold 3000.
+CLUSTER_ARGS ?=
+cluster: venv interop-deps
+	$(PY) ci/cluster.py $(CLUSTER_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check $(LINT_PATHS)
