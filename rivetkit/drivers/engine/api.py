@@ -115,7 +115,7 @@ class EngineApi:
         module docstring); ``engine/unreachable`` naming every node tried when none answers."""
         endpoints = self.endpoints
         failures: list[tuple[str, httpx.HTTPError]] = []
-        for _ in range(len(endpoints)):
+        for remaining in range(len(endpoints) - 1, -1, -1):
             base = endpoints.current
             try:
                 return await self._client.request(method, base + path, **options)
@@ -125,14 +125,15 @@ class EngineApi:
                 if len(endpoints) == 1 or not (not_sent or method.upper() in _IDEMPOTENT):
                     break
                 following = endpoints.advance(base)
-                logger.warning(
-                    "engine at %s did not answer %s %s (%r); trying %s",
-                    base,
-                    method,
-                    path,
-                    exc,
-                    following,
-                )
+                if remaining:
+                    logger.warning(
+                        "engine at %s did not answer %s %s (%r); trying %s",
+                        base,
+                        method,
+                        path,
+                        exc,
+                        following,
+                    )
         if len(endpoints) == 1:
             message = f"the engine at {endpoints.current} did not answer {method} {path}: "
             raise RivetError("engine", "unreachable", message + repr(failures[0][1]))
