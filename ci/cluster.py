@@ -3,7 +3,8 @@
 Starts a throwaway PostgreSQL, a ``nats-server``, two engine nodes on them
 (``tests/cluster_fixtures.py``, the pieces the cluster tests use) and three
 ``rivetkit serve --engine`` processes serving ``examples/app.py``, spread over the nodes
-(envoy i joins node i mod N). Everything listens on 127.0.0.1 on free ports and keeps its
+(envoy i is given every node's URL, node i mod N first: it connects there and fails over to
+the others). Everything listens on 127.0.0.1 on free ports and keeps its
 files in temporary folders. It prints each node's endpoint, the dashboard's URL and a client
 command to paste, then waits for Ctrl-C (or SIGTERM): the envoys drain (SIGTERM), then the
 nodes, NATS and PostgreSQL stop and the temporary folders are removed.
@@ -199,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         cluster.start()
         endpoints = [engine.endpoint for engine in cluster.engines]
         for i in range(args.envoys):
-            url = endpoints[i % len(endpoints)]
-            envoys.append(Envoy(i, args.app, url, args.pool, cluster.root / f"envoy{i}.log"))
+            first = i % len(endpoints)  # every node's URL, this envoy's own node first
+            urls = ",".join(endpoints[first:] + endpoints[:first])
+            envoys.append(Envoy(i, args.app, urls, args.pool, cluster.root / f"envoy{i}.log"))
         for envoy in envoys:
             envoy.wait_ready()
         print(f"\nPostgreSQL   {cluster.postgres.url}")
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, engine in enumerate(cluster.engines):
             print(f"engine node {i}  {engine.endpoint}  (dashboard {engine.endpoint}/ui/)")
         for envoy in envoys:
-            print(f"envoy {envoy.index}      joined {envoy.engine_url}, /health {envoy.health}")
+            print(f"envoy {envoy.index}      --engine {envoy.engine_url}, /health {envoy.health}")
         print(f"logs         {cluster.root} (removed at exit)")
         if args.check:
             check(endpoints, args.pool)
@@ -229,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop
         print("stopping ...", flush=True)
+        # the nodes' complaints about each other going away are expected now
+        logging.getLogger("rivetkit.engine.process").setLevel(logging.CRITICAL)
         stoppers = [threading.Thread(target=envoy.stop) for envoy in envoys]
         for thread in stoppers:
             thread.start()

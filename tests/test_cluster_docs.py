@@ -118,4 +118,4 @@ def test_make_cluster_check() -> None:
     logs = re.search(r"logs\s+(\S+) \(removed at exit\)", output)
     assert logs is not None and not Path(logs.group(1)).exists(), output
     assert not _processes_mentioning(logs.group(1)), "left running"
-    assert output.rstrip().endswith("stopped"), output
+    assert done.stdout.rstrip().endswith("stopped"), output
