@@ -7,6 +7,8 @@
 * ``ci/cluster.py --check`` (``make cluster CLUSTER_ARGS=--check``) starts PostgreSQL, NATS,
   two engine nodes and three envoys, calls an action through each node and stops everything
   (needs PostgreSQL and nats-server: skipped without them, failed under CI).
+* The page's "Draining": an envoy stopped with SIGTERM hands its actors, with their saved
+  state, to the other envoy of the pool.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -119,3 +122,48 @@ def test_make_cluster_check() -> None:
     assert logs is not None and not Path(logs.group(1)).exists(), output
     assert not _processes_mentioning(logs.group(1)), "left running"
     assert done.stdout.rstrip().endswith("stopped"), output
+
+
+def test_a_drained_envoy_hands_its_actors_over(tmp_path: Path) -> None:
+    """The page's "Draining": SIGTERM of an envoy moves its actors, with their saved state, to
+    the other envoy of the pool (two nodes, one envoy on each, both given both URLs)."""
+    require_cluster_tools(2)
+    sys.path.insert(0, str(ROOT / "ci"))
+    from cluster import Envoy
+    from cluster_fixtures import Cluster
+
+    from rivetkit.client import RetryOptions, SyncClient
+
+    app = str(ROOT / "tests" / "apps" / "engine_app.py")
+    running = Cluster(2)
+    envoys: list[Envoy] = []
+    try:
+        running.start()
+        a, b = (engine.endpoint for engine in running.engines)
+        envoys = [
+            Envoy(0, app, f"{a},{b}", "drain", tmp_path / "e0.log"),
+            Envoy(1, app, f"{b},{a}", "drain", tmp_path / "e1.log"),
+        ]
+        for envoy in envoys:
+            envoy.wait_ready()
+        retry = RetryOptions(get_attempts=80, get_or_create_attempts=80, interval=0.25)
+        with SyncClient(b, pool="drain", retry=retry, timeout=30) as client:
+            first = [client.tally.get_or_create([f"d{i}"]).add(i + 1) for i in range(12)]
+            pids = {r["pid"] for r in first}
+            victim = max(envoys, key=lambda e: sum(r["pid"] == e.process.pid for r in first))
+            survivor = next(e for e in envoys if e is not victim)
+            assert victim.process.pid in pids
+            started = time.monotonic()
+            victim.stop()
+            assert victim.process.returncode == 0, victim.tail()
+            after = [client.tally.get([f"d{i}"]).total() for i in range(12)]
+            moved_in = time.monotonic() - started
+        assert [r["total"] for r in after] == [i + 1 for i in range(12)]
+        assert {r["pid"] for r in after} == {survivor.process.pid}
+        print(
+            f"\ndrained envoy: its actors answered from the other one {moved_in:.1f} s after SIGTERM"
+        )
+    finally:
+        for envoy in envoys:
+            envoy.stop(10)
+        running.stop()
