@@ -333,13 +333,16 @@ async def test_500_actors_created_through_a_answer_through_b(
 async def test_envoy_sigkilled_its_actors_answer_again_with_their_state(
     shape: Shape, population: Population
 ) -> None:
-    """The busiest envoy of node A is SIGKILLed: once the engine declares it lost (the
-    lowered threshold, ``QUICK_LOSS``), each of its actors answers again through node B from
-    another envoy, with its saved count."""
+    """The busiest envoy of node A is SIGKILLed while ``WORKERS`` of its actors are being
+    incremented through node A (``durable_replies=True``): once the engine declares it lost
+    (the lowered threshold, ``QUICK_LOSS``), each of its actors answers again through node B
+    from another envoy, with its saved count, and no acknowledged increment is lost."""
     on_a = [serve for serve, home in zip(shape.envoys, HOMES, strict=True) if home == 0]
     victim = max(on_a, key=lambda serve: population.pids.count(serve.process.pid))
     moved = [i for i, pid in enumerate(population.pids) if pid == victim.process.pid]
     assert moved, "node A's envoys hold none of the actors"
+    busy = moved[:WORKERS]
+    workers = Incrementers(shape, [population.keys[i] for i in busy])
     limit = asyncio.Semaphore(CONCURRENCY)
     async with shape.client(1) as via_b:
 
@@ -355,17 +358,31 @@ async def test_envoy_sigkilled_its_actors_answer_again_with_their_state(
                     await asyncio.sleep(0.25)
                     continue
                 if stats["pid"] != dead:
-                    assert stats["count"] == population.counts[i]
+                    if i in busy:
+                        assert stats["count"] >= population.counts[i]
+                    else:
+                        assert stats["count"] == population.counts[i]
                     population.pids[i] = stats["pid"]
                     return time.monotonic() - killed
                 await asyncio.sleep(0.25)
 
         dead = victim.process.pid
-        victim.process.send_signal(signal.SIGKILL)
-        killed = time.monotonic()
-        victim.process.wait()
-        answered = await asyncio.wait_for(asyncio.gather(*(back(i) for i in moved)), 180)
+        workers.start()
+        try:
+            await workers.each_acked(60)
+            victim.process.send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            victim.process.wait()
+            answered = await asyncio.wait_for(asyncio.gather(*(back(i) for i in moved)), 180)
+            await workers.each_acked(60)
+        finally:
+            await workers.stop()
         recovered_in = max(answered)
+        acknowledged, not_acknowledged = workers.totals
+        for i in busy:
+            stats = await via_b.counter.get([population.keys[i]]).stats()
+            workers.check(population.keys[i], stats["count"])
+            population.counts[i] = stats["count"]
         assert {population.pids[i] for i in moved} <= {s.process.pid for s in shape.live()}
 
         async def unchanged(i: int) -> None:
@@ -380,7 +397,9 @@ async def test_envoy_sigkilled_its_actors_answer_again_with_their_state(
     print(
         f"\nenvoy SIGKILLed with {len(moved)} of the {ACTORS} actors: the first answered "
         f"again after {min(answered):.1f} s, half of them after "
-        f"{statistics.median(answered):.1f} s, all of them after {recovered_in:.1f} s"
+        f"{statistics.median(answered):.1f} s, all of them after {recovered_in:.1f} s; "
+        f"{acknowledged} increments of {len(busy)} of them acknowledged, {not_acknowledged} "
+        "not, none lost"
     )
 
 
@@ -396,6 +415,71 @@ def _connected_to(serve: Serve, endpoint: str) -> int:
     return sum(1 for line in list(serve.lines) if f"envoy: connected to {endpoint}" in line)
 
 
+class Incrementers:
+    """One task per key incrementing its counter without pause (``durable_replies=True``)
+    through the node ``via`` names, recording every acknowledged count.
+
+    A call that gets no answer within 5 s (caught by a kill: it waits for the gateway's own
+    timeout) counts as not acknowledged: it may or may not have been applied.
+    """
+
+    def __init__(self, shape: Shape, keys: list[str]) -> None:
+        self.keys = keys
+        self.acked: list[list[int]] = [[] for _ in keys]
+        self.unacked = [0] * len(keys)
+        #: The node the calls go through (an index of ``shape.cluster.engines``).
+        self.via = 0
+        self._clients = [shape.client(0), shape.client(1)]
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _run(self, i: int) -> None:
+        while not self._stop.is_set():
+            handle = self._clients[self.via].counter.get_or_create([self.keys[i]])
+            try:
+                reply = await asyncio.wait_for(handle.increment(1), 5)
+            except Exception:
+                self.unacked[i] += 1
+                await asyncio.sleep(0.2)
+                continue
+            self.acked[i].append(reply["count"])
+
+    def start(self) -> None:
+        """Start the tasks."""
+        self._tasks = [asyncio.create_task(self._run(i)) for i in range(len(self.keys))]
+
+    async def stop(self) -> None:
+        """Stop the tasks and close the clients."""
+        self._stop.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for client in self._clients:
+            await client.aclose()
+
+    async def each_acked(self, timeout: float) -> float:
+        """Seconds until every key got one more acknowledgement than it has now."""
+        marks = [len(values) for values in self.acked]
+        started = time.monotonic()
+        while any(len(v) <= m for v, m in zip(self.acked, marks, strict=True)):
+            assert time.monotonic() - started < timeout, (
+                f"not every counter answered within {timeout:g} s: "
+                f"{[len(v) - m for v, m in zip(self.acked, marks, strict=True)]}"
+            )
+            await asyncio.sleep(0.1)
+        return time.monotonic() - started
+
+    def check(self, key: str, count: int) -> None:
+        """``count`` (read after :meth:`stop`) holds every acknowledged increment of ``key``,
+        whose acknowledged counts only ever grew (no acknowledged change was undone)."""
+        values = self.acked[self.keys.index(key)]
+        assert values == sorted(set(values)), f"{key}: acknowledged counts went back: {values}"
+        assert values and count >= values[-1], f"{key}: acknowledged increments lost"
+
+    @property
+    def totals(self) -> tuple[int, int]:
+        """(acknowledged, not acknowledged) calls."""
+        return sum(map(len, self.acked)), sum(self.unacked)
+
+
 async def test_engine_nodes_sigkilled_and_restarted_nothing_acknowledged_is_lost(
     shape: Shape,
 ) -> None:
@@ -407,90 +491,56 @@ async def test_engine_nodes_sigkilled_and_restarted_nothing_acknowledged_is_lost
     nodes = shape.cluster.engines
     endpoints = [node.endpoint for node in nodes]
     keys = [f"d{i}" for i in range(WORKERS)]
-    acked: list[list[int]] = [[] for _ in keys]
-    unacked = [0] * WORKERS
-    via = [0]
-    stop = asyncio.Event()
-    clients = [shape.client(0), shape.client(1)]
-
-    async def worker(i: int) -> None:
-        while not stop.is_set():
-            handle = clients[via[0]].counter.get_or_create([keys[i]])
-            try:
-                # A call caught by the kill waits for the gateway's own timeout: give up
-                # on it sooner (it may or may not have been applied) and go on.
-                reply = await asyncio.wait_for(handle.increment(1), 5)
-            except Exception:
-                unacked[i] += 1  # maybe applied, maybe not: only acknowledged ones count
-                await asyncio.sleep(0.2)
-                continue
-            acked[i].append(reply["count"])
-
-    async def every_worker_acked(timeout: float) -> float:
-        """Seconds until each worker got one more acknowledgement than it had."""
-        marks = [len(values) for values in acked]
-        started = time.monotonic()
-        while any(len(values) <= mark for values, mark in zip(acked, marks, strict=True)):
-            assert time.monotonic() - started < timeout, (
-                f"not every counter answered within {timeout:g} s: "
-                f"{[len(v) - m for v, m in zip(acked, marks, strict=True)]}"
-            )
-            await asyncio.sleep(0.1)
-        return time.monotonic() - started
+    workers = Incrementers(shape, keys)
 
     async def moved_to(home: int, target: int, before: dict[int, int]) -> None:
         for serve, where in zip(shape.envoys, HOMES, strict=True):
             if where == home and serve.process.poll() is None:
-                assert _connected_to(serve, endpoints[target]) > before[id(serve)], serve.output[
-                    -3000:
-                ]
+                tail = serve.output[-3000:]
+                assert _connected_to(serve, endpoints[target]) > before[id(serve)], tail
 
     def connects(target: int) -> dict[int, int]:
         return {id(serve): _connected_to(serve, endpoints[target]) for serve in shape.envoys}
 
-    tasks = [asyncio.create_task(worker(i)) for i in range(WORKERS)]
+    workers.start()
     try:
-        await every_worker_acked(60)
+        await workers.each_acked(60)
 
         before = connects(0)
         killed = time.monotonic()
         nodes[1].kill()
         a_alone, b_envoy_moved = await asyncio.gather(
-            every_worker_acked(120), _timed(lambda: moved_to(1, 0, before), 60)
+            workers.each_acked(120), _timed(lambda: moved_to(1, 0, before), 60)
         )
         await asyncio.to_thread(shape.cluster.restart, 1)
         b_back = time.monotonic() - killed
 
         before = connects(1)
-        via[0] = 1
-        await every_worker_acked(60)  # clients of the restarted B work
+        workers.via = 1
+        await workers.each_acked(60)  # clients of the restarted B work
         killed = time.monotonic()
         nodes = shape.cluster.engines
         nodes[0].kill()
         b_alone, a_envoys_moved = await asyncio.gather(
-            every_worker_acked(120), _timed(lambda: moved_to(0, 1, before), 60)
+            workers.each_acked(120), _timed(lambda: moved_to(0, 1, before), 60)
         )
         await asyncio.to_thread(shape.cluster.restart, 0)
         a_back = time.monotonic() - killed
-        via[0] = 0
-        await every_worker_acked(60)
+        workers.via = 0
+        await workers.each_acked(60)
     finally:
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for client in clients:
-            await client.aclose()
+        await workers.stop()
 
+    acknowledged, not_acknowledged = workers.totals
     async with shape.client(0) as via_a, shape.client(1) as via_b:
-        for i, key in enumerate(keys):
-            values = acked[i]
-            assert values == sorted(set(values)), f"{key}: acknowledged counts went back"
+        for key in keys:
             final = await via_a.counter.get([key]).stats()
-            assert final["count"] >= values[-1], f"{key}: acknowledged increments lost"
+            workers.check(key, final["count"])
             assert (await via_b.counter.get([key]).stats())["count"] == final["count"]
     print(
         f"\nnode B SIGKILLed: every counter answered through A within {a_alone:.1f} s, B's "
         f"envoy was on A after {b_envoy_moved:.1f} s, B back after {b_back:.1f} s; node A "
         f"(lease holder) SIGKILLed: every counter answered through B within {b_alone:.1f} s, "
         f"A's envoys were on B after {a_envoys_moved:.1f} s, A back after {a_back:.1f} s; "
-        f"{sum(map(len, acked))} increments acknowledged, {sum(unacked)} not, none lost"
+        f"{acknowledged} increments acknowledged, {not_acknowledged} not, none lost"
     )
