@@ -28,8 +28,8 @@ import asyncio
 import signal
 import statistics
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 from cluster_fixtures import Cluster, require_cluster_tools
@@ -41,6 +41,8 @@ from rivetkit.client import Client, RetryOptions
 from rivetkit.drivers.engine.api import EngineApi
 
 pytestmark = pytest.mark.asyncio
+
+T = TypeVar("T")
 
 counter = actor("counter", state={"count": 0, "fired": 0, "processed": 0})
 
@@ -83,6 +85,25 @@ async def consume(c: Any) -> None:
 
 
 registry = setup(use=[counter])
+
+
+async def _together(calls: Iterable[Awaitable[T]], timeout: float | None = None) -> list[T]:
+    """Await ``calls`` concurrently; on the first failure (or after ``timeout`` seconds) cancel
+    the others before raising, so no task outlives the test (and its clients)."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        done, pending = await asyncio.wait(
+            tasks, timeout=timeout, return_when=asyncio.FIRST_EXCEPTION
+        )
+        for task in done:
+            task.result()  # raises the first failure
+        if pending:
+            raise TimeoutError(f"{len(pending)} of {len(tasks)} calls still running")
+        return [task.result() for task in tasks]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _needs(nodes: int) -> None:
@@ -254,7 +275,7 @@ def population(shape: Shape) -> Population:
                 made.counts[i], made.pids[i] = reply["count"], reply["pid"]
 
             started = time.monotonic()
-            await asyncio.gather(*(one(i) for i in range(ACTORS)))
+            await _together(one(i) for i in range(ACTORS))
             made.created_in = time.monotonic() - started
 
     asyncio.run(create())
@@ -281,7 +302,7 @@ async def test_500_actors_created_through_a_answer_through_b(
             population.counts[i], population.pids[i] = reply["count"], reply["pid"]
 
         started = time.monotonic()
-        await asyncio.gather(*(through_b(i) for i in range(ACTORS)))
+        await _together(through_b(i) for i in range(ACTORS))
         called_in = time.monotonic() - started
 
         sample = range(SAMPLE)
@@ -304,7 +325,7 @@ async def test_500_actors_created_through_a_answer_through_b(
             assert seen == [reply["count"]]
 
         started = time.monotonic()
-        await asyncio.gather(*(events(i) for i in sample))
+        await _together(events(i) for i in sample)
 
         async def queue_and_schedule(i: int) -> None:
             handle = via_b.counter.get([population.keys[i]])
@@ -313,14 +334,14 @@ async def test_500_actors_created_through_a_answer_through_b(
             assert result.response == {"doubled": 2 * i}
             await handle.fire_later(0.5)
 
-        await asyncio.gather(*(queue_and_schedule(i) for i in sample))
+        await _together(queue_and_schedule(i) for i in sample)
 
         async def fired(i: int) -> None:
             stats = await via_a.counter.get([population.keys[i]]).stats()
             assert (stats["fired"], stats["processed"]) == (1, 1), stats
             assert stats["count"] == population.counts[i]
 
-        await _eventually(lambda: asyncio.gather(*(fired(i) for i in sample)), 30)
+        await _eventually(lambda: _together(fired(i) for i in sample), 30)
         sampled_in = time.monotonic() - started
     print(
         f"\n{ACTORS} actors created through node A in {population.created_in:.1f} s "
@@ -373,7 +394,7 @@ async def test_envoy_sigkilled_its_actors_answer_again_with_their_state(
             victim.process.send_signal(signal.SIGKILL)
             killed = time.monotonic()
             victim.process.wait()
-            answered = await asyncio.wait_for(asyncio.gather(*(back(i) for i in moved)), 180)
+            answered = await _together((back(i) for i in moved), 180)
             await workers.each_acked(60)
         finally:
             await workers.stop()
@@ -393,7 +414,7 @@ async def test_envoy_sigkilled_its_actors_answer_again_with_their_state(
 
         # The other envoys' actors did not move (a sample: every call costs wall time).
         stayed = [i for i in range(ACTORS) if i not in set(moved)]
-        await asyncio.gather(*(unchanged(i) for i in stayed[::5]))
+        await _together(unchanged(i) for i in stayed[::5])
     print(
         f"\nenvoy SIGKILLed with {len(moved)} of the {ACTORS} actors: the first answered "
         f"again after {min(answered):.1f} s, half of them after "
@@ -509,8 +530,8 @@ async def test_engine_nodes_sigkilled_and_restarted_nothing_acknowledged_is_lost
         before = connects(0)
         killed = time.monotonic()
         nodes[1].kill()
-        a_alone, b_envoy_moved = await asyncio.gather(
-            workers.each_acked(120), _timed(lambda: moved_to(1, 0, before), 60)
+        a_alone, b_envoy_moved = await _together(
+            [workers.each_acked(120), _timed(lambda: moved_to(1, 0, before), 60)]
         )
         await asyncio.to_thread(shape.cluster.restart, 1)
         b_back = time.monotonic() - killed
@@ -521,8 +542,8 @@ async def test_engine_nodes_sigkilled_and_restarted_nothing_acknowledged_is_lost
         killed = time.monotonic()
         nodes = shape.cluster.engines
         nodes[0].kill()
-        b_alone, a_envoys_moved = await asyncio.gather(
-            workers.each_acked(120), _timed(lambda: moved_to(0, 1, before), 60)
+        b_alone, a_envoys_moved = await _together(
+            [workers.each_acked(120), _timed(lambda: moved_to(0, 1, before), 60)]
         )
         await asyncio.to_thread(shape.cluster.restart, 0)
         a_back = time.monotonic() - killed
