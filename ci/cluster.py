@@ -12,9 +12,10 @@ nodes, NATS and PostgreSQL stop and the temporary folders are removed.
     python ci/cluster.py [--nodes 2] [--envoys 3] [--app examples/app.py] [--pool default]
                          [--lost-threshold MS] [--check]
 
-``--check`` starts everything, calls ``counter.increment`` through each node, stops and exits
-(0 when every call answered). It needs PostgreSQL (Debian ``postgresql``), ``nats-server``
-(Debian ``nats-server``) and the engine binary (``make interop-deps``).
+``--check`` starts everything, calls ``counter.increment`` through each node, runs the client
+command it would print, stops and exits (0 when every call answered). It needs PostgreSQL
+(Debian ``postgresql``), ``nats-server`` (Debian ``nats-server``) and the engine binary
+(``make interop-deps``).
 """
 
 from __future__ import annotations
@@ -120,16 +121,16 @@ def _missing_tools(nodes: int) -> list[str]:
 def client_command(endpoint: str, pool: str) -> str:
     """A shell command calling ``counter.increment`` through ``endpoint``."""
     code = (
-        "from rivetkit.client import SyncClient\n"
-        "with SyncClient() as client:\n"
-        "    print(client.counter.get_or_create(['demo']).increment(1))"
+        "from rivetkit.client import SyncClient; client = SyncClient(); "
+        'print(client.counter.get_or_create(["demo"]).increment(1)); client.close()'
     )
     python = shlex.quote(str(ROOT / ".venv" / "bin" / "python"))
     return f"RIVET_ENDPOINT={endpoint} RIVET_POOL={pool} {python} -c {shlex.quote(code)}"
 
 
 def check(endpoints: list[str], pool: str) -> None:
-    """Call ``counter.increment`` on one actor through each node: the count goes up by one."""
+    """Call ``counter.increment`` on one actor through each node (the count goes up by one),
+    then run the printed client command."""
     from rivetkit.client import RetryOptions, SyncClient
 
     retry = RetryOptions(get_attempts=40, get_or_create_attempts=40, interval=0.25)
@@ -141,6 +142,11 @@ def check(endpoints: list[str], pool: str) -> None:
             raise RuntimeError(f"through {endpoint}: count {value}, expected {last + 1}")
         print(f"check: counter.increment through {endpoint} -> {value}", flush=True)
         last = value
+    command = client_command(endpoints[-1], pool)
+    done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0 or not done.stdout.strip().isdigit():
+        raise RuntimeError(f"the client command failed:\n{command}\n{done.stdout}{done.stderr}")
+    print(f"check: the client command printed {done.stdout.strip()}", flush=True)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -189,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C raises KeyboardInterrupt even when started with SIGINT ignored (`cmd &` in a script)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     extra: dict[str, Any] | None = None
     if args.lost_threshold is not None:
         extra = {"pegboard": {"envoy_lost_threshold": args.lost_threshold}}

@@ -118,6 +118,7 @@ def test_make_cluster_check() -> None:
     assert [int(value) for _, value in calls] == [1, 2], output
     assert len({url for url, _ in calls}) == 2, output
     assert "dashboard http://127.0.0.1:" in output
+    assert "check: the client command printed 1" in output, output
     logs = re.search(r"logs\s+(\S+) \(removed at exit\)", output)
     assert logs is not None and not Path(logs.group(1)).exists(), output
     assert not _processes_mentioning(logs.group(1)), "left running"
