@@ -14,7 +14,8 @@ both (``require_cluster_tools``).
 
   - 500 actors created through node A's gateway answer through node B's (state); a sample
     gets a connection with events, a queue send and a schedule that fires, through B;
-  - an envoy SIGKILLed: its actors answer again from the others with their saved state;
+  - an envoy SIGKILLed while some of its actors are being incremented: its actors answer
+    again from the others with their saved state, no acknowledged increment lost;
   - node B, then node A SIGKILLed and restarted under a steady stream of increments
     (``durable_replies=True``): clients of the live node keep working, the envoys of the
     dead node reconnect to the live one, no acknowledged increment is lost.
