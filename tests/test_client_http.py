@@ -3,6 +3,7 @@ errors, retries, resolve/create/get_for_id, queue sends, raw fetch."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Callable
@@ -373,6 +374,49 @@ async def test_closed_client() -> None:
     await client.close()
     with pytest.raises(ActorError) as info:
         await client.counter.get_or_create(["k"]).increment(1)
+    assert info.value.code == "client_closed"
+
+
+@pytest.mark.asyncio
+async def test_caller_cancelled_as_the_client_closes_stays_cancelled() -> None:
+    """A caller waiting for the metadata lookup, cancelled in the same loop turn as the client
+    closes, ends cancelled: its cancellation is not turned into ``client_closed`` (a retry
+    loop catching Exception would swallow that and the task would never end)."""
+    hang = asyncio.Event()
+
+    async def respond(request: httpx.Request) -> httpx.Response:
+        await hang.wait()
+        raise AssertionError("never answered")
+
+    client = Client(EP, transport=httpx.MockTransport(respond))
+    caller = asyncio.ensure_future(client.counter.get_or_create(["k"]).increment(1))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    session = client._session
+    session._closed = True  # what close() does first, then it cancels the lookup
+    assert session._metadata_task is not None
+    session._metadata_task.cancel()
+    caller.cancel()
+    await client.close()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+
+
+@pytest.mark.asyncio
+async def test_caller_waiting_when_the_client_closes_gets_client_closed() -> None:
+    hang = asyncio.Event()
+
+    async def respond(request: httpx.Request) -> httpx.Response:
+        await hang.wait()
+        raise AssertionError("never answered")
+
+    client = Client(EP, transport=httpx.MockTransport(respond))
+    caller = asyncio.ensure_future(client.counter.get_or_create(["k"]).increment(1))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    await client.close()
+    with pytest.raises(ActorError) as info:
+        await caller
     assert info.value.code == "client_closed"
 
 

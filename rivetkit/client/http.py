@@ -130,7 +130,10 @@ class HttpSession:
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
-            if task.cancelled() and self._closed:
+            # The lookup was cancelled by aclose(): the caller gets client_closed, unless the
+            # caller itself is being cancelled too (then its cancellation must go on, or a
+            # retry loop catching Exception would swallow it and the task never ends).
+            if task.cancelled() and self._closed and not _being_cancelled():
                 raise ActorError.client("client_closed", "the client is closed") from None
             raise
 
@@ -328,3 +331,10 @@ class HttpSession:
     def error_of(self, response: httpx.Response, encoding: str) -> ActorError:
         """The ActorError of a non-2xx gateway response (spec §3)."""
         return self._error_of(response, encoding)
+
+
+def _being_cancelled() -> bool:
+    """True when the current task was asked to cancel (always False before Python 3.11)."""
+    current = asyncio.current_task()
+    cancelling = getattr(current, "cancelling", None)
+    return bool(cancelling is not None and cancelling())
