@@ -420,6 +420,14 @@ async def test_caller_waiting_when_the_client_closes_gets_client_closed() -> Non
     assert info.value.code == "client_closed"
 
 
+def test_sniffio_is_installed() -> None:
+    """httpcore imports sniffio on each pooled request; without it every request retried the
+    failed import (a sys.path scan): a dependency of ours, so the client is not slowed."""
+    import importlib.util
+
+    assert importlib.util.find_spec("sniffio") is not None
+
+
 # MARK: manager API
 
 
