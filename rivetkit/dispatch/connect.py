@@ -270,7 +270,8 @@ class ConnSession:
     Every outgoing frame (Init, responses, errors, events) leaves in order, and the runtime
     never waits on the socket: a frame goes straight to the socket when it can take it at
     once (its ``send_nowait``, when it has one) and nothing is queued before it; otherwise
-    into one queue drained by one writer task.
+    into one queue drained by one writer task (started by the first such frame, or by the
+    close: an idle socket has none).
 
     Actions run concurrently, one task each, in the order they arrived; a synchronous action
     runs inline instead (no task: it cannot interleave with anything), unless an action that
@@ -296,6 +297,7 @@ class ConnSession:
         "_tasks",
         "_unstarted",
         "_wakeup",
+        "_writer",
         "_ws",
         "conn",
         "encoding",
@@ -313,6 +315,9 @@ class ConnSession:
         self._out_bytes = 0
         # The idle writer's wake-up (a bare future: lighter than an Event and its deque).
         self._wakeup: asyncio.Future[None] | None = None
+        # The writer task, started by the first frame that must wait or by the close (an
+        # idle connection whose frames all went out at once has no task).
+        self._writer: asyncio.Task[None] | None = None
         self._closing: tuple[int, str] | None = None
         self._done = False
         self._busy = False  # the writer task is sending a frame
@@ -418,6 +423,9 @@ class ConnSession:
         self._wake()
 
     def _wake(self) -> None:
+        if self._writer is None:
+            self._writer = self._loop.create_task(self._write_loop())
+            return
         wakeup = self._wakeup
         if wakeup is not None:
             self._wakeup = None
@@ -467,7 +475,6 @@ class ConnSession:
         client's messages. ``restored``: the connection restored by a wake, already
         attached (no connect, no second ``Init``; engine mode, after a sleep)."""
         instance = self._instance
-        writer = asyncio.ensure_future(self._write_loop())
         hibernation = self._hibernation
         sessions = None if self._dispatcher is None else self._dispatcher._sessions
         conn: Connection | None = restored
@@ -488,6 +495,9 @@ class ConnSession:
                 if hibernation is not None and sessions is not None:
                     sessions[hibernation.request_id] = self
                 self._push(encode_to_client(init, self.encoding))
+                release = getattr(ws, "release_headers", None)
+                if release is not None:  # read at the connect, never again (~1 KiB each)
+                    release()
             elif hibernation is not None and sessions is not None:
                 sessions[hibernation.request_id] = self
             while True:
@@ -517,8 +527,10 @@ class ConnSession:
             self._close_later(1000, "")
             if self.conn is not None and not getattr(ws, "detached", False):
                 await self._leave(self.conn)
-            with contextlib.suppress(Exception):
-                await writer
+            writer = self._writer  # started by the close above, if not before
+            if writer is not None:
+                with contextlib.suppress(Exception):
+                    await writer
 
     async def _resume(self, conn: Connection) -> Connection | None:
         """The connection to handle the next message with, once the actor is awake again:

@@ -64,6 +64,10 @@ def new_conn_id() -> str:
     return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
 
 
+def _intern(text: str) -> str:
+    return sys.intern(text) if type(text) is str else text
+
+
 def new_hibernation_id() -> bytes:
     """A random 4-byte gateway or request id."""
     return os.urandom(4)
@@ -109,7 +113,8 @@ class Hibernation:
         self.gateway_id = bytes(gateway_id)
         self.request_id = bytes(request_id)
         self.request_path = request_path
-        self.request_headers = dict(request_headers or {})
+        # Interned: the names and most values are the same on every socket of a process.
+        self.request_headers = {_intern(k): _intern(v) for k, v in (request_headers or {}).items()}
         self.server_message_index = server_message_index
         self.client_message_index = client_message_index
         self.ack: Callable[[int], None] | None = None

@@ -222,6 +222,14 @@ class DirectWebSocket:
             and getattr(send, "__self__", None) is protocol
         )
 
+    def release_headers(self) -> None:
+        """Free the upgrade request's headers held by the ASGI scope for the socket's whole
+        life (a ``/connect`` session reads them only at the connect; ~1 KiB per socket)."""
+        scope = getattr(self._protocol, "scope", None)
+        headers = None if scope is None else scope.get("headers")
+        if type(headers) is list:
+            headers.clear()
+
     async def accept(self, subprotocol: str | None = None) -> None:
         protocol = self._protocol
         message = await protocol.receive()
