@@ -63,8 +63,12 @@ class StatePersistence:
         self._timers = SaveTimers.of(self._loop)
         self._handle: SaveTimer | None = None
         self._task: asyncio.Task[None] | None = None
-        # A save handed to the driver's kv_put_soon: (snapshot or None, its puts).
-        self._writing: tuple[Actor | None, _Puts] | None = None
+        # A save handed to the driver's kv_put_soon: its puts, and its snapshot (or None).
+        self._writing: _Puts | None = None
+        self._writing_snapshot: Actor | None = None
+        # Bound once: a save would otherwise make two method objects that live as long as it.
+        self._start_save_cb = self._start_save
+        self._put_done_cb = self._put_done
         self._writing_waiters: list[asyncio.Future[None]] = []
         self._last_save = 0.0
         self._waiters: list[asyncio.Future[None]] = []
@@ -96,7 +100,7 @@ class StatePersistence:
             owner.inspector_observer("state")
         if self._handle is None and not self._saving and owner.phase <= Phase.DESTROY_GRACE:
             delay = owner.options.state_save_interval - (self._loop.time() - self._last_save)
-            self._handle = self._timers.call_later(delay, self._start_save)
+            self._handle = self._timers.call_later(delay, self._start_save_cb)
 
     def cancel_scheduled(self) -> None:
         """Drop the scheduled save, if any (a running one goes on)."""
@@ -127,31 +131,35 @@ class StatePersistence:
             self._written(None, puts)
             self._save_ended(None)
             return
-        self._writing = (snapshot, puts)
+        self._writing = puts
+        self._writing_snapshot = snapshot
         try:
-            taken = self._owner.driver.kv_put_soon(self._owner.actor_id, puts, self._put_done)
+            taken = self._owner.driver.kv_put_soon(self._owner.actor_id, puts, self._put_done_cb)
         except Exception as exc:
             self._put_done(False, exc)
             return
         if not taken:
-            self._writing = None
+            self._writing = self._writing_snapshot = None
             self._task = self._loop.create_task(self._save_loop(snapshot, puts))
 
     def _put_done(self, ok: bool, error: Any) -> None:
         """The driver's answer to a ``kv_put_soon`` save."""
-        writing, self._writing = self._writing, None
-        if writing is None:
+        puts = self._writing
+        if puts is None:
             return
+        snapshot = self._writing_snapshot
+        self._writing = self._writing_snapshot = None
         if ok:
-            self._written(*writing)
+            self._written(snapshot, puts)
             self._save_ended(None)
         else:
-            self._write_failed(error, writing[0])
+            self._write_failed(error, snapshot)
             self._save_ended(error)
-        waiters, self._writing_waiters = self._writing_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        if self._writing_waiters:
+            waiters, self._writing_waiters = self._writing_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def _save_loop(self, snapshot: Actor | None = None, puts: _Puts | None = None) -> None:
         """One save (of the prepared ``snapshot`` and ``puts`` if given, else of the state)."""
@@ -206,10 +214,12 @@ class StatePersistence:
         if self._handle is None and owner.phase <= Phase.DESTROY_GRACE:
             base = max(0.05, owner.options.state_save_interval)
             delay = min(MAX_SAVE_RETRY_DELAY, base * 2 ** min(failures - 1, 16))
-            self._handle = self._timers.call_later(delay, self._start_save)
+            self._handle = self._timers.call_later(delay, self._start_save_cb)
 
     def notify_savers(self, error: BaseException | None) -> None:
         """Settle the waiters of :meth:`save_state`: saved (``error`` None) or not."""
+        if not self._waiters:
+            return
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():

@@ -234,7 +234,7 @@ class EmbeddedDriver:
         """
         if "kv_write" in self.__dict__ or type(self).kv_write is not EmbeddedDriver.kv_write:
             return False
-        self.store.write_soon(done, tables.kv_write, actor_id, puts, ())
+        self.store.put_soon(done, actor_id, puts)
         return True
 
     async def kv_list(

@@ -52,9 +52,14 @@ Synchronous = Literal["NORMAL", "FULL"]
 #: committed, ``done(False, exception)`` if it failed.
 Done = Callable[[bool, Any], None]
 # Whom an operation answers: its future, or a write_soon callback.
-_Target: TypeAlias = "asyncio.Future[Any] | Done"
+_ItemTarget: TypeAlias = "asyncio.Future[Any] | Done"
+# Whom an answer goes to: an operation's target, or the write_soon callbacks of a put run
+# (given the same outcome).
+_Target: TypeAlias = "_ItemTarget | list[Done]"
+# The keyword arguments of a write_soon put (never mutated: shared, not one dict per save).
+_NO_KWARGS: dict[str, Any] = {}
 # One submitted operation: (fn, args, kwargs, target, is_write).
-_Item = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], _Target, bool]
+_Item = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], _ItemTarget, bool]
 # The starvation watchdog's period and the longest it lets the writer run (seconds).
 _WATCH_INTERVAL = 0.01
 _WATCH_YIELD = 0.001
@@ -64,6 +69,13 @@ _Answer = tuple[_Target, bool, Any]
 
 def _deliver(answers: list[_Answer]) -> None:
     for target, ok, value in answers:
+        if isinstance(target, list):  # the callbacks of one put run, all with the same answer
+            for done in target:
+                try:
+                    done(ok, value)
+                except Exception:
+                    logger.exception("a write_soon callback failed")
+            continue
         if not isinstance(target, asyncio.Future):
             try:
                 target(ok, value)
@@ -213,6 +225,17 @@ class SqliteStore:
             raise RivetError("driver", "closed", "the embedded driver's store is closed")
         soon = self._soon
         soon.append((fn, args, kwargs, done, True))
+        if len(soon) == 1:
+            loop.call_soon(self._flush_soon)
+
+    def put_soon(self, done: Done, actor_id: str, puts: Any) -> None:
+        """``write_soon(done, tables.kv_write, actor_id, puts, ())``, with less work per call
+        (the embedded driver's ``kv_put_soon``: one throttled state save)."""
+        loop = self._loop
+        if loop is None or self._closing:
+            raise RivetError("driver", "closed", "the embedded driver's store is closed")
+        soon = self._soon
+        soon.append((tables.kv_write, (actor_id, puts, ()), _NO_KWARGS, done, True))
         if len(soon) == 1:
             loop.call_soon(self._flush_soon)
 
@@ -412,26 +435,35 @@ class SqliteStore:
     def _put_run(cls, conn: sqlite3.Connection, run: list[_Item], answers: list[_Answer]) -> int:
         """Run consecutive puts-only ``kv_write`` operations as multi-row inserts, with the
         same outcome as one by one (in order; a failing operation fails alone)."""
-        rows: list[tuple[str, bytes, bytes]] = []
+        # The rows' fields, flat: (actor_id, key, value) for each row, in order.
+        fields: list[Any] = []
         valid: list[_Item] = []
         for item in run:
             actor_id, puts = item[1][0], item[1][1]
-            if len(puts) == 1 and type(puts[0][0]) is bytes and type(puts[0][1]) is bytes:
-                rows.append((actor_id, *puts[0]))  # one snapshot: the common case
-                valid.append(item)
-                continue
+            if len(puts) == 1:
+                put = puts[0]
+                if (
+                    type(put) is tuple
+                    and len(put) == 2
+                    and type(put[0]) is bytes
+                    and type(put[1]) is bytes
+                ):
+                    fields += (actor_id, *put)  # one snapshot: the common case
+                    valid.append(item)
+                    continue
             try:
                 tables.check_puts(puts)
             except Exception as exc:
                 answers.append((item[3], False, exc))
                 continue
-            rows.extend([(actor_id, key, value) for key, value in puts])
+            for key, value in puts:
+                fields += (actor_id, key, value)
             valid.append(item)
-        guard = len(rows) > tables.PUT_ROWS_CHUNK  # one statement is atomic by itself
+        guard = len(fields) > 3 * tables.PUT_ROWS_CHUNK  # one statement is atomic by itself
         if guard:
             conn.execute("SAVEPOINT puts")
         try:
-            tables.kv_put_rows(conn, rows)
+            tables.kv_put_fields(conn, fields)
         except Exception:
             if not conn.in_transaction:
                 raise
@@ -442,7 +474,17 @@ class SqliteStore:
             return sum(cls._write_one(conn, item, answers) for item in valid)
         if guard:
             conn.execute("RELEASE puts")
-        answers.extend([(item[3], True, None) for item in valid])
+        if valid:
+            # Every write_soon callback of the run in one answer (the futures one by one).
+            dones: list[Done] = []
+            for item in valid:
+                target = item[3]
+                if isinstance(target, asyncio.Future):
+                    answers.append((target, True, None))
+                else:
+                    dones.append(target)
+            if dones:
+                answers.append((dones, True, None))
         return len(valid)
 
 

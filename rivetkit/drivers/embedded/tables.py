@@ -173,6 +173,19 @@ def kv_put_rows(conn: sqlite3.Connection, rows: Sequence[tuple[str, bytes, bytes
         )
 
 
+def kv_put_fields(conn: sqlite3.Connection, fields: list[Any]) -> None:
+    """:func:`kv_put_rows` with the rows' fields flat: ``actor_id, key, value`` for each
+    row in turn (no tuple per row)."""
+    step = 3 * PUT_ROWS_CHUNK
+    for start in range(0, len(fields), step):
+        chunk = fields[start : start + step] if start or len(fields) > step else fields
+        conn.execute(
+            "INSERT OR REPLACE INTO kv (actor_id, key, value) VALUES "
+            + ",".join(["(?, ?, ?)"] * (len(chunk) // 3)),
+            chunk,
+        )
+
+
 def kv_list(
     conn: sqlite3.Connection,
     actor_id: str,
