@@ -313,14 +313,14 @@ class DirectWebSocket:
 # The fields of our protocol: ours, then those uvicorn 0.3x sets on its own (a name it adds
 # later lands in the instance dict as before).
 _FIELDS: Final = (
-    ("_fast", "_feeds", "_limit", "_need", "_partial", "_usable", "direct")
-    + ("max_buffer", "overflowed")  # ws_budget.SendBudget's
-    + tuple(sorted(_WS_FIELDS))
-    + ("app", "app_state", "asgi_version", "client", "close_timeout", "close_timer", "config")
-    + ("connections", "curr_msg_data_type", "default_headers", "frames", "handshake_initiated")
-    + ("last_ping_rtt", "logger", "pending_ping_payload", "ping_interval", "ping_sent_at")
-    + ("ping_timeout", "ping_timer", "pong_timer", "request", "response", "root_path")
-    + ("scheme", "scope", "server", "tasks")
+    *("_fast", "_feeds", "_limit", "_need", "_partial", "_usable", "direct"),
+    *("max_buffer", "overflowed"),  # ws_budget.SendBudget's
+    *sorted(_WS_FIELDS),
+    *("app", "app_state", "asgi_version", "client", "close_timeout", "close_timer", "config"),
+    *("connections", "curr_msg_data_type", "default_headers", "frames", "handshake_initiated"),
+    *("last_ping_rtt", "logger", "pending_ping_payload", "ping_interval", "ping_sent_at"),
+    *("ping_timeout", "ping_timer", "pong_timer", "request", "response", "root_path"),
+    *("scheme", "scope", "server", "tasks"),
 )
 
 
