@@ -40,6 +40,12 @@ __all__ = ["MAX_SAVE_RETRY_DELAY", "StatePersistence"]
 # The KV entries of one write: (key, value) pairs.
 _Puts = list[tuple[bytes, bytes]]
 
+_new_tuple = tuple.__new__
+
+# Enum members read once (a class attribute lookup on an enum costs more than a global's).
+_LOADING = Phase.LOADING
+_DESTROY_GRACE = Phase.DESTROY_GRACE
+
 #: Seconds at most between two tries of a failing save (the delay doubles from the save
 #: interval, at least 50 ms, up to this).
 MAX_SAVE_RETRY_DELAY = 5.0
@@ -98,7 +104,12 @@ class StatePersistence:
         self._changed = True
         if owner.inspector_observer is not None:
             owner.inspector_observer("state")
-        if self._handle is None and not self._saving and owner.phase <= Phase.DESTROY_GRACE:
+        if (
+            self._handle is None
+            and self._task is None
+            and self._writing is None
+            and owner.phase <= _DESTROY_GRACE
+        ):
             delay = owner.options.state_save_interval - (self._loop.time() - self._last_save)
             self._handle = self._timers.call_later(delay, self._start_save_cb)
 
@@ -113,7 +124,7 @@ class StatePersistence:
         gate = self._owner._gate
         if gate is not None and gate.busy:  # a blocking action's thread; it saves on return
             return
-        if not self._saving:
+        if self._task is None and self._writing is None:  # not saving
             self._begin_save()
 
     def _begin_save(self) -> None:
@@ -272,7 +283,7 @@ class StatePersistence:
         try:
             state = self.encode_state()
         except RivetError:
-            if not guard.enabled or owner.phase == Phase.LOADING:
+            if not guard.enabled or owner.phase == _LOADING:
                 self._changed = True
                 raise
             # Changed outside any action (``run``, a timer): nobody can be told, so the
@@ -291,11 +302,16 @@ class StatePersistence:
             and previous.scheduled_events == events
         ):
             return None, list(extra) if extra else []
-        snapshot = Actor(
-            input=owner.record.input if previous is None else previous.input,
-            has_initialized=has_initialized,
-            state=state,
-            scheduled_events=events,  # never mutated in place: shared, not copied
+        # Actor's fields in order (without the NamedTuple's Python-level __new__); the
+        # events are never mutated in place: shared, not copied.
+        snapshot: Actor = _new_tuple(
+            Actor,
+            (
+                owner.record.input if previous is None else previous.input,
+                has_initialized,
+                state,
+                events,
+            ),
         )
         puts = [(keys.PERSIST, actor_persist.ACTOR.encode(snapshot))]
         if extra:
