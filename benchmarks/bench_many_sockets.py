@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -102,11 +104,119 @@ async def _socket(port: int, room: int, gate: asyncio.Semaphore, sockets: _Socke
             sockets.opened(exc)
 
 
-async def _load(port: int, count: int, offset: int, rooms: int) -> None:
+class _RawClient(asyncio.Protocol):
+    """A lean client socket (``--client raw``): the handshake and frames by hand, each tick
+    timed as its bytes arrive, with none of a WebSocket library's per-message work (on a
+    2-core machine the loaders' receiving competes with the server for the CPU). Frames are
+    masked with a zero key (a valid mask: the payload is sent as is)."""
+
+    def __init__(self, port: int, room: int, sockets: _Sockets, gate: asyncio.Semaphore) -> None:
+        self.request = (
+            f"GET /gateway/room/connect?{QUERY}&rvt-key=r{room} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Protocol: rivet, rivet_encoding.json\r\n"
+            "User-Agent: Python/3.11 websockets/14.2\r\n\r\n"  # the headers websockets sends
+        ).encode()
+        self.sockets = sockets
+        self.gate = gate
+        self.pending = True  # holding the gate until the ping's answer
+        self.upgraded = False
+        self.buffer = b""
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        transport.write(self.request)
+
+    def _frame(self, opcode: int, payload: bytes) -> bytes:
+        size = len(payload)
+        if size < 126:
+            head = bytes((0x80 | opcode, 0x80 | size))
+        else:
+            head = bytes((0x80 | opcode, 0x80 | 126)) + struct.pack("!H", size)
+        return head + b"\0\0\0\0" + payload
+
+    def _opened(self, error: BaseException | None) -> None:
+        if self.pending:
+            self.pending = False
+            self.gate.release()
+            self.sockets.opened(error)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data if self.buffer else data
+        if not self.upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                self.buffer = buffer
+                return
+            if not buffer.startswith(b"HTTP/1.1 101"):
+                self._opened(RuntimeError(buffer.split(b"\r\n", 1)[0].decode()))
+                self.transport.close()
+                return
+            self.upgraded = True
+            buffer = buffer[end + 4 :]
+            self.transport.write(self._frame(1, SUBSCRIBE.encode()) + self._frame(1, PING.encode()))
+        i, size = 0, len(buffer)
+        while size - i >= 2:
+            opcode, length, start = buffer[i] & 0x0F, buffer[i + 1] & 0x7F, i + 2
+            if length == 126:
+                if size - start < 2:
+                    break
+                (length,) = struct.unpack_from("!H", buffer, start)
+                start += 2
+            elif length == 127:
+                if size - start < 8:
+                    break
+                (length,) = struct.unpack_from("!Q", buffer, start)
+                start += 8
+            if size - start < length:
+                break
+            payload = buffer[start : start + length]
+            i = start + length
+            if opcode == 0x9:  # ping: pong
+                self.transport.write(self._frame(0xA, payload))
+            elif opcode == 0x8:
+                self.transport.close()
+            elif self.pending and b'"ActionResponse"' in payload:
+                self._opened(None)
+            elif b'"tick"' in payload:
+                self.sockets.got.append(time.time())
+        self.buffer = buffer[i:]
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._opened(exc or ConnectionError("closed before the subscription"))
+
+    def close(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(self._frame(0x8, struct.pack("!H", 1000)))
+            self.transport.close()
+
+
+async def _raw_socket(
+    port: int, room: int, gate: asyncio.Semaphore, sockets: _Sockets, clients: list[_RawClient]
+) -> None:
+    await gate.acquire()
+    client = _RawClient(port, room, sockets, gate)
+    try:
+        await asyncio.get_running_loop().create_connection(lambda: client, "127.0.0.1", port)
+    except OSError as exc:
+        client._opened(exc)
+        return
+    clients.append(client)
+
+
+async def _load(port: int, count: int, offset: int, rooms: int, raw: bool) -> None:
     sockets = _Sockets(count)
     gate = asyncio.Semaphore(OPEN_AT_ONCE)
+    clients: list[_RawClient] = []
     tasks = [
-        asyncio.create_task(_socket(port, (offset + i) % rooms, gate, sockets))
+        asyncio.create_task(
+            _raw_socket(port, (offset + i) % rooms, gate, sockets, clients)
+            if raw
+            else _socket(port, (offset + i) % rooms, gate, sockets)
+        )
         for i in range(count)
     ]
     await sockets.all_open.wait()
@@ -118,12 +228,14 @@ async def _load(port: int, count: int, offset: int, rooms: int) -> None:
         await asyncio.sleep(0.005)
     print(f"done {max(sockets.got, default=0.0)!r} {len(sockets.got)}", flush=True)
     await loop.run_in_executor(None, sys.stdin.readline)  # "close" (or EOF)
+    for client in clients:
+        client.close()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def loader_main(port: int, count: int, offset: int, rooms: int, nice: int) -> int:
+def loader_main(port: int, count: int, offset: int, rooms: int, nice: int, raw: bool) -> int:
     """The loader process: open ``count`` sockets, report, wait for one tick each, at the
     nice value ``nice`` (``--loader-nice``: on a small machine, loaders that only take the
     CPU the server leaves show the server's share of a broadcast; their own receiving then
@@ -133,9 +245,9 @@ def loader_main(port: int, count: int, offset: int, rooms: int, nice: int) -> in
     try:
         import uvloop
 
-        uvloop.run(_load(port, count, offset, rooms))
+        uvloop.run(_load(port, count, offset, rooms, raw))
     except ImportError:
-        asyncio.run(_load(port, count, offset, rooms))
+        asyncio.run(_load(port, count, offset, rooms, raw))
     return 0
 
 
@@ -203,7 +315,9 @@ def latency(port: int, pings: int, rooms: int) -> dict[str, float]:
     }
 
 
-def spawn_loaders(port: int, sockets: int, loaders: int, rooms: int, nice: int) -> list[Any]:
+def spawn_loaders(
+    port: int, sockets: int, loaders: int, rooms: int, nice: int, client: str = "raw"
+) -> list[Any]:
     """Start the loader processes; wait until each reported its sockets open."""
     processes = []
     share, extra = divmod(sockets, loaders)
@@ -211,7 +325,7 @@ def spawn_loaders(port: int, sockets: int, loaders: int, rooms: int, nice: int) 
     for i in range(loaders):
         count = share + (i < extra)
         command = [sys.executable, __file__, "--loader", str(port), str(count), str(offset),
-                   str(rooms), str(nice)]  # fmt: skip
+                   str(rooms), str(nice), client]  # fmt: skip
         processes.append(
             subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         )
@@ -246,11 +360,11 @@ def close_loaders(processes: list[Any]) -> None:
 
 
 def connect_all(
-    port: int, sockets: int, loaders: int, rooms: int, nice: int = 0
+    port: int, sockets: int, loaders: int, rooms: int, nice: int = 0, client: str = "raw"
 ) -> tuple[list[Any], int, float]:
     """Open ``sockets`` sockets from ``loaders`` processes: (processes, opened, seconds)."""
     start = time.perf_counter()
-    processes = spawn_loaders(port, sockets, loaders, rooms, nice)
+    processes = spawn_loaders(port, sockets, loaders, rooms, nice, client)
     opened = 0
     for process in processes:
         ok, failed, *error = expect(process, "ready")
@@ -264,12 +378,18 @@ def main() -> int:
     """Run the benchmark and print its figures."""
     if len(sys.argv) > 1 and sys.argv[1] == "--loader":
         port, count, offset, rooms, nice = (int(a) for a in sys.argv[2:7])
-        return loader_main(port, count, offset, rooms, nice)
+        return loader_main(port, count, offset, rooms, nice, sys.argv[7] == "raw")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sockets", type=int, default=10_000, help="connections")
     parser.add_argument("--actors", type=int, default=100, help="room actors")
     parser.add_argument("--loaders", type=int, default=2, help="loader processes")
     parser.add_argument("--loader-nice", type=int, default=0, help="loaders' nice value")
+    parser.add_argument(
+        "--client",
+        choices=("raw", "websockets"),
+        default="raw",
+        help="loaders' client: frames by hand (default) or the websockets library",
+    )
     parser.add_argument("--pings", type=int, default=2_000, help="latency samples")
     parser.add_argument("--top", type=int, default=0, help="trace; print the K largest sites")
     parser.add_argument("--traced", type=int, default=1_000, help="sockets traced (--top)")
@@ -286,7 +406,7 @@ def main() -> int:
         time.sleep(1.0)
         before = server.memory()["VmRSS"]
         processes, opened, connect_s = connect_all(
-            server.port, args.sockets, args.loaders, args.actors, args.loader_nice
+            server.port, args.sockets, args.loaders, args.actors, args.loader_nice, args.client
         )
         time.sleep(2.0)  # idle
         after = server.memory()["VmRSS"]
@@ -315,7 +435,9 @@ def main() -> int:
         if args.top:
             time.sleep(1.0)
             server.start_tracing()
-            processes, traced_open, _ = connect_all(server.port, args.traced, 1, args.actors)
+            processes, traced_open, _ = connect_all(
+                server.port, args.traced, 1, args.actors, client=args.client
+            )
             time.sleep(1.0)
             trace = server.traced()
             trace["sockets"] = traced_open
@@ -328,6 +450,7 @@ def main() -> int:
     per_conn = (after - before) / max(1, opened)
     figures: dict[str, Any] = {
         "sockets": opened,
+        "client": args.client,
         "connect_s": connect_s,
         "rss_before": before,
         "rss_connected": after,
@@ -338,7 +461,8 @@ def main() -> int:
         "latency_quiet": quiet,
         "latency_connected": loaded,
     }
-    print(f"sockets open: {opened} of {args.sockets} ({args.loaders} loaders, "
+    print(f"sockets open: {opened} of {args.sockets} ({args.loaders} loaders, {args.client} "
+          f"client, "
           f"{connect_s:.1f} s to open and subscribe)")  # fmt: skip
     print(f"server RSS: {mib(before)} before, {mib(after)} with the sockets idle: "
           f"{per_conn / 1024:.1f} KiB per idle connection  (target <= 16 KiB)")  # fmt: skip
