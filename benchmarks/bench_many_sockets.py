@@ -2,15 +2,18 @@
 
 Starts ``rivetkit serve benchmarks/many_app.py`` (embedded driver, a temporary data dir),
 wakes the 100 ``room`` actors (``--actors``), then ``--loaders`` (2) loader processes open
-``--sockets`` (10,000) client-protocol connections (``/gateway/room/connect``, json, the
-``websockets`` library speaking the raw protocol), socket ``i`` to room ``i % 100``; each
-sends ``SubscriptionRequest(tick)`` then a ``ping`` action whose answer proves the
-subscription was taken. Reports:
+``--sockets`` (10,000) client-protocol connections (``/gateway/room/connect``, json;
+``--client raw``, the default: the handshake and frames written by hand, so that the loaders
+spend little CPU per message; ``--client websockets``: the ``websockets`` library), socket
+``i`` to room ``i % 100``; each sends ``SubscriptionRequest(tick)`` then a ``ping`` action
+whose answer proves the subscription was taken. Reports:
 
 * memory per idle connection: (server RSS with every socket open and idle - RSS before) /
   sockets;
 * one broadcast to all: every room's ``tick`` action at once (over HTTP); the time from the
-  first action sent to the last socket receiving its event (wall clocks of one machine);
+  first action sent to the last socket receiving its event (wall clocks of one machine), and
+  the CPU time the server used meanwhile (``/proc``, 10 ms ticks: its own cost, whatever
+  else runs on the machine);
 * action latency p50/p99 (``ping`` over HTTP, ``--pings`` sequential calls spread over the
   rooms) with no socket connected and again with all connected, side by side;
 * with ``--top K``: after that, ``tracemalloc`` in the server while ``--traced`` (1,000)
@@ -24,7 +27,8 @@ Targets (issue 20): <= 16 KiB per idle connection; the broadcast within 200 ms. 
 shared: run the full size on a quiet one, fewer sockets first. Raises ``ulimit -n`` itself.
 
     python benchmarks/bench_many_sockets.py [--sockets N] [--actors A] [--loaders L]
-        [--loader-nice NICE] [--pings P] [--top K] [--traced M] [--json FILE]
+        [--client raw|websockets] [--loader-nice NICE] [--pings P] [--top K] [--traced M]
+        [--json FILE]
 """
 
 from __future__ import annotations
@@ -295,6 +299,13 @@ def post(port: int, path: str, count: int, conns: int) -> list[tuple[float, floa
     return asyncio.run(_post(port, path, count, conns))
 
 
+def cpu_ms(pid: int) -> float:
+    """CPU time (user + system, ms) the process ``pid`` used so far (``/proc``)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def room_path(action: str, room: int | str) -> str:
     """The gateway path of ``action`` on room ``room``."""
     return f"/gateway/room/action/{action}?{QUERY}&rvt-key=r{room}"
@@ -421,11 +432,13 @@ def main() -> int:
         for process in processes:
             process.stdin.write("go\n")
             process.stdin.flush()
+        cpu_before = cpu_ms(server.pid)
         sent, answered = asyncio.run(tick_all())
         last, received = 0.0, 0
         for process in processes:
             when, count = expect(process, "done")
             last, received = max(last, float(when)), received + int(count)
+        broadcast_cpu_ms = cpu_ms(server.pid) - cpu_before
         broadcast_ms = (last - sent) * 1000
         answered_ms = (answered - sent) * 1000
         close_loaders(processes)
@@ -458,6 +471,7 @@ def main() -> int:
         "broadcast_ms": broadcast_ms,
         "broadcast_received": received,
         "ticks_answered_ms": answered_ms,
+        "broadcast_server_cpu_ms": broadcast_cpu_ms,
         "latency_quiet": quiet,
         "latency_connected": loaded,
     }
@@ -468,7 +482,8 @@ def main() -> int:
           f"{per_conn / 1024:.1f} KiB per idle connection  (target <= 16 KiB)")  # fmt: skip
     print(f"one broadcast to all: {broadcast_ms:.0f} ms from the first tick action to the "
           f"last socket receiving ({received} events received)  (target <= 200 ms); "
-          f"the {args.actors} tick actions were answered after {answered_ms:.0f} ms")  # fmt: skip
+          f"the {args.actors} tick actions were answered after {answered_ms:.0f} ms; the "
+          f"server used {broadcast_cpu_ms:.0f} ms of CPU for it")  # fmt: skip
     print(f"ping latency, {args.pings} calls: no sockets p50 {quiet['p50_ms']:.2f} ms "
           f"p99 {quiet['p99_ms']:.2f} ms; {opened} sockets connected p50 "
           f"{loaded['p50_ms']:.2f} ms p99 {loaded['p99_ms']:.2f} ms")  # fmt: skip
