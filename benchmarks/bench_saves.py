@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import platform
 import sys
@@ -106,9 +107,14 @@ async def run(args: argparse.Namespace, data_dir: str, via: str) -> dict[str, An
         await asyncio.sleep(args.interval * 5)  # reach a steady state
         writes, transactions, started_actions = store.write_ops, store.transactions, actions
         writer_clock = _thread_clock(store)
+        collections = _Collections()
+        gc.callbacks.append(collections)
         started = time.perf_counter()
         loop_cpu, writer_cpu = time.thread_time(), _cpu(writer_clock)
-        await asyncio.sleep(args.seconds)
+        try:
+            await asyncio.sleep(args.seconds)
+        finally:
+            gc.callbacks.remove(collections)
         loop_cpu, writer_cpu = time.thread_time() - loop_cpu, _cpu(writer_clock) - writer_cpu
         elapsed = time.perf_counter() - started
         writes = store.write_ops - writes
@@ -138,7 +144,27 @@ async def run(args: argparse.Namespace, data_dir: str, via: str) -> dict[str, An
         "writer_cpu": writer_cpu / elapsed,
         "loop_cpu_us_per_save": loop_cpu / max(1, writes) * 1e6,
         "writer_cpu_us_per_save": writer_cpu / max(1, writes) * 1e6,
+        # The cyclic GC while measured: collections per second of each generation, and the
+        # share of the measured time spent in them.
+        "gc_per_s": [count / elapsed for count in collections.counts],
+        "gc_time": collections.seconds / elapsed,
     }
+
+
+class _Collections:
+    """A ``gc.callbacks`` entry counting the collections of each generation and their time."""
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0]
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.counts[info["generation"]] += 1
+            self.seconds += time.perf_counter() - self._started
 
 
 def _thread_clock(store: Any) -> int | None:
@@ -205,6 +231,9 @@ def main() -> int:
               f"({result['loop_cpu_us_per_save']:.1f} us per save, changes included), "
               f"writer thread {result['writer_cpu']:.0%} "
               f"({result['writer_cpu_us_per_save']:.1f} us per save)")  # fmt: skip
+        per_s = ", ".join(f"{n:.1f}" for n in result["gc_per_s"])
+        print(f"cyclic gc: {per_s} collections/s (generations 0, 1, 2), "
+              f"{result['gc_time']:.1%} of the time")  # fmt: skip
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results if len(results) > 1 else results[0], handle, indent=2)
