@@ -377,11 +377,8 @@ async def test_closed_client() -> None:
     assert info.value.code == "client_closed"
 
 
-@pytest.mark.asyncio
-async def test_caller_cancelled_as_the_client_closes_stays_cancelled() -> None:
-    """A caller waiting for the metadata lookup, cancelled in the same loop turn as the client
-    closes, ends cancelled: its cancellation is not turned into ``client_closed`` (a retry
-    loop catching Exception would swallow that and the task would never end)."""
+async def waiting_caller() -> tuple[Client, asyncio.Future[Any]]:
+    """A client whose metadata lookup never answers, and a caller waiting on it."""
     hang = asyncio.Event()
 
     async def respond(request: httpx.Request) -> httpx.Response:
@@ -392,6 +389,15 @@ async def test_caller_cancelled_as_the_client_closes_stays_cancelled() -> None:
     caller = asyncio.ensure_future(client.counter.get_or_create(["k"]).increment(1))
     for _ in range(5):
         await asyncio.sleep(0)
+    return client, caller
+
+
+@pytest.mark.asyncio
+async def test_caller_cancelled_as_the_client_closes_stays_cancelled() -> None:
+    """A caller waiting for the metadata lookup, cancelled in the same loop turn as the client
+    closes, ends cancelled: its cancellation is not turned into ``client_closed`` (a retry
+    loop catching Exception would swallow that and the task would never end)."""
+    client, caller = await waiting_caller()
     session = client._session
     session._closed = True  # what close() does first, then it cancels the lookup
     assert session._metadata_task is not None
@@ -404,16 +410,7 @@ async def test_caller_cancelled_as_the_client_closes_stays_cancelled() -> None:
 
 @pytest.mark.asyncio
 async def test_caller_waiting_when_the_client_closes_gets_client_closed() -> None:
-    hang = asyncio.Event()
-
-    async def respond(request: httpx.Request) -> httpx.Response:
-        await hang.wait()
-        raise AssertionError("never answered")
-
-    client = Client(EP, transport=httpx.MockTransport(respond))
-    caller = asyncio.ensure_future(client.counter.get_or_create(["k"]).increment(1))
-    for _ in range(5):
-        await asyncio.sleep(0)
+    client, caller = await waiting_caller()
     await client.close()
     with pytest.raises(ActorError) as info:
         await caller

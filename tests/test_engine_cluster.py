@@ -33,59 +33,17 @@ from collections.abc import Awaitable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import pytest
+from apps.cluster_app import registry
 from cluster_fixtures import Cluster, require_cluster_tools
 from engine_fixtures import FAST_RETRY, QUICK_LOSS, ROOT, envoy, new_pool
 from test_engine_cli import Serve
 
-from rivetkit import actor, setup
 from rivetkit.client import Client, RetryOptions
 from rivetkit.drivers.engine.api import EngineApi
 
 pytestmark = pytest.mark.asyncio
 
 T = TypeVar("T")
-
-counter = actor("counter", state={"count": 0, "fired": 0, "processed": 0})
-
-
-@counter.action
-async def increment(c: Any, n: int = 1) -> int:
-    c.state["count"] += n
-    c.broadcast("newCount", c.state["count"])
-    await c.save_state(immediate=True)
-    return int(c.state["count"])
-
-
-@counter.action
-def count(c: Any) -> int:
-    return int(c.state["count"])
-
-
-@counter.action
-async def fire_later(c: Any, seconds: float) -> None:
-    await c.schedule.after(seconds, "fired")
-
-
-@counter.action
-async def fired(c: Any) -> None:
-    c.state["fired"] += 1
-    await c.save_state(immediate=True)
-
-
-@counter.action
-def stats(c: Any) -> dict[str, int]:
-    return {k: int(c.state[k]) for k in ("count", "fired", "processed")}
-
-
-@counter.run
-async def consume(c: Any) -> None:
-    async for job in c.queue.iter(["jobs"], completable=True):
-        c.state["processed"] += 1
-        await c.save_state(immediate=True)
-        await job.complete({"doubled": 2 * job.body["x"]})
-
-
-registry = setup(use=[counter])
 
 
 async def _together(calls: Iterable[Awaitable[T]], timeout: float | None = None) -> list[T]:
@@ -134,7 +92,7 @@ async def test_single_node_postgres_state_survives_an_engine_restart() -> None:
                 handle = client.counter.get_or_create(["survivor"])
                 for _ in range(3):
                     await handle.increment(2)
-                assert await handle.count() == 6
+                assert (await handle.stats())["count"] == 6
             assert driver.envoy is not None
             connects = driver.envoy.stats["connects"]
             node = await asyncio.to_thread(running.restart, 0)
@@ -146,8 +104,8 @@ async def test_single_node_postgres_state_survives_an_engine_restart() -> None:
             await _eventually(reconnected, 60)
             async with Client(node.endpoint, pool=pool, retry=FAST_RETRY) as client:
                 handle = client.counter.get_or_create(["survivor"])
-                assert await _eventually(handle.count, 60) == 6
-                assert await handle.increment(1) == 7
+                assert (await _eventually(handle.stats, 60))["count"] == 6
+                assert (await handle.increment(1))["count"] == 7
     finally:
         await asyncio.to_thread(running.stop)
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import httpx
 from websockets.asyncio.client import connect as websockets_connect
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("rivetkit.engine")
+
+T = TypeVar("T")
 
 #: The wire encoding of the actors' calls.
 ENCODING: Final = "cbor"
@@ -71,6 +74,25 @@ def _rebase(url: str, origin: str, base: str) -> str:
     return url
 
 
+async def _on_each_node(
+    endpoints: Endpoints,
+    attempt: Callable[[str], Awaitable[T]],
+    not_sent: tuple[type[BaseException], ...],
+) -> T:
+    """``attempt(node)`` on the current node, then on the next ones (each once) while it
+    fails with one of ``not_sent`` (nothing reached the node); the last failure is raised."""
+    for remaining in range(len(endpoints) - 1, -1, -1):
+        base = endpoints.current
+        try:
+            return await attempt(base)
+        except not_sent as exc:
+            if not remaining:
+                raise
+            following = endpoints.advance(base)
+            logger.warning("engine at %s cannot be reached (%r); trying %s", base, exc, following)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 class FailoverTransport(ChainTransport):
     """A :class:`ChainTransport` sending each request to the current engine node, and to the
     next ones while the connection cannot be opened.
@@ -89,21 +111,15 @@ class FailoverTransport(ChainTransport):
         to the next node (each node once)."""
         endpoints = self.endpoints
         original = str(request.url)
-        for remaining in range(len(endpoints) - 1, -1, -1):
-            base = endpoints.current
+        send = super().handle_async_request
+
+        async def attempt(base: str) -> httpx.Response:
             if len(endpoints) > 1:
                 request.url = httpx.URL(_rebase(original, self.origin, base))
                 request.headers["host"] = request.url.netloc.decode("ascii")
-            try:
-                return await super().handle_async_request(request)
-            except _NOT_SENT as exc:
-                if not remaining:
-                    raise
-                following = endpoints.advance(base)
-                logger.warning(
-                    "engine at %s cannot be reached (%r); trying %s", base, exc, following
-                )
-        raise AssertionError("unreachable")  # pragma: no cover
+            return await send(request)
+
+        return await _on_each_node(endpoints, attempt, _NOT_SENT)
 
 
 class FailoverConnect:
@@ -116,19 +132,11 @@ class FailoverConnect:
 
     async def __call__(self, url: str, **options: Any) -> Any:
         """Open the WebSocket ``url`` (made on the origin) on the current node."""
-        endpoints = self.endpoints
-        for remaining in range(len(endpoints) - 1, -1, -1):
-            base = endpoints.current
-            try:
-                return await websockets_connect(_rebase(url, self.origin, base), **options)
-            except (OSError, asyncio.TimeoutError) as exc:
-                if not remaining:
-                    raise
-                following = endpoints.advance(base)
-                logger.warning(
-                    "engine at %s cannot be reached (%r); trying %s", base, exc, following
-                )
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        async def attempt(base: str) -> Any:
+            return await websockets_connect(_rebase(url, self.origin, base), **options)
+
+        return await _on_each_node(self.endpoints, attempt, (OSError, asyncio.TimeoutError))
 
 
 class ChainDispatcher(Dispatcher):
