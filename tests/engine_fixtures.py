@@ -20,11 +20,13 @@ port; its data lives in a temporary directory; it runs with the environment of
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +105,19 @@ def own_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEngine
         yield engine
     finally:
         engine.stop()
+
+
+async def answered(check: Callable[[], Awaitable[Any]], timeout: float) -> Any:
+    """What ``await check()`` returns once it stops raising (tried every 0.2 s); its last
+    error after ``timeout`` seconds (an actor moving to another envoy or node answers again)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await check()
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 def new_pool() -> str:

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import pytest
 from apps.cluster_app import registry
 from cluster_fixtures import Cluster, require_cluster_tools
-from engine_fixtures import FAST_RETRY, QUICK_LOSS, ROOT, envoy, new_pool
+from engine_fixtures import FAST_RETRY, QUICK_LOSS, ROOT, answered, envoy, new_pool
 from test_engine_cli import Serve
 
 from rivetkit.client import Client, RetryOptions
@@ -69,17 +69,6 @@ def _needs(nodes: int) -> None:
     require_cluster_tools(nodes)
 
 
-async def _eventually(check: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return await check()
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
-
-
 async def test_single_node_postgres_state_survives_an_engine_restart() -> None:
     _needs(1)
     running = Cluster(1)
@@ -101,10 +90,10 @@ async def test_single_node_postgres_state_survives_an_engine_restart() -> None:
                 assert driver.envoy is not None
                 assert driver.envoy.stats["connects"] > connects
 
-            await _eventually(reconnected, 60)
+            await answered(reconnected, 60)
             async with Client(node.endpoint, pool=pool, retry=FAST_RETRY) as client:
                 handle = client.counter.get_or_create(["survivor"])
-                assert (await _eventually(handle.stats, 60))["count"] == 6
+                assert (await answered(handle.stats, 60))["count"] == 6
                 assert (await handle.increment(1))["count"] == 7
     finally:
         await asyncio.to_thread(running.stop)
@@ -300,7 +289,7 @@ async def test_500_actors_created_through_a_answer_through_b(
             assert (stats["fired"], stats["processed"]) == (1, 1), stats
             assert stats["count"] == population.counts[i]
 
-        await _eventually(lambda: _together(fired(i) for i in sample), 30)
+        await answered(lambda: _together(fired(i) for i in sample), 30)
         sampled_in = time.monotonic() - started
     print(
         f"\n{ACTORS} actors created through node A in {population.created_in:.1f} s "
@@ -386,7 +375,7 @@ async def test_envoy_sigkilled_its_actors_answer_again_with_their_state(
 async def _timed(check: Any, timeout: float) -> float:
     """Seconds until ``check()`` stops raising (see :func:`_eventually`)."""
     started = time.monotonic()
-    await _eventually(check, timeout)
+    await answered(check, timeout)
     return time.monotonic() - started
 
 

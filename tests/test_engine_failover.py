@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from engine_fixtures import FAST_RETRY, ROOT, envoy, free_port, new_pool
+from engine_fixtures import FAST_RETRY, ROOT, answered, envoy, free_port, new_pool
 from hypothesis import given
 from hypothesis import strategies as st
 from test_engine_cli import Serve
@@ -63,17 +63,6 @@ async def bump(c: Any, key: str) -> int:
 registry = setup(use=[counter, caller])
 
 DEAD = "http://127.0.0.1:{}"
-
-
-async def _eventually(check: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return await check()
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
 
 
 # -- Endpoints --------------------------------------------------------------------------------
@@ -266,10 +255,10 @@ async def test_envoy_reconnects_to_the_other_node(two_nodes: Any) -> None:
                 assert driver.envoy.stats["connects"] > connects
                 assert driver.endpoint == node_a.endpoint
 
-            await _eventually(moved, 60)
+            await answered(moved, 60)
             reconnected = time.monotonic() - killed
             for i, handle in enumerate(handles):
-                assert await _eventually(handle.count, 60) == i + 1
+                assert await answered(handle.count, 60) == i + 1
                 assert await handle.increment(1) == i + 2
             print(
                 f"\nnode B SIGKILLed: the envoy was on node A after {reconnected:.1f} s, its "
@@ -311,7 +300,7 @@ async def test_serve_with_two_engine_urls_fails_over(two_nodes: Any) -> None:
             reconnected = time.monotonic() - killed
             for i in range(5):
                 handle = via_b.tally.get([f"t{i}"])
-                assert (await _eventually(handle.total, 120))["total"] == i + 1
+                assert (await answered(handle.total, 120))["total"] == i + 1
             assert (await via_b.tally.get(["t0"]).add(10))["total"] == 11
             print(
                 f"\nnode A SIGKILLed: `rivetkit serve` was on node B after {reconnected:.1f} s,"

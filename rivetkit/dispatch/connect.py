@@ -11,8 +11,8 @@ client's close) wakes the actor, whose restored connection takes the socket back
 handling it.
 
 Also here, for the dispatcher and :mod:`rivetkit.dispatch.hibernation`: the parsers of the
-subprotocols (:func:`parse_subprotocols`, :func:`encoding_of`, :func:`params_of`) and of
-connection params (:func:`ws_conn_params`, :func:`conn_params_bytes`), the ``Error`` frame of
+subprotocols and connection params (from :mod:`rivetkit.dispatch.conn_params`, imported here
+for them), the ``Error`` frame of
 a failure (:func:`error_frame`) and the close reason of one (:func:`ws_reason`), and
 :func:`close_left_conn`, which closes the connection of a client that left.
 """
@@ -22,14 +22,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import unquote
 
-from rivetkit.dispatch.http import Headers
+from rivetkit.dispatch.conn_params import (
+    MAX_CONN_PARAMS_SIZE,
+    conn_params_bytes,
+    encoding_of,
+    params_of,
+    parse_subprotocols,
+    ws_conn_params,
+)
 from rivetkit.dispatch.websocket import WebSocket
 from rivetkit.errors import ProtocolError, RivetError, to_public
 from rivetkit.metrics.server import SERVER_COUNTERS
@@ -75,18 +80,12 @@ __all__ = [
 
 logger = logging.getLogger("rivetkit.dispatch")
 
-#: Largest connection params (JSON text), as in RivetKit.
-MAX_CONN_PARAMS_SIZE: Final = 4096
 #: Frames queued for one connection before it is dropped as too slow.
 MAX_PENDING_FRAMES: Final = 65536
 #: Bytes queued for one connection (frames its socket could not take at once) before it is
 #: dropped as too slow: the embedded server's own sockets bound their buffer themselves
 #: (``--ws-max-buffer``), this bounds the others (uvicorn's protocol, the engine tunnel).
 MAX_PENDING_BYTES: Final = 16 * 1024 * 1024
-
-
-def _invalid_request(message: str, metadata: Any = None) -> RivetError:
-    return RivetError("actor", "invalid_request", message, metadata=metadata)
 
 
 def log_error(
@@ -111,75 +110,6 @@ def outgoing_too_long(limit: int) -> RivetError:
         f"Outgoing message too long (the limit is {limit} bytes)",
         metadata={"limit": limit},
     )
-
-
-def parse_subprotocols(headers: Headers) -> list[str]:
-    """The subprotocols a WebSocket client offered (``Sec-WebSocket-Protocol``), in order."""
-    offered: list[str] = []
-    for value in headers.get_all("sec-websocket-protocol"):
-        for item in value.split(","):
-            item = item.strip()
-            if item:
-                offered.append(item)
-    return offered
-
-
-def encoding_of(offered: list[str]) -> str:
-    """The encoding a client asked for in its subprotocols (``json`` by default)."""
-    for item in offered:
-        if item.startswith("rivet_encoding."):
-            return item[15:]
-    return "json"
-
-
-def params_of(offered: list[str]) -> str | None:
-    """The percent-encoded connection params in a client's subprotocols, or None."""
-    for item in offered:
-        if item.startswith("rivet_conn_params."):
-            return item[18:]
-    return None
-
-
-def _params_from_json(text: str, where: str, size: int | None = None) -> Any:
-    """Decode the JSON ``text`` of connection params; the 4 KiB limit is on its bytes
-    (``size``, or its UTF-8 length: a character may take up to 4 bytes)."""
-    if size is None and len(text) * 4 > MAX_CONN_PARAMS_SIZE:
-        size = (
-            len(text)
-            if len(text) > MAX_CONN_PARAMS_SIZE
-            else len(text.encode("utf-8", "surrogatepass"))
-        )
-    if size is not None and size > MAX_CONN_PARAMS_SIZE:
-        raise _invalid_request(
-            f"connection params exceed {MAX_CONN_PARAMS_SIZE} bytes",
-            metadata={"limit": MAX_CONN_PARAMS_SIZE},
-        )
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        raise _invalid_request(f"connection params in {where} are not valid JSON") from None
-
-
-def conn_params_bytes(data: bytes) -> Any:
-    """The connection params of an ``x-rivet-conn-params`` header (its raw bytes)."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")
-    return _params_from_json(text, "x-rivet-conn-params", len(data))
-
-
-def ws_conn_params(encoded: str | None) -> Any:
-    """The connection params of a ``rivet_conn_params.*`` subprotocol (None: none)."""
-    if encoded is None:
-        return None
-    if len(encoded) > MAX_CONN_PARAMS_SIZE * 9:  # the longest percent-encoding of 4 KiB
-        raise _invalid_request(f"connection params exceed {MAX_CONN_PARAMS_SIZE} bytes")
-    try:
-        text = unquote(encoded, errors="strict")
-    except UnicodeDecodeError:
-        raise _invalid_request("connection params are not valid UTF-8") from None
-    return _params_from_json(text, "the rivet_conn_params subprotocol")
 
 
 def ws_reason(error: BaseException) -> str:

@@ -37,7 +37,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final
 from urllib.parse import urlencode
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -75,6 +75,7 @@ from rivetkit.protocol.envoy_protocol import (
 
 from .direct_send import FrameWriter
 from .endpoints import Endpoints
+from .envoy_handler import EnvoyHandler
 from .inline_receive import InlineClientConnection
 from .quickack import keep_quick_ack
 from .refusals import REFUSALS, EngineError, close_reason, connect_error
@@ -100,30 +101,6 @@ RETIRED_LOG_TTL: Final = 600.0
 MAX_COMMAND_KEYS: Final = 10_000
 #: Largest frame accepted from the engine (its own WS limit is 32 MiB).
 MAX_FRAME: Final = 64 * 1024 * 1024
-
-
-class EnvoyHandler(Protocol):
-    """What the envoy session reports to its owner (the engine driver)."""
-
-    def on_commands(self, commands: list[CommandWrapper]) -> None:
-        """New (not replayed) commands, in order."""
-        ...
-
-    def on_tunnel_message(self, message: ToEnvoyTunnelMessage) -> None:
-        """A tunnel message (HTTP or WebSocket traffic for an actor)."""
-        ...
-
-    def on_connection(self, connected: bool) -> None:
-        """The session is ready (``ToEnvoyInit`` received) or the socket dropped."""
-        ...
-
-    def on_lost(self) -> None:
-        """Disconnected for longer than the lost threshold: the engine gave our actors up."""
-        ...
-
-    def on_evicted(self, reason: str) -> None:
-        """Closed for good (evicted by another socket with our key); no reconnect follows."""
-        ...
 
 
 class _EventLog:
