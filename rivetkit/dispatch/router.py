@@ -384,14 +384,18 @@ class Dispatcher:
             args = http_action_request_from(body, encoding)
             params = None if raw_params is None else conn_params_bytes(raw_params)
             params = conn_params_of(instance.definition, params)
-            conn = await instance.connect(params, conn_id=_ephemeral_conn_id())
+            conn_id = _ephemeral_conn_id()  # without connection hooks: no coroutine
+            conn = instance.connections.open_plain(params, conn_id)
+            if conn is None:
+                conn = await instance.connect(params, conn_id=conn_id)
             try:
                 traced = True  # the runtime logs the failures of actions
                 output = await instance.invoke(name, args, conn)
                 traced = False
             finally:
                 try:
-                    await instance.disconnect(conn, None)
+                    if not instance.connections.close_plain(conn):
+                        await instance.disconnect(conn, None)
                 except Exception:
                     instance.log.exception("closing the connection of an HTTP request failed")
             try:

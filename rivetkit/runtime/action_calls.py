@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Generator
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rivetkit.runtime.action_table import ActionTable
@@ -32,8 +33,23 @@ class ActionTimedOut(Exception):
 if sys.version_info >= (3, 11):
 
     async def with_timeout(awaitable: Awaitable[T], delay: float) -> T:
-        """Await ``awaitable`` within ``delay`` seconds (:class:`ActionTimedOut` after)."""
-        scope = asyncio.timeout(delay)
+        """Await ``awaitable`` within ``delay`` seconds (:class:`ActionTimedOut` after).
+
+        A coroutine runs its first step at once, without a timer: one that finishes without
+        suspending (most actions) could not have been interrupted anyway. The deadline of
+        one that suspends counts from the call, as it would with the timer armed first.
+        """
+        if type(awaitable) is not CoroutineType:
+            return await _within(awaitable, asyncio.timeout(delay))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay
+        try:
+            first = awaitable.send(None)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        return await _within(_Resume(awaitable, first), asyncio.timeout_at(deadline))
+
+    async def _within(awaitable: Awaitable[T], scope: asyncio.Timeout) -> T:
         try:
             async with scope:
                 return await awaitable
@@ -41,6 +57,34 @@ if sys.version_info >= (3, 11):
             if scope.expired():
                 raise ActionTimedOut from None
             raise
+
+    class _Resume:
+        """Awaits the rest of a coroutine whose first step already ran and yielded
+        ``first``: what ``await`` would have done from there, step for step."""
+
+        __slots__ = ("_coro", "_first")
+
+        def __init__(self, coro: CoroutineType[Any, Any, Any], first: Any) -> None:
+            self._coro = coro
+            self._first = first
+
+        def __await__(self) -> Generator[Any, Any, Any]:
+            coro = self._coro
+            value = self._first
+            self._first = None
+            while True:
+                try:
+                    sent = yield value
+                except BaseException as exc:  # cancellation (the timeout), close()
+                    try:
+                        value = coro.throw(exc)
+                    except StopIteration as stop:
+                        return stop.value
+                else:
+                    try:
+                        value = coro.send(sent)
+                    except StopIteration as stop:
+                        return stop.value
 
 else:  # pragma: no cover - Python 3.10
 

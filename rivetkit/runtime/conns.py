@@ -129,6 +129,55 @@ class ActorConns:
         finally:
             owner.sleep_policy.end_request()
 
+    def open_plain(self, params: Any, conn_id: str) -> Connection | None:
+        """Open a connection at once when nothing can suspend it: no connection hook
+        (``on_before_connect``, ``create_conn_state``, ``on_connect``, ``on_disconnect``), no
+        blocking action running, no transport, not hibernatable (an HTTP action's temporary
+        connection). It does what :meth:`connect` does for such a connection, without its
+        coroutine; None when :meth:`connect` must run instead. Close it with
+        :meth:`close_plain`."""
+        owner = self._owner
+        hooks = owner.definition.hooks
+        if (
+            hooks.on_before_connect is not None
+            or hooks.create_conn_state is not None
+            or hooks.on_connect is not None
+            or hooks.on_disconnect is not None
+            or (owner._gate is not None and owner._gate.busy)
+        ):
+            return None
+        phase = owner.phase
+        if phase != Phase.STARTED and phase != Phase.SLEEP_GRACE:
+            raise owner._lifecycle_error()
+        conn = Connection(params, conn_id=conn_id)
+        conn.state = owner.definition.new_conn_state_value()
+        conn.owner = owner
+        owner.conns[conn.id] = conn
+        if owner.metrics is not None:
+            owner.metrics.conns_opened += 1
+        if owner.inspector_observer is not None:
+            owner.inspector_observer("connections")
+        if owner.sleep_policy.inflight == 0:
+            owner.sleep_policy.activity_changed()
+        return conn
+
+    def close_plain(self, conn: Connection) -> bool:
+        """Close a connection of :meth:`open_plain` as :meth:`disconnect` would, at once;
+        False (nothing done) when the actor has an ``on_disconnect`` hook to await."""
+        owner = self._owner
+        if owner.definition.hooks.on_disconnect is not None:
+            return False
+        if conn.disconnected:
+            return True
+        conn.disconnected = True
+        owner.conns.pop(conn.id, None)
+        if owner.metrics is not None:
+            owner.metrics.conns_closed += 1
+        if owner.inspector_observer is not None:
+            owner.inspector_observer("connections")
+        owner.sleep_policy.activity_changed()
+        return True
+
     def _preflight_sync(self, params: Any) -> Any:
         """``_preflight`` for synchronous hooks; an awaitable if a hook returned one."""
         owner = self._owner
