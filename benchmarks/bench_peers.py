@@ -10,10 +10,10 @@ of the per-round ratios, ours / peer, so both sides of a ratio were measured sec
   actions/s (``ws_actions.mjs``, the official client, json) under the loads of ``WS_LOADS``:
   32 connections with 1 action in flight each, and 1 connection with 32 in flight.
 * ``engine``: the same, with our counter in engine mode (``rivetkit serve --engine``, an
-  envoy in pool ``py``) next to the RivetKit TS envoy (pool ``ts``) on the SAME engine, both
-  reached through its gateway (issue 7; target: at least as fast as RivetKit TS); and, for
-  scale, ``shared/bench``'s ``envoy_floor.py`` (a minimal Python envoy that answers every
-  HTTP request at once: no actor, no state) on the same engine.
+  envoy in pool ``py``) against the RivetKit TS envoy (pool ``ts``), both reached through the
+  engine's gateway (issue 7; target: at least as fast as RivetKit TS); and, for scale,
+  ``shared/bench``'s ``envoy_floor.py`` (a minimal Python envoy that answers every HTTP
+  request at once: no actor, no state).
 * ``ray``: a cross-process actor call round trip: our Python client (``rivetkit.client``, a
   WebSocket connection, bare encoding) calling the counter of a ``rivetkit serve`` process,
   against ``ray.get(counter.inc.remote(1))`` on a Ray actor, with 1 and 32 calls in flight.
@@ -26,11 +26,14 @@ The engine (``tests/interop/node_modules/@rivetkit/engine-cli-*``, or the peer's
 free loopback ports with the environment ``spec/engine.md`` measured fastest
 (:class:`rivetkit.drivers.engine.LocalEngine`); the peer is the one
 ``../shared/bench/peers/rivetkit-ts/setup.sh install`` writes (``make bench`` installs it into
-``benchmarks/.peers/rivetkit-ts``). Actors are created and warmed before any timing (engine
-2.3.19 can stall an actor's creation for seconds), and kept awake between their turns (a
-``getCount`` every 8 s: engine 2.3.19 sometimes fails to wake a sleeping actor). Each server
-figure also records the CPU time per action of the server process and of the engine
-(``/proc``). Everything listens on 127.0.0.1 only.
+``benchmarks/.peers/rivetkit-ts``). Every measurement through the engine gets a fresh engine
+(an empty database) holding only the measured envoy: engine 2.3.19 grows with every request it
+forwards (its RSS by ~18 KB, and its CPU per request with it), so on a shared engine a side was
+slower for coming later in the run. Its actors are created and warmed before the timing
+(engine 2.3.19 can stall an actor's creation for seconds); the embedded server's are kept
+awake between their turns (a ``getCount`` every 8 s). Each server figure also records the CPU
+time per action of the server process and of the engine (``/proc``). Everything listens on
+127.0.0.1 only.
 
 Writes ``benchmarks/results/latest.json`` (``--json``); ``render_table.py`` renders it. The
 machine is shared and noisy: only the ratios, measured side by side, mean much.
@@ -423,9 +426,8 @@ def print_row(row: dict[str, Any]) -> None:
 def round_order(configs: list[str], round_: int) -> list[str]:
     """The order of ``configs`` in round ``round_`` (from 0): rotated each round, so no config
     always runs first or last; and our engine envoy and the peer, whose figures make the
-    engine ratios, take turns going first (ours in even rounds). The engine slows down over a
-    long run, so the later of two neighbouring measurements is the worse slot; an even number
-    of rounds gives both the same share of it."""
+    engine ratios, take turns going first (ours in even rounds), so that whatever drifts over
+    a run (the machine's other load) falls on both alike."""
     n = len(configs)
     order = configs[round_ % n :] + configs[: round_ % n] if n else []
     if "ours_engine" in order and "ts" in order:
@@ -505,40 +507,139 @@ def servers_section(
     engine_log.setLevel(logging.INFO)
     engine_log.propagate = False
     procs = Processes()
-    engine = LocalEngine(
-        binary,
-        scratch / "engine",
-        port=free_port(),
-        api_peer_port=free_port(),
-        metrics_port=free_port(),
-    )
+    ours_env = {k: v for k, v in os.environ.items() if k != "RIVET_POOL"}
+    py = sys.executable
+    floor_script = HARNESS / "peers" / "engine-floor" / "envoy_floor.py"
+    configs = ["ts"]  # measured through a fresh engine each time
+    if "engine" in wanted:
+        configs.insert(0, "ours_engine")
+        if "http" in kinds and floor_script.is_file():
+            configs.append("floor")  # the engine's ceiling: an envoy answering at once
+    pools = {"ours_engine": PY_POOL, "ts": TS_POOL, "floor": FLOOR_POOL}
+    starts = iter(range(1, 1_000_000))
+
+    def ws_key(config: str, kind: str) -> str:
+        return f"{kind}-{config}"
+
+    def runs(config: str, kind: str) -> bool:
+        """Whether ``config`` is measured under load ``kind``."""
+        if config == "floor":
+            return kind == "http"  # the probe answers HTTP only
+        if kind == "http":
+            return True
+        section = "embedded" if config == "ours_embedded" else "engine"
+        if config == "ts":  # the peer serves every section's loads
+            return bool(set(WS_KINDS[kind].sections) & set(wanted))
+        return section in WS_KINDS[kind].sections
+
+    def start_envoy(config: str, gw: str, run: int) -> subprocess.Popen[bytes]:
+        """``config``'s envoy on the engine at ``gw``, connected."""
+        pool = pools[config]
+        if config == "ts":
+            # A just-started engine may answer 500 for a moment.
+            deadline = time.monotonic() + 30
+            while True:
+                status, body = request(
+                    f"{gw}/runner-configs/{TS_POOL}?namespace=default",
+                    method="PUT",
+                    body=b'{"datacenters":{"default":{"normal":{}}}}',
+                )
+                if status == 200:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"cannot create the runner config: {status} {body[:200]!r}")
+                time.sleep(0.5)
+            ts_env = {
+                **os.environ,
+                "RIVET_ENDPOINT": gw,
+                "RIVET_POOL": TS_POOL,
+                "RIVET_RUN_SERVICES": "0",
+                "RIVET_TELEMETRY_DISABLE": "1",
+                "NODE_ENV": "production",
+            }
+            child = procs.start(
+                [node22(), "server.ts"], log_file=scratch / f"ts-{run}.log", cwd=str(PEER),
+                env=ts_env,
+            )  # fmt: skip
+        elif config == "ours_engine":
+            child = procs.start(
+                [py, "-m", "rivetkit", "serve", str(APP), "--engine", gw, "--pool", PY_POOL,
+                 "--port", "0", "--data", str(scratch / f"envoy-{run}"), "--log-level", "warning"],
+                log_file=scratch / f"envoy-{run}.log", env=ours_env, cwd=str(ROOT),
+            )  # fmt: skip
+        else:
+            child = procs.start(
+                [py, str(floor_script), "--pool", FLOOR_POOL, "--seconds", "7200",
+                 "--endpoint", gw.replace("http://", "ws://")],
+                log_file=scratch / f"floor-{run}.log", env=ours_env,
+            )  # fmt: skip
+        wait_until(f"the {config} envoy", lambda: envoy_connected(gw, pool), 90, child)
+        return child
+
+    @contextlib.contextmanager
+    def fresh_engine(config: str, kind: str) -> Iterator[tuple[str, int, int]]:
+        """A new engine (empty database) with only ``config``'s envoy, its actor for ``kind``
+        created and warmed: (engine endpoint, engine pid, envoy pid). Engine 2.3.19 grows
+        with every request it forwards (~18 KB of RSS, and more CPU per request, after each
+        one: 193 -> 665 MB and 1.0 -> 1.5 ms over 25,000 floor requests), so a measurement
+        on an engine that served earlier ones is slower for having come later."""
+        run = next(starts)
+        engine = LocalEngine(
+            binary,
+            scratch / f"engine-{run}",
+            port=free_port(),
+            api_peer_port=free_port(),
+            metrics_port=free_port(),
+        )
+        envoy: subprocess.Popen[bytes] | None = None
+        try:
+            engine.start(timeout=60)
+            assert engine.process is not None
+            gw = engine.endpoint
+            envoy = start_envoy(config, gw, run)
+            pool = pools[config]
+            if kind == "http":
+                warm_http(gateway_url(gw, pool, config))
+            else:
+                warm_http(action_url(gw, pool, f"warm-{config}", "increment"))
+                load = WS_KINDS[kind]
+                key = ws_key(config, kind)
+                attempt(f"{kind} warm-up {config}", run_ws, gw, pool, key, 1, load, 0)
+            yield gw, engine.process.pid, envoy.pid
+        finally:
+            if envoy is not None and envoy.poll() is None:
+                envoy.terminate()
+                try:
+                    envoy.wait(20)
+                except subprocess.TimeoutExpired:
+                    envoy.kill()
+                    envoy.wait(5)
+            engine.stop()
+            shutil.rmtree(scratch / f"engine-{run}", ignore_errors=True)
+
+    def measure(
+        config: str, kind: str, url: str, endpoint: str, pool: str, pids: tuple[int, int]
+    ) -> dict[str, float]:
+        """One timed load; with the CPU per action of the server (pids[0]) and engine."""
+        cpu_before = [cpu_seconds(pid) for pid in pids]
+        if kind == "http":
+            figure = attempt(f"{kind} {config}", run_http, url, seconds)
+        else:
+            figure = attempt(
+                f"{kind} {config}", run_ws, endpoint, pool,
+                ws_key(config, kind), seconds, WS_KINDS[kind],
+            )  # fmt: skip
+        cpu_after = [cpu_seconds(pid) for pid in pids]
+        actions = figure.get("calls", figure["rate"] * seconds)
+        if actions > 0 and not math.isnan(actions):  # CPU per action
+            figure["server_cpu_ms"] = (cpu_after[0] - cpu_before[0]) * 1e3 / actions
+            if len(pids) > 1:
+                figure["engine_cpu_ms"] = (cpu_after[1] - cpu_before[1]) * 1e3 / actions
+        return figure
+
     try:
-        log(f"starting the engine ({binary}) on {engine.endpoint}")
-        engine.start(timeout=60)
-        gw = engine.endpoint
-        status, body = request(
-            f"{gw}/runner-configs/{TS_POOL}?namespace=default",
-            method="PUT",
-            body=b'{"datacenters":{"default":{"normal":{}}}}',
-        )
-        if status != 200:
-            raise RuntimeError(f"cannot create the runner config: {status} {body[:200]!r}")
-        ts_env = {
-            **os.environ,
-            "RIVET_ENDPOINT": gw,
-            "RIVET_POOL": TS_POOL,
-            "RIVET_RUN_SERVICES": "0",
-            "RIVET_TELEMETRY_DISABLE": "1",
-            "NODE_ENV": "production",
-        }
-        log("starting the RivetKit TS envoy (pool ts)")
-        ts = procs.start(
-            [node22(), "server.ts"], log_file=scratch / "ts.log", cwd=str(PEER), env=ts_env
-        )
-        ours_env = {k: v for k, v in os.environ.items() if k != "RIVET_POOL"}
-        py = sys.executable
-        targets: dict[str, tuple[str, str, str]] = {}  # config -> (http url, ws endpoint, pool)
-        pids: dict[str, int] = {}  # config -> its server process
+        embedded_url = ""
+        embedded_pid = 0
         if "embedded" in wanted:
             port = free_port()
             log(f"starting rivetkit serve (embedded) on 127.0.0.1:{port}")
@@ -547,88 +648,42 @@ def servers_section(
                  "--data", str(scratch / "embedded"), "--log-level", "warning"],
                 log_file=scratch / "embedded.log", env=ours_env, cwd=str(ROOT),
             )  # fmt: skip
-            url = f"http://127.0.0.1:{port}"
-            wait_until("rivetkit serve", lambda: request(f"{url}/health")[0] == 200, 60, embedded)
-            targets["ours_embedded"] = (gateway_url(url, None, "ours_embedded"), url, "default")
-            pids["ours_embedded"] = embedded.pid
-        if "engine" in wanted:
-            log("starting rivetkit serve --engine (pool py)")
-            envoy = procs.start(
-                [py, "-m", "rivetkit", "serve", str(APP), "--engine", gw, "--pool", PY_POOL,
-                 "--port", "0", "--data", str(scratch / "envoy"), "--log-level", "warning"],
-                log_file=scratch / "envoy.log", env=ours_env, cwd=str(ROOT),
-            )  # fmt: skip
-            wait_until("our envoy", lambda: envoy_connected(gw, PY_POOL), 90, envoy)
-            targets["ours_engine"] = (gateway_url(gw, PY_POOL, "ours_engine"), gw, PY_POOL)
-            pids["ours_engine"] = envoy.pid
-        wait_until("the RivetKit TS envoy", lambda: envoy_connected(gw, TS_POOL), 90, ts)
-        targets["ts"] = (gateway_url(gw, TS_POOL, "ts"), gw, TS_POOL)
-        pids["ts"] = ts.pid
-        floor_script = HARNESS / "peers" / "engine-floor" / "envoy_floor.py"
-        if "engine" in wanted and "http" in kinds and floor_script.is_file():
-            # The engine's ceiling: an envoy answering each request at once, no actor logic.
-            log("starting the engine floor probe (pool floor)")
-            floor = procs.start(
-                [py, str(floor_script), "--pool", FLOOR_POOL, "--seconds", "7200",
-                 "--endpoint", gw.replace("http://", "ws://")],
-                log_file=scratch / "floor.log", env=ours_env,
-            )  # fmt: skip
-            wait_until("the floor probe", lambda: envoy_connected(gw, FLOOR_POOL), 90, floor)
-            targets["floor"] = (gateway_url(gw, FLOOR_POOL, "floor"), gw, FLOOR_POOL)
-            pids["floor"] = floor.pid
-
-        def ws_key(config: str, kind: str) -> str:
-            return f"{kind}-{config}"
-
-        def runs(config: str, kind: str) -> bool:
-            """Whether ``config`` is measured under load ``kind``."""
-            if config == "floor":
-                return kind == "http"  # the probe answers HTTP only
-            if kind == "http":
-                return True
-            section = "embedded" if config == "ours_embedded" else "engine"
-            if config == "ts":  # the peer serves every section's loads
-                return bool(set(WS_KINDS[kind].sections) & set(wanted))
-            return section in WS_KINDS[kind].sections
-
-        log("creating and warming the actors (HTTP and WebSocket keys)")
-        ws_keys: dict[str, list[str]] = {}  # config -> the actor keys of its WebSocket loads
-        for config, (url, endpoint, pool) in targets.items():
-            warm_http(url)
+            embedded_url = f"http://127.0.0.1:{port}"
+            wait_until(
+                "rivetkit serve", lambda: request(f"{embedded_url}/health")[0] == 200, 60, embedded
+            )
+            embedded_pid = embedded.pid
+            configs.insert(0, "ours_embedded")
+            log("creating and warming the embedded server's actors")
+            warm_http(gateway_url(embedded_url, None, "ours_embedded"))
             for kind in kinds:
-                if kind == "http" or not runs(config, kind):
-                    continue
-                load = WS_KINDS[kind]
-                key = ws_key(config, kind)
-                attempt(f"{kind} warm-up {config}", run_ws, endpoint, pool, key, 1, load, 0)
-                ws_keys.setdefault(config, []).extend(f"{key}-{i}" for i in range(load.conns))
-
-        assert engine.process is not None
-        engine_pid = engine.process.pid
-        awake = []
-        for config, (_, endpoint, pool) in targets.items():
-            via = None if config == "ours_embedded" else pool
-            awake.append(action_url(endpoint, via, f"http-{config}"))
-            awake += [action_url(endpoint, via, key) for key in ws_keys.get(config, [])]
+                if kind != "http" and runs("ours_embedded", kind):
+                    load = WS_KINDS[kind]
+                    key = ws_key("ours_embedded", kind)
+                    attempt(f"{kind} warm-up", run_ws, embedded_url, "default", key, 1, load, 0)
+        awake = [action_url(embedded_url, None, "http-ours_embedded")] if embedded_url else []
         samples: dict[tuple[str, str], list[dict[str, float]]] = {}
+        log(f"each measurement through the engine on a fresh engine ({binary})")
         with KeepAwake(awake):
             for round_ in range(rounds):
                 for kind in kinds:
-                    for config in round_order([c for c in targets if runs(c, kind)], round_):
-                        url, endpoint, pool = targets[config]
-                        cpu_before = (cpu_seconds(pids[config]), cpu_seconds(engine_pid))
-                        if kind == "http":
-                            figure = attempt(f"{kind} {config}", run_http, url, seconds)
+                    for config in round_order([c for c in configs if runs(c, kind)], round_):
+                        if config == "ours_embedded":
+                            url = gateway_url(embedded_url, None, config)
+                            figure = measure(
+                                config, kind, url, embedded_url, "default", (embedded_pid,)
+                            )
                         else:
-                            figure = attempt(
-                                f"{kind} {config}", run_ws, endpoint, pool,
-                                ws_key(config, kind), seconds, WS_KINDS[kind],
-                            )  # fmt: skip
-                        cpu_after = (cpu_seconds(pids[config]), cpu_seconds(engine_pid))
-                        actions = figure.get("calls", figure["rate"] * seconds)
-                        if actions > 0:  # CPU per action: the server's, and the engine's
-                            figure["server_cpu_ms"] = (cpu_after[0] - cpu_before[0]) * 1e3 / actions
-                            figure["engine_cpu_ms"] = (cpu_after[1] - cpu_before[1]) * 1e3 / actions
+                            try:
+                                with fresh_engine(config, kind) as (gw, engine_pid, envoy_pid):
+                                    pool = pools[config]
+                                    url = gateway_url(gw, pool, config)
+                                    figure = measure(
+                                        config, kind, url, gw, pool, (envoy_pid, engine_pid)
+                                    )
+                            except RuntimeError as exc:  # this round leaves the ratio
+                                log(f"{kind} {config}: no fresh engine and envoy: {exc}")
+                                figure = {"rate": float("nan"), "error": str(exc)}  # type: ignore[dict-item]
                         samples.setdefault((config, kind), []).append(figure)
                         log(f"round {round_ + 1}/{rounds} {kind} {config}: {figure['rate']:,.0f}/s")
         rows = []
@@ -647,7 +702,7 @@ def servers_section(
                 notes = (
                     "RivetKit TS 2.3.19 serves only through an engine (its gateway)"
                     if section == "embedded"
-                    else "both envoys on one engine, through its gateway"
+                    else "each envoy alone on a fresh engine, through its gateway"
                 )
                 if section == "engine" and kind == "ws_1conn":
                     notes += (
@@ -664,7 +719,7 @@ def servers_section(
                         notes,
                     )
                 )
-        if "floor" in targets:
+        if "floor" in configs:
             rows.append(
                 comparison(
                     "engine_http_floor",
@@ -679,7 +734,6 @@ def servers_section(
         return rows
     finally:
         procs.stop_all()
-        engine.stop()
 
 
 # -- Ray (cross-process) -----------------------------------------------------------------------
