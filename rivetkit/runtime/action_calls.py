@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Generator
+from time import monotonic
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,13 +42,13 @@ if sys.version_info >= (3, 11):
         """
         if type(awaitable) is not CoroutineType:
             return await _within(awaitable, asyncio.timeout(delay))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + delay
+        started = monotonic()  # (not the loop's clock: get_running_loop costs a getpid)
         try:
             first = awaitable.send(None)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
-        return await _within(_Resume(awaitable, first), asyncio.timeout_at(deadline))
+        left = delay - (monotonic() - started)
+        return await _within(_Resume(awaitable, first), asyncio.timeout(left))
 
     async def _within(awaitable: Awaitable[T], scope: asyncio.Timeout) -> T:
         try:
