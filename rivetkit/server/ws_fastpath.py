@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import functools
 import struct
+import weakref
 from collections import deque
 from typing import Any, Final
 
@@ -37,6 +38,8 @@ DIRECT_WEBSOCKET: Final = "rivetkit.websocket"
 
 #: Bytes of data frames held for the end of a loop iteration before they are written at once.
 _FLUSH_AT: Final = 64 * 1024
+#: Payloads up to this size have their frame kept for the next identical send (a broadcast).
+_REUSE_AT: Final = 64 * 1024
 _PACK_16: Final = struct.Struct("!H").pack
 _PACK_64: Final = struct.Struct("!Q").pack
 
@@ -121,32 +124,77 @@ class _Inbox:
         return self._take(items)
 
 
+class _Flusher:
+    """Flushes the transports of one event loop that queued frames in this iteration: one
+    ``call_soon`` per iteration for all of them (a broadcast queues a frame on thousands of
+    sockets), not one per transport."""
+
+    __slots__ = ("_dirty", "_scheduled")
+
+    def __init__(self) -> None:
+        self._dirty: list[_Transport] = []
+        self._scheduled = False
+
+    def add(self, transport: _Transport) -> None:
+        self._dirty.append(transport)
+        if not self._scheduled:
+            self._scheduled = True
+            transport._loop.call_soon(self.run, transport._loop)
+
+    def run(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._scheduled = False
+        dirty = self._dirty
+        if not dirty:
+            return
+        self._dirty = []
+        for transport in dirty:
+            try:
+                transport.flush()
+            except Exception as exc:  # one transport's failure must not stall the others
+                loop.call_exception_handler(
+                    {"message": "flushing a WebSocket transport failed", "exception": exc}
+                )
+
+
+# One flusher per event loop (servers run in several threads in tests and embeddings).
+_FLUSHERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _flusher_of(loop: asyncio.AbstractEventLoop) -> _Flusher:
+    flusher = _FLUSHERS.get(loop)
+    if flusher is None:
+        flusher = _FLUSHERS.setdefault(loop, _Flusher())
+    return flusher
+
+
 class _Transport:
     """The connection's transport, coalescing the data frames of one loop iteration.
 
-    :meth:`queue` adds bytes to send at the end of the iteration (``call_soon``); every other
-    write (handshake, pong, close frame) first sends what is queued, in the same syscall, so
-    the bytes keep their order.
+    :meth:`queue` adds bytes to send at the end of the iteration (the loop's
+    :class:`_Flusher`); every other write (handshake, pong, close frame) first sends what is
+    queued, in the same syscall, so the bytes keep their order.
     """
 
-    __slots__ = ("_loop", "_pending", "_scheduled", "pending_size", "transport")
+    __slots__ = ("_flusher", "_loop", "_pending", "_scheduled", "pending_size", "transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.transport = transport
         self._loop = loop
+        self._flusher = _flusher_of(loop)
         self._pending: list[bytes] = []
         self._scheduled = False
         #: Payload bytes queued for the end of this iteration (see ``ws_budget``).
         self.pending_size = 0
 
-    def queue(self, head: bytes, payload: bytes) -> None:
-        pending = self._pending
-        pending.append(head)
-        pending.append(payload)
-        self.pending_size += len(payload)
+    def queue(self, frame: bytes, size: int) -> None:
+        """Queue a whole frame (head and payload) whose payload is ``size`` bytes."""
+        self._pending.append(frame)
+        self.pending_size += size
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self.flush)
+            self._flusher.add(self)
 
     def flush(self) -> None:
         self._scheduled = False
@@ -197,6 +245,16 @@ def _frame_head(opcode: int, length: int) -> bytes:
     if length < 65536:
         return bytes((0x80 | opcode, 126)) + _PACK_16(length)
     return bytes((0x80 | opcode, 127)) + _PACK_64(length)
+
+
+#: The last data sent with :meth:`DirectWebSocket.send_nowait`, its frame and payload size
+#: (one tuple, read and replaced whole: servers in several threads share it).
+_last_frame: tuple[object, bytes, int] = (None, b"", 0)
+
+
+def _remember(data: str | bytes, frame: bytes, size: int) -> None:
+    global _last_frame
+    _last_frame = (data, frame, size)
 
 
 class DirectWebSocket:
@@ -268,20 +326,36 @@ class DirectWebSocket:
 
     def send_nowait(self, data: str | bytes) -> bool:
         """Send like :meth:`send` if that needs no waiting (the frame leaves at the end of
-        this loop iteration); False when :meth:`send` must be awaited instead."""
+        this loop iteration); False when :meth:`send` must be awaited instead.
+
+        The frame built for the last ``data`` sent (by identity: a broadcast hands every
+        socket the same encoded event) is reused: server frames are unmasked, so its bytes
+        are the same on every socket."""
         if self._closed:
             return True  # dropped, as send() would
         protocol = self._protocol
         if protocol.overflowed:
             return True  # dropped: closing a client that reads too slowly
-        # Not waiting for the transport to drain: send_frame_now bounds what may queue up.
-        if type(data) is str:
-            try:
-                payload = data.encode()
-            except UnicodeEncodeError:
-                return False  # send() reports it
-            return protocol.send_frame_now(0x1, payload)  # type: ignore[no-any-return]
-        return protocol.send_frame_now(0x2, data)  # type: ignore[no-any-return]
+        last = _last_frame
+        if last[0] is data:
+            frame, size = last[1], last[2]
+        else:
+            kind = type(data)
+            if kind is str:
+                try:
+                    payload = data.encode()  # type: ignore[union-attr]
+                except UnicodeEncodeError:
+                    return False  # send() reports it
+                opcode = 0x1
+            else:
+                payload = data
+                opcode = 0x2
+            size = len(payload)
+            frame = _frame_head(opcode, size) + payload
+            if size <= _REUSE_AT and (kind is str or kind is bytes):  # immutable only
+                _remember(data, frame, size)
+        # Not waiting for the transport to drain: send_built_now bounds what may queue up.
+        return protocol.send_built_now(frame, size)  # type: ignore[no-any-return]
 
     async def send(self, data: str | bytes) -> None:
         if self._closed:
@@ -406,6 +480,12 @@ def _build_ws_protocol() -> type[Any] | None:
             """Queue a data frame for the end of this loop iteration, if the connection is
             plainly open; False when the ASGI path must decide (closing, closed). True also when
             the frame is dropped because the client is disconnected for reading too slowly."""
+            size = len(payload)
+            return self.send_built_now(_frame_head(opcode, size) + payload, size)
+
+        def send_built_now(self, frame: bytes, size: int) -> bool:
+            """:meth:`send_frame_now` for a whole frame already built (its head and a
+            payload of ``size`` bytes)."""
             if (
                 self.close_sent
                 or self.disconnected
@@ -414,10 +494,10 @@ def _build_ws_protocol() -> type[Any] | None:
                 or self.conn.state is not OPEN
             ):
                 return False
-            if not self.admit(len(payload)):
+            if not self.admit(size):
                 return True  # dropped: the client reads too slowly and is disconnected
             transport: Any = self.transport
-            transport.queue(_frame_head(opcode, len(payload)), payload)
+            transport.queue(frame, size)
             if transport.pending_size >= _FLUSH_AT:
                 # Big frames gain nothing from waiting: out now, so that the transport
                 # pauses (and awaited sends wait) as soon as the client falls behind.
