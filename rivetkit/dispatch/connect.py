@@ -321,7 +321,15 @@ class ConnSession:
                 self._max_out,
             )
             return
-        self._push(frame)
+        # _push's common case inline (a broadcast calls this once per subscriber).
+        info = self._hibernation
+        if info is not None:
+            info.client_message_index = (info.client_message_index + 1) & 0xFFFF
+        if not self._out and not self._busy:
+            send_now = self._send_now
+            if send_now is not None and send_now(frame):
+                return
+        self._queue(frame)
 
     def close(self, reason: str | None) -> None:
         """Close the socket after the frames already queued (the runtime closed the conn)."""
@@ -335,11 +343,15 @@ class ConnSession:
         info = self._hibernation
         if info is not None:
             info.client_message_index = (info.client_message_index + 1) & 0xFFFF
-        out = self._out
-        if not out and not self._busy:
+        if not self._out and not self._busy:
             send_now = self._send_now
             if send_now is not None and send_now(frame):
                 return
+        self._queue(frame)
+
+    def _queue(self, frame: str | bytes) -> None:
+        """Queue ``frame`` for the writer task (it could not go out at once)."""
+        out = self._out
         if out is None:
             out = self._out = deque()
         out.append(frame)

@@ -148,8 +148,17 @@ class _Flusher:
             return
         self._dirty = []
         for transport in dirty:
+            # transport.flush() inline: the frames of thousands of sockets (a broadcast).
+            transport._scheduled = False
+            pending = transport._pending
+            if not pending:
+                continue
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            transport.pending_size = 0
             try:
-                transport.flush()
+                if not transport.transport.is_closing():
+                    transport.transport.write(data)
             except Exception as exc:  # one transport's failure must not stall the others
                 loop.call_exception_handler(
                     {"message": "flushing a WebSocket transport failed", "exception": exc}
@@ -494,9 +503,16 @@ def _build_ws_protocol() -> type[Any] | None:
                 or self.conn.state is not OPEN
             ):
                 return False
-            if not self.admit(size):
-                return True  # dropped: the client reads too slowly and is disconnected
             transport: Any = self.transport
+            max_buffer = self.max_buffer
+            writable: Any = self.writable  # a LazyEvent: ``_value`` is its is_set()
+            # ``admit``'s cheap case inline.
+            if not (
+                writable._value
+                and transport.pending_size + size <= max_buffer
+                and size <= max_buffer
+            ) and not self.admit(size):
+                return True  # dropped: the client reads too slowly and is disconnected
             transport.queue(frame, size)
             if transport.pending_size >= _FLUSH_AT:
                 # Big frames gain nothing from waiting: out now, so that the transport
