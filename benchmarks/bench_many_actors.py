@@ -15,6 +15,9 @@ Starts ``rivetkit serve benchmarks/many_app.py`` (embedded driver, a temporary d
    Python heap still held divided by their number: the heap each sleeping actor costs,
    measured with the other actors already asleep. ``--top`` prints the largest sites.
 
+The server's CPU time per created actor (all threads, from ``/proc``) is printed next to the
+throughput: on a shared machine it moves less than the throughput does.
+
 Targets (issue 20): creation >= 5,000 actors/s; heap per sleeping actor <= 200 B; RSS after
 sleep <= 2 x RSS at start + the page cache. The machine is shared: run the full size on a
 quiet one, fewer actors first.
@@ -107,7 +110,9 @@ def main() -> int:
     try:
         time.sleep(1.0)  # let the start settle
         at_start = server.memory()["VmRSS"]
+        cpu_before = server.cpu_seconds()
         made, seconds, errors = run_loader(server.port, "a", args.actors, args.conns)
+        creation_cpu = server.cpu_seconds() - cpu_before
         if errors:
             print(f"{len(errors)} errors, first: {errors[0]}", file=sys.stderr)
         waited = server.wait_asleep("many", timeout=600)
@@ -129,6 +134,7 @@ def main() -> int:
         "actors": made,
         "errors": len(errors) + len(traced_errors),
         "creation_per_s": made / seconds,
+        "server_cpu_us_per_actor": 1e6 * creation_cpu / max(1, made),
         "rss_start": at_start,
         "rss_peak": peak,
         "rss_after_sleep": after_sleep,
@@ -144,6 +150,10 @@ def main() -> int:
     print(f"actors created: {made} in {seconds:.1f} s over {args.conns} connections, "
           f"{figures['errors']} errors")  # fmt: skip
     print(f"creation throughput: {figures['creation_per_s']:,.0f} actors/s  (target >= 5,000)")
+    print(
+        f"server CPU during creation: {figures['server_cpu_us_per_actor']:,.0f} us per actor "
+        f"(every thread; 5,000/s on one core needs <= 200 us)"
+    )
     print(f"RSS at start: {mib(at_start)}; peak: {mib(peak)}; after sleep: {mib(after_sleep)}")
     print(f"RSS after gc.collect() + malloc_trim(0): {mib(trimmed)} (what the allocators kept "
           f"free: {mib(after_sleep - trimmed)})")  # fmt: skip

@@ -107,6 +107,12 @@ class Server:
         """The server's ``VmRSS`` and ``VmHWM`` in bytes."""
         return proc_status(self.pid)
 
+    def cpu_seconds(self) -> float:
+        """The server's CPU time so far (user + system, every thread), in seconds."""
+        with open(f"/proc/{self.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def active(self, name: str) -> int:
         """How many ``name`` actors are live (the ``rivetkit_actor_active`` gauge)."""
         with urllib.request.urlopen(self.url + "/metrics", timeout=30) as response:

@@ -16,6 +16,7 @@ from rivetkit.protocol.actor_keys import check_name_key, serialize_key
 
 from . import tables
 from .alarms import AlarmTimers
+from .fresh import FreshActors
 from .lock import DataDirLock
 from .placement import Placement
 from .sql import SqliteBackend, SqlitePool
@@ -67,6 +68,9 @@ class EmbeddedDriver:
         #: Per-actor SQL databases (``c.db``): one SQLite file each under ``actors/``.
         self.sql = SqlitePool(self.data_dir)
         self.placement.on_destroyed(self._delete_database)
+        #: Actors created here whose KV nothing has written yet: their KV reads are
+        #: answered empty without a store trip (see :mod:`.fresh`).
+        self.fresh = FreshActors()
 
     @property
     def kind(self) -> DriverKind:
@@ -142,7 +146,7 @@ class EmbeddedDriver:
     ) -> tuple[ActorRecord, bool]:
         """The live actor with ``(name, key)``, created when missing; ``(record, created)``."""
         segments = check_name_key(name, key)
-        return await self.store.write(
+        record, created = await self.store.write(
             tables.get_or_create_actor,
             name,
             segments,
@@ -150,13 +154,18 @@ class EmbeddedDriver:
             input,
             self._now_ms(),
         )
+        if created:
+            self.fresh.created(record.actor_id)
+        return record, created
 
     async def create_actor(self, name: str, key: Sequence[str], input: bytes | None) -> ActorRecord:
         """Create an actor; RivetError ``actor/duplicate_key`` if ``(name, key)`` is taken."""
         segments = check_name_key(name, key)
-        return await self.store.write(
+        record: ActorRecord = await self.store.write(
             tables.create_actor, name, segments, serialize_key(segments), input, self._now_ms()
         )
+        self.fresh.created(record.actor_id)
+        return record
 
     async def get_actor(self, actor_id: str) -> ActorRecord | None:
         """The actor with this id (destroyed ones included), or None."""
@@ -207,6 +216,12 @@ class EmbeddedDriver:
 
     async def kv_get(self, actor_id: str, keys: Sequence[bytes]) -> list[bytes | None]:
         """Values of ``keys`` in order (None where missing)."""
+        if self.fresh.empty_get(actor_id, keys):
+            out: list[bytes | None] = []
+            for key in keys:
+                tables.check_bytes("keys", key)
+                out.append(None)
+            return out
         return await self.store.read(tables.kv_get, actor_id, keys)
 
     async def kv_write(
@@ -218,6 +233,7 @@ class EmbeddedDriver:
         """Apply deletes, then puts, atomically; return once committed."""
         if not puts and not deletes:
             return
+        self.fresh.written(actor_id)
         await self.store.write(tables.kv_write, actor_id, puts, deletes)
 
     def kv_put_soon(self, actor_id: str, puts: Sequence[tuple[bytes, bytes]], done: Done) -> bool:
@@ -234,6 +250,7 @@ class EmbeddedDriver:
         """
         if "kv_write" in self.__dict__ or type(self).kv_write is not EmbeddedDriver.kv_write:
             return False
+        self.fresh.written(actor_id)
         self.store.put_soon(done, actor_id, puts)
         return True
 
@@ -248,10 +265,17 @@ class EmbeddedDriver:
     ) -> list[tuple[bytes, bytes]]:
         """Entries with ``start <= key < end`` (``end=None``: no upper bound), in key order
         (descending with ``reverse``), at most ``limit``."""
+        if actor_id in self.fresh:
+            tables.check_bytes("range bounds", start)
+            if end is not None:
+                tables.check_bytes("range bounds", end)
+            if self.fresh.empty_range(actor_id, start, end):
+                return []
         return await self.store.read(tables.kv_list, actor_id, start, end, reverse, limit)
 
     async def kv_delete_range(self, actor_id: str, start: bytes, end: bytes | None) -> None:
         """Delete entries with ``start <= key < end`` (``end=None``: no upper bound)."""
+        self.fresh.written(actor_id)
         await self.store.write(tables.kv_delete_range, actor_id, start, end)
 
     # -- alarms ----------------------------------------------------------------------------

@@ -100,7 +100,8 @@ def init_schema(conn: sqlite3.Connection) -> None:
         raise
 
 
-def _check_bytes(what: str, value: Any) -> None:
+def check_bytes(what: str, value: Any) -> None:
+    """TypeError unless ``value`` is bytes-like (KV keys, values and range bounds)."""
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise TypeError(f"KV {what} must be bytes, not {type(value).__name__}")
 
@@ -112,7 +113,7 @@ def kv_get(conn: sqlite3.Connection, actor_id: str, keys: Sequence[bytes]) -> li
     """Values of ``keys`` in order (None where missing)."""
     out: list[bytes | None] = []
     for key in keys:
-        _check_bytes("keys", key)
+        check_bytes("keys", key)
         row = conn.execute(
             "SELECT value FROM kv WHERE actor_id = ? AND key = ?", (actor_id, key)
         ).fetchone()
@@ -128,10 +129,10 @@ def kv_write(
 ) -> None:
     """Delete ``deletes``, then put ``puts``."""
     for key in deletes:
-        _check_bytes("keys", key)
+        check_bytes("keys", key)
     for key, value in puts:
-        _check_bytes("keys", key)
-        _check_bytes("values", value)
+        check_bytes("keys", key)
+        check_bytes("values", value)
     if deletes:
         conn.executemany(
             "DELETE FROM kv WHERE actor_id = ? AND key = ?", [(actor_id, k) for k in deletes]
@@ -151,8 +152,8 @@ PUT_ROWS_CHUNK = 2000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 333
 def check_puts(puts: Sequence[tuple[bytes, bytes]]) -> None:
     """The checks :func:`kv_write` makes on ``puts`` (TypeError for a non-bytes key/value)."""
     for key, value in puts:
-        _check_bytes("keys", key)
-        _check_bytes("values", value)
+        check_bytes("keys", key)
+        check_bytes("values", value)
 
 
 def kv_put_rows(conn: sqlite3.Connection, rows: Sequence[tuple[str, bytes, bytes]]) -> None:
@@ -195,11 +196,11 @@ def kv_list(
     limit: int | None,
 ) -> list[tuple[bytes, bytes]]:
     """Entries with ``start <= key < end`` in key order (descending when ``reverse``)."""
-    _check_bytes("range bounds", start)
+    check_bytes("range bounds", start)
     sql = "SELECT key, value FROM kv WHERE actor_id = ? AND key >= ?"
     params: list[Any] = [actor_id, start]
     if end is not None:
-        _check_bytes("range bounds", end)
+        check_bytes("range bounds", end)
         sql += " AND key < ?"
         params.append(end)
     sql += " ORDER BY key DESC" if reverse else " ORDER BY key"
@@ -213,11 +214,11 @@ def kv_delete_range(
     conn: sqlite3.Connection, actor_id: str, start: bytes, end: bytes | None
 ) -> None:
     """Delete entries with ``start <= key < end``."""
-    _check_bytes("range bounds", start)
+    check_bytes("range bounds", start)
     if end is None:
         conn.execute("DELETE FROM kv WHERE actor_id = ? AND key >= ?", (actor_id, start))
     else:
-        _check_bytes("range bounds", end)
+        check_bytes("range bounds", end)
         conn.execute(
             "DELETE FROM kv WHERE actor_id = ? AND key >= ? AND key < ?", (actor_id, start, end)
         )

@@ -1,0 +1,69 @@
+"""Actors whose KV is known to be empty: created by this driver and not written since.
+
+A new actor's start reads its snapshot, alarm, inspector token, connections, queue and
+schedules (five store trips, each a hop to the writer thread and back) and its trace
+recorder lists its stored chunks before its first write: all of it empty for an actor
+created a moment ago. :class:`FreshActors` remembers the actors the driver created until the
+first write to their KV is *submitted*; until then their reads are answered here, empty,
+without a store trip. Since the store runs operations in submission order, a read submitted
+after a write sees it: forgetting the actor when the write is submitted (not when it commits)
+keeps every read's answer what the store would have given.
+
+One writer goes around the driver: ``rivetkit inspect token`` (and the tests' helper) inserts
+an actor's inspector token with its own SQLite connection
+(:func:`rivetkit.drivers.embedded.offline.kv_put_if_absent`), maybe before the actor's first
+start. Reads that may see that key (:data:`OFFLINE_KEYS`) always go to the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from rivetkit.runtime.keys import INSPECTOR_TOKEN
+
+__all__ = ["MAX_FRESH", "OFFLINE_KEYS", "FreshActors"]
+
+#: Actors remembered at most (the oldest is forgotten first: its reads go to the store
+#: again, which is always right). A started actor is forgotten at its first save.
+MAX_FRESH: Final = 10_000
+#: The KV keys written from outside the driver (see the module docstring).
+OFFLINE_KEYS: Final = (INSPECTOR_TOKEN,)
+
+
+class FreshActors:
+    """The ids of actors created by this driver whose KV nothing has written yet."""
+
+    __slots__ = ("_ids", "limit")
+
+    def __init__(self, limit: int = MAX_FRESH) -> None:
+        self._ids: dict[str, None] = {}
+        self.limit = limit
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, actor_id: object) -> bool:
+        return actor_id in self._ids
+
+    def empty_get(self, actor_id: str, keys: Sequence[bytes]) -> bool:
+        """True when reading ``keys`` of ``actor_id`` needs no store trip: all missing."""
+        return actor_id in self._ids and not any(key in OFFLINE_KEYS for key in keys)
+
+    def empty_range(self, actor_id: str, start: bytes, end: bytes | None) -> bool:
+        """True when listing ``start <= key < end`` of ``actor_id`` needs no store trip."""
+        if actor_id not in self._ids:
+            return False
+        low, high = bytes(start), None if end is None else bytes(end)
+        return not any(low <= key and (high is None or key < high) for key in OFFLINE_KEYS)
+
+    def created(self, actor_id: str) -> None:
+        """``actor_id`` was just created (its creation committed): its KV is empty."""
+        ids = self._ids
+        ids[actor_id] = None
+        if len(ids) > self.limit:
+            del ids[next(iter(ids))]
+
+    def written(self, actor_id: str) -> None:
+        """A write to the actor's KV (or its deletion) is being submitted."""
+        self._ids.pop(actor_id, None)
