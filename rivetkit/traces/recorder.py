@@ -173,6 +173,17 @@ class TraceStorage:
         self._stored_bytes = 0
         self.write_error: BaseException | None = None
 
+    async def preload(self) -> None:
+        """Read which chunks are stored now (the actor starts): a new actor's driver answers
+        that without a store trip (its KV is known empty), where the listing at the first
+        write, after the actor's first save, would cost one. Only this recorder writes the
+        actor's chunks from here on, so what it read stays exact. A failing read is left
+        to the first write to retry (as before: its chunk is dropped if it fails again)."""
+        try:
+            await self._load_stored()
+        except Exception as exc:
+            logger.debug("listing the stored trace chunks failed: %s", exc)
+
     # -- sealing ---------------------------------------------------------------------------
 
     def _chunk_opened(self) -> None:
@@ -299,13 +310,19 @@ class TraceStorage:
     async def close(self, timeout: float = 5.0) -> None:
         """Flush (for at most ``timeout`` seconds: a store that hangs does not hold the
         actor's stop; what is not written then is lost), then record nothing more."""
-        try:
-            await asyncio.wait_for(self.flush(), timeout)
-        except asyncio.TimeoutError:
-            logger.warning("trace chunks not written within %g s of the stop: dropped", timeout)
-            if self._writer is not None:
-                self._writer.cancel()
-            self.pending.clear()
+        self._seal(with_running=True)
+        # As flush, waiting on the writer task itself: no task of its own (one per stop).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        writer = self._writer
+        while writer is not None and not writer.done():
+            done, _ = await asyncio.wait((writer,), timeout=max(0.0, deadline - loop.time()))
+            if not done:
+                logger.warning("trace chunks not written within %g s of the stop: dropped", timeout)
+                writer.cancel()
+                self.pending.clear()
+                break
+            writer = self._writer
         self.closed = True
         if self._timer is not None:
             self._timer.cancel()
