@@ -11,6 +11,9 @@ answers leave per write, and no task wakes up for them.
 write at once: the connection is not open, the transport is closing or has paused writing
 (its buffer is above the high water mark), or a fragmented message is being sent. The
 writer task is also used while it is inside a send, so the order of the frames is kept.
+The frames are encoded by :func:`~.client_frames.masked_binary_frames` (the bytes
+``websockets`` would write), or by ``websockets`` itself when it has extensions or logs
+frames at debug level.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from collections import deque
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
+
+from .client_frames import masked_binary_frames
 
 __all__ = ["FrameWriter", "write_now"]
 
@@ -41,15 +46,23 @@ def write_now(ws: ClientConnection, frames: deque[bytes]) -> bool:
     ):
         return False
     protocol = ws.protocol
+    if protocol.expect_continuation_frame or protocol.extensions or protocol.debug:
+        try:
+            protocol.send_binary(frames[0])
+        except Exception:  # not open after all: the writer task's ws.send reports it
+            return False
+        frames.popleft()
+        while frames:
+            protocol.send_binary(frames.popleft())
+        parts = protocol.data_to_send()
+    else:
+        # What send_binary would queue, encoded at once; after anything websockets
+        # queued itself (a pong, say), as data_to_send would return it.
+        parts = protocol.data_to_send()
+        parts += masked_binary_frames(frames)
+        frames.clear()
     try:
-        protocol.send_binary(frames[0])
-    except Exception:  # not open after all: the writer task's ws.send reports it
-        return False
-    frames.popleft()
-    while frames:
-        protocol.send_binary(frames.popleft())
-    try:
-        ws.transport.write(b"".join(protocol.data_to_send()))
+        ws.transport.write(b"".join(parts))
     except Exception:
         # The transport failed, so the connection is ending (as when ws.send fails).
         logger.debug("envoy: a direct write failed", exc_info=True)
