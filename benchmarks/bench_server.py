@@ -6,7 +6,8 @@ Uses the neutral harness in ``../shared/bench`` and measures, in the same run:
   against the raw ASGI baseline (``baselines/asgi_app.py`` under uvicorn + uvloop + httptools);
 * WebSocket: ``ws_actions.mjs`` (the official client, one connection, 32 actions in flight)
   against our counter, and ``ws_echo_load.mjs`` against the raw ``websockets`` echo baseline.
-
+* next to each HTTP figure, the server process's CPU time per request (user + system, from
+  ``/proc``): a loaded machine disturbs it far less than the throughput;
 * latency at a fixed moderate rate: ``fixed_rate.lua`` (wrk, ``--rate-conns`` keep-alive
   connections, each pausing ``rate-conns / rate`` seconds before each request, so together
   they offer a little under ``--rate`` requests/s, far below either server's limit; the
@@ -97,12 +98,28 @@ def median_line(output: str) -> dict[str, object]:
     raise SystemExit(f"no median line in:\n{output}")
 
 
-def run_http(url: str, conns: int, seconds: int, runs: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of the process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_http(url: str, conns: int, seconds: int, runs: int, server: int, cpu: list[float]) -> float:
+    """Median actions/s of ``runs`` wrk runs; appends the CPU microseconds per request of the
+    process ``server`` over them to ``cpu``."""
+    before = cpu_seconds(server)
     result = subprocess.run(
         ["bash", str(BENCH / "http_actions.sh"), "-c", str(conns), "-d", str(seconds),
          "-r", str(runs), url],
         capture_output=True, text=True, timeout=runs * (seconds + 60), check=True,
     )  # fmt: skip
+    used = cpu_seconds(server) - before
+    requests = sum(
+        int(json.loads(line)["requests"])
+        for line in result.stdout.splitlines()
+        if line.startswith('{"run"')
+    )
+    cpu.append(1e6 * used / max(requests, 1))
     rps = median_line(result.stdout)["rps"]
     assert isinstance(rps, dict)
     return float(rps["median"])
@@ -178,33 +195,43 @@ def main() -> int:
     processes: list[subprocess.Popen[bytes]] = []
     samples: dict[str, list[float]] = {name: [] for pair in only for name in PAIRS[pair]}
     latency: dict[str, list[dict[str, float]]] = {name: [] for name in PAIRS["latency"]}
+    cpu: dict[str, list[float]] = {name: [] for name in PAIRS["http"]}
     with tempfile.TemporaryDirectory(prefix="rivetkit-bench-") as scratch:
         try:
             asgi_port, echo_port, ours_port = free_port(), free_port(), free_port()
-            processes.append(start(
+            baseline = start(
                 [python, "-m", "uvicorn", "asgi_app:app", "--app-dir", str(BENCH / "baselines"),
                  "--host", "127.0.0.1", "--port", str(asgi_port), "--loop", "uvloop",
                  "--http", "httptools", "--no-access-log", "--log-level", "warning"],
                 f"http://127.0.0.1:{asgi_port}/health",
-            ))  # fmt: skip
+            )  # fmt: skip
+            processes.append(baseline)
             echo = subprocess.Popen(
                 [python, str(BENCH / "baselines" / "ws_echo_server.py"), "--port", str(echo_port)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             processes.append(echo)
             ours_url = f"http://127.0.0.1:{ours_port}"
-            processes.append(start(
+            ours = start(
                 [python, "-m", "rivetkit", "serve", str(ROOT / "examples" / "app.py"),
                  "--port", str(ours_port), "--data", os.path.join(scratch, "data")],
                 f"{ours_url}/health",
-            ))  # fmt: skip
+            )  # fmt: skip
+            processes.append(ours)
             time.sleep(0.5)
             action_url = f"{ours_url}/gateway/counter/action/increment?{QUERY}"
             measure: dict[str, Callable[[], float]] = {
                 "http_baseline": lambda: run_http(
-                    f"http://127.0.0.1:{asgi_port}/any", args.conns, seconds, 1
+                    f"http://127.0.0.1:{asgi_port}/any",
+                    args.conns,
+                    seconds,
+                    1,
+                    baseline.pid,
+                    cpu["http_baseline"],
                 ),
-                "http_rivetkit": lambda: run_http(action_url, args.conns, seconds, 1),
+                "http_rivetkit": lambda: run_http(
+                    action_url, args.conns, seconds, 1, ours.pid, cpu["http_rivetkit"]
+                ),
                 "latency_baseline": lambda: fixed_rate(
                     "latency_baseline", f"http://127.0.0.1:{asgi_port}/any"
                 ),
@@ -261,6 +288,15 @@ def main() -> int:
         print(
             f"  rivetkit serve      {results['http_rivetkit']:>10,.0f} {spread('http_rivetkit')}"
             f"   ratio {http_ratio:.2f}{ratios(http_ratios)}"
+        )
+        base_cpu, ours_cpu = cpu["http_baseline"], cpu["http_rivetkit"]
+        cpu_ratios = [b / o for b, o in zip(base_cpu, ours_cpu)]
+        report["http_cpu_us"] = cpu
+        report["http_cpu_ratio"] = cpu_ratio = statistics.median(cpu_ratios)
+        print(
+            f"  server CPU per request: baseline {statistics.median(base_cpu):.1f} us, "
+            f"rivetkit {statistics.median(ours_cpu):.1f} us, ratio {cpu_ratio:.2f}"
+            f"{ratios(cpu_ratios)}"
         )
     if "latency" in only:
         print(
