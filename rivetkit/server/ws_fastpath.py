@@ -153,10 +153,10 @@ class _Flusher:
             pending = transport._pending
             if not pending:
                 continue
-            data = pending[0] if len(pending) == 1 else b"".join(pending)
-            pending.clear()
-            transport.pending_size = 0
             try:
+                data = pending[0] if len(pending) == 1 else b"".join(pending)
+                pending.clear()
+                transport.pending_size = 0
                 if not transport.transport.is_closing():
                     transport.transport.write(data)
             except Exception as exc:  # one transport's failure must not stall the others
@@ -513,7 +513,12 @@ def _build_ws_protocol() -> type[Any] | None:
                 and size <= max_buffer
             ) and not self.admit(size):
                 return True  # dropped: the client reads too slowly and is disconnected
-            transport.queue(frame, size)
+            # transport.queue(frame, size) inline (once per subscriber of a broadcast).
+            transport._pending.append(frame)
+            transport.pending_size += size
+            if not transport._scheduled:
+                transport._scheduled = True
+                transport._flusher.add(transport)
             if transport.pending_size >= _FLUSH_AT:
                 # Big frames gain nothing from waiting: out now, so that the transport
                 # pauses (and awaited sends wait) as soon as the client falls behind.
