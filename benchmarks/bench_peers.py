@@ -599,7 +599,9 @@ def servers_section(
             envoy = start_envoy(config, gw, run)
             pool = pools[config]
             if kind == "http":
+                # A second of load before the timing: a new Node process's JIT is cold.
                 warm_http(gateway_url(gw, pool, config))
+                attempt(f"http warm-up {config}", run_http, gateway_url(gw, pool, config), 1)
             else:
                 warm_http(action_url(gw, pool, f"warm-{config}", "increment"))
                 load = WS_KINDS[kind]
