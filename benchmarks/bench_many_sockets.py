@@ -230,7 +230,7 @@ async def _load(port: int, count: int, offset: int, rooms: int, raw: bool) -> No
     rounds = 0
     # "go" before each broadcast (one tick per socket), then "close" (or EOF).
     while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "go":
-        start = len(sockets.got)
+        start = sockets.ok * rounds  # ticks may arrive before this line is read
         rounds += 1
         deadline = time.monotonic() + 30
         while len(sockets.got) < sockets.ok * rounds and time.monotonic() < deadline:
