@@ -13,7 +13,8 @@ whose answer proves the subscription was taken. Reports:
 * one broadcast to all: every room's ``tick`` action at once (over HTTP); the time from the
   first action sent to the last socket receiving its event (wall clocks of one machine), and
   the CPU time the server used meanwhile (``/proc``, 10 ms ticks: its own cost, whatever
-  else runs on the machine); with ``--broadcasts K``, K broadcasts one after the other and
+  else runs on the machine), and that of its event loop's thread alone (``schedstat``,
+  nanoseconds; per socket); with ``--broadcasts K``, K broadcasts one after the other and
   the median of each figure (one broadcast is at the mercy of whatever else runs);
 * action latency p50/p99 (``ping`` over HTTP, ``--pings`` sequential calls spread over the
   rooms) with no socket connected and again with all connected, side by side;
@@ -311,6 +312,16 @@ def cpu_ms(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
+def loop_cpu_ms(pid: int) -> float:
+    """CPU time (ms, nanosecond resolution) the main thread of ``pid`` (the server's event
+    loop) used so far (``/proc/PID/task/PID/schedstat``); NaN where the kernel has none."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/schedstat") as stat:
+            return int(stat.read().split()[0]) / 1e6
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def room_path(action: str, room: int | str) -> str:
     """The gateway path of ``action`` on room ``room``."""
     return f"/gateway/room/action/{action}?{QUERY}&rvt-key=r{room}"
@@ -442,20 +453,21 @@ def main() -> int:
             for process in processes:
                 process.stdin.write("go\n")
                 process.stdin.flush()
-            cpu_before = cpu_ms(server.pid)
+            cpu_before, loop_before = cpu_ms(server.pid), loop_cpu_ms(server.pid)
             sent, answered = asyncio.run(tick_all())
             last, received = 0.0, 0
             for process in processes:
                 when, count = expect(process, "done")
                 last, received = max(last, float(when)), received + int(count)
             cpu = cpu_ms(server.pid) - cpu_before
-            rounds.append(((last - sent) * 1000, (answered - sent) * 1000, cpu, received))
+            loop_cpu = loop_cpu_ms(server.pid) - loop_before
+            rounds.append(((last - sent) * 1000, (answered - sent) * 1000, cpu, loop_cpu, received))
             time.sleep(0.2)
         # One broadcast: its figures; several: the median of each figure.
-        broadcast_ms, answered_ms, broadcast_cpu_ms = (
-            statistics.median(r[i] for r in rounds) for i in range(3)
+        broadcast_ms, answered_ms, broadcast_cpu_ms, loop_cpu_ms_ = (
+            statistics.median(r[i] for r in rounds) for i in range(4)
         )
-        received = min(r[3] for r in rounds)
+        received = min(r[4] for r in rounds)
         close_loaders(processes)
         processes = []
 
@@ -487,9 +499,10 @@ def main() -> int:
         "broadcast_received": received,
         "ticks_answered_ms": answered_ms,
         "broadcast_server_cpu_ms": broadcast_cpu_ms,
+        "broadcast_loop_cpu_ms": loop_cpu_ms_,
         "broadcast_rounds": [
-            {"ms": ms, "answered_ms": ans, "server_cpu_ms": cpu, "received": got}
-            for ms, ans, cpu, got in rounds
+            {"ms": ms, "answered_ms": ans, "server_cpu_ms": cpu, "loop_cpu_ms": lc, "received": got}
+            for ms, ans, cpu, lc, got in rounds
         ],
         "latency_quiet": quiet,
         "latency_connected": loaded,
@@ -503,9 +516,11 @@ def main() -> int:
     print(f"one broadcast to all{median}: {broadcast_ms:.0f} ms from the first tick action to "
           f"the last socket receiving ({received} events received)  (target <= 200 ms); "
           f"the {args.actors} tick actions were answered after {answered_ms:.0f} ms; the "
-          f"server used {broadcast_cpu_ms:.0f} ms of CPU for it")  # fmt: skip
+          f"server used {broadcast_cpu_ms:.0f} ms of CPU for it ({loop_cpu_ms_:.1f} ms in its "
+          f"event loop's thread: {loop_cpu_ms_ * 1000 / max(1, received):.1f} us per "
+          f"socket, the {args.actors} tick actions included)")  # fmt: skip
     if len(rounds) > 1:
-        print("  each: " + ", ".join(f"{ms:.0f} ms ({cpu:.0f} ms CPU)" for ms, _, cpu, _ in rounds))
+        print("  each: " + ", ".join(f"{r[0]:.0f} ms ({r[3]:.0f} ms loop CPU)" for r in rounds))
     print(f"ping latency, {args.pings} calls: no sockets p50 {quiet['p50_ms']:.2f} ms "
           f"p99 {quiet['p99_ms']:.2f} ms; {opened} sockets connected p50 "
           f"{loaded['p50_ms']:.2f} ms p99 {loaded['p99_ms']:.2f} ms")  # fmt: skip
