@@ -28,7 +28,8 @@ free loopback ports with the environment ``spec/engine.md`` measured fastest
 ``../shared/bench/peers/rivetkit-ts/setup.sh install`` writes (``make bench`` installs it into
 ``benchmarks/.peers/rivetkit-ts``). Every measurement through the engine gets a fresh engine
 (an empty database) holding only the measured envoy: engine 2.3.19 grows with every request it
-forwards (its RSS by ~18 KB, and its CPU per request with it), so on a shared engine a side was
+forwards (it keeps ~20 KB of memory per request for tens of seconds, its database grows by a
+few hundred bytes, and its CPU per request rises with them), so on a shared engine a side was
 slower for coming later in the run. Its actors are created and warmed before the timing
 (engine 2.3.19 can stall an actor's creation for seconds); the embedded server's are kept
 awake between their turns (a ``getCount`` every 8 s). Each server figure also records the CPU
@@ -580,9 +581,10 @@ def servers_section(
     def fresh_engine(config: str, kind: str) -> Iterator[tuple[str, int, int]]:
         """A new engine (empty database) with only ``config``'s envoy, its actor for ``kind``
         created and warmed: (engine endpoint, engine pid, envoy pid). Engine 2.3.19 grows
-        with every request it forwards (~18 KB of RSS, and more CPU per request, after each
-        one: 193 -> 665 MB and 1.0 -> 1.5 ms over 25,000 floor requests), so a measurement
-        on an engine that served earlier ones is slower for having come later."""
+        with every request it forwards (under the floor probe's load without a pause: RSS
+        193 -> 665 MB, database 1.3 -> 7.2 MB and CPU 1.0 -> 1.5 ms per request over 25,000
+        requests; the memory comes back after ~40 s idle), so a measurement on an engine
+        that served earlier ones is slower for having come later."""
         run = next(starts)
         engine = LocalEngine(
             binary,
