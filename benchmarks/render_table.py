@@ -94,13 +94,13 @@ def cpu_note(ours: dict[str, Any], peer: dict[str, Any]) -> str:
 # One socket under sustained load runs at Rivet Engine 2.3.19's gateway pace (~90 messages/s
 # once a socket is past its first ~2,300), whatever the envoy: against our embedded server
 # that row measures the gateway, not RivetKit TS. The row through the engine (both envoys
-# behind the same gateway) stays.
+# behind the same engine build) stays.
 UNPUBLISHED = {
     "embedded_ws_1conn": (
         "Not shown: ours embedded vs RivetKit TS on one WebSocket under sustained load. That "
         "row measures the engine gateway's pace on one socket (about 90 messages/s after its "
-        "first ~2,300), not RivetKit; the same load through the engine, both envoys behind "
-        "one gateway, is in the table."
+        "first ~2,300), not RivetKit; the same load through the engine, each envoy behind "
+        "the same engine build, is in the table."
     ),
 }
 # The rows ``embedded_*`` compare ours with no engine against RivetKit TS, which serves only
