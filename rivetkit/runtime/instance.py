@@ -216,7 +216,7 @@ class ActorInstance:
         raw, raw_alarm, token = await self.driver.kv_get(
             self.actor_id, [keys.PERSIST, keys.LAST_PUSHED_ALARM, keys.INSPECTOR_TOKEN]
         )
-        if self.traces is not None:  # free for a new actor; else a trip moved from its stop
+        if raw is None and self.traces is not None:  # new: its KV may be known empty (free)
             await self.traces.preload()
         # The inspector token is made at the first start, as RivetKit's CoreInit does, so the
         # dashboard finds it at [3] before any inspector request (written with the snapshot).

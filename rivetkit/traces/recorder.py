@@ -174,11 +174,12 @@ class TraceStorage:
         self.write_error: BaseException | None = None
 
     async def preload(self) -> None:
-        """Read which chunks are stored now (the actor starts): a new actor's driver answers
-        that without a store trip (its KV is known empty), where the listing at the first
-        write, after the actor's first save, would cost one. Only this recorder writes the
-        actor's chunks from here on, so what it read stays exact. A failing read is left
-        to the first write to retry (as before: its chunk is dropped if it fails again)."""
+        """Read which chunks are stored now (a new actor starts): the embedded driver answers
+        that without a store trip (the KV of an actor it just created is known empty), where
+        the listing at the first write, after the actor's first save, would cost one. Only
+        this recorder writes the actor's chunks from here on, so what it read stays exact. A
+        failing read is left to the first write to retry (its chunk is dropped if it fails
+        again, as before)."""
         try:
             await self._load_stored()
         except Exception as exc:
