@@ -175,7 +175,8 @@ class ActorConns:
             owner.metrics.conns_closed += 1
         if owner.inspector_observer is not None:
             owner.inspector_observer("connections")
-        owner.sleep_policy.activity_changed()
+        if owner.sleep_policy.inflight == 0:  # else the request's end does it
+            owner.sleep_policy.activity_changed()
         return True
 
     def _preflight_sync(self, params: Any) -> Any:

@@ -300,6 +300,8 @@ class RivetApp:
                     response = preflight(origin, scope["headers"]) or await self._http_in(
                         scope, receive
                     )
+                elif self._started:
+                    response = await self._http(scope, receive)
                 else:
                     response = await self._http_in(scope, receive)
                 if origin is not None:
@@ -357,16 +359,31 @@ class RivetApp:
     # -- HTTP ------------------------------------------------------------------------------
 
     async def _http(self, scope: Scope, receive: Receive) -> Response:
-        path = _relative_raw_path(scope)
+        raw_path = scope.get("raw_path")
+        if raw_path and not scope.get("root_path"):
+            path: str = raw_path.decode("latin-1")  # _relative_raw_path's common case
+        else:
+            path = _relative_raw_path(scope)
         method: str = scope["method"]
         try:
             if path.startswith("/gateway/"):
                 raw_query = scope["query_string"]
-                route = self._cached_route(path, raw_query)
-                if route is None:
-                    route = await self._gateway(path, raw_query)
-                actor_id, rest, query = route
-                set_actor_context(self.runtime.instances.get(actor_id), actor_id)
+                # The common case without a coroutine: a cached route whose actor is running.
+                tail = path[9:]
+                cut = tail.find("/")
+                if cut < 0:
+                    segment, rest = tail, "/"
+                else:
+                    segment, rest = tail[:cut], tail[cut:]
+                instances = self.runtime.instances
+                cached = self._routes.get((segment, raw_query))
+                instance = None if cached is None else instances.get(cached[0])
+                if instance is not None:
+                    actor_id, query = cached  # type: ignore[misc]
+                else:
+                    actor_id, rest, query = await self._gateway(path, raw_query)
+                    instance = instances.get(actor_id)
+                set_actor_context(instance, actor_id)
                 chunks = BodyChunks(receive, MAX_BODY_SIZE, _own_cycle(scope, receive))
                 request = Request._raw(
                     method, rest, query, Headers.from_raw(scope["headers"]), chunks, chunks
@@ -422,15 +439,6 @@ class RivetApp:
         return Response._raw(status, [(b"content-type", content_type)], body)
 
     # -- gateway ---------------------------------------------------------------------------
-
-    def _cached_route(self, path: str, query: bytes) -> tuple[str, str, str] | None:
-        """What :meth:`_gateway` answers for a cached route whose actor is running (the
-        common case, without a coroutine); None otherwise."""
-        segment, rest = _split_gateway(path)
-        cached = self._routes.get((segment, query))
-        if cached is not None and cached[0] in self.runtime.instances:
-            return cached[0], rest, cached[1]
-        return None
 
     async def _gateway(self, path: str, query: bytes) -> tuple[str, str, str]:
         """``(actor_id, path for the actor, query for the actor)`` of a gateway URL."""
