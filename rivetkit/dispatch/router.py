@@ -134,7 +134,7 @@ def _metrics_text(runtime: Runtime, actor_name: str) -> tuple[bytes, bytes]:
 
 
 def _ephemeral_conn_id() -> str:
-    return f"{_CONN_ID_PREFIX}{next(_conn_serials) & 0xFFFFFFFFFFFF:012x}"
+    return _CONN_ID_PREFIX + "%012x" % (next(_conn_serials) & 0xFFFFFFFFFFFF)
 
 
 def _not_found(path: str) -> RivetError:

@@ -313,10 +313,11 @@ class ActorConns:
 
     def broadcast(self, event: str, args: tuple[Any, ...] | list[Any]) -> None:
         """Send an event to every connection subscribed to it."""
-        owner = self._owner
-        payload = list(args)
-        for conn in list(owner.conns.values()):
+        payload = None  # one list shared by every subscriber, made for the first
+        for conn in list(self._owner.conns.values()):
             if event in conn.subscriptions and conn.transport is not None:
+                if payload is None:
+                    payload = list(args)
                 conn.transport.send_event(event, payload)
 
     def subscribe(
