@@ -139,7 +139,14 @@ def respond(cycle: Any, status: int, headers: list[tuple[bytes, bytes]], body: b
         or status not in _STATUS_LINES
     ):
         return False
-    defaults = _head_lines(cycle.default_headers)
+    global _last_defaults
+    default_headers = cycle.default_headers
+    last = _last_defaults  # one read: servers in other threads may replace it
+    if default_headers is last[0]:
+        defaults = last[1]
+    else:
+        defaults = _head_lines(default_headers)
+        _last_defaults = (default_headers, defaults)
     lines = _head_lines(headers)
     if defaults is None or lines is None:
         return False
@@ -160,6 +167,11 @@ def respond(cycle: Any, status: int, headers: list[tuple[bytes, bytes]], body: b
 
 
 _STATUS_LINES: dict[int, bytes] = {}
+
+# uvicorn's default headers (the date and the server's own) and their lines: uvicorn puts a
+# new list in place every second and never changes one, so the list itself is the key (held
+# here: its id cannot be reused meanwhile).
+_last_defaults: tuple[Any, bytes | None] = (None, None)
 
 # Set on a cycle whose response is a stream (see mark_streaming).
 _STREAMING: Final = "rivetkit_streaming"
