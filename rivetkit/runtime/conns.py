@@ -169,15 +169,20 @@ class ActorConns:
             return False
         if conn.disconnected:
             return True
+        self._forget(conn)
+        if owner.sleep_policy.inflight == 0:  # else the request's end does it
+            owner.sleep_policy.activity_changed()
+        return True
+
+    def _forget(self, conn: Connection) -> None:
+        """Mark ``conn`` closed and drop it from ``c.conns``, counted and shown."""
+        owner = self._owner
         conn.disconnected = True
         owner.conns.pop(conn.id, None)
         if owner.metrics is not None:
             owner.metrics.conns_closed += 1
         if owner.inspector_observer is not None:
             owner.inspector_observer("connections")
-        if owner.sleep_policy.inflight == 0:  # else the request's end does it
-            owner.sleep_policy.activity_changed()
-        return True
 
     def _preflight_sync(self, params: Any) -> Any:
         """``_preflight`` for synchronous hooks; an awaitable if a hook returned one."""
@@ -407,12 +412,7 @@ class ActorConns:
         owner = self._owner
         if conn.disconnected:
             return
-        conn.disconnected = True
-        owner.conns.pop(conn.id, None)
-        if owner.metrics is not None:
-            owner.metrics.conns_closed += 1
-        if owner.inspector_observer is not None:
-            owner.inspector_observer("connections")
+        self._forget(conn)
         owner.sleep_policy.pending_disconnects += 1  # keeps the actor awake until this is done
         try:
             try:
