@@ -369,12 +369,7 @@ class RivetApp:
             if path.startswith("/gateway/"):
                 raw_query = scope["query_string"]
                 # The common case without a coroutine: a cached route whose actor is running.
-                tail = path[9:]
-                cut = tail.find("/")
-                if cut < 0:
-                    segment, rest = tail, "/"
-                else:
-                    segment, rest = tail[:cut], tail[cut:]
+                segment, rest = _split_gateway(path)
                 instances = self.runtime.instances
                 cached = self._routes.get((segment, raw_query))
                 instance = None if cached is None else instances.get(cached[0])
