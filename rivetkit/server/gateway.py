@@ -73,6 +73,8 @@ class QueryTarget(NamedTuple):
 
 
 def _decode_component(text: str, what: str) -> str:
+    if "%" not in text and "+" not in text:
+        return text  # what unquote_plus gives (the common case: no call)
     try:
         return unquote_plus(text, errors="strict")
     except UnicodeDecodeError:
@@ -101,7 +103,9 @@ def split_query(query_string: str) -> tuple[dict[str, str], str]:
             raise invalid_request(
                 f"gateway parameter {name!r} is given twice", metadata={"parameter": name}
             )
-        params[name] = _decode_component(raw_value, f"gateway parameter {name!r}")
+        if "%" in raw_value or "+" in raw_value:
+            raw_value = _decode_component(raw_value, f"gateway parameter {name!r}")
+        params[name] = raw_value
     return params, "&".join(rest)
 
 

@@ -16,7 +16,7 @@ from rivetkit.protocol.actor_keys import check_name_key, serialize_key
 
 from . import tables
 from .alarms import AlarmTimers
-from .fresh import FreshActors
+from .fresh import OFFLINE_KEYS, FreshActors
 from .lock import DataDirLock
 from .placement import Placement
 from .sql import SqliteBackend, SqlitePool
@@ -61,16 +61,16 @@ class EmbeddedDriver:
         self.clock = clock
         self.store = SqliteStore(self.data_dir / DB_FILE_NAME, synchronous=synchronous)
         self.alarms = AlarmTimers(clock, self._alarm_due)
-        self.placement = Placement(self.store, self.alarms, clock)
+        #: Actors created here whose KV nothing has written yet: their KV reads are
+        #: answered empty without a store trip (see :mod:`.fresh`).
+        self.fresh = FreshActors()
+        self.placement = Placement(self.store, self.alarms, clock, fresh=self.fresh)
         self._lock = DataDirLock(self.data_dir)
         self._started = False
         self._stopped = False
         #: Per-actor SQL databases (``c.db``): one SQLite file each under ``actors/``.
         self.sql = SqlitePool(self.data_dir)
         self.placement.on_destroyed(self._delete_database)
-        #: Actors created here whose KV nothing has written yet: their KV reads are
-        #: answered empty without a store trip (see :mod:`.fresh`).
-        self.fresh = FreshActors()
 
     @property
     def kind(self) -> DriverKind:
@@ -216,12 +216,18 @@ class EmbeddedDriver:
 
     async def kv_get(self, actor_id: str, keys: Sequence[bytes]) -> list[bytes | None]:
         """Values of ``keys`` in order (None where missing)."""
-        if self.fresh.empty_get(actor_id, keys):
-            out: list[bytes | None] = []
+        fresh = self.fresh
+        if actor_id in fresh:
             for key in keys:
                 tables.check_bytes("keys", key)
-                out.append(None)
-            return out
+            known = fresh.get(actor_id, keys)
+            if known is not None:
+                return known
+            # Only the keys an offline writer may have put can hold a value.
+            offline = [key for key in keys if key in OFFLINE_KEYS]
+            values = await self.store.read(tables.kv_get, actor_id, offline)
+            found = dict(zip(map(bytes, offline), values))
+            return [found.get(bytes(key)) if key in OFFLINE_KEYS else None for key in keys]
         return await self.store.read(tables.kv_get, actor_id, keys)
 
     async def kv_write(

@@ -12,7 +12,11 @@ keeps every read's answer what the store would have given.
 One writer goes around the driver: ``rivetkit inspect token`` (and the tests' helper) inserts
 an actor's inspector token with its own SQLite connection
 (:func:`rivetkit.drivers.embedded.offline.kv_put_if_absent`), maybe before the actor's first
-start. Reads that may see that key (:data:`OFFLINE_KEYS`) always go to the store.
+start. Reads that may see that key (:data:`OFFLINE_KEYS`) go to the store, except right after
+the start of a new actor: the operation that counts its generation also reads those keys
+(:meth:`FreshActors.started`), and the start's own read that follows is answered with what it
+read, as if it had run at that point of the store's order (no write of this process can come
+between: one would have made the actor not fresh).
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ class FreshActors:
     __slots__ = ("_ids", "limit")
 
     def __init__(self, limit: int = MAX_FRESH) -> None:
-        self._ids: dict[str, None] = {}
+        # actor id -> the values of OFFLINE_KEYS read at its start (None: not read yet).
+        self._ids: dict[str, list[bytes | None] | None] = {}
         self.limit = limit
 
     def __len__(self) -> int:
@@ -49,6 +54,31 @@ class FreshActors:
     def empty_get(self, actor_id: str, keys: Sequence[bytes]) -> bool:
         """True when reading ``keys`` of ``actor_id`` needs no store trip: all missing."""
         return actor_id in self._ids and not any(key in OFFLINE_KEYS for key in keys)
+
+    def get(self, actor_id: str, keys: Sequence[bytes]) -> list[bytes | None] | None:
+        """The values of ``keys`` of ``actor_id`` when known here (missing ones None), or
+        None when the store must be asked. Keys are not checked (the caller does).
+
+        What a start read of :data:`OFFLINE_KEYS` answers one read only (the start's own,
+        which follows it on the loop with no store trip between): a later read of those
+        keys goes to the store again."""
+        ids = self._ids
+        if actor_id not in ids:
+            return None
+        known = ids[actor_id]
+        out: list[bytes | None] = []
+        used = False
+        for key in keys:
+            if key in OFFLINE_KEYS:
+                if known is None:
+                    return None
+                out.append(known[OFFLINE_KEYS.index(key)])
+                used = True
+            else:
+                out.append(None)
+        if used:
+            ids[actor_id] = None
+        return out
 
     def empty_range(self, actor_id: str, start: bytes, end: bytes | None) -> bool:
         """True when listing ``start <= key < end`` of ``actor_id`` needs no store trip."""
@@ -63,6 +93,14 @@ class FreshActors:
         ids[actor_id] = None
         if len(ids) > self.limit:
             del ids[next(iter(ids))]
+
+    def started(self, actor_id: str, offline: list[bytes | None]) -> None:
+        """The start of ``actor_id`` read ``offline`` (the values of :data:`OFFLINE_KEYS`,
+        in order) in the operation that counted its generation. Ignored unless the actor is
+        still fresh (a write submitted since then forgot it)."""
+        ids = self._ids
+        if actor_id in ids:
+            ids[actor_id] = list(offline)
 
     def written(self, actor_id: str) -> None:
         """A write to the actor's KV (or its deletion) is being submitted."""

@@ -111,14 +111,37 @@ def check_bytes(what: str, value: Any) -> None:
 
 def kv_get(conn: sqlite3.Connection, actor_id: str, keys: Sequence[bytes]) -> list[bytes | None]:
     """Values of ``keys`` in order (None where missing)."""
-    out: list[bytes | None] = []
     for key in keys:
         check_bytes("keys", key)
+    if len(keys) == 1:
         row = conn.execute(
-            "SELECT value FROM kv WHERE actor_id = ? AND key = ?", (actor_id, key)
+            "SELECT value FROM kv WHERE actor_id = ? AND key = ?", (actor_id, keys[0])
         ).fetchone()
-        out.append(None if row is None else row[0])
-    return out
+        return [None if row is None else row[0]]
+    if not keys or len(keys) > _GET_IN_MAX:
+        return [
+            None if row is None else row[0]
+            for row in (
+                conn.execute(
+                    "SELECT value FROM kv WHERE actor_id = ? AND key = ?", (actor_id, key)
+                ).fetchone()
+                for key in keys
+            )
+        ]
+    # One statement for the few keys of a start (each statement is a GIL hand-off).
+    found = dict(
+        conn.execute(
+            "SELECT key, value FROM kv WHERE actor_id = ? AND key IN ("
+            + ",".join("?" * len(keys))
+            + ")",
+            (actor_id, *keys),
+        ).fetchall()
+    )
+    return [found.get(bytes(key)) for key in keys]
+
+
+# Keys read by one ``IN (...)`` statement at most (bound parameters stay few).
+_GET_IN_MAX = 64
 
 
 def kv_write(
@@ -251,13 +274,18 @@ def _insert(
     key_json = json.dumps(key, ensure_ascii=False, separators=(",", ":"))
     while True:
         actor_id = new_actor_id()
-        if conn.execute("SELECT 1 FROM actors WHERE actor_id = ?", (actor_id,)).fetchone():
-            continue  # astronomically unlikely
-        conn.execute(
-            "INSERT INTO actors (actor_id, name, key_json, key_str, input, create_ts, "
-            "generation) VALUES (?, ?, ?, ?, ?, ?, 0)",
-            (actor_id, name, key_json, key_str, input, create_ts),
-        )
+        try:
+            conn.execute(
+                "INSERT INTO actors (actor_id, name, key_json, key_str, input, create_ts, "
+                "generation) VALUES (?, ?, ?, ?, ?, ?, 0)",
+                (actor_id, name, key_json, key_str, input, create_ts),
+            )
+        except sqlite3.IntegrityError:
+            # The id is taken (astronomically unlikely): draw another. The live (name, key)
+            # was checked free by the caller in this transaction, so nothing else conflicts.
+            if conn.execute("SELECT 1 FROM actors WHERE actor_id = ?", (actor_id,)).fetchone():
+                continue
+            raise
         return ActorRecord(actor_id, name, key, input, create_ts, None, 0)
 
 
@@ -324,12 +352,35 @@ def begin_generation(conn: sqlite3.Connection, actor_id: str) -> ActorRecord:
 
     RivetError ``actor/not_found`` when the actor is unknown or destroyed.
     """
+    if _RETURNING:  # one statement instead of a read and a write
+        # fetchall: the statement runs to its end (and is reset) before the commit.
+        rows = conn.execute(
+            "UPDATE actors SET generation = generation + 1 "
+            f"WHERE actor_id = ? AND destroy_ts IS NULL RETURNING {_ACTOR_COLUMNS}",
+            (actor_id,),
+        ).fetchall()
+        if not rows:
+            raise RivetError("actor", "not_found", f"actor {actor_id} not found")
+        return _record(rows[0])
     record = get_actor(conn, actor_id)
     if record is None or record.destroy_ts is not None:
         raise RivetError("actor", "not_found", f"actor {actor_id} not found")
     generation = record.generation + 1
     conn.execute("UPDATE actors SET generation = ? WHERE actor_id = ?", (generation, actor_id))
     return record._replace(generation=generation)
+
+
+def begin_generation_reading(
+    conn: sqlite3.Connection, actor_id: str, keys: Sequence[bytes]
+) -> tuple[ActorRecord, list[bytes | None]]:
+    """:func:`begin_generation`, then the values of the actor's KV ``keys`` (one operation:
+    the start of a new actor reads them next)."""
+    record = begin_generation(conn, actor_id)
+    return record, kv_get(conn, actor_id, keys)
+
+
+# UPDATE ... RETURNING: SQLite 3.35 and later.
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 
 
 def mark_destroyed(conn: sqlite3.Connection, actor_id: str, destroy_ts: int) -> None:
