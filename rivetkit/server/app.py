@@ -37,7 +37,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote
 
@@ -53,6 +53,7 @@ from rivetkit.protocol.actor_keys import deserialize_key, serialize_key
 from rivetkit.runtime.lifecycle_times import LifecycleTimes
 from rivetkit.runtime.live_actors import Runtime
 from rivetkit.server import address_hints, gateway
+from rivetkit.server.action_fast import serve_action
 from rivetkit.server.asgi_io import (
     AsgiWebSocket,
     BodyChunks,
@@ -207,6 +208,8 @@ class RivetApp:
         # actor id -> its keys in _routes, dropped when the actor stops (a sleeping actor's
         # request resolves again: a lookup its wake does anyway)
         self._actor_routes: dict[str, list[tuple[str, bytes]]] = {}
+        # The HTTP action fast road (None: every request the ordinary way; tests compare them).
+        self._serve_action: Callable[..., Awaitable[Any]] | None = serve_action
         # First: the dispatcher's listener drops the header lists _drop_routes reads.
         self.runtime.stop_listeners.insert(0, self._drop_routes)
         self._metadata = json.dumps(
@@ -301,7 +304,19 @@ class RivetApp:
                         scope, receive
                     )
                 elif self._started:
-                    response = await self._http(scope, receive)
+                    fast = self._serve_action
+                    if fast is not None and origin is None:
+                        # An action taken whole by the fast road (action_fast.py), or None.
+                        answer = await fast(self, scope, receive, send, MAX_BODY_SIZE)
+                        if answer.__class__ is int:
+                            if self.access_log:
+                                log_access(scope, answer, started)
+                            return
+                        if answer is None:
+                            answer = await self._http(scope, receive)
+                        response = answer
+                    else:
+                        response = await self._http(scope, receive)
                 else:
                     response = await self._http_in(scope, receive)
                 if origin is not None:

@@ -1,0 +1,119 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Compiled twin of :mod:`rivetkit.server._action_fast_py` (the HTTP action fast road).
+
+Same API and behaviour, the same steps in the same order: an HTTP action from the parsed
+request to the response bytes in one compiled coroutine (see the pure twin's docstring).
+"""
+
+from rivetkit.dispatch.connect import conn_params_bytes, outgoing_too_long
+from rivetkit.dispatch.http import Response, incoming_too_long
+from rivetkit.dispatch.router import _action_headers, _ephemeral_conn_id
+from rivetkit.errors import EncodeError
+from rivetkit.protocol.http_bodies import http_action_request_from, http_action_response_to
+from rivetkit.protocol.trees import ENCODINGS
+from rivetkit.protocol.value_errors import invalid_output
+from rivetkit.runtime.phase import Phase
+from rivetkit.schemas import conn_params_of
+from rivetkit.server.http_fastpath import HTTP_CYCLE, respond, take_body
+from rivetkit.server.request_log import set_actor_context
+
+__all__ = ["serve_action"]
+
+_STARTED = Phase.STARTED
+
+
+async def serve_action(app, scope, receive, send, max_body):
+    """Answer the HTTP request of ``scope`` when it is an action the fast road takes.
+
+    Returns None when it is not (nothing read, nothing sent: answer it the ordinary way);
+    the response's status when the response was written; or a
+    :class:`~rivetkit.dispatch.http.Response` for the caller to send (an error, or an
+    answer :func:`~rivetkit.server.http_fastpath.respond` cannot write in one go).
+    ``max_body`` is the server's own body limit (``MAX_BODY_SIZE`` of the app).
+    """
+    raw_path = scope.get("raw_path")
+    if not raw_path or scope.get("root_path") or scope["method"] != "POST":
+        return None
+    path = raw_path.decode("latin-1")
+    if not path.startswith("/gateway/"):
+        return None
+    tail = path[9:]
+    cut = tail.find("/")
+    if cut < 0:
+        return None
+    rest = tail[cut:]
+    if not rest.startswith("/action/"):
+        return None
+    name = rest[8:]
+    if not name or "/" in name or "%" in name:
+        return None
+    cached = app._routes.get((tail[:cut], scope["query_string"]))
+    if cached is None:
+        return None
+    actor_id = cached[0]
+    instance = app.runtime.instances.get(actor_id)
+    if instance is None or instance.phase != _STARTED:
+        return None
+    # Our protocol's cycle, reached through the very receive and send the app got.
+    extensions = scope.get("extensions")
+    if extensions is None:
+        return None
+    ref = extensions.get(HTTP_CYCLE)
+    if ref is None:
+        return None
+    cycle = ref()
+    if (
+        cycle is None
+        or getattr(receive, "__self__", None) is not cycle
+        or getattr(send, "__self__", None) is not cycle
+    ):
+        return None
+    encoding, raw_params = _action_headers(scope["headers"])
+    if encoding not in ENCODINGS:
+        return None
+    body = take_body(cycle)
+    if body is None:
+        return None
+    # From here on the request is ours: what follows is Dispatcher._action's body.
+    set_actor_context(instance, actor_id)
+    dispatcher = app.dispatcher
+    traced = False
+    instance.begin_request()
+    try:
+        options = instance.options
+        limit = options.max_incoming_message_size
+        cap = max_body if limit is None or limit > max_body else limit
+        if len(body) > cap:
+            raise incoming_too_long(cap)
+        args = http_action_request_from(body, encoding)
+        params = None if raw_params is None else conn_params_bytes(raw_params)
+        params = conn_params_of(instance.definition, params)
+        conn_id = _ephemeral_conn_id()
+        connections = instance.connections
+        conn = connections.open_plain(params, conn_id)
+        if conn is None:
+            conn = await instance.connect(params, conn_id=conn_id)
+        try:
+            traced = True  # the runtime logs the failures of actions
+            output = await instance.invoke(name, args, conn)
+            traced = False
+        finally:
+            try:
+                if not connections.close_plain(conn):
+                    await instance.disconnect(conn, None)
+            except Exception:
+                instance.log.exception("closing the connection of an HTTP request failed")
+        try:
+            payload = http_action_response_to(output, encoding)
+        except EncodeError as exc:
+            raise invalid_output(name, output, encoding, exc) from exc
+        if len(payload) > options.max_outgoing_message_size:
+            raise outgoing_too_long(options.max_outgoing_message_size)
+    except Exception as exc:
+        return dispatcher._error(exc, instance, f"action {name!r}", traced=traced)
+    finally:
+        instance.end_request()
+    headers = dispatcher.success_headers(instance, encoding)
+    if respond(cycle, 200, headers, payload):
+        return 200
+    return Response._raw(200, headers, payload)

@@ -1,0 +1,323 @@
+"""The HTTP action fast road (rivetkit.server.action_fast) answers as the ordinary road does.
+
+One real server on 127.0.0.1 (our uvicorn protocol), in a thread with its own loop. Each
+generated request (hypothesis: bodies, encodings, connection params, action names, sizes) is
+sent three times over raw sockets, each time to a fresh actor of its own and with the app's
+road switched: the ordinary one (``_serve_action`` None), the pure twin, the compiled twin.
+The three answers must be the same bytes (the date line dropped; the actor's id and key put
+in neutral form), and so must the actors' state and metric lines afterwards. Requests the
+fast road must take are checked to be taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import cbor2
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import both_twins
+from rivetkit import ActorOptions, UserError, actor, setup
+from rivetkit.server import serve_in_background
+
+probe = actor(
+    "probe",
+    state={"log": []},
+    options=ActorOptions(max_incoming_message_size=300, max_outgoing_message_size=300),
+)
+
+
+@probe.action
+def echo(c: Any, value: Any = None) -> Any:
+    return value
+
+
+@probe.action
+async def add(c: Any, value: Any = None) -> int:
+    c.state["log"].append(value)
+    return len(c.state["log"])
+
+
+@probe.action
+def fail(c: Any, code: Any = "oops") -> None:
+    raise UserError("it failed", code=str(code)[:20])
+
+
+@probe.action
+def crash(c: Any) -> None:
+    raise ValueError("internal")
+
+
+@probe.action
+def params(c: Any) -> Any:
+    return c.conn.params
+
+
+@probe.action(name="getLog")
+def get_log(c: Any) -> Any:
+    return c.state["log"]
+
+
+@probe.action
+def unencodable(c: Any) -> Any:
+    return {1, 2}
+
+
+registry = setup(use=[probe])
+
+
+class Background:
+    """The server, in a thread running its own event loop."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.loop = asyncio.new_event_loop()
+        self.stop: asyncio.Event | None = None
+        self.endpoint: Any = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._serve())
+
+    async def _serve(self) -> None:
+        self.stop = asyncio.Event()
+        async with serve_in_background(registry) as endpoint:
+            self.endpoint = endpoint
+            self.ready.set()
+            await self.stop.wait()
+
+    def close(self) -> None:
+        assert self.stop is not None
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(20)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Background]:
+    background = Background()
+    background.thread.start()
+    assert background.ready.wait(20)
+    try:
+        yield background
+    finally:
+        background.close()
+
+
+def exchange(address: tuple[str, int], request: bytes) -> bytes:
+    """Send ``request`` on a new connection; the whole response (head and body)."""
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        while len(body) < length:
+            chunk = sock.recv(65536)
+            assert chunk
+            body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def query(key: str) -> str:
+    return f"rvt-namespace=default&rvt-method=getOrCreate&rvt-runner=default&rvt-key={key}"
+
+
+def action_request(
+    key: str, name: str, body: bytes, headers: list[tuple[str, str]], method: str = "POST"
+) -> bytes:
+    lines = [f"{method} /gateway/probe/action/{name}?{query(key)} HTTP/1.1", "host: 127.0.0.1"]
+    lines += [f"{k}: {v}" for k, v in headers]
+    lines.append(f"content-length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def neutral(response: bytes, actor_id: str, key: str) -> bytes:
+    lines = [line for line in response.split(b"\r\n") if not line.lower().startswith(b"date:")]
+    return b"\r\n".join(lines).replace(actor_id.encode(), b"ACTOR").replace(key.encode(), b"KEY")
+
+
+_keys = itertools.count()
+
+
+def roads(background: Background) -> dict[str, Any]:
+    pure, compiled = both_twins("_action_fast", "rivetkit.server._action_fast_py")
+    return {"ordinary": None, "pure": pure.serve_action, "compiled": compiled.serve_action}
+
+
+def counted(fn: Any, taken: list[bool]) -> Any:
+    async def serve(*args: Any) -> Any:
+        answer = await fn(*args)
+        taken.append(answer is not None)
+        return answer
+
+    return serve
+
+
+def run_on(background: Background, road: Any, request_of: Any) -> tuple[bytes, str, str, Any]:
+    """Warm a fresh actor (its route cached), switch the road, send the request; the answer,
+    the actor's id and key, and the change of the actor name's metric lines meanwhile."""
+    key = f"k{next(_keys):08d}"  # one length: the answers hold it
+    address = _address(background)
+    warm = exchange(address, action_request(key, "getLog", b"{}", [("x-rivet-encoding", "json")]))
+    assert warm.startswith(b"HTTP/1.1 200 "), warm
+    actor_id = next(
+        line.split(b": ", 1)[1].decode()
+        for line in warm.split(b"\r\n")
+        if line.lower().startswith(b"x-rivet-actor:")
+    )
+    app = background.endpoint.app
+    before = metric_lines(background)
+    app._serve_action = road
+    try:
+        answer = exchange(address, request_of(key))
+    finally:
+        app._serve_action = None
+    after = metric_lines(background)
+    delta = {name: after[name] - before.get(name, 0.0) for name in after}
+    return answer, actor_id, key, {name: v for name, v in delta.items() if v}
+
+
+def _address(background: Background) -> tuple[str, int]:
+    host, port = str(background.endpoint).rsplit(":", 1)
+    return host.removeprefix("http://"), int(port)
+
+
+def metric_lines(background: Background) -> dict[str, float]:
+    """The metric lines of the ``probe`` actors (durations left out: they vary)."""
+    from rivetkit.metrics.exposition import render
+
+    metrics = background.endpoint.app.runtime.metrics
+    if metrics is None:
+        return {}
+    lines: dict[str, float] = {}
+    for line in render(metrics, "probe").decode().splitlines():
+        if line.startswith("#") or "_seconds" in line:
+            continue
+        name, _, value = line.rpartition(" ")
+        lines[name] = float(value)
+    return lines
+
+
+def state_of(background: Background, actor_id: str) -> Any:
+    """The actor's log (read on the server's loop)."""
+
+    async def read() -> Any:
+        instance = background.endpoint.app.runtime.instances[actor_id]
+        return json.dumps(instance.state["log"], default=repr)
+
+    return asyncio.run_coroutine_threadsafe(read(), background.loop).result(10)
+
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> tuple[str, bytes, list[tuple[str, str]], bool]:
+    """(action name, body, headers, whether the fast road must take it)."""
+    name = draw(
+        st.sampled_from(["echo", "add", "fail", "crash", "params", "getLog", "nope", "unencodable"])
+        | st.sampled_from(["a%20b", "echo%zz", "%C3%A9"])
+    )
+    encoding = draw(st.sampled_from(["json", "cbor", "bare", None, "xml"]))
+    args = draw(st.lists(values, max_size=2))
+    kind = draw(st.sampled_from(["good", "good", "good", "junk", "big"]))
+    if kind == "junk":
+        body = draw(st.binary(max_size=40))
+    elif kind == "big":
+        body = b'{"args":["' + b"x" * 400 + b'"]}'
+    elif encoding == "cbor":
+        body = cbor2.dumps({"args": args})
+    elif encoding == "bare":
+        body = draw(st.binary(max_size=20))
+    else:
+        body = json.dumps({"args": args}).encode()
+    headers: list[tuple[str, str]] = []
+    if encoding is not None:
+        headers.append(("x-rivet-encoding", encoding))
+    if draw(st.booleans()):
+        params = draw(values)
+        headers.append(("x-rivet-conn-params", json.dumps(params)))
+    elif draw(st.booleans()):
+        headers.append(("x-rivet-conn-params", draw(st.sampled_from(["{", "[1", '"x"', "%"]))))
+    taken = encoding in ("json", "cbor", "bare", None) and "%" not in name
+    return name, body, headers, taken
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(requests())
+def test_fast_road_answers_as_the_ordinary_one(server: Background, case: Any) -> None:
+    name, body, headers, must_take = case
+    answers = {}
+    after = {}
+    for label, road in roads(server).items():
+        taken: list[bool] = []
+        fn = None if road is None else counted(road, taken)
+        answer, actor_id, key, metrics = run_on(
+            server, fn, lambda key: action_request(key, name, body, headers)
+        )
+        answers[label] = neutral(answer, actor_id, key)
+        after[label] = (state_of(server, actor_id), metrics)
+        if road is not None:
+            assert taken == [must_take], (label, case)
+    assert answers["pure"] == answers["ordinary"], case
+    assert answers["compiled"] == answers["ordinary"], case
+    assert after["pure"] == after["ordinary"]
+    assert after["compiled"] == after["ordinary"]
+
+
+def test_fast_road_leaves_other_requests(server: Background) -> None:
+    """A GET, an Origin header, a non-action route: the ordinary road, same bytes."""
+    for label, road in roads(server).items():
+        if road is None:
+            continue
+        taken: list[bool] = []
+        fn = counted(road, taken)
+        for request_of in (
+            lambda key: action_request(key, "echo", b"{}", [], method="GET"),
+            lambda key: (
+                f"GET /gateway/probe/metadata?{query(key)} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
+            ).encode(),
+            lambda key: action_request(key, "echo", b"{}", [("origin", "http://127.0.0.1:1")]),
+        ):
+            answer, _, _, _ = run_on(server, fn, request_of)
+            assert answer.startswith(b"HTTP/1.1 "), answer
+        assert True not in taken, label
+
+
+def test_fast_road_is_taken(server: Background) -> None:
+    """A plain action goes the fast road."""
+    for label, road in roads(server).items():
+        if road is None:
+            continue
+        taken: list[bool] = []
+        answer, _, _, _ = run_on(
+            server,
+            counted(road, taken),
+            lambda key: action_request(key, "add", b'{"args":[5]}', [("x-rivet-encoding", "json")]),
+        )
+        assert taken == [True], label
+        assert answer.endswith(b'\r\n\r\n{"output":1}'), answer
