@@ -55,12 +55,18 @@ class InlineClientConnection(ClientConnection):
     #: Whether :meth:`data_received` finds binary frames itself (tests turn it off to
     #: compare with ``websockets``' parser).
     scan_frames: bool = True
+    #: Called first on every read (the envoy sets ``TCP_QUICKACK`` again there: see
+    #: quickack.py); None: nothing.
+    before_read: Callable[[], None] | None = None
     #: The start of a frame whose end has not arrived (the parser has not seen it).
     _partial: bytes = b""
 
     def data_received(self, data: bytes) -> None:
         """Socket data: complete binary frames straight to :attr:`on_binary` when the
         parser is between frames; everything else to ``websockets``."""
+        before_read = self.before_read
+        if before_read is not None:
+            before_read()
         partial = self._partial
         if partial:
             self._partial = b""
