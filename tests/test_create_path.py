@@ -314,3 +314,58 @@ def test_split_query_answers_as_decoding_everything(pieces: list[tuple[str, str 
             return ("error", exc.group, exc.code, exc.message, exc.metadata)
 
     assert outcome(split_query) == outcome(_split_query_reference)
+
+
+# -- one-write operations run without a savepoint: a failing one still fails alone ----------
+
+
+@pytest.mark.asyncio
+async def test_a_failing_one_write_operation_fails_alone(tmp_path: Path) -> None:
+    driver, _host = await _driver(tmp_path)
+    try:
+        store = driver.store
+        taken = await driver.create_actor("counter", ["a"], None)
+        # Submitted together (one batch when the writer is idle): the failing ones answer
+        # their error, the others commit.
+        futures: list[asyncio.Future[Any]] = [
+            store.write(tables.kv_write, taken.actor_id, [(b"k1", b"1")], []),
+            store.write(tables.create_actor, "counter", ["a"], "a", None, 1),
+            store.write(tables.begin_generation, "unknown"),
+            store.write(tables.get_or_create_actor, "counter", ["b"], "b", None, 2),
+            store.write(tables.begin_generation_reading, taken.actor_id, [b"k1", b"zz"]),
+            store.write(tables.create_actor, "counter", [], "", None, 3),
+            store.write(tables.kv_write, taken.actor_id, [(b"k2", b"2")], []),
+        ]
+        results: list[Any] = list(await asyncio.gather(*futures, return_exceptions=True))
+        assert results[0] is None and results[6] is None
+        assert isinstance(results[1], RivetError) and results[1].code == "duplicate_key"
+        assert isinstance(results[2], RivetError) and results[2].code == "not_found"
+        created, was_created = results[3]
+        assert was_created and created.key == ["b"]
+        record, values = results[4]
+        assert record.generation == 1 and values == [b"1", None]
+        assert results[5].key == []
+        # (written around the driver: read the store itself)
+        assert await store.read(tables.kv_get, taken.actor_id, [b"k1", b"k2"]) == [b"1", b"2"]
+        assert sorted(r.key for r in await driver.list_actors("counter")) == [[], ["a"], ["b"]]
+        stored = await driver.get_actor(taken.actor_id)
+        assert stored is not None and stored.generation == 1
+    finally:
+        await driver.stop()
+
+
+def test_one_write_operations_change_nothing_when_they_fail(
+    conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn.execute("BEGIN")
+    record = tables.create_actor(conn, "counter", ["a"], "a", None, 1)
+    before = conn.total_changes
+    with pytest.raises(RivetError):
+        tables.create_actor(conn, "counter", ["a"], "a", None, 2)
+    with pytest.raises(RivetError):
+        tables.begin_generation(conn, "unknown")
+    with pytest.raises(TypeError):
+        tables.begin_generation_reading(conn, record.actor_id, ["not bytes"])  # type: ignore[list-item]
+    assert conn.total_changes == before
+    assert tables.get_actor(conn, record.actor_id) == record
+    conn.execute("COMMIT")

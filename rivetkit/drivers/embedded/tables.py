@@ -373,10 +373,11 @@ def begin_generation(conn: sqlite3.Connection, actor_id: str) -> ActorRecord:
 def begin_generation_reading(
     conn: sqlite3.Connection, actor_id: str, keys: Sequence[bytes]
 ) -> tuple[ActorRecord, list[bytes | None]]:
-    """:func:`begin_generation`, then the values of the actor's KV ``keys`` (one operation:
-    the start of a new actor reads them next)."""
-    record = begin_generation(conn, actor_id)
-    return record, kv_get(conn, actor_id, keys)
+    """:func:`begin_generation` with the values of the actor's KV ``keys`` (one operation:
+    the start of a new actor reads them next). The read comes first, so that the write is
+    the operation's last statement (see :data:`ONE_WRITE`); it does not touch the KV."""
+    values = kv_get(conn, actor_id, keys)
+    return begin_generation(conn, actor_id), values
 
 
 # UPDATE ... RETURNING: SQLite 3.35 and later.
@@ -417,3 +418,20 @@ def load_alarms(conn: sqlite3.Connection) -> list[tuple[str, int]]:
     return conn.execute(
         "SELECT actor_id, alarm_ts FROM actors WHERE alarm_ts IS NOT NULL AND destroy_ts IS NULL"
     ).fetchall()
+
+
+#: Write operations whose only statement that changes anything is the last one they run,
+#: with nothing but result building after it (the statements before are reads, and an
+#: actor insert that fails on a taken id changes nothing either). A failing SQL statement
+#: leaves nothing behind, so when one of these fails nothing of it was written: the store
+#: runs them without a savepoint of their own.
+ONE_WRITE: frozenset[Any] = frozenset(
+    {
+        create_actor,
+        get_or_create_actor,
+        begin_generation,
+        begin_generation_reading,
+        set_alarm,
+        clear_alarm_if,
+    }
+)
