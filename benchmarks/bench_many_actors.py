@@ -16,7 +16,9 @@ Starts ``rivetkit serve benchmarks/many_app.py`` (embedded driver, a temporary d
    measured with the other actors already asleep. ``--top`` prints the largest sites.
 
 The server's CPU time per created actor (all threads, from ``/proc``) is printed next to the
-throughput: on a shared machine it moves less than the throughput does.
+throughput: on a shared machine it moves less than the throughput does; so is the time the
+server's cyclic garbage collector spent during the creation (``gc.callbacks``), per 10,000
+actors.
 
 Targets (issue 20): creation >= 5,000 actors/s; heap per sleeping actor <= 200 B; RSS after
 sleep <= 2 x RSS at start + the page cache. The machine is shared: run the full size on a
@@ -110,9 +112,11 @@ def main() -> int:
     try:
         time.sleep(1.0)  # let the start settle
         at_start = server.memory()["VmRSS"]
+        gc_before = server.gc_figures()
         cpu_before = server.cpu_seconds()
         made, seconds, errors = run_loader(server.port, "a", args.actors, args.conns)
         creation_cpu = server.cpu_seconds() - cpu_before
+        gc_after = server.gc_figures()
         if errors:
             print(f"{len(errors)} errors, first: {errors[0]}", file=sys.stderr)
         waited = server.wait_asleep("many", timeout=600)
@@ -135,6 +139,17 @@ def main() -> int:
         "errors": len(errors) + len(traced_errors),
         "creation_per_s": made / seconds,
         "server_cpu_us_per_actor": 1e6 * creation_cpu / max(1, made),
+        "gc_seconds_per_10k": 1e4 * (gc_after["seconds"] - gc_before["seconds"]) / max(1, made),
+        "gc_collections": [
+            a - b for a, b in zip(gc_after["collections"], gc_before["collections"])
+        ],
+        "gc_seconds_by_generation": [
+            after - before
+            for after, before in zip(
+                gc_after["seconds_by_generation"], gc_before["seconds_by_generation"]
+            )
+        ],
+        "gc_collected_per_actor": (gc_after["collected"] - gc_before["collected"]) / max(1, made),
         "rss_start": at_start,
         "rss_peak": peak,
         "rss_after_sleep": after_sleep,
@@ -153,6 +168,12 @@ def main() -> int:
     print(
         f"server CPU during creation: {figures['server_cpu_us_per_actor']:,.0f} us per actor "
         f"(every thread; 5,000/s on one core needs <= 200 us)"
+    )
+    print(
+        f"cyclic GC during creation: {figures['gc_seconds_per_10k']:.3f} s per 10,000 actors, "
+        f"collections per generation {figures['gc_collections']} "
+        f"taking {', '.join(f'{s:.3f}' for s in figures['gc_seconds_by_generation'])} s, "
+        f"{figures['gc_collected_per_actor']:.1f} objects freed by it per actor"
     )
     print(f"RSS at start: {mib(at_start)}; peak: {mib(peak)}; after sleep: {mib(after_sleep)}")
     print(f"RSS after gc.collect() + malloc_trim(0): {mib(trimmed)} (what the allocators kept "

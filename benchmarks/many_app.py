@@ -7,8 +7,11 @@
 Only when the benchmark sets ``RIVETKIT_BENCH_TRACE`` (a file path) does this module trace the
 server's Python heap: ``SIGUSR1`` starts :mod:`tracemalloc`, ``SIGUSR2`` collects garbage
 and writes the traced size and the largest allocation sites as JSON to that path, ``SIGURG``
-collects garbage and calls glibc's ``malloc_trim`` (then writes ``PATH.trimmed``). Nothing of
-this is in the package: it is the benchmark's own code, imported by ``rivetkit serve``.
+collects garbage and calls glibc's ``malloc_trim`` (then writes ``PATH.trimmed``), and
+``SIGWINCH`` writes the cyclic garbage collector's figures since the start (collections and
+seconds spent in them per generation, the total seconds, the objects they freed; from
+``gc.callbacks``) as JSON to ``PATH.gc``. Nothing of this is in the package: it is the
+benchmark's own code, imported by ``rivetkit serve``.
 """
 
 from __future__ import annotations
@@ -94,7 +97,37 @@ def _trim(signum: int, frame: Any) -> None:
         out.write("1")
 
 
+_gc_figures: dict[str, Any] = {
+    "collections": [0, 0, 0],
+    "seconds": 0.0,
+    "seconds_by_generation": [0.0, 0.0, 0.0],
+    "collected": 0,
+}
+_gc_began = [0.0]
+
+
+def _gc_callback(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_began[0] = time.perf_counter()
+        return
+    spent = time.perf_counter() - _gc_began[0]
+    _gc_figures["seconds"] += spent
+    _gc_figures["seconds_by_generation"][info["generation"]] += spent
+    _gc_figures["collections"][info["generation"]] += 1
+    _gc_figures["collected"] += info["collected"]
+
+
+def _dump_gc(signum: int, frame: Any) -> None:
+    path = os.environ["RIVETKIT_BENCH_TRACE"] + ".gc"
+    tmp = path + ".tmp"
+    with open(tmp, "w") as out:
+        json.dump(_gc_figures, out)
+    os.replace(tmp, path)
+
+
 if os.environ.get("RIVETKIT_BENCH_TRACE"):
+    gc.callbacks.append(_gc_callback)
+    signal.signal(signal.SIGWINCH, _dump_gc)
     signal.signal(signal.SIGUSR1, _start_tracing)
     signal.signal(signal.SIGUSR2, _dump_trace)
     signal.signal(signal.SIGURG, _trim)

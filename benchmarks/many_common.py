@@ -147,6 +147,19 @@ class Server:
             time.sleep(0.1)
         return dict(json.loads(self.trace_path.read_text()))
 
+    def gc_figures(self) -> dict[str, Any]:
+        """The server's garbage collector so far (``SIGWINCH``, see ``many_app.py``):
+        ``collections`` per generation, ``seconds`` spent collecting, objects ``collected``."""
+        path = Path(str(self.trace_path) + ".gc")
+        path.unlink(missing_ok=True)
+        os.kill(self.pid, signal.SIGWINCH)
+        deadline = time.monotonic() + 60
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise SystemExit("the server wrote no GC figures within 60 s")
+            time.sleep(0.02)
+        return dict(json.loads(path.read_text()))
+
     def trim(self) -> int:
         """The server's RSS after ``gc.collect()`` and ``malloc_trim(0)`` (``SIGURG``)."""
         done = Path(str(self.trace_path) + ".trimmed")
