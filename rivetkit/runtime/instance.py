@@ -52,6 +52,7 @@ from rivetkit.runtime.queue import ActorQueue
 from rivetkit.runtime.schedule import ActorSchedule
 from rivetkit.runtime.sleep_policy import SleepPolicy
 from rivetkit.runtime.state_guard import StateGuard
+from rivetkit.runtime.teardown import release
 from rivetkit.runtime.timers import SleepTimers
 from rivetkit.traces import traced, traces_for
 
@@ -691,3 +692,4 @@ class ActorInstance:
         self.persistence.notify_savers(final_error)  # a failed final save acknowledges nothing
         if self._on_stopped is not None:
             self._on_stopped(self)
+        release(self)  # no reference cycles left: freed as soon as nothing holds it

@@ -138,8 +138,8 @@ class ActorQueue:
         self._changed: asyncio.Future[None] | None = None
         self._abort_watch: asyncio.Task[None] | None = None
         self._closed = False
-        # The coalesced write of this loop turn (see _write).
-        self._batch = QueueWriteBatch(owner, self._metadata)
+        # The coalesced write of this loop turn (see _write; made on the first write).
+        self._batch: QueueWriteBatch | None = None
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -204,7 +204,10 @@ class ActorQueue:
         on_done: Callable[[BaseException | None], None],
     ) -> asyncio.Future[None]:
         """Add ``puts``/``deletes`` to this loop turn's write (see :class:`QueueWriteBatch`)."""
-        return self._batch.add(puts, deletes, on_done)
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = QueueWriteBatch(self._owner, self._metadata)
+        return batch.add(puts, deletes, on_done)
 
     def _notify(self) -> None:
         changed = self._changed
@@ -654,7 +657,8 @@ class ActorQueue:
         self._size = 0
         self._outstanding.clear()
         gone = [message_key(i) for i in idents]
-        self._batch.drop_puts(gone)  # sends of this turn not written yet: never write them
+        if self._batch is not None:
+            self._batch.drop_puts(gone)  # sends of this turn not written yet: never write them
         self._drop_waiters(idents)
         await self._write((), gone, _ignore)
 
@@ -682,6 +686,12 @@ class ActorQueue:
             self._abort_watch.cancel()
             self._abort_watch = None
         self._notify()
+
+    def release(self) -> None:
+        """The actor stopped (:mod:`.teardown`): drop the idle write batch (it holds us)."""
+        batch = self._batch
+        if batch is not None and not batch.pending:
+            self._batch = None
 
 
 def _ignore(error: BaseException | None) -> None:

@@ -73,6 +73,11 @@ class QueueWriteBatch:
         self._deletes.extend(deletes)
         return done
 
+    @property
+    def pending(self) -> bool:
+        """Changes were added whose write has not been submitted yet."""
+        return bool(self._waiters)
+
     def drop_puts(self, gone: Collection[bytes]) -> None:
         """Never write the puts of keys in ``gone`` that this turn has not written yet."""
         if self._puts:

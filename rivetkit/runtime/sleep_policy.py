@@ -11,6 +11,7 @@ waits on it for quiet (:meth:`SleepPolicy.wait_for_quiet`).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["SleepPolicy"]
 
 T = TypeVar("T")
+_actor_log = logging.getLogger("rivetkit.actor")
 
 
 class SleepPolicy:
@@ -145,7 +147,8 @@ class SleepPolicy:
             self._idle_pending = True
             self._timers.arm(owner.actor_id, deadline)
             return
-        owner.log.debug("idle for %g s: going to sleep", owner.options.sleep_timeout)
+        if _actor_log.isEnabledFor(logging.DEBUG):  # owner.log is made on first use
+            owner.log.debug("idle for %g s: going to sleep", owner.options.sleep_timeout)
         owner.request_sleep()
 
     def activity_changed(self) -> None:
