@@ -71,7 +71,45 @@ def unencodable(c: Any) -> Any:
     return {1, 2}
 
 
-registry = setup(use=[probe])
+@probe.action
+async def pause(c: Any, value: Any = None) -> Any:
+    """Suspends once (the rest of it runs within the action's timeout)."""
+    await asyncio.sleep(0)
+    c.state["log"].append(value)
+    return value
+
+
+@probe.action(name="ownTimeout")
+async def own_timeout(c: Any) -> None:
+    raise TimeoutError("raised by the action itself")
+
+
+@probe.action(name="badState")
+def bad_state(c: Any) -> None:
+    c.state["log"].append({1, 2})  # cannot be saved: refused, the state restored
+
+
+@probe.action(name="badStateLater")
+async def bad_state_later(c: Any) -> None:
+    await asyncio.sleep(0)
+    c.state["log"].append({3})
+
+
+slow = actor("slow", state={"n": 0}, options=ActorOptions(action_timeout=0.05))
+
+
+@slow.action
+async def nap(c: Any) -> None:
+    c.state["n"] += 1
+    await asyncio.sleep(2)
+
+
+@slow.action
+def peek(c: Any) -> int:
+    return int(c.state["n"])
+
+
+registry = setup(use=[probe, slow])
 
 
 class Background:
@@ -139,9 +177,15 @@ def query(key: str) -> str:
 
 
 def action_request(
-    key: str, name: str, body: bytes, headers: list[tuple[str, str]], method: str = "POST"
+    key: str,
+    name: str,
+    body: bytes,
+    headers: list[tuple[str, str]],
+    method: str = "POST",
+    actor_name: str = "probe",
 ) -> bytes:
-    lines = [f"{method} /gateway/probe/action/{name}?{query(key)} HTTP/1.1", "host: 127.0.0.1"]
+    path = f"/gateway/{actor_name}/action/{name}?{query(key)}"
+    lines = [f"{method} {path} HTTP/1.1", "host: 127.0.0.1"]
     lines += [f"{k}: {v}" for k, v in headers]
     lines.append(f"content-length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
@@ -169,12 +213,18 @@ def counted(fn: Any, taken: list[bool]) -> Any:
     return serve
 
 
-def run_on(background: Background, road: Any, request_of: Any) -> tuple[bytes, str, str, Any]:
+def run_on(
+    background: Background, road: Any, request_of: Any, actor_name: str = "probe"
+) -> tuple[bytes, str, str, Any]:
     """Warm a fresh actor (its route cached), switch the road, send the request; the answer,
     the actor's id and key, and the change of the actor name's metric lines meanwhile."""
     key = f"k{next(_keys):08d}"  # one length: the answers hold it
     address = _address(background)
-    warm = exchange(address, action_request(key, "getLog", b"{}", [("x-rivet-encoding", "json")]))
+    warm_action = "getLog" if actor_name == "probe" else "peek"
+    warm = exchange(
+        address,
+        action_request(key, warm_action, b"{}", [("x-rivet-encoding", "json")], "POST", actor_name),
+    )
     assert warm.startswith(b"HTTP/1.1 200 "), warm
     actor_id = next(
         line.split(b": ", 1)[1].decode()
@@ -182,13 +232,13 @@ def run_on(background: Background, road: Any, request_of: Any) -> tuple[bytes, s
         if line.lower().startswith(b"x-rivet-actor:")
     )
     app = background.endpoint.app
-    before = metric_lines(background)
+    before = metric_lines(background, actor_name)
     app._serve_action = road
     try:
         answer = exchange(address, request_of(key))
     finally:
         app._serve_action = None
-    after = metric_lines(background)
+    after = metric_lines(background, actor_name)
     delta = {name: after[name] - before.get(name, 0.0) for name in after}
     return answer, actor_id, key, {name: v for name, v in delta.items() if v}
 
@@ -198,17 +248,21 @@ def _address(background: Background) -> tuple[str, int]:
     return host.removeprefix("http://"), int(port)
 
 
-def metric_lines(background: Background) -> dict[str, float]:
-    """The metric lines of the ``probe`` actors (durations left out: they vary)."""
+#: The metric families a request moves: its action's outcome and its temporary connection.
+_PER_REQUEST = ("rivetkit_actor_action", "rivetkit_actor_connections")
+
+
+def metric_lines(background: Background, actor_name: str) -> dict[str, float]:
+    """The per-request metric lines of the ``actor_name`` actors (durations left out)."""
     from rivetkit.metrics.exposition import render
 
     metrics = background.endpoint.app.runtime.metrics
     if metrics is None:
         return {}
     lines: dict[str, float] = {}
-    for line in render(metrics, "probe").decode().splitlines():
-        if line.startswith("#") or "_seconds" in line:
-            continue
+    for line in render(metrics, actor_name).decode().splitlines():
+        if not line.startswith(_PER_REQUEST) or "_seconds" in line:
+            continue  # (saves and sleeps of earlier actors may land meanwhile)
         name, _, value = line.rpartition(" ")
         lines[name] = float(value)
     return lines
@@ -237,7 +291,10 @@ values = st.recursive(
 def requests(draw: st.DrawFn) -> tuple[str, bytes, list[tuple[str, str]], bool]:
     """(action name, body, headers, whether the fast road must take it)."""
     name = draw(
-        st.sampled_from(["echo", "add", "fail", "crash", "params", "getLog", "nope", "unencodable"])
+        st.sampled_from(
+            ["echo", "add", "fail", "crash", "params", "getLog", "nope", "unencodable", "pause"]
+        )
+        | st.sampled_from(["ownTimeout", "badState", "badStateLater"])
         | st.sampled_from(["a%20b", "echo%zz", "%C3%A9"])
     )
     encoding = draw(st.sampled_from(["json", "cbor", "bare", None, "xml"]))
@@ -321,3 +378,28 @@ def test_fast_road_is_taken(server: Background) -> None:
         )
         assert taken == [True], label
         assert answer.endswith(b'\r\n\r\n{"output":1}'), answer
+
+
+def test_fast_road_times_out_as_the_ordinary_one(server: Background) -> None:
+    """An action past its ``action_timeout``: the same answer, metric lines and state."""
+    answers = {}
+    after = {}
+    for label, road in roads(server).items():
+        taken: list[bool] = []
+        answer, actor_id, key, metrics = run_on(
+            server,
+            None if road is None else counted(road, taken),
+            lambda key: action_request(
+                key, "nap", b'{"args":[]}', [("x-rivet-encoding", "json")], "POST", "slow"
+            ),
+            "slow",
+        )
+        assert b"action_timed_out" in answer, answer
+        answers[label] = neutral(answer, actor_id, key)
+        after[label] = metrics
+        if road is not None:
+            assert taken == [True], label
+    assert answers["pure"] == answers["ordinary"]
+    assert answers["compiled"] == answers["ordinary"]
+    assert after["pure"] == after["ordinary"]
+    assert after["compiled"] == after["ordinary"]
