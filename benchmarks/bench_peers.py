@@ -385,8 +385,8 @@ def comparison(
 
     def side(label: str, rates: list[float], rounds: list[dict[str, float]]) -> dict[str, Any]:
         summary: dict[str, Any] = {"label": label, "median": statistics.median(rates)}
-        for field in ("server_cpu_ms", "engine_cpu_ms"):
-            values = [r[field] for r in rounds if field in r]
+        for field in ("server_cpu_ms", "engine_cpu_ms", "p50_ms", "p99_ms"):
+            values = [r[field] for r in rounds if field in r and not math.isnan(r[field])]
             if values:
                 summary[field] = statistics.median(values)
         summary["rounds"] = rounds
@@ -413,10 +413,17 @@ def print_row(row: dict[str, Any]) -> None:
         print(f"{row['title']}: SKIPPED ({row['skipped']})", flush=True)
         return
     rounds = " ".join(f"{r:.2f}" for r in row["ratio_rounds"])
+    ours, peer = row["ours"], row["peer"]
+    latency = ""
+    if all(field in side for side in (ours, peer) for field in ("p50_ms", "p99_ms")):
+        latency = (
+            f"; latency p50/p99 ms: ours {ours['p50_ms']:.1f}/{ours['p99_ms']:.1f}, "
+            f"peer {peer['p50_ms']:.1f}/{peer['p99_ms']:.1f}"
+        )
     print(
-        f"{row['title']}: ours {row['ours']['median']:,.0f} {row['unit']}, "
-        f"{row['peer']['label']} {row['peer']['median']:,.0f}, "
-        f"ratio {row['ratio']:.2f} (rounds {rounds})",
+        f"{row['title']}: ours {ours['median']:,.0f} {row['unit']}, "
+        f"{peer['label']} {peer['median']:,.0f}, "
+        f"ratio {row['ratio']:.2f} (rounds {rounds}){latency}",
         flush=True,
     )
 
