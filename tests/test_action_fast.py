@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -403,3 +405,16 @@ def test_fast_road_times_out_as_the_ordinary_one(server: Background) -> None:
     assert answers["compiled"] == answers["ordinary"]
     assert after["pure"] == after["ordinary"]
     assert after["compiled"] == after["ordinary"]
+
+
+def test_compiled_twin_is_the_pure_code() -> None:
+    """The .pyx is the pure twin's code compiled (annotations dropped): the two cannot drift."""
+    root = Path(__file__).resolve().parent.parent / "rivetkit"
+    pure = (root / "server" / "_action_fast_py.py").read_text()
+    compiled = (root / "_speedups" / "_action_fast.pyx").read_text()
+
+    def code(source: str) -> str:
+        body = source.split('__all__ = ["serve_action"]', 1)[1]
+        return re.sub(r"async def serve_action\([^)]*\)[^:]*:", "async def serve_action():", body)
+
+    assert code(compiled) == code(pure)

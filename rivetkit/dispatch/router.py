@@ -370,6 +370,7 @@ class Dispatcher:
         )
 
     async def _action(self, actor_id: str, request: Request, name: str) -> Response:
+        # rivetkit/server/_action_fast_py.py repeats these steps (its twin too): change both.
         encoding, raw_params = _action_headers(request.headers.raw)
         if encoding not in ENCODINGS:
             raise _unsupported_encoding(encoding)
