@@ -213,9 +213,10 @@ class TraceStorage:
         records[:0] = starts
         return running
 
-    def _seal(self, *, with_running: bool = False) -> None:
+    def _seal(self, *, with_running: bool = False, spawn: bool = True) -> None:
         """Close the current chunk and hand it to the writer (``with_running``: even when
-        it holds nothing but the starts of running spans)."""
+        it holds nothing but the starts of running spans; ``spawn``: start a writer task
+        if none runs, else the caller writes :attr:`pending` itself)."""
         if not self._records:
             if not with_running or all(s.start_ref is not None for s in self.running()):
                 return
@@ -233,7 +234,7 @@ class TraceStorage:
         pending.append(Sealed(self._bucket, self._chunk_id, records, running))
         if len(pending) > MAX_PENDING:
             del pending[1]  # pending[0] may be the one being written
-        if self._writer is None or self._writer.done():
+        if spawn and (self._writer is None or self._writer.done()):
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
@@ -311,10 +312,19 @@ class TraceStorage:
     async def close(self, timeout: float = 5.0) -> None:
         """Flush (for at most ``timeout`` seconds: a store that hangs does not hold the
         actor's stop; what is not written then is lost), then record nothing more."""
-        self._seal(with_running=True)
-        # As flush, waiting on the writer task itself: no task of its own (one per stop).
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        writer = self._writer
+        if (writer is None or writer.done()) and asyncio.current_task() is not None:
+            # No writer task runs: the stop writes the last chunks itself (no task per
+            # stop). Meanwhile its own task is the writer, so that a chunk sealed by a span
+            # ending now is written by it too, and a flush waits for it.
+            self._seal(with_running=True, spawn=False)
+            if self.pending:
+                await self._write_own(deadline, timeout)
+        else:
+            self._seal(with_running=True)
+        # A writer task already running: waited on itself (no task of its own either).
         writer = self._writer
         while writer is not None and not writer.done():
             done, _ = await asyncio.wait((writer,), timeout=max(0.0, deadline - loop.time()))
@@ -328,6 +338,40 @@ class TraceStorage:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    async def _write_own(self, deadline: float, timeout: float) -> None:
+        """Write :attr:`pending` in the calling task, by ``deadline`` (loop time).
+
+        The deadline cancels the task's write, as ``asyncio.timeout_at`` would (Python
+        3.11+; not in 3.10): a cancellation from elsewhere still propagates."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._writer = task
+        loop = asyncio.get_running_loop()
+        cancelling = getattr(task, "cancelling", None)
+        before = cancelling() if cancelling is not None else 0
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        handle = loop.call_at(deadline, expire)
+        try:
+            await self._write_pending()
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            uncancel = getattr(task, "uncancel", None)
+            if uncancel is not None and uncancel() > before:
+                raise  # cancelled from elsewhere too
+            logger.warning("trace chunks not written within %g s of the stop: dropped", timeout)
+            self.pending.clear()
+        finally:
+            handle.cancel()
+            if self._writer is task:
+                self._writer = None
 
 
 class ActorTraces(TraceStorage, SpanRecorder):

@@ -1,0 +1,169 @@
+"""An actor's trace recorder writes its last chunk in the stop's own task
+(rivetkit/traces/recorder.py, ``TraceStorage.close``): no task per stop, every sealed chunk
+written once, a flush meanwhile waits for it, a running writer task is still waited on."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Any
+
+import pytest
+
+from rivetkit.traces import ActorTraces
+from rivetkit.traces.schema import CHUNK
+
+pytestmark = pytest.mark.asyncio
+
+
+class MemoryStore:
+    """A dict as the actor KV, counting writes."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+        self.writes = 0
+
+    async def write(self, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
+        self.writes += 1
+        await asyncio.sleep(0)  # a real store answers later
+        for key in deletes:
+            self.data.pop(key, None)
+        self.data.update(puts)
+
+    async def list(
+        self, start: bytes, end: bytes | None, *, reverse: bool = False, limit: int | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        out = sorted(
+            (k, v) for k, v in self.data.items() if k >= start and (end is None or k < end)
+        )
+        if reverse:
+            out.reverse()
+        return out[:limit] if limit is not None else out
+
+
+def _records(store: MemoryStore) -> int:
+    return sum(len(CHUNK.decode(value).records) for value in store.data.values())
+
+
+class _TaskCounter:
+    def __init__(self) -> None:
+        self.names: collections.Counter[str] = collections.Counter()
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        self.names[getattr(coro, "__qualname__", "?")] += 1
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+
+async def test_close_writes_the_last_chunk_in_its_own_task() -> None:
+    store = MemoryStore()
+    recorder = ActorTraces(store)
+    await recorder.preload()
+    recorder.instant("action", "increment")
+    loop = asyncio.get_running_loop()
+    counter = _TaskCounter()
+    previous = loop.get_task_factory()
+    loop.set_task_factory(counter)
+    try:
+        await recorder.close()
+    finally:
+        loop.set_task_factory(previous)
+    assert counter.names == collections.Counter()
+    assert recorder.closed and not recorder.pending and recorder._writer is None
+    assert store.writes == 1 and _records(store) == 2  # SpanStart, SpanEnd
+
+
+async def test_a_chunk_sealed_during_the_close_is_written_by_it_once() -> None:
+    store = MemoryStore()
+    recorder = ActorTraces(store)
+    recorder.instant("action", "first")
+    original = store.write
+    sealed_during = False
+
+    async def write(puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
+        nonlocal sealed_during
+        if not sealed_during:  # a span of another task ends while the close writes
+            sealed_during = True
+            recorder.instant("action", "second")
+            recorder._seal()
+            assert len(recorder.pending) == 2  # no second writer took it
+        await original(puts, deletes)
+
+    store.write = write  # type: ignore[method-assign]
+    await recorder.close()
+    assert store.writes == 2 and _records(store) == 4 and not recorder.pending
+
+
+async def test_a_flush_during_the_close_waits_for_its_write() -> None:
+    store = MemoryStore()
+    recorder = ActorTraces(store)
+    recorder.instant("action", "increment")
+    release = asyncio.Event()
+    original = store.write
+
+    async def write(puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
+        await release.wait()
+        await original(puts, deletes)
+
+    store.write = write  # type: ignore[method-assign]
+    closing = asyncio.ensure_future(recorder.close())
+    await asyncio.sleep(0)
+    flushing = asyncio.ensure_future(recorder.flush())
+    await asyncio.sleep(0.01)
+    assert not flushing.done()
+    release.set()
+    await asyncio.gather(closing, flushing)
+    assert _records(store) == 2 and recorder.closed
+
+
+async def test_close_waits_for_a_writer_task_already_running() -> None:
+    store = MemoryStore()
+    recorder = ActorTraces(store)
+    release = asyncio.Event()
+    original = store.write
+
+    async def write(puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
+        await release.wait()
+        await original(puts, deletes)
+
+    store.write = write  # type: ignore[method-assign]
+    recorder.instant("action", "first")
+    recorder._seal()  # a writer task now writes it, held by the store
+    writer = recorder._writer
+    assert writer is not None and not writer.done()
+    recorder.instant("action", "second")
+    closing = asyncio.ensure_future(recorder.close())
+    await asyncio.sleep(0.01)
+    assert not closing.done()
+    release.set()
+    await closing
+    assert writer.done() and _records(store) == 4 and recorder.closed
+
+
+async def test_close_gives_up_on_a_hanging_store_in_its_own_task() -> None:
+    class Hanging(MemoryStore):
+        async def write(self, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
+            await asyncio.Event().wait()
+
+    recorder = ActorTraces(Hanging())
+    recorder.instant("action", "increment")
+    await recorder.close(timeout=0.05)
+    assert recorder.closed and not recorder.pending and recorder._writer is None
+    # The close's own task was not left cancelled.
+    task = asyncio.current_task()
+    assert task is not None and not getattr(task, "cancelling", lambda: 0)()
+    await asyncio.sleep(0)
+
+
+async def test_a_cancelled_close_leaves_no_writer_behind() -> None:
+    class Hanging(MemoryStore):
+        async def write(self, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
+            await asyncio.Event().wait()
+
+    recorder = ActorTraces(Hanging())
+    recorder.instant("action", "increment")
+    closing = asyncio.ensure_future(recorder.close())
+    await asyncio.sleep(0.01)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert recorder._writer is None
