@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rivetkit.errors import RivetError
 from rivetkit.metrics.counters import MetricsOptions, RuntimeMetrics
+from rivetkit.runtime import gc_tuning
 from rivetkit.runtime.call_chain import SerialLock
 from rivetkit.runtime.instance import ActorInstance, Phase
 from rivetkit.runtime.lifecycle_times import LifecycleTimes
@@ -66,6 +67,10 @@ class Runtime:
         #: what is kept per live actor elsewhere (the server's routes, the dispatcher's
         #: response headers) is dropped with it: a sleeping actor holds next to nothing.
         self.stop_listeners: list[Callable[[str], None]] = []
+        # Bound once: each instance keeps them (a bound method per actor otherwise).
+        self._forget_cb = self._forget
+        self._client_cb = self._client
+        self._gc_tuned = False  # holds gc_tuning (between start and stop)
         #: Prometheus counters (None: off). ``metrics``: options, True/False, or None for
         #: :meth:`MetricsOptions.from_env` (``RIVETKIT_METRICS=0`` turns them off).
         if metrics is None or metrics is True:
@@ -77,8 +82,17 @@ class Runtime:
         )
 
     async def start(self) -> None:
-        """Start the driver (it may start actors whose alarms are due)."""
-        await self.driver.start(self)
+        """Start the driver (it may start actors whose alarms are due); the collector's
+        first threshold is raised meanwhile (:mod:`~rivetkit.runtime.gc_tuning`)."""
+        if not self._gc_tuned:
+            self._gc_tuned = True
+            gc_tuning.acquire()
+        try:
+            await self.driver.start(self)
+        except BaseException:
+            self._gc_tuned = False
+            gc_tuning.release()
+            raise
 
     async def stop(self) -> None:
         """Stop every actor gracefully (state saved) and close the driver."""
@@ -86,6 +100,9 @@ class Runtime:
             await self.driver.stop()
         finally:
             self.sleep_timers.close()
+            if self._gc_tuned:
+                self._gc_tuned = False
+                gc_tuning.release()
 
     # -- ActorHost -------------------------------------------------------------------------
 
@@ -114,12 +131,12 @@ class Runtime:
             self.driver,
             record,
             generation,
-            on_stopped=self._forget,
+            on_stopped=self._forget_cb,
             clock=self.clock,
             sleep_timers=self.sleep_timers,
         )
         instance.conn_alive = self.conn_alive
-        instance.context.bind_client(self._client)
+        instance.context.bind_client(self._client_cb)
         if definition.options.serial:  # refuses call cycles instead of deadlocking
             instance._serial = SerialLock(record.actor_id, f"{record.name}{record.key!r}")
         if self.metrics is not None:
