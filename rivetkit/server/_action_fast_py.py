@@ -24,7 +24,7 @@ from rivetkit.dispatch.http import Response, incoming_too_long
 from rivetkit.dispatch.router import _action_headers, _ephemeral_conn_id
 from rivetkit.errors import EncodeError
 from rivetkit.protocol.http_bodies import http_action_request_from, http_action_response_to
-from rivetkit.protocol.trees import ENCODINGS
+from rivetkit.protocol.trees import ENCODINGS, JSON_SCAN, plain_args
 from rivetkit.protocol.value_errors import invalid_output
 from rivetkit.runtime.phase import Phase
 from rivetkit.schemas import conn_params_of
@@ -99,7 +99,9 @@ async def serve_action(app: Any, scope: Any, receive: Any, send: Any, max_body: 
         cap = max_body if limit is None or limit > max_body else limit
         if len(body) > cap:
             raise incoming_too_long(cap)
-        args = http_action_request_from(body, encoding)
+        args = _json_args(body) if encoding == "json" else None
+        if args is None:
+            args = http_action_request_from(body, encoding)
         params = None if raw_params is None else conn_params_bytes(raw_params)
         params = conn_params_of(instance.definition, params)
         conn_id = _ephemeral_conn_id()
@@ -131,3 +133,21 @@ async def serve_action(app: Any, scope: Any, receive: Any, send: Any, max_body: 
     if respond(cycle, 200, headers, payload):
         return 200
     return Response._raw(200, headers, payload)
+
+
+def _json_args(body: bytes) -> list[Any] | None:
+    """The args of a json action body in the common case (UTF-8 text holding one object, no
+    surrounding whitespace, its ``args`` a list that JSON-compat decoding leaves as it is):
+    what ``http_action_request_from`` returns for it, without its layers. None for any other
+    body: ``http_action_request_from`` decides then, errors included."""
+    try:
+        text = body.decode("utf-8")
+        value, end = JSON_SCAN(text, 0)
+    except (UnicodeDecodeError, StopIteration, ValueError, RecursionError):
+        return None
+    if end != len(text) or type(value) is not dict:
+        return None
+    args = value.get("args")
+    if type(args) is list and plain_args(args):
+        return args
+    return None
