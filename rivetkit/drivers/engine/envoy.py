@@ -254,6 +254,12 @@ class EnvoyClient:
             raise
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the envoy was started in (its socket's callbacks run there), or
+        None before :meth:`start`."""
+        return self._loop
+
+    @property
     def closed(self) -> bool:
         """True once closed or evicted (no more reconnects)."""
         return self._closing or self._evicted

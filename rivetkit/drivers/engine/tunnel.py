@@ -335,13 +335,28 @@ class Tunnel:
             headers=request_headers(start.headers),
             body=body,
         )
-        task = asyncio.get_running_loop().create_task(
-            self._serve_http(key, message_id, start.actor_id, request)
-        )
+        loop = self._loop_now()
+        task = loop.create_task(self._serve_http(key, message_id, start.actor_id, request, loop))
         self._requests[key] = task
 
+    def _loop_now(self) -> asyncio.AbstractEventLoop:
+        """The envoy's event loop, where every tunnel message arrives (without
+        ``asyncio.get_running_loop``'s ``getpid`` call of Python 3.11 on each request); the
+        running loop when no started envoy is attached."""
+        envoy = self._envoy
+        if envoy is not None:
+            loop = envoy.loop
+            if loop is not None:
+                return loop
+        return asyncio.get_running_loop()
+
     async def _serve_http(
-        self, key: bytes, message_id: MessageId, actor_id: str, request: Request
+        self,
+        key: bytes,
+        message_id: MessageId,
+        actor_id: str,
+        request: Request,
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
         try:
             dispatcher = self.dispatcher
@@ -369,7 +384,7 @@ class Tunnel:
         except asyncio.CancelledError:
             pass  # aborted by the gateway: nothing to answer
         finally:
-            if self._requests.get(key) is asyncio.current_task():
+            if self._requests.get(key) is asyncio.current_task(loop):
                 del self._requests[key]
             self._streams.pop(key, None)
 
