@@ -13,7 +13,9 @@ All in milliseconds since the epoch. :class:`LifecycleTimes` keeps them in memor
 this process started (at most :data:`MAX_ACTORS`: the longest-asleep are forgotten first); an
 actor that has not run in this process (it slept before a restart, or was created and not
 woken yet), or was forgotten, is reported asleep since the later of its creation and the
-start of this process.
+start of this process. Sleeping actors with ids of the drivers' shape are kept in a
+:class:`~rivetkit.runtime.sleeper_table.SleeperTable` (no object per sleeper), the others
+in a dict.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from typing import Any, Final
+
+from rivetkit.runtime.sleeper_table import SleeperTable, pack_id
 
 __all__ = ["MAX_ACTORS", "LifecycleTimes"]
 
@@ -59,7 +63,7 @@ def _unpack(entry: _Entry) -> tuple[int | None, int | None, int | None]:
 class LifecycleTimes:
     """The lifecycle moments of the actors of one runtime (see the module docstring)."""
 
-    __slots__ = ("_clock", "_since", "_times")
+    __slots__ = ("_clock", "_since", "_sleepers", "_times")
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
@@ -67,6 +71,7 @@ class LifecycleTimes:
         #: seen running here.
         self._since = self._now()
         self._times: dict[str, _Entry] = {}  # actor id -> its moments (see _Entry)
+        self._sleepers = SleeperTable()  # sleepers whose id packs (pack_id), not in _times
 
     def _now(self) -> int:
         return int(self._clock() * 1000)
@@ -74,9 +79,16 @@ class LifecycleTimes:
     def _running(self, actor_id: str) -> list[int | None] | None:
         """The actor's entry as a list (a sleeper's is unpacked); None when unknown."""
         entry = self._times.get(actor_id)
-        if entry is None or isinstance(entry, list):
+        if isinstance(entry, list):
             return entry
-        start, _, _ = _unpack(entry)
+        if entry is None:
+            key = pack_id(actor_id)
+            moments = None if key is None else self._sleepers.pop(key)
+            if moments is None:
+                return None
+            start: int | None = moments[0]
+        else:
+            start, _, _ = _unpack(entry)
         times: list[int | None] = [start, None, None]
         self._times[actor_id] = times
         return times
@@ -112,29 +124,55 @@ class LifecycleTimes:
         """The actor stopped (asleep, or destroyed: then :meth:`forget` follows)."""
         now = self._now()
         all_times = self._times
+        sleepers = self._sleepers
+        key = pack_id(actor_id)
         entry = all_times.pop(actor_id, None)  # re-inserted last: the newest sleeper
-        start = None if entry is None else _unpack(entry)[0]
-        all_times[actor_id] = _asleep(start, now)
-        if len(all_times) > MAX_ACTORS:
+        if entry is not None:
+            start = _unpack(entry)[0]
+        else:
+            moments = None if key is None else sleepers.pop(key)
+            start = None if moments is None else moments[0]
+        if key is not None and sleepers.fits(start, now):
+            sleepers.put(key, start, now)
+        else:
+            all_times[actor_id] = _asleep(start, now)
+        if len(all_times) + len(sleepers) > MAX_ACTORS:
             self._evict()
 
     def _evict(self) -> None:
         # The oldest sleepers go first (running actors are skipped): they are reported
         # asleep since this process started from then on.
         all_times = self._times
+        in_dict: tuple[str, int | None] | None = None
         for actor_id in list(itertools.islice(all_times, 64)):
-            if _unpack(all_times[actor_id])[1] is None:
-                del all_times[actor_id]
-                return
+            _, connectable, sleep = _unpack(all_times[actor_id])
+            if connectable is None:
+                in_dict = actor_id, sleep
+                break
+        oldest = self._sleepers.oldest()
+        if oldest is not None and (
+            in_dict is None or (in_dict[1] is not None and oldest[1] <= in_dict[1])
+        ):
+            self._sleepers.pop(oldest[0])
+        elif in_dict is not None:
+            del all_times[in_dict[0]]
 
     def forget(self, actor_id: str) -> None:
         """The actor was destroyed: nothing more to report but its ``destroy_ts``."""
         self._times.pop(actor_id, None)
+        key = pack_id(actor_id)
+        if key is not None:
+            self._sleepers.pop(key)
 
     def fields(self, actor_id: str, create_ts: int, destroy_ts: int | None) -> dict[str, Any]:
         """``start_ts``, ``connectable_ts``, ``sleep_ts`` and ``pending_allocation_ts`` of
         the actor, as the engine's actor JSON has them."""
         entry = self._times.get(actor_id)
+        if entry is None:
+            key = pack_id(actor_id)
+            moments = None if key is None else self._sleepers.get(key)
+            if moments is not None:
+                entry = _asleep(*moments)
         if destroy_ts is not None:
             start = None if entry is None else _unpack(entry)[0]
             return {
