@@ -24,9 +24,11 @@ from rivetkit.metrics.server import SERVER_COUNTERS
 from rivetkit.server.limits import ServerLimits
 
 try:
+    from httptools import HttpParserError, HttpParserUpgrade
     from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
-except ImportError:  # pragma: no cover - another uvicorn (our protocol is not used then)
+except ImportError:  # pragma: no cover - no httptools, another uvicorn: our protocol unused
     HIGH_WATER_LIMIT = 65536
+    HttpParserError = HttpParserUpgrade = Exception  # type: ignore[assignment,misc]
 
 __all__ = ["LIMITS_ATTRIBUTE", "HeadGuard", "limits_of"]
 
@@ -89,11 +91,11 @@ class _Warnings:
 class HeadGuard:
     """Mixin (before uvicorn's ``HttpToolsProtocol`` in the bases) enforcing the head limits
     and the connection cap. It reads the base's ``config``, ``loop``, ``transport``,
-    ``connections`` and parser callbacks, and calls through to them, except the four the
-    parser calls for every part of a request (``on_url``, ``on_header``, ``on_body``,
-    ``on_message_complete``): those do the base's few steps themselves, a call layer fewer
-    about seven times a request (``tests/test_http_guard_steps.py`` compares them with the
-    base's)."""
+    ``connections`` and parser callbacks, and calls through to them, except those called for
+    every request (``data_received``, ``on_message_begin``, ``on_url``, ``on_header``,
+    ``on_body``, ``on_message_complete``): those do the base's few steps themselves, a call
+    layer fewer about nine times a request (``tests/test_http_guard_steps.py`` compares them
+    with the base's)."""
 
     _head_due: float | None = None  # when the head being read must be complete
     _head_timer: asyncio.TimerHandle | None = None
@@ -115,6 +117,16 @@ class HeadGuard:
     cycle: Any
     flow: Any
     _should_upgrade: Callable[[], bool]
+    _unsupported_upgrade_warning: Callable[[], None]
+    _unset_keepalive_if_required: Callable[[], None]
+    logger: Any
+    scope: Any
+    asgi_version: str
+    server: Any
+    client: Any
+    scheme: str
+    root_path: str
+    app_state: dict[str, Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -151,7 +163,19 @@ class HeadGuard:
         if self._rejected:
             return
         in_head = self._head_due is not None
-        super().data_received(data)  # type: ignore[misc]
+        # The base's data_received.
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except HttpParserError:
+            message = "Invalid HTTP request received."
+            self.logger.warning(message)
+            self.send_400_response(message)
+        except HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
         if in_head and self._head_due is not None and not self._rejected:
             self._head_bytes += len(data)
             if self._head_bytes > self._limits.max_header_bytes:
@@ -160,7 +184,21 @@ class HeadGuard:
     # -- parser callbacks --------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()  # type: ignore[misc]
+        # The base's on_message_begin.
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = {
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
         if self._head_due is None:
             self._begin_head()
 
