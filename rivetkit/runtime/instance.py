@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -54,6 +53,7 @@ from rivetkit.runtime.sleep_policy import SleepPolicy
 from rivetkit.runtime.state_guard import StateGuard
 from rivetkit.runtime.teardown import release
 from rivetkit.runtime.timers import SleepTimers
+from rivetkit.runtime.token_pool import inspector_token
 from rivetkit.traces import traced, traces_for
 
 if TYPE_CHECKING:
@@ -221,9 +221,7 @@ class ActorInstance:
             await self.traces.preload()
         # The inspector token is made at the first start, as RivetKit's CoreInit does, so the
         # dashboard finds it at [3] before any inspector request (written with the snapshot).
-        token_put = (
-            [(keys.INSPECTOR_TOKEN, secrets.token_urlsafe(32).encode())] if token is None else None
-        )
+        token_put = [(keys.INSPECTOR_TOKEN, inspector_token())] if token is None else None
         saves = self.persistence
         if raw is None:
             snapshot = Actor(self.record.input, False, b"", [])
