@@ -75,6 +75,7 @@ _TWIN_SELECTORS: tuple[str, ...] = (
     "rivetkit.runtime.action_table",
     "rivetkit.runtime.queuescan",
     "rivetkit.runtime.timers",
+    "rivetkit.server.action_fast",
 )
 
 

@@ -53,7 +53,6 @@ from rivetkit.protocol.actor_keys import deserialize_key, serialize_key
 from rivetkit.runtime.lifecycle_times import LifecycleTimes
 from rivetkit.runtime.live_actors import Runtime
 from rivetkit.server import address_hints, gateway
-from rivetkit.server.action_fast import serve_action
 from rivetkit.server.asgi_io import (
     AsgiWebSocket,
     BodyChunks,
@@ -209,6 +208,11 @@ class RivetApp:
         # request resolves again: a lookup its wake does anyway)
         self._actor_routes: dict[str, list[tuple[str, bytes]]] = {}
         # The HTTP action fast road (None: every request the ordinary way; tests compare them).
+        # Imported here: its compiled twin imports rivetkit.server.http_fastpath, whose package
+        # imports this module, so a module-level import would make `import
+        # rivetkit._speedups._action_fast` alone a circular import.
+        from rivetkit.server.action_fast import serve_action
+
         self._serve_action: Callable[..., Awaitable[Any]] | None = serve_action
         # First: the dispatcher's listener drops the header lists _drop_routes reads.
         self.runtime.stop_listeners.insert(0, self._drop_routes)
