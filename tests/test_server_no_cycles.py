@@ -111,7 +111,7 @@ async def test_fast_path_still_used(monkeypatch: Any) -> None:
 
     monkeypatch.setattr("rivetkit.server.app.respond", counting)
     # The ordinary road's respond (the action fast road's: tests/test_action_fast.py).
-    monkeypatch.setattr("rivetkit.server.app.serve_action", None)
+    monkeypatch.setattr("rivetkit.server.action_fast.serve_action", None)
     async with serving() as address:
         answers = await keep_alive_actions(address, 3)
     assert all(answer.startswith(b"HTTP/1.1 200 OK") for answer in answers)
