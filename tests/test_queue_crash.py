@@ -133,7 +133,9 @@ async def test_sigkill_redelivers_an_uncompleted_message(tmp_path: Path) -> None
             await hanger.send("jobs", {"id": 2, "hang": True})
             await hanger.send("jobs", {"id": 3})
             deadline = time.monotonic() + 10
-            while await hanger.seen() != [1, 2]:  # 1 completed; 2 received, never completed
+            # 1 completed; 2 received, never completed; both saved (seen() alone is the state
+            # in memory: a kill before its save landed would lose 2's delivery).
+            while await hanger.saved() != [1, 2]:
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.02)
             assert await hanger.size() == 2  # 2 (in flight) and 3

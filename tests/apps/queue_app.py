@@ -8,7 +8,8 @@ Actors:
   delivery in its state (saved before going on), then completes the job with
   ``{"done": id}``, except a job ``{"id": n, "hang": true}`` delivered for the first time,
   which it never completes (the parent kills the process meanwhile). Actions: ``seen()`` (the
-  ids of every delivery, in order) and ``size()``.
+  ids of every delivery, in order: the state in memory), ``saved()`` (the ids whose delivery
+  this process has saved: what a SIGKILL cannot lose) and ``size()``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ def inbox_size(c: Any) -> int:
 
 
 hanger = actor("hanger", state={"seen": []})
+# Ids whose delivery this process saw saved (save_state returned): seen() reads the state in
+# memory, which has a delivery a moment before its save is durable.
+SAVED: list[int] = []
 
 
 @hanger.run
@@ -46,6 +50,7 @@ async def consume(c: Any) -> None:
         first = ident not in c.state["seen"]
         c.state["seen"].append(ident)
         await c.save_state(immediate=True)
+        SAVED.append(ident)
         if first and job.body.get("hang"):
             await asyncio.Event().wait()  # until the process is killed (or the actor aborted)
         await job.complete({"done": ident})
@@ -54,6 +59,11 @@ async def consume(c: Any) -> None:
 @hanger.action
 def seen(c: Any) -> list[int]:
     return list(c.state["seen"])
+
+
+@hanger.action
+def saved(c: Any) -> list[int]:
+    return list(SAVED)
 
 
 @hanger.action(name="size")
