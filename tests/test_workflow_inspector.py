@@ -445,6 +445,21 @@ async def _recv(ws: Any, predicate: Any) -> Any:
             return message
 
 
+async def _ws_replay(ws: Any, rid: int) -> Any:
+    """Replay from the start over the socket once the run is over (as ``_replay`` does over
+    HTTP: the stored state says "completed" a moment before the run returns, and a replay
+    meanwhile is answered by an Error naming ``actor.workflow_in_flight``)."""
+    deadline = asyncio.get_running_loop().time() + 15
+    while True:
+        await ws.send(ip.encode_to_server(ip.WorkflowReplayRequest(rid, None), 6))
+        answer = await _recv(ws, lambda m: isinstance(m, (ip.WorkflowReplayResponse, ip.Error)))
+        if isinstance(answer, ip.WorkflowReplayResponse):
+            return answer
+        assert "workflow_in_flight" in answer.message, answer
+        assert asyncio.get_running_loop().time() < deadline, answer
+        await asyncio.sleep(0.02)
+
+
 def _step_names(history: WorkflowHistory) -> set[str]:
     return {
         history.name_registry[entry.location[-1][0]]
@@ -473,8 +488,7 @@ async def test_websocket_init_requests_replay_and_pushes(
         assert answer.rid == 1 and answer.is_workflow_enabled is True
         assert answer.history == init.workflow_history
 
-        await ws.send(ip.encode_to_server(ip.WorkflowReplayRequest(2, None), 6))
-        replayed = await _recv(ws, lambda m: isinstance(m, ip.WorkflowReplayResponse))
+        replayed = await _ws_replay(ws, 2)
         assert replayed.rid == 2
         assert decode_history(replayed.history).entries == []
 
