@@ -18,12 +18,12 @@ from typing import Any
 
 import cbor2
 import pytest
-from conftest import eventually, twin
 
+from conftest import eventually, twin
 from rivetkit import ActorOptions, RivetError, actor, setup
 from rivetkit.protocol.actor_persist import QUEUE_MESSAGE, QUEUE_METADATA, QueueMetadata
 from rivetkit.protocol.actor_persist import QueueMessage as StoredMessage
-from rivetkit.runtime import _queuescan_py, keys
+from rivetkit.runtime import _queuescan_py, keys, queue_index
 from rivetkit.runtime import queue as queue_mod
 from rivetkit.runtime.context import ActorContext
 from rivetkit.runtime.instance import ActorInstance, Phase
@@ -39,8 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def qs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """The queue-scan twin the runtime's queue uses for this test."""
     module = twin(request.param, "_queuescan", _queuescan_py)
-    for name in ("message_id", "message_key", "peek_name", "scan"):
-        monkeypatch.setattr(queue_mod, name, getattr(module, name))
+    monkeypatch.setattr(queue_mod, "message_key", module.message_key)
+    for name in ("message_id", "peek_name", "scan"):
+        monkeypatch.setattr(queue_index, name, getattr(module, name))
     return module
 
 

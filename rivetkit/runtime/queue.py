@@ -49,30 +49,35 @@ a message that the actor stopped, or ``reset``, before completing), and ``actor.
 
 Its parts: :mod:`~rivetkit.runtime.queue_message` (a received message),
 :mod:`~rivetkit.runtime.queue_writes` (the coalesced write), :mod:`~rivetkit.runtime.queue_errors`,
-:mod:`~rivetkit.runtime.queue_waits` and the key-scanning twin :mod:`~rivetkit.runtime.queuescan`.
+:mod:`~rivetkit.runtime.queue_waits`, the index :mod:`~rivetkit.runtime.queue_index` and the
+key-scanning twin :mod:`~rivetkit.runtime.queuescan`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final
 
 from rivetkit.errors import RivetError, actor_error
 from rivetkit.protocol.actor_persist import QUEUE_MESSAGE, QUEUE_METADATA, QueueMetadata
 from rivetkit.protocol.actor_persist import QueueMessage as StoredMessage
 from rivetkit.protocol.values import cbor_dumps, cbor_loads
-from rivetkit.runtime import keys
 from rivetkit.runtime.queue_errors import aborted, queue_error, timed_out, waiter_dropped
+from rivetkit.runtime.queue_index import (
+    DELETING,
+    IN_FLIGHT,
+    PENDING,
+    READY,
+    IndexEntry,
+    QueueOwner,
+    load_index,
+)
 from rivetkit.runtime.queue_message import QueueMessage
 from rivetkit.runtime.queue_waits import name_filter, wait_future
 from rivetkit.runtime.queue_writes import QueueWriteBatch
-from rivetkit.runtime.queuescan import message_id, message_key, peek_name, scan
-
-if TYPE_CHECKING:
-    from rivetkit.drivers.base import Driver
+from rivetkit.runtime.queuescan import message_key
 
 __all__ = [
     "HARD_MAX_MESSAGE_SIZE",
@@ -82,40 +87,8 @@ __all__ = [
     "queue_error",
 ]
 
-logger = logging.getLogger("rivetkit.actor")
-
 #: RivetKit's hard cap on one encoded message, whatever the options say.
 HARD_MAX_MESSAGE_SIZE: Final = 128 * 1024
-
-# Where a message of the index is in its life.
-_PENDING: Final = 0  # its write is not committed yet: invisible to receivers
-_READY: Final = 1  # stored, waiting for a receiver
-_IN_FLIGHT: Final = 2  # received with completable=True, not completed yet
-_DELETING: Final = 3  # its delete is being written
-
-_END_OF_MESSAGES: Final = keys.QUEUE_MESSAGE_PREFIX[:-1] + b"\x03"
-
-
-class QueueOwner(Protocol):
-    """What the queue needs from its actor instance."""
-
-    driver: Driver
-    actor_id: str
-    options: Any
-    abort_event: asyncio.Event
-
-    def queue_wait_changed(self, delta: int) -> None:
-        """A receive started (+1) or stopped (-1) waiting; waits do not keep it awake."""
-        ...
-
-
-class _Entry:
-    __slots__ = ("encoded", "name", "state")
-
-    def __init__(self, name: str, encoded: bytes, state: int) -> None:
-        self.name = name
-        self.encoded = encoded
-        self.state = state
 
 
 class ActorQueue:
@@ -127,7 +100,7 @@ class ActorQueue:
         # Declared queue schemas (rivetkit/schemas.py); None: every name, nothing validated.
         self._schemas = getattr(getattr(owner, "definition", None), "schemas", None)
         # id -> entry of every known message, in id order (ids only grow).
-        self._messages: dict[int, _Entry] = {}
+        self._messages: dict[int, IndexEntry] = {}
         # Messages counted against max_queue_size: pending, ready, in flight (not deleting).
         self._size = 0
         # Completable messages received and not completed yet.
@@ -145,42 +118,8 @@ class ActorQueue:
 
     async def load(self) -> None:
         """Read the metadata and every queued message (called when the actor starts)."""
-        owner = self._owner
-        (raw_meta,) = await owner.driver.kv_get(owner.actor_id, [keys.QUEUE_METADATA])
-        entries = await owner.driver.kv_list(
-            owner.actor_id, keys.QUEUE_MESSAGE_PREFIX, _END_OF_MESSAGES
-        )
-        try:
-            found = scan(entries, None, len(entries), _identity)
-            messages = {ident: _Entry(peek_name(value), value, _READY) for ident, value in found}
-        except RivetError:
-            messages = self._load_tolerant(entries)
-        self._messages = dict(sorted(messages.items()))
+        self._messages, self._next_id = await load_index(self._owner)
         self._size = len(self._messages)
-        stored_next = 1
-        if raw_meta is not None:
-            try:
-                stored_next = QUEUE_METADATA.decode(raw_meta).next_id
-            except RivetError:
-                logger.warning("actor %s: unreadable queue metadata; rebuilt", owner.actor_id)
-        last = next(reversed(self._messages), 0)
-        self._next_id = max(stored_next, last + 1, 1)
-
-    def _load_tolerant(self, entries: list[tuple[bytes, bytes]]) -> dict[int, _Entry]:
-        """The messages of ``entries``, skipping (and logging) unreadable ones, as RivetKit."""
-        messages: dict[int, _Entry] = {}
-        for key, value in entries:
-            try:
-                ident = message_id(key)
-                messages[ident] = _Entry(peek_name(value), value, _READY)
-            except RivetError as exc:
-                logger.warning(
-                    "actor %s: skipping an unreadable queue entry %s: %s",
-                    self._owner.actor_id,
-                    bytes(key).hex(),
-                    exc,
-                )
-        return messages
 
     # -- state -------------------------------------------------------------------------------
 
@@ -328,7 +267,7 @@ class ActorQueue:
                 metadata={"message_id": ident},
             )
         self._next_id = ident + 1
-        entry = _Entry(name, encoded, _PENDING)
+        entry = IndexEntry(name, encoded, PENDING)
         self._messages[ident] = entry
         self._size += 1
         waiter: asyncio.Future[Any] | None = None
@@ -340,7 +279,7 @@ class ActorQueue:
             if self._messages.get(ident) is not entry:
                 return  # reset meanwhile
             if error is None:
-                entry.state = _READY
+                entry.state = READY
                 metrics = getattr(self._owner, "metrics", None)
                 if metrics is not None:
                     metrics.queue_sent += 1
@@ -374,7 +313,7 @@ class ActorQueue:
     def _pick(self, names: Collection[str] | None, count: int) -> list[int]:
         picked: list[int] = []
         for ident, entry in self._messages.items():
-            if entry.state != _READY:
+            if entry.state != READY:
                 continue
             if names is not None and entry.name not in names:
                 continue
@@ -396,10 +335,10 @@ class ActorQueue:
             )
         if completable:
             for ident in idents:
-                messages[ident].state = _IN_FLIGHT
+                messages[ident].state = IN_FLIGHT
             self._outstanding.update(idents)
         else:
-            await self._delete(idents, _READY)
+            await self._delete(idents, READY)
         metrics = getattr(self._owner, "metrics", None)
         if metrics is not None:
             metrics.queue_received += len(received)
@@ -415,7 +354,7 @@ class ActorQueue:
         recorded (same name and creation time: a receive recorded just before a crash, whose
         message was never deleted); None when it is gone, taken, or another message."""
         entry = self._messages.get(ident)
-        if entry is None or entry.state != _READY or entry.name != name:
+        if entry is None or entry.state != READY or entry.name != name:
             return None
         if QUEUE_MESSAGE.decode(entry.encoded).created_at != created_at:
             return None
@@ -428,7 +367,7 @@ class ActorQueue:
         ``previous`` (and the error is raised)."""
         entries = [self._messages[i] for i in idents]
         for entry in entries:
-            entry.state = _DELETING
+            entry.state = DELETING
         self._size -= len(entries)
 
         def deleted(error: BaseException | None) -> None:
@@ -446,7 +385,7 @@ class ActorQueue:
                     entry.state = previous
                     restored += 1
             self._size += restored
-            if restored and previous == _READY:
+            if restored and previous == READY:
                 self._notify()
 
         await self._write((), [message_key(i) for i in idents], deleted)
@@ -540,7 +479,7 @@ class ActorQueue:
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             for entry in self._messages.values():
-                if entry.state in (_READY, _IN_FLIGHT) and (wanted is None or entry.name in wanted):
+                if entry.state in (READY, IN_FLIGHT) and (wanted is None or entry.name in wanted):
                     return
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
@@ -622,7 +561,7 @@ class ActorQueue:
     async def _complete(self, message: QueueMessage, response: Any) -> None:
         ident = message.id
         entry = self._messages.get(ident)
-        if entry is None or entry.state != _IN_FLIGHT or ident not in self._outstanding:
+        if entry is None or entry.state != IN_FLIGHT or ident not in self._outstanding:
             raise queue_error("already_completed", "Queue message was already completed.")
         waiter = self._waiters.get(ident)
         if waiter is not None and response is not None:
@@ -645,7 +584,7 @@ class ActorQueue:
             if waiter is not None and not waiter.done():
                 waiter.set_result(response)
 
-        await self._delete([ident], _IN_FLIGHT, completed)
+        await self._delete([ident], IN_FLIGHT, completed)
 
     # -- maintenance -------------------------------------------------------------------------
 
@@ -678,8 +617,8 @@ class ActorQueue:
         self._closed = True
         for ident in self._outstanding:
             entry = self._messages.get(ident)
-            if entry is not None and entry.state == _IN_FLIGHT:
-                entry.state = _READY
+            if entry is not None and entry.state == IN_FLIGHT:
+                entry.state = READY
         self._outstanding.clear()
         self._drop_waiters()
         if self._abort_watch is not None:
@@ -696,7 +635,3 @@ class ActorQueue:
 
 def _ignore(error: BaseException | None) -> None:
     pass
-
-
-def _identity(value: bytes) -> bytes:
-    return value
