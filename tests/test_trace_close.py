@@ -167,3 +167,75 @@ async def test_a_cancelled_close_leaves_no_writer_behind() -> None:
     with pytest.raises(asyncio.CancelledError):
         await closing
     assert recorder._writer is None
+
+
+class SoonStore(MemoryStore):
+    """A store with ``put_soon`` (the embedded driver's way): answers at the next turn."""
+
+    def __init__(self, *, take: bool = True, fail: BaseException | None = None) -> None:
+        super().__init__()
+        self.take = take
+        self.fail = fail
+        self.soon = 0
+
+    def put_soon(self, puts: list[tuple[bytes, bytes]], done: Any) -> bool:
+        if not self.take:
+            return False
+        self.soon += 1
+        if self.fail is not None:
+            asyncio.get_running_loop().call_soon(done, False, self.fail)
+            return True
+        self.data.update(puts)
+        asyncio.get_running_loop().call_soon(done, True, None)
+        return True
+
+
+async def test_close_hands_the_last_chunk_to_put_soon() -> None:
+    store = SoonStore()
+    recorder = ActorTraces(store)
+    await recorder.preload()
+    recorder.instant("action", "increment")
+    await recorder.close()
+    assert store.soon == 1 and store.writes == 0 and _records(store) == 2
+    assert recorder.closed and not recorder.pending and recorder._writer is None
+    await asyncio.sleep(0)
+    assert recorder.write_error is None
+
+
+async def test_a_failed_put_soon_is_a_failed_write() -> None:
+    error = RuntimeError("disk full")
+    store = SoonStore(fail=error)
+    recorder = ActorTraces(store)
+    await recorder.preload()
+    recorder.instant("action", "increment")
+    await recorder.close()
+    await asyncio.sleep(0)
+    assert recorder.write_error is error and not recorder.pending
+
+
+async def test_put_soon_refused_or_unlisted_or_deleting_writes_as_before() -> None:
+    refused = SoonStore(take=False)
+    recorder = ActorTraces(refused)
+    await recorder.preload()
+    recorder.instant("action", "a")
+    await recorder.close()
+    assert refused.writes == 1 and _records(refused) == 2
+
+    unlisted = SoonStore()  # a woken actor: its stored chunks are listed at the write
+    recorder = ActorTraces(unlisted)
+    recorder.instant("action", "a")
+    await recorder.close()
+    assert unlisted.writes == 1 and unlisted.soon == 0
+
+    bounded = SoonStore()
+    bounded.data[b"x"] = b"y"  # not a chunk key: ignored by the listing
+    recorder = ActorTraces(bounded, max_bytes=1024)
+    await recorder.preload()
+    for i in range(40):  # enough chunks that the last one deletes the oldest
+        recorder.instant("action", f"action-{i}" * 10)
+        recorder._seal(spawn=False)
+    recorder._stored = [(b"\x07\x01old", 1000)]
+    recorder._stored_bytes = 1000
+    await recorder.close()
+    assert bounded.writes >= 1  # the deleting write is awaited, not handed over
+    assert not recorder.pending

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,11 @@ class DriverStore:
     async def write(self, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
         """Apply ``deletes`` then ``puts`` atomically."""
         await self.driver.kv_write(self.actor_id, puts=puts, deletes=deletes)
+
+    def put_soon(self, puts: list[tuple[bytes, bytes]], done: Callable[[bool, Any], None]) -> bool:
+        """Put ``puts`` without awaiting (the driver's ``kv_put_soon``): ``done(ok, error)``
+        on the loop once committed or failed; False, doing nothing, when the driver cannot."""
+        return self.driver.kv_put_soon(self.actor_id, puts, done)
 
     async def list(
         self, start: bytes, end: bytes | None, *, reverse: bool = False, limit: int | None = None

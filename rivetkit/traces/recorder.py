@@ -281,11 +281,24 @@ class TraceStorage:
             self.pending.pop(0)
 
     async def _write(self, sealed: Sealed) -> None:
+        stored = await self._load_stored()
+        plan = self._plan(sealed, stored)
+        if plan is None:
+            return  # a single chunk over the bound is not kept at all
+        key, data, deletes, kept, total = plan
+        await self.store.write([(key, data)], deletes)
+        self._stored_written(key, data, kept, total)
+
+    def _plan(
+        self, sealed: Sealed, stored: list[tuple[bytes, int]]
+    ) -> tuple[bytes, bytes, list[bytes], list[tuple[bytes, int]], int] | None:
+        """What writing ``sealed`` takes: ``(key, data, deletes, kept, total)`` (the oldest
+        chunks deleted while the stored total would pass the bound), or None when the chunk
+        alone is over the bound (not kept at all)."""
         from rivetkit.traces.encode import encode_chunk  # it imports this module
 
         data = encode_chunk(cast("ActorTraces", self), sealed)
         key = chunk_key(sealed.bucket, sealed.chunk_id)
-        stored = await self._load_stored()
         deletes: list[bytes] = []
         total = self._stored_bytes + len(data)
         kept = [entry for entry in stored if entry[0] != key]
@@ -295,12 +308,58 @@ class TraceStorage:
             deletes.append(old)
             total -= size
         if len(data) > self.max_bytes:
-            return  # a single chunk over the bound is not kept at all
-        await self.store.write([(key, data)], deletes)
+            return None
+        return key, data, deletes, kept, total
+
+    def _stored_written(
+        self, key: bytes, data: bytes, kept: list[tuple[bytes, int]], total: int
+    ) -> None:
         kept.append((key, len(data)))
         kept.sort()
         self._stored = kept
         self._stored_bytes = total
+
+    def _hand_over(self) -> bool:
+        """Hand :attr:`pending` to the store's ``put_soon`` (a stopping actor, no writer task
+        running): no coroutine, future or deadline timer per stop, and the puts of every
+        actor stopping in one turn of the loop reach the store together. The store runs
+        operations in submission order, so a later read or write of the actor's KV (the next
+        generation's, a destroy's) comes after them. True when nothing is left pending;
+        False when the rest must be written and awaited as before: a store without
+        ``put_soon`` or refusing it, stored chunks not listed yet, old chunks to delete, an
+        exporter to feed."""
+        put_soon = getattr(self.store, "put_soon", None)
+        stored = self._stored
+        if put_soon is None or stored is None:
+            return False
+        from rivetkit.traces import export  # it imports this module
+
+        if export.exporting():
+            return False
+        pending = self.pending
+        while pending:
+            plan = self._plan(pending[0], stored)
+            if plan is not None:
+                key, data, deletes, kept, total = plan
+                if deletes:
+                    return False
+                try:
+                    taken = put_soon([(key, data)], self._put_done)
+                except Exception as exc:  # as a failing write: the chunk is dropped
+                    self._put_done(False, exc)
+                else:
+                    if not taken:
+                        return False
+                    self._stored_written(key, data, kept, total)
+                    stored = kept
+            pending.pop(0)
+        return True
+
+    def _put_done(self, ok: bool, error: Any) -> None:
+        """The store's answer to a chunk handed over by :meth:`_hand_over`."""
+        if not ok:
+            self.write_error = error
+            logger.warning("writing a trace chunk failed (dropped): %s", error)
 
     async def flush(self) -> None:
         """Seal the current chunk (with the starts of running spans) and wait until every
@@ -316,11 +375,12 @@ class TraceStorage:
         deadline = loop.time() + timeout
         writer = self._writer
         if (writer is None or writer.done()) and asyncio.current_task() is not None:
-            # No writer task runs: the stop writes the last chunks itself (no task per
-            # stop). Meanwhile its own task is the writer, so that a chunk sealed by a span
-            # ending now is written by it too, and a flush waits for it.
+            # No writer task runs: the last chunks go to the store's put_soon when it has
+            # one (nothing awaited), else the stop writes them itself (no task per stop).
+            # Meanwhile its own task is the writer, so that a chunk sealed by a span ending
+            # now is written by it too, and a flush waits for it.
             self._seal(with_running=True, spawn=False)
-            if self.pending:
+            if self.pending and not self._hand_over():
                 await self._write_own(deadline, timeout)
         else:
             self._seal(with_running=True)
