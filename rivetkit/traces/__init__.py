@@ -39,8 +39,18 @@ __all__ = [
 ENV_SWITCH = "RIVETKIT_TRACES"
 
 
+# The environment's own dict, where the variable is usually missing: a miss there is a
+# dict lookup, where os.environ.get raises and catches a KeyError (at every actor's start).
+_ENVIRON = os.environ
+_ENV_DATA: dict[Any, str] | None = getattr(os.environ, "_data", None)
+_ENV_KEY: Any = getattr(os.environ, "encodekey", lambda key: key)(ENV_SWITCH)
+
+
 def enabled() -> bool:
     """False when ``RIVETKIT_TRACES`` says off."""
+    data = _ENV_DATA
+    if data is not None and os.environ is _ENVIRON and _ENV_KEY not in data:
+        return True
     return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "off", "no")
 
 

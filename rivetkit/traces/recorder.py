@@ -28,10 +28,12 @@ sequence number; a root span's trace id is 8 random bytes per recorder plus its 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 from collections.abc import Callable
 from random import getrandbits
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, cast
 
 from rivetkit import _twins
@@ -93,6 +95,20 @@ _BUCKET_NS: Final = BUCKET_SECONDS * 1_000_000_000
 
 #: Record marker: the start of a span still running when its chunk was sealed.
 STARTED: Final = "started"
+
+
+_late_modules: dict[str, ModuleType] = {}
+
+
+def _late(name: str) -> ModuleType:
+    """``rivetkit.traces.<name>``, a module that imports this one (:mod:`.export`,
+    :mod:`.encode`), imported at its first use and kept: a ``from ... import`` in a function
+    runs the import machinery at every call (a package's ``_handle_fromlist``, in Python),
+    twice per stopping actor."""
+    module = _late_modules.get(name)
+    if module is None:
+        module = _late_modules[name] = importlib.import_module(f"rivetkit.traces.{name}")
+    return module
 
 
 class TraceStore(Protocol):
@@ -274,8 +290,7 @@ class TraceStorage:
             except Exception as exc:
                 self.write_error = exc
                 logger.warning("writing a trace chunk failed (dropped): %s", exc)
-            from rivetkit.traces import export  # it imports this module
-
+            export = _late("export")
             if export.exporting():
                 await export.export_sealed(cast("ActorTraces", self), sealed)
             self.pending.pop(0)
@@ -295,9 +310,8 @@ class TraceStorage:
         """What writing ``sealed`` takes: ``(key, data, deletes, kept, total)`` (the oldest
         chunks deleted while the stored total would pass the bound), or None when the chunk
         alone is over the bound (not kept at all)."""
-        from rivetkit.traces.encode import encode_chunk  # it imports this module
-
-        data = encode_chunk(cast("ActorTraces", self), sealed)
+        encode = _late("encode")
+        data = encode.encode_chunk(cast("ActorTraces", self), sealed)
         key = chunk_key(sealed.bucket, sealed.chunk_id)
         deletes: list[bytes] = []
         total = self._stored_bytes + len(data)
@@ -332,8 +346,7 @@ class TraceStorage:
         stored = self._stored
         if put_soon is None or stored is None:
             return False
-        from rivetkit.traces import export  # it imports this module
-
+        export = _late("export")
         if export.exporting():
             return False
         pending = self.pending
