@@ -10,11 +10,13 @@ import asyncio
 import logging
 from typing import Any
 
+import httptools
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rivetkit.server import http_fastpath
+from rivetkit.server.http_guard import split_target
 from rivetkit.server.runner import uvicorn_config
 
 PROTOCOL = http_fastpath._build_http_protocol()
@@ -129,7 +131,21 @@ _header = st.one_of(
 @st.composite
 def request(draw: st.DrawFn) -> bytes:
     method = draw(st.sampled_from(["GET", "POST", "PUT", "HEAD"]))
-    path = draw(st.sampled_from(["/", "/a/b?x=1", "/gateway/x/action/y?q=%20", "/%41b"]))
+    path = draw(
+        st.sampled_from(
+            [
+                "/",
+                "/a/b?x=1",
+                "/gateway/x/action/y?q=%20",
+                "/%41b",
+                "/a?b?c#d",
+                "/p#f?q",
+                "http://h:1/p?q",
+                "*",
+                "/?",
+            ]
+        )
+    )
     headers = draw(st.lists(_header, max_size=6))
     size = draw(st.one_of(st.integers(0, 40), st.sampled_from([70_000])))
     chunked = draw(st.booleans()) and size > 0
@@ -190,3 +206,19 @@ def test_a_large_body_pauses_reading_as_uvicorn_does() -> None:
     assert ours == run(PROTOCOL.__mro__[2], chunks)
     assert ours[-2] is True  # read_paused
     assert ours[0][0][1] == b"x" * 70_000
+
+
+_TARGET_BYTES = [*b"/?#%*:@ \t\x7f\x80\xff", *range(0x21, 0x7F)]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_TARGET_BYTES), max_size=24), st.booleans())
+def test_split_target_is_parse_url(tail: list[int], rooted: bool) -> None:
+    url = (b"/" if rooted else b"") + bytes(tail)
+    try:
+        parsed = httptools.parse_url(url)
+    except httptools.HttpParserInvalidURLError:
+        with pytest.raises(httptools.HttpParserInvalidURLError):
+            split_target(url)
+        return
+    assert split_target(url) == (parsed.path, parsed.query or b"")

@@ -21,6 +21,7 @@ the installed uvicorn has what it builds on, and uvicorn's name otherwise.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import weakref
 from typing import Any, Final
@@ -216,6 +217,8 @@ def _build_http_protocol() -> type[Any] | None:
     needed = ("_start_asgi_task", "on_response_complete", "_unset_keepalive_if_required")
     if not all(hasattr(base, name) for name in needed):
         return None
+    if "reset_contextvars" not in base._start_asgi_task.__code__.co_names:
+        return None  # another uvicorn: its _start_asgi_task may do other steps
     _STATUS_LINES.update(status_lines)
 
     class Protocol(HeadGuard, base):  # type: ignore[misc,valid-type]
@@ -228,7 +231,17 @@ def _build_http_protocol() -> type[Any] | None:
 
         def _start_asgi_task(self, cycle: Any, app: Any) -> None:
             cycle.scope["extensions"] = {HTTP_CYCLE: weakref.ref(cycle)}
-            super()._start_asgi_task(cycle, app)
+            # The base's _start_asgi_task.
+            if self.config.reset_contextvars:
+                task = self.loop.create_task(
+                    cycle.run_asgi(app),
+                    context=contextvars.Context(),  # type: ignore[call-arg]
+                )
+            else:
+                task = self.loop.create_task(cycle.run_asgi(app))
+            tasks = self.tasks
+            task.add_done_callback(tasks.discard)
+            tasks.add(task)
 
         # Keep-alive: uvicorn arms a timer after every response and cancels it on the next
         # request; here one timer, re-armed when it fires early, checks for idleness.

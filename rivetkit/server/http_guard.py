@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -24,13 +25,14 @@ from rivetkit.metrics.server import SERVER_COUNTERS
 from rivetkit.server.limits import ServerLimits
 
 try:
-    from httptools import HttpParserError, HttpParserUpgrade
-    from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
+    from httptools import HttpParserError, HttpParserUpgrade, parse_url
+    from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, service_unavailable
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 except ImportError:  # pragma: no cover - no httptools, another uvicorn: our protocol unused
     HIGH_WATER_LIMIT = 65536
     HttpParserError = HttpParserUpgrade = Exception  # type: ignore[assignment,misc]
 
-__all__ = ["LIMITS_ATTRIBUTE", "HeadGuard", "limits_of"]
+__all__ = ["LIMITS_ATTRIBUTE", "HeadGuard", "limits_of", "split_target"]
 
 logger = logging.getLogger("rivetkit.server")
 
@@ -75,6 +77,24 @@ def refusal(status: int, group: str, code: str, message: str, metadata: dict[str
     )
 
 
+# The bytes that send a request target to httptools' parser (split_target): controls, space,
+# "#" (a fragment) and anything beyond ASCII.
+_NOT_PLAIN: Final = bytes(range(0x21)) + b"#" + bytes(range(0x7F, 0x100))
+
+
+def split_target(url: bytes) -> tuple[bytes, bytes]:
+    """``(path, query)`` of a request target, as uvicorn takes them from ``httptools.parse_url``
+    (the query ``b""`` when there is none). A plain origin-form target (``/``, then printable
+    ASCII without ``#``) is split here, without the parser's walk of every byte
+    (``tests/test_http_guard_steps.py`` compares them); any other goes to the parser, which
+    raises on what it refuses."""
+    if url[:1] == b"/" and len(url.translate(None, _NOT_PLAIN)) == len(url):
+        path, _, query = url.partition(b"?")
+        return path, query
+    parsed = parse_url(url)
+    return parsed.path, parsed.query or b""
+
+
 class _Warnings:
     """Refusal warnings, at most one per kind a second (a flood must not flood the log)."""
 
@@ -93,9 +113,9 @@ class HeadGuard:
     and the connection cap. It reads the base's ``config``, ``loop``, ``transport``,
     ``connections`` and parser callbacks, and calls through to them, except those called for
     every request (``data_received``, ``on_message_begin``, ``on_url``, ``on_header``,
-    ``on_body``, ``on_message_complete``): those do the base's few steps themselves, a call
-    layer fewer about nine times a request (``tests/test_http_guard_steps.py`` compares them
-    with the base's)."""
+    ``on_headers_complete``, ``on_body``, ``on_message_complete``): those do the base's few
+    steps themselves, a call layer fewer about ten times a request
+    (``tests/test_http_guard_steps.py`` compares them with the base's)."""
 
     _head_due: float | None = None  # when the head being read must be complete
     _head_timer: asyncio.TimerHandle | None = None
@@ -127,6 +147,15 @@ class HeadGuard:
     scheme: str
     root_path: str
     app_state: dict[str, Any]
+    app: Any
+    limit_concurrency: int | None
+    tasks: set[Any]
+    access_logger: Any
+    access_log: bool
+    server_state: Any
+    pipeline: Any
+    on_response_complete: Callable[[], None]
+    _start_asgi_task: Callable[[Any, Any], None]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -238,7 +267,49 @@ class HeadGuard:
                 {"max_connections": cap},
             )
             return
-        super().on_headers_complete()  # type: ignore[misc]
+        # The base's on_headers_complete.
+        parser = self.parser
+        http_version = parser.get_http_version()
+        scope = self.scope
+        scope["method"] = parser.get_method().decode("ascii")
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        if parser.should_upgrade() and self._should_upgrade():
+            return
+        raw_path, query = split_target(self.url)
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        root_path = self.root_path
+        scope["path"] = root_path + path
+        scope["raw_path"] = root_path.encode("ascii") + raw_path if root_path else raw_path
+        scope["query_string"] = query
+        limit = self.limit_concurrency
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            app = service_unavailable
+            message = "Exceeded concurrency limit."
+            self.logger.warning(message)
+        else:
+            app = self.app
+        existing_cycle = self.cycle
+        self.cycle = cycle = RequestResponseCycle(
+            scope=scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=http_version != "1.0" and parser.should_keep_alive(),
+            on_response=self.on_response_complete,
+        )
+        if existing_cycle is None or existing_cycle.response_complete:
+            self._start_asgi_task(cycle, app)  # the standard case
+        else:  # pipelined requests wait their turn
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, app))
 
     def on_body(self, body: bytes) -> None:
         if self._rejected:
