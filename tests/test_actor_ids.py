@@ -1,0 +1,57 @@
+"""New actor ids drawn from a pool of ``os.urandom`` bytes
+(rivetkit/drivers/embedded/tables.py, ``new_actor_id``): the engine's shape, every digit
+used evenly, never twice (a forked child included), and the key's JSON as json.dumps writes
+it."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import string
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rivetkit.drivers.embedded import tables
+
+_BASE36 = set(string.digits + string.ascii_lowercase)
+
+
+def test_ids_have_the_engine_shape_and_never_repeat() -> None:
+    ids = [tables.new_actor_id() for _ in range(20_000)]
+    assert all(len(i) == 30 and set(i) <= _BASE36 for i in ids)
+    assert len(set(ids)) == len(ids)
+
+
+def test_every_digit_is_drawn_evenly_at_every_place() -> None:
+    ids = [tables.new_actor_id() for _ in range(7_200)]
+    for place in (0, 15, 29):
+        counts = collections.Counter(i[place] for i in ids)
+        assert set(counts) == _BASE36
+        # 200 expected per digit; a deviation past 5 standard deviations (~70) means a bias.
+        assert all(130 < n < 270 for n in counts.values()), counts
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_forked_child_draws_other_ids() -> None:
+    tables.new_actor_id()  # the pool holds ids now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.write(write, tables.new_actor_id().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child) == 30
+    assert child != tables.new_actor_id()
+
+
+@given(st.lists(st.text(), max_size=4))
+def test_the_key_json_is_what_json_dumps_writes(key: list[str]) -> None:
+    assert tables._key_json(key) == json.dumps(key, ensure_ascii=False, separators=(",", ":"))
