@@ -462,3 +462,21 @@ def test_json_args_shortcut_agrees(body: bytes) -> None:
         short = twin._json_args(body)
         if short is not None:
             assert short == full and type(short) is list, body
+            again = twin._json_args(body)  # from the table of bodies seen, when small
+            assert again == full and type(again) is list and again is not short, body
+
+
+def test_json_args_table_gives_new_lists_and_stays_bounded() -> None:
+    """The table of bodies seen hands out a new list each time (a caller may change its
+    list), and holds at most its maximum of small bodies."""
+    for twin in both_twins("_action_fast", "rivetkit.server._action_fast_py"):
+        body = b'{"args":[1,"two",null,true,2.5]}'
+        first = twin._json_args(body)
+        first.append("changed")
+        assert twin._json_args(body) == [1, "two", None, True, 2.5]
+        for n in range(twin._ARGS_SEEN_MAX + 10):
+            assert twin._json_args(b'{"args":[%d]}' % n) == [n]
+            assert len(twin._ARGS_SEEN) <= twin._ARGS_SEEN_MAX
+        big = b'{"args":["%s"]}' % (b"x" * twin._ARGS_SEEN_BODY)
+        assert twin._json_args(big) == ["x" * twin._ARGS_SEEN_BODY]
+        assert big not in twin._ARGS_SEEN

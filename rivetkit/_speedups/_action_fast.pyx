@@ -5,6 +5,8 @@ Same API and behaviour, the same steps in the same order: an HTTP action from th
 request to the response bytes in one compiled coroutine (see the pure twin's docstring).
 """
 
+from typing import Any
+
 from rivetkit.dispatch.connect import conn_params_bytes, outgoing_too_long
 from rivetkit.dispatch.http import Response, incoming_too_long
 from rivetkit.dispatch.router import _action_headers, _ephemeral_conn_id
@@ -20,6 +22,12 @@ from rivetkit.server.request_log import set_actor_context
 __all__ = ["serve_action"]
 
 _STARTED = Phase.STARTED
+
+# The args of json bodies seen lately, by body (_json_args): only plain scalars, which no one
+# can change, so each request gets a new list of the same items. Small bodies, a bounded table.
+_ARGS_SEEN: dict[bytes, tuple[Any, ...]] = {}
+_ARGS_SEEN_MAX = 1024
+_ARGS_SEEN_BODY = 256
 
 
 async def serve_action(app, scope, receive, send, max_body):
@@ -126,6 +134,9 @@ def _json_args(body):
     surrounding whitespace, its ``args`` a list that JSON-compat decoding leaves as it is):
     what ``http_action_request_from`` returns for it, without its layers. None for any other
     body: ``http_action_request_from`` decides then, errors included."""
+    seen = _ARGS_SEEN.get(body)
+    if seen is not None:
+        return list(seen)
     try:
         text = body.decode("utf-8")
         value, end = JSON_SCAN(text, 0)
@@ -135,5 +146,9 @@ def _json_args(body):
         return None
     args = value.get("args")
     if type(args) is list and plain_args(args):
+        if len(body) <= _ARGS_SEEN_BODY:
+            if len(_ARGS_SEEN) >= _ARGS_SEEN_MAX:
+                _ARGS_SEEN.clear()
+            _ARGS_SEEN[body] = tuple(args)
         return args
     return None
