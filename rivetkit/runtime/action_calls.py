@@ -4,7 +4,11 @@ action's own deadline.
 * :func:`action_table`: one :class:`~rivetkit.runtime.action_table.ActionTable` per actor
   definition, shared by its instances (rebuilt if the definition's actions changed);
 * :func:`with_timeout`: await an action within ``action_timeout``; its own deadline raises
-  :class:`ActionTimedOut`, a ``TimeoutError`` the action raised itself passes through.
+  :class:`ActionTimedOut`, a ``TimeoutError`` the action raised itself passes through;
+  :func:`start_within` does its steps up to the action's first suspension without a
+  coroutine of its own (most actions never suspend);
+* :func:`start_action` and :func:`finish_action`: an instance's async action, its deadline
+  and its bookkeeping (the save, the state check, the failures) around it.
 """
 
 from __future__ import annotations
@@ -16,19 +20,40 @@ from time import monotonic
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from rivetkit.errors import RivetError, actor_error
 from rivetkit.runtime.action_table import ActionTable
 from rivetkit.runtime.blocking import slow_action_reporter, table_actions
 
 if TYPE_CHECKING:
     from rivetkit.actor import ActorDefinition
+    from rivetkit.runtime.context import ActorContext
+    from rivetkit.runtime.instance import ActorInstance
 
-__all__ = ["ActionTimedOut", "action_table", "with_timeout"]
+__all__ = [
+    "ActionTimedOut",
+    "Suspended",
+    "action_table",
+    "finish_action",
+    "start_action",
+    "start_within",
+    "with_timeout",
+]
 
 T = TypeVar("T")
 
 
 class ActionTimedOut(Exception):
     """The action's own deadline passed (not a TimeoutError the action raised)."""
+
+
+class Suspended:
+    """What :func:`start_within` returns for an action that suspended: await ``rest``."""
+
+    __slots__ = ("rest", "since")
+
+    def __init__(self, rest: Awaitable[Any]) -> None:
+        self.rest = rest
+        self.since: int | None = None  # the caller's own bookkeeping
 
 
 if sys.version_info >= (3, 11):
@@ -49,6 +74,20 @@ if sys.version_info >= (3, 11):
             return stop.value  # type: ignore[no-any-return]
         left = delay - (monotonic() - started)
         return await _within(_Resume(awaitable, first), asyncio.timeout(left))
+
+    def start_within(awaitable: Awaitable[Any], delay: float) -> Any:
+        """:func:`with_timeout`'s steps without its coroutine: the output of ``awaitable``
+        when its first step finishes it (the first step raises what it raises), else a
+        :class:`Suspended` whose ``rest`` awaits the rest within what is left of ``delay``."""
+        if type(awaitable) is not CoroutineType:
+            return Suspended(_within(awaitable, asyncio.timeout(delay)))
+        started = monotonic()
+        try:
+            first = awaitable.send(None)
+        except StopIteration as stop:
+            return stop.value
+        left = delay - (monotonic() - started)
+        return Suspended(_within(_Resume(awaitable, first), asyncio.timeout(left)))
 
     async def _within(awaitable: Awaitable[T], scope: asyncio.Timeout) -> T:
         try:
@@ -96,6 +135,10 @@ else:  # pragma: no cover - Python 3.10
         except asyncio.TimeoutError:
             raise ActionTimedOut from None
 
+    def start_within(awaitable: Awaitable[Any], delay: float) -> Any:
+        """:func:`with_timeout` as a :class:`Suspended` (no first step here on 3.10)."""
+        return Suspended(with_timeout(awaitable, delay))
+
 
 #: ``id -> (definition, actions dict, its size, table)``; rebuilt if the definition's actions
 #: changed since.
@@ -122,3 +165,51 @@ def action_table(definition: ActorDefinition) -> ActionTable:
     )
     _TABLES[id(definition)] = (definition, actions, len(actions), table)
     return table
+
+
+def start_action(instance: ActorInstance, name: str, args: list[Any], ctx: ActorContext) -> Any:
+    """Run ``instance``'s async action ``name`` up to its first suspension (see
+    :func:`start_within`): its output, else a :class:`Suspended` for :func:`finish_action`.
+    Then, or on a failure, what ``ActorInstance._after_action`` does after an action."""
+    since = instance._guard.restores
+    try:
+        output = start_within(instance.table.call(name, ctx, args), instance.options.action_timeout)
+    except Exception as exc:
+        failure = _failed(instance, name, exc)
+        if failure is exc:
+            raise
+        raise failure from None
+    if type(output) is Suspended:
+        output.since = since
+        return output
+    instance._after_action(since)
+    return output
+
+
+async def finish_action(instance: ActorInstance, name: str, started: Suspended) -> Any:
+    """The rest of an async action :func:`start_action` left suspended."""
+    try:
+        output = await started.rest
+    except Exception as exc:
+        failure = _failed(instance, name, exc)
+        if failure is exc:
+            raise
+        raise failure from None
+    instance._after_action(started.since)
+    return output
+
+
+def _failed(instance: ActorInstance, name: str, exc: Exception) -> Exception:
+    """What an async action's failure ``exc`` raises (it may have changed the state)."""
+    if isinstance(exc, ActionTimedOut):
+        instance._after_action(raising=False)
+        timeout = instance.options.action_timeout
+        return actor_error(
+            "action_timed_out",
+            f"Action '{name}' timed out",
+            metadata={"timeout_ms": int(timeout * 1000)},
+        )
+    if not isinstance(exc, RivetError):
+        instance.log.exception("action %s failed", name)
+    instance._after_action(raising=False)
+    return exc

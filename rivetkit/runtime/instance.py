@@ -36,7 +36,7 @@ from rivetkit.protocol import actor_persist
 from rivetkit.protocol.actor_persist import Actor, ScheduleEvent
 from rivetkit.protocol.values import cbor_loads
 from rivetkit.runtime import keys
-from rivetkit.runtime.action_calls import ActionTimedOut, action_table, with_timeout
+from rivetkit.runtime.action_calls import Suspended, action_table, finish_action, start_action
 from rivetkit.runtime.blocking import gate_for
 from rivetkit.runtime.connection import Connection, ConnTransport, Hibernation
 from rivetkit.runtime.conns import ActorConns
@@ -417,10 +417,16 @@ class ActorInstance:
             if self._serial is not None:
                 async with self._serial:
                     output = await self._invoke(name, args, conn)
-            elif self._plain_replies and not self.table.is_async(name):
-                # Fast path of a sync action: no coroutine beyond this one.
+            elif self._plain_replies:
+                # _invoke's steps without its coroutine (nor one for the action's deadline
+                # until the action suspends).
                 ctx = self.context if conn is None else self.context.with_conn(conn)
-                output = self._invoke_sync(name, args, ctx)
+                if not self.table.is_async(name):
+                    output = self._invoke_sync(name, args, ctx)
+                else:
+                    output = start_action(self, name, args, ctx)
+                    if type(output) is Suspended:
+                        output = await finish_action(self, name, output)
             else:
                 output = await self._invoke(name, args, conn)
         except BaseException as exc:
@@ -446,28 +452,10 @@ class ActorInstance:
 
     async def _invoke(self, name: str, args: list[Any], conn: Connection | None) -> Any:
         ctx = self.context if conn is None else self.context.with_conn(conn)
-        table = self.table
-        if table.is_async(name):
-            since = self._guard.restores
-            try:
-                output = await with_timeout(
-                    table.call(name, ctx, args), self.options.action_timeout
-                )
-            except ActionTimedOut:
-                self._after_action(raising=False)  # it may have changed the state
-                raise actor_error(
-                    "action_timed_out",
-                    f"Action '{name}' timed out",
-                    metadata={"timeout_ms": int(self.options.action_timeout * 1000)},
-                ) from None
-            except RivetError:
-                self._after_action(raising=False)
-                raise
-            except Exception:
-                self.log.exception("action %s failed", name)
-                self._after_action(raising=False)
-                raise
-            self._after_action(since)
+        if self.table.is_async(name):
+            output = start_action(self, name, args, ctx)
+            if type(output) is Suspended:
+                output = await finish_action(self, name, output)
         else:
             output = self._invoke_sync(name, args, ctx)
         if self._before_response is not None:
