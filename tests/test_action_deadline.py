@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from rivetkit.runtime.action_calls import ActionTimedOut, with_timeout
+from rivetkit.runtime.action_calls import ActionTimedOut, Suspended, start_within, with_timeout
 
 
 async def _value(value: Any) -> Any:
@@ -26,7 +26,20 @@ async def _suspends(steps: int, value: Any) -> Any:
     return value
 
 
-def test_finishes_without_suspending_and_without_a_timer() -> None:
+async def _started(awaitable: Any, delay: float) -> Any:
+    """``with_timeout`` as ``start_action`` does it: ``start_within``, then the rest."""
+    output = start_within(awaitable, delay)
+    if type(output) is Suspended:
+        return await output.rest
+    return output
+
+
+# Both ways of awaiting an action within its deadline.
+WITHIN = pytest.mark.parametrize("within", [with_timeout, _started])
+
+
+@WITHIN
+def test_finishes_without_suspending_and_without_a_timer(within: Any) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         armed: list[Any] = []
@@ -38,7 +51,7 @@ def test_finishes_without_suspending_and_without_a_timer() -> None:
 
         loop.call_at = spy  # type: ignore[method-assign]
         try:
-            assert await with_timeout(_value(42), 5.0) == 42
+            assert await within(_value(42), 5.0) == 42
         finally:
             del loop.call_at
         assert armed == []
@@ -46,32 +59,34 @@ def test_finishes_without_suspending_and_without_a_timer() -> None:
     asyncio.run(main())
 
 
-def test_values_and_errors_pass_through() -> None:
+@WITHIN
+def test_values_and_errors_pass_through(within: Any) -> None:
     async def main() -> None:
-        assert await with_timeout(_suspends(3, "done"), 5.0) == "done"
+        assert await within(_suspends(3, "done"), 5.0) == "done"
         with pytest.raises(ValueError, match="first step"):
-            await with_timeout(_raises(ValueError("first step")), 5.0)
+            await within(_raises(ValueError("first step")), 5.0)
 
         async def later() -> None:
             await asyncio.sleep(0)
             raise KeyError("later")
 
         with pytest.raises(KeyError):
-            await with_timeout(later(), 5.0)
+            await within(later(), 5.0)
 
         async def own_timeout() -> None:  # the action's own TimeoutError is not ours
             await asyncio.sleep(0)
             raise TimeoutError("mine")
 
         with pytest.raises(TimeoutError, match="mine"):
-            await with_timeout(own_timeout(), 5.0)
+            await within(own_timeout(), 5.0)
         with pytest.raises(TimeoutError, match="mine"):
-            await with_timeout(_raises(TimeoutError("mine")), 5.0)
+            await within(_raises(TimeoutError("mine")), 5.0)
 
     asyncio.run(main())
 
 
-def test_a_suspended_action_times_out_and_sees_the_cancellation() -> None:
+@WITHIN
+def test_a_suspended_action_times_out_and_sees_the_cancellation(within: Any) -> None:
     seen: list[str] = []
 
     async def slow() -> None:
@@ -83,7 +98,7 @@ def test_a_suspended_action_times_out_and_sees_the_cancellation() -> None:
 
     async def main() -> None:
         with pytest.raises(ActionTimedOut):
-            await with_timeout(slow(), 0.01)
+            await within(slow(), 0.01)
 
     asyncio.run(main())
     assert seen == ["cancelled"]
