@@ -114,7 +114,13 @@ class SqliteStore:
         self.transactions = 0
         self.write_ops = 0
         self.read_ops = 0
-        self._cond = threading.Condition(threading.Lock())
+        # _pending and _closing are guarded by _lock. The writer, finding nothing to do,
+        # sets _sleeping and blocks on _wake (held from the start); whoever turns _sleeping
+        # off releases _wake once (cheaper than a threading.Condition, written in Python).
+        self._lock = threading.Lock()
+        self._wake = threading.Lock()
+        self._wake.acquire()
+        self._sleeping = False
         self._pending: list[_Item] = []
         self._soon: list[_Item] = []  # write_soon operations of this turn of the loop
         self._closing = False
@@ -149,9 +155,11 @@ class SqliteStore:
         if self._thread is None or self._closed is None:
             return
         self._flush_soon()
-        with self._cond:
+        with self._lock:
             self._closing = True
-            self._cond.notify()
+            wake, self._sleeping = self._sleeping, False
+        if wake:
+            self._wake.release()
         try:
             await asyncio.shield(self._closed)
         finally:
@@ -193,14 +201,16 @@ class SqliteStore:
         if loop is None:
             raise RivetError("driver", "closed", "the embedded driver's store is not open")
         future: asyncio.Future[Any] = loop.create_future()
-        with self._cond:
+        with self._lock:
             if self._closing:
                 raise RivetError("driver", "closed", "the embedded driver's store is closed")
             if self._soon:  # they were submitted first
                 self._pending.extend(self._soon)
                 self._soon = []
             self._pending.append((fn, args, kwargs, future, write))
-            self._cond.notify()
+            wake, self._sleeping = self._sleeping, False
+        if wake:
+            self._wake.release()
         self._arm_watchdog(loop)
         return future
 
@@ -243,12 +253,15 @@ class SqliteStore:
         """Hand the ``write_soon`` operations of this turn to the writer (on the loop)."""
         if not self._soon:
             return
-        with self._cond:
+        wake = False
+        with self._lock:
             batch, self._soon = self._soon, []
             if not self._closing:
                 self._pending.extend(batch)
-                self._cond.notify()
+                wake, self._sleeping = self._sleeping, False
                 batch = []
+        if wake:
+            self._wake.release()
         if batch:  # the writer is gone: nothing of these was written
             closed = RivetError("driver", "closed", "the embedded driver's store is closed")
             _deliver([(item[3], False, closed) for item in batch])
@@ -316,18 +329,21 @@ class SqliteStore:
         error: BaseException | None = None
         try:
             while True:
-                with self._cond:
-                    while not self._pending and not self._closing:
-                        self._cond.wait()
+                with self._lock:
                     batch = self._pending
                     self._pending = []
                     self._working = bool(batch)
+                    idle = not batch and not self._closing
+                    if idle:
+                        self._sleeping = True
                 if batch:
                     self._apply(conn, batch)
                     self._working = False
                     self._batches += 1
                     self._batch_done.set()
-                elif self._closing:
+                elif idle:
+                    self._wake.acquire()  # until an operation or the close comes
+                else:  # closing, and everything submitted is done
                     break
         except BaseException as exc:  # a bug here must not leave futures hanging
             logger.exception("the SQLite writer thread failed")
@@ -340,7 +356,7 @@ class SqliteStore:
         self._fail_pending_and_exit(error)
 
     def _fail_pending_and_exit(self, error: BaseException | None) -> None:
-        with self._cond:
+        with self._lock:
             self._closing = True
             self._working = False
             batch = self._pending
