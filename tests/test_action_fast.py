@@ -317,7 +317,7 @@ def requests(draw: st.DrawFn) -> tuple[str, bytes, list[tuple[str, str]], bool]:
         | st.sampled_from(["ownTimeout", "badState", "badStateLater"])
         | st.sampled_from(["a%20b", "echo%zz", "%C3%A9"])
     )
-    encoding = draw(st.sampled_from(["json", "cbor", "bare", None, "xml"]))
+    encoding = draw(st.sampled_from(["json", "cbor", "bare", None, "xml", "", "JSON"]))
     args = draw(st.lists(values, max_size=2))
     kind = draw(st.sampled_from(["good", "good", "good", "junk", "big", "odd"]))
     if kind == "odd":  # json the common case's shortcut leaves to the full decoder
@@ -335,12 +335,14 @@ def requests(draw: st.DrawFn) -> tuple[str, bytes, list[tuple[str, str]], bool]:
     headers: list[tuple[str, str]] = []
     if encoding is not None:
         headers.append(("x-rivet-encoding", encoding))
+        if draw(st.booleans()):  # the first one counts
+            headers.append(("x-rivet-encoding", draw(st.sampled_from(["cbor", "xml"]))))
     if draw(st.booleans()):
         params = draw(values)
         headers.append(("x-rivet-conn-params", json.dumps(params)))
     elif draw(st.booleans()):
         headers.append(("x-rivet-conn-params", draw(st.sampled_from(["{", "[1", '"x"', "%"]))))
-    taken = encoding in ("json", "cbor", "bare", None) and "%" not in name
+    taken = encoding in ("json", "cbor", "bare", None, "") and "%" not in name
     return name, body, headers, taken
 
 
