@@ -133,7 +133,8 @@ class LifecycleTimes:
             moments = None if key is None else sleepers.pop(key)
             start = None if moments is None else moments[0]
         if key is not None and sleepers.fits(start, now):
-            sleepers.put(key, start, now)
+            # Absent from the table: an id is either there or in _times, and popped above.
+            sleepers.append(key, start, now)
         else:
             all_times[actor_id] = _asleep(start, now)
         if len(all_times) + len(sleepers) > MAX_ACTORS:

@@ -118,6 +118,11 @@ class SleeperTable:
         """Store ``key``'s moments as the newest record (replacing any it had); see
         :meth:`fits`."""
         self.pop(key)
+        self.append(key, start, sleep)
+
+    def append(self, key: bytes, start: int | None, sleep: int) -> None:
+        """:meth:`put` of a ``key`` known absent (the caller just popped it, or holds it
+        elsewhere): no lookup first."""
         if (self._used + 1) * 3 > len(self._index) * 2:
             self._rebuild()
         number = self._count
