@@ -28,12 +28,12 @@ import cbor2
 import httpx
 import pytest
 import pytest_asyncio
-from conftest import eventually, tasks_by_name
 from server_actors import gateway, query, registry
 from test_server_badinput import garbage_bodies, still_serving
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from conftest import eventually, tasks_by_name
 from rivetkit.errors import ProtocolError
 from rivetkit.protocol import http_bodies, messages
 from rivetkit.protocol.client_protocol import (

@@ -7,11 +7,11 @@ from types import ModuleType
 from typing import Annotated, Any, NamedTuple
 
 import pytest
-from conftest import compiled_twin
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import strategy_for
 
+from conftest import compiled_twin
 from rivetkit.errors import EncodeError, ProtocolError
 from rivetkit.protocol import _bare_py
 from rivetkit.protocol import plan as P

@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 import pytest
-from conftest import LoopClock, eventually
 
+from conftest import LoopClock, eventually
 from rivetkit import ActorOptions, EventOptions, RivetError, UserError, actor, setup
 from rivetkit.protocol import actor_persist
 from rivetkit.protocol.values import cbor_loads

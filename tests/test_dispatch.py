@@ -10,11 +10,11 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import TWIN_IDS, twin
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rivetkit
+from conftest import TWIN_IDS, twin
 from rivetkit import RivetError, UserError, actor, setup
 from rivetkit import _twins as twins
 from rivetkit.runtime import _dispatch_py, action_calls, action_table

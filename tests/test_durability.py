@@ -20,8 +20,8 @@ from typing import Any
 import cbor2
 import pytest
 from apps.durable_counter import build_registry
-from conftest import LoopClock, eventually
 
+from conftest import LoopClock, eventually
 from rivetkit import ActorOptions, RivetError, actor, setup
 from rivetkit.drivers.embedded import EmbeddedDriver, tables
 from rivetkit.protocol import actor_persist

@@ -16,11 +16,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import eventually
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from conftest import eventually
 from rivetkit.drivers.engine.envoy import EngineError, EnvoyClient
 from rivetkit.errors import RivetError
 from rivetkit.protocol.envoy_protocol import (

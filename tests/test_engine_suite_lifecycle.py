@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from conftest import eventually
 from engine_fixtures import envoy, new_pool
 
+from conftest import eventually
 from rivetkit import ActorOptions, actor, setup
 from rivetkit.client import Client, RetryOptions
 from rivetkit.drivers.engine import LocalEngine

@@ -12,11 +12,11 @@ from __future__ import annotations
 from types import ModuleType
 
 import pytest
-from conftest import compiled_twin
 from fuzzing import FUZZ, Target, bare_targets, mutated, outcome
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import compiled_twin
 from rivetkit import _twins
 from rivetkit.protocol import _bare_py
 

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from conftest import TWIN_IDS, eventually, twin
 from prometheus_client.parser import text_string_to_metric_families
 
 import rivetkit
+from conftest import TWIN_IDS, eventually, twin
 from rivetkit import ActorOptions, UserError, actor, setup
 from rivetkit.client import Client, RetryOptions
 from rivetkit.metrics import (

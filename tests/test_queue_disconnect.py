@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from conftest import eventually
 
+from conftest import eventually
 from rivetkit import ActorOptions, actor, setup
 from rivetkit.client import Client, RetryOptions
 from rivetkit.runtime.instance import ActorInstance, Phase

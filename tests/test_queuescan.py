@@ -5,10 +5,10 @@ from __future__ import annotations
 from types import ModuleType
 
 import pytest
-from conftest import TWIN_IDS, both_twins, twin
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import TWIN_IDS, both_twins, twin
 from rivetkit.errors import ProtocolError, RivetError
 from rivetkit.protocol.actor_persist import QUEUE_MESSAGE, QueueMessage
 from rivetkit.runtime import _queuescan_py

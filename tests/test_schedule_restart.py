@@ -21,10 +21,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import eventually
 from server_actors import load_example
 from test_server_cli import free_port, rivetkit, wait_healthy
 
+from conftest import eventually
 from rivetkit.drivers.embedded.driver import DB_FILE_NAME
 from rivetkit.protocol import actor_persist
 from rivetkit.protocol.values import cbor_loads

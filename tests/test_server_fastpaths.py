@@ -26,10 +26,10 @@ from typing import Any
 import cbor2
 import pytest
 import pytest_asyncio
-from conftest import LoopClock
 from server_actors import query, registry
 from websockets.speedups import apply_mask
 
+from conftest import LoopClock
 from rivetkit import ActorOptions, actor, setup
 from rivetkit.protocol import http_bodies, messages, trees, values
 from rivetkit.protocol.client_protocol import (

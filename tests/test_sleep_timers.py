@@ -9,8 +9,8 @@ import math
 from collections.abc import Hashable
 
 import pytest
-from conftest import eventually
 
+from conftest import eventually
 from rivetkit.runtime.timers import TOLERANCE, SleepTimers
 
 pytestmark = pytest.mark.asyncio

@@ -9,10 +9,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import TWIN_IDS, both_twins, compiled_module, twin
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import TWIN_IDS, both_twins, compiled_module, twin
 from rivetkit import _twins
 from rivetkit.runtime import _timers_py
 

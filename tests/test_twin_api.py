@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
 from conftest import both_twins
 
 PACKAGE = Path(__file__).resolve().parent.parent / "rivetkit"

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import compiled_twin
 
+from conftest import compiled_twin
 from rivetkit import _twins
 
 PROBE = "import rivetkit, rivetkit.protocol.bare as b; print(rivetkit.SPEEDUPS, b.Codec.__module__)"
