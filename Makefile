@@ -139,8 +139,10 @@ bench-compare: venv
 bench-readme: venv
 	$(PY) benchmarks/render_table.py --page docs/performance.md
 
+# The same editable form as $(STAMP)'s (compat: a path mypy follows, tests/test_typing.py).
 $(BENCH_STAMP): $(STAMP) pyproject.toml
-	RIVETKIT_PURE=1 $(PY) -m pip install --quiet --no-build-isolation -e '.[bench]'
+	RIVETKIT_PURE=1 $(PY) -m pip install --quiet --no-build-isolation \
+		--config-settings editable_mode=compat -e '.[bench]'
 	touch $@
 
 $(BENCH_PEER_STAMP):
