@@ -65,15 +65,10 @@ if sys.version_info >= (3, 11):
         suspending (most actions) could not have been interrupted anyway. The deadline of
         one that suspends counts from the call, as it would with the timer armed first.
         """
-        if type(awaitable) is not CoroutineType:
-            return await _within(awaitable, asyncio.timeout(delay))
-        started = monotonic()  # (not the loop's clock: get_running_loop costs a getpid)
-        try:
-            first = awaitable.send(None)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        left = delay - (monotonic() - started)
-        return await _within(_Resume(awaitable, first), asyncio.timeout(left))
+        output = start_within(awaitable, delay)
+        if type(output) is Suspended:
+            return await output.rest  # type: ignore[no-any-return]
+        return output  # type: ignore[no-any-return]
 
     def start_within(awaitable: Awaitable[Any], delay: float) -> Any:
         """:func:`with_timeout`'s steps without its coroutine: the output of ``awaitable``
@@ -81,7 +76,7 @@ if sys.version_info >= (3, 11):
         :class:`Suspended` whose ``rest`` awaits the rest within what is left of ``delay``."""
         if type(awaitable) is not CoroutineType:
             return Suspended(_within(awaitable, asyncio.timeout(delay)))
-        started = monotonic()
+        started = monotonic()  # (not the loop's clock: get_running_loop costs a getpid)
         try:
             first = awaitable.send(None)
         except StopIteration as stop:
