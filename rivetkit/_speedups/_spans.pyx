@@ -72,6 +72,9 @@ MAX_ACTIVE_SPANS = 10_000
 cdef long long _BUCKET_NS = 3600 * 1_000_000_000
 cdef Py_ssize_t _MAX_ACTIVE = 10_000
 cdef Py_ssize_t _INFO_CACHE = 4096
+# The span infos of every recorder, by kind then name: an info depends on its kind and name
+# only and is never changed, so a new actor's first span of a kind and name finds it made.
+cdef dict _SHARED_INFO = {}
 cdef object _MASK64 = (1 << 64) - 1
 cdef object _time_ns = time.time_ns
 
@@ -231,7 +234,7 @@ cdef class SpanRecorder:
         self._chunk_id = -1
         self._records = []
         self._size = 0
-        self._info = {}
+        self._info = _SHARED_INFO
         self._head = None
         self._tail = None
         self._count = 0

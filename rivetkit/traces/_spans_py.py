@@ -46,7 +46,7 @@ _U64: Final = struct.Struct("<Q")
 _IDS: Final = struct.Struct(">QBQB")
 #: An end record after its time: tag SpanEnd (3), the span id's length, the id, no status.
 _END_IDS: Final = struct.Struct(">BBQB")
-#: How many names of one kind have their span info cached.
+#: How many names of one kind have their span info cached (for all recorders).
 _INFO_CACHE: Final = 4096
 
 #: A span's name, attributes and estimated stored size (start + end records).
@@ -55,6 +55,10 @@ SpanInfo = tuple[str, Attrs, int]
 StartRef = tuple[int, int, int]
 
 _new = object.__new__
+
+#: The span infos of every recorder, by kind then name: an info depends on its kind and name
+#: only and is never changed, so a new actor's first span of a kind and name finds it made.
+_SHARED_INFO: dict[str, dict[str, SpanInfo]] = {}
 
 _current: ContextVar[Span | None] = ContextVar("rivetkit_trace_span", default=None)
 
@@ -195,7 +199,7 @@ class SpanRecorder:
         self._records: list[Any] = []
         self._size = 0
         self._open: dict[int, Span] = {}
-        self._info: dict[str, dict[str, SpanInfo]] = {}
+        self._info: dict[str, dict[str, SpanInfo]] = _SHARED_INFO
 
     def span_id_of(self, seq: int) -> bytes:
         """The id of this recorder's span number ``seq``."""

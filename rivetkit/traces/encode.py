@@ -19,7 +19,7 @@ from rivetkit.traces.attrs import error_attrs
 from rivetkit.traces.schema import DATA_PREFIX
 
 if TYPE_CHECKING:
-    from rivetkit.traces.recorder import ActorTraces, Attrs, Sealed, Span
+    from rivetkit.traces.recorder import ActorTraces, Attrs, Sealed, Span, SpanInfo
 
 __all__ = ["encode_chunk"]
 
@@ -32,9 +32,74 @@ _NO_LINKS: Final = _ZERO32 + b"\x00" + _ZERO32
 _VERSION: Final = b"\x01\x00"
 
 
+#: Per span info (by id, the info kept to check it): the string table and the ``SpanStart``
+#: tail (the bytes after the parent field) of a chunk whose entries are all plain spans of
+#: that info (see :meth:`SpanRecorder.encode_records`): its strings are then the info's
+#: alone, interned in the same order. Infos are shared by every recorder (the span twins
+#: cache them by kind and name), so a short-lived actor's one chunk finds them made.
+_ONE_INFO: dict[int, tuple[SpanInfo, bytes, bytes]] = {}
+#: More infos than this (names beyond the twins' cache, made anew per span): cleared.
+_ONE_INFO_MAX: Final = 8192
+
+
+class _NotPlain(Exception):
+    """An entry that only the general path encodes."""
+
+
+def _one_info(info: SpanInfo) -> tuple[SpanInfo, bytes, bytes]:
+    """The string table and tail of a chunk of plain spans of ``info`` (see
+    :data:`_ONE_INFO`), made as the general path makes them."""
+    entry = _ONE_INFO.get(id(info))
+    if entry is not None and entry[0] is info:
+        return entry
+    strings: list[str] = []
+    ids: dict[str, int] = {}
+    for text in (info[0], *(key for key, _ in info[1])):
+        if text not in ids:
+            ids[text] = len(strings)
+            strings.append(text)
+    attrs = [_uint(len(info[1]))]
+    for key, value in info[1]:
+        attrs += (_U32.pack(ids[key]), _uint(len(value)), value)
+    tail = _U32.pack(ids[info[0]]) + _ZERO32 + b"\x00" + _ZERO32 + b"".join(attrs) + _NO_LINKS
+    table = _uint(len(strings)) + b"".join([_text(text) for text in strings])
+    if len(_ONE_INFO) >= _ONE_INFO_MAX:
+        _ONE_INFO.clear()
+    entry = _ONE_INFO[id(info)] = (info, table, tail)
+    return entry
+
+
+def _one_info_tail(span: Span) -> bytes:
+    return _one_info(span.info)[2]
+
+
+def _not_plain(entry: Any, parts: list[bytes]) -> int:
+    raise _NotPlain
+
+
 def encode_chunk(traces: ActorTraces, sealed: Sealed) -> bytes:
     """The vbare ``Chunk`` bytes of ``sealed`` (see :func:`rivetkit.traces.wire.build_chunk`
     for the records each entry gives)."""
+    records = sealed.records
+    if records and not sealed.active:
+        # The common chunk (a short-lived actor's, a busy action's): plain spans of one
+        # info, nothing running. Its bytes from the cached table and tail, no interning.
+        info = getattr(records[0], "info", None)
+        if info is not None and all(getattr(entry, "info", None) is info for entry in records):
+            base = sealed.bucket * 1_000_000_000
+            parts: list[bytes] = []
+            try:
+                count = traces.encode_records(records, base, _one_info_tail, _not_plain, parts)
+            except _NotPlain:
+                pass
+            else:
+                table = _one_info(info)[1]
+                return b"".join([_VERSION, _U64.pack(base), table, _uint(count), *parts, b"\x00"])
+    return _encode_chunk(traces, sealed)
+
+
+def _encode_chunk(traces: ActorTraces, sealed: Sealed) -> bytes:
+    """:func:`encode_chunk`, any chunk."""
     strings: list[str] = []
     ids: dict[str, int] = {}
     # Per span info: the bytes after the parent field (name id, kind, flags, attributes).
