@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from typing import Any
 
 import pytest
@@ -239,3 +240,42 @@ async def test_put_soon_refused_or_unlisted_or_deleting_writes_as_before() -> No
     await recorder.close()
     assert bounded.writes >= 1  # the deleting write is awaited, not handed over
     assert not recorder.pending
+
+
+class CountingListStore(MemoryStore):
+    """A MemoryStore counting its listings; ``fail``: the next listing raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listings = 0
+        self.fail = False
+
+    async def list(
+        self, start: bytes, end: bytes | None, *, reverse: bool = False, limit: int | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        self.listings += 1
+        if self.fail:
+            self.fail = False
+            raise OSError("listing failed")
+        return await super().list(start, end, reverse=reverse, limit=limit)
+
+
+async def test_preload_lists_once_and_a_failed_one_is_retried_by_the_write() -> None:
+    store = CountingListStore()
+    recorder = ActorTraces(store)
+    await recorder.preload()
+    await recorder.preload()  # known already: no second listing
+    assert store.listings == 1 and recorder._stored == [] and recorder._stored_bytes == 0
+    recorder.instant("action", "a")
+    await recorder.close()
+    assert store.listings == 1 and store.writes == 1 and _records(store) == 2
+
+    # The next generation (a later millisecond: its own chunk key), whose listing fails.
+    again = ActorTraces(store, clock_ns=lambda: time.time_ns() + 10_000_000)
+    store.fail = True
+    await again.preload()
+    assert again._stored is None and store.listings == 2
+    again.instant("action", "b")
+    await again.close()  # the write lists (its chunk counted with the first one's)
+    assert store.listings == 3 and store.writes == 2 and _records(store) == 4
+    assert len(again._stored) == 2 and again._stored_bytes == sum(s for _, s in again._stored)

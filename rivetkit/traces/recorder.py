@@ -92,6 +92,8 @@ DEFAULT_MAX_BYTES: Final = 1024 * 1024
 MAX_PENDING: Final = 32
 
 _BUCKET_NS: Final = BUCKET_SECONDS * 1_000_000_000
+#: The end of the traces' key range (exclusive).
+_TRACES_END: Final = TRACES_PREFIX[:-1] + bytes((TRACES_PREFIX[-1] + 1,))
 
 #: Record marker: the start of a span still running when its chunk was sealed.
 STARTED: Final = "started"
@@ -196,10 +198,15 @@ class TraceStorage:
         this recorder writes the actor's chunks from here on, so what it read stays exact. A
         failing read is left to the first write to retry (its chunk is dropped if it fails
         again, as before)."""
+        if self._stored is not None:
+            return
         try:
-            await self._load_stored()
+            entries = await self.store.list(TRACES_PREFIX, _TRACES_END)
         except Exception as exc:
             logger.debug("listing the stored trace chunks failed: %s", exc)
+            return
+        if self._stored is None:  # (not read meanwhile by a write)
+            self._set_stored(entries)
 
     # -- sealing ---------------------------------------------------------------------------
 
@@ -276,10 +283,18 @@ class TraceStorage:
     async def _load_stored(self) -> list[tuple[bytes, int]]:
         stored = self._stored
         if stored is None:
-            end = TRACES_PREFIX[:-1] + bytes((TRACES_PREFIX[-1] + 1,))
-            entries = await self.store.list(TRACES_PREFIX, end)
-            stored = self._stored = [(k, len(v)) for k, v in entries if parse_chunk_key(k)]
+            entries = await self.store.list(TRACES_PREFIX, _TRACES_END)
+            stored = self._set_stored(entries)
+        return stored
+
+    def _set_stored(self, entries: list[tuple[bytes, bytes]]) -> list[tuple[bytes, int]]:
+        if entries:
+            stored = [(k, len(v)) for k, v in entries if parse_chunk_key(k)]
             self._stored_bytes = sum(size for _, size in stored)
+        else:
+            stored = []
+            self._stored_bytes = 0
+        self._stored = stored
         return stored
 
     async def _write_pending(self) -> None:
@@ -384,9 +399,8 @@ class TraceStorage:
     async def close(self, timeout: float = 5.0) -> None:
         """Flush (for at most ``timeout`` seconds: a store that hangs does not hold the
         actor's stop; what is not written then is lost), then record nothing more."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         writer = self._writer
+        deadline: float | None = None  # loop time; read only when something is awaited
         if (writer is None or writer.done()) and asyncio.current_task() is not None:
             # No writer task runs: the last chunks go to the store's put_soon when it has
             # one (nothing awaited), else the stop writes them itself (no task per stop).
@@ -394,19 +408,26 @@ class TraceStorage:
             # now is written by it too, and a flush waits for it.
             self._seal(with_running=True, spawn=False)
             if self.pending and not self._hand_over():
+                deadline = asyncio.get_running_loop().time() + timeout
                 await self._write_own(deadline, timeout)
         else:
             self._seal(with_running=True)
         # A writer task already running: waited on itself (no task of its own either).
         writer = self._writer
-        while writer is not None and not writer.done():
-            done, _ = await asyncio.wait((writer,), timeout=max(0.0, deadline - loop.time()))
-            if not done:
-                logger.warning("trace chunks not written within %g s of the stop: dropped", timeout)
-                writer.cancel()
-                self.pending.clear()
-                break
-            writer = self._writer
+        if writer is not None and not writer.done():
+            loop = asyncio.get_running_loop()
+            if deadline is None:
+                deadline = loop.time() + timeout
+            while writer is not None and not writer.done():
+                done, _ = await asyncio.wait((writer,), timeout=max(0.0, deadline - loop.time()))
+                if not done:
+                    logger.warning(
+                        "trace chunks not written within %g s of the stop: dropped", timeout
+                    )
+                    writer.cancel()
+                    self.pending.clear()
+                    break
+                writer = self._writer
         self.closed = True
         if self._timer is not None:
             self._timer.cancel()
