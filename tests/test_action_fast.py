@@ -143,6 +143,12 @@ class Background:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Background]:
+    # uvicorn writes its access log when its logger has a handler, pytest's capture ones
+    # included (then neither respond() nor the direct road answers): as `rivetkit serve`, none.
+    import logging
+
+    access = logging.getLogger("uvicorn.access")
+    access.hasHandlers = lambda: False  # type: ignore[method-assign]
     background = Background()
     background.thread.start()
     assert background.ready.wait(20)
@@ -150,6 +156,7 @@ def server() -> Iterator[Background]:
         yield background
     finally:
         background.close()
+        del access.hasHandlers
 
 
 def exchange(address: tuple[str, int], request: bytes) -> bytes:
@@ -238,6 +245,9 @@ def run_on(
     app._serve_action = road
     try:
         answer = exchange(address, request_of(key))
+        # The answer may be read before the server's step that wrote it is over (respond()
+        # writes within the road): a round trip to its loop lets that step finish.
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), background.loop).result(10)
     finally:
         app._serve_action = None
     after = metric_lines(background, actor_name)
@@ -436,7 +446,7 @@ def test_compiled_twin_is_the_pure_code() -> None:
     compiled = (root / "_speedups" / "_action_fast.pyx").read_text()
 
     def code(source: str) -> str:
-        body = source.split('__all__ = ["serve_action"]', 1)[1]
+        body = source.split('__all__ = ["answer_action", "direct_target", "serve_action"]', 1)[1]
         return re.sub(r"def (\w+)\([^)]*\)[^:\n]*:", r"def \1():", body)
 
     assert code(compiled) == code(pure)
@@ -482,3 +492,175 @@ def test_json_args_table_gives_new_lists_and_stays_bounded() -> None:
         big = b'{"args":["%s"]}' % (b"x" * twin._ARGS_SEEN_BODY)
         assert twin._json_args(big) == ["x" * twin._ARGS_SEEN_BODY]
         assert big not in twin._ARGS_SEEN
+
+
+# -- the direct road (rivetkit/server/http_direct.py): from the parser callbacks, no ASGI ---
+
+
+def direct_roads() -> dict[str, Any]:
+    """The ordinary road, and the direct road over each twin (the app's ``_serve_action``
+    one of the twins' own: the direct road takes over from it)."""
+    pure, compiled = both_twins("_action_fast", "rivetkit.server._action_fast_py")
+    return {"ordinary": None, "pure": pure.serve_action, "compiled": compiled.serve_action}
+
+
+def taken_count() -> int:
+    from rivetkit.server.http_direct import DirectCycle
+
+    return DirectCycle.taken
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(requests())
+def test_direct_road_answers_as_the_ordinary_one(server: Background, case: Any) -> None:
+    name, body, headers, must_take = case
+    answers = {}
+    after = {}
+    for label, road in direct_roads().items():
+        before = taken_count()
+        answer, actor_id, key, metrics = run_on(
+            server, road, lambda key: action_request(key, name, body, headers)
+        )
+        answers[label] = neutral(answer, actor_id, key)
+        after[label] = (state_of(server, actor_id), metrics)
+        if road is not None:
+            assert taken_count() - before == int(must_take), (label, case)
+    assert answers["pure"] == answers["ordinary"], case
+    assert answers["compiled"] == answers["ordinary"], case
+    assert after["pure"] == after["ordinary"]
+    assert after["compiled"] == after["ordinary"]
+
+
+def converse(
+    address: tuple[str, int], chunks: list[bytes], pause: float = 0.02, close: bool = False
+) -> bytes:
+    """Send ``chunks`` on one connection (``pause`` seconds apart); everything the server
+    sends until it closes (or, with ``close``, hang up right after the last chunk: b"")."""
+    import time
+
+    with socket.create_connection(address, timeout=10) as sock:
+        for n, chunk in enumerate(chunks):
+            if n:
+                time.sleep(pause)
+            sock.sendall(chunk)
+        if close:
+            return b""
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def on_each_road(
+    background: Background, chunks_of: Any, close: bool = False
+) -> dict[str, tuple[bytes, Any, int]]:
+    """For each road: a fresh warm actor, the conversation ``chunks_of(key)``; the answers
+    (neutral), the actor's log afterwards and the requests the direct road took."""
+    import time
+
+    results = {}
+    for label, road in direct_roads().items():
+        key = f"k{next(_keys):08d}"
+        address = _address(background)
+        warm = exchange(address, action_request(key, "getLog", b"{}", []))
+        actor_id = next(
+            line.split(b": ", 1)[1].decode()
+            for line in warm.split(b"\r\n")
+            if line.lower().startswith(b"x-rivet-actor:")
+        )
+        app = background.endpoint.app
+        before = taken_count()
+        app._serve_action = road
+        try:
+            answer = converse(address, chunks_of(key), close=close)
+            if close:
+                time.sleep(0.2)  # the action's rest, after the client left
+        finally:
+            app._serve_action = None
+        taken = taken_count() - before
+        results[label] = (neutral(answer, actor_id, key), state_of(background, actor_id), taken)
+    return results
+
+
+def _same(results: dict[str, tuple[bytes, Any, int]]) -> None:
+    ordinary = results["ordinary"][:2]
+    assert results["pure"][:2] == ordinary
+    assert results["compiled"][:2] == ordinary
+
+
+def test_direct_road_keeps_pipelined_order(server: Background) -> None:
+    """Pipelined requests, direct and ordinary ones mixed (one that suspends among them),
+    the last with ``connection: close``: answered in order, as the ordinary road does."""
+
+    def chunks(key: str) -> list[bytes]:
+        json_ = [("x-rivet-encoding", "json")]
+        return [
+            action_request(key, "add", b'{"args":[1]}', json_)
+            + action_request(key, "pause", b'{"args":[2]}', json_)
+            + f"GET /gateway/probe/metadata?{query(key)} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".encode()
+            + action_request(key, "add", b'{"args":[3]}', json_)
+            + action_request(key, "getLog", b"{}", [*json_, ("connection", "close")])
+        ]
+
+    results = on_each_road(server, chunks)
+    _same(results)
+    answer = results["ordinary"][0]
+    assert answer.count(b"HTTP/1.1 200 ") == 5, answer
+    assert answer.endswith(b"[1,2,3]}"), answer
+    assert results["pure"][2] >= 1 and results["compiled"][2] >= 1
+
+
+def test_direct_road_split_body_and_close(server: Background) -> None:
+    """A head, then its body in two packets; then a request with ``connection: close``."""
+
+    def chunks(key: str) -> list[bytes]:
+        whole = action_request(key, "add", b'{"args":["split"]}', [])
+        head, _, body = whole.partition(b"\r\n\r\n")
+        last = action_request(key, "getLog", b"{}", [("connection", "close")])
+        return [head + b"\r\n\r\n", body[:5], body[5:], last]
+
+    results = on_each_road(server, chunks)
+    _same(results)
+    assert results["ordinary"][0].endswith(b'{"output":["split"]}'), results["ordinary"][0]
+    assert b"connection: close" in results["ordinary"][0]
+    assert results["pure"][2] == 2 and results["compiled"][2] == 2
+
+
+def test_direct_road_leaves_big_bodies_and_others(server: Background) -> None:
+    """A body over the direct road's size, an Origin, an ``Expect: 100-continue``: the
+    ordinary road answers them (the same bytes: the body limit's refusal, ...); a ``POST``
+    without a body: the direct road (the same refusal of its args)."""
+    from rivetkit.server.http_direct import MAX_DIRECT_BODY
+
+    big = b'{"args":["' + b"x" * MAX_DIRECT_BODY + b'"]}'
+    close = [("connection", "close")]
+    for extra, taken in (
+        (lambda key: action_request(key, "add", big, close), 0),
+        (lambda key: action_request(key, "add", b"{}", [("origin", "http://a.b"), *close]), 0),
+        (lambda key: action_request(key, "add", b"{}", [("expect", "100-continue"), *close]), 0),
+        (
+            lambda key: (
+                f"POST /gateway/probe/action/add?{query(key)} HTTP/1.1\r\n"
+                "host: 127.0.0.1\r\nconnection: close\r\n\r\n"
+            ).encode(),
+            1,
+        ),
+    ):
+        results = on_each_road(server, lambda key, extra=extra: [extra(key)])
+        _same(results)
+        assert results["pure"][2] == taken and results["compiled"][2] == taken
+
+
+def test_direct_road_client_leaves_mid_answer(server: Background) -> None:
+    """The client hangs up while its action (suspended) runs: the action's effect stays,
+    as on the ordinary road, and the server goes on serving."""
+
+    def chunks(key: str) -> list[bytes]:
+        return [action_request(key, "pause", b'{"args":["gone"]}', [])]
+
+    results = on_each_road(server, chunks, close=True)
+    _same(results)
+    assert results["ordinary"][1] == '["gone"]'
+    assert results["pure"][2] == 1 and results["compiled"][2] == 1

@@ -31,7 +31,7 @@ from rivetkit.schemas import conn_params_of
 from rivetkit.server.http_fastpath import HTTP_CYCLE, respond, take_body
 from rivetkit.server.request_log import set_actor_context
 
-__all__ = ["serve_action"]
+__all__ = ["answer_action", "direct_target", "serve_action"]
 
 _STARTED = Phase.STARTED
 
@@ -59,25 +59,8 @@ async def serve_action(app: Any, scope: Any, receive: Any, send: Any, max_body: 
     raw_path = scope.get("raw_path")
     if not raw_path or scope.get("root_path") or scope["method"] != "POST":
         return None
-    path = raw_path.decode("latin-1")
-    if not path.startswith("/gateway/"):
-        return None
-    tail = path[9:]
-    cut = tail.find("/")
-    if cut < 0:
-        return None
-    rest = tail[cut:]
-    if not rest.startswith("/action/"):
-        return None
-    name = rest[8:]
-    if not name or "/" in name or "%" in name:
-        return None
-    cached = app._routes.get((tail[:cut], scope["query_string"]))
-    if cached is None:
-        return None
-    actor_id = cached[0]
-    instance = app.runtime.instances.get(actor_id)
-    if instance is None or instance.phase != _STARTED:
+    target = direct_target(app, raw_path, scope["query_string"], scope["headers"])
+    if target is None:
         return None
     # Our protocol's cycle, reached through the very receive and send the app got.
     extensions = scope.get("extensions")
@@ -93,9 +76,46 @@ async def serve_action(app: Any, scope: Any, receive: Any, send: Any, max_body: 
         or getattr(send, "__self__", None) is not cycle
     ):
         return None
+    body = take_body(cycle)
+    if body is None:
+        return None
+    answer = await answer_action(app, target, body, max_body)
+    if answer.__class__ is not tuple:
+        return answer
+    headers, payload = answer
+    if respond(cycle, 200, headers, payload):
+        return 200
+    return Response._raw(200, headers, payload)
+
+
+def direct_target(app: Any, raw_path: bytes, query: bytes, headers: Any) -> Any:
+    """What the fast road needs of a ``POST`` to ``raw_path`` (``query`` its query string,
+    ``headers`` its raw header list) when it takes it: a tuple for :func:`answer_action`;
+    None when it does not (a path other than ``/gateway/{actor}/action/{name}`` with a plain
+    name, a route not cached, an actor not running, an unknown encoding)."""
+    path = raw_path.decode("latin-1")
+    if not path.startswith("/gateway/"):
+        return None
+    tail = path[9:]
+    cut = tail.find("/")
+    if cut < 0:
+        return None
+    rest = tail[cut:]
+    if not rest.startswith("/action/"):
+        return None
+    name = rest[8:]
+    if not name or "/" in name or "%" in name:
+        return None
+    cached = app._routes.get((tail[:cut], query))
+    if cached is None:
+        return None
+    actor_id = cached[0]
+    instance = app.runtime.instances.get(actor_id)
+    if instance is None or instance.phase != _STARTED:
+        return None
     # _action_headers' walk, without its call and decode.
     raw_encoding = raw_params = None
-    for field, value in scope["headers"]:
+    for field, value in headers:
         if field == b"x-rivet-encoding":
             if raw_encoding is None:
                 raw_encoding = value
@@ -104,9 +124,15 @@ async def serve_action(app: Any, scope: Any, receive: Any, send: Any, max_body: 
     encoding = "json" if raw_encoding is None else _ENCODING_NAMES.get(raw_encoding)
     if encoding is None:
         return None
-    body = take_body(cycle)
-    if body is None:
-        return None
+    return instance, actor_id, name, encoding, raw_params
+
+
+async def answer_action(app: Any, target: Any, body: bytes, max_body: int) -> Any:
+    """Run the action of ``target`` (from :func:`direct_target`) on the request ``body``:
+    what ``Dispatcher._action`` does, step for step. ``(headers, payload)`` of the ``200``
+    answer, or the error's :class:`~rivetkit.dispatch.http.Response` (the dispatcher's own
+    ``_error``). ``max_body`` is the server's own body limit."""
+    instance, actor_id, name, encoding, raw_params = target
     # From here on the request is ours: what follows is Dispatcher._action's body.
     set_actor_context(instance, actor_id)
     dispatcher = app.dispatcher
@@ -148,10 +174,7 @@ async def serve_action(app: Any, scope: Any, receive: Any, send: Any, max_body: 
         return dispatcher._error(exc, instance, f"action {name!r}", traced=traced)
     finally:
         instance.end_request()
-    headers = dispatcher.success_headers(instance, encoding)
-    if respond(cycle, 200, headers, payload):
-        return 200
-    return Response._raw(200, headers, payload)
+    return dispatcher.success_headers(instance, encoding), payload
 
 
 def _json_args(body: bytes) -> list[Any] | None:

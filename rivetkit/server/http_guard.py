@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from rivetkit.metrics.server import SERVER_COUNTERS
+from rivetkit.server.http_direct import DirectCycle, direct_app, take
 from rivetkit.server.limits import ServerLimits
 
 try:
@@ -163,6 +164,8 @@ class HeadGuard:
         # Read for every header field: plain attributes, not the limits' fields.
         self._max_headers = limits.max_headers
         self._max_header_bytes = limits.max_header_bytes
+        # The app the direct road answers for (http_direct.py), or None.
+        self._direct_app = direct_app(self.app)
 
     # -- the connection ----------------------------------------------------------------
 
@@ -216,18 +219,7 @@ class HeadGuard:
         # The base's on_message_begin.
         self.url = b""
         self.expect_100_continue = False
-        self.headers = []
-        self.scope = {
-            "type": "http",
-            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
-            "http_version": "1.1",
-            "server": self.server,
-            "client": self.client,
-            "scheme": self.scheme,
-            "root_path": self.root_path,
-            "headers": self.headers,
-            "state": self.app_state.copy(),
-        }
+        self.headers = []  # (the scope: in on_headers_complete, unless the direct road takes it)
         if self._head_due is None:
             self._begin_head()
 
@@ -267,16 +259,39 @@ class HeadGuard:
                 {"max_connections": cap},
             )
             return
-        # The base's on_headers_complete.
         parser = self.parser
         http_version = parser.get_http_version()
+        method = parser.get_method()
+        target = None
+        app = self._direct_app
+        if (
+            app is not None
+            and method == b"POST"
+            and http_version == "1.1"
+            and not parser.should_upgrade()
+        ):
+            target = split_target(self.url)
+            if take(self, app, *target):
+                return  # the direct road (http_direct.py): no scope, no ASGI cycle
+        # The base's on_message_begin's scope, then its on_headers_complete.
+        self.scope = {
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
         scope = self.scope
-        scope["method"] = parser.get_method().decode("ascii")
+        scope["method"] = method.decode("ascii")
         if http_version != "1.1":
             scope["http_version"] = http_version
         if parser.should_upgrade() and self._should_upgrade():
             return
-        raw_path, query = split_target(self.url)
+        raw_path, query = split_target(self.url) if target is None else target
         path = raw_path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
@@ -333,6 +348,9 @@ class HeadGuard:
         ).response_complete:
             return
         cycle.more_body = False
+        if cycle.__class__ is DirectCycle:
+            cycle.run()  # the direct road's request is whole: answer it
+            return
         cycle.message_event.set()
 
     def handle_websocket_upgrade(self) -> None:
