@@ -279,3 +279,23 @@ async def test_preload_lists_once_and_a_failed_one_is_retried_by_the_write() -> 
     await again.close()  # the write lists (its chunk counted with the first one's)
     assert store.listings == 3 and store.writes == 2 and _records(store) == 4
     assert len(again._stored) == 2 and again._stored_bytes == sum(s for _, s in again._stored)
+
+
+async def test_a_new_recorders_fields() -> None:
+    """Defaults (class attributes, not set per recorder) and given values read the same."""
+    plain = ActorTraces(MemoryStore())
+    assert (plain.max_bytes, plain._chunk_age, plain.chunk_target) == (1024 * 1024, 5.0, 65536)
+    assert plain.clock_ns is time.time_ns and plain.resource == {} and plain.pending == []
+    assert plain._timer is None and plain._writer is None and plain._stored is None
+    assert plain._stored_bytes == 0 and plain.write_error is None
+
+    def clock() -> int:
+        return 1
+
+    given = ActorTraces(
+        MemoryStore(), max_bytes=8192, clock_ns=clock, resource={"a": 1}, chunk_age=0.5
+    )
+    assert (given.max_bytes, given._chunk_age, given.chunk_target) == (8192, 0.5, 1024)
+    assert given.clock_ns is clock and given.resource == {"a": 1}
+    assert given.pending is not plain.pending
+    assert ActorTraces(MemoryStore(), max_bytes=100).chunk_target == 512

@@ -440,6 +440,14 @@ async def test_chunk_key_is_the_fdb_tuple() -> None:
         + b"\x17"
         + (70_000).to_bytes(3, "big")
     )
+    # The last bucket's prefix is kept: keys of alternating buckets stay exact.
+    assert [chunk_key(b, c) for b, c in [(3600, 5), (3600, 6), (0, 0), (3600, 5), (7200, 0)]] == [
+        b"\x07\x01\x15\x01\x16\x0e\x10\x15\x05",
+        b"\x07\x01\x15\x01\x16\x0e\x10\x15\x06",
+        b"\x07\x01\x15\x01\x14\x14",
+        b"\x07\x01\x15\x01\x16\x0e\x10\x15\x05",
+        b"\x07\x01\x15\x01\x16\x1c\x20\x14",
+    ]
 
 
 async def test_chunk_codec_twins_agree() -> None:

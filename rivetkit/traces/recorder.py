@@ -174,22 +174,32 @@ class TraceStorage:
     ) -> None:
         super().__init__()
         self.store = store
-        self.max_bytes = max_bytes
-        self.clock_ns = clock_ns
+        if max_bytes != DEFAULT_MAX_BYTES:
+            self.max_bytes = max_bytes
+        if self.clock_ns is not clock_ns:  # (the recording half starts on time.time_ns)
+            self.clock_ns = clock_ns
         self.resource = resource or {}
-        self._chunk_age = chunk_age
+        if chunk_age != CHUNK_AGE:
+            self._chunk_age = chunk_age
         # Chunks stay well under the bound, so dropping one drops a small part of it.
-        self.chunk_target = max(512, min(MAX_CHUNK_BYTES, max_bytes // 8))
+        target = max(512, min(MAX_CHUNK_BYTES, max_bytes // 8))
+        if target != MAX_CHUNK_BYTES:  # (where the recording half starts)
+            self.chunk_target = target
         self.id_base = getrandbits(64)
         self.trace_base = getrandbits(64).to_bytes(8, "big")
-        self._timer: asyncio.TimerHandle | None = None
         #: Sealed chunks not yet written, oldest first.
         self.pending: list[Sealed] = []
-        self._writer: asyncio.Task[None] | None = None
-        # (key, size) of the stored chunks, in key order; None until first read.
-        self._stored: list[tuple[bytes, int]] | None = None
-        self._stored_bytes = 0
-        self.write_error: BaseException | None = None
+
+    # The fields below start as these class attributes (a recorder is made per actor start,
+    # and most of them are never set): each is replaced, never changed in place.
+    max_bytes: int = DEFAULT_MAX_BYTES
+    _chunk_age: float = CHUNK_AGE
+    _timer: asyncio.TimerHandle | None = None
+    _writer: asyncio.Task[None] | None = None
+    #: (key, size) of the stored chunks, in key order; None until first read.
+    _stored: list[tuple[bytes, int]] | None = None
+    _stored_bytes: int = 0
+    write_error: BaseException | None = None
 
     async def preload(self) -> None:
         """Read which chunks are stored now (a new actor starts): the embedded driver answers
@@ -330,8 +340,11 @@ class TraceStorage:
         key = chunk_key(sealed.bucket, sealed.chunk_id)
         deletes: list[bytes] = []
         total = self._stored_bytes + len(data)
-        kept = [entry for entry in stored if entry[0] != key]
-        total -= sum(size for k, size in stored if k == key)
+        if not stored:  # (a new actor's first chunk)
+            kept: list[tuple[bytes, int]] = []
+        else:
+            kept = [entry for entry in stored if entry[0] != key]
+            total -= sum(size for k, size in stored if k == key)
         while kept and total > self.max_bytes:
             old, size = kept.pop(0)
             deletes.append(old)

@@ -218,11 +218,20 @@ def _pack_int(value: int) -> bytes:
     return bytes((0x14 + len(raw),)) + raw
 
 
+#: The last bucket whose keys were made, and their prefix (every actor writes in the hour's).
+_last_bucket: tuple[int | None, bytes] = (None, b"")
+
+
 def chunk_key(bucket_start_sec: int, chunk_id: int) -> bytes:
     """The actor KV key of a chunk: ``[7, 1]`` + tuple ``(1, bucket_start_sec, chunk_id)``."""
-    return (
-        TRACES_PREFIX + _pack_int(DATA_PREFIX) + _pack_int(bucket_start_sec) + _pack_int(chunk_id)
-    )
+    global _last_bucket
+    last = _last_bucket
+    if last[0] == bucket_start_sec and type(bucket_start_sec) is int:
+        prefix = last[1]
+    else:
+        prefix = TRACES_PREFIX + _pack_int(DATA_PREFIX) + _pack_int(bucket_start_sec)
+        _last_bucket = (bucket_start_sec, prefix)
+    return prefix + _pack_int(chunk_id)
 
 
 def parse_chunk_key(key: bytes) -> tuple[int, int] | None:
