@@ -11,6 +11,7 @@ microseconds per span. BARE: ``u32``/``u64`` little-endian fixed width, ``uint``
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from rivetkit.protocol.bare_prims import string as _text
@@ -35,9 +36,10 @@ _VERSION: Final = b"\x01\x00"
 #: Per span info (by id, the info kept to check it): the string table and the ``SpanStart``
 #: tail (the bytes after the parent field) of a chunk whose entries are all plain spans of
 #: that info (see :meth:`SpanRecorder.encode_records`): its strings are then the info's
-#: alone, interned in the same order. Infos are shared by every recorder (the span twins
-#: cache them by kind and name), so a short-lived actor's one chunk finds them made.
-_ONE_INFO: dict[int, tuple[SpanInfo, bytes, bytes]] = {}
+#: alone, interned in the same order; and a ``tail_of`` giving that tail. Infos are shared
+#: by every recorder (the span twins cache them by kind and name), so a short-lived
+#: actor's one chunk finds them made.
+_ONE_INFO: dict[int, tuple[SpanInfo, bytes, Callable[[Span], bytes]]] = {}
 #: More infos than this (names beyond the twins' cache, made anew per span): cleared.
 _ONE_INFO_MAX: Final = 8192
 
@@ -46,7 +48,7 @@ class _NotPlain(Exception):
     """An entry that only the general path encodes."""
 
 
-def _one_info(info: SpanInfo) -> tuple[SpanInfo, bytes, bytes]:
+def _one_info(info: SpanInfo) -> tuple[SpanInfo, bytes, Callable[[Span], bytes]]:
     """The string table and tail of a chunk of plain spans of ``info`` (see
     :data:`_ONE_INFO`), made as the general path makes them."""
     entry = _ONE_INFO.get(id(info))
@@ -63,14 +65,14 @@ def _one_info(info: SpanInfo) -> tuple[SpanInfo, bytes, bytes]:
         attrs += (_U32.pack(ids[key]), _uint(len(value)), value)
     tail = _U32.pack(ids[info[0]]) + _ZERO32 + b"\x00" + _ZERO32 + b"".join(attrs) + _NO_LINKS
     table = _uint(len(strings)) + b"".join([_text(text) for text in strings])
+
+    def tail_of(span: Span) -> bytes:
+        return tail
+
     if len(_ONE_INFO) >= _ONE_INFO_MAX:
         _ONE_INFO.clear()
-    entry = _ONE_INFO[id(info)] = (info, table, tail)
+    entry = _ONE_INFO[id(info)] = (info, table, tail_of)
     return entry
-
-
-def _one_info_tail(span: Span) -> bytes:
-    return _one_info(span.info)[2]
 
 
 def _not_plain(entry: Any, parts: list[bytes]) -> int:
@@ -85,15 +87,17 @@ def encode_chunk(traces: ActorTraces, sealed: Sealed) -> bytes:
         # The common chunk (a short-lived actor's, a busy action's): plain spans of one
         # info, nothing running. Its bytes from the cached table and tail, no interning.
         info = getattr(records[0], "info", None)
-        if info is not None and all(getattr(entry, "info", None) is info for entry in records):
+        if info is not None and (
+            len(records) == 1 or all(getattr(entry, "info", None) is info for entry in records)
+        ):
+            _, table, tail_of = _one_info(info)
             base = sealed.bucket * 1_000_000_000
             parts: list[bytes] = []
             try:
-                count = traces.encode_records(records, base, _one_info_tail, _not_plain, parts)
+                count = traces.encode_records(records, base, tail_of, _not_plain, parts)
             except _NotPlain:
                 pass
             else:
-                table = _one_info(info)[1]
                 return b"".join([_VERSION, _U64.pack(base), table, _uint(count), *parts, b"\x00"])
     return _encode_chunk(traces, sealed)
 

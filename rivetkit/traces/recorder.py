@@ -335,7 +335,7 @@ class TraceStorage:
         """What writing ``sealed`` takes: ``(key, data, deletes, kept, total)`` (the oldest
         chunks deleted while the stored total would pass the bound), or None when the chunk
         alone is over the bound (not kept at all)."""
-        encode = _late("encode")
+        encode = _late_modules.get("encode") or _late("encode")
         data = encode.encode_chunk(cast("ActorTraces", self), sealed)
         key = chunk_key(sealed.bucket, sealed.chunk_id)
         deletes: list[bytes] = []
@@ -374,7 +374,7 @@ class TraceStorage:
         stored = self._stored
         if put_soon is None or stored is None:
             return False
-        export = _late("export")
+        export = _late_modules.get("export") or _late("export")
         if export.exporting():
             return False
         pending = self.pending
