@@ -11,6 +11,7 @@ import pytest
 
 from rivetkit import ActorOptions, actor, setup
 from rivetkit.drivers.embedded import EmbeddedDriver
+from rivetkit.drivers.embedded import fresh as fresh_module
 from rivetkit.drivers.embedded.fresh import FreshActors
 from rivetkit.drivers.embedded.offline import kv_put_if_absent
 from rivetkit.runtime import keys
@@ -159,3 +160,30 @@ async def test_a_new_actor_starts_and_sleeps_without_reads(tmp_path: Path) -> No
         reads = driver.store.read_ops
         assert await handle.increment(1) == 3
         assert driver.store.read_ops > reads
+
+
+def test_empty_range_answers_as_the_offline_keys_say() -> None:
+    # Kept answers for bytes bounds, computed ones for other bytes-like bounds: the same.
+    fresh = FreshActors()
+    fresh.created("a")
+    token = keys.INSPECTOR_TOKEN
+    after = token + b"\x00"
+    bounds: list[tuple[Any, Any]] = [
+        (b"", None),
+        (token, None),
+        (token, after),
+        (after, None),
+        (b"\x04", b"\x05"),
+        (b"", token),
+        (keys.CONN_PREFIX, b"\x03"),
+        (memoryview(token), bytearray(after)),
+        (bytearray(b"\x04"), None),
+    ]
+    for start, end in bounds * 2:  # the second time from the kept answers
+        holds_token = bytes(start) <= token and (end is None or token < bytes(end))
+        assert fresh.empty_range("a", start, end) is not holds_token, (start, end)
+        assert fresh.empty_range("not-fresh", start, end) is False
+    for i in range(600):  # many distinct ranges: the kept answers stay bounded
+        assert fresh.empty_range("a", b"\x09%d" % i, None)
+    assert len(fresh_module._EMPTY_RANGES) <= fresh_module._MAX_RANGES + 1
+    assert fresh.empty_range("a", token, after) is False

@@ -36,6 +36,8 @@ __all__ = ["MAX_CONN_SAVE_DELAY", "ActorConns"]
 
 #: Seconds at most between a change of a hibernatable connection and the save of its record.
 MAX_CONN_SAVE_DELAY = 5.0
+# The end of the hibernated connections' key range (restore lists it at every start).
+_CONN_END = prefix_end(keys.CONN_PREFIX)
 
 
 class ActorConns:
@@ -279,9 +281,7 @@ class ActorConns:
     async def restore(self) -> list[Connection]:
         """Rebuild the hibernated connections; return the ones whose socket is gone."""
         owner = self._owner
-        entries = await owner.driver.kv_list(
-            owner.actor_id, keys.CONN_PREFIX, prefix_end(keys.CONN_PREFIX)
-        )
+        entries = await owner.driver.kv_list(owner.actor_id, keys.CONN_PREFIX, _CONN_END)
         dead: list[Connection] = []
         for key, value in entries:
             try:

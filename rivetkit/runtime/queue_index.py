@@ -71,6 +71,8 @@ async def load_index(owner: QueueOwner) -> tuple[dict[int, IndexEntry], int]:
     entries = await owner.driver.kv_list(
         owner.actor_id, keys.QUEUE_MESSAGE_PREFIX, _END_OF_MESSAGES
     )
+    if not entries and raw_meta is None:  # nothing stored (a new actor)
+        return {}, 1
     try:
         found = scan(entries, None, len(entries), _identity)
         messages = {ident: IndexEntry(peek_name(value), value, READY) for ident, value in found}

@@ -35,6 +35,16 @@ MAX_FRESH: Final = 10_000
 OFFLINE_KEYS: Final = (INSPECTOR_TOKEN,)
 
 
+def _misses_offline_keys(low: bytes, high: bytes | None) -> bool:
+    """No key of :data:`OFFLINE_KEYS` is in ``low <= key < high`` (``high`` None: no end)."""
+    return not any(low <= key and (high is None or key < high) for key in OFFLINE_KEYS)
+
+
+# (start, end) -> _misses_offline_keys(start, end), for bytes bounds; cleared past the limit.
+_EMPTY_RANGES: dict[tuple[bytes, bytes | None], bool] = {}
+_MAX_RANGES: Final = 256
+
+
 class FreshActors:
     """The ids of actors created by this driver whose KV nothing has written yet."""
 
@@ -84,8 +94,16 @@ class FreshActors:
         """True when listing ``start <= key < end`` of ``actor_id`` needs no store trip."""
         if actor_id not in self._ids:
             return False
-        low, high = bytes(start), None if end is None else bytes(end)
-        return not any(low <= key and (high is None or key < high) for key in OFFLINE_KEYS)
+        if start.__class__ is bytes and (end is None or end.__class__ is bytes):
+            # The runtime lists a few constant ranges (a start's connections, queue,
+            # schedules, trace chunks): their answers are kept.
+            known = _EMPTY_RANGES.get((start, end))
+            if known is None:
+                known = _EMPTY_RANGES[start, end] = _misses_offline_keys(start, end)
+                if len(_EMPTY_RANGES) > _MAX_RANGES:
+                    _EMPTY_RANGES.clear()
+            return known
+        return _misses_offline_keys(bytes(start), None if end is None else bytes(end))
 
     def created(self, actor_id: str) -> None:
         """``actor_id`` was just created (its creation committed): its KV is empty."""
