@@ -664,3 +664,20 @@ def test_direct_road_client_leaves_mid_answer(server: Background) -> None:
     _same(results)
     assert results["ordinary"][1] == '["gone"]'
     assert results["pure"][2] == 1 and results["compiled"][2] == 1
+
+
+def test_runs_at_once(server: Background) -> None:
+    """The direct road answers within the parser's callback only what runs no coroutine of
+    the user's: a sync action (or an unknown name, refused at once), not an async one."""
+    key = f"k{next(_keys):08d}"
+    warm = exchange(_address(server), action_request(key, "getLog", b"{}", []))
+    actor_id = next(
+        line.split(b": ", 1)[1].decode()
+        for line in warm.split(b"\r\n")
+        if line.lower().startswith(b"x-rivet-actor:")
+    )
+    instance = server.endpoint.app.runtime.instances[actor_id]
+    assert instance.runs_at_once("echo")
+    assert instance.runs_at_once("nope")
+    assert not instance.runs_at_once("add")
+    assert not instance.runs_at_once("pause")

@@ -396,6 +396,26 @@ class ActorInstance:
             return actor_error("stopping", "the actor is stopping")
         return actor_error("destroying", "the actor is stopped")
 
+    def runs_at_once(self, name: str) -> bool:
+        """True when an HTTP action of ``name`` (a temporary plain connection, then
+        :meth:`invoke`) runs no coroutine of the user's and cannot suspend: ``name`` is a
+        sync action (or none), no connection hook, no blocking-action gate, no serial order,
+        replies sent as returned. A transport may then run it outside any task."""
+        if self._gate is not None or self._serial is not None or not self._plain_replies:
+            return False
+        hooks = self.definition.hooks
+        if (
+            hooks.on_before_connect is not None
+            or hooks.create_conn_state is not None
+            or hooks.on_connect is not None
+            or hooks.on_disconnect is not None
+        ):
+            return False
+        try:
+            return not self.table.is_async(name)
+        except RivetError:  # no such action: invoke refuses it at once
+            return True
+
     async def invoke(
         self, name: str, args: list[Any], conn: Connection | None = None, _gated: bool = False
     ) -> Any:

@@ -7,9 +7,10 @@ task per request and the app's ``__call__``. When the head already tells that th
 would take the request, :func:`take` sets a :class:`DirectCycle` in place of uvicorn's cycle,
 and once the (small, whole) body is in, :meth:`DirectCycle.run` runs the fast road's own
 :func:`~rivetkit.server._action_fast_py.answer_action` and writes the answer with
-:func:`~rivetkit.server.http_fastpath.respond`: the same bytes and bookkeeping, in one task
-per request (in the server's tasks, as uvicorn's own; not within the callback: an action's
-first steps may need the current task).
+:func:`~rivetkit.server.http_fastpath.respond`: the same bytes and bookkeeping. A request
+that runs no coroutine of the user's (a sync action, no connection hook) is answered within
+the callback, with no task at all; any other in one task per request (in the server's
+tasks, as uvicorn's own: an async action's first steps may need the current task).
 
 Taken only where nothing the ordinary road does would differ: the app is a started
 :class:`~rivetkit.server.app.RivetApp` (alone or behind uvicorn's proxy-headers middleware)
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import types
+from collections.abc import Coroutine, Generator
 from typing import Any, ClassVar, Final
 
 from rivetkit.logs import RequestContext, reset_request_context, set_request_context
@@ -106,15 +109,31 @@ class DirectCycle:
         self.expected_content_length = 0
 
     def run(self) -> None:
-        """The whole body is in: answer it, in one task of the server's (as uvicorn's own
-        task per request: an action's first steps may need the current task, for a
-        timeout, say)."""
+        """The whole body is in: answer it. Within this call when the action runs no
+        coroutine of the user's (``ActorInstance.runs_at_once``: a sync action, no
+        connection hook, ...), else in one task of the server's (as uvicorn's own task per
+        request: an async action's first steps may need the current task, for a timeout);
+        what suspends all the same (a paused write buffer) goes on in a task."""
         proto = self.proto
         self.more_body = False
         if proto.config.reset_contextvars:
-            task = proto.loop.create_task(_answer(self), context=contextvars.Context())
+            context = contextvars.Context()
         else:
-            task = proto.loop.create_task(_answer(self))
+            context = contextvars.copy_context()
+        target = self.target
+        if target[0].runs_at_once(target[2]):
+            coro = _answer(self)
+            try:
+                yielded = context.run(coro.send, None)
+            except StopIteration:
+                return  # answered: no task
+            except BaseException as exc:  # (_answer's own refusal failed): not the parser's
+                proto.logger.error("Exception in ASGI application\n", exc_info=exc)
+                proto.transport.close()
+                return
+            task = proto.loop.create_task(_resume(coro, yielded), context=context)
+        else:
+            task = proto.loop.create_task(_answer(self), context=context)
         tasks = proto.tasks
         task.add_done_callback(tasks.discard)
         tasks.add(task)
@@ -184,6 +203,8 @@ def take(proto: Any, app: Any, raw_path: bytes, query: bytes) -> bool:
         return False
     cycle = proto.cycle
     if (cycle is not None and not cycle.response_complete) or proto.pipeline:
+        return False
+    if proto.transport.is_closing():
         return False
     if proto.access_log or proto.root_path or proto.expect_100_continue:
         return False
@@ -280,3 +301,26 @@ async def _send(cycle: DirectCycle, status: int, headers: Any, body: bytes) -> N
     send: Any = real.send
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+@types.coroutine
+def _rest(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, Any, None]:
+    """Go on, in a task, with ``coro`` (started outside any) from what it ``yielded``."""
+    while True:
+        try:
+            sent = yield yielded
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration:
+                return
+
+
+async def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+    """A task's coroutine for :func:`_rest`."""
+    await _rest(coro, yielded)
