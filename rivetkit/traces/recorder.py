@@ -237,6 +237,11 @@ class TraceStorage:
         """Put the starts of running spans not written yet first in ``records`` (so the
         i-th of them is the chunk's record i); ``mark``: remember where (a seal)."""
         running = self.running()
+        if running:
+            self._put_starts(records, running, mark)
+        return running
+
+    def _put_starts(self, records: list[Any], running: list[Span], mark: bool) -> None:
         starts: list[Any] = []
         for span in running:
             if span.start_ref is None:
@@ -244,7 +249,6 @@ class TraceStorage:
                     span.start_ref = (self._bucket, self._chunk_id, len(starts))
                 starts.append((STARTED, span))
         records[:0] = starts
-        return running
 
     def _seal(self, *, with_running: bool = False, spawn: bool = True) -> None:
         """Close the current chunk and hand it to the writer (``with_running``: even when
@@ -262,7 +266,9 @@ class TraceStorage:
         self._size = 0
         if self.closed:  # the actor has stopped: its KV is not ours any more
             return
-        running = self._with_running(records, True)
+        running = self.running()
+        if running:  # (not a frame per seal for none)
+            self._put_starts(records, running, True)
         pending = self.pending
         pending.append(Sealed(self._bucket, self._chunk_id, records, running))
         if len(pending) > MAX_PENDING:
@@ -414,15 +420,19 @@ class TraceStorage:
         actor's stop; what is not written then is lost), then record nothing more."""
         writer = self._writer
         deadline: float | None = None  # loop time; read only when something is awaited
-        if (writer is None or writer.done()) and asyncio.current_task() is not None:
+        if writer is None or writer.done():
             # No writer task runs: the last chunks go to the store's put_soon when it has
             # one (nothing awaited), else the stop writes them itself (no task per stop).
             # Meanwhile its own task is the writer, so that a chunk sealed by a span ending
             # now is written by it too, and a flush waits for it.
             self._seal(with_running=True, spawn=False)
             if self.pending and not self._hand_over():
-                deadline = asyncio.get_running_loop().time() + timeout
-                await self._write_own(deadline, timeout)
+                loop = asyncio.get_running_loop()
+                if asyncio.current_task() is not None:
+                    deadline = loop.time() + timeout
+                    await self._write_own(deadline, timeout)
+                else:  # (a coroutine driven by hand: a writer task, as a seal starts)
+                    self._writer = loop.create_task(self._write_pending())
         else:
             self._seal(with_running=True)
         # A writer task already running: waited on itself (no task of its own either).
