@@ -681,3 +681,45 @@ def test_runs_at_once(server: Background) -> None:
     assert instance.runs_at_once("nope")
     assert not instance.runs_at_once("add")
     assert not instance.runs_at_once("pause")
+
+
+def _stream_request(key: str, kind: str, n: int) -> bytes:
+    json_ = [("x-rivet-encoding", "json")]
+    if kind == "sync":
+        return action_request(key, "echo", b'{"args":[%d]}' % n, json_)
+    if kind == "async":
+        return action_request(key, "add", b'{"args":[%d]}' % n, json_)
+    if kind == "suspends":
+        return action_request(key, "pause", b'{"args":[%d]}' % n, json_)
+    if kind == "error":
+        return action_request(key, "fail", b'{"args":["c%d"]}' % n, [])
+    if kind == "origin":
+        return action_request(key, "add", b'{"args":[%d]}' % n, [("origin", "http://x.y")])
+    return f"GET /gateway/probe/metadata?{query(key)} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".encode()
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.sampled_from(["sync", "async", "suspends", "error", "origin", "ordinary"]),
+        min_size=1,
+        max_size=6,
+    ),
+    st.lists(st.integers(1, 400), max_size=4),
+)
+def test_direct_road_on_random_streams(server: Background, kinds: list[str], cuts: Any) -> None:
+    """Requests of every kind on one connection, the byte stream cut at random points (a
+    head or a body split across packets, several requests in one): the same answers, in
+    the same order, and the same state as on the ordinary road."""
+
+    def chunks(key: str) -> list[bytes]:
+        stream = b"".join(_stream_request(key, kind, n) for n, kind in enumerate(kinds))
+        stream += action_request(key, "getLog", b"{}", [("connection", "close")])
+        points = sorted({min(c, len(stream) - 1) for c in cuts})
+        return [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)]) if b > a]
+
+    results = on_each_road(server, chunks)
+    _same(results)
+    assert results["ordinary"][0].count(b"HTTP/1.1 ") == len(kinds) + 1
