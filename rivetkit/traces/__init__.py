@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -63,20 +63,25 @@ class DriverStore:
         self.driver = driver
         self.actor_id = actor_id
 
-    async def write(self, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
-        """Apply ``deletes`` then ``puts`` atomically."""
-        await self.driver.kv_write(self.actor_id, puts=puts, deletes=deletes)
+    # write and list return the driver's coroutine (no coroutine of their own to await it).
+
+    def write(
+        self, puts: list[tuple[bytes, bytes]], deletes: list[bytes]
+    ) -> Coroutine[Any, Any, None]:
+        """Apply ``deletes`` then ``puts`` atomically (awaitable)."""
+        return self.driver.kv_write(self.actor_id, puts=puts, deletes=deletes)
 
     def put_soon(self, puts: list[tuple[bytes, bytes]], done: Callable[[bool, Any], None]) -> bool:
         """Put ``puts`` without awaiting (the driver's ``kv_put_soon``): ``done(ok, error)``
         on the loop once committed or failed; False, doing nothing, when the driver cannot."""
         return self.driver.kv_put_soon(self.actor_id, puts, done)
 
-    async def list(
+    def list(
         self, start: bytes, end: bytes | None, *, reverse: bool = False, limit: int | None = None
-    ) -> list[tuple[bytes, bytes]]:
-        """Entries with ``start <= key < end`` in key order (``reverse``: last first)."""
-        return await self.driver.kv_list(self.actor_id, start, end, reverse=reverse, limit=limit)
+    ) -> Coroutine[Any, Any, list[tuple[bytes, bytes]]]:
+        """Entries with ``start <= key < end`` in key order (``reverse``: last first;
+        awaitable)."""
+        return self.driver.kv_list(self.actor_id, start, end, reverse=reverse, limit=limit)
 
 
 def traces_for(instance: ActorInstance) -> ActorTraces | None:

@@ -141,6 +141,9 @@ class Sealed(NamedTuple):
     active: list[Span]
 
 
+_new_tuple: Final = tuple.__new__
+
+
 class TraceStorage:
     """Sealing and storing, mixed into a :class:`SpanRecorder` twin (see :class:`ActorTraces`).
 
@@ -270,7 +273,8 @@ class TraceStorage:
         if running:  # (not a frame per seal for none)
             self._put_starts(records, running, True)
         pending = self.pending
-        pending.append(Sealed(self._bucket, self._chunk_id, records, running))
+        # (tuple.__new__: a NamedTuple's own __new__ is a Python frame)
+        pending.append(_new_tuple(Sealed, (self._bucket, self._chunk_id, records, running)))
         if len(pending) > MAX_PENDING:
             del pending[1]  # pending[0] may be the one being written
         if spawn and (self._writer is None or self._writer.done()):
@@ -381,7 +385,7 @@ class TraceStorage:
         if put_soon is None or stored is None:
             return False
         export = _late_modules.get("export") or _late("export")
-        if export.exporting():
+        if export._exporters:  # (export.exporting(), without its frame)
             return False
         pending = self.pending
         while pending:
@@ -397,8 +401,11 @@ class TraceStorage:
                 else:
                     if not taken:
                         return False
-                    self._stored_written(key, data, kept, total)
-                    stored = kept
+                    # (self._stored_written, inline)
+                    kept.append((key, len(data)))
+                    kept.sort()
+                    self._stored = stored = kept
+                    self._stored_bytes = total
             pending.pop(0)
         return True
 
