@@ -723,3 +723,31 @@ def test_direct_road_on_random_streams(server: Background, kinds: list[str], cut
     results = on_each_road(server, chunks)
     _same(results)
     assert results["ordinary"][0].count(b"HTTP/1.1 ") == len(kinds) + 1
+
+
+def test_direct_road_unexpected_failure_is_a_500(
+    server: Background, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure the road does not answer itself (a bug: here the road's answer_action
+    raising) is uvicorn's 500 with ``connection: close``, on the direct road as through
+    ASGI (the fast road behind ``RivetApp.__call__``), over both twins."""
+    pure, compiled = both_twins("_action_fast", "rivetkit.server._action_fast_py")
+
+    async def broken(*args: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    for twin in (pure, compiled):
+        monkeypatch.setattr(twin, "answer_action", broken)
+        answers = []
+        for road in (counted(twin.serve_action, []), twin.serve_action):  # ASGI, direct
+            before = taken_count()
+            answer, _, _, _ = run_on(
+                server, road, lambda key: action_request(key, "echo", b"{}", [])
+            )
+            answers.append(
+                b"\r\n".join(line for line in answer.split(b"\r\n") if b"date:" not in line)
+            )
+            assert taken_count() - before == (road is twin.serve_action)
+        assert answers[0] == answers[1]
+        assert answers[0].startswith(b"HTTP/1.1 500 "), answers[0]
+        assert answers[0].endswith(b"connection: close\r\n\r\nInternal Server Error")
