@@ -751,3 +751,47 @@ def test_direct_road_unexpected_failure_is_a_500(
         assert answers[0] == answers[1]
         assert answers[0].startswith(b"HTTP/1.1 500 "), answers[0]
         assert answers[0].endswith(b"connection: close\r\n\r\nInternal Server Error")
+
+
+def test_direct_road_actor_stops_before_the_body(server: Background) -> None:
+    """The head finds the actor running, it is asked to sleep before the body comes: the
+    action is answered and kept on every road (the ordinary road holds the actor until
+    then; the direct road, finding it stopped when the body is whole, hands the request to
+    the ordinary road, which wakes it: a new generation answers)."""
+    import time
+
+    results = {}
+    for label, road in direct_roads().items():
+        key = f"k{next(_keys):08d}"
+        address = _address(server)
+        warm = exchange(address, action_request(key, "getLog", b"{}", []))
+        actor_id = next(
+            line.split(b": ", 1)[1].decode()
+            for line in warm.split(b"\r\n")
+            if line.lower().startswith(b"x-rivet-actor:")
+        )
+        app = server.endpoint.app
+        before = taken_count()
+        app._serve_action = road
+        try:
+            request = action_request(key, "add", b'{"args":["late"]}', [])
+            head, _, body = request.partition(b"\r\n\r\n")
+            with socket.create_connection(address, timeout=10) as sock:
+                sock.sendall(head + b"\r\n\r\n")
+                time.sleep(0.1)
+                instance = app.runtime.instances[actor_id]
+                server.loop.call_soon_threadsafe(instance.request_sleep)
+                time.sleep(0.2)
+                sock.sendall(body + action_request(key, "getLog", b"{}", [("connection", "close")]))
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+        finally:
+            app._serve_action = None
+        results[label] = (neutral(answer, actor_id, key), taken_count() - before)
+    for label, (answer, taken) in results.items():
+        assert answer.count(b"HTTP/1.1 200 ") == 2, (label, answer)
+        assert b'\r\n\r\n{"output":1}HTTP/1.1' in answer, (label, answer)
+        assert answer.endswith(b'{"output":["late"]}'), (label, answer)  # kept
+        if label != "ordinary":
+            assert taken >= 1, label  # the head was the direct road's

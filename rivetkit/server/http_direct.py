@@ -30,6 +30,7 @@ from collections.abc import Coroutine, Generator
 from typing import Any, ClassVar, Final
 
 from rivetkit.logs import RequestContext, reset_request_context, set_request_context
+from rivetkit.runtime.phase import Phase
 
 __all__ = ["MAX_DIRECT_BODY", "DirectCycle", "direct_app", "take"]
 
@@ -37,6 +38,7 @@ __all__ = ["MAX_DIRECT_BODY", "DirectCycle", "direct_app", "take"]
 MAX_DIRECT_BODY: Final = 65536
 
 _FRAMING: Final = (b"content-length", b"transfer-encoding")
+_STARTED: Final = Phase.STARTED
 
 
 class _NoEvent:
@@ -121,7 +123,11 @@ class DirectCycle:
         else:
             context = contextvars.copy_context()
         target = self.target
-        if target[0].runs_at_once(target[2]):
+        instance = target[0]
+        if instance.phase != _STARTED or self.app.runtime.instances.get(target[1]) is not instance:
+            proto.ordinary_late(self)  # it stopped while the body came: the ordinary road
+            return
+        if instance.runs_at_once(target[2]):
             coro = _answer(self)
             try:
                 yielded = context.run(coro.send, None)

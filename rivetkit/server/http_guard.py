@@ -273,6 +273,14 @@ class HeadGuard:
             target = split_target(self.url)
             if take(self, app, *target):
                 return  # the direct road (http_direct.py): no scope, no ASGI cycle
+        self._ordinary(method, http_version, target)
+
+    def _ordinary(
+        self, method: bytes, http_version: str, target: tuple[bytes, bytes] | None
+    ) -> None:
+        """The ordinary road of the request whose head was parsed (``target`` its path and
+        query when split already): uvicorn's scope, cycle and ASGI task."""
+        parser = self.parser
         # The base's on_message_begin's scope, then its on_headers_complete.
         self.scope = {
             "type": "http",
@@ -325,6 +333,18 @@ class HeadGuard:
         else:  # pipelined requests wait their turn
             self.flow.pause_reading()
             self.pipeline.appendleft((cycle, app))
+
+    def ordinary_late(self, direct: DirectCycle) -> None:
+        """Hand the direct road's request, its body whole, to the ordinary road (its actor
+        stopped while the body came: the ordinary road finds or wakes it)."""
+        self.cycle = None  # (the direct road was taken with nothing else in flight)
+        self.headers = direct.headers
+        parser = self.parser
+        self._ordinary(parser.get_method(), parser.get_http_version(), None)
+        cycle = self.cycle
+        cycle.body += direct.body
+        cycle.more_body = False
+        cycle.message_event.set()
 
     def on_body(self, body: bytes) -> None:
         if self._rejected:
