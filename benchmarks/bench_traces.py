@@ -27,7 +27,15 @@ For each path it prints the best rate of each side over the rounds, ``on / off``
 an untraced call's time), which the machine's noise does not blur. Whichever twins are
 selected are measured (``RIVETKIT_PURE=1`` for the pure ones). Nothing here asserts a time.
 
-    python benchmarks/bench_traces.py [--quick] [--json FILE]
+It also prints what the traces cost a short-lived actor (issue 20's many-actors benchmark:
+one call, then sleep): its recorder made (:func:`rivetkit.traces.traces_for`), the preload,
+one action span, and the stop's close handing the chunk to the driver's ``kv_put_soon``,
+on a driver that does nothing (microseconds per actor, best of 5). ``--lifecycle N`` runs
+only that, N times on uvloop, and prints nothing: for instruction counts, e.g.
+``valgrind --tool=callgrind python benchmarks/bench_traces.py --lifecycle 2500`` minus the
+same with 500, over 2,000.
+
+    python benchmarks/bench_traces.py [--quick] [--json FILE] [--lifecycle N]
 """
 
 from __future__ import annotations
@@ -41,7 +49,8 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -50,6 +59,7 @@ from rivetkit import actor, setup
 from rivetkit.client import Client
 from rivetkit.server import serve_in_background
 from rivetkit.testing import setup_runtime
+from rivetkit.traces import traces_for
 from rivetkit.traces.encode import encode_chunk
 from rivetkit.traces.recorder import ActorTraces
 
@@ -107,6 +117,49 @@ class _NoStore:
         return []
 
 
+class _NoDriver:
+    """A driver that keeps nothing: an empty KV, puts taken and answered on the loop."""
+
+    async def kv_list(self, actor_id: str, start: bytes, end: bytes | None, **kw: Any) -> list[Any]:
+        return []
+
+    def kv_put_soon(self, actor_id: str, puts: Any, done: Callable[[bool, Any], None]) -> bool:
+        asyncio.get_running_loop().call_soon(done, True, None)
+        return True
+
+
+async def lifecycles(actors: int) -> float:
+    """Seconds for ``actors`` short-lived actors' traces: made, preloaded, one action span,
+    closed (the chunk handed to ``kv_put_soon``); the loop gets a turn every 64 actors."""
+    driver = _NoDriver()
+    options = SimpleNamespace(traces=True, traces_max_bytes=1024 * 1024)
+    instances = [
+        SimpleNamespace(
+            options=options, clock=time.time, driver=driver, actor_id=f"{i:016x}", name="many",
+            key=[f"a{i}"],
+        )
+        for i in range(actors)
+    ]  # fmt: skip
+    start = time.perf_counter()
+    for i, instance in enumerate(instances):
+        traces = traces_for(cast(Any, instance))
+        assert traces is not None, "tracing is off (RIVETKIT_TRACES=0?)"
+        await traces.preload()
+        traces.start("action", "increment").end()
+        await traces.close()
+        if i % 64 == 0:
+            await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    return time.perf_counter() - start
+
+
+async def actor_costs(actors: int, repeat: int = 5) -> dict[str, float]:
+    """Microseconds of traces per short-lived actor, best of ``repeat``."""
+    await lifecycles(200)  # warm-up
+    best = min([await lifecycles(actors) for _ in range(repeat)])
+    return {"actor_us": round(best / actors * 1e6, 3)}
+
+
 async def span_costs(spans: int, repeat: int = 5) -> dict[str, float]:
     """Microseconds per span, best of ``repeat``: recording (start + end, on the action's
     path) and writing (the chunk's bytes, in the background)."""
@@ -139,6 +192,7 @@ async def run(calls: int, rounds: int) -> dict[str, dict[str, float]]:
     registry = build_registry()
     # (few enough spans that no sealed chunk is dropped for want of a writer: MAX_PENDING)
     results: dict[str, dict[str, float]] = {"span": await span_costs(min(calls, 5000))}
+    results["actor"] = await actor_costs(min(calls, 5000))
     async with setup_runtime(registry) as client:
         handle = client.counter.get_or_create(["bench"])
         await handle.increment()
@@ -169,7 +223,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer calls (a few seconds)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument(
+        "--lifecycle", type=int, metavar="N", help="only N short-lived actors' traces (callgrind)"
+    )
     args = parser.parse_args()
+    if args.lifecycle is not None:
+        import uvloop
+
+        uvloop.run(lifecycles(args.lifecycle))
+        return 0
     calls = 5_000 if args.quick else 20_000
     rounds = 10 if args.quick else 30
     results = asyncio.run(run(calls, rounds))
@@ -180,6 +242,11 @@ def main() -> int:
     print(
         f"per span: recording {span['record_us']:.2f} us (on the action's path), "
         f"writing {span['encode_us']:.2f} us (background), {span['bytes_per_span']:.0f} bytes"
+    )
+    actor_row = results.pop("actor")
+    print(
+        f"per short-lived actor: {actor_row['actor_us']:.2f} us of traces (made, preload, "
+        "one action span, close to kv_put_soon)"
     )
     for name, row in results.items():
         # (the writer does not run within a "runtime" round: recording alone)
@@ -194,6 +261,7 @@ def main() -> int:
         )
     if args.json:
         results["span"] = span
+        results["actor"] = actor_row
         Path(args.json).write_text(json.dumps({"twins": twins, "results": results}, indent=2))
     return 0
 
