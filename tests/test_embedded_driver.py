@@ -19,7 +19,6 @@ import pytest
 
 from rivetkit.drivers.base import ActorRecord, StopReason, prefix_end
 from rivetkit.drivers.embedded import EmbeddedDriver, tables
-from rivetkit.drivers.embedded import store as store_module
 from rivetkit.errors import RivetError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -311,31 +310,6 @@ async def test_schema_and_default_data_dir(tmp_path: Path, monkeypatch: pytest.M
     indexes = {row[1]: row for row in query(db, "PRAGMA index_list(actors)")}
     assert indexes["actors_live_name_key"][2] == 1  # unique
     assert indexes["actors_live_name_key"][4] == 1  # partial
-
-
-@pytest.mark.asyncio
-async def test_the_wal_checkpoints_after_its_set_size_and_keeps_every_commit(
-    tmp_path: Path,
-) -> None:
-    # More WAL pages than SQLite's default threshold (1,000) stay in the WAL (no checkpoint
-    # yet); every committed write is read back, by this driver and by a new one on the file.
-    pages = 1_500
-    assert pages < store_module._WAL_AUTOCHECKPOINT
-    value = b"v" * 3_900  # about one page per put
-    async with running(tmp_path) as (d, _):
-        assert (
-            await d.store.read(lambda conn: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
-            == store_module._WAL_AUTOCHECKPOINT
-        )
-        for start in range(0, pages, 100):
-            await d.kv_write("a", puts=[(b"%05d" % i, value) for i in range(start, start + 100)])
-        wal = tmp_path / "rivetkit.db-wal"
-        assert wal.stat().st_size > 1_000 * 4_096
-        assert await d.kv_get("a", [b"%05d" % i for i in (0, 777, pages - 1)]) == [value] * 3
-    async with running(tmp_path) as (d, _):
-        listed = await d.kv_list("a", b"", None)
-        assert [key for key, _ in listed] == [b"%05d" % i for i in range(pages)]
-        assert all(v == value for _, v in listed)
 
 
 # -- placement ---------------------------------------------------------------------------------

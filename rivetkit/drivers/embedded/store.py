@@ -63,13 +63,6 @@ _Item = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], _ItemTarget, 
 # The starvation watchdog's period and the longest it lets the writer run (seconds).
 _WATCH_INTERVAL = 0.01
 _WATCH_YIELD = 0.001
-# WAL pages after which a commit checkpoints (SQLite's default is 1,000, 4 MiB). A checkpoint
-# copies every page changed since the last one from the WAL into the database file (and, with
-# synchronous=NORMAL, fsyncs both): new actors' rows land on random pages of the key-ordered
-# tables, so a longer stretch of WAL holds more changes of the same pages, copied once.
-# 20,000 actors created in the store's pattern: ~124 -> ~100 us of CPU per actor. Durability
-# is the synchronous setting's: no committed transaction is lost to a killed process either way.
-_WAL_AUTOCHECKPOINT = 10_000
 # One answer: (target, succeeded, result or exception).
 _Answer = tuple[_Target, bool, Any]
 
@@ -313,7 +306,6 @@ class SqliteStore:
                 )
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA temp_store=MEMORY")
-            conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT}")
             tables.init_schema(conn)
         except BaseException:
             conn.close()
