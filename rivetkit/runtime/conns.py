@@ -30,14 +30,27 @@ from rivetkit.runtime.phase import Phase
 from rivetkit.traces import traced
 
 if TYPE_CHECKING:
+    from rivetkit.actor import Hooks
     from rivetkit.runtime.instance import ActorInstance
 
-__all__ = ["MAX_CONN_SAVE_DELAY", "ActorConns"]
+__all__ = ["MAX_CONN_SAVE_DELAY", "ActorConns", "has_conn_hooks"]
 
 #: Seconds at most between a change of a hibernatable connection and the save of its record.
 MAX_CONN_SAVE_DELAY = 5.0
 # The end of the hibernated connections' key range (restore lists it at every start).
 _CONN_END = prefix_end(keys.CONN_PREFIX)
+
+
+def has_conn_hooks(hooks: Hooks) -> bool:
+    """True when the actor has a connection hook (``on_before_connect``,
+    ``create_conn_state``, ``on_connect``, ``on_disconnect``): opening a connection may then
+    run the user's code, so it cannot be done at once."""
+    return (
+        hooks.on_before_connect is not None
+        or hooks.create_conn_state is not None
+        or hooks.on_connect is not None
+        or hooks.on_disconnect is not None
+    )
 
 
 class ActorConns:
@@ -139,14 +152,7 @@ class ActorConns:
         coroutine; None when :meth:`connect` must run instead. Close it with
         :meth:`close_plain`."""
         owner = self._owner
-        hooks = owner.definition.hooks
-        if (
-            hooks.on_before_connect is not None
-            or hooks.create_conn_state is not None
-            or hooks.on_connect is not None
-            or hooks.on_disconnect is not None
-            or (owner._gate is not None and owner._gate.busy)
-        ):
+        if has_conn_hooks(owner.definition.hooks) or (owner._gate is not None and owner._gate.busy):
             return None
         phase = owner.phase
         if phase != Phase.STARTED and phase != Phase.SLEEP_GRACE:

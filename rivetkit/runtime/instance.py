@@ -39,7 +39,7 @@ from rivetkit.runtime import keys
 from rivetkit.runtime.action_calls import Suspended, action_table, finish_action, start_action
 from rivetkit.runtime.blocking import gate_for
 from rivetkit.runtime.connection import Connection, ConnTransport, Hibernation
-from rivetkit.runtime.conns import ActorConns
+from rivetkit.runtime.conns import ActorConns, has_conn_hooks
 from rivetkit.runtime.context import ActorContext
 from rivetkit.runtime.hooks import ActorLogAdapter, initial_state, initial_vars
 from rivetkit.runtime.hooks import hook_fn as _hook
@@ -403,13 +403,7 @@ class ActorInstance:
         replies sent as returned. A transport may then run it outside any task."""
         if self._gate is not None or self._serial is not None or not self._plain_replies:
             return False
-        hooks = self.definition.hooks
-        if (
-            hooks.on_before_connect is not None
-            or hooks.create_conn_state is not None
-            or hooks.on_connect is not None
-            or hooks.on_disconnect is not None
-        ):
+        if has_conn_hooks(self.definition.hooks):
             return False
         try:
             return not self.table.is_async(name)
