@@ -16,7 +16,7 @@ from rivetkit.protocol.trees import ENCODINGS, JSON_SCAN, plain_args
 from rivetkit.protocol.value_errors import invalid_output
 from rivetkit.runtime.phase import Phase
 from rivetkit.schemas import conn_params_of
-from rivetkit.server.http_fastpath import HTTP_CYCLE, respond, take_body
+from rivetkit.server.http_fastpath import own_cycle, respond, take_body
 from rivetkit.server.request_log import set_actor_context
 
 __all__ = ["answer_action", "direct_target", "serve_action"]
@@ -51,18 +51,8 @@ async def serve_action(app, scope, receive, send, max_body):
     if target is None:
         return None
     # Our protocol's cycle, reached through the very receive and send the app got.
-    extensions = scope.get("extensions")
-    if extensions is None:
-        return None
-    ref = extensions.get(HTTP_CYCLE)
-    if ref is None:
-        return None
-    cycle = ref()
-    if (
-        cycle is None
-        or getattr(receive, "__self__", None) is not cycle
-        or getattr(send, "__self__", None) is not cycle
-    ):
+    cycle = own_cycle(scope, receive)
+    if cycle is None or getattr(send, "__self__", None) is not cycle:
         return None
     body = take_body(cycle)
     if body is None:

@@ -64,7 +64,7 @@ from rivetkit.server.asgi_io import (
 from rivetkit.server.asgi_stream import send_stream
 from rivetkit.server.cors import OriginPolicy, preflight, refuse_websocket, with_cors
 from rivetkit.server.gateway import invalid_request
-from rivetkit.server.http_fastpath import HTTP_CYCLE, forget_head, respond
+from rivetkit.server.http_fastpath import forget_head, own_cycle, respond
 from rivetkit.server.local_client import LocalClient
 from rivetkit.server.request_log import (
     RequestContext,
@@ -119,21 +119,6 @@ def actor_json(record: ActorRecord, lifecycle: LifecycleTimes | None = None) -> 
 
 def _json_response(data: Any, status: int = 200) -> Response:
     return Response._raw(status, list(_JSON), json.dumps(data, separators=(",", ":")).encode())
-
-
-def _own_cycle(scope: Scope, call: Callable[..., Any]) -> Any:
-    """Our uvicorn protocol's cycle of this request, when ``call`` (the ``receive`` or
-    ``send`` the app got) is the cycle's own: nothing sits between it and us."""
-    extensions = scope.get("extensions")
-    if extensions is None:
-        return None
-    ref = extensions.get(HTTP_CYCLE)
-    if ref is None:
-        return None
-    cycle = ref()  # a weak reference (see http_fastpath.HTTP_CYCLE)
-    if cycle is None or getattr(call, "__self__", None) is not cycle:
-        return None
-    return cycle
 
 
 def _relative_raw_path(scope: Scope) -> str:
@@ -398,7 +383,7 @@ class RivetApp:
                     actor_id, rest, query = await self._gateway(path, raw_query)
                     instance = instances.get(actor_id)
                 set_actor_context(instance, actor_id)
-                chunks = BodyChunks(receive, MAX_BODY_SIZE, _own_cycle(scope, receive))
+                chunks = BodyChunks(receive, MAX_BODY_SIZE, own_cycle(scope, receive))
                 request = Request._raw(
                     method, rest, query, Headers.from_raw(scope["headers"]), chunks, chunks
                 )
@@ -651,7 +636,7 @@ async def _send_response(scope: Scope, send: Send, response: Response, receive: 
         if name in _FRAMING:  # the transport frames the body itself
             headers = [(n, v) for n, v in headers if n not in _FRAMING]
             break
-    cycle = _own_cycle(scope, send)
+    cycle = own_cycle(scope, send)
     if response.stream is not None:
         await send_stream(scope, receive, send, response.status, headers, response.stream, cycle)
         return

@@ -73,7 +73,8 @@ async def send_stream(
     """Send the head (``status``, ``headers`` without framing headers) and then the chunks of
     ``source`` until it ends or the client leaves; ``cycle`` is our uvicorn protocol's
     request cycle when nothing sits between it and the app (see
-    :func:`rivetkit.server.app._own_cycle`), else None. The stream is closed in every case."""
+    :func:`rivetkit.server.http_fastpath.own_cycle`), else None. The stream is closed in every
+    case."""
     stream = chunks_of(source)
     try:
         await send({"type": "http.response.start", "status": status, "headers": headers})

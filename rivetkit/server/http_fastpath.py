@@ -24,6 +24,7 @@ import asyncio
 import contextvars
 import functools
 import weakref
+from collections.abc import Callable, MutableMapping
 from typing import Any, Final
 
 from rivetkit.server import uvicorn_fit
@@ -34,6 +35,7 @@ __all__ = [
     "forget_head",
     "http_protocol",
     "mark_streaming",
+    "own_cycle",
     "respond",
     "streaming",
     "take_body",
@@ -306,3 +308,18 @@ def http_protocol() -> Any:
     except ImportError:
         return "h11"
     return "httptools"
+
+
+def own_cycle(scope: MutableMapping[str, Any], call: Callable[..., Any]) -> Any:
+    """Our uvicorn protocol's cycle of this request, when ``call`` (the ``receive`` or
+    ``send`` the app got) is the cycle's own: nothing sits between it and us."""
+    extensions = scope.get("extensions")
+    if extensions is None:
+        return None
+    ref = extensions.get(HTTP_CYCLE)
+    if ref is None:
+        return None
+    cycle = ref()  # a weak reference (see HTTP_CYCLE)
+    if cycle is None or getattr(call, "__self__", None) is not cycle:
+        return None
+    return cycle
