@@ -401,11 +401,8 @@ class TraceStorage:
                 else:
                     if not taken:
                         return False
-                    # (self._stored_written, inline)
-                    kept.append((key, len(data)))
-                    kept.sort()
-                    self._stored = stored = kept
-                    self._stored_bytes = total
+                    self._stored_written(key, data, kept, total)
+                    stored = kept
             pending.pop(0)
         return True
 

@@ -212,7 +212,6 @@ RECORD = codec_for(Record, ERROR_CODE)
 
 def _pack_int(value: int) -> bytes:
     # FoundationDB tuple layer: 0x14 is zero; 0x14 + n is a positive integer of n bytes.
-    # (chunk_key packs its chunk id the same way, inline.)
     if value == 0:
         return b"\x14"
     raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
@@ -232,10 +231,7 @@ def chunk_key(bucket_start_sec: int, chunk_id: int) -> bytes:
     else:
         prefix = TRACES_PREFIX + _pack_int(DATA_PREFIX) + _pack_int(bucket_start_sec)
         _last_bucket = (bucket_start_sec, prefix)
-    if chunk_id == 0:
-        return prefix + b"\x14"
-    raw = chunk_id.to_bytes((chunk_id.bit_length() + 7) // 8, "big")
-    return prefix + bytes((0x14 + len(raw),)) + raw
+    return prefix + _pack_int(chunk_id)
 
 
 def parse_chunk_key(key: bytes) -> tuple[int, int] | None:
