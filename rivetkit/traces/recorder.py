@@ -21,8 +21,11 @@ Sealed chunks not yet written, and the current one, stay readable.
 
 A chunk's id is the milliseconds since its bucket's start when it was opened (at least the
 previous id + 1), so ids grow across wakes and processes without reading the store first;
-RivetKit's readers only need their order. Span ids are a random per-recorder base plus a
-sequence number; a root span's trace id is 8 random bytes per recorder plus its number.
+RivetKit's readers only need their order. The first write of a generation, which lists the
+stored chunks anyway, moves its ids past the stored ones of the bucket when they would meet (a
+wake within the millisecond of the last chunk, a clock stepped back). Span ids are a random
+per-recorder base plus a sequence number; a root span's trace id is 8 random bytes per
+recorder plus its number.
 """
 
 from __future__ import annotations
@@ -203,6 +206,8 @@ class TraceStorage:
     _stored: list[tuple[bytes, int]] | None = None
     _stored_bytes: int = 0
     write_error: BaseException | None = None
+    #: Whether the chunk ids were checked against the stored ones (before the first write).
+    _checked: bool = False
 
     async def preload(self) -> None:
         """Read which chunks are stored now (a new actor starts): the embedded driver answers
@@ -325,6 +330,7 @@ class TraceStorage:
             except Exception as exc:
                 self.write_error = exc
                 logger.warning("writing a trace chunk failed (dropped): %s", exc)
+            sealed = self.pending[0]  # (renumbered by the first write if it had to be)
             export = _late("export")
             if export.exporting():
                 await export.export_sealed(cast("ActorTraces", self), sealed)
@@ -332,6 +338,9 @@ class TraceStorage:
 
     async def _write(self, sealed: Sealed) -> None:
         stored = await self._load_stored()
+        if not self._checked:
+            self._clear_of(stored)
+            sealed = self.pending[0]
         plan = self._plan(sealed, stored)
         if plan is None:
             return  # a single chunk over the bound is not kept at all
@@ -363,6 +372,53 @@ class TraceStorage:
             return None
         return key, data, deletes, kept, total
 
+    def _clear_of(self, stored: list[tuple[bytes, int]]) -> None:
+        """Before this recorder's first write: number its chunks above the ones stored in
+        the same bucket, so that none of them replaces a chunk of an earlier generation.
+
+        A chunk's id is the millisecond of the bucket it opened in, so a generation that
+        starts within the millisecond of the previous one's last chunk (or behind a clock
+        stepped back) would reuse its key. Renumbering shifts every id of ours in that
+        bucket by the same amount, with the recorder's own and the start refs of its spans:
+        the chunks keep their order and their references."""
+        self._checked = True
+        top: dict[int, int] = {}  # bucket -> highest stored chunk id
+        for key, _ in stored:
+            where = parse_chunk_key(key)
+            if where is not None and where[1] > top.get(where[0], -1):
+                top[where[0]] = where[1]
+        if not top:
+            return
+        low: dict[int, int] = {}  # bucket -> lowest chunk id of ours
+        ours = [(s.bucket, s.chunk_id) for s in self.pending]
+        if self._records:
+            ours.append((self._bucket, self._chunk_id))
+        for bucket, chunk_id in ours:
+            if chunk_id < low.get(bucket, chunk_id + 1):
+                low[bucket] = chunk_id
+        shifts = {b: top[b] + 1 - first for b, first in low.items() if top.get(b, -1) >= first}
+        if not shifts:
+            return
+        logger.debug("trace chunk ids moved past the stored ones: %s", shifts)
+        self.pending[:] = [
+            s._replace(chunk_id=s.chunk_id + shifts[s.bucket]) if s.bucket in shifts else s
+            for s in self.pending
+        ]
+        if self._bucket in shifts:
+            self._chunk_id += shifts[self._bucket]
+        spans: list[Any] = list(self.running())
+        for sealed in self.pending:
+            spans.extend(sealed.active)
+            spans.extend(sealed.records)
+        spans.extend(self._records)
+        seen: set[int] = set()
+        for entry in spans:
+            span = entry[1] if type(entry) is tuple else entry
+            ref = span.start_ref
+            if ref is not None and ref[0] in shifts and id(span) not in seen:
+                seen.add(id(span))
+                span.start_ref = (ref[0], ref[1] + shifts[ref[0]], ref[2])
+
     def _stored_written(
         self, key: bytes, data: bytes, kept: list[tuple[bytes, int]], total: int
     ) -> None:
@@ -387,6 +443,8 @@ class TraceStorage:
         export = _late_modules.get("export") or _late("export")
         if export._exporters:  # (export.exporting(), without its frame)
             return False
+        if not self._checked:
+            self._clear_of(stored)
         pending = self.pending
         while pending:
             plan = self._plan(pending[0], stored)
