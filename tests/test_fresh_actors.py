@@ -15,6 +15,9 @@ from rivetkit.drivers.embedded import fresh as fresh_module
 from rivetkit.drivers.embedded.fresh import FreshActors
 from rivetkit.drivers.embedded.offline import kv_put_if_absent
 from rivetkit.runtime import keys
+from rivetkit.runtime.conns import ActorConns
+from rivetkit.runtime.queue import ActorQueue
+from rivetkit.runtime.schedule import ActorSchedule
 from rivetkit.testing import setup_runtime
 
 TRACES_END = keys.TRACES_PREFIX[:-1] + bytes((keys.TRACES_PREFIX[-1] + 1,))
@@ -68,6 +71,8 @@ async def test_a_created_actor_reads_empty_without_a_store_trip(tmp_path: Path) 
         assert not created and again.actor_id == record.actor_id
         other = await driver.create_actor("counter", ["b"], None)
         assert other.actor_id in driver.fresh
+        assert driver.kv_known_empty(other.actor_id) and driver.kv_known_empty(record.actor_id)
+        assert not driver.kv_known_empty("never-created")
     finally:
         await driver.stop()
 
@@ -112,6 +117,7 @@ async def test_a_read_after_a_submitted_write_sees_it(tmp_path: Path, how: str) 
             write = asyncio.ensure_future(driver.kv_delete_range(actor_id, b"", None))
         await asyncio.sleep(0)  # the write's task runs up to its submission
         assert actor_id not in driver.fresh  # forgotten when submitted, before the commit
+        assert not driver.kv_known_empty(actor_id)
         reads = driver.store.read_ops
         read = await driver.kv_get(actor_id, [b"k"])  # submitted after: sees the write
         await write
@@ -160,6 +166,92 @@ async def test_a_new_actor_starts_and_sleeps_without_reads(tmp_path: Path) -> No
         reads = driver.store.read_ops
         assert await handle.increment(1) == 3
         assert driver.store.read_ops > reads
+
+
+def _count_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record each call of the start's reads of connections, queue and recurring schedules
+    (``schedule`` only when it reads: not with ``empty=True``)."""
+    calls: list[str] = []
+
+    def counted(name: str, original: Any) -> Any:
+        async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if not kwargs.get("empty"):
+                calls.append(name)
+            return await original(self, *args, **kwargs)
+
+        return wrapper
+
+    for cls, method, name in (
+        (ActorConns, "restore", "conns"),
+        (ActorQueue, "load", "queue"),
+        (ActorSchedule, "load", "schedule"),
+    ):
+        monkeypatch.setattr(cls, method, counted(name, getattr(cls, method)))
+    return calls
+
+
+@pytest.mark.asyncio
+async def test_a_new_actor_skips_the_loads_its_empty_kv_makes_pointless(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_loads(monkeypatch)
+    async with setup_runtime(setup(use=[counter]), tmp_path) as client:
+        driver = client.driver
+        assert driver is not None
+        handle = client.get_or_create("counter", ["a"])
+        assert await handle.increment(2) == 2
+        actor_id = await handle.resolve()
+        assert calls == []  # known empty: nothing to read
+        instance = client.runtime.instances[actor_id]
+        assert instance.queue.size == 0 and not instance.conns
+        assert instance.schedule.next_trigger() is None
+        instance.request_sleep()
+        for _ in range(200):
+            if actor_id not in client.runtime.instances:
+                break
+            await asyncio.sleep(0.01)
+        assert actor_id not in client.runtime.instances
+        # Its wake reads everything: its KV holds what it wrote.
+        assert await handle.increment(1) == 3
+        assert calls == ["conns", "queue", "schedule"]
+
+        # Created, then written before its first start: not known empty, read in full.
+        calls.clear()
+        record, _ = await driver.get_or_create_actor("counter", ["b"], None)
+        await driver.kv_write(record.actor_id, puts=[(b"\x09unrelated", b"x")])
+        assert await client.get_or_create("counter", ["b"]).increment(5) == 5
+        assert calls == ["conns", "queue", "schedule"]
+
+
+@pytest.mark.asyncio
+async def test_a_new_actor_starts_alike_with_and_without_the_skip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its queue, schedules and alarm after the start, and what they do next, are the same
+    # when the driver does not tell that the KV is empty (every load runs, reading nothing).
+    async def one(path: Path) -> list[Any]:
+        async with setup_runtime(setup(use=[counter]), path) as client:
+            handle = client.get_or_create("counter", ["a"])
+            assert await handle.increment(1) == 1
+            instance = client.runtime.instances[await handle.resolve()]
+            seen: list[Any] = [
+                instance.queue.size,
+                instance.queue._next_id,
+                dict(instance.schedule._recurring),
+                instance.schedule._pushed_alarm,
+                instance.schedule.next_trigger(),
+                sorted(instance.conns),
+            ]
+            await instance.schedule.after(60, "increment", 1)
+            seen += [len(instance.scheduled_events()), instance.schedule._pushed_alarm is not None]
+            return seen
+
+    skipped = await one(tmp_path / "skip")
+    calls = _count_loads(monkeypatch)
+    monkeypatch.setattr(EmbeddedDriver, "kv_known_empty", lambda self, actor_id: False)
+    loaded = await one(tmp_path / "load")
+    assert calls == ["conns", "queue", "schedule"]
+    assert skipped == loaded
 
 
 def test_empty_range_answers_as_the_offline_keys_say() -> None:

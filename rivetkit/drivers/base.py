@@ -193,6 +193,12 @@ class Driver(Protocol):
         """Entries with ``start <= key < end`` (``end=None``: no upper bound), in key order."""
         ...
 
+    def kv_known_empty(self, actor_id: str) -> bool:
+        """True when the actor's KV is known to hold nothing (but maybe its inspector token,
+        which ``rivetkit inspect token`` may put around the driver) without a store trip:
+        every other read would answer nothing now. False when not known."""
+        ...
+
     async def kv_delete_range(self, actor_id: str, start: bytes, end: bytes | None) -> None:
         """Delete entries with ``start <= key < end`` (``end=None``: no upper bound)."""
         ...

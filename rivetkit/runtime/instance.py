@@ -233,13 +233,20 @@ class ActorInstance:
         last_alarm = (
             actor_persist.LAST_PUSHED_ALARM.decode(raw_alarm) if raw_alarm is not None else None
         )
-        dead_conns = await self.connections.restore()
-        if self.definition.db is not None:
-            # Migrations are applied on wake, before any hook can use the database.
-            await self.db.open()
-        await self.queue.load()
-        await self.schedule.load(last_alarm)
-        await self.schedule.interrupted_runs()
+        # A new actor whose KV the driver knows empty (the embedded driver's, until its first
+        # write) has no hibernated connections, queued messages or recurring schedules: their
+        # reads, all answered empty, are skipped (no await between this check and them).
+        if raw is None and self.definition.db is None and self.driver.kv_known_empty(self.actor_id):
+            await self.schedule.load(last_alarm, empty=True)
+            dead_conns: list[Connection] = []
+        else:
+            dead_conns = await self.connections.restore()
+            if self.definition.db is not None:
+                # Migrations are applied on wake, before any hook can use the database.
+                await self.db.open()
+            await self.queue.load()
+            await self.schedule.load(last_alarm)
+            await self.schedule.interrupted_runs()
         is_new = not snapshot.has_initialized
         self.input = cbor_loads(snapshot.input) if snapshot.input else None
         await self._call("on_migrate", is_new, timeout=options.on_migrate_timeout)

@@ -133,9 +133,12 @@ class ActorSchedule:
         more, and :meth:`run_due` claims nothing."""
         self._closed = True
 
-    async def load(self, last_pushed_alarm: int | None) -> None:
-        """Read the recurring schedules (called when the actor starts)."""
+    async def load(self, last_pushed_alarm: int | None, *, empty: bool = False) -> None:
+        """Read the recurring schedules (called when the actor starts; ``empty``: the KV is
+        known empty, nothing to read)."""
         self._pushed_alarm = last_pushed_alarm
+        if empty:
+            return
         for _, value in await self._owner.kv_list_prefix(RECURRING_PREFIX):
             try:
                 recurring = RecurringSchedule(cbor_loads_raw(value))

@@ -214,6 +214,13 @@ class EmbeddedDriver:
 
     # -- KV --------------------------------------------------------------------------------
 
+    def kv_known_empty(self, actor_id: str) -> bool:
+        """True when the actor's KV is known empty without a store trip, but for the keys an
+        offline writer may put (:data:`.fresh.OFFLINE_KEYS`, the inspector token): a read of
+        any other key or range answers nothing now. The runtime skips a new actor's loads
+        of its connections, queue and recurring schedules with it."""
+        return actor_id in self.fresh
+
     async def kv_get(self, actor_id: str, keys: Sequence[bytes]) -> list[bytes | None]:
         """Values of ``keys`` in order (None where missing)."""
         fresh = self.fresh

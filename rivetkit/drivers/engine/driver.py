@@ -398,6 +398,10 @@ class EngineDriver:
         """Not offered through the engine: False, the caller awaits :meth:`kv_write`."""
         return False
 
+    def kv_known_empty(self, actor_id: str) -> bool:
+        """Never known without asking the engine: False."""
+        return False
+
     async def kv_list(
         self,
         actor_id: str,
