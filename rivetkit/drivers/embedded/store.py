@@ -413,6 +413,17 @@ class SqliteStore:
                 reads += 1
                 i += 1
                 continue
+            run = tables.RUNS.get(fn)
+            if run is not None and not kwargs and len(args) == run[0]:
+                # A run of the same operation (the creations or starts of many actors):
+                # two statements for the whole run rather than two per operation.
+                j, end = i + 1, min(n, i + tables.RUN_CHUNK)
+                while j < end and _same_op(batch[j], fn, run[0]):
+                    j += 1
+                if j - i > 1:
+                    writes += cls._op_run(conn, run[1], batch[i:j], answers)
+                    i = j
+                    continue
             if _is_plain_put(batch[i]):
                 # A run of puts-only kv_write operations (state saves of many actors): a few
                 # statements for the whole run rather than three per operation.
@@ -458,6 +469,31 @@ class SqliteStore:
         conn.execute("RELEASE op")
         answers.append((target, True, value))
         return 1
+
+    @classmethod
+    def _op_run(
+        cls,
+        conn: sqlite3.Connection,
+        run_fn: Callable[[sqlite3.Connection, list[tuple[Any, ...]]], Any],
+        run: list[_Item],
+        answers: list[_Answer],
+    ) -> int:
+        """Run consecutive calls of one :data:`tables.RUNS` operation with its run function,
+        with the same outcome as one by one (which it falls back to when the run function
+        declines or fails: its only write is its last statement, so nothing was written)."""
+        try:
+            outcomes = run_fn(conn, [item[1] for item in run])
+        except Exception:
+            if not conn.in_transaction:
+                raise
+            outcomes = None
+        if outcomes is None:
+            return sum(cls._write_one(conn, item, answers) for item in run)
+        done = 0
+        for item, (ok, value) in zip(run, outcomes, strict=True):
+            answers.append((item[3], ok, value))
+            done += ok
+        return done
 
     @classmethod
     def _put_run(cls, conn: sqlite3.Connection, run: list[_Item], answers: list[_Answer]) -> int:
@@ -520,3 +556,8 @@ def _is_plain_put(item: _Item) -> bool:
     """A write ``tables.kv_write(actor_id, puts, deletes)`` with no deletes."""
     fn, args, kwargs, _, is_write = item
     return fn is tables.kv_write and is_write and not kwargs and len(args) == 3 and not args[2]
+
+
+def _same_op(item: _Item, fn: Callable[..., Any], nargs: int) -> bool:
+    """A write ``fn`` with ``nargs`` positional arguments and no keyword argument."""
+    return item[0] is fn and item[4] and not item[2] and len(item[1]) == nargs

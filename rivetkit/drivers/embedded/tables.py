@@ -351,6 +351,135 @@ def get_or_create_actor(
     return _insert(conn, name, key, key_str, input, create_ts), True
 
 
+#: Operations at most in one run of :func:`get_or_create_actors` or
+#: :func:`begin_generations_reading` (6 bound parameters a row, within SQLite's limit).
+RUN_CHUNK = 1000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 150
+
+# Outcomes of a run: (True, result) or (False, exception) for each operation, in order.
+Outcomes = list[tuple[bool, Any]]
+
+
+def get_or_create_actors(
+    conn: sqlite3.Connection, calls: Sequence[tuple[Any, ...]]
+) -> Outcomes | None:
+    """:func:`get_or_create_actor` for each of ``calls`` (its arguments after ``conn``) with
+    two statements in all: the live actors of every ``(name, key)`` are read first, then
+    the missing ones inserted with one multi-row ``INSERT`` (the only write, and the last
+    statement: if it fails, nothing was written).
+
+    The outcomes are those of the calls one by one, in order; None (nothing written) when
+    the same missing ``(name, key)`` comes twice, which only one by one can answer. The
+    store runs consecutive creations this way (:data:`RUNS`): each statement is a GIL
+    hand-off for the writer thread.
+    """
+    pairs: list[Any] = []
+    for call in calls:
+        pairs += (call[0], call[2])
+    found: dict[tuple[str, str], Any] = {}
+    for row in conn.execute(
+        "SELECT a.name, a.key_str, a.actor_id, a.name, a.key_json, a.input, a.create_ts, "
+        "a.destroy_ts, a.generation FROM (VALUES "
+        + ",".join(["(?, ?)"] * len(calls))
+        + ") AS v CROSS JOIN actors AS a "
+        "ON a.name = v.column1 AND a.key_str = v.column2 AND a.destroy_ts IS NULL",
+        pairs,
+    ):
+        found[(row[0], row[1])] = row
+    outcomes: Outcomes = []
+    fields: list[Any] = []
+    missing: set[tuple[str, str]] = set()
+    for name, key, key_str, input, create_ts in calls:
+        row = found.get((name, key_str))
+        if row is not None:
+            try:
+                outcomes.append((True, (_record(row[2:]), False)))
+            except Exception as exc:
+                outcomes.append((False, exc))
+            continue
+        if (name, key_str) in missing:
+            return None  # one by one, the second would find the first
+        missing.add((name, key_str))
+        try:
+            key_json = _key_json(key)
+        except Exception as exc:
+            outcomes.append((False, exc))
+            continue
+        actor_id = new_actor_id()
+        fields += (actor_id, name, key_json, key_str, input, create_ts)
+        outcomes.append((True, (ActorRecord(actor_id, name, key, input, create_ts, None, 0), True)))
+    if fields:
+        conn.execute(
+            "INSERT INTO actors (actor_id, name, key_json, key_str, input, create_ts, "
+            "generation) VALUES " + ",".join(["(?, ?, ?, ?, ?, ?, 0)"] * (len(fields) // 6)),
+            fields,
+        )
+    return outcomes
+
+
+def begin_generations_reading(
+    conn: sqlite3.Connection, calls: Sequence[tuple[Any, ...]]
+) -> Outcomes | None:
+    """:func:`begin_generation_reading` for each of ``calls`` (``(actor_id, keys)``) with
+    two statements in all: every call's KV values are read first, then the generations
+    counted with one ``UPDATE ... RETURNING`` (the only write, and the last statement).
+
+    The outcomes are those of the calls one by one, in order (the reads touch the KV, the
+    update the actors: their order does not matter); None (nothing written) when an actor
+    comes twice or SQLite has no ``RETURNING``.
+    """
+    if not _RETURNING:
+        return None
+    ids = [call[0] for call in calls]
+    if len(set(ids)) != len(ids):
+        return None  # one by one, each counts one more generation
+    pairs: list[Any] = []
+    failed: dict[int, Exception] = {}
+    for i, (actor_id, keys) in enumerate(calls):
+        try:
+            for key in keys:
+                check_bytes("keys", key)
+        except Exception as exc:  # this call fails alone, before its write
+            failed[i] = exc
+            continue
+        for key in keys:
+            pairs += (actor_id, key)
+    values: dict[tuple[str, bytes], bytes] = {}
+    if pairs:
+        for actor_id, key, value in conn.execute(
+            "SELECT kv.actor_id, kv.key, kv.value FROM (VALUES "
+            + ",".join(["(?, ?)"] * (len(pairs) // 2))
+            + ") AS v CROSS JOIN kv ON kv.actor_id = v.column1 AND kv.key = v.column2",
+            pairs,
+        ):
+            values[(actor_id, key)] = value
+    live = [actor_id for i, actor_id in enumerate(ids) if i not in failed]
+    rows: dict[str, Any] = {}
+    if live:
+        for row in conn.execute(
+            "UPDATE actors SET generation = generation + 1 WHERE destroy_ts IS NULL "
+            "AND actor_id IN (" + ",".join("?" * len(live)) + f") RETURNING {_ACTOR_COLUMNS}",
+            live,
+        ).fetchall():  # the statement runs to its end (and is reset) before the commit
+            rows[row[0]] = row
+    outcomes: Outcomes = []
+    for i, (actor_id, keys) in enumerate(calls):
+        if i in failed:
+            outcomes.append((False, failed[i]))
+            continue
+        row = rows.get(actor_id)
+        if row is None:
+            missing = RivetError("actor", "not_found", f"actor {actor_id} not found")
+            outcomes.append((False, missing))
+            continue
+        try:
+            record = _record(row)
+        except Exception as exc:
+            outcomes.append((False, exc))
+            continue
+        outcomes.append((True, (record, [values.get((actor_id, bytes(key))) for key in keys])))
+    return outcomes
+
+
 def get_actor(conn: sqlite3.Connection, actor_id: str) -> ActorRecord | None:
     """The actor with this id, destroyed or not."""
     row = conn.execute(
@@ -463,3 +592,11 @@ ONE_WRITE: frozenset[Any] = frozenset(
         clear_alarm_if,
     }
 )
+
+#: Operations the store runs several at once when they come in a row: the operation, its
+#: number of positional arguments after ``conn``, and the function running a run of them
+#: (their argument tuples; the outcomes in order, or None to run them one by one).
+RUNS: dict[Any, tuple[int, Any]] = {
+    get_or_create_actor: (5, get_or_create_actors),
+    begin_generation_reading: (2, begin_generations_reading),
+}
