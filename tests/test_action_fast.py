@@ -795,3 +795,195 @@ def test_direct_road_actor_stops_before_the_body(server: Background) -> None:
         assert answer.endswith(b'{"output":["late"]}'), (label, answer)  # kept
         if label != "ordinary":
             assert taken >= 1, label  # the head was the direct road's
+
+
+# -- the direct road of a request that finds, creates or wakes its actor -------------------
+
+
+def anonymous(response: bytes, key: str) -> bytes:
+    """``response`` with the date dropped, its actors' ids (from their ``x-rivet-actor``
+    headers) and ``key`` (a prefix of every key of the conversation) in neutral form."""
+    lines = [line for line in response.split(b"\r\n") if not line.lower().startswith(b"date:")]
+    text = b"\r\n".join(lines)
+    for actor_id in set(re.findall(rb"x-rivet-actor: ([^\r]+)", text)):
+        text = text.replace(actor_id, b"ACTOR")
+    return text.replace(key.encode(), b"KEY")
+
+
+def fresh_on_each_road(
+    background: Background, chunks_of: Any, actor_name: str = "probe"
+) -> dict[str, tuple[bytes, Any, int]]:
+    """For each road: the conversation ``chunks_of(key)`` for a key no actor has yet; the
+    answers (neutral), the metric lines it moved and the requests the direct road took."""
+    results = {}
+    for label, road in direct_roads().items():
+        key = f"n{next(_keys):08d}"
+        app = background.endpoint.app
+        before = taken_count()
+        metrics = metric_lines(background, actor_name)
+        app._serve_action = road
+        try:
+            answer = converse(_address(background), chunks_of(key))
+            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), background.loop).result(10)
+        finally:
+            app._serve_action = None
+        after = metric_lines(background, actor_name)
+        delta = {name: after[name] - metrics.get(name, 0.0) for name in after}
+        moved = {name: value for name, value in delta.items() if value}
+        results[label] = (anonymous(answer, key), moved, taken_count() - before)
+    return results
+
+
+def _same_fresh(results: dict[str, tuple[bytes, Any, int]]) -> None:
+    ordinary = results["ordinary"][:2]
+    assert results["pure"][:2] == ordinary, results
+    assert results["compiled"][:2] == ordinary, results
+
+
+def _closing(request: bytes) -> bytes:
+    head, _, body = request.partition(b"\r\n\r\n")
+    return head + b"\r\nconnection: close\r\n\r\n" + body
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(requests())
+def test_direct_road_creates_as_the_ordinary_one(server: Background, case: Any) -> None:
+    """An action on a key no actor has (getOrCreate): the direct road finds nothing cached,
+    creates and starts the actor as the ordinary road does, and answers the same bytes
+    with the same metric lines; a second request, on the same connection, reads the state
+    the first left."""
+    name, body, headers, must_take = case
+
+    def chunks(key: str) -> list[bytes]:
+        return [
+            action_request(key, name, body, headers)
+            + _closing(action_request(key, "getLog", b"{}", []))
+        ]
+
+    results = fresh_on_each_road(server, chunks)
+    _same_fresh(results)
+    assert results["ordinary"][0].count(b"HTTP/1.1 ") == 2
+    for label in ("pure", "compiled"):
+        # (the second, pipelined behind one in flight, takes the ordinary road)
+        assert results[label][2] == int(must_take), (label, case)
+
+
+_GATEWAY_CASES = [
+    # (path and query after the key's placeholder, the body)
+    ("/gateway/probe/action/echo?rvt-namespace=default&rvt-method=get&rvt-key={key}", b"{}"),
+    ("/gateway/nobody/action/echo?{query}", b"{}"),
+    ("/gateway/probe/action/echo?rvt-method=getOrCreate&rvt-key={key}&rvt-bogus=1", b"{}"),
+    ("/gateway/probe/action/echo?rvt-key={key}", b"{}"),
+    ("/gateway/probe/action/echo?rvt-method=nope&rvt-key={key}", b"{}"),
+    ("/gateway/probe/action/echo?{query}&rvt-input=%%%", b"{}"),
+    ("/gateway/probe/action/echo?{query}&rvt-input=oA", b'{"args":[1]}'),
+    ("/gateway/pr%6Fbe/action/echo?{query}", b'{"args":[2]}'),
+    ("/gateway/%ff/action/echo?{query}", b"{}"),
+    ("/gateway//action/echo?{query}", b"{}"),
+    ("/gateway/no-such-actor-id/action/echo", b"{}"),
+    ("/gateway/probe/action/echo", b"{}"),
+    ("/gateway/probe/action/echo?{query}&other=1&x", b'{"args":[3]}'),
+    ("/gateway/probe/action/echo?{query}&rvt-key=again", b"{}"),
+    ("/gateway/probe/action/nope?{query}", b"{}"),
+    ("/gateway/probe/action/echo?{query}", b'{"args":[' + b"1," * 200 + b"1]}"),
+]
+
+
+def test_direct_road_resolves_as_the_ordinary_one(server: Background) -> None:
+    """The gateway's refusals and other forms (get of a missing actor, an unknown name or
+    parameter, a bad input, an encoded name, a direct id no actor has, extra query
+    parameters, ...): the same answers on every road, each taken by the direct road."""
+    for path, body in _GATEWAY_CASES:
+
+        def chunks(key: str, path: str = path, body: bytes = body) -> list[bytes]:
+            target = path.format(key=key, query=query(key))
+            head = f"POST {target} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {len(body)}"
+            return [f"{head}\r\nconnection: close\r\n\r\n".encode() + body]
+
+        results = fresh_on_each_road(server, chunks)
+        _same_fresh(results)
+        assert results["pure"][2] == 1 and results["compiled"][2] == 1, path
+
+
+def test_direct_road_wakes_a_sleeping_actor(server: Background) -> None:
+    """A cached route whose actor went to sleep (its route dropped), and an actor named by
+    its id while asleep: the direct road wakes it as the ordinary road does, state kept."""
+    import time
+
+    results = {}
+    for label, road in direct_roads().items():
+        key = f"w{next(_keys):08d}"
+        address = _address(server)
+        warm = exchange(address, action_request(key, "add", b'{"args":["a"]}', []))
+        actor_id = next(
+            line.split(b": ", 1)[1].decode()
+            for line in warm.split(b"\r\n")
+            if line.lower().startswith(b"x-rivet-actor:")
+        )
+        app = server.endpoint.app
+        instance = app.runtime.instances[actor_id]
+        server.loop.call_soon_threadsafe(instance.request_sleep)
+        deadline = time.monotonic() + 10
+        while actor_id in app.runtime.instances:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        before = taken_count()
+        app._serve_action = road
+        try:
+            by_id = action_request(key, "add", b'{"args":["c"]}', []).replace(
+                f"/gateway/probe/action/add?{query(key)}".encode(),
+                f"/gateway/{actor_id}/action/add".encode(),
+            )
+            answer = exchange(address, action_request(key, "add", b'{"args":["b"]}', []))
+            server.loop.call_soon_threadsafe(app.runtime.instances[actor_id].request_sleep)
+            while actor_id in app.runtime.instances:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            answer += exchange(address, by_id)
+            answer += exchange(address, action_request(key, "getLog", b"{}", []))
+        finally:
+            app._serve_action = None
+        results[label] = (neutral(answer, actor_id, key), taken_count() - before)
+    for label, (answer, taken) in results.items():
+        assert answer.count(b"HTTP/1.1 200 ") == 3, (label, answer)
+        assert answer.endswith(b'{"output":["a","b","c"]}'), (label, answer)
+        if label != "ordinary":
+            assert taken == 3, (label, taken)
+    assert results["pure"][0] == results["ordinary"][0]
+    assert results["compiled"][0] == results["ordinary"][0]
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.sampled_from(["create", "sync", "async", "suspends", "error", "origin", "ordinary"]),
+        min_size=1,
+        max_size=6,
+    ),
+    st.lists(st.integers(1, 600), max_size=4),
+)
+def test_direct_road_creates_on_random_streams(
+    server: Background, kinds: list[str], cuts: Any
+) -> None:
+    """Requests that create actors (each a new key), on cached routes and for the ordinary
+    road on one connection, the byte stream cut at random points: the same answers, in the
+    same order, with the same metric lines as on the ordinary road."""
+
+    def chunks(key: str) -> list[bytes]:
+        parts = []
+        for n, kind in enumerate(kinds):
+            if kind == "create":
+                parts.append(action_request(f"{key}c{n}", "add", b'{"args":[%d]}' % n, []))
+            else:
+                parts.append(_stream_request(key, kind, n))
+        stream = b"".join(parts) + _closing(action_request(key, "getLog", b"{}", []))
+        points = sorted({min(c, len(stream) - 1) for c in cuts})
+        return [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)]) if b > a]
+
+    results = fresh_on_each_road(server, chunks)
+    _same_fresh(results)
+    assert results["ordinary"][0].count(b"HTTP/1.1 ") == len(kinds) + 1

@@ -52,6 +52,7 @@ from rivetkit.errors import RivetError, to_public
 from rivetkit.protocol.actor_keys import deserialize_key, serialize_key
 from rivetkit.runtime.lifecycle_times import LifecycleTimes
 from rivetkit.runtime.live_actors import Runtime
+from rivetkit.runtime.phase import Phase
 from rivetkit.server import address_hints, gateway
 from rivetkit.server.asgi_io import (
     AsgiWebSocket,
@@ -89,6 +90,7 @@ MAX_MANAGER_BODY: Final = 8 * 1024 * 1024
 _JSON: Final = [(b"content-type", b"application/json")]
 _TEXT: Final = [(b"content-type", b"text/plain; charset=utf-8")]
 _ROUTE_CACHE_SIZE: Final = 10_000
+_STARTED: Final = Phase.STARTED
 
 
 def actor_json(record: ActorRecord, lifecycle: LifecycleTimes | None = None) -> dict[str, Any]:
@@ -427,6 +429,40 @@ class RivetApp:
             elif to_public(exc) is not exc:
                 logger.warning("%s %s failed: %s", method, path[:200], exc)
             return error_response(exc)
+
+    async def direct_actor(self, path: str, raw_query: bytes) -> Any:
+        """The running actor of an action request ``POST path`` (``/gateway/{segment}/
+        action/{name}``, ``raw_query`` its query) for the direct road
+        (:mod:`rivetkit.server.http_direct`): what :meth:`_http` and the dispatcher do
+        before the action's own steps (the cached route or :meth:`_gateway`, which finds or
+        creates the actor, then its wake), errors logged and answered as they do. The
+        :class:`~rivetkit.runtime.instance.ActorInstance`, or the error's
+        :class:`~rivetkit.dispatch.http.Response`."""
+        try:
+            segment, rest = _split_gateway(path)
+            instances = self.runtime.instances
+            cached = self._routes.get((segment, raw_query))
+            instance = None if cached is None else instances.get(cached[0])
+            if instance is not None:
+                actor_id = cached[0]  # type: ignore[index]
+            else:
+                actor_id, rest, _ = await self._gateway(path, raw_query)
+                instance = instances.get(actor_id)
+            set_actor_context(instance, actor_id)
+        except Exception as exc:
+            if not isinstance(exc, RivetError):
+                logger.error("%s %s failed", "POST", path[:200], exc_info=exc)
+            elif to_public(exc) is not exc:
+                logger.warning("%s %s failed: %s", "POST", path[:200], exc)
+            return error_response(exc)
+        # Dispatcher.handle_http, then _action's first steps.
+        if instance is None or instance.phase != _STARTED:
+            dispatcher = self.dispatcher
+            try:
+                instance = await dispatcher._instance(actor_id)
+            except Exception as exc:
+                return dispatcher._error(exc, None, f"POST {rest[:200]}", traced=False)
+        return instance
 
     def _metrics(self, headers: Headers) -> Response:
         """``GET /metrics``: the runtime's Prometheus text (see :mod:`rivetkit.metrics`)."""

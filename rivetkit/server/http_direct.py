@@ -11,11 +11,16 @@ and once the (small, whole) body is in, :meth:`DirectCycle.run` runs the fast ro
 that runs no coroutine of the user's (a sync action, no connection hook) is answered within
 the callback, with no task at all; any other in one task per request (in the server's
 tasks, as uvicorn's own: an async action's first steps may need the current task).
+A request whose route is not cached to a running actor (the first to a new key, a sleeping
+actor) is taken too: its task first finds, creates or wakes the actor as the ordinary road
+does (:meth:`~rivetkit.server.app.RivetApp.direct_actor`: the same driver calls, route cache
+and errors), then answers as for a cached route.
 
 Taken only where nothing the ordinary road does would differ: the app is a started
 :class:`~rivetkit.server.app.RivetApp` (alone or behind uvicorn's proxy-headers middleware)
 whose fast road is one of the two twins' ``serve_action``, without access logs; the request
-is a ``POST`` in HTTP/1.1, not an upgrade, no ``Expect: 100-continue``, no ``Origin`` and a
+is a ``POST /gateway/{segment}/action/{name}`` (a plain name, a known encoding) in
+HTTP/1.1, not an upgrade, no ``Expect: 100-continue``, no ``Origin`` and a
 ``Host`` the app allows, a body of at most :data:`MAX_DIRECT_BODY` bytes with a
 ``content-length`` (no transfer coding); no other request in flight on the connection, no
 root path, under the concurrency limit. Anything else takes the ordinary road.
@@ -29,7 +34,9 @@ import types
 from collections.abc import Coroutine, Generator
 from typing import Any, ClassVar, Final
 
+from rivetkit.dispatch.http import Response
 from rivetkit.logs import RequestContext, reset_request_context, set_request_context
+from rivetkit.protocol.trees import ENCODINGS
 from rivetkit.runtime.phase import Phase
 
 __all__ = ["MAX_DIRECT_BODY", "DirectCycle", "direct_app", "take"]
@@ -123,6 +130,12 @@ class DirectCycle:
         else:
             context = contextvars.copy_context()
         target = self.target
+        if target.__class__ is _Resolve:  # its actor found (or made) and woken first: a task
+            task = proto.loop.create_task(_answer(self), context=context)
+            tasks = proto.tasks
+            task.add_done_callback(tasks.discard)
+            tasks.add(task)
+            return
         instance = target[0]
         if instance.phase != _STARTED or self.app.runtime.instances.get(target[1]) is not instance:
             proto.ordinary_late(self)  # it stopped while the body came: the ordinary road
@@ -143,6 +156,54 @@ class DirectCycle:
         tasks = proto.tasks
         task.add_done_callback(tasks.discard)
         tasks.add(task)
+
+
+class _Resolve:
+    """The target of a direct-road action whose route is not cached to a running actor:
+    :meth:`~rivetkit.server.app.RivetApp.direct_actor` finds (or creates) and wakes its
+    actor as the ordinary road does, then the action runs as on a cached route."""
+
+    __slots__ = ("encoding", "name", "params", "path", "query")
+
+    def __init__(
+        self, path: str, query: bytes, name: str, encoding: str, params: bytes | None
+    ) -> None:
+        self.path = path
+        self.query = query
+        self.name = name
+        self.encoding = encoding
+        self.params = params
+
+
+# The x-rivet-encoding values the direct road takes (an empty value names json, as in the
+# dispatcher's _action_headers).
+_ENCODING_NAMES: Final = {**{name.encode(): name for name in ENCODINGS}, b"": "json"}
+
+
+def _to_resolve(raw_path: bytes, query: bytes, headers: Any) -> _Resolve | None:
+    """A :class:`_Resolve` for a ``POST`` to ``raw_path`` when it is
+    ``/gateway/{segment}/action/{name}`` with a plain name and a known encoding (the
+    twins' ``direct_target`` checks, but the route's cache); else None."""
+    path = raw_path.decode("latin-1")
+    if not path.startswith("/gateway/"):
+        return None
+    cut = path.find("/", 9)
+    if cut < 0 or not path.startswith("/action/", cut):
+        return None
+    name = path[cut + 8 :]
+    if not name or "/" in name or "%" in name:
+        return None
+    raw_encoding = raw_params = None
+    for field, value in headers:
+        if field == b"x-rivet-encoding":
+            if raw_encoding is None:
+                raw_encoding = value
+        elif field == b"x-rivet-conn-params" and raw_params is None:
+            raw_params = value
+    encoding = "json" if raw_encoding is None else _ENCODING_NAMES.get(raw_encoding)
+    if encoding is None:
+        return None
+    return _Resolve(path, query, name, encoding, raw_params)
 
 
 def direct_app(app: Any) -> Any:
@@ -229,7 +290,9 @@ def take(proto: Any, app: Any, raw_path: bytes, query: bytes) -> bool:
         return False
     target = twin.direct_target(app, raw_path, query, headers)
     if target is None:
-        return False
+        target = _to_resolve(raw_path, query, headers)
+        if target is None:
+            return False
     proto.cycle = DirectCycle(proto, app, twin, target, proto.parser.should_keep_alive())
     DirectCycle.taken += 1
     return True
@@ -240,9 +303,18 @@ async def _answer(cycle: DirectCycle) -> None:
     try:
         token = set_request_context(RequestContext(request_id_of(cycle.headers)))
         try:
-            answer = await cycle.twin.answer_action(
-                cycle.app, cycle.target, cycle.body, MAX_BODY_SIZE
-            )
+            target: Any = cycle.target
+            answer: Any = None
+            if target.__class__ is _Resolve:  # find, make or wake the actor first
+                found = await cycle.app.direct_actor(target.path, target.query)
+                if found.__class__ is Response:
+                    answer = found
+                else:
+                    target = (found, found.actor_id, target.name, target.encoding, target.params)
+            if answer is None:
+                answer = await cycle.twin.answer_action(
+                    cycle.app, target, cycle.body, MAX_BODY_SIZE
+                )
             if answer.__class__ is tuple:
                 status = 200
                 headers, body = answer
