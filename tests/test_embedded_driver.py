@@ -460,6 +460,57 @@ async def test_cancelled_waiter_does_not_cancel_the_start(tmp_path: Path) -> Non
 
 
 @pytest.mark.asyncio
+async def test_waiters_of_one_start_and_one_stop(tmp_path: Path) -> None:
+    # Each waiter has its own future: all get the start's record (or its error), a cancelled
+    # one cancels neither the start nor the stop, and a wake waiting for a stop starts anew.
+    host = FakeHost(start_delay=0.03, stop_delay=0.03)
+    async with running(tmp_path, host) as (d, _):
+        rec = await d.create_actor("counter", [], None)
+        waits = [asyncio.ensure_future(d.ensure_started(rec.actor_id)) for _ in range(3)]
+        await asyncio.sleep(0.005)
+        waits[1].cancel()
+        done = await asyncio.gather(*waits, return_exceptions=True)
+        assert isinstance(done[1], asyncio.CancelledError)
+        assert [r.generation for r in (done[0], done[2])] == [1, 1]  # type: ignore[union-attr]
+        assert host.starts == [(rec.actor_id, 1)]
+
+        d.request_sleep(rec.actor_id, 1)
+        waker = asyncio.ensure_future(d.ensure_started(rec.actor_id))
+        cancelled = asyncio.ensure_future(d.ensure_started(rec.actor_id))
+        await asyncio.sleep(0.005)
+        cancelled.cancel()
+        assert (await waker).generation == 2
+        assert cancelled.cancelled()
+        assert host.stops == [(rec.actor_id, "sleep")]
+        assert host.starts == [(rec.actor_id, 1), (rec.actor_id, 2)]
+
+        host.fail_starts = 1
+        other = await d.create_actor("counter", ["b"], None)
+        failed = await asyncio.gather(
+            *(d.ensure_started(other.actor_id) for _ in range(2)), return_exceptions=True
+        )
+        assert [type(e) for e in failed] == [RuntimeError, RuntimeError]
+        assert failed[0] is failed[1]
+        assert (await d.ensure_started(other.actor_id)).generation == 2
+        assert d.placement._slots[rec.actor_id].waiters is None
+
+
+@pytest.mark.asyncio
+async def test_shutdown_during_a_failing_start(tmp_path: Path) -> None:
+    host = FakeHost(start_delay=0.03)
+    host.fail_starts = 1
+    d = EmbeddedDriver(tmp_path)
+    await d.start(host)
+    rec = await d.create_actor("counter", [], None)
+    waiting = asyncio.ensure_future(d.ensure_started(rec.actor_id))
+    await asyncio.sleep(0.005)
+    await asyncio.wait_for(d.stop(), 5)  # waits for the start, which fails: no error here
+    with pytest.raises(RuntimeError):
+        await waiting
+    assert d.placement.loaded() == {}
+
+
+@pytest.mark.asyncio
 async def test_request_destroy_deletes_data(tmp_path: Path) -> None:
     host = FakeHost(stop_delay=0.01)
     destroyed: list[str] = []

@@ -1,10 +1,12 @@
 """In-process placement: which actors run, and starting and stopping them through the host.
 
-Each actor loaded in this process has a :class:`_Slot` that is *starting* (a shared future),
-*running* (with its generation) or *stopping* (a future); an actor with no slot is stopped.
-Every transition happens on the event loop, so there are no locks: concurrent
-:meth:`Placement.ensure_started` calls find the same slot and share one start; a call that
-finds the actor stopping waits for the stop, then starts a new generation. The generation is
+Each actor loaded in this process has a :class:`_Slot` that is *starting*, *running* (with
+its generation) or *stopping*; an actor with no slot is stopped. Whoever waits for a start or
+a stop gets a future of its own in the slot's ``waiters`` (a cancelled waiter cancels only its
+own future, never the start or the stop; nobody waiting costs no future). Every transition
+happens on the event loop, so there are no locks: concurrent :meth:`Placement.ensure_started`
+calls find the same slot and share one start; a call that finds the actor stopping waits for
+the stop, then starts a new generation. The generation is
 incremented and committed before :meth:`ActorHost.start_actor` is called, so two instances of
 one actor never share a generation, even across crashes.
 
@@ -49,21 +51,22 @@ class _Slot:
         "generation",
         "pending_stop",
         "record",
-        "start_future",
         "state",
-        "stop_future",
         "stop_reason",
+        "task",
+        "waiters",
     )
 
-    def __init__(self, actor_id: str, start_future: asyncio.Future[ActorRecord]) -> None:
+    def __init__(self, actor_id: str) -> None:
         self.actor_id = actor_id
         self.state: _State = "starting"
         # Unknown (-1) until the new generation is committed.
         self.generation = -1
         self.record: ActorRecord | None = None
-        # The shared start; dropped once the actor runs (one future less per awake actor).
-        self.start_future: asyncio.Future[ActorRecord] | None = start_future
-        self.stop_future: asyncio.Future[None] | None = None
+        # The futures of those waiting for the start or the stop under way (None: nobody).
+        self.waiters: list[asyncio.Future[Any]] | None = None
+        # The start's or the stop's task (referenced here while it runs: no task set).
+        self.task: asyncio.Task[None] | None = None
         self.stop_reason: StopReason | None = None
         # A stop requested while starting, applied once started.
         self.pending_stop: StopReason | None = None
@@ -91,6 +94,7 @@ class Placement:
         self.host: ActorHost | None = None
         self._slots: dict[str, _Slot] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the running loop, once known
         self._destroy_callbacks: list[DestroyCallback] = []
         self._closing = False
 
@@ -109,7 +113,10 @@ class Placement:
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` in a task that is kept referenced until it ends."""
-        task = asyncio.get_running_loop().create_task(coro)
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        task = loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -120,6 +127,18 @@ class Placement:
 
     # -- starting --------------------------------------------------------------------------
 
+    def _waiter(self, slot: _Slot) -> asyncio.Future[Any]:
+        """A future of the caller's own, settled when the slot's start or stop ends."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        if slot.waiters is None:
+            slot.waiters = [waiter]
+        else:
+            slot.waiters.append(waiter)
+        return waiter
+
     async def ensure_started(self, actor_id: str) -> ActorRecord:
         """Start the actor unless it is running; return its record."""
         while True:
@@ -129,26 +148,43 @@ class Placement:
             if slot.state == "running":
                 assert slot.record is not None
                 return slot.record
-            if slot.state == "starting":
-                # shield: a cancelled caller must not cancel the start shared with others.
-                assert slot.start_future is not None
-                return await asyncio.shield(slot.start_future)
-            assert slot.stop_future is not None
-            await asyncio.shield(slot.stop_future)
+            # Its own future (a cancelled caller cancels neither the start nor the stop): a
+            # start's gives the record (or raises its error), a stop's None.
+            record: ActorRecord | None = await self._waiter(slot)
+            if record is not None:
+                return record
 
     def _begin_start(self, actor_id: str) -> _Slot:
         if self._closing:
             raise RivetError("driver", "stopped", "the driver is shutting down")
-        if self.host is None:
+        host = self.host
+        if host is None:
             raise RivetError("driver", "not_started", "the driver has not been started")
-        slot = _Slot(actor_id, asyncio.get_running_loop().create_future())
-        self._slots[actor_id] = slot
-        self.spawn(self._start(slot, self.host))
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        slot = self._slots[actor_id] = _Slot(actor_id)
+        slot.task = loop.create_task(self._start(slot, host))
         return slot
 
+    @staticmethod
+    def _settle(slot: _Slot, result: Any = None, error: BaseException | None = None) -> None:
+        """End the slot's waiters: ``result``, ``error``, or cancelled (a CancelledError)."""
+        waiters = slot.waiters
+        if waiters is None:
+            return
+        slot.waiters = None
+        for waiter in waiters:
+            if waiter.done():  # its caller was cancelled
+                continue
+            if error is None:
+                waiter.set_result(result)
+            elif isinstance(error, asyncio.CancelledError):
+                waiter.cancel()
+            else:
+                waiter.set_exception(error)
+
     async def _start(self, slot: _Slot, host: ActorHost) -> None:
-        future = slot.start_future
-        assert future is not None
         try:
             fresh = self._fresh
             if fresh is not None and slot.actor_id in fresh:
@@ -162,24 +198,25 @@ class Placement:
             slot.record = record
             await host.start_actor(record, record.generation)
         except BaseException as exc:
+            slot.task = None
             if self._slots.get(slot.actor_id) is slot:
                 del self._slots[slot.actor_id]
-            if isinstance(exc, asyncio.CancelledError):
-                future.cancel()
-                raise
-            if not (isinstance(exc, RivetError) and exc.code == "not_found"):
+            if not isinstance(exc, asyncio.CancelledError) and not (
+                isinstance(exc, RivetError) and exc.code == "not_found"
+            ):
                 logger.warning(
                     "starting actor %s (generation %s) failed",
                     slot.actor_id,
                     slot.generation,
                     exc_info=exc,
                 )
-            future.set_exception(exc)
-            future.exception()  # retrieved: it is logged here, whoever still waits
+            self._settle(slot, error=exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             return
+        slot.task = None
         slot.state = "running"
-        slot.start_future = None  # the waiters hold it; the slot no longer needs it
-        future.set_result(record)
+        self._settle(slot, record)
         if slot.pending_stop is not None:
             self._begin_stop(slot, slot.pending_stop)
 
@@ -207,12 +244,13 @@ class Placement:
     def _begin_stop(self, slot: _Slot, reason: StopReason) -> None:
         slot.state = "stopping"
         slot.stop_reason = reason
-        slot.stop_future = asyncio.get_running_loop().create_future()
-        self.spawn(self._stop(slot, reason))
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        slot.task = loop.create_task(self._stop(slot, reason))
 
     async def _stop(self, slot: _Slot, reason: StopReason) -> None:
         actor_id = slot.actor_id
-        assert slot.stop_future is not None
         try:
             host = self.host
             assert host is not None
@@ -223,10 +261,10 @@ class Placement:
             if reason == "destroy":
                 await self._finish_destroy(actor_id)
         finally:
+            slot.task = None
             if self._slots.get(actor_id) is slot:
                 del self._slots[actor_id]
-            if not slot.stop_future.done():
-                slot.stop_future.set_result(None)
+            self._settle(slot)
         if slot.destroy_after_stop and reason != "destroy":
             if self._closing:
                 logger.warning("actor %s asked to be destroyed during shutdown; kept", actor_id)
@@ -260,8 +298,7 @@ class Placement:
                 continue
             if slot.state == "running":
                 self._begin_stop(slot, "destroy")
-            assert slot.stop_future is not None
-            await asyncio.shield(slot.stop_future)
+            await self._waiter(slot)
             if slot.stop_reason == "destroy":
                 return
 
@@ -281,12 +318,14 @@ class Placement:
             slot = self._slots.get(actor_id)
             if slot is None:
                 return
-            if slot.state == "starting":
-                # wait() neither raises the start's error nor cancels the shared start.
-                assert slot.start_future is not None
-                await asyncio.wait([slot.start_future])
-                continue
             if slot.state == "running":
                 self._begin_stop(slot, "shutdown")
-            assert slot.stop_future is not None
-            await asyncio.shield(slot.stop_future)
+            # wait() neither raises a failed start's error (the start logged it) nor cancels.
+            waiter = self._waiter(slot)
+            try:
+                await asyncio.wait([waiter])
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+                elif not waiter.cancelled():
+                    waiter.exception()
