@@ -987,3 +987,44 @@ def test_direct_road_creates_on_random_streams(
     results = fresh_on_each_road(server, chunks)
     _same_fresh(results)
     assert results["ordinary"][0].count(b"HTTP/1.1 ") == len(kinds) + 1
+
+
+def test_success_headers_made_per_encoding(server: Background) -> None:
+    """The dispatcher's success headers: one shared list per encoding asked (its content
+    type, then the actor's headers), made when first asked; a new generation, new lists."""
+    from rivetkit.dispatch.router import _CONTENT_TYPE
+
+    key = f"h{next(_keys):08d}"
+    warm = exchange(_address(server), action_request(key, "getLog", b"{}", []))
+    actor_id = next(
+        line.split(b": ", 1)[1].decode()
+        for line in warm.split(b"\r\n")
+        if line.lower().startswith(b"x-rivet-actor:")
+    )
+    app = server.endpoint.app
+    dispatcher = app.dispatcher
+
+    async def check() -> None:
+        instance = app.runtime.instances[actor_id]
+        assert len(dispatcher.response_headers_of(actor_id)) == 1  # json, by the warm-up
+        lists = {}
+        for encoding in ("cbor", "json", "bare"):
+            headers = dispatcher.success_headers(instance, encoding)
+            content_type = (b"content-type", _CONTENT_TYPE[encoding])
+            assert headers == [content_type, *dispatcher.headers_of(instance)]
+            assert dispatcher.success_headers(instance, encoding) is headers
+            lists[encoding] = headers
+        assert lists["cbor"] is not lists["bare"]
+        assert sorted(map(id, dispatcher.response_headers_of(actor_id))) == sorted(
+            map(id, lists.values())
+        )
+        instance.generation += 1
+        try:
+            again = dispatcher.success_headers(instance, "json")
+            assert again is not lists["json"]
+            assert (b"x-rivet-actor-generation", str(instance.generation).encode()) in again
+            assert dispatcher.response_headers_of(actor_id) == [again]
+        finally:
+            instance.generation -= 1
+
+    asyncio.run_coroutine_threadsafe(check(), server.loop).result(10)

@@ -284,16 +284,19 @@ class Dispatcher:
         """The headers of a successful action or queue response (shared: do not mutate)."""
         cached = self._success_headers.get(instance.actor_id)
         if cached is not None and cached[0] == instance.generation:
-            return cached[1][encoding]
-        actor_headers = self.headers_of(instance)
-        by_encoding = {
-            name: [(b"content-type", content_type), *actor_headers]
-            for name, content_type in _CONTENT_TYPE.items()
-        }
-        if len(self._success_headers) >= 10_000:
-            self._success_headers.clear()
-        self._success_headers[instance.actor_id] = (instance.generation, by_encoding)
-        return by_encoding[encoding]
+            by_encoding = cached[1]
+            headers = by_encoding.get(encoding)
+            if headers is not None:
+                return headers
+        else:
+            # Each encoding's list made when first asked (most actors answer in one).
+            by_encoding = {}
+            if len(self._success_headers) >= 10_000:
+                self._success_headers.clear()
+            self._success_headers[instance.actor_id] = (instance.generation, by_encoding)
+        headers = [(b"content-type", _CONTENT_TYPE[encoding]), *self.headers_of(instance)]
+        by_encoding[encoding] = headers
+        return headers
 
     def headers_of(self, instance: ActorInstance) -> list[tuple[bytes, bytes]]:
         """The ``x-rivet-actor*`` headers of a response from ``instance``."""

@@ -85,11 +85,14 @@ def split_query(query_string: str) -> tuple[dict[str, str], str]:
     """The ``rvt-*`` parameters (decoded) and the rest of the query (as it was sent)."""
     params: dict[str, str] = {}
     rest: list[str] = []
+    # Nothing to decode anywhere (the common case): each name and value is what
+    # _decode_component gives, without a call per piece.
+    plain = "%" not in query_string and "+" not in query_string
     for piece in query_string.split("&"):
         if not piece:
             continue
         raw_name, _, raw_value = piece.partition("=")
-        name = _decode_component(raw_name, "a query parameter name")
+        name = raw_name if plain else _decode_component(raw_name, "a query parameter name")
         if not name.startswith("rvt-"):
             rest.append(piece)
             continue
@@ -103,7 +106,7 @@ def split_query(query_string: str) -> tuple[dict[str, str], str]:
             raise invalid_request(
                 f"gateway parameter {name!r} is given twice", metadata={"parameter": name}
             )
-        if "%" in raw_value or "+" in raw_value:
+        if not plain and ("%" in raw_value or "+" in raw_value):
             raw_value = _decode_component(raw_value, f"gateway parameter {name!r}")
         params[name] = raw_value
     return params, "&".join(rest)
@@ -113,7 +116,7 @@ def check_key(key: list[str]) -> list[str]:
     """Check the engine's key limits; ``actor/key_too_large`` beyond them."""
     total = 0
     for segment in key:
-        size = len(segment.encode("utf-8", "surrogatepass"))
+        size = len(segment) if segment.isascii() else len(segment.encode("utf-8", "surrogatepass"))
         if size > MAX_KEY_SEGMENT:
             raise RivetError(
                 "actor",
@@ -155,10 +158,13 @@ _URLSAFE: Final = str.maketrans("-_", "+/")
 
 def parse_query(segment: str, params: dict[str, str]) -> QueryTarget:
     """The actor named by the query form, from the URL segment and the ``rvt-*`` params."""
-    try:
-        name = unquote(segment, errors="strict")
-    except UnicodeDecodeError:
-        raise invalid_request("the actor name is not valid UTF-8") from None
+    if "%" in segment:
+        try:
+            name = unquote(segment, errors="strict")
+        except UnicodeDecodeError:
+            raise invalid_request("the actor name is not valid UTF-8") from None
+    else:
+        name = segment  # what unquote gives (no call)
     method = params.get("rvt-method")
     if method is None:
         raise invalid_request("the gateway parameter rvt-method is missing")
