@@ -10,11 +10,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rivetkit.errors import actor_error
+from rivetkit.runtime.phase import Phase
 
 if TYPE_CHECKING:
     from rivetkit.actor import ActorDefinition
+    from rivetkit.runtime.instance import ActorInstance
 
-__all__ = ["ActorLogAdapter", "hook_fn", "initial_state", "initial_vars", "is_sync"]
+__all__ = ["ActorLogAdapter", "hook_fn", "initial_state", "initial_vars", "is_sync", "run_hook"]
 
 
 def is_sync(hook: Any) -> bool:
@@ -57,6 +59,29 @@ async def initial_vars(definition: ActorDefinition, context: Any) -> Any:
                 ) from None
         return result
     return definition.new_vars_value()
+
+
+async def run_hook(owner: ActorInstance) -> None:
+    """The ``run`` hook of a started actor (its task): a failure while the actor runs is
+    logged and puts the actor to sleep; the sleep policy hears of the end either way."""
+    hook = hook_fn(owner.definition, "run")
+    assert hook is not None
+    try:
+        result = hook(owner.context)
+        if inspect.isawaitable(result):
+            await result
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        if owner.phase == Phase.STARTED:
+            owner.log.exception("run failed; the actor stops")
+            owner.request_sleep()
+        else:
+            owner.log.exception("run failed during shutdown")
+    finally:
+        owner.sleep_policy.changed.set()
+        # Once this task is done (can_sleep looks at it), not from inside it.
+        owner._loop.call_soon(owner.sleep_policy.reset_idle)
 
 
 class ActorLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]

@@ -41,7 +41,7 @@ from rivetkit.runtime.blocking import gate_for
 from rivetkit.runtime.connection import Connection, ConnTransport, Hibernation
 from rivetkit.runtime.conns import ActorConns, has_conn_hooks
 from rivetkit.runtime.context import ActorContext
-from rivetkit.runtime.hooks import ActorLogAdapter, initial_state, initial_vars
+from rivetkit.runtime.hooks import ActorLogAdapter, initial_state, initial_vars, run_hook
 from rivetkit.runtime.hooks import hook_fn as _hook
 from rivetkit.runtime.kv import ActorKV
 from rivetkit.runtime.lazy_event import LazyEvent
@@ -249,14 +249,26 @@ class ActorInstance:
             await self.schedule.interrupted_runs()
         is_new = not snapshot.has_initialized
         self.input = cbor_loads(snapshot.input) if snapshot.input else None
-        await self._call("on_migrate", is_new, timeout=options.on_migrate_timeout)
+        # An absent hook or factory is not awaited (no coroutine made for nothing).
+        definition = self.definition
+        hooks = definition.hooks
+        if hooks.on_migrate is not None:
+            await self._call("on_migrate", is_new, timeout=options.on_migrate_timeout)
         if is_new:
-            self._state = await initial_state(self.definition, self.context, self.input)
-            await self._call("on_create", self.input)
+            if hooks.create_state is None:
+                self._state = definition.new_state_value()
+            else:
+                self._state = await initial_state(definition, self.context, self.input)
+            if hooks.on_create is not None:
+                await self._call("on_create", self.input)
         else:
             self._state = cbor_loads(snapshot.state) if snapshot.state else None
-        self.vars = await initial_vars(self.definition, self.context)
-        await self._call("on_wake")
+        if hooks.create_vars is None:
+            self.vars = definition.new_vars_value()
+        else:
+            self.vars = await initial_vars(definition, self.context)
+        if hooks.on_wake is not None:
+            await self._call("on_wake")
         if self._guard.enabled:
             self._guard.checkpoint(self._state)
         if is_new or saves.dirty or token_put:
@@ -267,7 +279,7 @@ class ActorInstance:
         if self.metrics is not None:
             self.metrics.wakes += 1
         if _hook(self.definition, "run") is not None:
-            self._run_task = self._loop.create_task(self._run())
+            self._run_task = self._loop.create_task(run_hook(self))
         for conn in list(self.conns.values()):  # restored: their transports may resume now
             resumed = getattr(conn.transport, "resumed", None)
             if resumed is not None and conn.hibernation is not None:
@@ -373,26 +385,6 @@ class ActorInstance:
         """A queue receive began or ended waiting; such waits do not keep the actor awake."""
         self.sleep_policy.queue_waiting += delta
         self.sleep_policy.reset_idle()
-
-    async def _run(self) -> None:
-        hook = _hook(self.definition, "run")
-        assert hook is not None
-        try:
-            result = hook(self.context)
-            if inspect.isawaitable(result):
-                await result
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            if self.phase == Phase.STARTED:
-                self.log.exception("run failed; the actor stops")
-                self.request_sleep()
-            else:
-                self.log.exception("run failed during shutdown")
-        finally:
-            self.sleep_policy.changed.set()
-            # Once this task is done (can_sleep looks at it), not from inside it.
-            self._loop.call_soon(self.sleep_policy.reset_idle)
 
     # -- Actions -------------------------------------------------------------------------------
 
@@ -649,7 +641,7 @@ class ActorInstance:
         deadline = self._loop.time() + grace
         self.sleep_policy.cancel_idle()
         self.abort_event.set()
-        if not destroying:
+        if not destroying and self.conns:
             try:
                 await self.connections.persist()  # before the others go (seed lesson 6)
             except Exception:
@@ -661,13 +653,15 @@ class ActorInstance:
         ]
         if leaving:  # on_disconnect first, as RivetKit orders it, but never past the deadline
             await asyncio.wait(leaving, timeout=max(0.0, deadline - self._loop.time()))
+        hooks = self.definition.hooks
         try:
             if destroying:
-                destroy_timeout = options.on_destroy_timeout
-                await self._call(
-                    "on_destroy", timeout=grace if destroy_timeout is None else destroy_timeout
-                )
-            else:
+                if hooks.on_destroy is not None:
+                    destroy_timeout = options.on_destroy_timeout
+                    await self._call(
+                        "on_destroy", timeout=grace if destroy_timeout is None else destroy_timeout
+                    )
+            elif hooks.on_sleep is not None:
                 await self._call("on_sleep", timeout=max(0.001, deadline - self._loop.time()))
         except Exception:
             self.log.exception("on_%s failed", "destroy" if destroying else "sleep")

@@ -256,7 +256,10 @@ class StatePersistence:
     ) -> None:
         """Encode and store the snapshot now (with the ``extra`` KV entries, atomically)."""
         snapshot, puts = self._prepare(has_initialized, extra)
-        await self._store(snapshot, puts)
+        if puts:
+            await self._store(snapshot, puts)
+        else:  # unchanged, nothing extra: nothing to write
+            self._written(snapshot, puts)
 
     async def _store(self, snapshot: Actor | None, puts: _Puts) -> None:
         """Write what :meth:`_prepare` gave, then record it as saved."""
@@ -389,9 +392,10 @@ class StatePersistence:
         delay = 0.05
         while True:
             try:
-                await self._wait_saving()
+                if self._saving:
+                    await self._wait_saving()
                 await self.write_snapshot()
-                if not destroying:
+                if not destroying and owner.conns:  # persist() stores nothing without any
                     await owner.connections.persist()
                 return None
             except Exception as exc:
