@@ -451,3 +451,25 @@ def test_table_reports_slow_sync_actions(dispatch: ModuleType) -> None:
     quiet = dispatch.ActionTable(actions, None, lambda name, s: reported.append((name, s)))
     assert quiet.call("slow", None, []) == "slow"
     assert len(reported) == 1
+
+
+def test_gate_for_follows_the_definitions_actions() -> None:
+    # The answer is kept per definition, and made again when its actions change.
+    defined = actor("gated_later", state={})
+
+    @defined.action
+    def plain(c: Any) -> int:
+        return 1
+
+    class Instance:
+        definition = defined
+        options = defined.options
+
+    assert blocking.gate_for(Instance()) is None  # type: ignore[arg-type]
+    assert blocking.gate_for(Instance()) is None  # type: ignore[arg-type]
+
+    @defined.action(blocking=True)
+    def slow(c: Any) -> int:
+        return 2
+
+    assert isinstance(blocking.gate_for(Instance()), blocking.BlockingGate)  # type: ignore[arg-type]

@@ -78,6 +78,7 @@ class ActorInstance:
         on_stopped: Callable[[ActorInstance], None] | None = None,
         clock: Callable[[], float] = time.time,
         sleep_timers: SleepTimers | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.definition = definition
         #: Wall clock in epoch seconds (schedules, queue timestamps).
@@ -111,7 +112,7 @@ class ActorInstance:
         self.table = action_table(definition)
         self.abort_event: asyncio.Event = LazyEvent()
         self._log: ActorLogAdapter | None = None  # made on first use (see log)
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop if loop is not None else asyncio.get_running_loop()
         self._on_stopped = on_stopped
         self._serial = asyncio.Lock() if self.options.serial else None
         self._gate = gate_for(self)  # None unless it has blocking actions (blocking.py)

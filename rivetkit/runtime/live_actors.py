@@ -8,6 +8,7 @@ transports (server, engine tunnel, test harness) call :meth:`Runtime.instance` a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -71,6 +72,8 @@ class Runtime:
         self._forget_cb = self._forget
         self._client_cb = self._client
         self._gc_tuned = False  # holds gc_tuning (between start and stop)
+        # The running loop, from start to stop (handed to each instance: no lookup per actor).
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: Prometheus counters (None: off). ``metrics``: options, True/False, or None for
         #: :meth:`MetricsOptions.from_env` (``RIVETKIT_METRICS=0`` turns them off).
         if metrics is None or metrics is True:
@@ -87,9 +90,11 @@ class Runtime:
         if not self._gc_tuned:
             self._gc_tuned = True
             gc_tuning.acquire()
+        self._loop = asyncio.get_running_loop()
         try:
             await self.driver.start(self)
         except BaseException:
+            self._loop = None
             self._gc_tuned = False
             gc_tuning.release()
             raise
@@ -99,6 +104,7 @@ class Runtime:
         try:
             await self.driver.stop()
         finally:
+            self._loop = None
             self.sleep_timers.close()
             if self._gc_tuned:
                 self._gc_tuned = False
@@ -134,6 +140,7 @@ class Runtime:
             on_stopped=self._forget_cb,
             clock=self.clock,
             sleep_timers=self.sleep_timers,
+            loop=self._loop,
         )
         instance.conn_alive = self.conn_alive
         instance.context.bind_client(self._client_cb)
