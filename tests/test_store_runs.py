@@ -243,3 +243,37 @@ async def test_a_failing_run_statement_sends_the_run_one_by_one(
         assert await driver.get_actor(taken.actor_id) == taken
     finally:
         await driver.stop()
+
+
+class Unhashable:
+    """An operation that is a callable object with no hash."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    def __call__(self, conn: sqlite3.Connection) -> int:
+        return 7
+
+
+@pytest.mark.asyncio
+async def test_any_callable_is_an_operation_in_a_batch(tmp_path: Path) -> None:
+    """The store looks operations up by hash only when they are plain functions."""
+    driver = EmbeddedDriver(tmp_path)
+    await driver.start(NoHost())
+    try:
+        store = driver.store
+
+        def operations() -> list[Any]:
+            return [
+                store.write(tables.get_or_create_actor, "a", ["x"], "x", None, 5),
+                store.write(Unhashable()),
+                store.write(lambda conn: 1),
+            ]
+
+        outcomes, _ = await _in_one_batch(driver, operations)
+        assert [ok for ok, _ in outcomes] == [True, True, True]
+        assert [value for _, value in outcomes[1:]] == [7, 1]
+    finally:
+        await driver.stop()

@@ -31,6 +31,7 @@ import logging
 import os
 import sqlite3
 import threading
+import types
 from collections.abc import Callable
 from typing import Any, Concatenate, Literal, ParamSpec, TypeAlias, TypeVar
 
@@ -413,7 +414,8 @@ class SqliteStore:
                 reads += 1
                 i += 1
                 continue
-            run = tables.RUNS.get(fn)
+            # (A plain function: any callable is an operation, an unhashable one too.)
+            run = tables.RUNS.get(fn) if type(fn) is types.FunctionType else None
             if run is not None and not kwargs and len(args) == run[0]:
                 # A run of the same operation (the creations or starts of many actors):
                 # two statements for the whole run rather than two per operation.
@@ -443,7 +445,7 @@ class SqliteStore:
     def _write_one(conn: sqlite3.Connection, item: _Item, answers: list[_Answer]) -> int:
         """Run one write operation in its own savepoint; 1 if it succeeded, else 0."""
         fn, args, kwargs, target, _ = item
-        if fn in tables.ONE_WRITE:
+        if type(fn) is types.FunctionType and fn in tables.ONE_WRITE:
             # Its one write is its last statement, and a failing statement leaves nothing
             # behind: no savepoint needed (two statements, two GIL hand-offs fewer).
             try:
