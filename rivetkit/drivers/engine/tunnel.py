@@ -103,6 +103,7 @@ from rivetkit.protocol.envoy_protocol import (
 
 from .inspector_sockets import PATH as INSPECTOR_PATH
 from .inspector_sockets import InspectorSocket, KeptInspectors
+from .tunnel_direct import take as take_direct
 from .tunnel_frames import request_headers, response_frame, response_headers
 from .tunnel_websocket import TunnelWebSocket
 
@@ -318,6 +319,8 @@ class Tunnel:
                 ),
             )
             return
+        if take_direct(self, key, message_id, start):
+            return
         path, query = _split(start.path)
         body: Any
         if start.stream:
@@ -415,7 +418,16 @@ class Tunnel:
         return Response._raw(response.status, list(response.headers.raw), body)
 
     def _respond(self, message_id: MessageId, response: Response) -> None:
-        body = response.body
+        self._answer(message_id, response.status, response.headers.raw, response.body)
+
+    def _answer(
+        self,
+        message_id: MessageId,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> None:
+        """Send the answer of a request (the direct road's too: see tunnel_direct)."""
         envoy = self._envoy
         limit = envoy.protocol_metadata.max_response_payload_size if envoy is not None else 0
         if limit and len(body) > limit:
@@ -430,20 +442,16 @@ class Tunnel:
                     metadata={"limit": limit},
                 )
             )
-            body = response.body
+            status, headers, body = response.status, response.headers.raw, response.body
         if envoy is None:
             return
         gateway_id, request_id = message_id.gateway_id, message_id.request_id
         if len(gateway_id) == 4 and len(request_id) == 4:
-            envoy.send_tunnel_frame(
-                response_frame(gateway_id, request_id, response.status, response.headers.raw, body)
-            )
+            envoy.send_tunnel_frame(response_frame(gateway_id, request_id, status, headers, body))
             return
         self.send(  # ids of another size: the codec reports them
             MessageId(gateway_id, request_id, 0),
-            ToRivetResponseStart(
-                response.status, response_headers(response.headers.raw, len(body)), body, False
-            ),
+            ToRivetResponseStart(status, response_headers(headers, len(body)), body, False),
         )
 
     # -- WebSocket -------------------------------------------------------------------------
