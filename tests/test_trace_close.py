@@ -299,3 +299,23 @@ async def test_a_new_recorders_fields() -> None:
     assert given.clock_ns is clock and given.resource == {"a": 1}
     assert given.pending is not plain.pending
     assert ActorTraces(MemoryStore(), max_bytes=100).chunk_target == 512
+
+
+async def test_an_actors_resource_is_made_when_asked() -> None:
+    """A recorder given the actor's ``(actor_id, name, key)`` keeps that tuple (no dict per
+    live actor) and reports the same attributes as a resource dict given outright; a dict
+    given outright is reported as given."""
+    key = ["tenant", "a1"]
+    recorder = ActorTraces(MemoryStore(), actor=("id-1", "counter", key))
+    assert recorder._resource == ("id-1", "counter", key)
+    expected = {
+        "service.name": "rivetkit",
+        "rivet.actor.id": "id-1",
+        "rivet.actor.name": "counter",
+        "rivet.actor.key": "tenant/a1",
+    }
+    assert recorder.resource == expected and recorder.resource is not recorder.resource
+    given = {"a": 1}
+    both = ActorTraces(MemoryStore(), resource=given, actor=("id-1", "counter", key))
+    assert both.resource is given
+    assert ActorTraces(MemoryStore(), actor=("id-2", "n", [])).resource["rivet.actor.key"] == ""

@@ -94,12 +94,7 @@ def traces_for(instance: ActorInstance) -> ActorTraces | None:
         DriverStore(instance.driver, instance.actor_id),
         max_bytes=getattr(options, "traces_max_bytes", 1024 * 1024),
         clock_ns=time.time_ns if clock is time.time else (lambda: int(clock() * 1e9)),
-        resource={
-            "service.name": "rivetkit",
-            "rivet.actor.id": instance.actor_id,
-            "rivet.actor.name": instance.name,
-            "rivet.actor.key": "/".join(instance.key),
-        },
+        actor=(instance.actor_id, instance.name, instance.key),
     )
 
 

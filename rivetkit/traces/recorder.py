@@ -152,7 +152,9 @@ class TraceStorage:
 
     ``store`` reaches the actor's KV; ``max_bytes`` bounds what is stored (oldest chunks
     deleted first); ``clock_ns`` is the wall clock in epoch nanoseconds (spans carry wall
-    times); ``resource`` is the OTLP resource attributes the trace query reports.
+    times); ``resource`` is the OTLP resource attributes the trace query reports, or
+    ``actor`` (``(actor_id, name, key)``) the actor's, made into that dict only when asked
+    (:attr:`resource`: a live actor keeps a tuple of what it holds anyway, not a dict).
     """
 
     if TYPE_CHECKING:  # the recording half's fields (SpanRecorder)
@@ -177,6 +179,7 @@ class TraceStorage:
         clock_ns: Callable[[], int] = time.time_ns,
         resource: dict[str, Any] | None = None,
         chunk_age: float = CHUNK_AGE,
+        actor: tuple[str, str, list[str]] | None = None,
     ) -> None:
         super().__init__()
         self.store = store
@@ -184,7 +187,10 @@ class TraceStorage:
             self.max_bytes = max_bytes
         if self.clock_ns is not clock_ns:  # (the recording half starts on time.time_ns)
             self.clock_ns = clock_ns
-        self.resource = resource or {}
+        if resource:
+            self._resource = resource
+        elif actor is not None:
+            self._resource = actor
         if chunk_age != CHUNK_AGE:
             self._chunk_age = chunk_age
         # Chunks stay well under the bound, so dropping one drops a small part of it.
@@ -200,6 +206,7 @@ class TraceStorage:
     # and most of them are never set): each is replaced, never changed in place.
     max_bytes: int = DEFAULT_MAX_BYTES
     _chunk_age: float = CHUNK_AGE
+    _resource: dict[str, Any] | tuple[str, str, list[str]] | None = None
     _timer: asyncio.TimerHandle | None = None
     _writer: asyncio.Task[None] | None = None
     #: (key, size) of the stored chunks, in key order; None until first read.
@@ -208,6 +215,23 @@ class TraceStorage:
     write_error: BaseException | None = None
     #: Whether the chunk ids were checked against the stored ones (before the first write).
     _checked: bool = False
+
+    @property
+    def resource(self) -> dict[str, Any]:
+        """The OTLP resource attributes the trace query and the exporter report (the
+        actor's are made here, when asked: few recorders are ever asked)."""
+        made = self._resource
+        if made is None:
+            return {}
+        if type(made) is tuple:
+            actor_id, name, key = made
+            return {
+                "service.name": "rivetkit",
+                "rivet.actor.id": actor_id,
+                "rivet.actor.name": name,
+                "rivet.actor.key": "/".join(key),
+            }
+        return cast("dict[str, Any]", made)
 
     async def preload(self) -> None:
         """Read which chunks are stored now (a new actor starts): the embedded driver answers
