@@ -319,3 +319,26 @@ async def test_an_actors_resource_is_made_when_asked() -> None:
     both = ActorTraces(MemoryStore(), resource=given, actor=("id-1", "counter", key))
     assert both.resource is given
     assert ActorTraces(MemoryStore(), actor=("id-2", "n", [])).resource["rivet.actor.key"] == ""
+
+
+async def test_an_ended_writer_is_let_go() -> None:
+    """The writer task lets go of itself when it has written what was sealed (no done task
+    kept per actor for its life); the next seal starts another, and a flush or a close
+    waits for it as before."""
+    store = MemoryStore()
+    recorder = ActorTraces(store)
+    recorder.instant("action", "a")
+    recorder._seal()
+    writer = recorder._writer
+    assert writer is not None and not writer.done()
+    await recorder.flush()
+    await asyncio.sleep(0)
+    assert writer.done() and recorder._writer is None and recorder.pending == []
+    first = _records(store)
+    assert store.writes == 1 and first >= 1
+    recorder.instant("action", "b")
+    recorder._seal()
+    again = recorder._writer
+    assert again is not None and again is not writer
+    await recorder.close()
+    assert recorder._writer is None and store.writes == 2 and _records(store) > first
