@@ -82,6 +82,28 @@ def test_response_frame_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
             b"gw00", b"rq00", 200, raw, b"{}"
         )
         assert len(tunnel_frames._maps) <= 8
+        assert len(tunnel_frames._heads) <= 8
+        assert len(tunnel_frames._by_list) <= 8
+
+
+def test_response_frame_sees_a_list_changed_in_place() -> None:
+    """The head cached for a header list (by its id) is not used once the list (or the
+    status) differs: the frame always matches the codec's."""
+    rng = random.Random(11)
+    raw: list[tuple[bytes, bytes]] = []
+    for case in range(300):
+        roll = rng.random()
+        if roll < 0.4 or not raw:
+            raw.append((rng.choice(NAMES), rng.choice(VALUES)))
+        elif roll < 0.7:
+            raw[rng.randrange(len(raw))] = (rng.choice(NAMES), rng.choice(VALUES))
+        elif roll < 0.8:
+            raw.pop()
+        status = rng.choice([200, 200, 400])
+        body = rng.randbytes(rng.choice([0, 5, 200]))
+        expected = reference(b"gw00", b"rq00", status, raw, body)
+        assert response_frame(b"gw00", b"rq00", status, raw, body) == expected, case
+        assert response_frame(b"gw00", b"rq00", status, tuple(raw), body) == expected, case
 
 
 def test_response_frame_refuses_bad_ids() -> None:

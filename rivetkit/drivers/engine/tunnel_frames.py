@@ -92,6 +92,35 @@ def _header_map(raw: Sequence[tuple[bytes, bytes]]) -> tuple[int, bytes]:
 
 
 _CONTENT_LENGTH: Final = _str("content-length")
+#: (status, headers) -> the frame's bytes from the message index to ``content-length``'s name.
+_heads: dict[tuple[int, tuple[tuple[bytes, bytes], ...]], bytes] = {}
+#: BARE ``uint`` of 0..127 (one byte each).
+_SMALL: Final = tuple(bytes((n,)) for n in range(128))
+
+#: id of a header list -> (status, a copy of the list, its head): the dispatcher's shared
+#: success headers come back as the same list on every answer of an actor.
+_by_list: dict[int, tuple[int, list[tuple[bytes, bytes]], bytes]] = {}
+
+
+def _head(status: int, raw_headers: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """The frame's bytes from the message index to ``content-length``'s name."""
+    key = (status, tuple(raw_headers))
+    head = _heads.get(key)
+    if head is None:
+        count, entries = _header_map(raw_headers)
+        head = b"".join(
+            (
+                b"\x00\x00\x00",  # message index 0 (u16), kind ResponseStart
+                status.to_bytes(2, "little"),
+                _uint(count + 1),
+                entries,
+                _CONTENT_LENGTH,
+            )
+        )
+        if len(_heads) >= CACHE_LIMIT:
+            _heads.clear()
+        _heads[key] = head
+    return head
 
 
 def response_frame(
@@ -104,22 +133,29 @@ def response_frame(
     """The encoded ``ToRivet`` frame answering a request in one ``ResponseStart``."""
     if len(gateway_id) != 4 or len(request_id) != 4 or not 0 <= status <= 0xFFFF:
         raise ValueError("a message id is 4 + 4 bytes and a status a u16")
-    count, entries = _header_map(raw_headers)
-    length = str(len(body)).encode()
+    # A header list seen last time (by id, its contents checked: a new list at a freed
+    # list's address gets its own head when they differ), else by (status, contents).
+    seen = _by_list.get(id(raw_headers))
+    if seen is not None and seen[0] == status and seen[1] == raw_headers:
+        head = seen[2]
+    else:
+        head = _head(status, raw_headers)
+        if type(raw_headers) is list:
+            if len(_by_list) >= CACHE_LIMIT:
+                _by_list.clear()
+            _by_list[id(raw_headers)] = (status, list(raw_headers), head)
+    size = len(body)
+    length = b"%d" % size
     return b"".join(
         (
             b"\x06",  # ToRivet: ToRivetTunnelMessage
             gateway_id,
             request_id,
-            b"\x00\x00\x00",  # message index 0 (u16), kind ResponseStart
-            status.to_bytes(2, "little"),
-            _uint(count + 1),
-            entries,
-            _CONTENT_LENGTH,
-            _uint(len(length)),
+            head,
+            _SMALL[len(length)],
             length,
             b"\x01",  # body present
-            _uint(len(body)),
+            _SMALL[size] if size < 128 else _uint(size),
             body,
             b"\x00",  # stream: false
         )
