@@ -138,8 +138,8 @@ def take(tunnel: Tunnel, key: bytes, message_id: MessageId, start: ToEnvoyReques
     if not chained:
         chain = None  # a plain dispatcher does not read the header
     target = (instance, actor_id, name, encoding, params)
-    coro = _serve(tunnel, key, message_id, twin, target, start.body or b"", chain, path)
     loop: Any = tunnel._loop_now()
+    coro = _serve(tunnel, key, message_id, twin, target, start.body or b"", chain, path, loop)
     if instance.runs_at_once(name):
         context = contextvars.copy_context()
         try:
@@ -173,6 +173,7 @@ async def _serve(
     body: bytes,
     chain: str | None,
     path: str,
+    loop: asyncio.AbstractEventLoop,
 ) -> None:
     """What ``Tunnel._serve_http`` does for the request, with ``twin``'s ``answer_action``
     in place of the dispatcher."""
@@ -198,7 +199,7 @@ async def _serve(
     finally:
         requests = tunnel._requests
         task = requests.get(key)
-        if task is not None and task is asyncio.current_task(tunnel._loop_now()):
+        if task is not None and task is asyncio.current_task(loop):
             del requests[key]
         tunnel._streams.pop(key, None)
 
