@@ -342,3 +342,17 @@ async def test_an_ended_writer_is_let_go() -> None:
     assert again is not None and again is not writer
     await recorder.close()
     assert recorder._writer is None and store.writes == 2 and _records(store) > first
+
+
+async def test_a_recorder_keeps_its_fields_in_slots() -> None:
+    """A recorder (one per live actor) has no ``__dict__``: its fields are slots, set by
+    ``__init__`` to the values the class attributes document."""
+    recorder = ActorTraces(MemoryStore())
+    assert not hasattr(recorder, "__dict__")
+    assert (recorder._timer, recorder._writer, recorder._stored, recorder.write_error) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert (recorder._stored_bytes, recorder._checked, recorder._resource) == (0, False, None)

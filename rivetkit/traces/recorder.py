@@ -157,6 +157,9 @@ class TraceStorage:
     (:attr:`resource`: a live actor keeps a tuple of what it holds anyway, not a dict).
     """
 
+    if not TYPE_CHECKING:  # (no __dict__ of its own: ActorTraces lists the fields in slots;
+        __slots__ = ()  # mypy would read this empty tuple as the fields' list)
+
     if TYPE_CHECKING:  # the recording half's fields (SpanRecorder)
         clock_ns: Callable[[], int]
         chunk_target: int
@@ -182,17 +185,20 @@ class TraceStorage:
         actor: tuple[str, str, list[str]] | None = None,
     ) -> None:
         super().__init__()
+        # Every field is set here: ActorTraces keeps them in slots (no __dict__ per actor),
+        # which hide the class attributes below.
         self.store = store
-        if max_bytes != DEFAULT_MAX_BYTES:
-            self.max_bytes = max_bytes
+        self.max_bytes = max_bytes
         if self.clock_ns is not clock_ns:  # (the recording half starts on time.time_ns)
             self.clock_ns = clock_ns
-        if resource:
-            self._resource = resource
-        elif actor is not None:
-            self._resource = actor
-        if chunk_age != CHUNK_AGE:
-            self._chunk_age = chunk_age
+        self._resource = resource if resource else actor
+        self._chunk_age = chunk_age
+        self._timer = None
+        self._writer = None
+        self._stored = None
+        self._stored_bytes = 0
+        self.write_error = None
+        self._checked = False
         # Chunks stay well under the bound, so dropping one drops a small part of it.
         target = max(512, min(MAX_CHUNK_BYTES, max_bytes // 8))
         if target != MAX_CHUNK_BYTES:  # (where the recording half starts)
@@ -202,8 +208,7 @@ class TraceStorage:
         #: Sealed chunks not yet written, oldest first.
         self.pending: list[Sealed] = []
 
-    # The fields below start as these class attributes (a recorder is made per actor start,
-    # and most of them are never set): each is replaced, never changed in place.
+    # The fields below and their first values (set by __init__ too: see ActorTraces).
     max_bytes: int = DEFAULT_MAX_BYTES
     _chunk_age: float = CHUNK_AGE
     _resource: dict[str, Any] | tuple[str, str, list[str]] | None = None
@@ -587,3 +592,18 @@ class ActorTraces(TraceStorage, SpanRecorder):
     """The trace recorder of one actor generation: the selected twin of the recording half
     (:class:`SpanRecorder`: :meth:`start`, :meth:`end`, :meth:`instant`) with
     :class:`TraceStorage` (sealing, writing, :meth:`flush`, :meth:`close`)."""
+
+    # TraceStorage's fields in slots: a recorder per live actor carries no __dict__ (-248 B).
+    __slots__ = (
+        "_checked",
+        "_chunk_age",
+        "_resource",
+        "_stored",
+        "_stored_bytes",
+        "_timer",
+        "_writer",
+        "max_bytes",
+        "pending",
+        "store",
+        "write_error",
+    )
