@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rivetkit.errors import RivetError, actor_error
-from rivetkit.runtime.hooks import hook_fn
+from rivetkit.runtime.hooks import hook_fn, run_hook
 from rivetkit.workflow import storage
 from rivetkit.workflow.driver import runner_of
 from rivetkit.workflow.history import History, is_under
@@ -194,5 +194,5 @@ async def replay(instance: ActorInstance, entry_id: str | None = None) -> Workfl
 
 def _restart_run(instance: ActorInstance) -> None:
     """Start the actor's ``run`` handler again (it replays the trimmed history)."""
-    instance._run_task = instance._loop.create_task(instance._run())
+    instance._run_task = instance._loop.create_task(run_hook(instance))
     instance.sleep_policy.reset_idle()
