@@ -37,7 +37,7 @@ from rivetkit.protocol.actor_persist import Actor, ScheduleEvent
 from rivetkit.protocol.values import cbor_loads
 from rivetkit.runtime import keys
 from rivetkit.runtime.action_calls import Suspended, action_table, finish_action, start_action
-from rivetkit.runtime.blocking import gate_for
+from rivetkit.runtime.blocking import BlockingGate, gate_for
 from rivetkit.runtime.connection import Connection, ConnTransport, Hibernation
 from rivetkit.runtime.conns import ActorConns, has_conn_hooks
 from rivetkit.runtime.context import ActorContext
@@ -68,6 +68,22 @@ logger = logging.getLogger("rivetkit.actor")
 class ActorInstance:
     """A live actor: created by the runtime when the driver starts it."""
 
+    # Fields most actors never set (replaced on the instance when set): CPython keeps <= 30
+    # attributes inline (~0.3 KB per live actor; a dict past that, ~1.6 KB).
+    input: Any = None
+    vars: Any = None
+    _db: ActorDatabase | None = None
+    #: Told ``"state"``, ``"connections"`` or ``"schedules"`` while an inspector watches.
+    inspector_observer: Callable[[str], None] | None = None
+    _log: ActorLogAdapter | None = None  # made on first use (see log)
+    _serial: asyncio.Lock | None = None  # options.serial
+    _gate: BlockingGate | None = None  # only with blocking actions (blocking.py)
+    _on_state_change: Callable[..., Any] | None = None
+    _before_response: Callable[..., Any] | None = None
+    final_save_error: Exception | None = None  #: why the final save failed, after retries
+    _run_task: asyncio.Task[Any] | None = None
+    _stop_requested = _destroy_requested = False
+
     def __init__(
         self,
         definition: ActorDefinition,
@@ -79,10 +95,11 @@ class ActorInstance:
         clock: Callable[[], float] = time.time,
         sleep_timers: SleepTimers | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        conn_alive: Callable[[Connection], bool] | None = None,
+        metrics: ActorMetrics | None = None,
     ) -> None:
         self.definition = definition
-        #: Wall clock in epoch seconds (schedules, queue timestamps).
-        self.clock = clock
+        self.clock = clock  #: wall clock in epoch seconds (schedules, queue timestamps)
         self.options = definition.options
         self.driver = driver
         self.actor_id = record.actor_id
@@ -91,49 +108,34 @@ class ActorInstance:
         self.generation = generation
         self.record = record
         self.phase = Phase.LOADING
-        self.input: Any = None
-        self.vars: Any = None
+        self.conn_alive = conn_alive  # (before the keys only some actors set: see above)
+        self.metrics = metrics  # this actor's Prometheus counters (None: off)
         self.conns: dict[str, Connection] = {}
         self.kv = ActorKV(driver, record.actor_id)
         self.queue = ActorQueue(self, clock=clock)
-        self._db: ActorDatabase | None = None
         self.schedule = ActorSchedule(self, clock)
-        #: Tells whether a restored hibernatable connection's socket is still open (set by the
-        #: transport that holds the sockets; None: assume it is).
-        self.conn_alive: Callable[[Connection], bool] | None = None
-        #: Inspector observer (set by :mod:`rivetkit.inspector` while an inspector socket is
-        #: attached): called with ``"state"``, ``"connections"`` or ``"schedules"`` when they
-        #: may have changed. None (a single attribute check) when nobody inspects.
-        self.inspector_observer: Callable[[str], None] | None = None
-        #: Prometheus counters of this actor's name (set by the runtime; None: off).
-        self.metrics: ActorMetrics | None = None
         self.traces = traces_for(self)  # span recorder (rivetkit.traces); None: tracing off
         self.context = ActorContext(self)
         self.table = action_table(definition)
         self.abort_event: asyncio.Event = LazyEvent()
-        self._log: ActorLogAdapter | None = None  # made on first use (see log)
         self._loop = loop if loop is not None else asyncio.get_running_loop()
         self._on_stopped = on_stopped
-        self._serial = asyncio.Lock() if self.options.serial else None
-        self._gate = gate_for(self)  # None unless it has blocking actions (blocking.py)
+        if self.options.serial:
+            self._serial = asyncio.Lock()
+        if (gate := gate_for(self)) is not None:
+            self._gate = gate
         # Hooks on hot paths; the others are looked up when called (no per-actor table).
-        self._on_state_change = _hook(definition, "on_state_change")
-        self._before_response = _hook(definition, "on_before_action_response")
+        if (hook := _hook(definition, "on_state_change")) is not None:
+            self._on_state_change = hook
+        if (before := _hook(definition, "on_before_action_response")) is not None:
+            self._before_response = before
         # Replies go out as the action returns them (no hook, no durability gate).
-        self._plain_replies = self._before_response is None and not self.options.durable_replies
-        # State and saves.
+        self._plain_replies = before is None and not self.options.durable_replies
         self._state: Any = None
         self.persistence = StatePersistence(self)
         self.connections = ActorConns(self)
-        # Unsaveable state and failing saves are refused where written (state_guard.py).
-        self._guard = StateGuard()
-        #: Why the final save failed, after its retries (None: it worked, or not yet run).
-        self.final_save_error: Exception | None = None
-        # Activity that keeps the actor awake, the idle timer and shutdown work.
-        self.sleep_policy = SleepPolicy(self, sleep_timers)
-        self._run_task: asyncio.Task[Any] | None = None
-        self._stop_requested = False
-        self._destroy_requested = False
+        self._guard = StateGuard()  # refuses unsaveable state where written (state_guard.py)
+        self.sleep_policy = SleepPolicy(self, sleep_timers)  # what keeps it awake, idle timer
 
     @property
     def log(self) -> ActorLogAdapter:
@@ -249,7 +251,8 @@ class ActorInstance:
             await self.schedule.load(last_alarm)
             await self.schedule.interrupted_runs()
         is_new = not snapshot.has_initialized
-        self.input = cbor_loads(snapshot.input) if snapshot.input else None
+        if snapshot.input:
+            self.input = cbor_loads(snapshot.input)
         # An absent hook or factory is not awaited (no coroutine made for nothing).
         definition = self.definition
         hooks = definition.hooks
@@ -265,7 +268,8 @@ class ActorInstance:
         else:
             self._state = cbor_loads(snapshot.state) if snapshot.state else None
         if hooks.create_vars is None:
-            self.vars = definition.new_vars_value()
+            if (value := definition.new_vars_value()) is not None:
+                self.vars = value
         else:
             self.vars = await initial_vars(definition, self.context)
         if hooks.on_wake is not None:
@@ -669,16 +673,15 @@ class ActorInstance:
         await self.sleep_policy.wait_for_quiet(deadline, wait_for_run=not destroying)
         if self._run_task is not None and not self._run_task.done():
             self._run_task.cancel()
-            # Cancelled or failed: both are final here.
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(BaseException):  # cancelled or failed: both final here
                 await asyncio.wait_for(asyncio.shield(self._run_task), 1.0)
         if self.traces is not None:  # the last spans, before the driver lets the KV go
             await self.traces.close()
         self.phase = Phase.FINALIZING
         self.persistence.cancel_scheduled()
-        final_error = self.final_save_error = await self.persistence.final_save(
-            deadline, destroying=destroying
-        )
+        final_error = await self.persistence.final_save(deadline, destroying=destroying)
+        if final_error is not None:
+            self.final_save_error = final_error
         self.sleep_policy.cancel_background()
         self.queue.release_in_flight()
         self.schedule.close()

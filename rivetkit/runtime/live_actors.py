@@ -132,6 +132,7 @@ class Runtime:
     async def start_actor(self, record: ActorRecord, generation: int) -> None:
         """Build and start an instance (called by the driver)."""
         definition = self.definition(record.name)
+        metrics = self.metrics
         instance = ActorInstance(
             definition,
             self.driver,
@@ -141,13 +142,12 @@ class Runtime:
             clock=self.clock,
             sleep_timers=self.sleep_timers,
             loop=self._loop,
+            conn_alive=self.conn_alive,
+            metrics=None if metrics is None else metrics.for_actor(record.name, definition.actions),
         )
-        instance.conn_alive = self.conn_alive
         instance.context.bind_client(self._client_cb)
         if definition.options.serial:  # refuses call cycles instead of deadlocking
             instance._serial = SerialLock(record.actor_id, f"{record.name}{record.key!r}")
-        if self.metrics is not None:
-            instance.metrics = self.metrics.for_actor(record.name, definition.actions)
         self.instances[record.actor_id] = instance
         self.lifecycle.starting(record.actor_id)
         try:
