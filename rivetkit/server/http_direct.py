@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import types
-from collections.abc import Coroutine, Generator
 from typing import Any, ClassVar, Final
 
 from rivetkit.dispatch.http import Response
 from rivetkit.logs import RequestContext, reset_request_context, set_request_context
 from rivetkit.protocol.trees import ENCODINGS
 from rivetkit.runtime.phase import Phase
+from rivetkit.runtime.resume import resumed
 
 __all__ = ["MAX_DIRECT_BODY", "DirectCycle", "direct_app", "take"]
 
@@ -150,7 +149,7 @@ class DirectCycle:
                 proto.logger.error("Exception in ASGI application\n", exc_info=exc)
                 proto.transport.close()
                 return
-            task = proto.loop.create_task(_resume(coro, yielded), context=context)
+            task = proto.loop.create_task(resumed(coro, yielded), context=context)
         else:
             task = proto.loop.create_task(_answer(self), context=context)
         tasks = proto.tasks
@@ -193,6 +192,7 @@ def _to_resolve(raw_path: bytes, query: bytes, headers: Any) -> _Resolve | None:
     name = path[cut + 8 :]
     if not name or "/" in name or "%" in name:
         return None
+    # The twins' direct_target walk (inline there: the compiled twin's hot path).
     raw_encoding = raw_params = None
     for field, value in headers:
         if field == b"x-rivet-encoding":
@@ -379,26 +379,3 @@ async def _send(cycle: DirectCycle, status: int, headers: Any, body: bytes) -> N
     send: Any = real.send
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-@types.coroutine
-def _rest(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, Any, None]:
-    """Go on, in a task, with ``coro`` (started outside any) from what it ``yielded``."""
-    while True:
-        try:
-            sent = yield yielded
-        except BaseException as exc:
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration:
-                return
-        else:
-            try:
-                yielded = coro.send(sent)
-            except StopIteration:
-                return
-
-
-async def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
-    """A task's coroutine for :func:`_rest`."""
-    await _rest(coro, yielded)

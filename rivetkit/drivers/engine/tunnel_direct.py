@@ -33,8 +33,6 @@ import asyncio
 import contextvars
 import logging
 import sys
-import types
-from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Final
 
 from rivetkit import _twins
@@ -43,6 +41,7 @@ from rivetkit.dispatch.router import Dispatcher
 from rivetkit.protocol.trees import ENCODINGS
 from rivetkit.runtime.call_chain import CALL_CHAIN, CHAIN_HEADER, parse_header
 from rivetkit.runtime.phase import Phase
+from rivetkit.runtime.resume import resumed
 
 if TYPE_CHECKING:
     from rivetkit.protocol.envoy_protocol import MessageId, ToEnvoyRequestStart
@@ -146,7 +145,7 @@ def take(tunnel: Tunnel, key: bytes, message_id: MessageId, start: ToEnvoyReques
             yielded = context.run(coro.send, None)
         except StopIteration:
             return True  # answered: no task
-        task = loop.create_task(_resume(coro, yielded), context=context)
+        task = loop.create_task(resumed(coro, yielded), context=context)
     else:
         task = loop.create_task(coro)
     tunnel._requests[key] = task
@@ -202,26 +201,3 @@ async def _serve(
         if task is not None and task is asyncio.current_task(loop):
             del requests[key]
         tunnel._streams.pop(key, None)
-
-
-@types.coroutine
-def _rest(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, Any, None]:
-    """Go on, in a task, with ``coro`` (started outside any) from what it ``yielded``."""
-    while True:
-        try:
-            sent = yield yielded
-        except BaseException as exc:
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration:
-                return
-        else:
-            try:
-                yielded = coro.send(sent)
-            except StopIteration:
-                return
-
-
-async def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
-    """A task's coroutine for :func:`_rest`."""
-    await _rest(coro, yielded)
