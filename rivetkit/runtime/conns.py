@@ -61,7 +61,7 @@ class ActorConns:
         self._owner = owner
         self._loop = owner._loop
         # Hibernatable connections whose record must be saved again (see conn_changed).
-        self._dirty_conns: set[Connection] = set()
+        self._dirty_conns: set[Connection] | None = None  # (no empty set per actor)
         self._conn_save: asyncio.TimerHandle | None = None
 
     async def connect(
@@ -390,7 +390,11 @@ class ActorConns:
         owner = self._owner
         if conn.hibernation is None or conn.disconnected:
             return
-        self._dirty_conns.add(conn)
+        dirty = self._dirty_conns
+        if dirty is None:
+            self._dirty_conns = {conn}
+        else:
+            dirty.add(conn)
         if self._conn_save is None and owner.phase <= Phase.SLEEP_GRACE:
             self._conn_save = self._loop.call_later(
                 min(owner.options.state_save_interval, MAX_CONN_SAVE_DELAY), self._save_conns_soon
@@ -399,7 +403,7 @@ class ActorConns:
     def _save_conns_soon(self) -> None:
         owner = self._owner
         self._conn_save = None
-        dirty, self._dirty_conns = self._dirty_conns, set()
+        dirty, self._dirty_conns = self._dirty_conns, None
         if dirty and owner.phase <= Phase.SLEEP_GRACE:
             owner.sleep_policy.track(self._save_conns(list(dirty)))
 

@@ -103,8 +103,9 @@ class ActorQueue:
         self._messages: dict[int, IndexEntry] = {}
         # Messages counted against max_queue_size: pending, ready, in flight (not deleting).
         self._size = 0
-        # Completable messages received and not completed yet.
-        self._outstanding: set[int] = set()
+        # Completable messages received and not completed yet (None: none; no empty set per
+        # actor).
+        self._outstanding: set[int] | None = None
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._next_id = 1
         # Resolved (and replaced) whenever messages may have become available.
@@ -336,7 +337,10 @@ class ActorQueue:
         if completable:
             for ident in idents:
                 messages[ident].state = IN_FLIGHT
-            self._outstanding.update(idents)
+            if self._outstanding is None:
+                self._outstanding = set(idents)
+            else:
+                self._outstanding.update(idents)
         else:
             await self._delete(idents, READY)
         metrics = getattr(self._owner, "metrics", None)
@@ -561,7 +565,8 @@ class ActorQueue:
     async def _complete(self, message: QueueMessage, response: Any) -> None:
         ident = message.id
         entry = self._messages.get(ident)
-        if entry is None or entry.state != IN_FLIGHT or ident not in self._outstanding:
+        outstanding = self._outstanding
+        if entry is None or entry.state != IN_FLIGHT or not outstanding or ident not in outstanding:
             raise queue_error("already_completed", "Queue message was already completed.")
         waiter = self._waiters.get(ident)
         if waiter is not None and response is not None:
@@ -579,7 +584,8 @@ class ActorQueue:
             metrics = getattr(self._owner, "metrics", None)
             if metrics is not None:
                 metrics.queue_completed += 1
-            self._outstanding.discard(ident)
+            if self._outstanding is not None:
+                self._outstanding.discard(ident)
             waiter = self._waiters.pop(ident, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(response)
@@ -594,7 +600,7 @@ class ActorQueue:
         idents = list(self._messages)
         self._messages = {}
         self._size = 0
-        self._outstanding.clear()
+        self._outstanding = None
         gone = [message_key(i) for i in idents]
         if self._batch is not None:
             self._batch.drop_puts(gone)  # sends of this turn not written yet: never write them
@@ -615,11 +621,11 @@ class ActorQueue:
         """The actor stopped: forget in-flight receives (they are delivered again in the next
         generation) and fail the senders still waiting here (``completion_waiter_dropped``)."""
         self._closed = True
-        for ident in self._outstanding:
+        for ident in self._outstanding or ():
             entry = self._messages.get(ident)
             if entry is not None and entry.state == IN_FLIGHT:
                 entry.state = READY
-        self._outstanding.clear()
+        self._outstanding = None
         self._drop_waiters()
         if self._abort_watch is not None:
             self._abort_watch.cancel()
