@@ -1,14 +1,16 @@
 """New actor ids drawn from a pool of ``os.urandom`` bytes
-(rivetkit/drivers/embedded/tables.py, ``new_actor_id``): the engine's shape, every digit
-used evenly, never twice (a forked child included), and the key's JSON as json.dumps writes
-it."""
+(rivetkit/drivers/embedded/tables.py, ``new_actor_id``): the engine's shape, the creation
+time first (later ids sort later), every random digit used evenly, never twice (a forked
+child included), and the key's JSON as json.dumps writes it."""
 
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import os
 import string
+import types
 
 import pytest
 from hypothesis import given
@@ -25,13 +27,28 @@ def test_ids_have_the_engine_shape_and_never_repeat() -> None:
     assert len(set(ids)) == len(ids)
 
 
-def test_every_digit_is_drawn_evenly_at_every_place() -> None:
+def test_every_digit_is_drawn_evenly_at_every_random_place() -> None:
     ids = [tables.new_actor_id() for _ in range(7_200)]
-    for place in (0, 15, 29):
+    for place in (8, 15, 29):  # the random places (the first 8 are the time)
         counts = collections.Counter(i[place] for i in ids)
         assert set(counts) == _BASE36
         # 200 expected per digit; a deviation past 5 standard deviations (~70) means a bias.
         assert all(130 < n < 270 for n in counts.values()), counts
+
+
+def test_ids_drawn_later_sort_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first 8 characters are the clock in ms: the rows of new actors go to the end of
+    the id-keyed B-trees instead of random pages."""
+    now = [1_796_580_825.871]
+    monkeypatch.setattr(tables, "time", types.SimpleNamespace(time=lambda: now[0]))
+    ids = []
+    for step in [0.0, 0.0, 0.001, 0.5, 3600.0, 0.001]:
+        now[0] += step
+        ids.append(tables.new_actor_id())
+    assert int(ids[0][:8], 36) == 1_796_580_825_871
+    assert ids[0][:8] == ids[1][:8]  # the same millisecond
+    assert all(a[:8] < b[:8] for a, b in itertools.pairwise(ids[1:]))
+    assert sorted(ids[1:]) == ids[1:]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")

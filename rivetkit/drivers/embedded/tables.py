@@ -20,6 +20,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -80,23 +81,36 @@ if hasattr(os, "register_at_fork"):  # not on Windows
 
 
 def new_actor_id() -> str:
-    """A fresh actor id: 30 lowercase base36 characters (about 155 random bits).
+    """A fresh actor id: 30 lowercase base36 characters, the creation time then about 113
+    random bits.
 
     The engine's ids are opaque lowercase base36 strings of this length; clients treat ids
-    as opaque, so random ones of the same shape keep URLs and logs looking alike. Each
-    character is uniform and independent (uniform over every 30-character string, as
-    ``secrets.randbelow(36**30)`` in base36 is), from a pool of ``os.urandom`` bytes: one
-    system call serves about 134 ids. ``os.urandom`` releases the GIL, and the writer thread
-    (which draws the ids) waits for it to come back behind a busy event loop. A forked child
-    drops the pool it inherited, so no id is drawn twice.
+    as opaque, so ids of the same shape keep URLs and logs looking alike. The first
+    :data:`_ID_TIME` characters are the wall clock in milliseconds (modulo ``36**8``, about
+    89 years), so that ids drawn later sort later: the rows of new actors (their ``actors``
+    row, the id index and their KV, all keyed by the id) are written at the end of the
+    B-trees, near each other, instead of at random pages (a commit writes each page it
+    changed; at 20,000 actors random ids made the writer thread's CPU per created actor
+    about twice as high). The other characters are uniform and independent, from a pool
+    of ``os.urandom`` bytes: one system call serves about 180 ids. A forked child drops
+    the pool it inherited, so no id is drawn twice.
     """
+    now = int(time.time() * 1000) % _ID_TIME_SPAN
+    stamp = "".join([_BASE36[now // div % 36] for div in _ID_TIME_DIVS])
     with _id_lock:
         pool = _id_pool
-        while len(pool) < _ID_LENGTH:
+        while len(pool) < _ID_RANDOM:
             pool += os.urandom(_ID_DRAW).translate(_ID_DIGITS, _ID_DROPPED)
-        digits = pool[-_ID_LENGTH:]
-        del pool[-_ID_LENGTH:]
-    return digits.decode("ascii")
+        digits = pool[-_ID_RANDOM:]
+        del pool[-_ID_RANDOM:]
+    return stamp + digits.decode("ascii")
+
+
+#: Characters of an id holding the time; the random ones after them.
+_ID_TIME = 8
+_ID_RANDOM = _ID_LENGTH - _ID_TIME
+_ID_TIME_SPAN = 36**_ID_TIME
+_ID_TIME_DIVS = [36**i for i in range(_ID_TIME - 1, -1, -1)]
 
 
 def init_schema(conn: sqlite3.Connection) -> None:
