@@ -19,7 +19,7 @@ import pytest
 from conftest import twin
 from rivetkit import ActorOptions, actor, setup
 from rivetkit.client import ActorError, Client
-from rivetkit.runtime import blocking
+from rivetkit.runtime import action_calls, blocking
 from rivetkit.server import serve_in_background
 
 #: Set by the test, waited for by ``held`` (one per test: see the ``gates`` fixture).
@@ -454,7 +454,8 @@ def test_table_reports_slow_sync_actions(dispatch: ModuleType) -> None:
 
 
 def test_gate_for_follows_the_definitions_actions() -> None:
-    # The answer is kept per definition, and made again when its actions change.
+    # The action table says whether a definition has a blocking action; it is made again
+    # when the definition's actions change, and gate_for reads it from the instance's table.
     defined = actor("gated_later", state={})
 
     @defined.action
@@ -465,6 +466,10 @@ def test_gate_for_follows_the_definitions_actions() -> None:
         definition = defined
         options = defined.options
 
+        @property
+        def table(self) -> Any:
+            return action_calls.action_table(defined)
+
     assert blocking.gate_for(Instance()) is None  # type: ignore[arg-type]
     assert blocking.gate_for(Instance()) is None  # type: ignore[arg-type]
 
@@ -473,3 +478,29 @@ def test_gate_for_follows_the_definitions_actions() -> None:
         return 2
 
     assert isinstance(blocking.gate_for(Instance()), blocking.BlockingGate)  # type: ignore[arg-type]
+
+
+def test_table_says_whether_an_action_blocks(dispatch: ModuleType) -> None:
+    # Both twins: a spec without the field is not blocking; one blocking spec is enough.
+    class Blocking(_Spec):
+        blocking = True
+
+    class NotBlocking(_Spec):
+        blocking = False
+
+    def fn(c: Any) -> int:
+        return 1
+
+    assert dispatch.ActionTable({}).blocking is False
+    assert dispatch.ActionTable({"a": _Spec(fn), "b": NotBlocking(fn)}).blocking is False
+    table = dispatch.ActionTable({"a": _Spec(fn), "b": Blocking(fn), "c": NotBlocking(fn)})
+    assert table.blocking is True
+    with pytest.raises(AttributeError):
+        table.blocking = False
+    defined = actor("gated_table", state={})
+
+    @defined.action(blocking=True)
+    def slow(c: Any) -> int:
+        return 2
+
+    assert dispatch.ActionTable(blocking.table_actions(defined)).blocking is True

@@ -2,8 +2,8 @@
 """Compiled twin of :mod:`rivetkit.runtime._dispatch_py` (action dispatch).
 
 Same API: ``ActionTable(actions, warn_after=None, on_slow=None)`` with
-``call(name, ctx, args)``, ``is_async(name)`` and ``names()``. Entries are typed objects so
-a call costs one dict lookup and one vectorcall (plus two reads of the coarse monotonic
+``call(name, ctx, args)``, ``is_async(name)``, ``names()`` and ``blocking``. Entries are
+typed objects so a call costs one dict lookup and one vectorcall (plus two reads of the coarse monotonic
 clock for a sync action when ``warn_after`` is set).
 """
 
@@ -55,6 +55,8 @@ cdef class ActionTable:
     cdef bint _timed
     cdef double _warn_after
     cdef object _on_slow
+    # True when one of the actions is a blocking one (its actor needs a BlockingGate).
+    cdef readonly bint blocking
 
     def __init__(self, actions, warn_after=None, on_slow=None):
         cdef _Entry entry
@@ -62,7 +64,10 @@ cdef class ActionTable:
         self._warn_after = float(warn_after) if self._timed else 0.0
         self._on_slow = on_slow
         self._entries = {}
+        self.blocking = False
         for name, spec in actions.items():
+            if getattr(spec, "blocking", False):
+                self.blocking = True
             entry = _Entry.__new__(_Entry)
             entry.fn = spec.fn
             entry.is_async = bool(spec.is_async)

@@ -50,7 +50,7 @@ def bad_arguments(name: str, fn: Any, args: list[Any], error: TypeError) -> Rive
 class ActionTable:
     """The actions of one actor definition, by wire name."""
 
-    __slots__ = ("_entries", "_on_slow", "_warn_after")
+    __slots__ = ("_blocking", "_entries", "_on_slow", "_warn_after")
 
     def __init__(
         self,
@@ -58,13 +58,20 @@ class ActionTable:
         warn_after: float | None = None,
         on_slow: Callable[[str, float], object] | None = None,
     ) -> None:
-        # Each value is an ActionSpec-like object: name, fn, is_async, validate.
+        # Each value is an ActionSpec-like object: name, fn, is_async, validate (and
+        # blocking: absent reads as False).
         self._entries: dict[str, tuple[Any, bool, Any]] = {
             name: (spec.fn, bool(spec.is_async), spec.validate) for name, spec in actions.items()
         }
+        self._blocking = any(getattr(spec, "blocking", False) for spec in actions.values())
         # Both given, or no timing at all.
         self._warn_after = warn_after if on_slow is not None else None
         self._on_slow = on_slow
+
+    @property
+    def blocking(self) -> bool:
+        """True when one of the actions is a blocking one (its actor needs a BlockingGate)."""
+        return self._blocking
 
     def is_async(self, name: str) -> bool:
         """True when ``name`` is an async action (raises for an unknown name)."""

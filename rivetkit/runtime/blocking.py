@@ -204,27 +204,10 @@ class BlockingGate:
             ) from None
 
 
-#: ``id -> (definition, actions dict, its size, has a blocking action)``; recomputed if the
-#: definition's actions changed since (as ``action_calls.action_table`` keeps its tables).
-_HAS_BLOCKING: dict[int, tuple[Any, dict[str, Any], int, bool]] = {}
-
-
 def gate_for(instance: ActorInstance) -> BlockingGate | None:
-    """The gate of ``instance``: None when its definition has no blocking action."""
-    definition = instance.definition
-    actions = definition.actions
-    known = _HAS_BLOCKING.get(id(definition))
-    if (
-        known is not None
-        and known[0] is definition
-        and known[1] is actions
-        and known[2] == len(actions)
-    ):
-        blocking = known[3]
-    else:
-        blocking = any(spec.blocking for spec in actions.values())
-        _HAS_BLOCKING[id(definition)] = (definition, actions, len(actions), blocking)
-    if not blocking:
+    """The gate of ``instance``: None when its definition has no blocking action (its
+    action table, ``instance.table``, says whether it has one)."""
+    if not instance.table.blocking:
         return None
     return BlockingGate(instance, serial=bool(instance.options.serial))
 
@@ -268,6 +251,7 @@ class _TableSpec(NamedTuple):
     fn: Callable[..., Any]
     is_async: bool
     validate: Any
+    blocking: bool = True  # the table's ``blocking`` (the actor gets a BlockingGate)
 
 
 def table_actions(definition: ActorDefinition) -> Mapping[str, Any]:
