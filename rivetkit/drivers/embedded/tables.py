@@ -22,6 +22,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
+from sys import intern
 from typing import Any
 
 from rivetkit.drivers.base import ActorRecord
@@ -288,8 +289,40 @@ def kv_delete_range(
 # -- actors ----------------------------------------------------------------------------------
 
 
-def _record(row: Sequence[Any]) -> ActorRecord:
-    return ActorRecord(row[0], row[1], json.loads(row[2]), row[3], row[4], row[5], row[6])
+def key_from_json(key_json: str) -> list[str]:
+    """``json.loads(key_json)`` for a stored ``key_json``, without the JSON decoder for the
+    common shape :func:`_key_json` writes: a list of strings with nothing escaped and no
+    control or other unprintable character (``["a","b"]``). Inside such a list no segment
+    holds a ``"``, so splitting at ``","`` finds the segments; anything else (escapes,
+    whitespace, other values) goes to ``json.loads``."""
+    if key_json == "[]":
+        return []
+    if key_json[:2] == '["' and key_json[-2:] == '"]' and len(key_json) >= 4:
+        inner = key_json[2:-2]
+        if "\\" not in inner and inner.isprintable():
+            if '"' not in inner:  # one segment
+                return [inner]
+            parts = inner.split('","')
+            if inner.count('"') == 2 * (len(parts) - 1):
+                return parts[:]  # split's list holds room for 12: a copy is exact
+    key: list[str] = json.loads(key_json)
+    return key
+
+
+def _record(row: Sequence[Any], actor_id: str | None = None) -> ActorRecord:
+    """The record of an ``actors`` row (:data:`_ACTOR_COLUMNS`); ``actor_id`` is the caller's
+    string equal to ``row[0]``, kept instead of the row's (one string less per live actor,
+    which the driver and the runtime keep with the record). The name is interned: every
+    record of one actor type shares one string."""
+    return ActorRecord(
+        row[0] if actor_id is None else actor_id,
+        intern(row[1]),
+        key_from_json(row[2]),
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+    )
 
 
 def _find_live(conn: sqlite3.Connection, name: str, key_str: str) -> ActorRecord | None:
@@ -486,7 +519,7 @@ def begin_generations_reading(
             outcomes.append((False, missing))
             continue
         try:
-            record = _record(row)
+            record = _record(row, actor_id)
         except Exception as exc:
             outcomes.append((False, exc))
             continue
@@ -499,7 +532,7 @@ def get_actor(conn: sqlite3.Connection, actor_id: str) -> ActorRecord | None:
     row = conn.execute(
         f"SELECT {_ACTOR_COLUMNS} FROM actors WHERE actor_id = ?", (actor_id,)
     ).fetchone()
-    return None if row is None else _record(row)
+    return None if row is None else _record(row, actor_id)
 
 
 def find_actor(conn: sqlite3.Connection, name: str, key_str: str) -> ActorRecord | None:
@@ -532,7 +565,7 @@ def begin_generation(conn: sqlite3.Connection, actor_id: str) -> ActorRecord:
         ).fetchall()
         if not rows:
             raise RivetError("actor", "not_found", f"actor {actor_id} not found")
-        return _record(rows[0])
+        return _record(rows[0], actor_id)
     record = get_actor(conn, actor_id)
     if record is None or record.destroy_ts is not None:
         raise RivetError("actor", "not_found", f"actor {actor_id} not found")
