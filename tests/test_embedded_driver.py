@@ -492,7 +492,9 @@ async def test_waiters_of_one_start_and_one_stop(tmp_path: Path) -> None:
         assert [type(e) for e in failed] == [RuntimeError, RuntimeError]
         assert failed[0] is failed[1]
         assert (await d.ensure_started(other.actor_id)).generation == 2
-        assert d.placement._slots[rec.actor_id].waiters is None
+        # Running: its entry is its record (no slot, so no waiter kept).
+        entry = d.placement._slots[rec.actor_id]
+        assert isinstance(entry, ActorRecord) and entry.generation == 2
 
 
 @pytest.mark.asyncio

@@ -1,12 +1,14 @@
 """In-process placement: which actors run, and starting and stopping them through the host.
 
-Each actor loaded in this process has a :class:`_Slot` that is *starting*, *running* (with
-its generation) or *stopping*; an actor with no slot is stopped. Whoever waits for a start or
-a stop gets a future of its own in the slot's ``waiters`` (a cancelled waiter cancels only its
-own future, never the start or the stop; nobody waiting costs no future). Every transition
-happens on the event loop, so there are no locks: concurrent :meth:`Placement.ensure_started`
-calls find the same slot and share one start; a call that finds the actor stopping waits for
-the stop, then starts a new generation. The generation is
+Each actor loaded in this process has an entry: a :class:`_Slot` while it is *starting* or
+*stopping*, its :class:`~rivetkit.drivers.base.ActorRecord` (the one its running instance
+holds, with its generation) while it is *running*: no object of its own for a running actor.
+An actor with no entry is stopped. Whoever waits for a start or a stop gets a future of its
+own in the slot's ``waiters`` (a cancelled waiter cancels only its own future, never the
+start or the stop; nobody waiting costs no future). Every transition happens on the event
+loop, so there are no locks: concurrent :meth:`Placement.ensure_started` calls find the same
+slot and share one start; a call that finds the actor stopping waits for the stop, then
+starts a new generation. The generation is
 incremented and committed before :meth:`ActorHost.start_actor` is called, so two instances of
 one actor never share a generation, even across crashes.
 
@@ -45,12 +47,13 @@ _State = Literal["starting", "running", "stopping"]
 
 
 class _Slot:
+    """A start or a stop under way (a running actor's entry is its record)."""
+
     __slots__ = (
         "actor_id",
         "destroy_after_stop",
         "generation",
         "pending_stop",
-        "record",
         "state",
         "stop_reason",
         "task",
@@ -62,7 +65,6 @@ class _Slot:
         self.state: _State = "starting"
         # Unknown (-1) until the new generation is committed.
         self.generation = -1
-        self.record: ActorRecord | None = None
         # The futures of those waiting for the start or the stop under way (None: nobody).
         self.waiters: list[asyncio.Future[Any]] | None = None
         # The start's or the stop's task (referenced here while it runs: no task set).
@@ -92,7 +94,8 @@ class Placement:
         self._alarms = alarms
         self._clock = clock
         self.host: ActorHost | None = None
-        self._slots: dict[str, _Slot] = {}
+        # actor id -> its start or stop under way, or its record while it runs.
+        self._slots: dict[str, _Slot | ActorRecord] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None  # the running loop, once known
         self._destroy_callbacks: list[DestroyCallback] = []
@@ -102,12 +105,17 @@ class Placement:
 
     def running_generation(self, actor_id: str) -> int | None:
         """The generation of the actor's running instance, or None if it is not running."""
-        slot = self._slots.get(actor_id)
-        return slot.generation if slot is not None and slot.state == "running" else None
+        entry = self._slots.get(actor_id)
+        if entry is None or isinstance(entry, _Slot):
+            return None
+        return entry.generation
 
     def loaded(self) -> dict[str, str]:
         """``actor_id -> "starting" | "running" | "stopping"`` for every loaded actor."""
-        return {actor_id: slot.state for actor_id, slot in self._slots.items()}
+        return {
+            actor_id: entry.state if isinstance(entry, _Slot) else "running"
+            for actor_id, entry in self._slots.items()
+        }
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -145,9 +153,8 @@ class Placement:
             slot = self._slots.get(actor_id)
             if slot is None:
                 slot = self._begin_start(actor_id)
-            if slot.state == "running":
-                assert slot.record is not None
-                return slot.record
+            elif not isinstance(slot, _Slot):
+                return slot  # running: its record
             # Its own future (a cancelled caller cancels neither the start nor the stop): a
             # start's gives the record (or raises its error), a stop's None.
             record: ActorRecord | None = await self._waiter(slot)
@@ -195,7 +202,6 @@ class Placement:
             else:
                 record = await self._store.write(tables.begin_generation, slot.actor_id)
             slot.generation = record.generation
-            slot.record = record
             await host.start_actor(record, record.generation)
         except BaseException as exc:
             slot.task = None
@@ -216,8 +222,12 @@ class Placement:
             return
         slot.task = None
         slot.state = "running"
-        self._settle(slot, record)
-        if slot.pending_stop is not None:
+        if slot.pending_stop is None:
+            if self._slots.get(slot.actor_id) is slot:
+                self._slots[slot.actor_id] = record  # running: the slot is let go
+            self._settle(slot, record)
+        else:
+            self._settle(slot, record)
             self._begin_stop(slot, slot.pending_stop)
 
     # -- stopping --------------------------------------------------------------------------
@@ -233,13 +243,19 @@ class Placement:
                 generation,
             )
             return
-        if slot.state == "starting":
+        if not isinstance(slot, _Slot):
+            self._begin_stop(self._stopping_slot(slot), reason)
+        elif slot.state == "starting":
             if slot.pending_stop != "destroy":
                 slot.pending_stop = reason
-        elif slot.state == "running":
-            self._begin_stop(slot, reason)
         elif reason == "destroy" and slot.stop_reason != "destroy":
             slot.destroy_after_stop = True
+
+    def _stopping_slot(self, record: ActorRecord) -> _Slot:
+        """A slot in place of a running actor's record, for its stop to begin."""
+        slot = self._slots[record.actor_id] = _Slot(record.actor_id)
+        slot.generation = record.generation
+        return slot
 
     def _begin_stop(self, slot: _Slot, reason: StopReason) -> None:
         slot.state = "stopping"
@@ -293,10 +309,15 @@ class Placement:
         """Destroy the actor (starting it first if it sleeps) and wait until it is gone."""
         while True:
             await self.ensure_started(actor_id)
-            slot = self._slots.get(actor_id)
-            if slot is None or slot.state == "starting":
+            entry = self._slots.get(actor_id)
+            if entry is None:
                 continue
-            if slot.state == "running":
+            if isinstance(entry, _Slot):
+                if entry.state == "starting":
+                    continue
+                slot = entry  # stopping
+            else:
+                slot = self._stopping_slot(entry)
                 self._begin_stop(slot, "destroy")
             await self._waiter(slot)
             if slot.stop_reason == "destroy":
@@ -315,10 +336,13 @@ class Placement:
 
     async def _shutdown_one(self, actor_id: str) -> None:
         while True:
-            slot = self._slots.get(actor_id)
-            if slot is None:
+            entry = self._slots.get(actor_id)
+            if entry is None:
                 return
-            if slot.state == "running":
+            if isinstance(entry, _Slot):
+                slot = entry
+            else:
+                slot = self._stopping_slot(entry)
                 self._begin_stop(slot, "shutdown")
             # wait() neither raises a failed start's error (the start logged it) nor cancels.
             waiter = self._waiter(slot)
