@@ -286,7 +286,7 @@ async def test_a_new_recorders_fields() -> None:
     plain = ActorTraces(MemoryStore())
     assert (plain.max_bytes, plain._chunk_age, plain.chunk_target) == (1024 * 1024, 5.0, 65536)
     assert plain.clock_ns is time.time_ns and plain.resource == {} and plain.pending == []
-    assert plain._timer is None and plain._writer is None and plain._stored is None
+    assert plain._age_slot is None and plain._writer is None and plain._stored is None
     assert plain._stored_bytes == 0 and plain.write_error is None
 
     def clock() -> int:
@@ -349,7 +349,7 @@ async def test_a_recorder_keeps_its_fields_in_slots() -> None:
     ``__init__`` to the values the class attributes document."""
     recorder = ActorTraces(MemoryStore())
     assert not hasattr(recorder, "__dict__")
-    assert (recorder._timer, recorder._writer, recorder._stored, recorder.write_error) == (
+    assert (recorder._age_slot, recorder._writer, recorder._stored, recorder.write_error) == (
         None,
         None,
         None,

@@ -9,7 +9,8 @@ the span to the current chunk. No ids are drawn, nothing is encoded, no I/O. Tha
 :mod:`rivetkit.traces._spans_py`); :class:`TraceStorage` below seals and stores, and
 :class:`ActorTraces` is the two together.
 
-The chunk is *sealed* when it is :data:`CHUNK_AGE` seconds old (a timer), when its
+The chunk is *sealed* when it is :data:`CHUNK_AGE` seconds old (one loop timer for every
+recorder of the loop, :mod:`rivetkit.traces.aging`: up to its ``SLOT_WIDTH`` later), when its
 estimated size reaches the chunk target, when the hour bucket changes, and when the actor
 stops. Sealing adds the start records of spans still running. A background task then turns
 the chunk into records (``SpanStart``, ``SpanUpdate`` with ``error.*`` attributes and
@@ -41,6 +42,8 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, cast
 
 from rivetkit import _twins
 from rivetkit.runtime.keys import TRACES_PREFIX
+from rivetkit.traces import aging as _aging
+from rivetkit.traces.aging import AgeSlot
 from rivetkit.traces.attrs import Attrs, encode_attrs, error_attrs
 from rivetkit.traces.schema import chunk_key, parse_chunk_key
 
@@ -86,7 +89,8 @@ __all__ = [
 
 logger = logging.getLogger("rivetkit.traces")
 
-#: A chunk is sealed (and written) at most this many seconds after its first record.
+#: A chunk is sealed (and written) this many seconds after its first record at the latest
+#: (plus up to :data:`rivetkit.traces.aging.SLOT_WIDTH`: its deadline's slot).
 CHUNK_AGE: Final = 5.0
 #: Default bound of an actor's stored traces (``ActorOptions.traces_max_bytes``).
 DEFAULT_MAX_BYTES: Final = 1024 * 1024
@@ -193,7 +197,7 @@ class TraceStorage:
             self.clock_ns = clock_ns
         self._resource = resource if resource else actor
         self._chunk_age = chunk_age
-        self._timer = None
+        self._age_slot = None
         self._writer = None
         self._stored = None
         self._stored_bytes = 0
@@ -212,7 +216,8 @@ class TraceStorage:
     max_bytes: int = DEFAULT_MAX_BYTES
     _chunk_age: float = CHUNK_AGE
     _resource: dict[str, Any] | tuple[str, str, list[str]] | None = None
-    _timer: asyncio.TimerHandle | None = None
+    #: The age slot (:mod:`rivetkit.traces.aging`) the open chunk waits in, if any.
+    _age_slot: AgeSlot | None = None
     _writer: asyncio.Task[None] | None = None
     #: (key, size) of the stored chunks, in key order; None until first read.
     _stored: list[tuple[bytes, int]] | None = None
@@ -263,12 +268,15 @@ class TraceStorage:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
                 return
-            self._timer = loop.call_later(self._chunk_age, self._age_out, self._chunk_id)
+            ages = _aging._last
+            if ages is None or ages.age != self._chunk_age or ages._loop_ref() is not loop:
+                ages = _aging.ages_of(loop, self._chunk_age)
+            self._age_slot = ages.add(self, loop.time())
 
-    def _age_out(self, chunk_id: int) -> None:
-        self._timer = None
-        if chunk_id == self._chunk_id:
-            self._seal()
+    def _age_out(self) -> None:
+        """The current chunk is old enough (its age slot ended): seal it."""
+        self._age_slot = None
+        self._seal()
 
     def _with_running(self, records: list[Any], mark: bool) -> list[Span]:
         """Put the starts of running spans not written yet first in ``records`` (so the
@@ -295,9 +303,10 @@ class TraceStorage:
             if not with_running or all(s.start_ref is not None for s in self.running()):
                 return
             self._open_chunk(self.clock_ns())
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        slot = self._age_slot
+        if slot is not None:
+            self._age_slot = None
+            slot.pop(self, None)
         records = self._records
         self._records = []
         self._size = 0
@@ -549,9 +558,10 @@ class TraceStorage:
                     break
                 writer = self._writer
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        slot = self._age_slot
+        if slot is not None:
+            self._age_slot = None
+            slot.pop(self, None)
 
     async def _write_own(self, deadline: float, timeout: float) -> None:
         """Write :attr:`pending` in the calling task, by ``deadline`` (loop time).
@@ -595,12 +605,12 @@ class ActorTraces(TraceStorage, SpanRecorder):
 
     # TraceStorage's fields in slots: a recorder per live actor carries no __dict__ (-248 B).
     __slots__ = (
+        "_age_slot",
         "_checked",
         "_chunk_age",
         "_resource",
         "_stored",
         "_stored_bytes",
-        "_timer",
         "_writer",
         "max_bytes",
         "pending",
