@@ -57,6 +57,14 @@ class ActorConns:
     """Opens and closes the connections of one actor, stores the hibernatable ones, and
     delivers its events."""
 
+    __slots__ = (
+        "__weakref__",
+        "_conn_save",
+        "_dirty_conns",
+        "_loop",
+        "_owner",
+    )
+
     def __init__(self, owner: ActorInstance) -> None:
         self._owner = owner
         self._loop = owner._loop

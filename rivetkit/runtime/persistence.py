@@ -52,7 +52,31 @@ MAX_SAVE_RETRY_DELAY = 5.0
 
 
 class StatePersistence:
-    """Saves the state of one actor (its snapshot at KV ``[1]``) when it may have changed."""
+    """Saves the state of one actor (its snapshot at KV ``[1]``) when it may have changed.
+
+    A subclass may override :meth:`write_snapshot`: the throttled saves then go through it
+    (as a task awaiting it) instead of the driver's ``kv_put_soon``.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_changed",
+        "_handle",
+        "_last_save",
+        "_loop",
+        "_owner",
+        "_seen_state",
+        "_task",
+        "_timers",
+        "_unsaved",
+        "_waiters",
+        "_writing",
+        "_writing_snapshot",
+        "_writing_waiters",
+        "events",
+        "in_state_change",
+        "snapshot",
+    )
 
     def __init__(self, owner: ActorInstance) -> None:
         self._owner = owner
@@ -72,12 +96,11 @@ class StatePersistence:
         # A save handed to the driver's kv_put_soon: its puts, and its snapshot (or None).
         self._writing: _Puts | None = None
         self._writing_snapshot: Actor | None = None
-        # Bound once: a save would otherwise make two method objects that live as long as it.
-        self._start_save_cb = self._start_save
-        self._put_done_cb = self._put_done
-        self._writing_waiters: list[asyncio.Future[None]] = []
+        # Who waits for the kv_put_soon save to end, and for a save to be stored (None: no
+        # one; no empty list per actor).
+        self._writing_waiters: list[asyncio.Future[None]] | None = None
         self._last_save = 0.0
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[asyncio.Future[None]] | None = None
 
     @property
     def dirty(self) -> bool:
@@ -111,7 +134,7 @@ class StatePersistence:
             and owner.phase <= _DESTROY_GRACE
         ):
             delay = owner.options.state_save_interval - (self._loop.time() - self._last_save)
-            self._handle = self._timers.call_later(delay, self._start_save_cb)
+            self._handle = self._timers.call_later(delay, self._start_save)
 
     def cancel_scheduled(self) -> None:
         """Drop the scheduled save, if any (a running one goes on)."""
@@ -130,7 +153,7 @@ class StatePersistence:
     def _begin_save(self) -> None:
         """Start one save (none is running): through ``kv_put_soon`` when the driver has it
         (and ``write_snapshot`` is this class's own), else as a task awaiting the write."""
-        if "write_snapshot" in self.__dict__:  # a wrapper must see it
+        if type(self).write_snapshot is not _WRITE_SNAPSHOT:  # an override must see it
             self._task = self._loop.create_task(self._save_loop())
             return
         try:
@@ -145,7 +168,7 @@ class StatePersistence:
         self._writing = puts
         self._writing_snapshot = snapshot
         try:
-            taken = self._owner.driver.kv_put_soon(self._owner.actor_id, puts, self._put_done_cb)
+            taken = self._owner.driver.kv_put_soon(self._owner.actor_id, puts, self._put_done)
         except Exception as exc:
             self._put_done(False, exc)
             return
@@ -166,8 +189,9 @@ class StatePersistence:
         else:
             self._write_failed(error, snapshot)
             self._save_ended(error)
-        if self._writing_waiters:
-            waiters, self._writing_waiters = self._writing_waiters, []
+        waiters = self._writing_waiters
+        if waiters is not None:
+            self._writing_waiters = None
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
@@ -206,6 +230,8 @@ class StatePersistence:
                 await asyncio.shield(self._task)
             else:
                 waiter = self._loop.create_future()
+                if self._writing_waiters is None:
+                    self._writing_waiters = []
                 self._writing_waiters.append(waiter)
                 await waiter
 
@@ -225,13 +251,14 @@ class StatePersistence:
         if self._handle is None and owner.phase <= Phase.DESTROY_GRACE:
             base = max(0.05, owner.options.state_save_interval)
             delay = min(MAX_SAVE_RETRY_DELAY, base * 2 ** min(failures - 1, 16))
-            self._handle = self._timers.call_later(delay, self._start_save_cb)
+            self._handle = self._timers.call_later(delay, self._start_save)
 
     def notify_savers(self, error: BaseException | None) -> None:
         """Settle the waiters of :meth:`save_state`: saved (``error`` None) or not."""
-        if not self._waiters:
+        waiters = self._waiters
+        if waiters is None:
             return
-        waiters, self._waiters = self._waiters, []
+        self._waiters = None
         for waiter in waiters:
             if not waiter.done():
                 if error is None:
@@ -356,6 +383,8 @@ class StatePersistence:
             owner._guard.check(owner, what="save_state")
         self._changed = True
         waiter = self._loop.create_future()
+        if self._waiters is None:
+            self._waiters = []
         self._waiters.append(waiter)  # first: the save may end at once
         if immediate:
             self.cancel_scheduled()
@@ -450,3 +479,6 @@ class StatePersistence:
             )
         if error is not None:
             raise error
+
+
+_WRITE_SNAPSHOT = StatePersistence.write_snapshot

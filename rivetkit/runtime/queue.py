@@ -90,23 +90,46 @@ __all__ = [
 #: RivetKit's hard cap on one encoded message, whatever the options say.
 HARD_MAX_MESSAGE_SIZE: Final = 128 * 1024
 
+# The empty index and waiter dicts every queue starts with (never written: see ActorQueue).
+_NO_MESSAGES: Final[dict[int, IndexEntry]] = {}
+_NO_WAITERS: Final[dict[int, asyncio.Future[Any]]] = {}
+
 
 class ActorQueue:
     """Durable per-actor FIFO queue (``c.queue``); see the module docstring."""
+
+    __slots__ = (
+        "__weakref__",
+        "_abort_watch",
+        "_batch",
+        "_changed",
+        "_clock",
+        "_closed",
+        "_messages",
+        "_next_id",
+        "_outstanding",
+        "_owner",
+        "_schemas",
+        "_size",
+        "_waiters",
+    )
 
     def __init__(self, owner: QueueOwner, *, clock: Callable[[], float] = time.time) -> None:
         self._owner = owner
         self._clock = clock
         # Declared queue schemas (rivetkit/schemas.py); None: every name, nothing validated.
         self._schemas = getattr(getattr(owner, "definition", None), "schemas", None)
-        # id -> entry of every known message, in id order (ids only grow).
-        self._messages: dict[int, IndexEntry] = {}
+        # id -> entry of every known message, in id order (ids only grow). Both dicts start
+        # as the shared empty ones (no two empty dicts per actor): written only in _append,
+        # which makes them the queue's own first; the rest only reads them or deletes keys
+        # found in them.
+        self._messages: dict[int, IndexEntry] = _NO_MESSAGES
         # Messages counted against max_queue_size: pending, ready, in flight (not deleting).
         self._size = 0
         # Completable messages received and not completed yet (None: none; no empty set per
         # actor).
         self._outstanding: set[int] | None = None
-        self._waiters: dict[int, asyncio.Future[Any]] = {}
+        self._waiters: dict[int, asyncio.Future[Any]] = _NO_WAITERS
         self._next_id = 1
         # Resolved (and replaced) whenever messages may have become available.
         self._changed: asyncio.Future[None] | None = None
@@ -119,7 +142,8 @@ class ActorQueue:
 
     async def load(self) -> None:
         """Read the metadata and every queued message (called when the actor starts)."""
-        self._messages, self._next_id = await load_index(self._owner)
+        messages, self._next_id = await load_index(self._owner)
+        self._messages = messages if messages else _NO_MESSAGES
         self._size = len(self._messages)
 
     # -- state -------------------------------------------------------------------------------
@@ -269,11 +293,15 @@ class ActorQueue:
             )
         self._next_id = ident + 1
         entry = IndexEntry(name, encoded, PENDING)
+        if self._messages is _NO_MESSAGES:
+            self._messages = {}
         self._messages[ident] = entry
         self._size += 1
         waiter: asyncio.Future[Any] | None = None
         if wait:
             waiter = asyncio.get_running_loop().create_future()
+            if self._waiters is _NO_WAITERS:
+                self._waiters = {}
             self._waiters[ident] = waiter  # before the message is persisted (lesson 15)
 
         def written(error: BaseException | None) -> None:
@@ -598,7 +626,7 @@ class ActorQueue:
         """Delete every queued message, in flight or not, in one atomic write. Senders still
         waiting for one of them get ``queue.completion_waiter_dropped``."""
         idents = list(self._messages)
-        self._messages = {}
+        self._messages = _NO_MESSAGES
         self._size = 0
         self._outstanding = None
         gone = [message_key(i) for i in idents]

@@ -27,7 +27,7 @@ import logging
 import math
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from rivetkit.errors import RivetError
 from rivetkit.protocol.actor_persist import ScheduleEvent
@@ -103,6 +103,10 @@ class ScheduleOwner(Protocol):
     def max_schedules(self) -> int: ...
 
 
+# The recurring schedules of every schedule without any (never written: see ActorSchedule).
+_NO_RECURRING: Final[dict[str, RecurringSchedule]] = {}
+
+
 class ActorSchedule:
     """``c.schedule``: run actions later, once or on a cadence."""
 
@@ -119,7 +123,9 @@ class ActorSchedule:
     def __init__(self, owner: ScheduleOwner, clock: Callable[[], float]) -> None:
         self._owner = owner
         self._clock = clock
-        self._recurring: dict[str, RecurringSchedule] = {}
+        # The recurring schedules by name; the shared empty dict until the first is added
+        # (no empty dict per actor): written only through _own_recurring.
+        self._recurring: dict[str, RecurringSchedule] = _NO_RECURRING
         #: Names of the recurring schedules whose action is running now (made on first use).
         self._running: set[str] | None = None
         self._pushed_alarm: int | None = None
@@ -127,6 +133,13 @@ class ActorSchedule:
         #: When the actor's workflow must wake (epoch ms; None: no timer), shared with the
         #: schedules' alarm: the driver's one alarm per actor (rivetkit.workflow.driver).
         self.workflow_wake_ms: int | None = None
+
+    def _own_recurring(self) -> dict[str, RecurringSchedule]:
+        """The recurring schedules' dict, made this schedule's own (to write to it)."""
+        recurring = self._recurring
+        if recurring is _NO_RECURRING:
+            recurring = self._recurring = {}
+        return recurring
 
     def close(self) -> None:
         """The actor stopped: runs still going (cut by the grace deadline) record nothing
@@ -145,7 +158,7 @@ class ActorSchedule:
             except Exception:
                 logger.exception("dropping an unreadable recurring schedule")
                 continue
-            self._recurring[recurring.name] = recurring
+            self._own_recurring()[recurring.name] = recurring
 
     # -- one-shot ----------------------------------------------------------------------------
 
@@ -319,7 +332,7 @@ class ActorSchedule:
                 "seq": previous.seq if previous else 0,
             }
         )
-        self._recurring[name] = recurring
+        self._own_recurring()[name] = recurring
         await self._owner.kv_write(puts=[(recurring.key(), recurring.to_bytes())])
         if max_history == 0:
             await self._clear_history(name)

@@ -31,6 +31,21 @@ _actor_log = logging.getLogger("rivetkit.actor")
 class SleepPolicy:
     """The idle/sleep policy of one actor: its activity counters, shutdown work and idle timer."""
 
+    __slots__ = (
+        "__weakref__",
+        "_idle_deadline",
+        "_idle_pending",
+        "_loop",
+        "_owner",
+        "_timers",
+        "background",
+        "changed",
+        "inflight",
+        "keep_awake_count",
+        "pending_disconnects",
+        "queue_waiting",
+    )
+
     def __init__(self, owner: ActorInstance, sleep_timers: SleepTimers | None = None) -> None:
         self._owner = owner
         self._loop = owner._loop

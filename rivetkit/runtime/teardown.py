@@ -2,10 +2,10 @@
 
 A running :class:`~rivetkit.runtime.instance.ActorInstance` and its collaborators point at
 each other (the queue, the schedule, the saves, the connections, the sleep policy and the
-context all keep their owner; the saves keep two of their own bound methods). Left as they
-are, every actor that stops leaves some fifty objects in reference cycles that only a full
-collection of the cyclic garbage collector frees: in a process creating thousands of actors a
-second, those collections were a quarter of the CPU time.
+context all keep their owner). Left as they are, every actor that stops leaves some fifty
+objects in reference cycles that only a full collection of the cyclic garbage collector
+frees: in a process creating thousands of actors a second, those collections were a quarter
+of the CPU time.
 
 :func:`release` runs once an instance has stopped (asleep or destroyed, its final save
 done): each collaborator's back-reference becomes a :class:`StoppedOwner`, a weak reference
@@ -62,22 +62,6 @@ class StoppedOwner:
         return f"<StoppedOwner of {instance!r}>" if instance is not None else "<StoppedOwner>"
 
 
-class _WeakCallback:
-    """A bound method held weakly: calls it while its object lives, else does nothing (a
-    callback the driver still holds for a save nobody can wait for any more)."""
-
-    __slots__ = ("_name", "_ref")
-
-    def __init__(self, ref: weakref.ref[Any], name: str) -> None:
-        self._ref = ref
-        self._name = name
-
-    def __call__(self, *args: Any) -> None:
-        target = self._ref()
-        if target is not None:
-            getattr(target, self._name)(*args)
-
-
 def release(instance: ActorInstance) -> None:
     """Break the reference cycles of the stopped ``instance`` (see the module docstring)."""
     owner: Any = StoppedOwner(instance)
@@ -94,9 +78,5 @@ def release(instance: ActorInstance) -> None:
     if gate is not None and gate._instance is instance:
         gate._instance = owner
     instance.queue.release()
-    saves: Any = instance.persistence
-    saves_ref = weakref.ref(saves)
-    saves._start_save_cb = _WeakCallback(saves_ref, "_start_save")
-    saves._put_done_cb = _WeakCallback(saves_ref, "_put_done")
     context = instance.context
     instance.context = type(context)(owner, None, context._client_source)
