@@ -72,3 +72,41 @@ def test_a_forked_child_draws_other_ids() -> None:
 @given(st.lists(st.text(), max_size=4))
 def test_the_key_json_is_what_json_dumps_writes(key: list[str]) -> None:
     assert tables._key_json(key) == json.dumps(key, ensure_ascii=False, separators=(",", ":"))
+
+
+_AWKWARD = st.text(
+    alphabet=st.sampled_from(['"', "\\", ",", "[", "a", " ", "\n", "\x7f", "é", "\u2028"])
+)
+
+
+@given(st.lists(_AWKWARD, max_size=5))
+def test_the_key_json_is_what_json_dumps_writes_for_awkward_text(key: list[str]) -> None:
+    assert tables._key_json(key) == json.dumps(key, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_the_key_json_of_plain_text_skips_the_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(key: object) -> str:
+        raise AssertionError(f"encoder called for {key!r}")
+
+    monkeypatch.setattr(tables, "_json_encode", refuse)
+    for key in ([], ["a"], ["a", "", "b c"], ["é/ß", "'"]):
+        expected = json.dumps(key, ensure_ascii=False, separators=(",", ":"))
+        assert tables._key_json(key) == expected
+
+
+def test_the_key_json_of_other_values_is_the_encoders() -> None:
+    for key in (["a", 1], ("a", "b"), ["a", None]):
+        expected = json.dumps(key, ensure_ascii=False, separators=(",", ":"))
+        assert tables._key_json(key) == expected  # type: ignore[arg-type]
+
+
+def test_ids_of_one_36_ms_share_the_time_but_its_last_character(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1_796_580_825.000]
+    monkeypatch.setattr(tables, "time", types.SimpleNamespace(time=lambda: now[0]))
+    for step in [0.0, 0.001, 0.034, 0.001, 0.036, 36.0**7]:
+        now[0] += step
+        ms = int(now[0] * 1000) % 36**8
+        made = tables.new_actor_id()
+        assert int(made[:8], 36) == ms

@@ -69,12 +69,16 @@ _ID_DIGITS = bytes(ord(_BASE36[b % 36]) for b in range(256))
 _ID_DROPPED = bytes(range(252, 256))
 #: Random bytes drawn per ``os.urandom`` call for actor ids (about 134 ids).
 _ID_DRAW = 4096
-_id_pool = bytearray()  # base36 digits not handed out yet
+# [digits, start]: the base36 digits of ``digits[start:]`` are not handed out yet.
+_id_pool: list[Any] = ["", 0]
 _id_lock = threading.Lock()
+# [(clock ms // 36, the base36 digits of that)]: an id's time but for its last character
+# (the same for 36 ms of ids).
+_id_stamp: list[tuple[int, str]] = [(-1, "")]
 
 
 def _forget_id_pool() -> None:
-    _id_pool.clear()
+    _id_pool[:] = ["", 0]
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows
@@ -96,22 +100,32 @@ def new_actor_id() -> str:
     of ``os.urandom`` bytes: one system call serves about 180 ids. A forked child drops
     the pool it inherited, so no id is drawn twice.
     """
-    now = int(time.time() * 1000) % _ID_TIME_SPAN
-    stamp = "".join([_BASE36[now // div % 36] for div in _ID_TIME_DIVS])
+    high, low = divmod(int(time.time() * 1000) % _ID_TIME_SPAN, 36)
+    stamp = _id_stamp[0]
+    if stamp[0] != high:
+        stamp = _id_stamp[0] = (high, "".join([_BASE36[high // d % 36] for d in _ID_TIME_DIVS]))
     with _id_lock:
         pool = _id_pool
-        while len(pool) < _ID_RANDOM:
-            pool += os.urandom(_ID_DRAW).translate(_ID_DIGITS, _ID_DROPPED)
-        digits = pool[-_ID_RANDOM:]
-        del pool[-_ID_RANDOM:]
-    return stamp + digits.decode("ascii")
+        digits: str = pool[0]
+        start: int = pool[1]
+        end = start + _ID_RANDOM
+        if end > len(digits):
+            digits = digits[start:]
+            while len(digits) < _ID_RANDOM:
+                digits += os.urandom(_ID_DRAW).translate(_ID_DIGITS, _ID_DROPPED).decode("ascii")
+            pool[0] = digits
+            start, end = 0, _ID_RANDOM
+        pool[1] = end
+        random = digits[start:end]
+    return stamp[1] + _BASE36[low] + random
 
 
 #: Characters of an id holding the time; the random ones after them.
 _ID_TIME = 8
 _ID_RANDOM = _ID_LENGTH - _ID_TIME
 _ID_TIME_SPAN = 36**_ID_TIME
-_ID_TIME_DIVS = [36**i for i in range(_ID_TIME - 1, -1, -1)]
+# The place values of an id's time characters but the last (see _id_stamp).
+_ID_TIME_DIVS = [36**i for i in range(_ID_TIME - 2, -1, -1)]
 
 
 def init_schema(conn: sqlite3.Connection) -> None:
@@ -335,7 +349,24 @@ def _find_live(conn: sqlite3.Connection, name: str, key_str: str) -> ActorRecord
 
 
 # json.dumps(key, ensure_ascii=False, separators=(",", ":")) without an encoder per call.
-_key_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _key_json(key: list[str]) -> str:
+    """``json.dumps(key, ensure_ascii=False, separators=(",", ":"))``, without the JSON
+    encoder for a list of strings that need no escape (no ``"``, ``\\`` or control
+    character: written as they are; the segments hold no ``"`` when the joined text has
+    just the separators' quotes)."""
+    if key.__class__ is list:
+        if not key:
+            return "[]"
+        try:
+            joined = '","'.join(key)
+        except TypeError:  # not all strings: the encoder says what it makes of them
+            return _json_encode(key)
+        if "\\" not in joined and joined.count('"') == 2 * (len(key) - 1) and joined.isprintable():
+            return '["' + joined + '"]'
+    return _json_encode(key)
 
 
 def _insert(
