@@ -990,11 +990,20 @@ def test_direct_road_creates_on_random_streams(
 
 
 def test_success_headers_made_per_encoding(server: Background) -> None:
-    """The dispatcher's success headers: one shared list per encoding asked (its content
-    type, then the actor's headers), made when first asked; a new generation, new lists."""
+    """The dispatcher's success headers: an actor's first success gets a list made for it
+    alone (OnceHeaders, kept by no one); from its second on, one shared list per encoding
+    asked (its content type, then the actor's headers); a new generation starts over."""
+    from rivetkit.dispatch.http import OnceHeaders
     from rivetkit.dispatch.router import _CONTENT_TYPE
 
     key = f"h{next(_keys):08d}"
+    warm = exchange(_address(server), action_request(key, "getLog", b"{}", []))
+    first_id = next(
+        line.split(b": ", 1)[1].decode()
+        for line in warm.split(b"\r\n")
+        if line.lower().startswith(b"x-rivet-actor:")
+    )
+    assert server.endpoint.app.dispatcher.response_headers_of(first_id) == []
     warm = exchange(_address(server), action_request(key, "getLog", b"{}", []))
     actor_id = next(
         line.split(b": ", 1)[1].decode()
@@ -1020,10 +1029,15 @@ def test_success_headers_made_per_encoding(server: Background) -> None:
         )
         instance.generation += 1
         try:
+            once = dispatcher.success_headers(instance, "json")
+            assert type(once) is OnceHeaders
+            assert (b"x-rivet-actor-generation", str(instance.generation).encode()) in once
+            assert dispatcher.response_headers_of(actor_id) == []
             again = dispatcher.success_headers(instance, "json")
+            assert type(again) is list and again == once
             assert again is not lists["json"]
-            assert (b"x-rivet-actor-generation", str(instance.generation).encode()) in again
             assert dispatcher.response_headers_of(actor_id) == [again]
+            assert dispatcher.success_headers(instance, "json") is again
         finally:
             instance.generation -= 1
 

@@ -41,11 +41,19 @@ from urllib.parse import parse_qsl, unquote
 
 from rivetkit.errors import RivetError
 
-__all__ = ["Headers", "Request", "Response"]
+__all__ = ["Headers", "OnceHeaders", "Request", "Response"]
 
 HeadersInit = Union["Headers", Mapping[str, str], Iterable[tuple[str, str]], None]
 #: The chunks of a streamed response body: ``bytes`` or ``str`` (sent as UTF-8) chunks.
 ChunkSource = AsyncIterable[bytes | str] | Iterator[bytes | str]
+
+
+class OnceHeaders(list[tuple[bytes, bytes]]):
+    """A response's header list made for one answer (an actor's first): a transport that
+    caches what it makes of a header list (its encoded head lines) does not keep this one,
+    which no later answer will bring again."""
+
+    __slots__ = ()
 
 
 def _latin1(value: str) -> bytes:

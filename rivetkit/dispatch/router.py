@@ -75,7 +75,7 @@ from rivetkit.dispatch.connect import (
     ws_reason,
 )
 from rivetkit.dispatch.hibernation import RawSession, can_hibernate_raw
-from rivetkit.dispatch.http import Request, Response
+from rivetkit.dispatch.http import OnceHeaders, Request, Response
 from rivetkit.dispatch.metadata_route import metadata_response
 from rivetkit.dispatch.websocket import RawWebSocket, WebSocket
 from rivetkit.errors import EncodeError, ProtocolError, RivetError, http_status, to_public
@@ -219,6 +219,18 @@ def _action_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str, bytes | None]:
     return encoding or "json", params
 
 
+def _made(instance: ActorInstance) -> list[tuple[bytes, bytes]]:
+    """The ``x-rivet-actor*`` headers of a response from ``instance``, made anew."""
+    key = serialize_key(instance.key)
+    if not (key.isascii() and key.isprintable()):
+        key = quote(key, safe="/\\")
+    return [
+        (b"x-rivet-actor", instance.actor_id.encode("latin-1", "replace")),
+        (b"x-rivet-actor-generation", str(instance.generation).encode()),
+        (b"x-rivet-actor-key", key.encode()),
+    ]
+
+
 class Dispatcher:
     """The actor-level routes of one :class:`~rivetkit.runtime.live_actors.Runtime`."""
 
@@ -226,7 +238,11 @@ class Dispatcher:
         self.runtime = runtime
         # actor_id -> (generation, the x-rivet-actor* response headers)
         self._actor_headers: dict[str, tuple[int, list[tuple[bytes, bytes]]]] = {}
-        self._success_headers: dict[str, tuple[int, dict[str, list[tuple[bytes, bytes]]]]] = {}
+        # actor_id -> the generation of its first success (its headers made, not kept: most
+        # actors answer once before they sleep), then from the second on (generation,
+        # {encoding: its success header list})
+        self._success_headers: dict[str, int | tuple[int, dict[str, list[tuple[bytes, bytes]]]]]
+        self._success_headers = {}
         # With hibernatable_connections (the embedded server, which holds the client sockets
         # itself), /connect sockets survive their actor's sleep: this process is their
         # "gateway" (a random id), each socket a request id, and a restored connection finds
@@ -247,7 +263,7 @@ class Dispatcher:
         """The response header lists cached for ``actor_id`` (a transport that caches
         what it made of them drops that when the actor stops)."""
         cached = self._success_headers.get(actor_id)
-        return [] if cached is None else list(cached[1].values())
+        return list(cached[1].values()) if isinstance(cached, tuple) else []
 
     def _actor_stopped(self, actor_id: str) -> None:
         self._actor_headers.pop(actor_id, None)
@@ -281,36 +297,34 @@ class Dispatcher:
         return await runtime.instance(actor_id)
 
     def success_headers(self, instance: ActorInstance, encoding: str) -> list[tuple[bytes, bytes]]:
-        """The headers of a successful action or queue response (shared: do not mutate)."""
-        cached = self._success_headers.get(instance.actor_id)
-        if cached is not None and cached[0] == instance.generation:
-            by_encoding = cached[1]
-            headers = by_encoding.get(encoding)
-            if headers is not None:
-                return headers
-        else:
-            # Each encoding's list made when first asked (most actors answer in one).
-            by_encoding = {}
-            if len(self._success_headers) >= 10_000:
-                self._success_headers.clear()
-            self._success_headers[instance.actor_id] = (instance.generation, by_encoding)
+        """The headers of a successful action or queue response (shared: do not mutate):
+        for an actor's first success a :class:`~rivetkit.dispatch.http.OnceHeaders` made
+        for it alone, from its second on a list kept per encoding."""
+        success = self._success_headers
+        generation = instance.generation
+        cached: Any = success.get(instance.actor_id)
+        if cached.__class__ is tuple and cached[0] == generation:
+            headers: list[tuple[bytes, bytes]] | None = cached[1].get(encoding)
+            if headers is None:
+                headers = [(b"content-type", _CONTENT_TYPE[encoding]), *self.headers_of(instance)]
+                cached[1][encoding] = headers
+            return headers
+        if cached != generation:  # its first success (of this generation)
+            if len(success) >= 10_000:
+                success.clear()
+            success[instance.actor_id] = generation
+            return OnceHeaders([(b"content-type", _CONTENT_TYPE[encoding]), *_made(instance)])
         headers = [(b"content-type", _CONTENT_TYPE[encoding]), *self.headers_of(instance)]
-        by_encoding[encoding] = headers
+        success[instance.actor_id] = (generation, {encoding: headers})
         return headers
 
     def headers_of(self, instance: ActorInstance) -> list[tuple[bytes, bytes]]:
-        """The ``x-rivet-actor*`` headers of a response from ``instance``."""
+        """The ``x-rivet-actor*`` headers of a response from ``instance`` (shared: do not
+        mutate)."""
         cached = self._actor_headers.get(instance.actor_id)
         if cached is not None and cached[0] == instance.generation:
             return cached[1]
-        key = serialize_key(instance.key)
-        if not (key.isascii() and key.isprintable()):
-            key = quote(key, safe="/\\")
-        headers = [
-            (b"x-rivet-actor", instance.actor_id.encode("latin-1", "replace")),
-            (b"x-rivet-actor-generation", str(instance.generation).encode()),
-            (b"x-rivet-actor-key", key.encode()),
-        ]
+        headers = _made(instance)
         if len(self._actor_headers) >= 10_000:
             self._actor_headers.clear()
         self._actor_headers[instance.actor_id] = (instance.generation, headers)

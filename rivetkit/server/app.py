@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
@@ -191,9 +192,10 @@ class RivetApp:
         self._start_lock = asyncio.Lock()
         # (gateway segment, query string) -> (actor id, query left for the actor)
         self._routes: dict[tuple[str, bytes], tuple[str, str]] = {}
-        # actor id -> its keys in _routes, dropped when the actor stops (a sleeping actor's
-        # request resolves again: a lookup its wake does anyway)
-        self._actor_routes: dict[str, list[tuple[str, bytes]]] = {}
+        # actor id -> its key in _routes (a list of them when more than one), dropped when
+        # the actor stops (a sleeping actor's request resolves again: a lookup its wake does
+        # anyway)
+        self._actor_routes: dict[str, tuple[str, bytes] | list[tuple[str, bytes]]] = {}
         # The HTTP action fast road (None: every request the ordinary way; tests compare them).
         # Imported here: its compiled twin imports rivetkit.server.http_fastpath, whose package
         # imports this module, so a module-level import would make `import
@@ -267,7 +269,10 @@ class RivetApp:
         for headers in self.dispatcher.response_headers_of(actor_id):
             forget_head(headers)
         routes = self._routes
-        for key in self._actor_routes.pop(actor_id, ()):
+        keys: Any = self._actor_routes.pop(actor_id, None)
+        if keys is None:
+            return
+        for key in keys if keys.__class__ is list else (keys,):
             cached = routes.get(key)
             if cached is not None and cached[0] == actor_id:
                 del routes[key]
@@ -500,11 +505,20 @@ class RivetApp:
             actor_id, _token = gateway.parse_direct(segment)
             if actor_id not in self.runtime.instances:
                 await self._check_direct(actor_id, rest)
+        actor_routes = self._actor_routes
         if len(routes) >= _ROUTE_CACHE_SIZE:
             routes.clear()
-            self._actor_routes.clear()
-        routes[(segment, query)] = (actor_id, rest_query)
-        self._actor_routes.setdefault(actor_id, []).append((segment, query))
+            actor_routes.clear()
+        # One key object in both tables, its segment (most often an actor's name) shared.
+        key = (sys.intern(segment), query)
+        routes[key] = (actor_id, rest_query)
+        keys: Any = actor_routes.get(actor_id)
+        if keys is None:
+            actor_routes[actor_id] = key  # an actor's one route (most have one), not a list
+        elif keys.__class__ is list:
+            keys.append(key)
+        else:
+            actor_routes[actor_id] = [keys, key]
         return actor_id, rest, rest_query
 
     async def _still_exists(self, actor_id: str) -> bool:

@@ -27,6 +27,7 @@ import weakref
 from collections.abc import Callable, MutableMapping
 from typing import Any, Final
 
+from rivetkit.dispatch.http import OnceHeaders
 from rivetkit.server import uvicorn_fit
 from rivetkit.server.http_guard import HeadGuard
 
@@ -97,11 +98,15 @@ _CYCLE_FIELDS: Final = frozenset(
 
 def _head_lines(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     """``name: value\\r\\n`` lines of ``headers`` as uvicorn writes them; None when uvicorn
-    would do more than write them (an invalid header, framing or connection headers)."""
-    key = tuple(headers)
-    cached = _heads.get(key)
-    if cached is not None:
-        return cached
+    would do more than write them (an invalid header, framing or connection headers). Kept
+    by the list's items, but for a :class:`~rivetkit.dispatch.http.OnceHeaders`."""
+    if headers.__class__ is OnceHeaders:
+        key = None
+    else:
+        key = tuple(headers)
+        cached = _heads.get(key)
+        if cached is not None:
+            return cached
     tools = _http_tools()
     assert tools is not None
     header_re, value_re = tools[2]
@@ -114,9 +119,10 @@ def _head_lines(headers: list[tuple[bytes, bytes]]) -> bytes | None:
             return None
         parts.extend((name, b": ", value, b"\r\n"))
     lines = b"".join(parts)
-    if len(_heads) >= _HEADS_LIMIT:
-        _heads.clear()
-    _heads[key] = lines
+    if key is not None:
+        if len(_heads) >= _HEADS_LIMIT:
+            _heads.clear()
+        _heads[key] = lines
     return lines
 
 
