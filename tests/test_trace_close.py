@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from rivetkit.traces import ActorTraces
+from rivetkit.traces import ActorTraces, DriverStore
+from rivetkit.traces import recorder as recorder_module
 from rivetkit.traces.schema import CHUNK
 
 pytestmark = pytest.mark.asyncio
@@ -269,6 +270,8 @@ async def test_preload_lists_once_and_a_failed_one_is_retried_by_the_write() -> 
     recorder.instant("action", "a")
     await recorder.close()
     assert store.listings == 1 and store.writes == 1 and _records(store) == 2
+    # (none stored was the shared empty list: the write set a list of its own)
+    assert len(recorder._stored) == 1 and recorder_module._NONE_STORED == []
 
     # The next generation (a later millisecond: its own chunk key), whose listing fails.
     again = ActorTraces(store, clock_ns=lambda: time.time_ns() + 10_000_000)
@@ -297,7 +300,13 @@ async def test_a_new_recorders_fields() -> None:
     )
     assert (given.max_bytes, given._chunk_age, given.chunk_target) == (8192, 0.5, 1024)
     assert given.clock_ns is clock and given.resource == {"a": 1}
-    assert given.pending is not plain.pending
+    # None sealed yet: the shared empty list (never added to); a first seal makes its own.
+    assert given.pending is plain.pending is recorder_module._NO_PENDING
+    given.instant("action", "a")
+    given._seal()
+    assert len(given.pending) == 1 and plain.pending == [] and recorder_module._NO_PENDING == []
+    await given.close()
+    assert given.pending == [] and recorder_module._NO_PENDING == []
     assert ActorTraces(MemoryStore(), max_bytes=100).chunk_target == 512
 
 
@@ -315,6 +324,10 @@ async def test_an_actors_resource_is_made_when_asked() -> None:
         "rivet.actor.key": "tenant/a1",
     }
     assert recorder.resource == expected and recorder.resource is not recorder.resource
+    # The store as the actor's identity (what traces_for gives: no tuple per actor).
+    store = DriverStore(cast(Any, None), "id-1", "counter", key)
+    same = ActorTraces(store, actor=store)
+    assert same._resource is store and same.resource == expected
     given = {"a": 1}
     both = ActorTraces(MemoryStore(), resource=given, actor=("id-1", "counter", key))
     assert both.resource is given

@@ -55,13 +55,18 @@ def enabled() -> bool:
 
 
 class DriverStore:
-    """The traces' view of one actor's KV through its driver."""
+    """The traces' view of one actor's KV through its driver; with the actor's ``name`` and
+    ``key``, also who the actor is (the recorder's ``actor``: no tuple of its own)."""
 
-    __slots__ = ("actor_id", "driver")
+    __slots__ = ("actor_id", "driver", "key", "name")
 
-    def __init__(self, driver: Driver, actor_id: str) -> None:
+    def __init__(
+        self, driver: Driver, actor_id: str, name: str = "", key: list[str] | None = None
+    ) -> None:
         self.driver = driver
         self.actor_id = actor_id
+        self.name = name
+        self.key: list[str] = [] if key is None else key
 
     # write and list return the driver's coroutine (no coroutine of their own to await it).
 
@@ -90,11 +95,12 @@ def traces_for(instance: ActorInstance) -> ActorTraces | None:
     if not getattr(options, "traces", True) or not enabled():
         return None
     clock = instance.clock
+    store = DriverStore(instance.driver, instance.actor_id, instance.name, instance.key)
     return ActorTraces(
-        DriverStore(instance.driver, instance.actor_id),
+        store,
         max_bytes=getattr(options, "traces_max_bytes", 1024 * 1024),
         clock_ns=time.time_ns if clock is time.time else (lambda: int(clock() * 1e9)),
-        actor=(instance.actor_id, instance.name, instance.key),
+        actor=store,
     )
 
 

@@ -134,6 +134,25 @@ class TraceStore(Protocol):
         ...
 
 
+class ActorIdentity(Protocol):
+    """Who an actor is, for its traces' resource attributes."""
+
+    @property
+    def actor_id(self) -> str:
+        """The actor's id."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """The actor's name."""
+        ...
+
+    @property
+    def key(self) -> list[str]:
+        """The actor's key."""
+        ...
+
+
 class Sealed(NamedTuple):
     """A chunk whose records are final: waiting to be written (or being read).
 
@@ -150,6 +169,11 @@ class Sealed(NamedTuple):
 
 _new_tuple: Final = tuple.__new__
 
+#: The pending chunks of every recorder that has sealed none (never added to: see ``_seal``).
+_NO_PENDING: Final[list[Sealed]] = []
+#: The stored chunks of every recorder whose actor has none stored (never changed in place).
+_NONE_STORED: Final[list[tuple[bytes, int]]] = []
+
 
 class TraceStorage:
     """Sealing and storing, mixed into a :class:`SpanRecorder` twin (see :class:`ActorTraces`).
@@ -157,8 +181,9 @@ class TraceStorage:
     ``store`` reaches the actor's KV; ``max_bytes`` bounds what is stored (oldest chunks
     deleted first); ``clock_ns`` is the wall clock in epoch nanoseconds (spans carry wall
     times); ``resource`` is the OTLP resource attributes the trace query reports, or
-    ``actor`` (``(actor_id, name, key)``) the actor's, made into that dict only when asked
-    (:attr:`resource`: a live actor keeps a tuple of what it holds anyway, not a dict).
+    ``actor`` (``(actor_id, name, key)``, or an object with those three attributes, such as
+    the store) the actor's, made into that dict only when asked (:attr:`resource`: a live
+    actor keeps what it holds anyway, not a dict).
     """
 
     if not TYPE_CHECKING:  # (no __dict__ of its own: ActorTraces lists the fields in slots;
@@ -186,7 +211,7 @@ class TraceStorage:
         clock_ns: Callable[[], int] = time.time_ns,
         resource: dict[str, Any] | None = None,
         chunk_age: float = CHUNK_AGE,
-        actor: tuple[str, str, list[str]] | None = None,
+        actor: tuple[str, str, list[str]] | ActorIdentity | None = None,
     ) -> None:
         super().__init__()
         # Every field is set here: ActorTraces keeps them in slots (no __dict__ per actor),
@@ -209,17 +234,19 @@ class TraceStorage:
             self.chunk_target = target
         self.id_base = getrandbits(64)
         self.trace_base = getrandbits(64).to_bytes(8, "big")
-        #: Sealed chunks not yet written, oldest first.
-        self.pending: list[Sealed] = []
+        #: Sealed chunks not yet written, oldest first (the shared empty list until the
+        #: first seal: only :meth:`_seal` adds to it, and gives the recorder its own first).
+        self.pending: list[Sealed] = _NO_PENDING
 
     # The fields below and their first values (set by __init__ too: see ActorTraces).
     max_bytes: int = DEFAULT_MAX_BYTES
     _chunk_age: float = CHUNK_AGE
-    _resource: dict[str, Any] | tuple[str, str, list[str]] | None = None
+    _resource: dict[str, Any] | tuple[str, str, list[str]] | ActorIdentity | None = None
     #: The age slot (:mod:`rivetkit.traces.aging`) the open chunk waits in, if any.
     _age_slot: AgeSlot | None = None
     _writer: asyncio.Task[None] | None = None
-    #: (key, size) of the stored chunks, in key order; None until first read.
+    #: (key, size) of the stored chunks, in key order; None until first read. Never changed
+    #: in place (a write sets a new list), so none stored is one shared empty list.
     _stored: list[tuple[bytes, int]] | None = None
     _stored_bytes: int = 0
     write_error: BaseException | None = None
@@ -233,15 +260,19 @@ class TraceStorage:
         made = self._resource
         if made is None:
             return {}
+        if isinstance(made, dict):
+            return made
         if type(made) is tuple:
             actor_id, name, key = made
-            return {
-                "service.name": "rivetkit",
-                "rivet.actor.id": actor_id,
-                "rivet.actor.name": name,
-                "rivet.actor.key": "/".join(key),
-            }
-        return cast("dict[str, Any]", made)
+        else:
+            identity = cast("ActorIdentity", made)
+            actor_id, name, key = identity.actor_id, identity.name, identity.key
+        return {
+            "service.name": "rivetkit",
+            "rivet.actor.id": actor_id,
+            "rivet.actor.name": name,
+            "rivet.actor.key": "/".join(key),
+        }
 
     async def preload(self) -> None:
         """Read which chunks are stored now (a new actor starts): the embedded driver answers
@@ -316,6 +347,8 @@ class TraceStorage:
         if running:  # (not a frame per seal for none)
             self._put_starts(records, running, True)
         pending = self.pending
+        if pending is _NO_PENDING:
+            pending = self.pending = []
         # (tuple.__new__: a NamedTuple's own __new__ is a Python frame)
         pending.append(_new_tuple(Sealed, (self._bucket, self._chunk_id, records, running)))
         if len(pending) > MAX_PENDING:
@@ -355,7 +388,7 @@ class TraceStorage:
             stored = [(k, len(v)) for k, v in entries if parse_chunk_key(k)]
             self._stored_bytes = sum(size for _, size in stored)
         else:
-            stored = []
+            stored = _NONE_STORED
             self._stored_bytes = 0
         self._stored = stored
         return stored
