@@ -229,3 +229,42 @@ async def test_a_span_ends_in_the_recorder_that_started_it(spans: ModuleType) ->
     assert first.running() == [] and second.running() == []
     assert list(first._records) == [span] and not second._records
     first.closed = second.closed = True
+
+
+async def test_ids_bases_are_the_same() -> None:
+    """``id_base`` is kept mod 2**64 and ``trace_base`` must be 8 bytes, in both twins (the
+    compiled one keeps them as C integers: no objects per recorder); the bucket's end reads
+    the same before and after a chunk opens."""
+    pure, compiled = both_twins("_spans", PURE)
+    seen = []
+    for module in (pure, compiled):
+        recorder = recorder_on(module)
+        before = (recorder.id_base, recorder.trace_base, recorder._bucket_end_ns)
+        recorder.id_base = 2**64 + 5
+        masked = (recorder.id_base, recorder.span_id_of(1))
+        recorder.id_base = -1
+        wrapped = (recorder.id_base, recorder.span_id_of(1))
+        errors = []
+        for bad in (b"1234567", b"123456789", "12345678", None):
+            with pytest.raises(ValueError, match="trace_base must be 8 bytes"):
+                recorder.trace_base = bad
+            errors.append(recorder.trace_base)
+        recorder.trace_base = b"\xff" * 8
+        fresh = module.SpanRecorder()
+        fresh_values = (fresh.id_base, fresh.trace_base, fresh._bucket_end_ns)
+        recorder.instant("action", "a")
+        seen.append(
+            (
+                before,
+                masked,
+                wrapped,
+                errors,
+                recorder.trace_base,
+                recorder.trace_id_of(2),
+                fresh_values,
+                recorder._bucket_end_ns,
+            )
+        )
+    assert seen[0] == seen[1]
+    assert seen[0][1] == (5, (6).to_bytes(8, "big")) and seen[0][2][0] == 2**64 - 1
+    assert seen[0][6] == (0, bytes(8), 0) and seen[0][7] > 0

@@ -97,7 +97,6 @@ cdef class Span:
     cdef Span _prev
     cdef Span _next
     cdef bint _running
-    cdef Py_ssize_t _size
     cdef unsigned long long _seq
     cdef unsigned long long _trace_seq
     cdef unsigned long long _parent_seq  # 0: none (numbers start at 1)
@@ -113,7 +112,6 @@ cdef class Span:
         self._seq = seq
         self.start_ns = start_ns
         self.info = info
-        self._size = info[2]
         self._trace_seq = trace_seq
         self._parent_seq = 0 if parent_seq is None else parent_seq
 
@@ -205,15 +203,16 @@ cdef class SpanRecorder:
     ``trace_base + seq`` (8 bytes each).
     """
 
+    # (8 bytes a field but the two flags, side by side; the ids are C integers, not objects,
+    # and the bucket's end is computed: a recorder per live actor, 16 B less than before)
     cdef object _clock
     cdef bint _c_clock
-    cdef public Py_ssize_t chunk_target
     cdef public bint closed
-    cdef public object id_base
-    cdef public object trace_base
+    cdef public Py_ssize_t chunk_target
+    cdef unsigned long long _id_base
+    cdef unsigned long long _trace_base
     cdef unsigned long long _seq_c
     cdef public long long _bucket
-    cdef public long long _bucket_end_ns
     cdef public long long _chunk_id
     cdef public list _records
     cdef public Py_ssize_t _size
@@ -226,11 +225,10 @@ cdef class SpanRecorder:
         self.clock_ns = _time_ns
         self.chunk_target = MAX_CHUNK_BYTES
         self.closed = False
-        self.id_base = 0
-        self.trace_base = bytes(8)
+        self._id_base = 0
+        self._trace_base = 0
         self._seq_c = 0
         self._bucket = -1
-        self._bucket_end_ns = 0
         self._chunk_id = -1
         self._records = []
         self._size = 0
@@ -253,6 +251,32 @@ cdef class SpanRecorder:
     def _seq(self):
         return self._seq_c
 
+    @property
+    def id_base(self):
+        """The base of span ids (``0 <= id_base < 2**64``; set: taken mod ``2**64``)."""
+        return self._id_base
+
+    @id_base.setter
+    def id_base(self, value):
+        self._id_base = value & _MASK64
+
+    @property
+    def trace_base(self):
+        """The first 8 bytes of every trace id (set: 8 bytes, else ValueError)."""
+        cdef bytes out = PyBytes_FromStringAndSize(NULL, 8)
+        _put_u64be(<unsigned char*>PyBytes_AS_STRING(out), self._trace_base)
+        return out
+
+    @trace_base.setter
+    def trace_base(self, value):
+        if not isinstance(value, bytes) or len(value) != 8:
+            raise ValueError("trace_base must be 8 bytes")
+        self._trace_base = int.from_bytes(value, "big")
+
+    @property
+    def _bucket_end_ns(self):
+        return 0 if self._bucket == -1 else self._bucket * 1_000_000_000 + _BUCKET_NS
+
     cdef inline long long _now(self) except? -1:
         if self._c_clock:
             return rk_spans_wall_ns()
@@ -260,7 +284,7 @@ cdef class SpanRecorder:
 
     def span_id_of(self, seq):
         """The id of this recorder's span number ``seq``."""
-        return ((self.id_base + seq) & _MASK64).to_bytes(8, "big")
+        return ((self._id_base + seq) & _MASK64).to_bytes(8, "big")
 
     def trace_id_of(self, seq):
         """The id of the trace whose root is this recorder's span number ``seq``."""
@@ -280,8 +304,8 @@ cdef class SpanRecorder:
         cdef Span span
         cdef object last_info = None
         cdef bytes tail = None
-        cdef bint direct = isinstance(self.trace_base, bytes) and len(self.trace_base) == 8
-        cdef unsigned long long id_base = self.id_base & _MASK64
+        cdef bytes trace_base = self.trace_base
+        cdef unsigned long long id_base = self._id_base
         for entry in records:
             if type(entry) is Span:
                 span = <Span>entry
@@ -291,7 +315,6 @@ cdef class SpanRecorder:
                     and span.extra is None
                     and span._parent_seq == 0
                     and span.start_ns >= base
-                    and direct
                 ):
                     # tail_of gives the same bytes for the same info (and interns nothing
                     # after its first call for it): asked once per run of the same info.
@@ -300,7 +323,7 @@ cdef class SpanRecorder:
                     if span.info is not last_info:
                         tail = tail_of(span)
                         last_info = span.info
-                    parts.append(_plain_pair(span, base, id_base, self.trace_base, tail))
+                    parts.append(_plain_pair(span, base, id_base, trace_base, tail))
                     count += 2
                     continue
             count += other(entry, parts)
@@ -362,7 +385,6 @@ cdef class SpanRecorder:
         span._seq = self._seq_c
         span.start_ns = now
         span.info = info
-        span._size = (<tuple>info)[2]
         span._running = True  # (its other fields start as None and 0)
         parent = get_value(_var, None)
         if parent is not None and type(parent) is Span and (<Span>parent)._owner is self:
@@ -402,9 +424,10 @@ cdef class SpanRecorder:
             return  # ended already, or forgotten (MAX_ACTIVE_SPANS)
         self._unlink(span)
         cdef long long now = self._now()
-        cdef Py_ssize_t size = span._size
+        cdef Py_ssize_t size = (<tuple>span.info)[2]
         if self._records and (
-            now >= self._bucket_end_ns or self._size + size > self.chunk_target
+            now >= self._bucket * 1_000_000_000 + _BUCKET_NS
+            or self._size + size > self.chunk_target
         ):
             # (A span that began in the bucket before is written as a SpanSnapshot.)
             self._seal()
@@ -432,7 +455,6 @@ cdef class SpanRecorder:
         else:
             self._chunk_id = max(self._chunk_id + 1, since_ms)
         self._bucket = bucket
-        self._bucket_end_ns = (bucket + BUCKET_SECONDS) * 1_000_000_000
         self._chunk_opened()
 
     def _chunk_opened(self):

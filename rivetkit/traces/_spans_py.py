@@ -174,24 +174,24 @@ class SpanRecorder:
         "_bucket",
         "_bucket_end_ns",
         "_chunk_id",
+        "_id_base",
         "_info",
         "_open",
         "_records",
         "_seq",
         "_size",
+        "_trace_base",
         "chunk_target",
         "clock_ns",
         "closed",
-        "id_base",
-        "trace_base",
     )
 
     def __init__(self) -> None:
         self.clock_ns: Callable[[], int] = time.time_ns
         self.chunk_target = MAX_CHUNK_BYTES
         self.closed = False
-        self.id_base = 0
-        self.trace_base = bytes(8)
+        self._id_base = 0
+        self._trace_base = bytes(8)
         self._seq = 0
         self._bucket = -1
         self._bucket_end_ns = 0
@@ -200,6 +200,26 @@ class SpanRecorder:
         self._size = 0
         self._open: dict[int, Span] = {}
         self._info: dict[str, dict[str, SpanInfo]] = _SHARED_INFO
+
+    @property
+    def id_base(self) -> int:
+        """The base of span ids (``0 <= id_base < 2**64``; set: taken mod ``2**64``)."""
+        return self._id_base
+
+    @id_base.setter
+    def id_base(self, value: int) -> None:
+        self._id_base = value & _MASK64
+
+    @property
+    def trace_base(self) -> bytes:
+        """The first 8 bytes of every trace id (set: 8 bytes, else ValueError)."""
+        return self._trace_base
+
+    @trace_base.setter
+    def trace_base(self, value: bytes) -> None:
+        if not isinstance(value, bytes) or len(value) != 8:
+            raise ValueError("trace_base must be 8 bytes")
+        self._trace_base = value
 
     def span_id_of(self, seq: int) -> bytes:
         """The id of this recorder's span number ``seq``."""
