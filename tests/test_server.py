@@ -285,6 +285,17 @@ async def test_on_request(http: httpx.AsyncClient) -> None:
     assert (response.status_code, response.text) == (404, "no route /missing")
 
 
+async def test_gateway_route_cache_keeps_each_routes_query(http: httpx.AsyncClient) -> None:
+    """A cached gateway route gives the actor the query its URL left (none, or its own),
+    on the first request and on the cached ones after it."""
+    for _ in range(3):
+        for extra, expected in (({}, ""), ({"a": "1"}, "a=1"), ({"c": "3", "d": "4"}, "c=3&d=4")):
+            url = gateway("misc", "/request/echo", key="rq", **extra)
+            response = await http.post(url, content=b"x")
+            assert response.status_code == 201
+            assert response.headers["x-echo-query"] == expected
+
+
 async def test_on_request_failures(http: httpx.AsyncClient) -> None:
     response = await http.get(gateway("misc", "/request/fail"))
     assert_rivet_error(response, 500, "core", "internal_error")

@@ -96,10 +96,9 @@ def direct_target(app: Any, raw_path: bytes, query: bytes, headers: Any) -> Any:
     name = rest[8:]
     if not name or "/" in name or "%" in name:
         return None
-    cached = app._routes.get((tail[:cut], query))
-    if cached is None:
+    actor_id = app._routes.get((tail[:cut], query))
+    if actor_id is None:
         return None
-    actor_id = cached[0]
     instance = app.runtime.instances.get(actor_id)
     if instance is None or instance.phase != _STARTED:
         return None

@@ -65,7 +65,7 @@ from rivetkit.server.asgi_io import (
 )
 from rivetkit.server.asgi_stream import send_stream
 from rivetkit.server.cors import OriginPolicy, preflight, refuse_websocket, with_cors
-from rivetkit.server.gateway import invalid_request
+from rivetkit.server.gateway import invalid_request, split_path
 from rivetkit.server.http_fastpath import forget_head, own_cycle, respond
 from rivetkit.server.local_client import LocalClient
 from rivetkit.server.request_log import (
@@ -138,15 +138,6 @@ def _relative_raw_path(scope: Scope) -> str:
     return path
 
 
-def _split_gateway(path: str) -> tuple[str, str]:
-    """``(segment, rest)`` of ``/gateway/{segment}{rest}`` (rest defaults to ``/``)."""
-    tail = path[9:]
-    cut = tail.find("/")
-    if cut < 0:
-        return tail, "/"
-    return tail[:cut], tail[cut:]
-
-
 def _method_not_allowed(method: str, path: str) -> RivetError:
     return RivetError(
         "actor", "method_not_allowed", f"method {method} is not allowed on {path[:200]}"
@@ -190,8 +181,10 @@ class RivetApp:
         self._started = False
         self._stopped = False
         self._start_lock = asyncio.Lock()
-        # (gateway segment, query string) -> (actor id, query left for the actor)
-        self._routes: dict[tuple[str, bytes], tuple[str, str]] = {}
+        # (gateway segment, query string) -> actor id; and the query left for the actor, for
+        # the routes that leave one (most leave none: a str less per actor)
+        self._routes: dict[tuple[str, bytes], str] = {}
+        self._route_queries: dict[tuple[str, bytes], str] = {}
         # actor id -> its key in _routes (a list of them when more than one), dropped when
         # the actor stops (a sleeping actor's request resolves again: a lookup its wake does
         # anyway)
@@ -273,15 +266,17 @@ class RivetApp:
         if keys is None:
             return
         for key in keys if keys.__class__ is list else (keys,):
-            cached = routes.get(key)
-            if cached is not None and cached[0] == actor_id:
-                del routes[key]
+            if routes.get(key) == actor_id:
+                self._forget_route(key)
+
+    def _forget_route(self, key: tuple[str, bytes]) -> None:
+        self._routes.pop(key, None)
+        self._route_queries.pop(key, None)
 
     def _forget_actor(self, actor_id: str) -> None:
-        routes = self._routes
-        stale = [key for key, (aid, _) in routes.items() if aid == actor_id]
+        stale = [key for key, aid in self._routes.items() if aid == actor_id]
         for key in stale:
-            del routes[key]
+            self._forget_route(key)
 
     # -- ASGI ------------------------------------------------------------------------------
 
@@ -380,12 +375,14 @@ class RivetApp:
             if path.startswith("/gateway/"):
                 raw_query = scope["query_string"]
                 # The common case without a coroutine: a cached route whose actor is running.
-                segment, rest = _split_gateway(path)
+                segment, rest = split_path(path)
                 instances = self.runtime.instances
-                cached = self._routes.get((segment, raw_query))
-                instance = None if cached is None else instances.get(cached[0])
+                route = (segment, raw_query)
+                cached: Any = self._routes.get(route)
+                instance = None if cached is None else instances.get(cached)
                 if instance is not None:
-                    actor_id, query = cached  # type: ignore[misc]
+                    actor_id: str = cached
+                    query = self._route_queries.get(route, "") if self._route_queries else ""
                 else:
                     actor_id, rest, query = await self._gateway(path, raw_query)
                     instance = instances.get(actor_id)
@@ -444,12 +441,12 @@ class RivetApp:
         :class:`~rivetkit.runtime.instance.ActorInstance`, or the error's
         :class:`~rivetkit.dispatch.http.Response`."""
         try:
-            segment, rest = _split_gateway(path)
+            segment, rest = split_path(path)
             instances = self.runtime.instances
-            cached = self._routes.get((segment, raw_query))
-            instance = None if cached is None else instances.get(cached[0])
+            cached: Any = self._routes.get((segment, raw_query))
+            instance = None if cached is None else instances.get(cached)
             if instance is not None:
-                actor_id = cached[0]  # type: ignore[index]
+                actor_id: str = cached
             else:
                 actor_id, rest, _ = await self._gateway(path, raw_query)
                 instance = instances.get(actor_id)
@@ -482,17 +479,16 @@ class RivetApp:
 
     async def _gateway(self, path: str, query: bytes) -> tuple[str, str, str]:
         """``(actor_id, path for the actor, query for the actor)`` of a gateway URL."""
-        segment, rest = _split_gateway(path)
+        segment, rest = split_path(path)
         if not segment:
             raise invalid_request("the gateway URL names no actor")
         routes = self._routes
         cached = routes.get((segment, query))
         if cached is not None:
-            actor_id = cached[0]
-            instance = self.runtime.instances.get(actor_id)
-            if instance is not None or await self._still_exists(actor_id):
-                return actor_id, rest, cached[1]
-            routes.pop((segment, query), None)
+            instance = self.runtime.instances.get(cached)
+            if instance is not None or await self._still_exists(cached):
+                return cached, rest, self._route_queries.get((segment, query), "")
+            self._forget_route((segment, query))
         query_string = query.decode("latin-1")
         if "rvt-" in query_string:
             params, rest_query = gateway.split_query(query_string)
@@ -508,16 +504,19 @@ class RivetApp:
         actor_routes = self._actor_routes
         if len(routes) >= _ROUTE_CACHE_SIZE:
             routes.clear()
+            self._route_queries.clear()
             actor_routes.clear()
         # One key object in both tables, its segment (most often an actor's name) shared.
         key = (sys.intern(segment), query)
-        routes[key] = (actor_id, rest_query)
-        keys: Any = actor_routes.get(actor_id)
-        if keys is None:
-            actor_routes[actor_id] = key  # an actor's one route (most have one), not a list
-        elif keys.__class__ is list:
-            keys.append(key)
+        routes[key] = actor_id
+        if rest_query:
+            self._route_queries[key] = rest_query
         else:
+            self._route_queries.pop(key, None)
+        keys: Any = actor_routes.setdefault(actor_id, key)  # one route (most): not a list
+        if keys.__class__ is list:
+            keys.append(key)
+        elif keys is not key:
             actor_routes[actor_id] = [keys, key]
         return actor_id, rest, rest_query
 
@@ -661,7 +660,7 @@ class RivetApp:
         try:
             if path.startswith("/gateway/"):
                 # A failure below is reported as for the actor route (/connect or raw).
-                request = request.with_path(_split_gateway(path)[1], "")
+                request = request.with_path(split_path(path)[1], "")
                 actor_id, rest, rest_query = await self._gateway(path, query)
                 set_actor_context(self.runtime.instances.get(actor_id), actor_id)
                 request = request.with_path(rest, rest_query)

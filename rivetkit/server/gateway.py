@@ -29,6 +29,7 @@ __all__ = [
     "invalid_request",
     "parse_direct",
     "parse_query",
+    "split_path",
 ]
 
 #: Largest create input (CBOR bytes), as the engine enforces.
@@ -52,6 +53,15 @@ _KNOWN: Final = frozenset(
 )
 _METHODS: Final = frozenset({"get", "getOrCreate"})
 _CRASH_POLICIES: Final = frozenset({"sleep", "restart", "destroy"})
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """``(segment, rest)`` of ``/gateway/{segment}{rest}`` (rest defaults to ``/``)."""
+    tail = path[9:]
+    cut = tail.find("/")
+    if cut < 0:
+        return tail, "/"
+    return tail[:cut], tail[cut:]
 
 
 def invalid_request(message: str, metadata: object = None) -> RivetError:
