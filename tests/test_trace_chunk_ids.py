@@ -141,3 +141,17 @@ async def test_ids_clear_of_the_stored_ones_are_left_alone() -> None:
     ids = sorted(parse_chunk_key(k) for k in store.data)  # type: ignore[type-var]
     assert ids == [where, (where[0], where[1] + 10), (where[0] + 3600, 5)]
     assert older._checked and later._checked
+
+
+async def test_chunk_key_is_the_tuple_packing() -> None:
+    """``chunk_key``'s inlined packing of the chunk id gives the tuple layer's bytes."""
+    from rivetkit.runtime.keys import TRACES_PREFIX
+    from rivetkit.traces.schema import DATA_PREFIX, _pack_int
+
+    for bucket in (0, 3600, 1_764_000_000):
+        for chunk_id in (0, 1, 255, 256, 65_535, 3_599_999, 2**56, 2**64 - 1, 2**64, 2**70):
+            expected = TRACES_PREFIX + _pack_int(DATA_PREFIX) + _pack_int(bucket)
+            assert chunk_key(bucket, chunk_id) == expected + _pack_int(chunk_id)
+            assert parse_chunk_key(chunk_key(bucket, chunk_id)) == (
+                (bucket, chunk_id) if chunk_id < 2**64 else None
+            )

@@ -229,9 +229,10 @@ class TraceStorage:
         self.write_error = None
         self._checked = False
         # Chunks stay well under the bound, so dropping one drops a small part of it.
-        target = max(512, min(MAX_CHUNK_BYTES, max_bytes // 8))
-        if target != MAX_CHUNK_BYTES:  # (where the recording half starts)
-            self.chunk_target = target
+        if max_bytes != DEFAULT_MAX_BYTES:  # (its target is where the recording half starts)
+            target = max(512, min(MAX_CHUNK_BYTES, max_bytes // 8))
+            if target != MAX_CHUNK_BYTES:
+                self.chunk_target = target
         self.id_base = getrandbits(64)
         self.trace_base = getrandbits(64).to_bytes(8, "big")
         #: Sealed chunks not yet written, oldest first (the shared empty list until the
@@ -416,7 +417,7 @@ class TraceStorage:
     async def _write(self, sealed: Sealed) -> None:
         stored = await self._load_stored()
         if not self._checked:
-            self._clear_of(stored)
+            self._clear_of(stored)  # (a listing: no frame to spare here)
             sealed = self.pending[0]
         plan = self._plan(sealed, stored)
         if plan is None:
@@ -432,7 +433,8 @@ class TraceStorage:
         chunks deleted while the stored total would pass the bound), or None when the chunk
         alone is over the bound (not kept at all)."""
         encode = _late_modules.get("encode") or _late("encode")
-        data = encode.encode_chunk(cast("ActorTraces", self), sealed)
+        traces: ActorTraces = self  # type: ignore[assignment]  # (typing.cast is a call)
+        data = encode.encode_chunk(traces, sealed)
         key = chunk_key(sealed.bucket, sealed.chunk_id)
         deletes: list[bytes] = []
         total = self._stored_bytes + len(data)
@@ -521,7 +523,10 @@ class TraceStorage:
         if export._exporters:  # (export.exporting(), without its frame)
             return False
         if not self._checked:
-            self._clear_of(stored)
+            if stored:
+                self._clear_of(stored)
+            else:  # (nothing stored: nothing to clear of)
+                self._checked = True
         pending = self.pending
         while pending:
             plan = self._plan(pending[0], stored)

@@ -15,7 +15,7 @@ chunks. Field names are the schema's in snake_case; the wire order is the field 
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from rivetkit.protocol.bare import codec_for
 from rivetkit.protocol.schema import U32, U64
@@ -218,6 +218,9 @@ def _pack_int(value: int) -> bytes:
     return bytes((0x14 + len(raw),)) + raw
 
 
+#: ``_pack_int``'s first byte for a positive integer of ``n`` bytes, by ``n`` (1 to 8).
+_SIZE_CODES: Final[list[bytes]] = [b""] + [bytes((0x14 + n,)) for n in range(1, 9)]
+
 #: The last bucket whose keys were made, and their prefix (every actor writes in the hour's).
 _last_bucket: tuple[int | None, bytes] = (None, b"")
 
@@ -231,6 +234,9 @@ def chunk_key(bucket_start_sec: int, chunk_id: int) -> bytes:
     else:
         prefix = TRACES_PREFIX + _pack_int(DATA_PREFIX) + _pack_int(bucket_start_sec)
         _last_bucket = (bucket_start_sec, prefix)
+    if 0 < chunk_id < 1 << 64 and type(chunk_id) is int:  # (_pack_int, without its frame)
+        size = (chunk_id.bit_length() + 7) >> 3
+        return prefix + _SIZE_CODES[size] + chunk_id.to_bytes(size, "big")
     return prefix + _pack_int(chunk_id)
 
 
