@@ -106,6 +106,25 @@ def test_response_frame_sees_a_list_changed_in_place() -> None:
         assert response_frame(b"gw00", b"rq00", status, tuple(raw), body) == expected, case
 
 
+def test_response_frame_keeps_nothing_of_an_actors_first_answer() -> None:
+    """An actor's first success brings a OnceHeaders list (no later answer brings it again):
+    its frame is the codec's, and no cache keeps its head."""
+    from rivetkit.dispatch.http import OnceHeaders
+
+    rng = random.Random(13)
+    for case in range(100):
+        raw = [(rng.choice(NAMES), rng.choice(VALUES)) for _ in range(rng.randrange(0, 6))]
+        raw.append((b"x-rivet-actor", b"actor-%d" % case))
+        heads, by_list = dict(tunnel_frames._heads), dict(tunnel_frames._by_list)
+        expected = reference(b"gw00", b"rq00", 200, raw, b"{}")
+        assert response_frame(b"gw00", b"rq00", 200, OnceHeaders(raw), b"{}") == expected, case
+        assert tunnel_frames._heads == heads
+        assert tunnel_frames._by_list == by_list
+        # The same items in a plain list are kept (a running actor's later answers).
+        assert response_frame(b"gw00", b"rq00", 200, raw, b"{}") == expected, case
+        assert (200, tuple(raw)) in tunnel_frames._heads
+
+
 def test_response_frame_refuses_bad_ids() -> None:
     with pytest.raises(ValueError):
         response_frame(b"gw", b"rq00", 200, [], b"")

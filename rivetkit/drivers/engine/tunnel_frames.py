@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from rivetkit.dispatch.http import Headers
+from rivetkit.dispatch.http import Headers, OnceHeaders
 from rivetkit.protocol.bare_prims import string as _str
 from rivetkit.protocol.bare_prims import uint as _uint
 
@@ -103,7 +103,8 @@ _by_list: dict[int, tuple[int, list[tuple[bytes, bytes]], bytes]] = {}
 
 
 def _head(status: int, raw_headers: Sequence[tuple[bytes, bytes]]) -> bytes:
-    """The frame's bytes from the message index to ``content-length``'s name."""
+    """The frame's bytes from the message index to ``content-length``'s name (kept by the
+    headers' items, but for a :class:`~rivetkit.dispatch.http.OnceHeaders`)."""
     key = (status, tuple(raw_headers))
     head = _heads.get(key)
     if head is None:
@@ -117,9 +118,10 @@ def _head(status: int, raw_headers: Sequence[tuple[bytes, bytes]]) -> bytes:
                 _CONTENT_LENGTH,
             )
         )
-        if len(_heads) >= CACHE_LIMIT:
-            _heads.clear()
-        _heads[key] = head
+        if raw_headers.__class__ is not OnceHeaders:  # an actor's first answer: not kept
+            if len(_heads) >= CACHE_LIMIT:
+                _heads.clear()
+            _heads[key] = head
     return head
 
 
