@@ -164,6 +164,13 @@ async def test_twins_record_and_store_the_same() -> None:
     assert cy_result[1] == records
     assert cy_result[2] == chunks
     assert cy_result[3] == stored
+    # The empty records list every recorder with no chunk open shares was never added to.
+    from rivetkit.traces import recorder as recorder_module
+
+    for module in (pure, compiled):
+        fresh = module.SpanRecorder()
+        assert fresh._records == [] and fresh._records is module.SpanRecorder()._records
+    assert recorder_module._NO_RECORDS == []
 
 
 async def test_running_spans_bound_is_the_same() -> None:

@@ -75,6 +75,8 @@ cdef Py_ssize_t _INFO_CACHE = 4096
 # The span infos of every recorder, by kind then name: an info depends on its kind and name
 # only and is never changed, so a new actor's first span of a kind and name finds it made.
 cdef dict _SHARED_INFO = {}
+# The records of every recorder with no chunk open (never added to: see _end).
+cdef list _NO_RECORDS = []
 cdef object _MASK64 = (1 << 64) - 1
 cdef object _time_ns = time.time_ns
 
@@ -230,7 +232,8 @@ cdef class SpanRecorder:
         self._seq_c = 0
         self._bucket = -1
         self._chunk_id = -1
-        self._records = []
+        # An empty records list is never added to: every recorder with no chunk open shares one.
+        self._records = _NO_RECORDS
         self._size = 0
         self._info = _SHARED_INFO
         self._head = None
@@ -436,9 +439,11 @@ cdef class SpanRecorder:
             size += _attrs_size(span.extra)
         if span.error is not None:
             size += 200
-        if not self._records:
+        if not self._records:  # (an empty list may be shared: a chunk's own list is made here)
             self._open_chunk(now)
-        self._records.append(span)
+            self._records = [span]
+        else:
+            self._records.append(span)
         self._size += size
 
     def instant(self, kind, name, extra=None):
@@ -462,5 +467,5 @@ cdef class SpanRecorder:
 
     def _seal(self, *, with_running=False):
         """Close the current chunk (here: drop its records; a subclass stores them)."""
-        self._records = []
+        self._records = _NO_RECORDS
         self._size = 0

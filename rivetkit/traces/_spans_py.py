@@ -56,6 +56,9 @@ StartRef = tuple[int, int, int]
 
 _new = object.__new__
 
+#: The records of every recorder with no chunk open (never added to: see ``Span.end``).
+_NO_RECORDS: Final[list[Any]] = []
+
 #: The span infos of every recorder, by kind then name: an info depends on its kind and name
 #: only and is never changed, so a new actor's first span of a kind and name finds it made.
 _SHARED_INFO: dict[str, dict[str, SpanInfo]] = {}
@@ -153,9 +156,11 @@ class Span:
         if self.error is not None:
             size += 200
         records = owner._records
-        if not records:
+        if not records:  # (an empty list may be shared: a chunk's own list is made here)
             owner._open_chunk(now)
-        records.append(self)
+            owner._records = [self]
+        else:
+            records.append(self)
         owner._size += size
 
 
@@ -196,7 +201,9 @@ class SpanRecorder:
         self._bucket = -1
         self._bucket_end_ns = 0
         self._chunk_id = -1
-        self._records: list[Any] = []
+        #: The current chunk's records; an empty list is never added to (it may be shared
+        #: by every recorder with no chunk open: the first record makes the chunk's list).
+        self._records: list[Any] = _NO_RECORDS
         self._size = 0
         self._open: dict[int, Span] = {}
         self._info: dict[str, dict[str, SpanInfo]] = _SHARED_INFO
@@ -354,5 +361,5 @@ class SpanRecorder:
 
     def _seal(self, *, with_running: bool = False) -> None:
         """Close the current chunk (here: drop its records; a subclass stores them)."""
-        self._records = []
+        self._records = _NO_RECORDS
         self._size = 0

@@ -171,6 +171,9 @@ _new_tuple: Final = tuple.__new__
 
 #: The pending chunks of every recorder that has sealed none (never added to: see ``_seal``).
 _NO_PENDING: Final[list[Sealed]] = []
+#: The records of a recorder with no chunk open, once one was sealed (never added to: the
+#: recording half makes a chunk's list at its first record).
+_NO_RECORDS: Final[list[Any]] = []
 #: The stored chunks of every recorder whose actor has none stored (never changed in place).
 _NONE_STORED: Final[list[tuple[bytes, int]]] = []
 
@@ -339,8 +342,9 @@ class TraceStorage:
         if slot is not None:
             self._age_slot = None
             slot.pop(self, None)
-        records = self._records
-        self._records = []
+        # (an empty list may be shared by recorders: never added to, so a new one here)
+        records = self._records if self._records else []
+        self._records = _NO_RECORDS
         self._size = 0
         if self.closed:  # the actor has stopped: its KV is not ours any more
             return
