@@ -51,6 +51,28 @@ def test_same_deadline_keeps_arm_order(timers: ModuleType) -> None:
     assert q.pop_due(1.0) == ["x", "y", "z"]
 
 
+def test_rearm_with_the_same_deadline_object_moves_the_key_last(timers: ModuleType) -> None:
+    # Each arm counts on its own, even with the very same float object: the latest arm
+    # decides the key's place among equal deadlines, before and after a compaction.
+    when = 1.0
+    q = timers.TimerQueue()
+    q.arm("x", when)
+    q.arm("y", when)
+    q.arm("x", when)
+    assert q.deadline("x") == 1.0
+    assert q.pop_due(when) == ["y", "x"]
+    filler = [object() for _ in range(40)]
+    for key in ("a", "b", "c"):
+        q.arm(key, when)
+    q.arm("a", when)
+    for _ in range(3):  # stale entries now outnumber live ones: compacted
+        for key in filler:
+            q.arm(key, 5.0)
+    q.arm("b", when)
+    assert q.pop_due(when) == ["c", "a", "b"]
+    assert len(q) == len(filler)
+
+
 def test_many_rearms_stay_small(timers: ModuleType) -> None:
     q = timers.TimerQueue()
     keys = [object() for _ in range(100)]

@@ -1,22 +1,26 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """Compiled twin of :mod:`rivetkit.runtime._timers_py` (timer bookkeeping).
 
-Same API and behaviour: a binary min-heap of C structs (deadline, sequence, key slot) with
-lazy deletion; keys live in a Python dict mapping key -> (deadline, sequence). The heap is
-rebuilt (and its array shrunk) when stale entries outnumber live ones, and emptied with the
-last live key, so it never keeps departed keys alive for long.
+Same API and behaviour: a binary min-heap of C structs (deadline, sequence, key, token)
+with lazy deletion; keys live in a Python dict mapping key -> token, a float of the deadline
+made for that arm (one object per armed key, not a (deadline, sequence) tuple and an int):
+a heap entry is live while its token is the key's. The heap is compacted (and its array
+shrunk) when stale entries outnumber live ones, and emptied with the last live key, so it
+never keeps departed keys alive for long.
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.dict cimport PyDict_GetItem
+from cpython.float cimport PyFloat_FromDouble
 
 
 cdef struct _Entry:
     double when
     unsigned long long seq
     PyObject* key   # a strong reference owned by the heap
+    PyObject* token  # the float stored for the key by this arm (a strong reference)
 
 
 cdef inline bint _less(_Entry* a, _Entry* b):
@@ -46,9 +50,10 @@ cdef class TimerQueue:
         if self._heap != NULL:
             for i in range(self._size):
                 Py_XDECREF(self._heap[i].key)
+                Py_XDECREF(self._heap[i].token)
             PyMem_Free(self._heap)
 
-    cdef int _push(self, double when, unsigned long long seq, object key) except -1:
+    cdef int _push(self, double when, unsigned long long seq, object key, object token) except -1:
         cdef _Entry* grown
         cdef Py_ssize_t i, parent
         cdef _Entry item
@@ -59,9 +64,11 @@ cdef class TimerQueue:
             self._heap = grown
             self._capacity *= 2
         Py_INCREF(key)
+        Py_INCREF(token)
         item.when = when
         item.seq = seq
         item.key = <PyObject*>key
+        item.token = <PyObject*>token
         i = self._size
         self._size += 1
         while i > 0:
@@ -73,38 +80,38 @@ cdef class TimerQueue:
         self._heap[i] = item
         return 0
 
+    cdef void _sift_down(self, Py_ssize_t i, _Entry item):
+        # Put ``item`` at ``i`` and move it down to its place.
+        cdef Py_ssize_t child
+        while True:
+            child = 2 * i + 1
+            if child >= self._size:
+                break
+            if child + 1 < self._size and _less(&self._heap[child + 1], &self._heap[child]):
+                child += 1
+            if not _less(&self._heap[child], &item):
+                break
+            self._heap[i] = self._heap[child]
+            i = child
+        self._heap[i] = item
+
     cdef _Entry _pop(self):
-        # The caller owns the returned entry's key reference.
+        # The caller owns the returned entry's key and token references.
         cdef _Entry top = self._heap[0]
-        cdef _Entry last
-        cdef Py_ssize_t i = 0, child
         self._size -= 1
         if self._size > 0:
-            last = self._heap[self._size]
-            while True:
-                child = 2 * i + 1
-                if child >= self._size:
-                    break
-                if child + 1 < self._size and _less(&self._heap[child + 1], &self._heap[child]):
-                    child += 1
-                if not _less(&self._heap[child], &last):
-                    break
-                self._heap[i] = self._heap[child]
-                i = child
-            self._heap[i] = last
+            self._sift_down(0, self._heap[self._size])
         return top
 
     cdef bint _is_live(self, _Entry* entry):
-        cdef PyObject* found = PyDict_GetItem(self._deadlines, <object>entry.key)
-        if found == NULL:
-            return False
-        return (<tuple>found)[1] == entry.seq
+        return PyDict_GetItem(self._deadlines, <object>entry.key) == entry.token
 
     def arm(self, key, double when):
         """Set ``key``'s deadline to ``when`` (replacing any earlier one)."""
+        token = PyFloat_FromDouble(when)  # a new object: this arm's own
         self._seq += 1
-        self._deadlines[key] = (when, self._seq)
-        self._push(when, self._seq, key)
+        self._deadlines[key] = token
+        self._push(when, self._seq, key, token)
         self._maybe_compact()
 
     def cancel(self, key):
@@ -116,8 +123,7 @@ cdef class TimerQueue:
 
     def deadline(self, key):
         """``key``'s deadline, or None."""
-        entry = self._deadlines.get(key)
-        return None if entry is None else entry[0]
+        return self._deadlines.get(key)
 
     def next_deadline(self):
         """The earliest deadline, or None when empty."""
@@ -127,6 +133,7 @@ cdef class TimerQueue:
                 return self._heap[0].when
             entry = self._pop()
             Py_XDECREF(entry.key)
+            Py_XDECREF(entry.token)
         return None
 
     def pop_due(self, double now):
@@ -136,9 +143,10 @@ cdef class TimerQueue:
         while self._size > 0 and self._heap[0].when <= now:
             entry = self._pop()
             key = <object>entry.key
+            live = self._is_live(&entry)
             Py_XDECREF(entry.key)
-            found = self._deadlines.get(key)
-            if found is not None and (<tuple>found)[1] == entry.seq:
+            Py_XDECREF(entry.token)
+            if live:
                 del self._deadlines[key]
                 due.append(key)
         if due:
@@ -160,6 +168,7 @@ cdef class TimerQueue:
         cdef Py_ssize_t i
         for i in range(self._size):
             Py_XDECREF(self._heap[i].key)
+            Py_XDECREF(self._heap[i].token)
         self._size = 0
 
     cdef int _resize(self, Py_ssize_t capacity) except -1:
@@ -177,14 +186,20 @@ cdef class TimerQueue:
         return 0
 
     cdef int _compact(self) except -1:
-        cdef dict live = dict(self._deadlines)  # sized for what is left
-        cdef tuple entry
-        self._clear_heap()
-        self._deadlines = live
-        self._resize(2 * len(live))
-        for key, value in live.items():
-            entry = <tuple>value
-            self._push(<double>entry[0], <unsigned long long>entry[1], key)
+        # Keep the live entries (each key's latest arm), then restore the heap order.
+        cdef Py_ssize_t i, kept = 0
+        self._deadlines = dict(self._deadlines)  # sized for what is left
+        for i in range(self._size):
+            if self._is_live(&self._heap[i]):
+                self._heap[kept] = self._heap[i]
+                kept += 1
+            else:
+                Py_XDECREF(self._heap[i].key)
+                Py_XDECREF(self._heap[i].token)
+        self._size = kept
+        for i in range(kept // 2 - 1, -1, -1):
+            self._sift_down(i, self._heap[i])
+        self._resize(2 * kept)
         return 0
 
     def __len__(self):
