@@ -8,6 +8,7 @@ set or not."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from typing import Any
 
@@ -15,6 +16,8 @@ import pytest
 
 from rivetkit import ActorOptions, actor, setup
 from rivetkit.runtime.instance import ActorInstance
+from rivetkit.runtime.lazy_event import AbortSignal
+from rivetkit.runtime.phase import Phase
 from rivetkit.testing import setup_runtime
 
 pytestmark = pytest.mark.asyncio
@@ -93,3 +96,32 @@ async def test_fields_set_on_an_actor_that_uses_them(tmp_path: Any) -> None:
         other = rt.get_or_create("plain", ["c"])
         await other.increment()
         assert _instance(rt, "plain").input is None and ActorInstance.input is None
+
+
+async def test_the_abort_signal_is_made_when_read(tmp_path: Any) -> None:
+    """``abort_event`` (``c.abort_signal``) is made on the first read: none for an actor that
+    never reads it; read while running it is clear, then set by the stop."""
+    async with setup_runtime(registry, tmp_path) as rt:
+        await rt.get_or_create("plain", ["d"]).increment()
+        instance = _instance(rt, "plain")
+        assert "_abort" not in vars(instance)
+        signal = instance.abort_event
+        assert instance.abort_event is signal and not signal.is_set()
+        assert instance.context.abort_signal is signal and not instance.context.aborted
+        await instance.stop("sleep")
+        assert signal.is_set() and instance.abort_event is signal
+
+
+async def test_an_abort_signal_read_first_while_stopping_is_set() -> None:
+    class Owner:
+        abort_event = AbortSignal()
+
+        def __init__(self, phase: Phase) -> None:
+            self.phase = phase
+
+    for phase in Phase:
+        owner = Owner(phase)
+        event = owner.abort_event
+        assert isinstance(event, asyncio.Event) and owner.abort_event is event
+        assert event.is_set() == (phase >= Phase.SLEEP_GRACE), phase
+    assert isinstance(Owner.abort_event, AbortSignal)

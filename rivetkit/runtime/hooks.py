@@ -79,7 +79,7 @@ async def run_hook(owner: ActorInstance) -> None:
         else:
             owner.log.exception("run failed during shutdown")
     finally:
-        owner.sleep_policy.changed.set()
+        owner.sleep_policy.changed()
         # Once this task is done (can_sleep looks at it), not from inside it.
         owner._loop.call_soon(owner.sleep_policy.reset_idle)
 

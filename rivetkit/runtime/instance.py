@@ -44,8 +44,8 @@ from rivetkit.runtime.context import ActorContext
 from rivetkit.runtime.hooks import ActorLogAdapter, initial_state, initial_vars, run_hook
 from rivetkit.runtime.hooks import hook_fn as _hook
 from rivetkit.runtime.kv import ActorKV
-from rivetkit.runtime.lazy_event import LazyEvent
-from rivetkit.runtime.persistence import StatePersistence
+from rivetkit.runtime.lazy_event import AbortSignal
+from rivetkit.runtime.persistence import NO_EVENTS, StatePersistence
 from rivetkit.runtime.phase import Phase as Phase
 from rivetkit.runtime.queue import ActorQueue
 from rivetkit.runtime.schedule import ActorSchedule
@@ -83,6 +83,7 @@ class ActorInstance:
     final_save_error: Exception | None = None  #: why the final save failed, after retries
     _run_task: asyncio.Task[Any] | None = None
     _stop_requested = _destroy_requested = False
+    abort_event = AbortSignal()  # made on first read, then kept in _abort (lazy_event.py)
 
     def __init__(
         self,
@@ -117,7 +118,6 @@ class ActorInstance:
         self.traces = traces_for(self)  # span recorder (rivetkit.traces); None: tracing off
         self.context = ActorContext(self)
         self.table = action_table(definition)
-        self.abort_event: asyncio.Event = LazyEvent()
         self._loop = loop if loop is not None else asyncio.get_running_loop()
         self._on_stopped = on_stopped
         if self.options.serial:
@@ -227,7 +227,7 @@ class ActorInstance:
         token_put = [(keys.INSPECTOR_TOKEN, inspector_token())] if token is None else None
         saves = self.persistence
         if raw is None:
-            snapshot = Actor(self.record.input, False, b"", [])
+            snapshot = Actor(self.record.input, False, b"", NO_EVENTS)
             saves.snapshot = None
         else:
             snapshot = actor_persist.ACTOR.decode(raw)
@@ -463,7 +463,7 @@ class ActorInstance:
             if awake.inflight == 0:
                 awake.reset_idle()
                 if self.phase != Phase.STARTED:
-                    awake.changed.set()
+                    awake.changed()
         if metrics is not None:
             metrics.action_ok(name, started)
         return output

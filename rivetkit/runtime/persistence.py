@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from rivetkit.errors import RivetError, actor_error
 from rivetkit.protocol import actor_persist
@@ -35,7 +35,7 @@ from rivetkit.runtime.state_guard import save_failed
 if TYPE_CHECKING:
     from rivetkit.runtime.instance import ActorInstance
 
-__all__ = ["MAX_SAVE_RETRY_DELAY", "StatePersistence"]
+__all__ = ["MAX_SAVE_RETRY_DELAY", "NO_EVENTS", "StatePersistence"]
 
 # The KV entries of one write: (key, value) pairs.
 _Puts = list[tuple[bytes, bytes]]
@@ -45,6 +45,10 @@ _new_tuple = tuple.__new__
 # Enum members read once (a class attribute lookup on an enum costs more than a global's).
 _LOADING = Phase.LOADING
 _DESTROY_GRACE = Phase.DESTROY_GRACE
+
+#: The one-shot events of every actor without any: shared (no empty list per actor), as
+#: any events list is, since it is replaced on change and never mutated.
+NO_EVENTS: Final[list[ScheduleEvent]] = []
 
 #: Seconds at most between two tries of a failing save (the delay doubles from the save
 #: interval, at least 50 ms, up to this).
@@ -84,7 +88,7 @@ class StatePersistence:
         #: The last persisted snapshot (None: nothing persisted yet).
         self.snapshot: Actor | None = None
         #: The snapshot's one-shot schedule events (replaced on change, never mutated).
-        self.events: list[ScheduleEvent] = []
+        self.events: list[ScheduleEvent] = NO_EVENTS
         self._changed = False  # changed since the last encoding
         self._unsaved = 0  # snapshots encoded whose write has not ended
         #: ``on_state_change`` is running (a state write now is refused).

@@ -37,9 +37,9 @@ class SleepPolicy:
         "_idle_pending",
         "_loop",
         "_owner",
+        "_quiet",
         "_timers",
         "background",
-        "changed",
         "inflight",
         "keep_awake_count",
         "pending_disconnects",
@@ -59,8 +59,9 @@ class SleepPolicy:
         self.pending_disconnects = 0
         #: Shutdown work of ``wait_until`` (made on first use).
         self.background: set[asyncio.Task[Any]] | None = None
-        #: Set whenever something that keeps the actor awake ends (a shutdown waits on it).
-        self.changed: asyncio.Event = LazyEvent()
+        # Set by changed() while a shutdown waits for quiet (made by wait_for_quiet, which
+        # clears it before each wait: a change with no one waiting needs no event).
+        self._quiet: asyncio.Event | None = None
         # Idle timer: one entry (key: the actor id) in the process-wide SleepTimers, armed
         # lazily; see reset_idle.
         self._timers = (
@@ -84,7 +85,7 @@ class SleepPolicy:
             background.discard(task)
             if not finished.cancelled() and finished.exception() is not None:
                 self._owner.log.error("wait_until task failed", exc_info=finished.exception())
-            self.changed.set()
+            self.changed()
 
         task.add_done_callback(done)
         return task
@@ -102,7 +103,7 @@ class SleepPolicy:
             return await awaitable
         finally:
             self.keep_awake_count -= 1
-            self.changed.set()
+            self.changed()
             self.reset_idle()
 
     def can_sleep(self) -> bool:
@@ -166,9 +167,16 @@ class SleepPolicy:
             owner.log.debug("idle for %g s: going to sleep", owner.options.sleep_timeout)
         owner.request_sleep()
 
+    def changed(self) -> None:
+        """Something that keeps the actor awake ended: a shutdown waiting for quiet looks
+        again."""
+        quiet = self._quiet
+        if quiet is not None:
+            quiet.set()
+
     def activity_changed(self) -> None:
         """Something that keeps the actor awake started or ended (connections, requests)."""
-        self.changed.set()
+        self.changed()
         self.reset_idle()
 
     def end_request(self) -> None:
@@ -181,7 +189,9 @@ class SleepPolicy:
         """Wait, until the loop time ``deadline``, for in-flight work, ``keep_awake``,
         ``wait_until`` tasks, ``on_disconnect`` callbacks and (``wait_for_run``) ``run``."""
         owner = self._owner
-        changed = self.changed
+        changed = self._quiet
+        if changed is None:
+            changed = self._quiet = LazyEvent()
         while True:
             run_task = owner._run_task
             running = wait_for_run and run_task is not None and not run_task.done()
