@@ -118,6 +118,26 @@ async def test_storage_layout_is_rivetkits(qs: ModuleType) -> None:
         assert [i for i, _ in messages] == [2]
 
 
+async def test_queues_share_only_empty_dicts(qs: ModuleType) -> None:
+    # A queue starts with the shared empty index and waiter dicts (no two dicts per actor)
+    # and writes only to dicts of its own: the shared ones stay empty.
+    async with setup_test(setup(use=[make_box()])) as client:
+        first = await queue_of(client, key=["a"])
+        second = await queue_of(client, key=["b"])
+        assert first._messages is second._messages is queue_mod._NO_MESSAGES
+        assert first._waiters is second._waiters is queue_mod._NO_WAITERS
+        sent = asyncio.ensure_future(first.send("job", 1, wait=True, timeout=5))
+        await eventually(lambda: len(first._messages) == 1)
+        assert first._messages is not queue_mod._NO_MESSAGES and first._waiters
+        [message] = await first.try_next_batch(completable=True)
+        await message.complete({"ok": True})
+        assert await sent == {"status": "completed", "response": {"ok": True}}
+        await second.send("mail", 2)
+        await second.reset()
+        assert second._messages is queue_mod._NO_MESSAGES and second.size == 0
+        assert not queue_mod._NO_MESSAGES and not queue_mod._NO_WAITERS
+
+
 async def test_ids_continue_after_restart_and_from_metadata(qs: ModuleType, tmp_path: Path) -> None:
     registry = setup(use=[make_box()])
     async with setup_test(registry, data_dir=tmp_path) as client:

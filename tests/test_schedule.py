@@ -16,6 +16,7 @@ import pytest
 
 from conftest import eventually
 from rivetkit import ActorOptions, RivetError, actor, setup
+from rivetkit.runtime import schedule as schedule_mod
 from rivetkit.runtime.context import ActorContext
 from rivetkit.runtime.instance import ActorInstance
 from rivetkit.testing import RuntimeClient, setup_runtime
@@ -278,6 +279,27 @@ async def test_overdue_events_run_right_after_a_wake() -> None:
         clock.advance(60)  # no poll: the next request wakes it and drains what is overdue
         assert await handle.generation() == 2
         await eventually(lambda: instance_of(client, actor_id).state["log"] == ["late"])
+
+
+async def test_schedules_share_only_an_empty_recurring_dict(tmp_path: Any) -> None:
+    # No recurring dict per actor until it has one; the shared empty one stays empty, also
+    # when a woken actor loads its recurring schedules.
+    clock = FakeClock()
+    registry = setup(use=[build()])
+    async with setup_runtime(registry, tmp_path, clock=clock.time) as client:
+        plain = client.sched.get_or_create("plain")
+        ticking = client.sched.get_or_create("ticking")
+        await plain.remind(100, "one-shot")
+        await ticking.every("beat", 60, "fire", "beat")
+        plain_schedule = instance_of(client, await plain.resolve()).schedule
+        ticking_schedule = instance_of(client, await ticking.resolve()).schedule
+        assert plain_schedule._recurring is schedule_mod._NO_RECURRING
+        assert list(ticking_schedule._recurring) == ["beat"]
+        actor_id = await ticking.resolve()
+    async with setup_runtime(registry, tmp_path, clock=clock.time) as client:
+        assert await client.sched.get_or_create("ticking").resolve() == actor_id
+        assert await client.sched.get_or_create("ticking").delete("beat") is True
+        assert not schedule_mod._NO_RECURRING
 
 
 async def test_schedules_survive_a_restart(tmp_path: Any) -> None:
