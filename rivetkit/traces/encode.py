@@ -90,7 +90,10 @@ def encode_chunk(traces: ActorTraces, sealed: Sealed) -> bytes:
         if info is not None and (
             len(records) == 1 or all(getattr(entry, "info", None) is info for entry in records)
         ):
-            _, table, tail_of = _one_info(info)
+            entry = _ONE_INFO.get(id(info))  # (_one_info's lookup, without its frame)
+            if entry is None or entry[0] is not info:
+                entry = _one_info(info)
+            _, table, tail_of = entry
             base = sealed.bucket * 1_000_000_000
             parts: list[bytes] = []
             try:
