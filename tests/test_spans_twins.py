@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from trace_helpers import MemoryStore
 
 from conftest import TWIN_IDS, both_twins, twin
 from rivetkit.errors import UserError
@@ -39,28 +40,6 @@ class StepClock:
     def __call__(self) -> int:
         self.now += 1_000_000
         return self.now
-
-
-class MemoryStore:
-    """A dict as the actor KV."""
-
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-
-    async def write(self, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
-        for key in deletes:
-            self.data.pop(key, None)
-        self.data.update(puts)
-
-    async def list(
-        self, start: bytes, end: bytes | None, *, reverse: bool = False, limit: int | None = None
-    ) -> list[tuple[bytes, bytes]]:
-        out = sorted(
-            (k, v) for k, v in self.data.items() if k >= start and (end is None or k < end)
-        )
-        if reverse:
-            out.reverse()
-        return out[:limit] if limit is not None else out
 
 
 def recorder_on(spans: ModuleType, *, max_bytes: int = 4096) -> Any:

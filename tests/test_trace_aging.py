@@ -11,6 +11,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from trace_helpers import MemoryStore
 
 from conftest import TWIN_IDS, LoopClock, twin
 from rivetkit.traces import aging
@@ -19,28 +20,6 @@ from rivetkit.traces.recorder import TraceStorage
 from rivetkit.traces.schema import CHUNK
 
 AGE = 2.0
-
-
-class MemoryStore:
-    """A dict as the actor KV, counting writes."""
-
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-        self.writes = 0
-
-    async def write(self, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
-        self.writes += 1
-        for key in deletes:
-            self.data.pop(key, None)
-        self.data.update(puts)
-
-    async def list(
-        self, start: bytes, end: bytes | None, *, reverse: bool = False, limit: int | None = None
-    ) -> list[tuple[bytes, bytes]]:
-        out = sorted(
-            (k, v) for k, v in self.data.items() if k >= start and (end is None or k < end)
-        )
-        return out[:limit] if limit is not None else out
 
 
 @pytest.fixture(params=TWIN_IDS)

@@ -12,6 +12,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from trace_helpers import LaterStore as MemoryStore
 
 from rivetkit.traces import ActorTraces
 from rivetkit.traces.schema import CHUNK, SpanEnd, SpanStart, chunk_key, parse_chunk_key
@@ -19,29 +20,6 @@ from rivetkit.traces.schema import CHUNK, SpanEnd, SpanStart, chunk_key, parse_c
 pytestmark = pytest.mark.asyncio
 
 NOW = 1_700_000_123_456_789_000  # a fixed clock: every chunk opens in the same millisecond
-
-
-class MemoryStore:
-    """A dict as the actor KV (no ``put_soon``: every chunk goes through ``write``)."""
-
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-
-    async def write(self, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
-        await asyncio.sleep(0)
-        for key in deletes:
-            self.data.pop(key, None)
-        self.data.update(puts)
-
-    async def list(
-        self, start: bytes, end: bytes | None, *, reverse: bool = False, limit: int | None = None
-    ) -> list[tuple[bytes, bytes]]:
-        out = sorted(
-            (k, v) for k, v in self.data.items() if k >= start and (end is None or k < end)
-        )
-        if reverse:
-            out.reverse()
-        return out[:limit] if limit is not None else out
 
 
 class HandOverStore(MemoryStore):

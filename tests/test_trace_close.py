@@ -10,37 +10,13 @@ import time
 from typing import Any, cast
 
 import pytest
+from trace_helpers import LaterStore as MemoryStore
 
 from rivetkit.traces import ActorTraces, DriverStore
 from rivetkit.traces import recorder as recorder_module
 from rivetkit.traces.schema import CHUNK
 
 pytestmark = pytest.mark.asyncio
-
-
-class MemoryStore:
-    """A dict as the actor KV, counting writes."""
-
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-        self.writes = 0
-
-    async def write(self, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
-        self.writes += 1
-        await asyncio.sleep(0)  # a real store answers later
-        for key in deletes:
-            self.data.pop(key, None)
-        self.data.update(puts)
-
-    async def list(
-        self, start: bytes, end: bytes | None, *, reverse: bool = False, limit: int | None = None
-    ) -> list[tuple[bytes, bytes]]:
-        out = sorted(
-            (k, v) for k, v in self.data.items() if k >= start and (end is None or k < end)
-        )
-        if reverse:
-            out.reverse()
-        return out[:limit] if limit is not None else out
 
 
 def _records(store: MemoryStore) -> int:

@@ -20,6 +20,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from app_interop import node as _node
+from trace_helpers import MemoryStore
 
 from conftest import both_twins
 from rivetkit import ActorOptions, Response, UserError, actor, setup
@@ -396,28 +397,6 @@ async def test_node_reads_our_bytes(server: Any, http: httpx.AsyncClient, data_d
 
 
 # -- the recorder alone -----------------------------------------------------------------------
-
-
-class MemoryStore:
-    """A dict as the actor KV (key order kept on listing)."""
-
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-
-    async def write(self, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
-        for key in deletes:
-            self.data.pop(key, None)
-        self.data.update(puts)
-
-    async def list(
-        self, start: bytes, end: bytes | None, *, reverse: bool = False, limit: int | None = None
-    ) -> list[tuple[bytes, bytes]]:
-        out = sorted(
-            (k, v) for k, v in self.data.items() if k >= start and (end is None or k < end)
-        )
-        if reverse:
-            out.reverse()
-        return out if limit is None else out[:limit]
 
 
 class StepClock:
