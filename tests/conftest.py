@@ -14,9 +14,16 @@ from collections.abc import Callable
 from types import ModuleType
 
 import pytest
+from hypothesis import settings
 
 from rivetkit import _twins
 from rivetkit.protocol import _bare_py
+
+# No test asserts an absolute time: hypothesis' default 200 ms deadline per example fails
+# a correct property on a loaded machine (the pure twins under CI's load), so it is off for
+# every test; @settings(max_examples=...) elsewhere keeps this default.
+settings.register_profile("rivetkit", deadline=None)
+settings.load_profile("rivetkit")
 
 TWIN_IDS = ["py", "cy"]
 
