@@ -184,3 +184,49 @@ async def test_broadcasts_reach_every_socket_intact(encoding: str) -> None:
         assert await recv(sockets[0], encoding) == ActionResponse(9, 5)
         for ws in sockets:
             await ws.close()
+
+
+class _RealTransport:
+    """A real transport's stand-in: records each method called and its arguments."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        def method(*args: Any) -> Any:
+            self.calls.append((name, args))
+            return False if name == "is_closing" else name
+
+        return method
+
+
+@pytest.mark.asyncio
+async def test_coalescing_transport_forwards_the_whole_transport_api() -> None:
+    """No ``__getattr__`` (it would slow every read of the transport's fields): each public
+    method of ``asyncio.Transport`` is spelled out and reaches the real transport."""
+    from rivetkit.server.ws_transport import CoalescingTransport
+
+    assert "__getattr__" not in vars(CoalescingTransport)
+    public = {name for name in dir(asyncio.Transport) if not name.startswith("_")}
+    assert public <= set(vars(CoalescingTransport))
+    real = _RealTransport()
+    transport = CoalescingTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
+    assert transport.get_extra_info("peername", 1) == "get_extra_info"
+    assert transport.get_write_buffer_size() == "get_write_buffer_size"  # type: ignore[comparison-overlap]
+    transport.set_write_buffer_limits(10)
+    transport.queue(b"ab", 2)
+    transport.writelines([b"c", b"d"])  # after what is queued, in one write
+    transport.queue(b"e", 1)
+    transport.write_eof()  # the queued frame first
+    transport.abort()
+    assert real.calls == [
+        ("get_extra_info", ("peername", 1)),
+        ("get_write_buffer_size", ()),
+        ("set_write_buffer_limits", (10, None)),
+        ("is_closing", ()),
+        ("write", (b"abcd",)),
+        ("is_closing", ()),
+        ("write", (b"e",)),
+        ("write_eof", ()),
+        ("abort", ()),
+    ]

@@ -23,13 +23,13 @@ import asyncio
 import contextlib
 import functools
 import struct
-import weakref
 from collections import deque
 from typing import Any, Final
 
 from rivetkit.runtime.lazy_event import LazyEvent
 from rivetkit.server import uvicorn_fit
 from rivetkit.server.ws_budget import SendBudget
+from rivetkit.server.ws_transport import CoalescingTransport, Flusher, flusher_of
 
 __all__ = ["DIRECT_WEBSOCKET", "DirectWebSocket", "ws_protocol"]
 
@@ -124,127 +124,10 @@ class _Inbox:
         return self._take(items)
 
 
-class _Flusher:
-    """Flushes the transports of one event loop that queued frames in this iteration: one
-    ``call_soon`` per iteration for all of them (a broadcast queues a frame on thousands of
-    sockets), not one per transport."""
-
-    __slots__ = ("_dirty", "_scheduled")
-
-    def __init__(self) -> None:
-        self._dirty: list[_Transport] = []
-        self._scheduled = False
-
-    def add(self, transport: _Transport) -> None:
-        self._dirty.append(transport)
-        if not self._scheduled:
-            self._scheduled = True
-            transport._loop.call_soon(self.run, transport._loop)
-
-    def run(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._scheduled = False
-        dirty = self._dirty
-        if not dirty:
-            return
-        self._dirty = []
-        for transport in dirty:
-            # transport.flush() inline: the frames of thousands of sockets (a broadcast).
-            transport._scheduled = False
-            pending = transport._pending
-            if not pending:
-                continue
-            try:
-                data = pending[0] if len(pending) == 1 else b"".join(pending)
-                pending.clear()
-                transport.pending_size = 0
-                if not transport.transport.is_closing():
-                    transport.transport.write(data)
-            except Exception as exc:  # one transport's failure must not stall the others
-                loop.call_exception_handler(
-                    {"message": "flushing a WebSocket transport failed", "exception": exc}
-                )
-
-
-# One flusher per event loop (servers run in several threads in tests and embeddings).
-_FLUSHERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _flusher_of(loop: asyncio.AbstractEventLoop) -> _Flusher:
-    flusher = _FLUSHERS.get(loop)
-    if flusher is None:
-        flusher = _FLUSHERS.setdefault(loop, _Flusher())
-    return flusher
-
-
-class _Transport:
-    """The connection's transport, coalescing the data frames of one loop iteration.
-
-    :meth:`queue` adds bytes to send at the end of the iteration (the loop's
-    :class:`_Flusher`); every other write (handshake, pong, close frame) first sends what is
-    queued, in the same syscall, so the bytes keep their order.
-    """
-
-    __slots__ = ("_flusher", "_loop", "_pending", "_scheduled", "pending_size", "transport")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self.transport = transport
-        self._loop = loop
-        self._flusher = _flusher_of(loop)
-        self._pending: list[bytes] = []
-        self._scheduled = False
-        #: Payload bytes queued for the end of this iteration (see ``ws_budget``).
-        self.pending_size = 0
-
-    def queue(self, frame: bytes, size: int) -> None:
-        """Queue a whole frame (head and payload) whose payload is ``size`` bytes."""
-        self._pending.append(frame)
-        self.pending_size += size
-        if not self._scheduled:
-            self._scheduled = True
-            self._flusher.add(self)
-
-    def flush(self) -> None:
-        self._scheduled = False
-        pending = self._pending
-        if pending:
-            data = b"".join(pending)
-            pending.clear()
-            self.pending_size = 0
-            if not self.transport.is_closing():
-                self.transport.write(data)
-
-    def discard(self) -> None:
-        self._pending.clear()
-        self.pending_size = 0
-
-    def write(self, data: bytes) -> None:
-        pending = self._pending
-        if pending:
-            pending.append(data)
-            self.flush()
-        else:
-            self.transport.write(data)
-
-    def close(self) -> None:
-        self.flush()
-        self.transport.close()
-
-    def is_closing(self) -> bool:
-        return self.transport.is_closing()
-
-    def pause_reading(self) -> None:
-        self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        self.transport.resume_reading()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.transport.get_extra_info(name, default)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
+# The coalescing transport (its own module; the old names stay for callers and tests).
+_Transport = CoalescingTransport
+_Flusher = Flusher
+_flusher_of = flusher_of
 
 
 def _frame_head(opcode: int, length: int) -> bytes:
@@ -513,12 +396,18 @@ def _build_ws_protocol() -> type[Any] | None:
                 and size <= max_buffer
             ) and not self.admit(size):
                 return True  # dropped: the client reads too slowly and is disconnected
-            # transport.queue(frame, size) inline (once per subscriber of a broadcast).
+            # transport.queue(frame, size) inline (once per subscriber of a broadcast), and
+            # its flusher.add(transport) too (the first frame of an iteration, so once per
+            # subscriber again).
             transport._pending.append(frame)
             transport.pending_size += size
             if not transport._scheduled:
                 transport._scheduled = True
-                transport._flusher.add(transport)
+                flusher = transport._flusher
+                flusher._dirty.append(transport)
+                if not flusher._scheduled:
+                    flusher._scheduled = True
+                    transport._loop.call_soon(flusher.run, transport._loop)
             if transport.pending_size >= _FLUSH_AT:
                 # Big frames gain nothing from waiting: out now, so that the transport
                 # pauses (and awaited sends wait) as soon as the client falls behind.
