@@ -34,6 +34,7 @@ from rivetkit.definition_checks import (
 )
 from rivetkit.errors import UserError
 from rivetkit.options import ActorOptions
+from rivetkit.runtime.plain_copy import plain_copy
 from rivetkit.schemas import ActorSchemas, build_schemas, with_can_publish
 from rivetkit.validation import ArgsValidator, build_action_validator, is_async_callable
 
@@ -308,15 +309,15 @@ class ActorDefinition:
 
     def new_state_value(self) -> Any:
         """A deep copy of the constant ``state``, for a new actor (None when not given)."""
-        return None if self.state_value is UNSET else copy.deepcopy(self.state_value)
+        return None if self.state_value is UNSET else plain_copy(self.state_value)
 
     def new_vars_value(self) -> Any:
         """A deep copy of the constant ``vars``, for a starting actor (None when not given)."""
-        return None if self.vars_value is UNSET else copy.deepcopy(self.vars_value)
+        return None if self.vars_value is UNSET else plain_copy(self.vars_value)
 
     def new_conn_state_value(self) -> Any:
         """A deep copy of the constant ``conn_state``, for a connection (None when not given)."""
-        return None if self.conn_state_value is UNSET else copy.deepcopy(self.conn_state_value)
+        return None if self.conn_state_value is UNSET else plain_copy(self.conn_state_value)
 
     # -- actions ---------------------------------------------------------------------------
 

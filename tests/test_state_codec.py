@@ -70,6 +70,43 @@ def test_depth_limit_and_errors(codec: ModuleType) -> None:
         codec.encode_state({"huge": 10**5000})  # beyond int-to-str's digit limit
 
 
+@pytest.mark.parametrize(
+    "value",
+    [{"s": "\ud800"}, ["$x", "\udfff"], {"deep": [[[{"k": "\ud800"}]]]}],
+    ids=["surrogate", "tag-pair", "nested"],
+)
+def test_cbor2_errors_take_the_full_road(codec: ModuleType, value: Any) -> None:
+    """Plain data cbor2 cannot encode (a lone surrogate) fails as ``cbor_dumps`` does."""
+    with pytest.raises(EncodeError) as raised:
+        codec.encode_state(value)
+    with pytest.raises(EncodeError) as expected:
+        cbor_dumps(value)
+    assert str(raised.value) == str(expected.value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    value=st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats()
+        | st.text(max_size=6)
+        | st.sampled_from(["$", "$BigInt", "$$x", "$Set"]),
+        lambda children: (
+            st.lists(children, max_size=3)
+            | st.dictionaries(st.text(max_size=3) | st.integers(), children, max_size=3)
+        ),
+        max_leaves=15,
+    )
+)
+def test_plain_data_same_bytes(value: Any) -> None:
+    """Dicts and lists of scalars (the compiled twin's fast road): the bytes of ``cbor_dumps``."""
+    expected = cbor_dumps(value)
+    for codec in both_twins("_state_codec", _state_codec_py):
+        assert codec.encode_state(value) == expected
+
+
 def _outcome(fn: Any, value: Any) -> tuple[str, Any]:
     try:
         return ("ok", fn(value))

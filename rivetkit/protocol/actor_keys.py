@@ -21,6 +21,10 @@ KEY_SEPARATOR = "/"
 
 def serialize_key(key: Sequence[str]) -> str:
     """The serialized form of ``key`` (RivetKit's ``serializeActorKey``)."""
+    if key.__class__ is list and len(key) == 1:  # the common key: one plain segment
+        part = key[0]
+        if part.__class__ is str and part and "\\" not in part and "/" not in part:
+            return part  # (what the loop below gives for it)
     if isinstance(key, str):
         raise TypeError("an actor key is a sequence of strings, not a string")
     if not key:

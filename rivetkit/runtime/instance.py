@@ -274,10 +274,10 @@ class ActorInstance:
             self.vars = await initial_vars(definition, self.context)
         if hooks.on_wake is not None:
             await self._call("on_wake")
-        if self._guard.enabled:
-            self._guard.checkpoint(self._state)
+        # The checkpoint's encoding is the snapshot's (no await between them).
+        encoded = self._guard.checkpoint(self._state) if self._guard.enabled else None
         if is_new or saves.dirty or token_put:
-            await saves.write_snapshot(extra=token_put)
+            await saves.write_snapshot(extra=token_put, encoded=encoded)
         if self._on_state_change is not None:
             saves.remember_state()
         self.phase = Phase.STARTED

@@ -283,10 +283,18 @@ class StatePersistence:
             ) from exc
 
     async def write_snapshot(
-        self, *, has_initialized: bool = True, extra: list[tuple[bytes, bytes]] | None = None
+        self,
+        *,
+        has_initialized: bool = True,
+        extra: list[tuple[bytes, bytes]] | None = None,
+        encoded: bytes | None = None,
     ) -> None:
-        """Encode and store the snapshot now (with the ``extra`` KV entries, atomically)."""
-        snapshot, puts = self._prepare(has_initialized, extra)
+        """Encode and store the snapshot now (with the ``extra`` KV entries, atomically).
+
+        ``encoded``: :meth:`encode_state` of the state as it is now, already made (the
+        start's checkpoint), used instead of encoding it again.
+        """
+        snapshot, puts = self._prepare(has_initialized, extra, encoded)
         if puts:
             await self._store(snapshot, puts)
         else:  # unchanged, nothing extra: nothing to write
@@ -306,16 +314,23 @@ class StatePersistence:
         self._written(snapshot, puts)
 
     def _prepare(
-        self, has_initialized: bool, extra: list[tuple[bytes, bytes]] | None
+        self,
+        has_initialized: bool,
+        extra: list[tuple[bytes, bytes]] | None,
+        encoded: bytes | None = None,
     ) -> tuple[Actor | None, _Puts]:
-        """Encode the state: ``(snapshot, puts)`` to write, ``snapshot`` None when it is the
-        persisted one (``puts`` then holds only ``extra``). Raises ``actor/invalid_state``
-        (the state stays dirty) when the state cannot be encoded."""
+        """Encode the state (unless ``encoded`` is given): ``(snapshot, puts)`` to write,
+        ``snapshot`` None when it is the persisted one (``puts`` then holds only ``extra``).
+        Raises ``actor/invalid_state`` (the state stays dirty) when the state cannot be
+        encoded."""
         owner = self._owner
         guard = owner._guard
         self._changed = False
         try:
-            state = self.encode_state()
+            if encoded is None or (owner._state is None and not owner.definition.has_state):
+                state = self.encode_state()
+            else:
+                state = encoded
         except RivetError:
             if not guard.enabled or owner.phase == _LOADING:
                 self._changed = True

@@ -37,6 +37,7 @@ import cbor2
 
 from rivetkit.errors import EncodeError, RivetError, actor_error
 from rivetkit.protocol.values import MAX_DEPTH, cbor_dumps, cbor_loads
+from rivetkit.runtime.state_codec import encode_state
 
 #: Below this many raw CBOR bytes the save's own encoding cannot fail where ``cbor2`` did not:
 #: nesting :data:`MAX_DEPTH` levels takes a byte per level, an integer too long for ``str()``
@@ -88,12 +89,14 @@ class StateGuard:
 
     # -- checking ----------------------------------------------------------------------------
 
-    def checkpoint(self, state: Any) -> None:
-        """Take ``state`` as the checkpoint (at start); raise ``actor/invalid_state`` if it
-        cannot be saved."""
+    def checkpoint(self, state: Any) -> bytes:
+        """Take ``state`` as the checkpoint (at start) and return the save's encoding of it
+        (:func:`~rivetkit.runtime.state_codec.encode_state`); raise ``actor/invalid_state``
+        if it cannot be saved."""
         problem = self._encode(state)
-        if problem is not None:
+        if isinstance(problem, str):
             raise invalid_state(problem, what="the initial state")
+        return problem
 
     def check(self, holder: Any, since: int | None = None, what: str = "the action") -> None:
         """At the end of a write: the state of ``holder`` (an ActorInstance) can be saved and,
@@ -129,7 +132,7 @@ class StateGuard:
         good, good_exact = self._good, self._good_exact
         if raw is None or good_exact or (raw != good and not _surely_saveable(raw)):
             problem = self._encode(holder._state, raw=raw)
-            if problem is not None:
+            if isinstance(problem, str):
                 raise self._restore(holder, invalid_state(problem, what=what))
         else:
             self._good = raw
@@ -137,22 +140,23 @@ class StateGuard:
             self._good, self._good_exact = good, good_exact
             raise self._restore(holder, save_failed(self.save_error))
 
-    def _encode(self, state: Any, *, raw: bytes | None = None) -> str | None:
-        """Make ``state`` the checkpoint if it can be saved; else return what is wrong."""
+    def _encode(self, state: Any, *, raw: bytes | None = None) -> str | bytes:
+        """Make ``state`` the checkpoint if it can be saved and return the save's encoding of
+        it; else return what is wrong (a ``str``)."""
         if raw is None:
             try:
                 raw = cbor2.dumps(state)
             except Exception:
                 raw = None
         try:
-            exact = cbor_dumps(state)
+            exact = encode_state(state)
         except (EncodeError, RecursionError, ValueError, TypeError) as exc:
             return describe(state, exc)
         if raw is not None:
             self._good, self._good_exact = raw, False
         else:  # only the save's own encoding takes it (a Mapping that is not a dict, say)
             self._good, self._good_exact = exact, True
-        return None
+        return exact
 
     def _restore(self, holder: Any, error: RivetError) -> RivetError:
         """Put the checkpoint back as the state of ``holder``; return ``error``, which actions

@@ -448,7 +448,7 @@ class RivetApp:
             if instance is not None:
                 actor_id: str = cached
             else:
-                actor_id, rest, _ = await self._gateway(path, raw_query)
+                actor_id, rest, _ = await self._gateway(path, raw_query, (segment, rest))
                 instance = instances.get(actor_id)
             set_actor_context(instance, actor_id)
         except Exception as exc:
@@ -457,13 +457,12 @@ class RivetApp:
             elif to_public(exc) is not exc:
                 logger.warning("%s %s failed: %s", "POST", path[:200], exc)
             return error_response(exc)
-        # Dispatcher.handle_http, then _action's first steps.
+        # Dispatcher.handle_http (its _instance's check made above), then _action's first steps.
         if instance is None or instance.phase != _STARTED:
-            dispatcher = self.dispatcher
             try:
-                instance = await dispatcher._instance(actor_id)
+                instance = await self.runtime.instance(actor_id)
             except Exception as exc:
-                return dispatcher._error(exc, None, f"POST {rest[:200]}", traced=False)
+                return self.dispatcher._error(exc, None, f"POST {rest[:200]}", traced=False)
         return instance
 
     def _metrics(self, headers: Headers) -> Response:
@@ -477,9 +476,10 @@ class RivetApp:
 
     # -- gateway ---------------------------------------------------------------------------
 
-    async def _gateway(self, path: str, query: bytes) -> tuple[str, str, str]:
-        """``(actor_id, path for the actor, query for the actor)`` of a gateway URL."""
-        segment, rest = split_path(path)
+    async def _gateway(self, path: str, query: bytes, split: Any = None) -> tuple[str, str, str]:
+        """``(actor_id, path for the actor, query for the actor)`` of a gateway URL (``split``:
+        its ``split_path``, when made already)."""
+        segment, rest = split_path(path) if split is None else split
         if not segment:
             raise invalid_request("the gateway URL names no actor")
         routes = self._routes
@@ -496,7 +496,12 @@ class RivetApp:
             params, rest_query = {}, query_string
         if params:
             target = gateway.parse_query(segment, params)
-            actor_id = await self._resolve(target)
+            self._check_name(target.name)
+            if target.method == "get":
+                actor_id = await self._find(target)
+            else:  # getOrCreate inline (no coroutine of its own: a frame less to resume)
+                made = await self.driver.get_or_create_actor(target.name, target.key, target.input)
+                actor_id = made[0].actor_id
         else:
             actor_id, _token = gateway.parse_direct(segment)
             if actor_id not in self.runtime.instances:
@@ -539,19 +544,16 @@ class RivetApp:
         if name not in self.registry.actors:
             raise address_hints.unknown_name(name, self.registry.actors)
 
-    async def _resolve(self, target: gateway.QueryTarget) -> str:
-        self._check_name(target.name)
-        if target.method == "get":
-            record = await self.driver.find_actor(target.name, target.key)
-            if record is None:
-                raise RivetError(
-                    "actor",
-                    "not_found",
-                    f"no actor {target.name!r} with key {serialize_key(target.key)!r}",
-                    metadata={"name": target.name, "key": serialize_key(target.key)},
-                )
-            return record.actor_id
-        record, _ = await self.driver.get_or_create_actor(target.name, target.key, target.input)
+    async def _find(self, target: gateway.QueryTarget) -> str:
+        """The actor id of a ``get`` target (its name checked); ``actor/not_found``."""
+        record = await self.driver.find_actor(target.name, target.key)
+        if record is None:
+            raise RivetError(
+                "actor",
+                "not_found",
+                f"no actor {target.name!r} with key {serialize_key(target.key)!r}",
+                metadata={"name": target.name, "key": serialize_key(target.key)},
+            )
         return record.actor_id
 
     # -- manager API -----------------------------------------------------------------------

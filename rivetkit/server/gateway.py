@@ -187,14 +187,22 @@ def parse_query(segment: str, params: dict[str, str]) -> QueryTarget:
     if policy is not None and policy not in _CRASH_POLICIES:
         raise invalid_request(f"unknown rvt-crash-policy {policy[:40]!r}")
     raw_key = params.get("rvt-key")
-    key = check_key(raw_key.split(",")) if raw_key else []
+    if not raw_key:
+        key = []
+    elif len(raw_key) <= MAX_KEY_SEGMENT and raw_key.isascii():
+        key = raw_key.split(",")  # within check_key's limits: no segment, nor all, is longer
+    else:
+        key = check_key(raw_key.split(","))
     input_text = params.get("rvt-input")
     input: bytes | None = None
     if input_text is not None and method == "getOrCreate":
         input = decode_input(input_text, urlsafe=True, what="rvt-input")
-    return QueryTarget(
-        name, key, method, input, params.get("rvt-namespace") or "default", params.get("rvt-token")
-    )
+    # QueryTarget(...) without its __new__'s Python frame (the same tuple).
+    namespace = params.get("rvt-namespace") or "default"
+    return _new_tuple(QueryTarget, (name, key, method, input, namespace, params.get("rvt-token")))
+
+
+_new_tuple: Final = tuple.__new__
 
 
 def parse_direct(segment: str) -> tuple[str, str | None]:

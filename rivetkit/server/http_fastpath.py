@@ -99,7 +99,12 @@ _CYCLE_FIELDS: Final = frozenset(
 def _head_lines(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     """``name: value\\r\\n`` lines of ``headers`` as uvicorn writes them; None when uvicorn
     would do more than write them (an invalid header, framing or connection headers). Kept
-    by the list's items, but for a :class:`~rivetkit.dispatch.http.OnceHeaders`."""
+    by the list's items, but for a :class:`~rivetkit.dispatch.http.OnceHeaders`.
+
+    A name seen fine before (lower case, valid, no framing: :data:`_good_names`) is not
+    checked again, and the values are checked in one search of them joined by a tab (which
+    uvicorn's value pattern allows): an actor's first answer (its own header list) costs
+    one search instead of two per header."""
     if headers.__class__ is OnceHeaders:
         key = None
     else:
@@ -110,20 +115,36 @@ def _head_lines(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     tools = _http_tools()
     assert tools is not None
     header_re, value_re = tools[2]
+    good = _good_names
     parts: list[bytes] = []
+    values: list[bytes] = []
     for name, value in headers:
-        if header_re.search(name) or value_re.search(value):
-            return None  # uvicorn raises: let it
-        name = name.lower()
-        if name in (b"content-length", b"transfer-encoding", b"connection"):
-            return None
+        if name.__class__ is not bytes or name not in good:  # (a bytearray: unhashable)
+            if header_re.search(name):
+                return None  # uvicorn raises: let it
+            lowered = name.lower()
+            if lowered in _FRAMING_NAMES:
+                return None
+            if lowered == name and name.__class__ is bytes:
+                if len(good) >= _HEADS_LIMIT:
+                    good.clear()
+                good.add(name)
+            name = lowered
+        values.append(value)
         parts.extend((name, b": ", value, b"\r\n"))
+    if value_re.search(b"\t".join(values)):
+        return None  # uvicorn raises: let it
     lines = b"".join(parts)
     if key is not None:
         if len(_heads) >= _HEADS_LIMIT:
             _heads.clear()
         _heads[key] = lines
     return lines
+
+
+# Header names _head_lines found fine (lower case, valid, not framing): not checked again.
+_good_names: set[bytes] = set()
+_FRAMING_NAMES: Final = (b"content-length", b"transfer-encoding", b"connection")
 
 
 def forget_head(headers: list[tuple[bytes, bytes]]) -> None:
