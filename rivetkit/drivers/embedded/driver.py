@@ -219,14 +219,15 @@ class EmbeddedDriver:
         offline writer may put (:data:`.fresh.OFFLINE_KEYS`, the inspector token): a read of
         any other key or range answers nothing now. The runtime skips a new actor's loads
         of its connections, queue and recurring schedules with it."""
-        return actor_id in self.fresh
+        return actor_id in self.fresh.ids
 
     async def kv_get(self, actor_id: str, keys: Sequence[bytes]) -> list[bytes | None]:
         """Values of ``keys`` in order (None where missing)."""
         fresh = self.fresh
-        if actor_id in fresh:
+        if actor_id in fresh.ids:  # (no Python call: see FreshActors.ids)
             for key in keys:
-                tables.check_bytes("keys", key)
+                if key.__class__ is not bytes:  # the common case needs no call
+                    tables.check_bytes("keys", key)
             known = fresh.get(actor_id, keys)
             if known is not None:
                 return known
@@ -246,7 +247,7 @@ class EmbeddedDriver:
         """Apply deletes, then puts, atomically; return once committed."""
         if not puts and not deletes:
             return
-        self.fresh.written(actor_id)
+        self.fresh.ids.pop(actor_id, None)  # fresh.written(actor_id), with no Python call
         await self.store.write(tables.kv_write, actor_id, puts, deletes)
 
     def kv_put_soon(self, actor_id: str, puts: Sequence[tuple[bytes, bytes]], done: Done) -> bool:
@@ -263,7 +264,7 @@ class EmbeddedDriver:
         """
         if "kv_write" in self.__dict__ or type(self).kv_write is not EmbeddedDriver.kv_write:
             return False
-        self.fresh.written(actor_id)
+        self.fresh.ids.pop(actor_id, None)  # fresh.written(actor_id), with no Python call
         self.store.put_soon(done, actor_id, puts)
         return True
 
@@ -278,11 +279,13 @@ class EmbeddedDriver:
     ) -> list[tuple[bytes, bytes]]:
         """Entries with ``start <= key < end`` (``end=None``: no upper bound), in key order
         (descending with ``reverse``), at most ``limit``."""
-        if actor_id in self.fresh:
-            tables.check_bytes("range bounds", start)
-            if end is not None:
+        fresh = self.fresh
+        if actor_id in fresh.ids:  # (no Python call: see FreshActors.ids)
+            if start.__class__ is not bytes:  # the common case needs no call
+                tables.check_bytes("range bounds", start)
+            if end is not None and end.__class__ is not bytes:
                 tables.check_bytes("range bounds", end)
-            if self.fresh.empty_range(actor_id, start, end):
+            if fresh.empty_range(actor_id, start, end):
                 return []
         return await self.store.read(tables.kv_list, actor_id, start, end, reverse, limit)
 

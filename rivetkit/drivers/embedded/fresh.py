@@ -48,22 +48,24 @@ _MAX_RANGES: Final = 256
 class FreshActors:
     """The ids of actors created by this driver whose KV nothing has written yet."""
 
-    __slots__ = ("_ids", "limit")
+    __slots__ = ("ids", "limit")
 
     def __init__(self, limit: int = MAX_FRESH) -> None:
-        # actor id -> the values of OFFLINE_KEYS read at its start (None: not read yet).
-        self._ids: dict[str, list[bytes | None] | None] = {}
+        #: actor id -> the values of :data:`OFFLINE_KEYS` read at its start (None: not read
+        #: yet). Read it, don't write it, from outside: ``actor_id in fresh.ids`` is what
+        #: ``actor_id in fresh`` answers, without a Python call (the driver's hot paths).
+        self.ids: dict[str, list[bytes | None] | None] = {}
         self.limit = limit
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self.ids)
 
     def __contains__(self, actor_id: object) -> bool:
-        return actor_id in self._ids
+        return actor_id in self.ids
 
     def empty_get(self, actor_id: str, keys: Sequence[bytes]) -> bool:
         """True when reading ``keys`` of ``actor_id`` needs no store trip: all missing."""
-        return actor_id in self._ids and not any(key in OFFLINE_KEYS for key in keys)
+        return actor_id in self.ids and not any(key in OFFLINE_KEYS for key in keys)
 
     def get(self, actor_id: str, keys: Sequence[bytes]) -> list[bytes | None] | None:
         """The values of ``keys`` of ``actor_id`` when known here (missing ones None), or
@@ -72,7 +74,7 @@ class FreshActors:
         What a start read of :data:`OFFLINE_KEYS` answers one read only (the start's own,
         which follows it on the loop with no store trip between): a later read of those
         keys goes to the store again."""
-        ids = self._ids
+        ids = self.ids
         if actor_id not in ids:
             return None
         known = ids[actor_id]
@@ -92,7 +94,7 @@ class FreshActors:
 
     def empty_range(self, actor_id: str, start: bytes, end: bytes | None) -> bool:
         """True when listing ``start <= key < end`` of ``actor_id`` needs no store trip."""
-        if actor_id not in self._ids:
+        if actor_id not in self.ids:
             return False
         if start.__class__ is bytes and (end is None or end.__class__ is bytes):
             # The runtime lists a few constant ranges (a start's connections, queue,
@@ -107,7 +109,7 @@ class FreshActors:
 
     def created(self, actor_id: str) -> None:
         """``actor_id`` was just created (its creation committed): its KV is empty."""
-        ids = self._ids
+        ids = self.ids
         ids[actor_id] = None
         if len(ids) > self.limit:
             del ids[next(iter(ids))]
@@ -116,10 +118,10 @@ class FreshActors:
         """The start of ``actor_id`` read ``offline`` (the values of :data:`OFFLINE_KEYS`,
         in order) in the operation that counted its generation. Ignored unless the actor is
         still fresh (a write submitted since then forgot it)."""
-        ids = self._ids
+        ids = self.ids
         if actor_id in ids:
             ids[actor_id] = list(offline)
 
     def written(self, actor_id: str) -> None:
         """A write to the actor's KV (or its deletion) is being submitted."""
-        self._ids.pop(actor_id, None)
+        self.ids.pop(actor_id, None)

@@ -194,7 +194,7 @@ class Placement:
     async def _start(self, slot: _Slot, host: ActorHost) -> None:
         try:
             fresh = self._fresh
-            if fresh is not None and slot.actor_id in fresh:
+            if fresh is not None and slot.actor_id in fresh.ids:
                 record, offline = await self._store.write(
                     tables.begin_generation_reading, slot.actor_id, OFFLINE_KEYS
                 )
