@@ -316,6 +316,12 @@ def _build_ws_protocol() -> type[Any] | None:
 
     from websockets.protocol import Protocol as WsProtocol
 
+    # ``conn.state`` is a property returning ``conn._state``: the send path, once per
+    # subscriber of a broadcast, reads the field itself (no property call).
+    state = vars(WsProtocol).get("state")
+    code = getattr(state.fget, "__code__", None) if isinstance(state, property) else None
+    if code is None or code.co_names != ("_state",):
+        return None
     OPEN = State.OPEN
     unpack_16 = struct.Struct("!H").unpack_from
     unpack_64 = struct.Struct("!Q").unpack_from
@@ -383,7 +389,7 @@ def _build_ws_protocol() -> type[Any] | None:
                 or self.disconnected
                 or not self.handshake_complete
                 or self.initial_response is not None
-                or self.conn.state is not OPEN
+                or self.conn._state is not OPEN
             ):
                 return False
             transport: Any = self.transport
