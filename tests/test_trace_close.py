@@ -345,3 +345,70 @@ async def test_a_recorder_keeps_its_fields_in_slots() -> None:
         None,
     )
     assert (recorder._stored_bytes, recorder._checked, recorder._resource) == (0, False, None)
+
+
+class FakeDriver:
+    """The driver calls a DriverStore makes, over one dict: ``known_empty`` is what
+    ``kv_known_empty`` answers (the embedded driver's, for an actor it just made)."""
+
+    def __init__(self, *, known_empty: bool, take: bool = True) -> None:
+        self.store = MemoryStore()
+        self.known_empty = known_empty
+        self.take = take
+        self.listings = 0
+        self.soon: list[tuple[str, list[tuple[bytes, bytes]]]] = []
+
+    def kv_known_empty(self, actor_id: str) -> bool:
+        return self.known_empty
+
+    async def kv_list(self, actor_id: str, start: bytes, end: bytes | None, **kw: Any) -> Any:
+        self.listings += 1
+        return await self.store.list(start, end, **kw)
+
+    async def kv_write(self, actor_id: str, puts: Any, deletes: Any) -> None:
+        await self.store.write(list(puts), list(deletes))
+
+    def kv_put_soon(self, actor_id: str, puts: list[tuple[bytes, bytes]], done: Any) -> bool:
+        if not self.take:
+            return False
+        self.soon.append((actor_id, puts))
+        self.store.data.update(puts)
+        asyncio.get_running_loop().call_soon(done, True, None)
+        return True
+
+
+def _fixed(recorder: ActorTraces) -> ActorTraces:
+    recorder.id_base, recorder.trace_base = 7, bytes(8)
+    return recorder
+
+
+@pytest.mark.parametrize("known_empty", [True, False])
+@pytest.mark.parametrize("take", [True, False])
+async def test_a_driver_store_known_empty_is_not_listed(known_empty: bool, take: bool) -> None:
+    """Through a DriverStore, a KV the driver knows empty is not listed (the preload is done
+    at once, no coroutine); one it does not know is listed once; either way the last chunk
+    goes to the driver's ``kv_put_soon`` (a refusal: written and awaited as before), with
+    the bytes a plain store gets."""
+    driver = FakeDriver(known_empty=known_empty, take=take)
+    store = DriverStore(cast(Any, driver), "id-1", "counter", [])
+    now = 1_764_000_000_000_000_000
+    recorder = _fixed(ActorTraces(store, clock_ns=lambda: now, actor=store))
+    waiting = recorder.preload()
+    assert (not asyncio.iscoroutine(waiting)) is known_empty
+    await waiting
+    assert driver.listings == (0 if known_empty else 1) and recorder._stored == []
+    recorder.instant("action", "increment")
+    await recorder.close()
+    await asyncio.sleep(0)
+    assert driver.listings == (0 if known_empty else 1) and recorder.write_error is None
+    assert [actor for actor, _ in driver.soon] == ["id-1"] * int(take)
+    assert driver.store.writes == int(not take) and not recorder.pending
+    assert recorder._stored == [(k, len(v)) for k, v in driver.store.data.items()]
+    assert recorder._stored_bytes == sum(len(v) for v in driver.store.data.values())
+
+    plain = MemoryStore()
+    same = _fixed(ActorTraces(plain, clock_ns=lambda: now))
+    await same.preload()
+    same.instant("action", "increment")
+    await same.close()
+    assert plain.data == driver.store.data and _records(plain) == 2

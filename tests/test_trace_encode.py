@@ -140,3 +140,41 @@ async def test_the_cache_bound_clears_it(
         check(recorder, fast=True, monkeypatch=monkeypatch)
         assert len(encode._ONE_INFO) == 1
         recorder._records = []
+
+
+async def test_records_given_their_tail_as_bytes(
+    spans: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``encode_records`` given the plain spans' tail as bytes makes what it makes asking a
+    ``tail_of`` for it (the other entries still go to ``other``); past 127 records the
+    one-info path's count takes more than a byte."""
+    recorder = recorder_on(spans)
+    for _ in range(70):
+        recorder.instant("action", "tailed")
+    child = recorder.start("action", "tailed")
+    recorder.instant("action", "tailed")
+    child.end()
+    records = recorder.current().records
+    base = recorder._bucket * 1_000_000_000
+    tail = encode._one_info(records[0].info)[2]
+    asked: list[Any] = []
+
+    def tail_of(span: Any) -> bytes:
+        asked.append(span)
+        return tail
+
+    def other(entry: Any, parts: list[bytes]) -> int:
+        parts.append(b"<other>")
+        return 1
+
+    by_call: list[bytes] = []
+    by_bytes: list[bytes] = []
+    count = recorder.encode_records(records, base, tail_of, other, by_call)
+    assert recorder.encode_records(records, base, tail, other, by_bytes) == count == 143
+    assert by_bytes == by_call and by_bytes.count(b"<other>") == 1 and len(asked) == 1
+
+    recorder = recorder_on(spans)
+    for _ in range(70):
+        recorder.instant("action", "tailed")
+    data = check(recorder, fast=True, monkeypatch=monkeypatch)
+    assert len(CHUNK.decode(data).records) == 140

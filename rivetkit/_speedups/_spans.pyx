@@ -299,9 +299,10 @@ cdef class SpanRecorder:
 
         An ended root span with no error nor extra attributes, started in the bucket and
         not written before (an action's span, the common case) is made here: its
-        ``SpanStart`` (``tail_of(span)``: the bytes after its parent field) then its
-        ``SpanEnd``. Every other entry goes to ``other(entry, parts)``, which appends its
-        records and returns how many.
+        ``SpanStart`` (``tail_of(span)``: the bytes after its parent field; ``tail_of`` may
+        be those bytes themselves, when every such span has the same) then its ``SpanEnd``.
+        Every other entry goes to ``other(entry, parts)``, which appends its records and
+        returns how many.
         """
         cdef Py_ssize_t count = 0
         cdef Span span
@@ -309,6 +310,9 @@ cdef class SpanRecorder:
         cdef bytes tail = None
         cdef bytes trace_base = self.trace_base
         cdef unsigned long long id_base = self._id_base
+        cdef bint given = isinstance(tail_of, bytes)
+        if given:  # (the same tail for every plain span: never asked)
+            tail = <bytes>tail_of
         for entry in records:
             if type(entry) is Span:
                 span = <Span>entry
@@ -323,7 +327,7 @@ cdef class SpanRecorder:
                     # after its first call for it): asked once per run of the same info.
                     if span.end_ns < base:  # (a wall clock stepped back) as struct.pack
                         raise struct.error("argument out of range")
-                    if span.info is not last_info:
+                    if not given and span.info is not last_info:
                         tail = tail_of(span)
                         last_info = span.info
                     parts.append(_plain_pair(span, base, id_base, trace_base, tail))

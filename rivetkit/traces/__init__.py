@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from rivetkit.traces.recorder import ActorTraces, Span, current_span
+from rivetkit.traces.store import DriverStore
 
 if TYPE_CHECKING:
-    from rivetkit.drivers.base import Driver
     from rivetkit.runtime.instance import ActorInstance
 
 __all__ = [
@@ -44,6 +43,7 @@ ENV_SWITCH = "RIVETKIT_TRACES"
 _ENVIRON = os.environ
 _ENV_DATA: dict[Any, str] | None = getattr(os.environ, "_data", None)
 _ENV_KEY: Any = getattr(os.environ, "encodekey", lambda key: key)(ENV_SWITCH)
+_new = object.__new__
 
 
 def enabled() -> bool:
@@ -54,48 +54,21 @@ def enabled() -> bool:
     return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "off", "no")
 
 
-class DriverStore:
-    """The traces' view of one actor's KV through its driver; with the actor's ``name`` and
-    ``key``, also who the actor is (the recorder's ``actor``: no tuple of its own)."""
-
-    __slots__ = ("actor_id", "driver", "key", "name")
-
-    def __init__(
-        self, driver: Driver, actor_id: str, name: str = "", key: list[str] | None = None
-    ) -> None:
-        self.driver = driver
-        self.actor_id = actor_id
-        self.name = name
-        self.key: list[str] = [] if key is None else key
-
-    # write and list return the driver's coroutine (no coroutine of their own to await it).
-
-    def write(
-        self, puts: list[tuple[bytes, bytes]], deletes: list[bytes]
-    ) -> Coroutine[Any, Any, None]:
-        """Apply ``deletes`` then ``puts`` atomically (awaitable)."""
-        return self.driver.kv_write(self.actor_id, puts=puts, deletes=deletes)
-
-    def put_soon(self, puts: list[tuple[bytes, bytes]], done: Callable[[bool, Any], None]) -> bool:
-        """Put ``puts`` without awaiting (the driver's ``kv_put_soon``): ``done(ok, error)``
-        on the loop once committed or failed; False, doing nothing, when the driver cannot."""
-        return self.driver.kv_put_soon(self.actor_id, puts, done)
-
-    def list(
-        self, start: bytes, end: bytes | None, *, reverse: bool = False, limit: int | None = None
-    ) -> Coroutine[Any, Any, list[tuple[bytes, bytes]]]:
-        """Entries with ``start <= key < end`` in key order (``reverse``: last first;
-        awaitable)."""
-        return self.driver.kv_list(self.actor_id, start, end, reverse=reverse, limit=limit)
-
-
 def traces_for(instance: ActorInstance) -> ActorTraces | None:
     """The recorder of a starting actor, or None when tracing is off for it."""
     options = instance.options
-    if not getattr(options, "traces", True) or not enabled():
+    if not getattr(options, "traces", True):
+        return None
+    data = _ENV_DATA  # (enabled()'s common case, without its frame)
+    if (data is None or os.environ is not _ENVIRON or _ENV_KEY in data) and not enabled():
         return None
     clock = instance.clock
-    store = DriverStore(instance.driver, instance.actor_id, instance.name, instance.key)
+    # (DriverStore's fields set here: its __init__ is a Python frame per actor)
+    store: DriverStore = _new(DriverStore)
+    store.driver = instance.driver
+    store.actor_id = instance.actor_id
+    store.name = instance.name
+    store.key = instance.key
     return ActorTraces(
         store,
         max_bytes=getattr(options, "traces_max_bytes", 1024 * 1024),

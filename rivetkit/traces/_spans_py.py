@@ -240,7 +240,7 @@ class SpanRecorder:
         self,
         records: list[Any],
         base: int,
-        tail_of: Callable[[Span], bytes],
+        tail_of: Callable[[Span], bytes] | bytes,
         other: Callable[[Any, list[bytes]], int],
         parts: list[bytes],
     ) -> int:
@@ -249,9 +249,10 @@ class SpanRecorder:
 
         An ended root span with no error nor extra attributes, started in the bucket and
         not written before (an action's span, the common case) is made here: its
-        ``SpanStart`` (``tail_of(span)``: the bytes after its parent field) then its
-        ``SpanEnd``. Every other entry goes to ``other(entry, parts)``, which appends its
-        records and returns how many.
+        ``SpanStart`` (``tail_of(span)``: the bytes after its parent field; ``tail_of`` may
+        be those bytes themselves, when every such span has the same) then its ``SpanEnd``.
+        Every other entry goes to ``other(entry, parts)``, which appends its records and
+        returns how many.
         """
         count = 0
         pack64 = _U64.pack
@@ -261,6 +262,11 @@ class SpanRecorder:
         id_base = self.id_base
         last_info: Any = None
         tail = b""
+        ask: Callable[[Span], bytes] | None = None
+        if isinstance(tail_of, bytes):  # (the same tail for every plain span: never asked)
+            tail = tail_of
+        else:
+            ask = tail_of
         for entry in records:
             if (
                 type(entry) is Span
@@ -272,8 +278,8 @@ class SpanRecorder:
             ):
                 # tail_of gives the same bytes for the same info (and interns nothing after
                 # its first call for it): asked once per run of the same info.
-                if entry.info is not last_info:
-                    tail = tail_of(entry)
+                if ask is not None and entry.info is not last_info:
+                    tail = ask(entry)
                     last_info = entry.info
                 span_id = (id_base + entry.seq) & _MASK64
                 parts.append(

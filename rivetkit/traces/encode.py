@@ -11,7 +11,6 @@ microseconds per span. BARE: ``u32``/``u64`` little-endian fixed width, ``uint``
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from rivetkit.protocol.bare_prims import string as _text
@@ -31,15 +30,17 @@ _ZERO32: Final = b"\x00\x00\x00\x00"
 # SpanStart/SpanSnapshot tail after the attributes: dropped count, no links, dropped links.
 _NO_LINKS: Final = _ZERO32 + b"\x00" + _ZERO32
 _VERSION: Final = b"\x01\x00"
+#: ``uint`` of 0 to 127: one byte.
+_SMALL: Final = [bytes((i,)) for i in range(128)]
 
 
 #: Per span info (by id, the info kept to check it): the string table and the ``SpanStart``
 #: tail (the bytes after the parent field) of a chunk whose entries are all plain spans of
-#: that info (see :meth:`SpanRecorder.encode_records`): its strings are then the info's
-#: alone, interned in the same order; and a ``tail_of`` giving that tail. Infos are shared
-#: by every recorder (the span twins cache them by kind and name), so a short-lived
+#: that info (see :meth:`SpanRecorder.encode_records`, given the tail itself: no call per
+#: chunk): its strings are then the info's alone, interned in the same order. Infos are
+#: shared by every recorder (the span twins cache them by kind and name), so a short-lived
 #: actor's one chunk finds them made.
-_ONE_INFO: dict[int, tuple[SpanInfo, bytes, Callable[[Span], bytes]]] = {}
+_ONE_INFO: dict[int, tuple[SpanInfo, bytes, bytes]] = {}
 #: More infos than this (names beyond the twins' cache, made anew per span): cleared.
 _ONE_INFO_MAX: Final = 8192
 
@@ -48,7 +49,7 @@ class _NotPlain(Exception):
     """An entry that only the general path encodes."""
 
 
-def _one_info(info: SpanInfo) -> tuple[SpanInfo, bytes, Callable[[Span], bytes]]:
+def _one_info(info: SpanInfo) -> tuple[SpanInfo, bytes, bytes]:
     """The string table and tail of a chunk of plain spans of ``info`` (see
     :data:`_ONE_INFO`), made as the general path makes them."""
     entry = _ONE_INFO.get(id(info))
@@ -65,13 +66,9 @@ def _one_info(info: SpanInfo) -> tuple[SpanInfo, bytes, Callable[[Span], bytes]]
         attrs += (_U32.pack(ids[key]), _uint(len(value)), value)
     tail = _U32.pack(ids[info[0]]) + _ZERO32 + b"\x00" + _ZERO32 + b"".join(attrs) + _NO_LINKS
     table = _uint(len(strings)) + b"".join([_text(text) for text in strings])
-
-    def tail_of(span: Span) -> bytes:
-        return tail
-
     if len(_ONE_INFO) >= _ONE_INFO_MAX:
         _ONE_INFO.clear()
-    entry = _ONE_INFO[id(info)] = (info, table, tail_of)
+    entry = _ONE_INFO[id(info)] = (info, table, tail)
     return entry
 
 
@@ -93,15 +90,17 @@ def encode_chunk(traces: ActorTraces, sealed: Sealed) -> bytes:
             entry = _ONE_INFO.get(id(info))  # (_one_info's lookup, without its frame)
             if entry is None or entry[0] is not info:
                 entry = _one_info(info)
-            _, table, tail_of = entry
+            _, table, tail = entry
             base = sealed.bucket * 1_000_000_000
             parts: list[bytes] = []
             try:
-                count = traces.encode_records(records, base, tail_of, _not_plain, parts)
+                count = traces.encode_records(records, base, tail, _not_plain, parts)
             except _NotPlain:
                 pass
             else:
-                return b"".join([_VERSION, _U64.pack(base), table, _uint(count), *parts, b"\x00"])
+                # (_uint's common case, without its frame)
+                size = _SMALL[count] if count < 128 else _uint(count)
+                return b"".join([_VERSION, _U64.pack(base), table, size, *parts, b"\x00"])
     return _encode_chunk(traces, sealed)
 
 

@@ -35,7 +35,7 @@ import asyncio
 import importlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from random import getrandbits
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, cast
@@ -46,6 +46,7 @@ from rivetkit.traces import aging as _aging
 from rivetkit.traces.aging import AgeSlot
 from rivetkit.traces.attrs import Attrs, encode_attrs, error_attrs
 from rivetkit.traces.schema import chunk_key, parse_chunk_key
+from rivetkit.traces.store import DONE, DriverStore
 
 if TYPE_CHECKING:
     from rivetkit.traces._spans_py import (
@@ -278,15 +279,21 @@ class TraceStorage:
             "rivet.actor.key": "/".join(key),
         }
 
-    async def preload(self) -> None:
-        """Read which chunks are stored now (a new actor starts): the embedded driver answers
-        that without a store trip (the KV of an actor it just created is known empty), where
-        the listing at the first write, after the actor's first save, would cost one. Only
-        this recorder writes the actor's chunks from here on, so what it read stays exact. A
-        failing read is left to the first write to retry (its chunk is dropped if it fails
-        again, as before)."""
-        if self._stored is not None:
-            return
+    def preload(self) -> Awaitable[None]:
+        """Read which chunks are stored now (a new actor starts; awaitable): none, with nothing
+        awaited, when the driver knows the KV empty (the embedded one, of an actor it just
+        made), where the first write's listing would cost a store trip. Only this recorder
+        writes the actor's chunks from here on, so what it read stays exact. A failing read
+        is left to the first write to retry (its chunk dropped if that fails too)."""
+        if self._stored is None:
+            store = self.store
+            if type(store) is not DriverStore or not store.driver.kv_known_empty(store.actor_id):
+                return self._list_stored()
+            self._stored = _NONE_STORED
+            self._stored_bytes = 0
+        return DONE
+
+    async def _list_stored(self) -> None:
         try:
             entries = await self.store.list(TRACES_PREFIX, _TRACES_END)
         except Exception as exc:
@@ -306,7 +313,14 @@ class TraceStorage:
             ages = _aging._last
             if ages is None or ages.age != self._chunk_age or ages._loop_ref() is not loop:
                 ages = _aging.ages_of(loop, self._chunk_age)
-            self._age_slot = ages.add(self, loop.time())
+            # (ages.add's common case, a slot open already, without its frame)
+            now = loop.time()
+            slot = ages._slots.get(-int(-(now + ages.age) // _aging.SLOT_WIDTH))
+            if slot is None:
+                self._age_slot = ages.add(self, now)
+            else:
+                slot[self] = None
+                self._age_slot = slot
 
     def _age_out(self) -> None:
         """The current chunk is old enough (its age slot ended): seal it."""
@@ -519,9 +533,12 @@ class TraceStorage:
         False when the rest must be written and awaited as before: a store without
         ``put_soon`` or refusing it, stored chunks not listed yet, old chunks to delete, an
         exporter to feed."""
-        put_soon = getattr(self.store, "put_soon", None)
+        store = self.store
+        # (a DriverStore's put_soon is its driver's, asked here without the store's frame)
+        direct = type(store) is DriverStore
+        put_soon = None if direct else getattr(store, "put_soon", None)
         stored = self._stored
-        if put_soon is None or stored is None:
+        if (put_soon is None and not direct) or stored is None:
             return False
         export = _late_modules.get("export") or _late("export")
         if export._exporters:  # (export.exporting(), without its frame)
@@ -533,20 +550,37 @@ class TraceStorage:
                 self._checked = True
         pending = self.pending
         while pending:
-            plan = self._plan(pending[0], stored)
+            if stored:
+                plan = self._plan(pending[0], stored)
+            else:  # (a new actor's first chunk: _plan's steps without its frame)
+                sealed = pending[0]
+                encode = _late_modules.get("encode") or _late("encode")
+                data = encode.encode_chunk(self, sealed)
+                plan = None
+                if len(data) <= self.max_bytes:
+                    key = chunk_key(sealed.bucket, sealed.chunk_id)
+                    plan = (key, data, [], [], self._stored_bytes + len(data))
             if plan is not None:
                 key, data, deletes, kept, total = plan
                 if deletes:
                     return False
                 try:
-                    taken = put_soon([(key, data)], self._put_done)
+                    if put_soon is None:  # (direct; typing.cast would be a call)
+                        own: DriverStore = store  # type: ignore[assignment]
+                        taken = own.driver.kv_put_soon(own.actor_id, [(key, data)], self._put_done)
+                    else:
+                        taken = put_soon([(key, data)], self._put_done)
                 except Exception as exc:  # as a failing write: the chunk is dropped
                     self._put_done(False, exc)
                 else:
                     if not taken:
                         return False
-                    self._stored_written(key, data, kept, total)
-                    stored = kept
+                    if kept:
+                        self._stored_written(key, data, kept, total)
+                    else:  # (_stored_written's steps for the only chunk kept)
+                        self._stored = [(key, len(data))]
+                        self._stored_bytes = total
+                    stored = self._stored
             pending.pop(0)
         return True
 
