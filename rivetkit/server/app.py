@@ -53,7 +53,6 @@ from rivetkit.errors import RivetError, to_public
 from rivetkit.protocol.actor_keys import deserialize_key, serialize_key
 from rivetkit.runtime.lifecycle_times import LifecycleTimes
 from rivetkit.runtime.live_actors import Runtime
-from rivetkit.runtime.phase import Phase
 from rivetkit.server import address_hints, gateway
 from rivetkit.server.asgi_io import (
     AsgiWebSocket,
@@ -91,7 +90,6 @@ MAX_MANAGER_BODY: Final = 8 * 1024 * 1024
 _JSON: Final = [(b"content-type", b"application/json")]
 _TEXT: Final = [(b"content-type", b"text/plain; charset=utf-8")]
 _ROUTE_CACHE_SIZE: Final = 10_000
-_STARTED: Final = Phase.STARTED
 
 
 def actor_json(record: ActorRecord, lifecycle: LifecycleTimes | None = None) -> dict[str, Any]:
@@ -259,15 +257,19 @@ class RivetApp:
         return self._local.client(**options)
 
     def _drop_routes(self, actor_id: str) -> None:
-        for headers in self.dispatcher.response_headers_of(actor_id):
-            forget_head(headers)
+        # The dispatcher's response_headers_of, inline: most actors answered once (no list).
+        cached: Any = self.dispatcher._success_headers.get(actor_id)
+        if cached.__class__ is tuple:
+            for headers in cached[1].values():
+                forget_head(headers)
         routes = self._routes
         keys: Any = self._actor_routes.pop(actor_id, None)
         if keys is None:
             return
         for key in keys if keys.__class__ is list else (keys,):
             if routes.get(key) == actor_id:
-                self._forget_route(key)
+                routes.pop(key, None)  # _forget_route, inline
+                self._route_queries.pop(key, None)
 
     def _forget_route(self, key: tuple[str, bytes]) -> None:
         self._routes.pop(key, None)
@@ -426,44 +428,17 @@ class RivetApp:
                 )
             raise _route_not_found(path)
         except Exception as exc:
-            if not isinstance(exc, RivetError):
-                logger.error("%s %s failed", method, path[:200], exc_info=exc)
-            elif to_public(exc) is not exc:
-                logger.warning("%s %s failed: %s", method, path[:200], exc)
-            return error_response(exc)
+            return self.failed(method, path, exc)
 
-    async def direct_actor(self, path: str, raw_query: bytes) -> Any:
-        """The running actor of an action request ``POST path`` (``/gateway/{segment}/
-        action/{name}``, ``raw_query`` its query) for the direct road
-        (:mod:`rivetkit.server.http_direct`): what :meth:`_http` and the dispatcher do
-        before the action's own steps (the cached route or :meth:`_gateway`, which finds or
-        creates the actor, then its wake), errors logged and answered as they do. The
-        :class:`~rivetkit.runtime.instance.ActorInstance`, or the error's
-        :class:`~rivetkit.dispatch.http.Response`."""
-        try:
-            segment, rest = split_path(path)
-            instances = self.runtime.instances
-            cached: Any = self._routes.get((segment, raw_query))
-            instance = None if cached is None else instances.get(cached)
-            if instance is not None:
-                actor_id: str = cached
-            else:
-                actor_id, rest, _ = await self._gateway(path, raw_query, (segment, rest))
-                instance = instances.get(actor_id)
-            set_actor_context(instance, actor_id)
-        except Exception as exc:
-            if not isinstance(exc, RivetError):
-                logger.error("%s %s failed", "POST", path[:200], exc_info=exc)
-            elif to_public(exc) is not exc:
-                logger.warning("%s %s failed: %s", "POST", path[:200], exc)
-            return error_response(exc)
-        # Dispatcher.handle_http (its _instance's check made above), then _action's first steps.
-        if instance is None or instance.phase != _STARTED:
-            try:
-                instance = await self.runtime.instance(actor_id)
-            except Exception as exc:
-                return self.dispatcher._error(exc, None, f"POST {rest[:200]}", traced=False)
-        return instance
+    def failed(self, method: str, path: str, exc: Exception) -> Response:
+        """The answer to ``method path`` when resolving or answering it raised ``exc``,
+        logged as an internal error (or a warning) as the ordinary road does; the direct road
+        (:mod:`rivetkit.server.http_direct`) answers its resolution errors with it too."""
+        if not isinstance(exc, RivetError):
+            logger.error("%s %s failed", method, path[:200], exc_info=exc)
+        elif to_public(exc) is not exc:
+            logger.warning("%s %s failed: %s", method, path[:200], exc)
+        return error_response(exc)
 
     def _metrics(self, headers: Headers) -> Response:
         """``GET /metrics``: the runtime's Prometheus text (see :mod:`rivetkit.metrics`)."""

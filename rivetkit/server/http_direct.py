@@ -13,8 +13,8 @@ the callback, with no task at all; any other in one task per request (in the ser
 tasks, as uvicorn's own: an async action's first steps may need the current task).
 A request whose route is not cached to a running actor (the first to a new key, a sleeping
 actor) is taken too: its task first finds, creates or wakes the actor as the ordinary road
-does (:meth:`~rivetkit.server.app.RivetApp.direct_actor`: the same driver calls, route cache
-and errors), then answers as for a cached route.
+does (the app's ``_gateway`` and the runtime's wake: the same driver calls, route cache and
+errors), then answers as for a cached route.
 
 Taken only where nothing the ordinary road does would differ: the app is a started
 :class:`~rivetkit.server.app.RivetApp` (alone or behind uvicorn's proxy-headers middleware)
@@ -32,11 +32,11 @@ import asyncio
 import contextvars
 from typing import Any, ClassVar, Final
 
-from rivetkit.dispatch.http import Response
 from rivetkit.logs import RequestContext, reset_request_context, set_request_context
 from rivetkit.protocol.trees import ENCODINGS
 from rivetkit.runtime.phase import Phase
 from rivetkit.runtime.resume import resumed
+from rivetkit.server.request_log import set_actor_context
 
 __all__ = ["MAX_DIRECT_BODY", "DirectCycle", "direct_app", "take"]
 
@@ -159,19 +159,19 @@ class DirectCycle:
 
 class _Resolve:
     """The target of a direct-road action whose route is not cached to a running actor:
-    :meth:`~rivetkit.server.app.RivetApp.direct_actor` finds (or creates) and wakes its
-    actor as the ordinary road does, then the action runs as on a cached route."""
+    :func:`_answer` finds (or creates) and wakes its actor as the ordinary road does, then
+    the action runs as on a cached route. Made by :func:`_to_resolve` (no ``__init__``)."""
 
-    __slots__ = ("encoding", "name", "params", "path", "query")
+    __slots__ = ("encoding", "name", "params", "path", "query", "rest", "segment")
 
-    def __init__(
-        self, path: str, query: bytes, name: str, encoding: str, params: bytes | None
-    ) -> None:
-        self.path = path
-        self.query = query
-        self.name = name
-        self.encoding = encoding
-        self.params = params
+    path: str
+    query: bytes
+    #: ``split_path(path)``.
+    segment: str
+    rest: str
+    name: str
+    encoding: str
+    params: bytes | None
 
 
 # The x-rivet-encoding values the direct road takes (an empty value names json, as in the
@@ -203,7 +203,18 @@ def _to_resolve(raw_path: bytes, query: bytes, headers: Any) -> _Resolve | None:
     encoding = "json" if raw_encoding is None else _ENCODING_NAMES.get(raw_encoding)
     if encoding is None:
         return None
-    return _Resolve(path, query, name, encoding, raw_params)
+    target = _new_resolve(_Resolve)  # (no __init__ frame)
+    target.path = path
+    target.query = query
+    target.segment = path[9:cut]
+    target.rest = path[cut:]
+    target.name = name
+    target.encoding = encoding
+    target.params = raw_params
+    return target
+
+
+_new_resolve: Final = object.__new__
 
 
 def direct_app(app: Any) -> Any:
@@ -306,11 +317,32 @@ async def _answer(cycle: DirectCycle) -> None:
             target: Any = cycle.target
             answer: Any = None
             if target.__class__ is _Resolve:  # find, make or wake the actor first
-                found = await cycle.app.direct_actor(target.path, target.query)
-                if found.__class__ is Response:
-                    answer = found
-                else:
-                    target = (found, found.actor_id, target.name, target.encoding, target.params)
+                # What RivetApp._http and the dispatcher do before the action's own steps
+                # (the cached route or the app's _gateway, which finds or creates the actor,
+                # then its wake), errors logged and answered as they do; inline, not in a
+                # coroutine of its own: a frame less at each of the creation's resumptions.
+                app = cycle.app
+                rest = target.rest
+                try:
+                    instances = app.runtime.instances
+                    actor_id: Any = app._routes.get((target.segment, target.query))
+                    instance = None if actor_id is None else instances.get(actor_id)
+                    if instance is None:
+                        split = (target.segment, rest)
+                        actor_id, rest, _ = await app._gateway(target.path, target.query, split)
+                        instance = instances.get(actor_id)
+                    set_actor_context(instance, actor_id)
+                except Exception as exc:
+                    answer = app.failed("POST", target.path, exc)
+                else:  # Dispatcher.handle_http's _instance (its check made here)
+                    if instance is None or instance.phase != _STARTED:
+                        try:
+                            instance = await app.runtime.instance(actor_id)
+                        except Exception as exc:
+                            what = f"POST {rest[:200]}"
+                            answer = app.dispatcher._error(exc, None, what, traced=False)
+                    if answer is None:
+                        target = (instance, actor_id, target.name, target.encoding, target.params)
             if answer is None:
                 answer = await cycle.twin.answer_action(
                     cycle.app, target, cycle.body, MAX_BODY_SIZE
