@@ -194,6 +194,20 @@ class _Resume:
 _EVENT_FRAMES: dict[str, tuple[str, list[Any], str | bytes]] = {}
 
 
+def _event_frame(name: str, args: list[Any], encoding: str) -> str | bytes | None:
+    """The frame of the event ``name`` with ``args`` (by identity) in ``encoding``: the kept
+    one, or encoded now and kept; None when it cannot be encoded."""
+    cached = _EVENT_FRAMES.get(encoding)
+    if cached is not None and cached[1] is args and cached[0] == name:
+        return cached[2]
+    try:
+        frame = encode_to_client(ToClient(Event(name, args)), encoding)
+    except Exception:
+        return None  # send_event reports it
+    _EVENT_FRAMES[encoding] = (name, args, frame)
+    return frame
+
+
 class ConnSession:
     """One ``/connect`` WebSocket: the runtime's :class:`ConnTransport` for its connection.
 
@@ -330,6 +344,36 @@ class ConnSession:
             if send_now is not None and send_now(frame):
                 return
         self._queue(frame)
+
+    @staticmethod
+    def send_event_to_all(transports: list[Any], name: str, args: list[Any]) -> None:
+        """:meth:`send_event` on each of ``transports`` (a broadcast, see
+        :meth:`rivetkit.runtime.conns.ActorConns.broadcast`), with a session's common case
+        inline: open, nothing queued, the frame (encoded once per encoding) fits. Any other
+        case, and any other transport, goes through its own ``send_event``."""
+        encoding = None
+        frame: str | bytes | None = None
+        for session in transports:
+            if (
+                type(session) is not ConnSession
+                or session._closing is not None
+                or session._out
+                or session._busy
+                or session._send_now is None
+            ):
+                session.send_event(name, args)
+                continue
+            if session.encoding != encoding:
+                encoding = session.encoding
+                frame = _event_frame(name, args, encoding)
+            if frame is None or len(frame) > session._max_out:
+                session.send_event(name, args)  # dropped there, with its warning
+                continue
+            info = session._hibernation
+            if info is not None:
+                info.client_message_index = (info.client_message_index + 1) & 0xFFFF
+            if not session._send_now(frame):
+                session._queue(frame)
 
     def close(self, reason: str | None) -> None:
         """Close the socket after the frames already queued (the runtime closed the conn)."""

@@ -331,13 +331,27 @@ class ActorConns:
     # Events
 
     def broadcast(self, event: str, args: tuple[Any, ...] | list[Any]) -> None:
-        """Send an event to every connection subscribed to it."""
-        payload = None  # one list shared by every subscriber, made for the first
-        for conn in list(self._owner.conns.values()):
-            if event in conn.subscriptions and conn.transport is not None:
-                if payload is None:
-                    payload = list(args)
-                conn.transport.send_event(event, payload)
+        """Send an event to every connection subscribed to it.
+
+        Every subscriber's transport gets the same ``args`` list. When the first one's class
+        has a ``send_event_to_all(transports, event, args)`` (a static method doing
+        ``send_event`` on each of ``transports``, whatever their class), it takes them all
+        in one call (a broadcast to thousands of sockets: one Python call, not one each).
+        """
+        targets = [
+            conn.transport
+            for conn in self._owner.conns.values()
+            if event in conn.subscriptions and conn.transport is not None
+        ]
+        if not targets:
+            return
+        payload = list(args)  # one list shared by every subscriber
+        send_all = getattr(type(targets[0]), "send_event_to_all", None)
+        if send_all is not None:
+            send_all(targets, event, payload)
+            return
+        for transport in targets:
+            transport.send_event(event, payload)
 
     def subscribe(
         self, conn: Connection, event: str, subscribe: bool = True
