@@ -15,7 +15,10 @@ whose answer proves the subscription was taken. Reports:
   the CPU time the server used meanwhile (``/proc``, 10 ms ticks: its own cost, whatever
   else runs on the machine), and that of its event loop's thread alone (``schedstat``,
   nanoseconds; per socket); with ``--broadcasts K``, K broadcasts one after the other and
-  the median of each figure (one broadcast is at the mercy of whatever else runs);
+  the median of each figure (one broadcast is at the mercy of whatever else runs); and the
+  loop thread's user and system CPU per broadcast (``/proc``, 10 ms ticks, the mean over the
+  K): most is the kernel's, one ``write`` per socket (on loopback the sender's syscall also
+  runs the receiver's TCP input);
 * action latency p50/p99 (``ping`` over HTTP, ``--pings`` sequential calls spread over the
   rooms) with no socket connected and again with all connected, side by side;
 * with ``--top K``: after that, ``tracemalloc`` in the server while ``--traced`` (1,000)
@@ -322,6 +325,16 @@ def loop_cpu_ms(pid: int) -> float:
         return float("nan")
 
 
+def loop_user_system_ms(pid: int) -> tuple[float, float]:
+    """User and system CPU time (ms, 10 ms ticks) the main thread of ``pid`` used so far
+    (``/proc/PID/task/PID/stat``): most of a broadcast's is the kernel's, one ``write`` per
+    socket (on loopback the sender's syscall also runs the receiver's TCP input)."""
+    with open(f"/proc/{pid}/task/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    tick = 1000 / os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) * tick, int(fields[12]) * tick
+
+
 def room_path(action: str, room: int | str) -> str:
     """The gateway path of ``action`` on room ``room``."""
     return f"/gateway/room/action/{action}?{QUERY}&rvt-key=r{room}"
@@ -449,6 +462,7 @@ def main() -> int:
             return start, time.time()
 
         rounds: list[tuple[float, float, float, int]] = []  # ms, answered ms, CPU ms, received
+        user_before, system_before = loop_user_system_ms(server.pid)
         for _ in range(args.broadcasts):
             for process in processes:
                 process.stdin.write("go\n")
@@ -463,6 +477,10 @@ def main() -> int:
             loop_cpu = loop_cpu_ms(server.pid) - loop_before
             rounds.append(((last - sent) * 1000, (answered - sent) * 1000, cpu, loop_cpu, received))
             time.sleep(0.2)
+        user_after, system_after = loop_user_system_ms(server.pid)
+        # The loop thread's user and system CPU per broadcast (mean: the ticks are coarse).
+        loop_user_ms = (user_after - user_before) / max(1, args.broadcasts)
+        loop_system_ms = (system_after - system_before) / max(1, args.broadcasts)
         # One broadcast: its figures; several: the median of each figure.
         broadcast_ms, answered_ms, broadcast_cpu_ms, loop_cpu_ms_ = (
             statistics.median(r[i] for r in rounds) for i in range(4)
@@ -500,6 +518,8 @@ def main() -> int:
         "ticks_answered_ms": answered_ms,
         "broadcast_server_cpu_ms": broadcast_cpu_ms,
         "broadcast_loop_cpu_ms": loop_cpu_ms_,
+        "broadcast_loop_user_ms": loop_user_ms,
+        "broadcast_loop_system_ms": loop_system_ms,
         "broadcast_rounds": [
             {"ms": ms, "answered_ms": ans, "server_cpu_ms": cpu, "loop_cpu_ms": lc, "received": got}
             for ms, ans, cpu, lc, got in rounds
@@ -519,6 +539,9 @@ def main() -> int:
           f"server used {broadcast_cpu_ms:.0f} ms of CPU for it ({loop_cpu_ms_:.1f} ms in its "
           f"event loop's thread: {loop_cpu_ms_ * 1000 / max(1, received):.1f} us per "
           f"socket, the {args.actors} tick actions included)")  # fmt: skip
+    print(f"  its event loop's thread per broadcast (mean of {len(rounds)}, with the 0.2 s "
+          f"pause after each): {loop_user_ms:.0f} ms user, {loop_system_ms:.0f} ms system "
+          f"(the kernel's: one write per socket)")  # fmt: skip
     if len(rounds) > 1:
         print("  each: " + ", ".join(f"{r[0]:.0f} ms ({r[3]:.0f} ms loop CPU)" for r in rounds))
     print(f"ping latency, {args.pings} calls: no sockets p50 {quiet['p50_ms']:.2f} ms "
