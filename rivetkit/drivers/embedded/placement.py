@@ -198,7 +198,8 @@ class Placement:
                 record, offline = await self._store.write(
                     tables.begin_generation_reading, slot.actor_id, OFFLINE_KEYS
                 )
-                fresh.started(slot.actor_id, offline)
+                if slot.actor_id in fresh.ids:  # fresh.started(...) inline
+                    fresh.ids[slot.actor_id] = offline
             else:
                 record = await self._store.write(tables.begin_generation, slot.actor_id)
             slot.generation = record.generation
