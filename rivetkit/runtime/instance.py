@@ -125,10 +125,10 @@ class ActorInstance:
         if (gate := gate_for(self)) is not None:
             self._gate = gate
         # Hooks on hot paths; the others are looked up when called (no per-actor table).
-        if (hook := _hook(definition, "on_state_change")) is not None:
-            self._on_state_change = hook
-        if (before := _hook(definition, "on_before_action_response")) is not None:
-            self._before_response = before
+        if (hook := definition.hooks.on_state_change) is not None:
+            self._on_state_change = hook.fn
+        if (before := definition.hooks.on_before_action_response) is not None:
+            self._before_response = before.fn
         # Replies go out as the action returns them (no hook, no durability gate).
         self._plain_replies = before is None and not self.options.durable_replies
         self._state: Any = None
@@ -283,7 +283,7 @@ class ActorInstance:
         self.phase = Phase.STARTED
         if self.metrics is not None:
             self.metrics.wakes += 1
-        if _hook(self.definition, "run") is not None:
+        if hooks.run is not None:
             self._run_task = self._loop.create_task(run_hook(self))
         for conn in list(self.conns.values()):  # restored: their transports may resume now
             resumed = getattr(conn.transport, "resumed", None)
@@ -293,8 +293,7 @@ class ActorInstance:
             lost = self.connections.disconnect(conn, "connection lost while the actor slept")
             self.wait_until(lost)
         self.sleep_policy.reset_idle()
-        await self.schedule.sync_alarm()
-        trigger = self.schedule.next_trigger()
+        trigger = await self.schedule.sync_alarm()  # the next trigger after the sync
         if trigger is not None and trigger <= self.clock():
             # Overdue events run right after the wake, in the background (seed lesson 3).
             self.wait_until(self.run_due_schedules())
@@ -645,7 +644,8 @@ class ActorInstance:
         self.phase = Phase.DESTROY_GRACE if destroying else Phase.SLEEP_GRACE
         deadline = self._loop.time() + grace
         self.sleep_policy.cancel_idle()
-        self.abort_event.set()
+        if (abort := getattr(self, "_abort", None)) is not None:  # else made set when read
+            abort.set()
         if not destroying and self.conns:
             try:
                 await self.connections.persist()  # before the others go (seed lesson 6)

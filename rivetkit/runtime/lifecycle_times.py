@@ -110,24 +110,39 @@ class LifecycleTimes:
 
     def started(self, actor_id: str) -> None:
         """The actor is ready for requests (its start finished)."""
-        now = self._now()
+        now = int(self._clock() * 1000)
+        entry = self._times.get(actor_id)
+        if type(entry) is int and entry < 0 and 0 <= now < _MASK:
+            # The packed entry of :meth:`starting` (_unpack and _running, inline).
+            start_bits = ~entry & ~_MASK
+            self._times[actor_id] = ~((start_bits or (now + 1) << _BITS) | (now + 1))
+            return
         start = self._start(actor_id)[1]
         self._times[actor_id] = _running(now if start is None else start, now)
 
     def stopping(self, actor_id: str) -> None:
         """The actor began to stop: no longer connectable."""
+        entry = self._times.get(actor_id)
+        if type(entry) is int and entry < 0:  # packed: its connectable_ts goes (inline)
+            self._times[actor_id] = ~(~entry & ~_MASK)
+            return
         known, start = self._start(actor_id)
         if known:
             self._times[actor_id] = _running(start, None)
 
     def stopped(self, actor_id: str) -> None:
         """The actor stopped (asleep, or destroyed: then :meth:`forget` follows)."""
-        now = self._now()
+        now = int(self._clock() * 1000)  # _now(), inline
         all_times = self._times
         sleepers = self._sleepers
         key = pack_id(actor_id)
         entry = all_times.pop(actor_id, None)  # re-inserted last: the newest sleeper
-        if entry is not None:
+        start: int | None
+        if type(entry) is int and entry < 0:  # packed, running (_unpack inline)
+            start = (~entry >> _BITS) - 1
+            if start < 0:
+                start = None
+        elif entry is not None:
             start = _unpack(entry)[0]
         else:
             moments = None if key is None else sleepers.pop(key)

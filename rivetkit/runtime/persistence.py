@@ -380,7 +380,8 @@ class StatePersistence:
             if owner.metrics is not None:
                 owner.metrics.state_saves += 1
                 owner.metrics.state_bytes += len(puts[0][1])
-        if owner._guard.save_worked():
+        guard = owner._guard
+        if guard.save_error is not None and guard.save_worked():  # (no call while saves work)
             owner.log.warning("saving the state works again; writes are accepted")
 
     def _write_failed(self, error: BaseException | None, snapshot: Actor | None) -> None:

@@ -397,7 +397,10 @@ class ActorSchedule:
         """
         events = self._owner.scheduled_events()
         times = [events[0].timestamp] if events else []
-        times += [trigger_ms(r.next_at) for r in self._recurring.values() if r.next_at != math.inf]
+        if self._recurring:
+            times += [
+                trigger_ms(r.next_at) for r in self._recurring.values() if r.next_at != math.inf
+            ]
         if self.workflow_wake_ms is not None:
             times.append(self.workflow_wake_ms)
         return min(times, default=None)
@@ -411,8 +414,9 @@ class ActorSchedule:
         """The driver fired (and dropped) the pushed alarm: the next sync pushes again."""
         self._pushed_alarm = _UNKNOWN
 
-    async def sync_alarm(self) -> None:
-        """Push the earliest trigger to the driver when it changed."""
+    async def sync_alarm(self) -> float | None:
+        """Push the earliest trigger to the driver when it changed; return
+        :meth:`next_trigger` as it is afterwards."""
         when_ms = self.next_trigger_ms()
         if when_ms != self._pushed_alarm:
             self._pushed_alarm = when_ms
@@ -421,6 +425,8 @@ class ActorSchedule:
             except BaseException:
                 self._pushed_alarm = _UNKNOWN  # unknown: the next sync pushes again
                 raise
+            when_ms = self.next_trigger_ms()  # it may have changed during the push
+        return None if when_ms is None else when_ms / 1000
 
     async def run_due(self) -> int:
         """Claim every due schedule, push the next alarm, then run the claimed actions.

@@ -182,16 +182,17 @@ class SleepPolicy:
     def end_request(self) -> None:
         """A request (or connection preflight) counted in :attr:`inflight` ended."""
         self.inflight -= 1
-        if self.inflight == 0:
-            self.activity_changed()
+        if self.inflight == 0:  # activity_changed(), inline
+            quiet = self._quiet
+            if quiet is not None:
+                quiet.set()
+            self.reset_idle()
 
     async def wait_for_quiet(self, deadline: float, *, wait_for_run: bool) -> None:
         """Wait, until the loop time ``deadline``, for in-flight work, ``keep_awake``,
         ``wait_until`` tasks, ``on_disconnect`` callbacks and (``wait_for_run``) ``run``."""
         owner = self._owner
         changed = self._quiet
-        if changed is None:
-            changed = self._quiet = LazyEvent()
         while True:
             run_task = owner._run_task
             running = wait_for_run and run_task is not None and not run_task.done()
@@ -208,6 +209,8 @@ class SleepPolicy:
             if remaining <= 0:
                 owner.log.warning("shutdown grace period ran out; cutting remaining work")
                 return
+            if changed is None:  # made only when there is something to wait for
+                changed = self._quiet = LazyEvent()
             changed.clear()
             waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(changed.wait())]
             if running:
