@@ -1042,3 +1042,48 @@ def test_success_headers_made_per_encoding(server: Background) -> None:
             instance.generation -= 1
 
     asyncio.run_coroutine_threadsafe(check(), server.loop).result(10)
+
+
+def test_direct_road_carries_the_ray_id(server: Background) -> None:
+    """The log lines of a request the direct road takes carry its ``x-rivet-ray-id`` as the
+    request id (a new id without one), over both twins."""
+    import logging
+
+    from rivetkit.logs import current_request
+
+    seen: list[str | None] = []
+
+    class Grab(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            request = current_request()
+            seen.append(None if request is None else request.request_id)
+
+    handler = Grab()
+    logger = logging.getLogger("rivetkit")
+    logger.addHandler(handler)
+    try:
+        for label, road in direct_roads().items():
+            if road is None:
+                continue
+            for headers in ([("x-rivet-ray-id", "ray-direct-1")], []):
+                del seen[:]
+                key = f"r{next(_keys):08d}"  # a new actor: resolved, created, then answered
+                app = server.endpoint.app
+                before = taken_count()
+                app._serve_action = road
+                try:
+                    answer = exchange(
+                        _address(server), action_request(key, "crash", b"{}", headers)
+                    )
+                    asyncio.run_coroutine_threadsafe(asyncio.sleep(0), server.loop).result(10)
+                finally:
+                    app._serve_action = None
+                assert answer.startswith(b"HTTP/1.1 500 "), (label, answer)
+                assert taken_count() - before == 1, label
+                assert seen, label
+                if headers:
+                    assert set(seen) == {"ray-direct-1"}, (label, seen)
+                else:
+                    assert None not in seen and "ray-direct-1" not in seen, (label, seen)
+    finally:
+        logger.removeHandler(handler)

@@ -9,7 +9,7 @@ from typing import Any
 
 from rivetkit.dispatch.connect import conn_params_bytes, outgoing_too_long
 from rivetkit.dispatch.http import Response, incoming_too_long
-from rivetkit.dispatch.router import _ephemeral_conn_id
+from rivetkit.dispatch.router import _CONN_ID_PREFIX, _conn_serials
 from rivetkit.errors import EncodeError
 from rivetkit.protocol.http_bodies import http_action_request_from, http_action_response_to
 from rivetkit.protocol.trees import ENCODINGS, JSON_SCAN, plain_args
@@ -126,7 +126,8 @@ async def answer_action(app, target, body, max_body):
             args = http_action_request_from(body, encoding)
         params = None if raw_params is None else conn_params_bytes(raw_params)
         params = conn_params_of(instance.definition, params)
-        conn_id = _ephemeral_conn_id()
+        # router._ephemeral_conn_id, inline (no frame)
+        conn_id = _CONN_ID_PREFIX + "%012x" % (next(_conn_serials) & 0xFFFFFFFFFFFF)
         connections = instance.connections
         conn = connections.open_plain(params, conn_id)
         if conn is None:

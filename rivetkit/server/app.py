@@ -471,7 +471,9 @@ class RivetApp:
             params, rest_query = {}, query_string
         if params:
             target = gateway.parse_query(segment, params)
-            self._check_name(target.name)
+            names = self.registry.actors
+            if target.name not in names:  # _check_name, inline
+                raise address_hints.unknown_name(target.name, names)
             if target.method == "get":
                 actor_id = await self._find(target)
             else:  # getOrCreate inline (no coroutine of its own: a frame less to resume)

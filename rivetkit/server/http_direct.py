@@ -32,7 +32,7 @@ import asyncio
 import contextvars
 from typing import Any, ClassVar, Final
 
-from rivetkit.logs import RequestContext, reset_request_context, set_request_context
+from rivetkit.logs import RequestContext, _current
 from rivetkit.protocol.trees import ENCODINGS
 from rivetkit.runtime.phase import Phase
 from rivetkit.runtime.resume import resumed
@@ -44,6 +44,7 @@ __all__ = ["MAX_DIRECT_BODY", "DirectCycle", "direct_app", "take"]
 MAX_DIRECT_BODY: Final = 65536
 
 _FRAMING: Final = (b"content-length", b"transfer-encoding")
+_RAY_ID: Final = b"x-rivet-ray-id"  # (request_log.RAY_ID_HEADER)
 _STARTED: Final = Phase.STARTED
 
 
@@ -82,6 +83,7 @@ class DirectCycle:
         "more_body",
         "on_response",
         "proto",
+        "ray",
         "response_complete",
         "response_started",
         "target",
@@ -115,6 +117,8 @@ class DirectCycle:
         self.waiting_for_100_continue = False
         self.chunked_encoding: bool | None = None
         self.expected_content_length = 0
+        #: Whether the head has an ``x-rivet-ray-id`` (:func:`take` sets it).
+        self.ray = False
 
     def run(self) -> None:
         """The whole body is in: answer it. Within this call when the action runs no
@@ -290,12 +294,15 @@ def take(proto: Any, app: Any, raw_path: bytes, query: bytes) -> bool:
     if limit is not None and (len(proto.connections) >= limit or len(proto.tasks) >= limit):
         return False
     headers = proto.headers
+    ray = False  # an x-rivet-ray-id (request_id_of reads it then: most requests have none)
     for name, value in headers:
         if name == b"content-length":
             if not value.isdigit() or int(value) > MAX_DIRECT_BODY:
                 return False
         elif name == b"transfer-encoding":
             return False
+        elif name == _RAY_ID:
+            ray = True
     origin, refusal = app.origin_policy.check(headers)
     if origin is not None or refusal is not None:
         return False
@@ -304,7 +311,8 @@ def take(proto: Any, app: Any, raw_path: bytes, query: bytes) -> bool:
         target = _to_resolve(raw_path, query, headers)
         if target is None:
             return False
-    proto.cycle = DirectCycle(proto, app, twin, target, proto.parser.should_keep_alive())
+    proto.cycle = cycle = DirectCycle(proto, app, twin, target, proto.parser.should_keep_alive())
+    cycle.ray = ray
     DirectCycle.taken += 1
     return True
 
@@ -312,7 +320,8 @@ def take(proto: Any, app: Any, raw_path: bytes, query: bytes) -> bool:
 async def _answer(cycle: DirectCycle) -> None:
     """What ``RivetApp.__call__`` and uvicorn's ``run_asgi`` do for a fast-road action."""
     try:
-        token = set_request_context(RequestContext(request_id_of(cycle.headers)))
+        # set_request_context and reset_request_context without their frames
+        token = _current.set(RequestContext(request_id_of(cycle.headers) if cycle.ray else None))
         try:
             target: Any = cycle.target
             answer: Any = None
@@ -359,7 +368,7 @@ async def _answer(cycle: DirectCycle) -> None:
             if not respond(cycle, status, headers, body):
                 await _send(cycle, status, [*headers, (b"content-length", b"%d" % len(body))], body)
         finally:
-            reset_request_context(token)
+            _current.reset(token)
     except BaseException as exc:
         proto = cycle.proto
         proto.logger.error("Exception in ASGI application\n", exc_info=exc)

@@ -22,6 +22,7 @@ from typing import Any, Final
 from rivetkit.logs import (
     ACCESS_LOGGER,
     RequestContext,
+    _current,
     current_request,
     reset_request_context,
     set_request_context,
@@ -42,6 +43,8 @@ RAY_ID_HEADER: Final = b"x-rivet-ray-id"
 _MAX_ID: Final = 128
 
 _access = logging.getLogger(ACCESS_LOGGER)
+# rivetkit.logs.current_request without its frame (once or twice per request).
+_current_request: Final = _current.get
 
 
 def request_id_of(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -56,7 +59,7 @@ def request_id_of(headers: list[tuple[bytes, bytes]]) -> str | None:
 
 def set_actor_context(instance: Any, actor_id: str) -> None:
     """Add the actor (its id; its name and key when it is running) to the current request."""
-    request = current_request()
+    request = _current_request()
     if request is not None:
         request.actor_id = actor_id
         request.instance = instance
