@@ -254,3 +254,21 @@ async def test_ids_bases_are_the_same() -> None:
     assert seen[0] == seen[1]
     assert seen[0][1] == (5, (6).to_bytes(8, "big")) and seen[0][2][0] == 2**64 - 1
     assert seen[0][6] == (0, bytes(8), 0) and seen[0][7] > 0
+
+
+async def test_seed_sets_both_id_bases_alike() -> None:
+    """``seed(bits)``: ``id_base`` the low 64 bits, ``trace_base`` the next 64 as big-endian
+    bytes, in both twins (a new recorder's one random draw); what it sets reads as the
+    properties set one by one would."""
+    pure, compiled = both_twins("_spans", PURE)
+    for bits in (0, 1, (0x0102030405060708 << 64) | 0xFFFF_FFFF_FFFF_FFFF, 2**130 + 3, -1):
+        seen = []
+        for module in (pure, compiled):
+            recorder = module.SpanRecorder()
+            recorder.seed(bits)
+            by_hand = module.SpanRecorder()
+            by_hand.id_base = bits
+            by_hand.trace_base = ((bits >> 64) & (2**64 - 1)).to_bytes(8, "big")
+            assert (recorder.id_base, recorder.trace_base) == (by_hand.id_base, by_hand.trace_base)
+            seen.append((recorder.id_base, recorder.trace_base, recorder.trace_id_of(3)))
+        assert seen[0] == seen[1]

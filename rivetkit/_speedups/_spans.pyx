@@ -285,6 +285,12 @@ cdef class SpanRecorder:
             return rk_spans_wall_ns()
         return self._clock()
 
+    def seed(self, bits):
+        """Set both id bases from ``bits`` (a new recorder's 128 random bits): ``id_base``
+        its low 64 bits, ``trace_base`` the next 64 (big-endian bytes)."""
+        self._id_base = bits & _MASK64
+        self._trace_base = (bits >> 64) & _MASK64
+
     def span_id_of(self, seq):
         """The id of this recorder's span number ``seq``."""
         return ((self._id_base + seq) & _MASK64).to_bytes(8, "big")

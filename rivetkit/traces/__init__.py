@@ -17,7 +17,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from rivetkit.traces.recorder import ActorTraces, Span, current_span
+from rivetkit.traces.recorder import CHUNK_AGE, ActorTraces, Span, current_span
 from rivetkit.traces.store import DriverStore
 
 if TYPE_CHECKING:
@@ -69,11 +69,14 @@ def traces_for(instance: ActorInstance) -> ActorTraces | None:
     store.actor_id = instance.actor_id
     store.name = instance.name
     store.key = instance.key
+    # (positional: a call with keywords packs and unpacks a dict per actor)
     return ActorTraces(
         store,
-        max_bytes=getattr(options, "traces_max_bytes", 1024 * 1024),
-        clock_ns=time.time_ns if clock is time.time else (lambda: int(clock() * 1e9)),
-        actor=store,
+        getattr(options, "traces_max_bytes", 1024 * 1024),
+        time.time_ns if clock is time.time else (lambda: int(clock() * 1e9)),
+        None,
+        CHUNK_AGE,
+        store,
     )
 
 

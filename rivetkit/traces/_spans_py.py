@@ -228,6 +228,12 @@ class SpanRecorder:
             raise ValueError("trace_base must be 8 bytes")
         self._trace_base = value
 
+    def seed(self, bits: int) -> None:
+        """Set both id bases from ``bits`` (a new recorder's 128 random bits): ``id_base``
+        its low 64 bits, ``trace_base`` the next 64 (big-endian bytes)."""
+        self._id_base = bits & _MASK64
+        self._trace_base = ((bits >> 64) & _MASK64).to_bytes(8, "big")
+
     def span_id_of(self, seq: int) -> bytes:
         """The id of this recorder's span number ``seq``."""
         return ((self.id_base + seq) & _MASK64).to_bytes(8, "big")

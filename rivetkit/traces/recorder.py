@@ -205,12 +205,12 @@ class TraceStorage:
         _size: int
 
         def running(self) -> list[Span]: ...
+        def seed(self, bits: int) -> None: ...
         def _open_chunk(self, now: int) -> None: ...
 
     def __init__(
         self,
         store: TraceStore,
-        *,
         max_bytes: int = DEFAULT_MAX_BYTES,
         clock_ns: Callable[[], int] = time.time_ns,
         resource: dict[str, Any] | None = None,
@@ -237,8 +237,7 @@ class TraceStorage:
             target = max(512, min(MAX_CHUNK_BYTES, max_bytes // 8))
             if target != MAX_CHUNK_BYTES:
                 self.chunk_target = target
-        self.id_base = getrandbits(64)
-        self.trace_base = getrandbits(64).to_bytes(8, "big")
+        self.seed(getrandbits(128))  # (both id bases: one draw, no property setters)
         #: Sealed chunks not yet written, oldest first (the shared empty list until the
         #: first seal: only :meth:`_seal` adds to it, and gives the recorder its own first).
         self.pending: list[Sealed] = _NO_PENDING
