@@ -245,7 +245,16 @@ class Placement:
             )
             return
         if not isinstance(slot, _Slot):
-            self._begin_stop(self._stopping_slot(slot), reason)
+            # self._begin_stop(self._stopping_slot(slot), reason), inline: every sleep of a
+            # running actor comes here (two Python calls fewer).
+            stopping = self._slots[actor_id] = _Slot(actor_id)
+            stopping.generation = generation
+            stopping.state = "stopping"
+            stopping.stop_reason = reason
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            stopping.task = loop.create_task(self._stop(stopping, reason))
         elif slot.state == "starting":
             if slot.pending_stop != "destroy":
                 slot.pending_stop = reason
@@ -281,7 +290,8 @@ class Placement:
             slot.task = None
             if self._slots.get(actor_id) is slot:
                 del self._slots[actor_id]
-            self._settle(slot)
+            if slot.waiters is not None:  # (a sleep's stop is mostly awaited by nobody)
+                self._settle(slot)
         if slot.destroy_after_stop and reason != "destroy":
             if self._closing:
                 logger.warning("actor %s asked to be destroyed during shutdown; kept", actor_id)
