@@ -1087,3 +1087,41 @@ def test_direct_road_carries_the_ray_id(server: Background) -> None:
                     assert None not in seen and "ray-direct-1" not in seen, (label, seen)
     finally:
         logger.removeHandler(handler)
+
+
+def test_direct_road_checks_the_host_as_the_ordinary_one(server: Background) -> None:
+    """A Host the origin policy refuses (first seen, then again), one it allows (a loopback
+    name, first seen), none at all: the same answers on every road; the refused ones never
+    taken by the direct road, the allowed ones taken."""
+    cases = [("evil.example", 0), ("evil.example", 0), ("localhost:1", 1), (None, 1)]
+    for host, taken in cases:
+        results = {}
+        for label, road in direct_roads().items():
+            key = f"h{next(_keys):08d}"
+            request = action_request(key, "echo", b'{"args":[1]}', [])
+            if host is None:
+                request = request.replace(b"host: 127.0.0.1\r\n", b"")
+            else:
+                request = request.replace(b"host: 127.0.0.1", f"host: {host}".encode())
+            app = server.endpoint.app
+            before = taken_count()
+            app._serve_action = road
+            try:
+                answer = exchange(_address(server), request)
+                asyncio.run_coroutine_threadsafe(asyncio.sleep(0), server.loop).result(10)
+            finally:
+                app._serve_action = None
+            actor_id = next(
+                (
+                    line.split(b": ", 1)[1].decode()
+                    for line in answer.split(b"\r\n")
+                    if line.lower().startswith(b"x-rivet-actor:")
+                ),
+                "none",
+            )
+            results[label] = (neutral(answer, actor_id, key), taken_count() - before)
+        assert results["ordinary"][0].startswith(
+            b"HTTP/1.1 403 " if taken == 0 else b"HTTP/1.1 200 "
+        ), (host, results)
+        for label in ("pure", "compiled"):
+            assert results[label] == (results["ordinary"][0], taken), (host, label, results)

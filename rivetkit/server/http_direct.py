@@ -36,6 +36,7 @@ from rivetkit.logs import RequestContext, _current
 from rivetkit.protocol.trees import ENCODINGS
 from rivetkit.runtime.phase import Phase
 from rivetkit.runtime.resume import resumed
+from rivetkit.server.cors import OriginPolicy
 from rivetkit.server.request_log import set_actor_context
 
 __all__ = ["MAX_DIRECT_BODY", "DirectCycle", "direct_app", "take"]
@@ -294,7 +295,10 @@ def take(proto: Any, app: Any, raw_path: bytes, query: bytes) -> bool:
     if limit is not None and (len(proto.connections) >= limit or len(proto.tasks) >= limit):
         return False
     headers = proto.headers
+    policy = app.origin_policy
+    plain = policy.__class__ is OriginPolicy  # (a subclass's own check decides every time)
     ray = False  # an x-rivet-ray-id (request_id_of reads it then: most requests have none)
+    host = None
     for name, value in headers:
         if name == b"content-length":
             if not value.isdigit() or int(value) > MAX_DIRECT_BODY:
@@ -303,9 +307,18 @@ def take(proto: Any, app: Any, raw_path: bytes, query: bytes) -> bool:
             return False
         elif name == _RAY_ID:
             ray = True
-    origin, refusal = app.origin_policy.check(headers)
-    if origin is not None or refusal is not None:
-        return False
+        elif name == b"host":
+            host = value
+        elif name == b"origin" and plain:
+            return False  # (the policy's check answers it not None: not taken)
+    # The origin policy's check in this walk: no Origin, and a Host it allowed before (else
+    # its check decides, as it would have: a refusal, or the Host now vetted).
+    if not plain or (
+        host is not None and policy._host_check and policy._hosts_seen.get(host) is not True
+    ):
+        origin, refusal = policy.check(headers)
+        if origin is not None or refusal is not None:
+            return False
     target = twin.direct_target(app, raw_path, query, headers)
     if target is None:
         target = _to_resolve(raw_path, query, headers)
