@@ -38,6 +38,7 @@ MAX_ACTORS: Final = 100_000
 _BITS: Final = 42
 _LIMIT: Final = 1 << _BITS
 _MASK: Final = _LIMIT - 1
+_U64: Final = 1 << 64
 
 # A running (starting, stopping) actor's moments are one negative int too, not a list (one
 # per live actor: ~40 B instead of ~120 B): ~(bits 0-41: connectable_ts + 1, bits above:
@@ -106,6 +107,14 @@ class LifecycleTimes:
 
     def starting(self, actor_id: str) -> None:
         """The actor is being started (not connectable yet, not asleep)."""
+        if actor_id not in self._times:  # _start inline: a sleeper, or new here
+            key = pack_id(actor_id)
+            moments = None if key is None else self._sleepers.pop(key)
+            if moments is None:
+                self._times[actor_id] = -1  # _running(None, None)
+                return
+            self._times[actor_id] = _running(moments[0], None)
+            return
         self._times[actor_id] = _running(self._start(actor_id)[1], None)
 
     def started(self, actor_id: str) -> None:
@@ -147,12 +156,13 @@ class LifecycleTimes:
         else:
             moments = None if key is None else sleepers.pop(key)
             start = None if moments is None else moments[0]
-        if key is not None and sleepers.fits(start, now):
+        # (SleeperTable.fits inline)
+        if key is not None and 0 <= now < _U64 and (start is None or 0 <= start < _U64 - 1):
             # Absent from the table: an id is either there or in _times, and popped above.
             sleepers.append(key, start, now)
         else:
             all_times[actor_id] = _asleep(start, now)
-        if len(all_times) + len(sleepers) > MAX_ACTORS:
+        if len(all_times) + sleepers._live > MAX_ACTORS:  # (len(sleepers), no __len__ frame)
             self._evict()
 
     def _evict(self) -> None:

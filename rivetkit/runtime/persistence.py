@@ -223,7 +223,8 @@ class StatePersistence:
             self.notify_savers(error)  # nothing was saved: no waiter may think it was
             self._retry_save(error)
             return
-        self.notify_savers(None)
+        if self._waiters is not None:
+            self.notify_savers(None)
         if self._changed:
             self.mark_dirty()
 
@@ -297,8 +298,8 @@ class StatePersistence:
         snapshot, puts = self._prepare(has_initialized, extra, encoded)
         if puts:
             await self._store(snapshot, puts)
-        else:  # unchanged, nothing extra: nothing to write
-            self._written(snapshot, puts)
+        elif self._owner._guard.save_error is not None:  # unchanged, nothing extra: only
+            self._written(snapshot, puts)  # _written's "saves work again" (snapshot None)
 
     async def _store(self, snapshot: Actor | None, puts: _Puts) -> None:
         """Write what :meth:`_prepare` gave, then record it as saved."""
@@ -441,7 +442,7 @@ class StatePersistence:
         delay = 0.05
         while True:
             try:
-                if self._saving:
+                if self._task is not None or self._writing is not None:  # (_saving)
                     await self._wait_saving()
                 await self.write_snapshot()
                 if not destroying and owner.conns:  # persist() stores nothing without any
