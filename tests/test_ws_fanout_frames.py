@@ -230,3 +230,29 @@ async def test_coalescing_transport_forwards_the_whole_transport_api() -> None:
         ("write_eof", ()),
         ("abort", ()),
     ]
+
+
+def test_send_nowait_inlines_send_built_now_line_for_line() -> None:
+    """``DirectWebSocket.send_nowait`` does our protocol's ``send_built_now`` inline (a
+    Python call less per subscriber of a broadcast): the same statements, ``self`` being the
+    protocol and ``OPEN`` the ``State.OPEN`` kept in ``_built``."""
+    import ast
+    import inspect
+    import textwrap
+
+    protocol = ws_fastpath._build_ws_protocol()
+    if protocol is None:
+        pytest.skip("uvicorn's protocol in use")
+    assert ws_fastpath._built[0] is protocol
+    method = ast.parse(textwrap.dedent(inspect.getsource(protocol.send_built_now))).body[0]
+    assert isinstance(method, ast.FunctionDef)
+    expected = ast.unparse(ast.Module(method.body[1:], []))  # after the docstring
+    expected = expected.replace("self.", "protocol.").replace(" OPEN", " built[1]")
+    nowait = ast.parse(textwrap.dedent(inspect.getsource(ws_fastpath.DirectWebSocket.send_nowait)))
+    body = nowait.body[0].body  # type: ignore[attr-defined]
+    start = next(
+        i
+        for i, node in enumerate(body)
+        if isinstance(node, ast.If) and "built[0]" in ast.unparse(node.test)
+    )
+    assert ast.unparse(ast.Module(body[start + 1 :], [])) == expected
