@@ -270,7 +270,12 @@ class HeadGuard:
             and http_version == "1.1"
             and not parser.should_upgrade()
         ):
-            target = split_target(self.url)
+            url = self.url  # split_target's plain case inline (no frame), else its call
+            if url[:1] == b"/" and len(url.translate(None, _NOT_PLAIN)) == len(url):
+                path, _, query = url.partition(b"?")
+                target = (path, query)
+            else:
+                target = split_target(url)
             if take(self, app, *target):
                 return  # the direct road (http_direct.py): no scope, no ASGI cycle
         self._ordinary(method, http_version, target)
