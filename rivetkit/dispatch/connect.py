@@ -194,16 +194,13 @@ class _Resume:
 _EVENT_FRAMES: dict[str, tuple[str, list[Any], str | bytes]] = {}
 
 
-def _event_frame(name: str, args: list[Any], encoding: str) -> str | bytes | None:
+def _event_frame(name: str, args: list[Any], encoding: str) -> str | bytes:
     """The frame of the event ``name`` with ``args`` (by identity) in ``encoding``: the kept
-    one, or encoded now and kept; None when it cannot be encoded."""
+    one, or encoded now and kept (raises what the encoding raised)."""
     cached = _EVENT_FRAMES.get(encoding)
     if cached is not None and cached[1] is args and cached[0] == name:
         return cached[2]
-    try:
-        frame = encode_to_client(ToClient(Event(name, args)), encoding)
-    except Exception:
-        return None  # send_event reports it
+    frame = encode_to_client(ToClient(Event(name, args)), encoding)
     _EVENT_FRAMES[encoding] = (name, args, frame)
     return frame
 
@@ -316,17 +313,11 @@ class ConnSession:
         """
         if self._closing is not None:
             return
-        encoding = self.encoding
-        cached = _EVENT_FRAMES.get(encoding)
-        if cached is not None and cached[1] is args and cached[0] == name:
-            frame = cached[2]
-        else:
-            try:
-                frame = encode_to_client(ToClient(Event(name, args)), encoding)
-            except Exception as exc:
-                self._instance.log.warning("event %r dropped: it cannot be encoded (%s)", name, exc)
-                return
-            _EVENT_FRAMES[encoding] = (name, args, frame)
+        try:
+            frame = _event_frame(name, args, self.encoding)
+        except Exception as exc:
+            self._instance.log.warning("event %r dropped: it cannot be encoded (%s)", name, exc)
+            return
         if len(frame) > self._max_out:
             self._instance.log.warning(
                 "event %r dropped: %d bytes is over max_outgoing_message_size (%d)",
@@ -365,7 +356,10 @@ class ConnSession:
                 continue
             if session.encoding != encoding:
                 encoding = session.encoding
-                frame = _event_frame(name, args, encoding)
+                try:
+                    frame = _event_frame(name, args, encoding)
+                except Exception:
+                    frame = None  # send_event reports it
             if frame is None or len(frame) > session._max_out:
                 session.send_event(name, args)  # dropped there, with its warning
                 continue
