@@ -206,7 +206,7 @@ class Runtime:
     def _idle_due(self, actor_id: object) -> None:
         instance = self.instances.get(actor_id)  # type: ignore[call-overload]
         if instance is not None:
-            instance.idle_expired()
+            instance.sleep_policy.idle_expired()  # (what instance.idle_expired does)
 
     # -- requests --------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rivetkit.runtime.lazy_event import LazyEvent
 from rivetkit.runtime.phase import Phase
-from rivetkit.runtime.timers import SleepTimers
+from rivetkit.runtime.timers import TOLERANCE, SleepTimers
 
 if TYPE_CHECKING:
     from rivetkit.runtime.instance import ActorInstance
@@ -159,7 +159,8 @@ class SleepPolicy:
             return  # whatever keeps it awake re-arms the timer when it ends
         owner = self._owner
         deadline = self._idle_deadline
-        if deadline > self._timers.horizon():
+        # The timers' horizon() inline: they run on this loop (the runtime's, or our own).
+        if deadline > self._loop.time() + TOLERANCE:
             self._idle_pending = True
             self._timers.arm(owner.actor_id, deadline)
             return
