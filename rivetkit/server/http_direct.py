@@ -39,7 +39,7 @@ from rivetkit.runtime.resume import resumed
 from rivetkit.server.cors import OriginPolicy
 from rivetkit.server.request_log import set_actor_context
 
-__all__ = ["MAX_DIRECT_BODY", "DirectCycle", "direct_app", "take"]
+__all__ = ["MAX_DIRECT_BODY", "NO_EVENT", "DirectCycle", "direct_app", "take"]
 
 #: The largest body the direct road takes (uvicorn's flow control never pauses below it).
 MAX_DIRECT_BODY: Final = 65536
@@ -62,7 +62,8 @@ class _NoEvent:
         return True
 
 
-_NO_EVENT: Final = _NoEvent()
+#: The ``message_event`` of every :class:`DirectCycle` (callers may skip its no-op ``set``).
+NO_EVENT: Final = _NoEvent()
 _POST: Final = {"type": "http", "method": "POST"}
 
 
@@ -94,7 +95,7 @@ class DirectCycle:
     )
 
     access_log: Final = False
-    message_event: Final = _NO_EVENT
+    message_event: Final = NO_EVENT
     scope: Final = _POST
     #: Requests the direct road took in this process (tests read it).
     taken: ClassVar[int] = 0

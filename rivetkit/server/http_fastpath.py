@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from rivetkit.dispatch.http import OnceHeaders
 from rivetkit.server import uvicorn_fit
+from rivetkit.server.http_direct import NO_EVENT
 from rivetkit.server.http_guard import HeadGuard
 
 __all__ = [
@@ -189,7 +190,9 @@ def respond(cycle: Any, status: int, headers: list[tuple[bytes, bytes]], body: b
         head += b"connection: close\r\n"
     cycle.transport.write(b"%s\r\n%s" % (head, body))
     cycle.response_complete = True
-    cycle.message_event.set()
+    event = cycle.message_event
+    if event is not NO_EVENT:  # (the direct road's: nobody waits, no call)
+        event.set()
     if not cycle.keep_alive:
         cycle.transport.close()
     cycle.on_response()

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from rivetkit.metrics.server import SERVER_COUNTERS
-from rivetkit.server.http_direct import DirectCycle, direct_app, take
+from rivetkit.server.http_direct import NO_EVENT, DirectCycle, direct_app, take
 from rivetkit.server.limits import ServerLimits
 
 try:
@@ -362,7 +362,9 @@ class HeadGuard:
         cycle.body += body
         if len(cycle.body) > HIGH_WATER_LIMIT:
             self.flow.pause_reading()
-        cycle.message_event.set()
+        event = cycle.message_event
+        if event is not NO_EVENT:  # (the direct road's: nobody waits, no call)
+            event.set()
 
     def on_message_complete(self) -> None:
         if self._rejected:
