@@ -39,6 +39,8 @@ V = TypeVar("V", default=Any)
 #: The type of each connection's state (``c.conn.state``).
 CS = TypeVar("CS", default=Any)
 
+_new_object: Any = object.__new__
+
 
 class ActorContext(Generic[S, V, CS]):
     """What an actor's code can see and do (``c`` in actions and hooks).
@@ -66,7 +68,12 @@ class ActorContext(Generic[S, V, CS]):
 
     def with_conn(self, conn: Connection[CS] | None) -> ActorContext[S, V, CS]:
         """A context for an action called over ``conn``."""
-        return ActorContext(self._instance, conn, self._client_source)
+        # __init__'s three fields set here: no __init__ frame (one per action over a conn).
+        ctx: ActorContext[S, V, CS] = _new_object(ActorContext)
+        ctx._instance = self._instance
+        ctx.conn = conn
+        ctx._client_source = self._client_source
+        return ctx
 
     def bind_client(self, source: Callable[[], Client] | None) -> None:
         """Set what :meth:`client` returns (called by the runtime with the host's factory)."""

@@ -654,11 +654,13 @@ class ActorQueue:
             if entry is not None and entry.state == IN_FLIGHT:
                 entry.state = READY
         self._outstanding = None
-        self._drop_waiters()
+        if self._waiters:  # (none: nothing to drop, no call)
+            self._drop_waiters()
         if self._abort_watch is not None:
             self._abort_watch.cancel()
             self._abort_watch = None
-        self._notify()
+        if self._changed is not None:
+            self._notify()
 
     def release(self) -> None:
         """The actor stopped (:mod:`.teardown`): drop the idle write batch (it holds us)."""
