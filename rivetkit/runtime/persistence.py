@@ -279,9 +279,7 @@ class StatePersistence:
         try:
             return encode_state(owner._state)
         except Exception as exc:
-            raise actor_error(
-                "invalid_state", f"the state cannot be encoded as CBOR: {exc}"
-            ) from exc
+            raise _unencodable(exc) from exc
 
     async def write_snapshot(
         self,
@@ -328,10 +326,16 @@ class StatePersistence:
         guard = owner._guard
         self._changed = False
         try:
-            if encoded is None or (owner._state is None and not owner.definition.has_state):
-                state = self.encode_state()
-            else:
+            value = owner._state
+            if value is None and not owner.definition.has_state:
+                state = b""  # (encode_state, inline: no frame on every save)
+            elif encoded is not None:
                 state = encoded
+            else:
+                try:
+                    state = encode_state(value)
+                except Exception as exc:
+                    raise _unencodable(exc) from exc
         except RivetError:
             if not guard.enabled or owner.phase == _LOADING:
                 self._changed = True
@@ -503,3 +507,8 @@ class StatePersistence:
 
 
 _WRITE_SNAPSHOT = StatePersistence.write_snapshot
+
+
+def _unencodable(error: Exception) -> RivetError:
+    """``actor/invalid_state`` for a state :func:`encode_state` refused with ``error``."""
+    return actor_error("invalid_state", f"the state cannot be encoded as CBOR: {error}")
