@@ -8,15 +8,119 @@ broadcast queues a frame on thousands of sockets.
 forwarding to the real transport, instead of a ``__getattr__``: a class with ``__getattr__``
 makes every attribute read on its instances go through a slower hook that CPython cannot
 specialize, and the broadcast path reads this object's fields once per socket.
+
+A large flush (a broadcast: :data:`SPLIT_AT` sockets or more) is written by two threads: the
+loop's own and one helper thread, each writing half of the sockets with
+:func:`rivetkit.server._sendmany_py.send_many` (the compiled twin releases the GIL). Most of a
+write to a socket is the kernel's (on loopback it also runs the receiver's TCP input), and on
+a machine with two cores or more the halves run at once. The loop waits for the helper before
+it goes on, so nothing else writes to those sockets meanwhile. Only plain TCP or Unix
+transports whose buffer is empty are written this way (the bytes leave as the transport's own
+``write`` would send them); the rest of a short write, and an error, go to the transport's
+``write``, which buffers or reports them as always.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import os
+import threading
 import weakref
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["CoalescingTransport", "Flusher", "flusher_of"]
+from rivetkit import _twins
+
+if TYPE_CHECKING:
+    from rivetkit.server._sendmany_py import send_many
+else:
+    send_many = _twins.load("_sendmany", "rivetkit.server._sendmany_py").send_many
+
+__all__ = ["SPLIT_AT", "CoalescingTransport", "Flusher", "flusher_of"]
+
+#: A flush writing to this many sockets or more is shared with the helper thread (below it,
+#: handing half over costs more than it saves).
+SPLIT_AT = 128
+#: Whether to share large flushes at all (one core: nothing to gain).
+SPLIT = (
+    len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+) > 1
+
+
+def _direct_types() -> tuple[type, ...]:
+    """Transport classes whose socket may be written directly while their buffer is empty:
+    plain sockets, never TLS (its transport is another class)."""
+    found: list[type] = []
+    for module, name in (
+        ("asyncio.selector_events", "_SelectorSocketTransport"),
+        ("uvloop.loop", "TCPTransport"),
+        ("uvloop.loop", "UnixTransport"),
+    ):
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):  # pragma: no cover - another Python or uvloop
+            continue
+        if isinstance(cls, type):
+            found.append(cls)
+    return tuple(found)
+
+
+_DIRECT_TYPES = _direct_types()
+
+
+def direct_fd(transport: Any) -> int:
+    """The file descriptor :class:`Flusher` may write ``transport``'s data to directly, or -1
+    (another kind of transport: TLS, a test's fake...)."""
+    if type(transport) not in _DIRECT_TYPES:
+        return -1
+    sock = transport.get_extra_info("socket")
+    try:
+        fd = sock.fileno()
+    except (AttributeError, OSError, ValueError):
+        return -1
+    return fd if type(fd) is int and fd >= 0 else -1
+
+
+class _Helper:
+    """The one thread of the process that writes half of a large flush (any loop's: a flush
+    that finds it busy with another loop's writes all of its own)."""
+
+    def __init__(self) -> None:
+        self._busy = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def start(
+        self, fds: list[int], datas: list[bytes], start: int, stop: int
+    ) -> Future[Any] | None:
+        """``send_many(fds, datas, start, stop)`` on the helper thread; None when it is busy."""
+        if not self._busy.acquire(blocking=False):
+            return None
+        try:
+            pool = self._pool
+            if pool is None:
+                pool = self._pool = ThreadPoolExecutor(1, thread_name_prefix="rivetkit-ws-write")
+            return pool.submit(send_many, fds, datas, start, stop)
+        except RuntimeError:  # the interpreter is shutting down
+            self._busy.release()
+            return None
+
+    def finish(self, job: Future[Any]) -> list[int]:
+        """Wait for ``job``; what it did not write whole (see ``send_many``)."""
+        try:
+            return job.result()  # type: ignore[no-any-return]
+        finally:
+            self._busy.release()
+
+    def forget(self) -> None:
+        """In a forked child: the parent's thread is not there."""
+        self._busy = threading.Lock()
+        self._pool = None
+
+
+_HELPER = _Helper()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_HELPER.forget)
 
 
 class Flusher:
@@ -44,6 +148,9 @@ class Flusher:
         if not dirty:
             return
         self._dirty = []
+        if len(dirty) >= SPLIT_AT and SPLIT:
+            self._run_shared(loop, dirty)
+            return
         for transport in dirty:
             # transport.flush() inline: the frames of thousands of sockets (a broadcast).
             transport._scheduled = False
@@ -58,6 +165,54 @@ class Flusher:
                 if not real.is_closing():
                     real.write(data)
             except Exception as exc:  # one transport's failure must not stall the others
+                loop.call_exception_handler(
+                    {"message": "flushing a WebSocket transport failed", "exception": exc}
+                )
+
+    def _run_shared(
+        self, loop: asyncio.AbstractEventLoop, dirty: list[CoalescingTransport]
+    ) -> None:
+        """:meth:`run` for many transports: the direct writes shared with the helper thread."""
+        fds: list[int] = []
+        datas: list[bytes] = []
+        reals: list[Any] = []
+        for transport in dirty:
+            transport._scheduled = False
+            pending = transport._pending
+            if not pending:
+                continue
+            try:
+                data = pending[0] if len(pending) == 1 else b"".join(pending)
+                pending.clear()
+                transport.pending_size = 0
+                real = transport.transport
+                if real.is_closing():
+                    continue
+                fd = transport._fd
+                if fd >= 0 and type(data) is bytes and not real.get_write_buffer_size():
+                    fds.append(fd)
+                    datas.append(data)
+                    reals.append(real)
+                else:
+                    real.write(data)
+            except Exception as exc:
+                loop.call_exception_handler(
+                    {"message": "flushing a WebSocket transport failed", "exception": exc}
+                )
+        count = len(fds)
+        if not count:
+            return
+        half = count // 2
+        job = _HELPER.start(fds, datas, half, count) if count >= SPLIT_AT else None
+        left = send_many(fds, datas, 0, half if job is not None else count)
+        if job is not None:
+            left += _HELPER.finish(job)
+        for k in range(0, len(left), 2):
+            i, written = left[k], left[k + 1]
+            try:
+                # The rest (or all, after EAGAIN or an error the transport then reports).
+                reals[i].write(datas[i][written:] if written > 0 else datas[i])
+            except Exception as exc:
                 loop.call_exception_handler(
                     {"message": "flushing a WebSocket transport failed", "exception": exc}
                 )
@@ -86,10 +241,20 @@ class CoalescingTransport:
     real transport's.
     """
 
-    __slots__ = ("_flusher", "_loop", "_pending", "_scheduled", "pending_size", "transport")
+    __slots__ = (
+        "_fd",
+        "_flusher",
+        "_loop",
+        "_pending",
+        "_scheduled",
+        "pending_size",
+        "transport",
+    )
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.transport = transport
+        #: The socket :class:`Flusher` may write to directly, or -1 (see :func:`direct_fd`).
+        self._fd = direct_fd(transport)
         self._loop = loop
         self._flusher = flusher_of(loop)
         self._pending: list[bytes] = []
