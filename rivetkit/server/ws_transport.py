@@ -10,10 +10,10 @@ makes every attribute read on its instances go through a slower hook that CPytho
 specialize, and the broadcast path reads this object's fields once per socket.
 
 A large flush (a broadcast: :data:`SPLIT_AT` sockets or more) is written by two threads: the
-loop's own and one helper thread, each writing half of the sockets with
-:func:`rivetkit.server._sendmany_py.send_many` (the compiled twin releases the GIL). Most of a
+loop's own and one helper thread run one :class:`rivetkit.server._sendmany_py.SendJob`, each
+taking the next writes until none is left (the compiled twin releases the GIL). Most of a
 write to a socket is the kernel's (on loopback it also runs the receiver's TCP input), and on
-a machine with two cores or more the halves run at once. The loop waits for the helper before
+a machine with two cores or more both threads write at once. The loop waits for the helper before
 it goes on, so nothing else writes to those sockets meanwhile. Only plain TCP or Unix
 transports whose buffer is empty are written this way (the bytes leave as the transport's own
 ``write`` would send them); the rest of a short write, and an error, go to the transport's
@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING, Any
 from rivetkit import _twins
 
 if TYPE_CHECKING:
-    from rivetkit.server._sendmany_py import send_many
+    from rivetkit.server._sendmany_py import SendJob
 else:
-    send_many = _twins.load("_sendmany", "rivetkit.server._sendmany_py").send_many
+    SendJob = _twins.load("_sendmany", "rivetkit.server._sendmany_py").SendJob
 
 __all__ = ["SPLIT_AT", "CoalescingTransport", "Flusher", "flusher_of"]
 
 #: A flush writing to this many sockets or more is shared with the helper thread (below it,
-#: handing half over costs more than it saves).
+#: waking the helper costs more than it saves).
 SPLIT_AT = 128
 #: Whether to share large flushes at all (one core: nothing to gain).
 SPLIT = (
@@ -72,7 +72,7 @@ _DIRECT_TYPES = _direct_types()
 def direct_fd(transport: Any) -> int:
     """The file descriptor :class:`Flusher` may write ``transport``'s data to directly, or -1
     (another kind of transport: TLS, a test's fake...)."""
-    if type(transport) not in _DIRECT_TYPES:
+    if type(transport) not in _DIRECT_TYPES or os.name != "posix":
         return -1
     sock = transport.get_extra_info("socket")
     try:
@@ -83,32 +83,30 @@ def direct_fd(transport: Any) -> int:
 
 
 class _Helper:
-    """The one thread of the process that writes half of a large flush (any loop's: a flush
-    that finds it busy with another loop's writes all of its own)."""
+    """The one thread of the process that helps with large flushes (any loop's: a flush that
+    finds it busy with another loop's makes all of its own writes)."""
 
     def __init__(self) -> None:
         self._busy = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
-    def start(
-        self, fds: list[int], datas: list[bytes], start: int, stop: int
-    ) -> Future[Any] | None:
-        """``send_many(fds, datas, start, stop)`` on the helper thread; None when it is busy."""
+    def start(self, job: SendJob) -> Future[None] | None:
+        """Run ``job`` on the helper thread too; None when it is busy."""
         if not self._busy.acquire(blocking=False):
             return None
         try:
             pool = self._pool
             if pool is None:
                 pool = self._pool = ThreadPoolExecutor(1, thread_name_prefix="rivetkit-ws-write")
-            return pool.submit(send_many, fds, datas, start, stop)
+            return pool.submit(job.run)
         except RuntimeError:  # the interpreter is shutting down
             self._busy.release()
             return None
 
-    def finish(self, job: Future[Any]) -> list[int]:
-        """Wait for ``job``; what it did not write whole (see ``send_many``)."""
+    def finish(self, help: Future[None]) -> None:
+        """Wait until the helper thread is done with its part."""
         try:
-            return job.result()  # type: ignore[no-any-return]
+            help.result()
         finally:
             self._busy.release()
 
@@ -202,11 +200,12 @@ class Flusher:
         count = len(fds)
         if not count:
             return
-        half = count // 2
-        job = _HELPER.start(fds, datas, half, count) if count >= SPLIT_AT else None
-        left = send_many(fds, datas, 0, half if job is not None else count)
-        if job is not None:
-            left += _HELPER.finish(job)
+        job = SendJob(fds, datas)
+        help = _HELPER.start(job) if count >= SPLIT_AT else None
+        job.run()  # with the helper thread: each takes the next writes until none is left
+        if help is not None:
+            _HELPER.finish(help)
+        left = job.left()
         for k in range(0, len(left), 2):
             i, written = left[k], left[k + 1]
             try:
