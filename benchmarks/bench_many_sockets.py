@@ -18,7 +18,8 @@ whose answer proves the subscription was taken. Reports:
   the median of each figure (one broadcast is at the mercy of whatever else runs); and the
   loop thread's user and system CPU per broadcast (``/proc``, 10 ms ticks, the mean over the
   K): most is the kernel's, one ``write`` per socket (on loopback the sender's syscall also
-  runs the receiver's TCP input);
+  runs the receiver's TCP input); the server shares a large flush's writes between its loop
+  thread and one helper thread (the server's CPU counts both, the loop thread's its own);
 * action latency p50/p99 (``ping`` over HTTP, ``--pings`` sequential calls spread over the
   rooms) with no socket connected and again with all connected, side by side;
 * with ``--top K``: after that, ``tracemalloc`` in the server while ``--traced`` (1,000)
@@ -541,7 +542,7 @@ def main() -> int:
           f"socket, the {args.actors} tick actions included)")  # fmt: skip
     print(f"  its event loop's thread per broadcast (mean of {len(rounds)}, with the 0.2 s "
           f"pause after each): {loop_user_ms:.0f} ms user, {loop_system_ms:.0f} ms system "
-          f"(the kernel's: one write per socket)")  # fmt: skip
+          f"(the kernel's: its share of the writes, one per socket)")  # fmt: skip
     if len(rounds) > 1:
         print("  each: " + ", ".join(f"{r[0]:.0f} ms ({r[3]:.0f} ms loop CPU)" for r in rounds))
     print(f"ping latency, {args.pings} calls: no sockets p50 {quiet['p50_ms']:.2f} ms "
