@@ -146,9 +146,12 @@ class Flusher:
         if not dirty:
             return
         self._dirty = []
+        # A large flush: the writes that can be made directly are gathered for one SendJob.
+        fds: list[int] | None = None
+        datas: list[bytes] = []
+        reals: list[Any] = []
         if len(dirty) >= SPLIT_AT and SPLIT:
-            self._run_shared(loop, dirty)
-            return
+            fds = []
         for transport in dirty:
             # transport.flush() inline: the frames of thousands of sockets (a broadcast).
             transport._scheduled = False
@@ -160,46 +163,32 @@ class Flusher:
                 pending.clear()
                 transport.pending_size = 0
                 real = transport.transport
-                if not real.is_closing():
+                if real.is_closing():
+                    continue
+                if (
+                    fds is not None
+                    and transport._fd >= 0
+                    and type(data) is bytes
+                    and not real.get_write_buffer_size()
+                ):
+                    fds.append(transport._fd)
+                    datas.append(data)
+                    reals.append(real)
+                else:
                     real.write(data)
             except Exception as exc:  # one transport's failure must not stall the others
                 loop.call_exception_handler(
                     {"message": "flushing a WebSocket transport failed", "exception": exc}
                 )
+        if fds:
+            self._write_shared(loop, fds, datas, reals)
 
-    def _run_shared(
-        self, loop: asyncio.AbstractEventLoop, dirty: list[CoalescingTransport]
+    def _write_shared(
+        self, loop: asyncio.AbstractEventLoop, fds: list[int], datas: list[bytes], reals: list[Any]
     ) -> None:
-        """:meth:`run` for many transports: the direct writes shared with the helper thread."""
-        fds: list[int] = []
-        datas: list[bytes] = []
-        reals: list[Any] = []
-        for transport in dirty:
-            transport._scheduled = False
-            pending = transport._pending
-            if not pending:
-                continue
-            try:
-                data = pending[0] if len(pending) == 1 else b"".join(pending)
-                pending.clear()
-                transport.pending_size = 0
-                real = transport.transport
-                if real.is_closing():
-                    continue
-                fd = transport._fd
-                if fd >= 0 and type(data) is bytes and not real.get_write_buffer_size():
-                    fds.append(fd)
-                    datas.append(data)
-                    reals.append(real)
-                else:
-                    real.write(data)
-            except Exception as exc:
-                loop.call_exception_handler(
-                    {"message": "flushing a WebSocket transport failed", "exception": exc}
-                )
+        """Write ``datas[i]`` to ``fds[i]`` (the socket of the empty transport ``reals[i]``)
+        on this thread and the helper thread; the rest through each transport's ``write``."""
         count = len(fds)
-        if not count:
-            return
         job = SendJob(fds, datas)
         help = _HELPER.start(job) if count >= SPLIT_AT else None
         job.run()  # with the helper thread: each takes the next writes until none is left
