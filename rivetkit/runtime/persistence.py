@@ -271,11 +271,14 @@ class StatePersistence:
                 else:
                     waiter.set_exception(error)
 
-    def encode_state(self) -> bytes:
-        """The state as RivetKit stores it: CBOR of the JSON-compatible form."""
+    def encode_state(self, encoded: bytes | None = None) -> bytes:
+        """The state as RivetKit stores it: CBOR of the JSON-compatible form (``encoded``:
+        that of the state as it is now, already made, returned as it is)."""
         owner = self._owner
         if owner._state is None and not owner.definition.has_state:
             return b""
+        if encoded is not None:
+            return encoded
         try:
             return encode_state(owner._state)
         except Exception as exc:
@@ -326,16 +329,7 @@ class StatePersistence:
         guard = owner._guard
         self._changed = False
         try:
-            value = owner._state
-            if value is None and not owner.definition.has_state:
-                state = b""  # (encode_state, inline: no frame on every save)
-            elif encoded is not None:
-                state = encoded
-            else:
-                try:
-                    state = encode_state(value)
-                except Exception as exc:
-                    raise _unencodable(exc) from exc
+            state = self.encode_state(encoded)
         except RivetError:
             if not guard.enabled or owner.phase == _LOADING:
                 self._changed = True
@@ -446,7 +440,7 @@ class StatePersistence:
         delay = 0.05
         while True:
             try:
-                if self._task is not None or self._writing is not None:  # (_saving)
+                if self._saving:
                     await self._wait_saving()
                 await self.write_snapshot()
                 if not destroying and owner.conns:  # persist() stores nothing without any
